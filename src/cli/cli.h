@@ -1,0 +1,19 @@
+// Subcommands of the satdifuser binary: each takes the arguments after its
+// name and returns the process exit code (0 ok, 1 failure, 2 usage error).
+#ifndef SD_CLI_H
+#define SD_CLI_H
+
+#define SATDIFUSER_VERSION "0.1.0"
+
+int cmd_golden(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_extract(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
+
+// Parses "--threads N" anywhere in argv (removing it) and starts the thread
+// pool; returns -1 with a message on a bad value.
+int cli_take_threads(int *argc, char **argv);
+
+#endif

@@ -1,0 +1,68 @@
+// satdifuser: the command-line front end. One file per subcommand.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/error.h"
+#include "core/runtime.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} g_commands[] = {
+    {"extract", cmd_extract, "VAE-encode, DDIM-invert and capture UNet features for images"},
+    {"train", cmd_train, "train a fusion module and head on cached features"},
+    {"eval", cmd_eval, "evaluate a trained head on cached features"},
+    {"predict", cmd_predict, "image to class or segmentation map"},
+    {"golden", cmd_golden, "run golden cases (folders of case.json + safetensors) against this implementation"},
+    {"info", cmd_info, "list the tensors and metadata of a safetensors file"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "satdifuser %s: SatDiFuser (diffusion features for geospatial tasks) in C\n\n", SATDIFUSER_VERSION);
+    fprintf(f, "usage: satdifuser [--threads N] <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof(g_commands) / sizeof(g_commands[0]); i++)
+        fprintf(f, "  %-10s %s\n", g_commands[i].name, g_commands[i].help);
+    fprintf(f, "  %-10s %s\n", "version", "print the version and the SIMD path in use");
+    fprintf(f, "\n'satdifuser <command> --help' describes a command's options.\n");
+    fprintf(f, "Threads: --threads N or $SATDIFUSER_THREADS (default: all cores).\n");
+}
+
+int cli_take_threads(int *argc, char **argv) {
+    int requested = 0;
+    for (int i = 0; i < *argc; i++) {
+        if (strcmp(argv[i], "--threads") == 0) {
+            if (i + 1 >= *argc) return sd_errorf("--threads: missing value");
+            char *end = NULL;
+            long v = strtol(argv[i + 1], &end, 10);
+            if (*end || v < 1 || v > 4096) return sd_errorf("--threads '%s': expected a whole number from 1 to 4096", argv[i + 1]);
+            requested = (int)v;
+            for (int j = i; j + 2 <= *argc; j++) argv[j] = argv[j + 2];
+            *argc -= 2;
+            i--;
+        }
+    }
+    return sd_threads_init(requested) < 0 ? -1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (cli_take_threads(&argc, argv)) {
+        fprintf(stderr, "satdifuser: %s\n", sd_last_error());
+        return 2;
+    }
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        printf("satdifuser %s (simd: %s, threads: %d)\n", SATDIFUSER_VERSION, sd_isa_name(sd_cpu_isa()), sd_threads());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(g_commands) / sizeof(g_commands[0]); i++)
+        if (!strcmp(argv[1], g_commands[i].name)) return g_commands[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "satdifuser: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

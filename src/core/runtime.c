@@ -1,0 +1,84 @@
+#include "core/runtime.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/error.h"
+
+static int g_threads = 1;
+
+int sd_threads_init(int requested) {
+    int n = requested;
+    if (n <= 0) {
+        const char *env = getenv("SATDIFUSER_THREADS");
+        if (env && *env) {
+            char *end = NULL;
+            long v = strtol(env, &end, 10);
+            if (*end != '\0' || v < 1 || v > 4096)
+                return sd_errorf("SATDIFUSER_THREADS='%s': expected a whole number from 1 to 4096", env);
+            n = (int)v;
+        }
+    }
+#ifdef _OPENMP
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+#else
+    n = 1;
+#endif
+    g_threads = n;
+    return n;
+}
+
+int sd_threads(void) { return g_threads; }
+
+static SdIsa detect_isa(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+        return ISA_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return ISA_AVX2;
+    return ISA_SCALAR;
+#elif defined(__aarch64__)
+    return ISA_NEON;
+#else
+    return ISA_SCALAR;
+#endif
+}
+
+SdIsa sd_cpu_isa(void) {
+    static int cached = -1;
+    if (cached < 0) {
+        SdIsa best = detect_isa();
+        SdIsa isa = best;
+        const char *env = getenv("SATDIFUSER_ISA");
+        if (env && *env) {
+            if (!strcmp(env, "scalar")) isa = ISA_SCALAR;
+            else if (!strcmp(env, "avx2") && best == ISA_AVX512) isa = ISA_AVX2;
+            else if (!strcmp(env, "avx2") && best == ISA_AVX2) isa = ISA_AVX2;
+            // asking for more than the CPU has keeps the best available
+        }
+        cached = (int)isa;
+    }
+    return (SdIsa)cached;
+}
+
+const char *sd_isa_name(SdIsa isa) {
+    switch (isa) {
+    case ISA_AVX512: return "avx512";
+    case ISA_AVX2: return "avx2";
+    case ISA_NEON: return "neon";
+    default: return "scalar";
+    }
+}
+
+double sd_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,419 @@
+#include "io/safetensors.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+
+const char *dtype_name(DType dt) {
+    static const char *names[] = {"F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL"};
+    return names[dt];
+}
+
+int dtype_size(DType dt) {
+    static const int sizes[] = {4, 2, 2, 8, 8, 4, 2, 1, 1, 1};
+    return sizes[dt];
+}
+
+static int dtype_parse(const char *s, DType *out) {
+    for (int i = 0; i <= (int)DT_BOOL; i++)
+        if (strcmp(s, dtype_name((DType)i)) == 0) { *out = (DType)i; return 0; }
+    return SD_FAIL;
+}
+
+float f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
+    uint32_t bits;
+    if (exp == 0) {
+        if (mant == 0) bits = sign;
+        else {  // subnormal: value = mant * 2^-24, exact in f32
+            float v = (float)mant * (1.0f / 16777216.0f);
+            return (h >> 15) ? -v : v;
+        }
+    } else if (exp == 31) bits = sign | 0x7F800000u | (mant << 13);
+    else bits = sign | ((exp + 112) << 23) | (mant << 13);
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+float bf16_to_f32(uint16_t b) {
+    uint32_t bits = (uint32_t)b << 16;
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000;
+    uint32_t absx = x & 0x7FFFFFFF;
+    if (absx >= 0x7F800000) return (uint16_t)(sign | 0x7C00 | (absx > 0x7F800000 ? 0x200 : 0));
+    if (absx >= 0x477FF000) return (uint16_t)(sign | 0x7C00);  // rounds to inf
+    if (absx < 0x38800000) {  // subnormal or zero in f16
+        float a;
+        memcpy(&a, &absx, 4);
+        // a * 2^24 rounded to nearest even gives the subnormal mantissa
+        float m = nearbyintf(a * 16777216.0f);
+        return (uint16_t)(sign | (uint32_t)m);
+    }
+    uint32_t exp = ((absx >> 23) - 112) << 10;
+    uint32_t mant = (absx >> 13) & 0x3FF;
+    uint32_t rest = absx & 0x1FFF;
+    uint32_t h = exp | mant;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+// ---------------------------------------------------------------------------
+
+static int entry_cmp_begin(const void *a, const void *b) {
+    const StEntry *x = *(const StEntry *const *)a, *y = *(const StEntry *const *)b;
+    return (x->begin > y->begin) - (x->begin < y->begin);
+}
+
+static int parse_entry(const char *path, const char *name, const JsonValue *v, size_t data_size, StEntry *e) {
+    if (v->type != JSON_OBJECT) return sd_errorf("%s: tensor '%s': header entry is not an object", path, name);
+    const char *dt = NULL;
+    if (json_get_string(v, "dtype", NULL, &dt) || !dt)
+        return sd_errorf("%s: tensor '%s': missing or bad \"dtype\"", path, name);
+    if (dtype_parse(dt, &e->dtype))
+        return sd_errorf("%s: tensor '%s': unsupported dtype '%s' (F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL)",
+                         path, name, dt);
+    const JsonValue *shape = json_get(v, "shape");
+    if (!shape || shape->type != JSON_ARRAY) return sd_errorf("%s: tensor '%s': missing \"shape\" list", path, name);
+    if (shape->count > ST_MAX_DIMS) return sd_errorf("%s: tensor '%s': %d dims, at most %d", path, name, shape->count, ST_MAX_DIMS);
+    e->ndim = shape->count;
+    e->numel = 1;
+    for (int i = 0; i < shape->count; i++) {
+        int64_t d;
+        if (json_as_int64(&shape->items[i], &d) || d < 0)
+            return sd_errorf("%s: tensor '%s': shape[%d] is not a non-negative whole number", path, name, i);
+        e->shape[i] = d;
+        if (d > 0 && e->numel > ((int64_t)1 << 50) / d) return sd_errorf("%s: tensor '%s': shape too large", path, name);
+        e->numel *= d;
+    }
+    const JsonValue *off = json_get(v, "data_offsets");
+    if (!off || off->type != JSON_ARRAY || off->count != 2)
+        return sd_errorf("%s: tensor '%s': \"data_offsets\" must be a list of 2 numbers", path, name);
+    int64_t b, en;
+    if (json_as_int64(&off->items[0], &b) || json_as_int64(&off->items[1], &en) || b < 0 || en < b)
+        return sd_errorf("%s: tensor '%s': bad data_offsets", path, name);
+    if ((uint64_t)en > data_size)
+        return sd_errorf("%s: tensor '%s': data_offsets [%lld, %lld] run past the end of the data (%zu bytes)", path,
+                         name, (long long)b, (long long)en, data_size);
+    int64_t want = e->numel * dtype_size(e->dtype);
+    if (en - b != want)
+        return sd_errorf("%s: tensor '%s': %lld bytes in data_offsets, but shape x %s size needs %lld", path, name,
+                         (long long)(en - b), dt, (long long)want);
+    e->begin = (size_t)b;
+    e->end = (size_t)en;
+    return 0;
+}
+
+int st_open(SafeTensors *st, const char *path) {
+    memset(st, 0, sizeof(*st));
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return sd_errorf("%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) { close(fd); return sd_errorf("%s: not a regular file", path); }
+    size_t size = (size_t)sb.st_size;
+    if (size < 8) { close(fd); return sd_errorf("%s: %zu bytes, too short for a safetensors file", path, size); }
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return sd_errorf("%s: mmap failed: %s", path, strerror(errno));
+    st->map = (unsigned char *)map;
+    st->map_size = size;
+    st->path = strdup(path);
+    st->metadata.type = JSON_NULL;
+    if (!st->path) { st_close(st); return sd_errorf("out of memory"); }
+
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = (hlen << 8) | st->map[i];
+    if (hlen > ST_MAX_HEADER) { st_close(st); return sd_errorf("%s: header length %llu exceeds the %u-byte limit", path, (unsigned long long)hlen, ST_MAX_HEADER); }
+    if (hlen > size - 8) { st_close(st); return sd_errorf("%s: header length %llu runs past the end of the file (%zu bytes): truncated?", path, (unsigned long long)hlen, size); }
+    JsonValue header;
+    if (json_parse((const char *)st->map + 8, (size_t)hlen, path, &header)) { st_close(st); return SD_FAIL; }
+    if (header.type != JSON_OBJECT) { json_free(&header); st_close(st); return sd_errorf("%s: header is not a JSON object", path); }
+    size_t data_start = 8 + (size_t)hlen, data_size = size - data_start;
+    st->entries = (StEntry *)calloc((size_t)(header.count ? header.count : 1), sizeof(StEntry));
+    if (!st->entries) { json_free(&header); st_close(st); return sd_errorf("out of memory"); }
+    for (int i = 0; i < header.count; i++) {
+        if (strcmp(header.keys[i], "__metadata__") == 0) {
+            const JsonValue *m = &header.items[i];
+            if (m->type != JSON_OBJECT) { json_free(&header); st_close(st); return sd_errorf("%s: __metadata__ is not an object", path); }
+            for (int k = 0; k < m->count; k++)
+                if (m->items[k].type != JSON_STRING) { json_free(&header); st_close(st); return sd_errorf("%s: __metadata__ value '%s' is not a string", path, m->keys[k]); }
+            st->metadata = *m;  // take ownership
+            memset(&header.items[i], 0, sizeof(JsonValue));
+            continue;
+        }
+        StEntry *e = &st->entries[st->count];
+        if (parse_entry(path, header.keys[i], &header.items[i], data_size, e)) { json_free(&header); st_close(st); return SD_FAIL; }
+        e->name = header.keys[i];
+        header.keys[i] = NULL;  // take ownership of the name
+        e->data = st->map + data_start + e->begin;
+        st->count++;
+    }
+    json_free(&header);
+    // No two tensors may share bytes.
+    StEntry **sorted = (StEntry **)malloc((size_t)(st->count ? st->count : 1) * sizeof(StEntry *));
+    if (!sorted) { st_close(st); return sd_errorf("out of memory"); }
+    for (int i = 0; i < st->count; i++) sorted[i] = &st->entries[i];
+    qsort(sorted, (size_t)st->count, sizeof(StEntry *), entry_cmp_begin);
+    for (int i = 1; i < st->count; i++) {
+        if (sorted[i]->begin < sorted[i - 1]->end) {
+            sd_errorf("%s: tensors '%s' and '%s' overlap in the data section", path, sorted[i - 1]->name, sorted[i]->name);
+            free(sorted);
+            st_close(st);
+            return SD_FAIL;
+        }
+    }
+    free(sorted);
+    return 0;
+}
+
+void st_close(SafeTensors *st) {
+    if (st->map) munmap(st->map, st->map_size);
+    for (int i = 0; i < st->count; i++) free(st->entries[i].name);
+    free(st->entries);
+    json_free(&st->metadata);
+    free(st->path);
+    memset(st, 0, sizeof(*st));
+}
+
+const StEntry *st_find(const SafeTensors *st, const char *name) {
+    for (int i = 0; i < st->count; i++)
+        if (strcmp(st->entries[i].name, name) == 0) return &st->entries[i];
+    return NULL;
+}
+
+// Length of the longest common prefix plus suffix: a cheap "nearness".
+static int name_score(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b), p = 0, s = 0;
+    while (p < la && p < lb && a[p] == b[p]) p++;
+    while (s < la - p && s < lb - p && a[la - 1 - s] == b[lb - 1 - s]) s++;
+    return (int)(p + s);
+}
+
+int st_require(const SafeTensors *st, const char *name, const StEntry **out) {
+    *out = st_find(st, name);
+    if (*out) return 0;
+    // the three nearest names
+    int best[3] = {-1, -1, -1}, score[3] = {-1, -1, -1};
+    for (int i = 0; i < st->count; i++) {
+        int s = name_score(name, st->entries[i].name);
+        for (int k = 0; k < 3; k++)
+            if (s > score[k]) {
+                for (int j = 2; j > k; j--) { score[j] = score[j - 1]; best[j] = best[j - 1]; }
+                score[k] = s;
+                best[k] = i;
+                break;
+            }
+    }
+    char near[1024] = "";
+    size_t n = 0;
+    for (int k = 0; k < 3 && best[k] >= 0; k++)
+        n += (size_t)snprintf(near + n, n < sizeof(near) ? sizeof(near) - n : 0, "%s'%s'", k ? ", " : "",
+                              st->entries[best[k]].name);
+    return sd_errorf("%s: no tensor named '%s' (%d tensors; nearest: %s)", st->path, name, st->count,
+                     st->count ? near : "none");
+}
+
+int st_entry_to_f32(const SafeTensors *st, const StEntry *e, float *dst) {
+    const unsigned char *p = e->data;
+    for (int64_t i = 0; i < e->numel; i++) {
+        switch (e->dtype) {
+        case DT_F32: { float v; memcpy(&v, p + 4 * i, 4); dst[i] = v; break; }
+        case DT_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = f16_to_f32(h); break; }
+        case DT_BF16: { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = bf16_to_f32(h); break; }
+        case DT_F64: { double v; memcpy(&v, p + 8 * i, 8); dst[i] = (float)v; break; }
+        case DT_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); dst[i] = (float)v; break; }
+        case DT_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); dst[i] = (float)v; break; }
+        case DT_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); dst[i] = (float)v; break; }
+        case DT_I8: dst[i] = (float)(int8_t)p[i]; break;
+        case DT_U8: case DT_BOOL: dst[i] = (float)p[i]; break;
+        }
+    }
+    (void)st;
+    return 0;
+}
+
+int st_entry_to_i64(const SafeTensors *st, const StEntry *e, int64_t *dst) {
+    const unsigned char *p = e->data;
+    for (int64_t i = 0; i < e->numel; i++) {
+        switch (e->dtype) {
+        case DT_I64: memcpy(&dst[i], p + 8 * i, 8); break;
+        case DT_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); dst[i] = v; break; }
+        case DT_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); dst[i] = v; break; }
+        case DT_I8: dst[i] = (int8_t)p[i]; break;
+        case DT_U8: case DT_BOOL: dst[i] = p[i]; break;
+        default: return sd_errorf("%s: tensor '%s' is %s, expected an integer dtype", st->path, e->name, dtype_name(e->dtype));
+        }
+    }
+    return 0;
+}
+
+int st_load(const SafeTensors *st, const char *name, int ndim, const int *shape, Tensor *out) {
+    memset(out, 0, sizeof(*out));
+    const StEntry *e;
+    if (st_require(st, name, &e)) return SD_FAIL;
+    if (e->ndim > TENSOR_MAX_DIMS)
+        return sd_errorf("%s: tensor '%s' has %d dims, at most %d supported", st->path, name, e->ndim, TENSOR_MAX_DIMS);
+    if (shape) {
+        int ok = e->ndim == ndim;
+        for (int i = 0; ok && i < ndim; i++) ok = e->shape[i] == shape[i];
+        if (!ok) {
+            char got[128] = "", want[128] = "";
+            size_t a = 0, b = 0;
+            for (int i = 0; i < e->ndim; i++) a += (size_t)snprintf(got + a, sizeof(got) - a, i ? ", %lld" : "%lld", (long long)e->shape[i]);
+            for (int i = 0; i < ndim; i++) b += (size_t)snprintf(want + b, sizeof(want) - b, i ? ", %d" : "%d", shape[i]);
+            return sd_errorf("%s: tensor '%s' has shape (%s), expected (%s)", st->path, name, got, want);
+        }
+    }
+    out->ndim = e->ndim;
+    for (int i = 0; i < e->ndim; i++) {
+        if (e->shape[i] > 2147483647) return sd_errorf("%s: tensor '%s': dimension too large", st->path, name);
+        out->shape[i] = (int)e->shape[i];
+    }
+    if (e->dtype == DT_F32 && ((uintptr_t)e->data % 4) == 0) {
+        out->data = (float *)(uintptr_t)e->data;  // read-only mapping: callers must not write
+        out->owns_data = 0;
+        return 0;
+    }
+    out->data = (float *)malloc((size_t)(e->numel ? e->numel : 1) * sizeof(float));
+    if (!out->data) return sd_errorf("%s: out of memory loading '%s'", st->path, name);
+    out->owns_data = 1;
+    return st_entry_to_f32(st, e, out->data);
+}
+
+const char *st_metadata(const SafeTensors *st, const char *key) {
+    const JsonValue *v = json_get(&st->metadata, key);
+    return v && v->type == JSON_STRING ? v->string : NULL;
+}
+
+// ---------------------------------------------------------------------------
+
+StWriteEntry st_entry_f32(const char *name, const Tensor *t) {
+    StWriteEntry e;
+    memset(&e, 0, sizeof(e));
+    e.name = name;
+    e.dtype = DT_F32;
+    e.ndim = t->ndim;
+    for (int i = 0; i < t->ndim; i++) e.shape[i] = t->shape[i];
+    e.data = t->data;
+    return e;
+}
+
+// A growable string for the header.
+typedef struct { char *s; size_t n, cap; } StrBuf;
+
+static int sb_append(StrBuf *b, const char *s, size_t len) {
+    if (b->n + len + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (b->n + len + 1 > cap) cap *= 2;
+        char *p = (char *)realloc(b->s, cap);
+        if (!p) return SD_FAIL;
+        b->s = p;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->n, s, len);
+    b->n += len;
+    b->s[b->n] = '\0';
+    return 0;
+}
+
+static int sb_string(StrBuf *b, const char *s) {
+    size_t need = json_escape(s, NULL, 0);
+    char *tmp = (char *)malloc(need + 1);
+    if (!tmp) return SD_FAIL;
+    json_escape(s, tmp, need + 1);
+    int rc = sb_append(b, tmp, need);
+    free(tmp);
+    return rc;
+}
+
+int st_write(const char *path, const StWriteEntry *entries, int n, const char *const *metadata_keys,
+             const char *const *metadata_values, int n_meta) {
+    StrBuf h = {0};
+    size_t offset = 0;
+    int fail = sb_append(&h, "{", 1);
+    if (n_meta > 0) {
+        fail |= sb_append(&h, "\"__metadata__\":{", 16);
+        for (int i = 0; i < n_meta; i++) {
+            if (i) fail |= sb_append(&h, ",", 1);
+            fail |= sb_string(&h, metadata_keys[i]);
+            fail |= sb_append(&h, ":", 1);
+            fail |= sb_string(&h, metadata_values[i]);
+        }
+        fail |= sb_append(&h, "}", 1);
+    }
+    for (int i = 0; i < n; i++) {
+        const StWriteEntry *e = &entries[i];
+        int64_t numel = 1;
+        for (int d = 0; d < e->ndim; d++) numel *= e->shape[d];
+        size_t bytes = (size_t)numel * (size_t)dtype_size(e->dtype);
+        char buf[512];
+        if (i || n_meta > 0) fail |= sb_append(&h, ",", 1);
+        fail |= sb_string(&h, e->name);
+        int len = snprintf(buf, sizeof(buf), ":{\"dtype\":\"%s\",\"shape\":[", dtype_name(e->dtype));
+        fail |= sb_append(&h, buf, (size_t)len);
+        for (int d = 0; d < e->ndim; d++) {
+            len = snprintf(buf, sizeof(buf), d ? ",%lld" : "%lld", (long long)e->shape[d]);
+            fail |= sb_append(&h, buf, (size_t)len);
+        }
+        len = snprintf(buf, sizeof(buf), "],\"data_offsets\":[%zu,%zu]}", offset, offset + bytes);
+        fail |= sb_append(&h, buf, (size_t)len);
+        offset += bytes;
+    }
+    fail |= sb_append(&h, "}", 1);
+    while (!fail && (h.n % 8) != 0) fail |= sb_append(&h, " ", 1);  // keep the data 8-byte aligned
+    if (fail) { free(h.s); return sd_errorf("%s: out of memory building the header", path); }
+
+    size_t plen = strlen(path);
+    char *tmp = (char *)malloc(plen + 32);
+    if (!tmp) { free(h.s); return sd_errorf("out of memory"); }
+    snprintf(tmp, plen + 32, "%s.tmp.%d", path, (int)getpid());
+    FILE *f = fopen(tmp, "wb");
+    if (!f) { int e = errno; free(h.s); free(tmp); return sd_errorf("%s: cannot create: %s", path, strerror(e)); }
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)(((uint64_t)h.n >> (8 * i)) & 0xFF);
+    int ok = fwrite(len8, 1, 8, f) == 8 && fwrite(h.s, 1, h.n, f) == h.n;
+    free(h.s);
+    for (int i = 0; ok && i < n; i++) {
+        const StWriteEntry *e = &entries[i];
+        int64_t numel = 1;
+        for (int d = 0; d < e->ndim; d++) numel *= e->shape[d];
+        if (e->dtype == DT_F16) {
+            const float *src = (const float *)e->data;
+            for (int64_t k = 0; ok && k < numel; k++) {
+                uint16_t v = f32_to_f16(src[k]);
+                unsigned char b[2] = {(unsigned char)(v & 0xFF), (unsigned char)(v >> 8)};
+                ok = fwrite(b, 1, 2, f) == 2;
+            }
+        } else {
+            size_t bytes = (size_t)numel * (size_t)dtype_size(e->dtype);
+            ok = bytes == 0 || fwrite(e->data, 1, bytes, f) == bytes;  // little-endian hosts only
+        }
+    }
+    ok = (fflush(f) == 0) && ok;
+    ok = (fsync(fileno(f)) == 0 || errno == EINVAL) && ok;
+    ok = (fclose(f) == 0) && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        free(tmp);
+        return sd_errorf("%s: write failed: %s", path, strerror(e));
+    }
+    free(tmp);
+    return 0;
+}

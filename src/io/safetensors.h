@@ -1,0 +1,82 @@
+// safetensors files: an 8-byte little-endian header length, a JSON header
+// {"name": {"dtype": "F32", "shape": [...], "data_offsets": [begin, end]}, ...,
+//  "__metadata__": {"key": "string"}}, then the raw little-endian data.
+// The reader mmaps the file and validates every entry before anything is used.
+#ifndef SD_SAFETENSORS_H
+#define SD_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/tensor.h"
+#include "io/json.h"
+
+typedef enum { DT_F32, DT_F16, DT_BF16, DT_F64, DT_I64, DT_I32, DT_I16, DT_I8, DT_U8, DT_BOOL } DType;
+
+const char *dtype_name(DType dt);
+int dtype_size(DType dt);
+// Exact conversions (every f16/bf16 value is representable in f32).
+float f16_to_f32(uint16_t h);
+float bf16_to_f32(uint16_t b);
+uint16_t f32_to_f16(float f);  // round to nearest even
+
+#define ST_MAX_DIMS 8
+
+typedef struct {
+    char *name;
+    DType dtype;
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    int64_t numel;
+    size_t begin, end;        // data_offsets, relative to the start of the data section
+    const unsigned char *data;  // points into the mapping
+} StEntry;
+
+typedef struct {
+    char *path;
+    unsigned char *map;
+    size_t map_size;
+    int count;
+    StEntry *entries;
+    JsonValue metadata;  // the "__metadata__" object (JSON_NULL when absent)
+} SafeTensors;
+
+#define ST_MAX_HEADER (100u << 20)  // 100 MB, the limit the reference implementation uses
+
+int st_open(SafeTensors *st, const char *path);
+void st_close(SafeTensors *st);
+// NULL if there is no such tensor (no message).
+const StEntry *st_find(const SafeTensors *st, const char *name);
+// Like st_find but a missing name is an error listing the nearest names.
+int st_require(const SafeTensors *st, const char *name, const StEntry **out);
+
+// Loads a tensor as float32 (converting f16/bf16/f64/ints). When the stored
+// dtype is F32 and the data is 4-byte aligned the tensor points into the
+// mapping (owns_data 0, valid until st_close), otherwise it owns a copy.
+// `ndim`/`shape` (may be NULL) give the expected shape: a mismatch is an error.
+int st_load(const SafeTensors *st, const char *name, int ndim, const int *shape, Tensor *out);
+// Copies entry data converted to float32 into dst (numel floats).
+int st_entry_to_f32(const SafeTensors *st, const StEntry *e, float *dst);
+// Copies an integer tensor (I64/I32/I16/I8/U8/BOOL) to int64.
+int st_entry_to_i64(const SafeTensors *st, const StEntry *e, int64_t *dst);
+// A metadata value, or NULL.
+const char *st_metadata(const SafeTensors *st, const char *key);
+
+// ---------------------------------------------------------------------------
+// Writer: tensors are gathered then written at once to a temporary file that
+// is renamed over `path`, so a stopped run never leaves half a file.
+typedef struct {
+    const char *name;
+    DType dtype;  // F32, F16 (converted from f32 data), I64 or I32
+    int ndim;
+    int64_t shape[ST_MAX_DIMS];
+    const void *data;  // float* for F32/F16, int64_t* for I64, int32_t* for I32
+} StWriteEntry;
+
+// metadata_keys/values: `n_meta` string pairs (may be 0).
+int st_write(const char *path, const StWriteEntry *entries, int n, const char *const *metadata_keys,
+             const char *const *metadata_values, int n_meta);
+// Helper to fill an entry from a float tensor.
+StWriteEntry st_entry_f32(const char *name, const Tensor *t);
+
+#endif

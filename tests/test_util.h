@@ -1,0 +1,55 @@
+// A tiny test harness: CHECK(cond, fmt, ...) records a pass or a failure with
+// its location; test_report() prints "RESULT <passed> <failed>" (read by
+// tests/run_tests.sh) and returns the exit code.
+#ifndef SD_TEST_UTIL_H
+#define SD_TEST_UTIL_H
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int g_test_passed = 0, g_test_failed = 0;
+
+#define CHECK(cond, ...)                                          \
+    do {                                                          \
+        if (cond) {                                               \
+            g_test_passed++;                                      \
+        } else {                                                  \
+            g_test_failed++;                                      \
+            printf("FAIL %s:%d: ", __FILE__, __LINE__);           \
+            printf(__VA_ARGS__);                                  \
+            printf("\n");                                         \
+        }                                                         \
+    } while (0)
+
+// Max |a - b| over n floats.
+static inline double max_abs_diff(const float *a, const float *b, long n) {
+    double m = 0.0;
+    for (long i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d;  // NaN propagates as a failure
+    }
+    return m;
+}
+
+// Deterministic pseudo-random floats in [-1, 1) (xorshift), for test inputs.
+static inline float test_rand(unsigned long long *state) {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (float)((*state >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
+}
+
+static inline void test_fill(float *x, long n, unsigned long long seed) {
+    unsigned long long s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (long i = 0; i < n; i++) x[i] = test_rand(&s);
+}
+
+static inline int test_report(const char *name) {
+    printf("%s: %d passed, %d failed\n", name, g_test_passed, g_test_failed);
+    printf("RESULT %d %d\n", g_test_passed, g_test_failed);
+    return g_test_failed ? 1 : 0;
+}
+
+#endif
