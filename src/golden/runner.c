@@ -75,7 +75,8 @@ int golden_check(GoldenCase *gc, const char *name, const float *got, int ndim, c
         if (d > max_abs) max_abs = d;
         double r = d / (fabs(w) > 1e-30 ? fabs(w) : 1e-30);
         if (fabs(w) > 0.0 && r > max_rel) max_rel = r;
-        if (!(d <= gc->atol + gc->rtol * fabs(w))) {
+        double tol = gc->atol + gc->rtol * (isnan(w) ? 0.0 : fabs(w));
+        if (!(d <= tol)) {
             if (first_bad < 0) first_bad = i;
             bad++;
         }

@@ -152,7 +152,12 @@ int st_open(SafeTensors *st, const char *path) {
             const JsonValue *m = &header.items[i];
             if (m->type != JSON_OBJECT) { json_free(&header); st_close(st); return sd_errorf("%s: __metadata__ is not an object", path); }
             for (int k = 0; k < m->count; k++)
-                if (m->items[k].type != JSON_STRING) { json_free(&header); st_close(st); return sd_errorf("%s: __metadata__ value '%s' is not a string", path, m->keys[k]); }
+                if (m->items[k].type != JSON_STRING) {
+                    sd_errorf("%s: __metadata__ value '%s' is not a string", path, m->keys[k]);
+                    json_free(&header);
+                    st_close(st);
+                    return SD_FAIL;
+                }
             st->metadata = *m;  // take ownership
             memset(&header.items[i], 0, sizeof(JsonValue));
             continue;
