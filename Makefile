@@ -2,9 +2,10 @@
 CC      ?= cc
 BUILD   ?= build
 OPT     ?= -O2
+SAN     ?=
 CFLAGS  ?=
-CFLAGS  += -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g -Wall -Wextra -fopenmp -Isrc -I.
-LDLIBS  += -fopenmp -lm
+CFLAGS  += -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g -Wall -Wextra -fopenmp -Isrc -I. $(SAN)
+LDLIBS  += $(SAN) -fopenmp -lm
 
 # The library: every module but the command-line front end.
 LIB_DIRS := core io kernels models fusion heads train golden
@@ -43,8 +44,7 @@ test: satdifuser$(EXE_SUFFIX) $(TEST_BIN)
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
 	$(MAKE) BUILD=build-asan EXE_SUFFIX=-asan OPT="-O1" \
-	  CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-	  LDLIBS="-fsanitize=address,undefined -fopenmp -lm" test
+	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 bench: satdifuser$(EXE_SUFFIX) $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do $$b || exit 1; done

@@ -219,7 +219,7 @@ static int collect(const char *dir, char ***list, int *n, int *cap, int depth) {
         subs[ns++] = strdup(path);
     }
     closedir(d);
-    qsort(subs, (size_t)ns, sizeof(char *), cmp_str);
+    if (ns > 1) qsort(subs, (size_t)ns, sizeof(char *), cmp_str);
     int rc = 0;
     for (int i = 0; i < ns; i++) {
         if (!rc) rc = collect(subs[i], list, n, cap, depth + 1);
