@@ -1,0 +1,5 @@
+"""DDIM-inversion and extract golden cases (SatDiFuser's LDMExtractor code path)."""
+
+
+def cases(mg):
+    return {}
