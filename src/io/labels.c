@@ -1,0 +1,222 @@
+#include "io/labels.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/npy.h"
+#include "io/png.h"
+
+const char *task_name(TaskKind t) {
+    return t == TASK_CLASSIFICATION ? "classification" : t == TASK_MULTILABEL ? "multilabel" : "segmentation";
+}
+
+int task_from_name(const char *name, TaskKind *out) {
+    if (!strcmp(name, "cls") || !strcmp(name, "classification")) *out = TASK_CLASSIFICATION;
+    else if (!strcmp(name, "multilabel") || !strcmp(name, "multi_label_classification")) *out = TASK_MULTILABEL;
+    else if (!strcmp(name, "seg") || !strcmp(name, "segmentation")) *out = TASK_SEGMENTATION;
+    else return sd_errorf("task '%s': expected cls, multilabel or seg", name);
+    return 0;
+}
+
+const char *split_name(SplitKind s) { return s == SPLIT_TRAIN ? "train" : s == SPLIT_VAL ? "val" : "test"; }
+
+static char *trim(char *s) {
+    while (*s && isspace((unsigned char)*s)) s++;
+    size_t n = strlen(s);
+    while (n && isspace((unsigned char)s[n - 1])) s[--n] = '\0';
+    return s;
+}
+
+static int parse_index(const char *s, int *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (end == s || *end || errno || v < 0 || v > 100000) return SD_FAIL;
+    *out = (int)v;
+    return 0;
+}
+
+void labels_free(LabelSet *ls) {
+    for (int i = 0; i < ls->count; i++) {
+        free(ls->rows[i].image);
+        free(ls->rows[i].labels);
+        free(ls->rows[i].mask_path);
+    }
+    free(ls->rows);
+    if (ls->class_names)
+        for (int i = 0; i < ls->num_classes; i++) free(ls->class_names[i]);
+    free(ls->class_names);
+    free(ls->path);
+    memset(ls, 0, sizeof(*ls));
+}
+
+static int parse_class_names(LabelSet *ls, char *list) {
+    int n = 1;
+    for (char *p = list; *p; p++) n += *p == ',';
+    ls->class_names = (char **)calloc((size_t)n, sizeof(char *));
+    if (!ls->class_names) return sd_errorf("out of memory");
+    ls->num_classes = n;
+    char *save = NULL, *tok = strtok_r(list, ",", &save);
+    for (int i = 0; i < n; i++) {
+        ls->class_names[i] = strdup(tok ? trim(tok) : "");
+        tok = strtok_r(NULL, ",", &save);
+    }
+    return 0;
+}
+
+// Parses one data line into row r. `dir` is the CSV's folder.
+static int parse_row(LabelSet *ls, char *line, int lineno, const char *dir, LabelRow *row) {
+    char *f[3];
+    char *save = NULL;
+    int n = 0;
+    for (char *tok = strtok_r(line, ",", &save); tok && n < 4; tok = strtok_r(NULL, ",", &save)) {
+        if (n == 3) return sd_errorf("%s:%d: more than 3 fields (image,split,label)", ls->path, lineno);
+        f[n++] = trim(tok);
+    }
+    if (n == 2 && ls->task == TASK_MULTILABEL) f[n++] = (char *)"";  // no labels on
+    if (n != 3) return sd_errorf("%s:%d: expected 3 fields (image,split,label), got %d", ls->path, lineno, n);
+    if (!*f[0]) return sd_errorf("%s:%d: empty image id", ls->path, lineno);
+    if (strchr(f[0], '/')) return sd_errorf("%s:%d: image id '%s' must not contain '/'", ls->path, lineno, f[0]);
+    if (!strcmp(f[1], "train")) row->split = SPLIT_TRAIN;
+    else if (!strcmp(f[1], "val")) row->split = SPLIT_VAL;
+    else if (!strcmp(f[1], "test")) row->split = SPLIT_TEST;
+    else return sd_errorf("%s:%d: split '%s': expected train, val or test", ls->path, lineno, f[1]);
+    row->image = strdup(f[0]);
+    if (!row->image) return sd_errorf("out of memory");
+    if (ls->task == TASK_CLASSIFICATION) {
+        if (parse_index(f[2], &row->label))
+            return sd_errorf("%s:%d: label '%s' is not a class index", ls->path, lineno, f[2]);
+    } else if (ls->task == TASK_MULTILABEL) {
+        int count = *f[2] ? 1 : 0;
+        for (char *p = f[2]; *p; p++) count += *p == ';';
+        row->labels = (int *)calloc((size_t)(count ? count : 1), sizeof(int));
+        if (!row->labels) return sd_errorf("out of memory");
+        char *s2 = NULL;
+        for (char *tok = strtok_r(f[2], ";", &s2); tok; tok = strtok_r(NULL, ";", &s2)) {
+            if (parse_index(trim(tok), &row->labels[row->num_labels]))
+                return sd_errorf("%s:%d: label '%s' is not a class index", ls->path, lineno, tok);
+            row->num_labels++;
+        }
+    } else {
+        if (!*f[2]) return sd_errorf("%s:%d: empty mask path", ls->path, lineno);
+        size_t len = strlen(dir) + strlen(f[2]) + 2;
+        row->mask_path = (char *)malloc(len);
+        if (!row->mask_path) return sd_errorf("out of memory");
+        if (f[2][0] == '/') snprintf(row->mask_path, len, "%s", f[2]);
+        else snprintf(row->mask_path, len, "%s/%s", dir, f[2]);
+    }
+    return 0;
+}
+
+int labels_load(const char *path, TaskKind task, LabelSet *out) {
+    memset(out, 0, sizeof(*out));
+    out->task = task;
+    out->path = strdup(path);
+    FILE *f = fopen(path, "r");
+    if (!f) { int e = errno; labels_free(out); return sd_errorf("%s: cannot open: %s", path, strerror(e)); }
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = '\0';
+    else snprintf(dir, sizeof(dir), ".");
+    char line[8192];
+    int lineno = 0, cap = 0, header_seen = 0, names_given = 0, max_label = -1;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        if (!strchr(line, '\n') && !feof(f)) { fclose(f); sd_errorf("%s:%d: line too long", path, lineno); labels_free(out); return SD_FAIL; }
+        char *s = trim(line);
+        if (!*s) continue;
+        if (s[0] == '#') {
+            if (!strncmp(s, "# classes:", 10) && !names_given) {
+                if (parse_class_names(out, s + 10)) { fclose(f); labels_free(out); return SD_FAIL; }
+                names_given = 1;
+            }
+            continue;
+        }
+        if (!header_seen) {
+            header_seen = 1;
+            if (!strncmp(s, "image,", 6)) continue;  // the column header
+        }
+        if (out->count == cap) {
+            cap = cap ? cap * 2 : 64;
+            LabelRow *rows = (LabelRow *)realloc(out->rows, (size_t)cap * sizeof(LabelRow));
+            if (!rows) { fclose(f); labels_free(out); return sd_errorf("out of memory"); }
+            out->rows = rows;
+        }
+        LabelRow *row = &out->rows[out->count];
+        memset(row, 0, sizeof(*row));
+        out->count++;
+        if (parse_row(out, s, lineno, dir, row)) { fclose(f); labels_free(out); return SD_FAIL; }
+        if (task == TASK_CLASSIFICATION && row->label > max_label) max_label = row->label;
+        for (int k = 0; k < row->num_labels; k++)
+            if (row->labels[k] > max_label) max_label = row->labels[k];
+    }
+    fclose(f);
+    if (out->count == 0) { labels_free(out); return sd_errorf("%s: no labelled images", path); }
+    if (!names_given) out->num_classes = max_label + 1;
+    else if (max_label >= out->num_classes) {
+        int n = out->num_classes;
+        labels_free(out);
+        return sd_errorf("%s: class index %d but only %d class names", path, max_label, n);
+    }
+    for (int i = 0; i < out->count; i++)
+        for (int j = 0; j < i; j++)
+            if (!strcmp(out->rows[i].image, out->rows[j].image)) {
+                sd_errorf("%s: image '%s' is listed twice", path, out->rows[i].image);
+                labels_free(out);
+                return SD_FAIL;
+            }
+    return 0;
+}
+
+int labels_split(const LabelSet *ls, SplitKind split, int *rows_out) {
+    int n = 0;
+    for (int i = 0; i < ls->count; i++)
+        if (ls->rows[i].split == split) rows_out[n++] = i;
+    return n;
+}
+
+int labels_load_mask(const LabelSet *ls, int r, int expect_h, int expect_w, int ignore_value, int64_t ignore_index,
+                     int64_t *out) {
+    const char *p = ls->rows[r].mask_path;
+    size_t len = strlen(p);
+    int64_t n = (int64_t)expect_h * expect_w;
+    if (len > 4 && !strcmp(p + len - 4, ".npy")) {
+        NpyArray a;
+        if (npy_read(p, &a)) return SD_FAIL;
+        int ok = a.ndim == 2 && a.shape[0] == expect_h && a.shape[1] == expect_w;
+        if (!ok) { npy_free(&a); return sd_errorf("%s: mask shape must be (%d, %d)", p, expect_h, expect_w); }
+        float *v = NULL;
+        if (npy_to_float32(&a, &v)) { npy_free(&a); return SD_FAIL; }
+        npy_free(&a);
+        for (int64_t i = 0; i < n; i++) {
+            if (v[i] != (float)(int64_t)v[i]) { free(v); return sd_errorf("%s: mask value %g is not a whole number", p, v[i]); }
+            out[i] = (int64_t)v[i];
+        }
+        free(v);
+    } else {
+        PngImage img;
+        if (png_read(p, &img)) return SD_FAIL;
+        if (img.channels != 1 || img.bytes_per_sample != 1 || img.width != expect_w || img.height != expect_h) {
+            sd_errorf("%s: mask must be an 8-bit gray or palette PNG of %dx%d (got %dx%d, %d channels, %d-bit)", p,
+                      expect_w, expect_h, img.width, img.height, img.channels, img.bit_depth);
+            png_free(&img);
+            return SD_FAIL;
+        }
+        const uint8_t *px = (const uint8_t *)img.pixels;
+        for (int64_t i = 0; i < n; i++) out[i] = px[i];
+        png_free(&img);
+    }
+    if (ls->num_classes <= 0) return sd_errorf("%s: the number of classes is unknown (add a '# classes:' line)", ls->path);
+    for (int64_t i = 0; i < n; i++) {
+        if (out[i] == ignore_value) out[i] = ignore_index;
+        else if (out[i] < 0 || out[i] >= ls->num_classes)
+            return sd_errorf("%s: pixel %lld has class %lld, outside 0..%d (ignore value %d)", p, (long long)i,
+                             (long long)out[i], ls->num_classes - 1, ignore_value);
+    }
+    return 0;
+}

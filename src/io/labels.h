@@ -1,0 +1,53 @@
+// Labels for training and evaluation: one CSV per dataset (docs/labels-format.md).
+//
+//   # classes: water,tree canopy,low vegetation        (optional: class names)
+//   image,split,label
+//   chip_0001,train,2              classification: a class index
+//   chip_0002,val,0;4;7            multi-label: class indices separated by ';' (empty: none)
+//   chip_0003,test,masks/0003.png  segmentation: a mask (PNG gray/palette or NPY integer), path
+//                                  relative to the CSV's folder; pixel value = class index
+//
+// `image` is the image id: the stem of its feature file (<id>.safetensors) in
+// the feature cache. `split` is train, val or test.
+#ifndef SD_LABELS_H
+#define SD_LABELS_H
+
+#include <stdint.h>
+
+typedef enum { TASK_CLASSIFICATION = 0, TASK_MULTILABEL = 1, TASK_SEGMENTATION = 2 } TaskKind;
+typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2 } SplitKind;
+
+const char *task_name(TaskKind t);
+int task_from_name(const char *name, TaskKind *out);  // "cls"/"classification", "multilabel", "seg"/"segmentation"
+const char *split_name(SplitKind s);
+
+typedef struct {
+    char *image;        // image id
+    SplitKind split;
+    int label;          // classification
+    int num_labels;     // multi-label: how many classes are on
+    int *labels;        // multi-label: the class indices
+    char *mask_path;    // segmentation: full path of the mask file
+} LabelRow;
+
+typedef struct {
+    char *path;
+    TaskKind task;
+    int count;
+    LabelRow *rows;
+    int num_classes;     // from "# classes:", else 1 + the largest class index seen
+    char **class_names;  // num_classes names (NULL if none given)
+} LabelSet;
+
+// Parses the CSV for the task. Errors name the file, the line and the field.
+int labels_load(const char *path, TaskKind task, LabelSet *out);
+void labels_free(LabelSet *ls);
+// Indices of the rows of one split, in file order; returns how many (n <= count).
+int labels_split(const LabelSet *ls, SplitKind split, int *rows_out);
+
+// Reads row `r`'s mask as class indices (H*W int64). Pixels equal to
+// ignore_value become ignore_index; other values must be < num_classes.
+int labels_load_mask(const LabelSet *ls, int r, int expect_h, int expect_w, int ignore_value, int64_t ignore_index,
+                     int64_t *out);
+
+#endif

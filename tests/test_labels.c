@@ -1,0 +1,103 @@
+// Labels CSV: the three tasks, masks from PNG and NPY, and bad files.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "io/labels.h"
+#include "io/npy.h"
+#include "io/png.h"
+#include "tests/test_util.h"
+
+static char g_dir[256];
+
+static const char *write_file(const char *name, const char *text) {
+    static char path[512];
+    snprintf(path, sizeof(path), "%s/%s", g_dir, name);
+    FILE *f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    return path;
+}
+
+static void test_classification(void) {
+    LabelSet ls;
+    const char *p = write_file("cls.csv", "# classes: a, b ,c\nimage,split,label\nx1,train,2\nx2,val,0\n\nx3,test,1\n");
+    CHECK(labels_load(p, TASK_CLASSIFICATION, &ls) == 0, "load: %s", sd_last_error());
+    CHECK(ls.count == 3 && ls.num_classes == 3 && ls.rows[0].label == 2 && ls.rows[2].split == SPLIT_TEST, "rows");
+    CHECK(ls.class_names && !strcmp(ls.class_names[1], "b"), "names trimmed");
+    int idx[3];
+    CHECK(labels_split(&ls, SPLIT_VAL, idx) == 1 && idx[0] == 1, "val split");
+    labels_free(&ls);
+    p = write_file("nonames.csv", "x1,train,4\nx2,train,1\n");
+    CHECK(labels_load(p, TASK_CLASSIFICATION, &ls) == 0 && ls.num_classes == 5, "classes from the largest index");
+    labels_free(&ls);
+}
+
+static void test_multilabel(void) {
+    LabelSet ls;
+    const char *p = write_file("ml.csv", "image,split,label\nx1,train,0;3;7\nx2,train,\nx3,val,5\n");
+    CHECK(labels_load(p, TASK_MULTILABEL, &ls) == 0, "load: %s", sd_last_error());
+    CHECK(ls.rows[0].num_labels == 3 && ls.rows[0].labels[2] == 7 && ls.rows[1].num_labels == 0 && ls.num_classes == 8,
+          "multi-hot rows");
+    labels_free(&ls);
+}
+
+static void test_segmentation(void) {
+    uint8_t mask[6] = {0, 1, 2, 255, 1, 0};
+    char path[512];
+    snprintf(path, sizeof(path), "%s/m1.png", g_dir);
+    CHECK(png_write(path, mask, 3, 2, 1, NULL, 0) == 0, "write png mask");
+    int64_t shape[2] = {2, 3};
+    int64_t m2[6] = {2, 2, 1, 0, -1, 1};
+    snprintf(path, sizeof(path), "%s/m2.npy", g_dir);
+    CHECK(npy_write(path, NPY_INT64, 2, shape, m2) == 0, "write npy mask");
+    LabelSet ls;
+    const char *p = write_file("seg.csv", "# classes: water,tree,field\nimage,split,label\nx1,train,m1.png\nx2,val,m2.npy\n");
+    CHECK(labels_load(p, TASK_SEGMENTATION, &ls) == 0, "load: %s", sd_last_error());
+    int64_t out[6];
+    CHECK(labels_load_mask(&ls, 0, 2, 3, 255, -100, out) == 0 && out[3] == -100 && out[2] == 2, "png mask: %s", sd_last_error());
+    CHECK(labels_load_mask(&ls, 1, 2, 3, -1, -100, out) == 0 && out[4] == -100 && out[0] == 2, "npy mask: %s", sd_last_error());
+    CHECK(labels_load_mask(&ls, 0, 3, 2, 255, -100, out) != 0 && strstr(sd_last_error(), "m1.png"), "wrong size: %s", sd_last_error());
+    CHECK(labels_load_mask(&ls, 0, 2, 3, 7, -100, out) != 0 && strstr(sd_last_error(), "outside"), "255 not ignored is out of range");
+    labels_free(&ls);
+}
+
+static void test_bad(void) {
+    const char *bad[][2] = {
+        {"b1.csv", "x1,train\n"},
+        {"b2.csv", "x1,training,1\n"},
+        {"b3.csv", "x1,train,one\n"},
+        {"b4.csv", "x1,train,1\nx1,val,2\n"},
+        {"b5.csv", "# classes: a,b\nx1,train,2\n"},
+        {"b6.csv", "x1,train,-1\n"},
+        {"b7.csv", "image,split,label\n"},
+        {"b8.csv", "x1,train,1,extra\n"},
+        {"b9.csv", "a/b,train,1\n"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        LabelSet ls;
+        const char *p = write_file(bad[i][0], bad[i][1]);
+        sd_clear_error();
+        int rc = labels_load(p, TASK_CLASSIFICATION, &ls);
+        CHECK(rc != 0, "%s accepted", bad[i][0]);
+        CHECK(strstr(sd_last_error(), bad[i][0]) != NULL, "%s: error names the file: %s", bad[i][0], sd_last_error());
+        if (rc == 0) labels_free(&ls);
+    }
+    LabelSet ls;
+    CHECK(labels_load("/nonexistent/labels.csv", TASK_CLASSIFICATION, &ls) != 0, "missing file");
+    TaskKind t;
+    CHECK(task_from_name("seg", &t) == 0 && t == TASK_SEGMENTATION && task_from_name("detection", &t) != 0, "task names");
+}
+
+int main(void) {
+    snprintf(g_dir, sizeof(g_dir), "/tmp/sd_test_labels_%d", (int)getpid());
+    mkdir(g_dir, 0755);
+    test_classification();
+    test_multilabel();
+    test_segmentation();
+    test_bad();
+    char cmd[512];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
+    if (system(cmd) != 0) printf("note: could not remove %s\n", g_dir);
+    return test_report("test_labels");
+}
