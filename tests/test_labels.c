@@ -22,21 +22,21 @@ static const char *write_file(const char *name, const char *text) {
 static void test_classification(void) {
     LabelSet ls;
     const char *p = write_file("cls.csv", "# classes: a, b ,c\nimage,split,label\nx1,train,2\nx2,val,0\n\nx3,test,1\n");
-    CHECK(labels_load(p, TASK_CLASSIFICATION, &ls) == 0, "load: %s", sd_last_error());
+    CHECK(labels_load(p, LABELS_CLASSIFICATION, &ls) == 0, "load: %s", sd_last_error());
     CHECK(ls.count == 3 && ls.num_classes == 3 && ls.rows[0].label == 2 && ls.rows[2].split == SPLIT_TEST, "rows");
     CHECK(ls.class_names && !strcmp(ls.class_names[1], "b"), "names trimmed");
     int idx[3];
     CHECK(labels_split(&ls, SPLIT_VAL, idx) == 1 && idx[0] == 1, "val split");
     labels_free(&ls);
     p = write_file("nonames.csv", "x1,train,4\nx2,train,1\n");
-    CHECK(labels_load(p, TASK_CLASSIFICATION, &ls) == 0 && ls.num_classes == 5, "classes from the largest index");
+    CHECK(labels_load(p, LABELS_CLASSIFICATION, &ls) == 0 && ls.num_classes == 5, "classes from the largest index");
     labels_free(&ls);
 }
 
 static void test_multilabel(void) {
     LabelSet ls;
     const char *p = write_file("ml.csv", "image,split,label\nx1,train,0;3;7\nx2,train,\nx3,val,5\n");
-    CHECK(labels_load(p, TASK_MULTILABEL, &ls) == 0, "load: %s", sd_last_error());
+    CHECK(labels_load(p, LABELS_MULTILABEL, &ls) == 0, "load: %s", sd_last_error());
     CHECK(ls.rows[0].num_labels == 3 && ls.rows[0].labels[2] == 7 && ls.rows[1].num_labels == 0 && ls.num_classes == 8,
           "multi-hot rows");
     labels_free(&ls);
@@ -53,7 +53,7 @@ static void test_segmentation(void) {
     CHECK(npy_write(path, NPY_INT64, 2, shape, m2) == 0, "write npy mask");
     LabelSet ls;
     const char *p = write_file("seg.csv", "# classes: water,tree,field\nimage,split,label\nx1,train,m1.png\nx2,val,m2.npy\n");
-    CHECK(labels_load(p, TASK_SEGMENTATION, &ls) == 0, "load: %s", sd_last_error());
+    CHECK(labels_load(p, LABELS_SEGMENTATION, &ls) == 0, "load: %s", sd_last_error());
     int64_t out[6];
     CHECK(labels_load_mask(&ls, 0, 2, 3, 255, -100, out) == 0 && out[3] == -100 && out[2] == 2, "png mask: %s", sd_last_error());
     CHECK(labels_load_mask(&ls, 1, 2, 3, -1, -100, out) == 0 && out[4] == -100 && out[0] == 2, "npy mask: %s", sd_last_error());
@@ -78,15 +78,15 @@ static void test_bad(void) {
         LabelSet ls;
         const char *p = write_file(bad[i][0], bad[i][1]);
         sd_clear_error();
-        int rc = labels_load(p, TASK_CLASSIFICATION, &ls);
+        int rc = labels_load(p, LABELS_CLASSIFICATION, &ls);
         CHECK(rc != 0, "%s accepted", bad[i][0]);
         CHECK(strstr(sd_last_error(), bad[i][0]) != NULL, "%s: error names the file: %s", bad[i][0], sd_last_error());
         if (rc == 0) labels_free(&ls);
     }
     LabelSet ls;
-    CHECK(labels_load("/nonexistent/labels.csv", TASK_CLASSIFICATION, &ls) != 0, "missing file");
-    TaskKind t;
-    CHECK(task_from_name("seg", &t) == 0 && t == TASK_SEGMENTATION && task_from_name("detection", &t) != 0, "task names");
+    CHECK(labels_load("/nonexistent/labels.csv", LABELS_CLASSIFICATION, &ls) != 0, "missing file");
+    LabelTask t;
+    CHECK(label_task_from_name("seg", &t) == 0 && t == LABELS_SEGMENTATION && label_task_from_name("detection", &t) != 0, "task names");
 }
 
 int main(void) {

@@ -10,14 +10,14 @@
 #include "io/npy.h"
 #include "io/png.h"
 
-const char *task_name(TaskKind t) {
-    return t == TASK_CLASSIFICATION ? "classification" : t == TASK_MULTILABEL ? "multilabel" : "segmentation";
+const char *label_task_name(LabelTask t) {
+    return t == LABELS_CLASSIFICATION ? "classification" : t == LABELS_MULTILABEL ? "multilabel" : "segmentation";
 }
 
-int task_from_name(const char *name, TaskKind *out) {
-    if (!strcmp(name, "cls") || !strcmp(name, "classification")) *out = TASK_CLASSIFICATION;
-    else if (!strcmp(name, "multilabel") || !strcmp(name, "multi_label_classification")) *out = TASK_MULTILABEL;
-    else if (!strcmp(name, "seg") || !strcmp(name, "segmentation")) *out = TASK_SEGMENTATION;
+int label_task_from_name(const char *name, LabelTask *out) {
+    if (!strcmp(name, "cls") || !strcmp(name, "classification")) *out = LABELS_CLASSIFICATION;
+    else if (!strcmp(name, "multilabel") || !strcmp(name, "multi_label_classification")) *out = LABELS_MULTILABEL;
+    else if (!strcmp(name, "seg") || !strcmp(name, "segmentation")) *out = LABELS_SEGMENTATION;
     else return sd_errorf("task '%s': expected cls, multilabel or seg", name);
     return 0;
 }
@@ -77,7 +77,7 @@ static int parse_row(LabelSet *ls, char *line, int lineno, const char *dir, Labe
         if (n == 3) return sd_errorf("%s:%d: more than 3 fields (image,split,label)", ls->path, lineno);
         f[n++] = trim(tok);
     }
-    if (n == 2 && ls->task == TASK_MULTILABEL) f[n++] = (char *)"";  // no labels on
+    if (n == 2 && ls->task == LABELS_MULTILABEL) f[n++] = (char *)"";  // no labels on
     if (n != 3) return sd_errorf("%s:%d: expected 3 fields (image,split,label), got %d", ls->path, lineno, n);
     if (!*f[0]) return sd_errorf("%s:%d: empty image id", ls->path, lineno);
     if (strchr(f[0], '/')) return sd_errorf("%s:%d: image id '%s' must not contain '/'", ls->path, lineno, f[0]);
@@ -87,10 +87,10 @@ static int parse_row(LabelSet *ls, char *line, int lineno, const char *dir, Labe
     else return sd_errorf("%s:%d: split '%s': expected train, val or test", ls->path, lineno, f[1]);
     row->image = strdup(f[0]);
     if (!row->image) return sd_errorf("out of memory");
-    if (ls->task == TASK_CLASSIFICATION) {
+    if (ls->task == LABELS_CLASSIFICATION) {
         if (parse_index(f[2], &row->label))
             return sd_errorf("%s:%d: label '%s' is not a class index", ls->path, lineno, f[2]);
-    } else if (ls->task == TASK_MULTILABEL) {
+    } else if (ls->task == LABELS_MULTILABEL) {
         int count = *f[2] ? 1 : 0;
         for (char *p = f[2]; *p; p++) count += *p == ';';
         row->labels = (int *)calloc((size_t)(count ? count : 1), sizeof(int));
@@ -112,7 +112,7 @@ static int parse_row(LabelSet *ls, char *line, int lineno, const char *dir, Labe
     return 0;
 }
 
-int labels_load(const char *path, TaskKind task, LabelSet *out) {
+int labels_load(const char *path, LabelTask task, LabelSet *out) {
     memset(out, 0, sizeof(*out));
     out->task = task;
     out->path = strdup(path);
@@ -151,7 +151,7 @@ int labels_load(const char *path, TaskKind task, LabelSet *out) {
         memset(row, 0, sizeof(*row));
         out->count++;
         if (parse_row(out, s, lineno, dir, row)) { fclose(f); labels_free(out); return SD_FAIL; }
-        if (task == TASK_CLASSIFICATION && row->label > max_label) max_label = row->label;
+        if (task == LABELS_CLASSIFICATION && row->label > max_label) max_label = row->label;
         for (int k = 0; k < row->num_labels; k++)
             if (row->labels[k] > max_label) max_label = row->labels[k];
     }

@@ -14,11 +14,11 @@
 
 #include <stdint.h>
 
-typedef enum { TASK_CLASSIFICATION = 0, TASK_MULTILABEL = 1, TASK_SEGMENTATION = 2 } TaskKind;
+typedef enum { LABELS_CLASSIFICATION = 0, LABELS_MULTILABEL = 1, LABELS_SEGMENTATION = 2 } LabelTask;
 typedef enum { SPLIT_TRAIN = 0, SPLIT_VAL = 1, SPLIT_TEST = 2 } SplitKind;
 
-const char *task_name(TaskKind t);
-int task_from_name(const char *name, TaskKind *out);  // "cls"/"classification", "multilabel", "seg"/"segmentation"
+const char *label_task_name(LabelTask t);
+int label_task_from_name(const char *name, LabelTask *out);  // "cls"/"classification", "multilabel", "seg"/"segmentation"
 const char *split_name(SplitKind s);
 
 typedef struct {
@@ -32,7 +32,7 @@ typedef struct {
 
 typedef struct {
     char *path;
-    TaskKind task;
+    LabelTask task;
     int count;
     LabelRow *rows;
     int num_classes;     // from "# classes:", else 1 + the largest class index seen
@@ -40,7 +40,7 @@ typedef struct {
 } LabelSet;
 
 // Parses the CSV for the task. Errors name the file, the line and the field.
-int labels_load(const char *path, TaskKind task, LabelSet *out);
+int labels_load(const char *path, LabelTask task, LabelSet *out);
 void labels_free(LabelSet *ls);
 // Indices of the rows of one split, in file order; returns how many (n <= count).
 int labels_split(const LabelSet *ls, SplitKind split, int *rows_out);
