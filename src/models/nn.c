@@ -1,0 +1,194 @@
+// Weight loading and the small layers (see nn.h).
+#include "models/nn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+void nn_weights_init(NnWeights *w, const SafeTensors *st, const char *prefix) {
+    memset(w, 0, sizeof(*w));
+    w->st = st;
+    snprintf(w->prefix, sizeof(w->prefix), "%s", prefix ? prefix : "");
+}
+
+void nn_weights_free(NnWeights *w) {
+    for (int i = 0; i < w->n_loaded; i++) tensor_free(w->loaded[i]);
+    free(w->loaded);
+    w->loaded = NULL;
+    w->n_loaded = w->cap_loaded = 0;
+}
+
+static const char *full_name(const NnWeights *w, const char *name, char *buf) {
+    snprintf(buf, NN_NAME_MAX, "%s%s", w->prefix, name);
+    return buf;
+}
+
+int nn_weights_has(const NnWeights *w, const char *name) {
+    char buf[NN_NAME_MAX];
+    return st_find(w->st, full_name(w, name, buf)) != NULL;
+}
+
+static int remember(NnWeights *w, Tensor *t) {
+    if (w->n_loaded == w->cap_loaded) {
+        int cap = w->cap_loaded ? 2 * w->cap_loaded : 256;
+        Tensor **l = (Tensor **)realloc(w->loaded, (size_t)cap * sizeof(Tensor *));
+        if (!l) {
+            tensor_free(t);
+            return sd_errorf("out of memory loading weights");
+        }
+        w->loaded = l;
+        w->cap_loaded = cap;
+    }
+    w->loaded[w->n_loaded++] = t;
+    return 0;
+}
+
+int nn_weights_load(NnWeights *w, const char *name, int ndim, const int *shape, Tensor *t) {
+    char buf[NN_NAME_MAX];
+    if (st_load(w->st, full_name(w, name, buf), ndim, shape, t)) return SD_FAIL;
+    return remember(w, t);
+}
+
+int nn_weights_load_as(NnWeights *w, const char *name, int ndim, const int *shape, Tensor *t) {
+    char buf[NN_NAME_MAX];
+    const StEntry *e;
+    full_name(w, name, buf);
+    if (st_require(w->st, buf, &e)) return SD_FAIL;
+    int64_t want = 1;
+    for (int i = 0; i < ndim; i++) want *= shape[i];
+    if (e->numel != want) {
+        // Let st_load produce the standard message naming both shapes.
+        return st_load(w->st, buf, ndim, shape, t);
+    }
+    if (st_load(w->st, buf, 0, NULL, t)) return SD_FAIL;
+    t->ndim = ndim;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    return remember(w, t);
+}
+
+static int load_bias(NnWeights *w, const char *name, int n, int has_bias, Tensor *t) {
+    memset(t, 0, sizeof(*t));
+    if (!has_bias) return 0;
+    char buf[NN_NAME_MAX];
+    snprintf(buf, sizeof(buf), "%s.bias", name);
+    return nn_weights_load(w, buf, 1, &n, t);
+}
+
+int nn_linear_load(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias) {
+    char buf[NN_NAME_MAX];
+    int shape[2] = {out, in};
+    l->in = in;
+    l->out = out;
+    snprintf(buf, sizeof(buf), "%s.weight", name);
+    if (nn_weights_load(w, buf, 2, shape, &l->weight)) return SD_FAIL;
+    return load_bias(w, name, out, has_bias, &l->bias);
+}
+
+int nn_linear_load_conv1x1(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias) {
+    char buf[NN_NAME_MAX];
+    int shape[4] = {out, in, 1, 1};
+    l->in = in;
+    l->out = out;
+    snprintf(buf, sizeof(buf), "%s.weight", name);
+    if (nn_weights_load(w, buf, 4, shape, &l->weight)) return SD_FAIL;
+    l->weight.ndim = 2;  // same memory, seen as (out, in)
+    l->weight.shape[2] = l->weight.shape[3] = 0;
+    return load_bias(w, name, out, has_bias, &l->bias);
+}
+
+int nn_linear_load_any(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias) {
+    char buf[NN_NAME_MAX];
+    int shape[2] = {out, in};
+    l->in = in;
+    l->out = out;
+    snprintf(buf, sizeof(buf), "%s.weight", name);
+    if (nn_weights_load_as(w, buf, 2, shape, &l->weight)) return SD_FAIL;
+    return load_bias(w, name, out, has_bias, &l->bias);
+}
+
+int nn_conv2d_load(NnWeights *w, NnConv2d *c, const char *name, int cin, int cout, int kernel, Conv2dGeometry geom,
+                   int has_bias) {
+    char buf[NN_NAME_MAX];
+    int shape[4] = {cout, cin, kernel, kernel};
+    c->cin = cin;
+    c->cout = cout;
+    c->geom = geom;
+    snprintf(buf, sizeof(buf), "%s.weight", name);
+    if (nn_weights_load(w, buf, 4, shape, &c->weight)) return SD_FAIL;
+    return load_bias(w, name, cout, has_bias, &c->bias);
+}
+
+static int load_affine(NnWeights *w, const char *name, int n, Tensor *weight, Tensor *bias) {
+    char buf[NN_NAME_MAX];
+    snprintf(buf, sizeof(buf), "%s.weight", name);
+    if (nn_weights_load(w, buf, 1, &n, weight)) return SD_FAIL;
+    return load_bias(w, name, n, 1, bias);
+}
+
+int nn_groupnorm_load(NnWeights *w, NnGroupNorm *g, const char *name, int channels, int groups, float eps) {
+    if (groups <= 0 || channels % groups != 0)
+        return sd_errorf("%s: GroupNorm of %d channels cannot have %d groups", name, channels, groups);
+    g->channels = channels;
+    g->groups = groups;
+    g->eps = eps;
+    return load_affine(w, name, channels, &g->weight, &g->bias);
+}
+
+int nn_layernorm_load(NnWeights *w, NnLayerNorm *l, const char *name, int dim, float eps) {
+    l->dim = dim;
+    l->eps = eps;
+    return load_affine(w, name, dim, &l->weight, &l->bias);
+}
+
+void nn_linear(const NnLinear *l, const float *x, float *y, int rows) {
+    linear_forward(x, l->weight.data, l->bias.data, y, rows, l->in, l->out);
+}
+
+void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo) {
+    *Ho = conv_out_size(H, c->geom.kernel_h, c->geom.stride, c->geom.pad_top, c->geom.pad_bottom);
+    *Wo = conv_out_size(W, c->geom.kernel_w, c->geom.stride, c->geom.pad_left, c->geom.pad_right);
+}
+
+int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, Arena *scratch) {
+    return conv2d_forward(x, N, c->cin, H, W, c->weight.data, c->bias.data, c->cout, c->geom, y, scratch);
+}
+
+void nn_groupnorm(const NnGroupNorm *g, const float *x, float *y, int N, int HW) {
+    groupnorm_forward(x, y, g->weight.data, g->bias.data, N, g->channels, HW, g->groups, g->eps);
+}
+
+void nn_layernorm(const NnLayerNorm *l, const float *x, float *y, int rows) {
+    layernorm_forward(x, y, l->weight.data, l->bias.data, rows, l->dim, l->eps);
+}
+
+void nn_nchw_to_nlc(const float *x, float *y, int B, int C, int HW) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int i = 0; i < HW; i++) {
+            const float *xb = x + (int64_t)b * C * HW + i;
+            float *yr = y + ((int64_t)b * HW + i) * C;
+            for (int c = 0; c < C; c++) yr[c] = xb[(int64_t)c * HW];
+        }
+    }
+}
+
+void nn_nlc_to_nchw(const float *x, float *y, int B, int C, int HW) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int c = 0; c < C; c++) {
+            const float *xb = x + (int64_t)b * HW * C + c;
+            float *yr = y + ((int64_t)b * C + c) * HW;
+            for (int i = 0; i < HW; i++) yr[i] = xb[(int64_t)i * C];
+        }
+    }
+}
+
+float *nn_alloc(Arena *a, int64_t count) {
+    if (count < 0) {
+        sd_errorf("nn_alloc: negative size");
+        return NULL;
+    }
+    return arena_floats(a, (size_t)(count ? count : 1));
+}

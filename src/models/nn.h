@@ -1,0 +1,97 @@
+// The small layers every model file is built from (nn.Linear, nn.Conv2d,
+// nn.GroupNorm, nn.LayerNorm), each a plain struct of Tensors filled by its
+// state_dict name, and the loader that fills them from a safetensors file.
+//
+// Weights stored as float32 stay in the file mapping (st_load gives a view);
+// f16/bf16/f64 weights are converted into owned copies. The loader remembers
+// every tensor it filled so that nn_weights_free releases them all.
+#ifndef SD_MODELS_NN_H
+#define SD_MODELS_NN_H
+
+#include "core/tensor.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+
+#define NN_NAME_MAX 256
+
+typedef struct {
+    const SafeTensors *st;
+    char prefix[64];   // prepended to every name ("unet.", "vae." or "")
+    Tensor **loaded;   // every tensor filled so far (pointers into the model's structs)
+    int n_loaded, cap_loaded;
+} NnWeights;
+
+// st must stay open while the model is used (f32 weights point into it).
+void nn_weights_init(NnWeights *w, const SafeTensors *st, const char *prefix);
+// Frees every tensor loaded through w (owned copies; views are only forgotten).
+void nn_weights_free(NnWeights *w);
+// 1 if prefix + name exists in the file.
+int nn_weights_has(const NnWeights *w, const char *name);
+// Loads prefix + name into t, checking the shape (ndim/shape may be 0/NULL: any).
+// A missing tensor or a wrong shape is an error naming the file, the tensor and
+// both shapes.
+int nn_weights_load(NnWeights *w, const char *name, int ndim, const int *shape, Tensor *t);
+// Like nn_weights_load, but accepts any stored shape with the same number of
+// elements as `shape` (a 1x1 conv weight (o,i,1,1) used as a linear (o,i)).
+int nn_weights_load_as(NnWeights *w, const char *name, int ndim, const int *shape, Tensor *t);
+
+// ---- layers ---------------------------------------------------------------
+
+// nn.Linear: weight (out, in), bias (out) or none (bias.data == NULL).
+typedef struct {
+    Tensor weight, bias;
+    int in, out;
+} NnLinear;
+
+// nn.Conv2d: weight (cout, cin, k, k), bias (cout) or none.
+typedef struct {
+    Tensor weight, bias;
+    int cin, cout;
+    Conv2dGeometry geom;
+} NnConv2d;
+
+typedef struct {
+    Tensor weight, bias;  // (channels) each
+    int channels, groups;
+    float eps;
+} NnGroupNorm;
+
+typedef struct {
+    Tensor weight, bias;  // (dim) each
+    int dim;
+    float eps;
+} NnLayerNorm;
+
+// `name` is the module path without ".weight" ("conv_in", "time_embedding.linear_1").
+int nn_linear_load(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias);
+// A 1x1 nn.Conv2d, weight (out, in, 1, 1), used as a linear on (rows, in): proj_in/proj_out of a
+// Transformer2DModel without linear projection.
+int nn_linear_load_conv1x1(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias);
+// A linear stored either as (out, in) or as (out, in, 1, 1) (old VAE attention checkpoints).
+int nn_linear_load_any(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias);
+int nn_conv2d_load(NnWeights *w, NnConv2d *c, const char *name, int cin, int cout, int kernel, Conv2dGeometry geom,
+                   int has_bias);
+int nn_groupnorm_load(NnWeights *w, NnGroupNorm *g, const char *name, int channels, int groups, float eps);
+int nn_layernorm_load(NnWeights *w, NnLayerNorm *l, const char *name, int dim, float eps);
+
+// y[rows, out] = x[rows, in] W^T + b
+void nn_linear(const NnLinear *l, const float *x, float *y, int rows);
+// y (N, cout, Ho, Wo) from x (N, cin, H, W); Ho/Wo by the layer's geometry.
+int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, Arena *scratch);
+void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo);
+// GroupNorm over x (N, channels, HW); y may equal x.
+void nn_groupnorm(const NnGroupNorm *g, const float *x, float *y, int N, int HW);
+// LayerNorm over the last dim of x (rows, dim); y may equal x.
+void nn_layernorm(const NnLayerNorm *l, const float *x, float *y, int rows);
+
+// ---- layout helpers (plain loops: kernels.h has no transpose) --------------
+
+// (B, C, HW) -> (B, HW, C)
+void nn_nchw_to_nlc(const float *x, float *y, int B, int C, int HW);
+// (B, HW, C) -> (B, C, HW)
+void nn_nlc_to_nchw(const float *x, float *y, int B, int C, int HW);
+
+// floats from the arena, or NULL with the arena's message.
+float *nn_alloc(Arena *a, int64_t count);
+
+#endif

@@ -1,0 +1,752 @@
+// UNet2DConditionModel (diffusers 0.17.0 unet_2d_condition.py + unet_2d_blocks.py) and SatUNet's
+// metadata embeddings (DiffusionSat sat_unet.py). See unet.h.
+#include "models/unet.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+// ---- config ------------------------------------------------------------------
+
+// A list of strings of known length, or the defaults when the key is absent.
+static int cfg_strings(const JsonValue *cfg, const char *key, int count, const char *const *dflt, const char **out) {
+    const JsonValue *v = json_get(cfg, key);
+    if (!v || v->type == JSON_NULL) {
+        for (int i = 0; i < count; i++) out[i] = dflt[i];
+        return 0;
+    }
+    if (v->type != JSON_ARRAY) return sd_errorf("config '%s': expected a list of strings", key);
+    if (v->count != count) return sd_errorf("config '%s': %d entries, expected %d (one per block)", key, v->count, count);
+    for (int i = 0; i < count; i++) {
+        if (v->items[i].type != JSON_STRING) return sd_errorf("config '%s'[%d]: expected a string", key, i);
+        out[i] = v->items[i].string;
+    }
+    return 0;
+}
+
+// An int or a list of ints (one per block), or `dflt` repeated when the key is absent.
+static int cfg_ints(const JsonValue *cfg, const char *key, int count, int dflt, int *out) {
+    const JsonValue *v = json_get(cfg, key);
+    if (!v || v->type == JSON_NULL) {
+        for (int i = 0; i < count; i++) out[i] = dflt;
+        return 0;
+    }
+    if (json_get_int_list(cfg, key, count, out)) return sd_error_context("config");
+    return 0;
+}
+
+// A bool or a list of bools.
+static int cfg_bools(const JsonValue *cfg, const char *key, int count, int dflt, int *out) {
+    const JsonValue *v = json_get(cfg, key);
+    for (int i = 0; i < count; i++) out[i] = dflt;
+    if (!v || v->type == JSON_NULL) return 0;
+    if (v->type == JSON_BOOL) {
+        for (int i = 0; i < count; i++) out[i] = v->boolean;
+        return 0;
+    }
+    if (v->type != JSON_ARRAY || v->count != count)
+        return sd_errorf("config '%s': expected a bool or a list of %d bools", key, count);
+    for (int i = 0; i < count; i++) {
+        if (v->items[i].type != JSON_BOOL) return sd_errorf("config '%s'[%d]: expected a bool", key, i);
+        out[i] = v->items[i].boolean;
+    }
+    return 0;
+}
+
+// Keys whose non-default values select features this implementation does not have.
+static int cfg_reject(const JsonValue *cfg) {
+    static const char *const must_be_null[] = {
+        "class_embed_type", "num_class_embeds", "addition_embed_type", "encoder_hid_dim", "encoder_hid_dim_type",
+        "time_cond_proj_dim", "timestep_post_act", "time_embedding_act_fn", "cross_attention_norm",
+        "projection_class_embeddings_input_dim"};
+    for (size_t i = 0; i < sizeof(must_be_null) / sizeof(must_be_null[0]); i++) {
+        const JsonValue *v = json_get(cfg, must_be_null[i]);
+        if (v && v->type != JSON_NULL)
+            return sd_errorf("config '%s' is set: not supported by this UNet (SD 1.x/2.x family only)", must_be_null[i]);
+    }
+    static const char *const must_be_false[] = {"dual_cross_attention", "class_embeddings_concat"};
+    for (size_t i = 0; i < sizeof(must_be_false) / sizeof(must_be_false[0]); i++) {
+        int b;
+        if (json_get_bool(cfg, must_be_false[i], 0, &b)) return sd_error_context("config");
+        if (b) return sd_errorf("config '%s' is true: not supported by this UNet", must_be_false[i]);
+    }
+    const char *s;
+    if (json_get_string(cfg, "act_fn", "silu", &s)) return sd_error_context("config");
+    if (strcmp(s, "silu") != 0 && strcmp(s, "swish") != 0)
+        return sd_errorf("config 'act_fn' is '%s': only silu is supported", s);
+    if (json_get_string(cfg, "time_embedding_type", "positional", &s)) return sd_error_context("config");
+    if (strcmp(s, "positional") != 0)
+        return sd_errorf("config 'time_embedding_type' is '%s': only positional is supported", s);
+    return 0;
+}
+
+// "UNetResDownBlock2D" is an alias diffusers strips to "DownBlock2D".
+static const char *block_type(const char *t) { return strncmp(t, "UNetRes", 7) == 0 ? t + 7 : t; }
+
+// ---- loading -------------------------------------------------------------------
+
+typedef struct {
+    int groups;
+    float eps;
+    int scale_shift;
+    int linear_projection;
+} BlockCommon;
+
+static int load_attention(NnWeights *w, Transformer2D *t, const char *name, int channels, int heads, int context_dim,
+                          int only_cross, const BlockCommon *bc) {
+    if (heads <= 0 || channels / heads <= 0)
+        return sd_errorf("%s: %d channels cannot have %d attention heads", name, channels, heads);
+    // Transformer2DModel(heads, channels // heads): the head size is rounded down, as diffusers does.
+    return transformer2d_load(w, t, name, channels, heads, channels / heads, context_dim, bc->groups,
+                              bc->linear_projection, only_cross);
+}
+
+static int load_block(UNet *u, UNetBlock *blk, const char *name, const char *type, int is_up, int num_layers,
+                      int in_ch, int out_ch, int prev_out_ch, int heads, int context_dim, int only_cross,
+                      int add_sampler, int downsample_padding, const BlockCommon *bc) {
+    char buf[NN_NAME_MAX];
+    const char *t = block_type(type);
+    if (!is_up && strcmp(t, "CrossAttnDownBlock2D") == 0) blk->has_attention = 1;
+    else if (is_up && strcmp(t, "CrossAttnUpBlock2D") == 0) blk->has_attention = 1;
+    else if (!is_up && strcmp(t, "DownBlock2D") == 0) blk->has_attention = 0;
+    else if (is_up && strcmp(t, "UpBlock2D") == 0) blk->has_attention = 0;
+    else
+        return sd_errorf("%s: block type '%s' is not supported (CrossAttn%sBlock2D or %sBlock2D)", name, type,
+                         is_up ? "Up" : "Down", is_up ? "Up" : "Down");
+    if (num_layers < 1 || num_layers > UNET_MAX_LAYERS)
+        return sd_errorf("%s: %d layers (1..%d supported)", name, num_layers, UNET_MAX_LAYERS);
+    blk->num_layers = num_layers;
+    blk->out_channels = out_ch;
+    for (int j = 0; j < num_layers; j++) {
+        int rin;
+        if (!is_up) {
+            rin = j == 0 ? in_ch : out_ch;
+        } else {  // the skip connection is concatenated on channels
+            int res_skip = j == num_layers - 1 ? in_ch : out_ch;
+            rin = (j == 0 ? prev_out_ch : out_ch) + res_skip;
+        }
+        snprintf(buf, sizeof(buf), "%s.resnets.%d", name, j);
+        if (resnet_block_load(&u->weights, &blk->resnets[j], buf, rin, out_ch, u->time_embed_dim, bc->groups, bc->eps,
+                              1.0f, bc->scale_shift))
+            return SD_FAIL;
+        if (blk->has_attention) {
+            snprintf(buf, sizeof(buf), "%s.attentions.%d", name, j);
+            if (load_attention(&u->weights, &blk->attentions[j], buf, out_ch, heads, context_dim, only_cross, bc))
+                return SD_FAIL;
+        }
+    }
+    blk->has_sampler = add_sampler;
+    if (add_sampler) {
+        if (is_up) {
+            snprintf(buf, sizeof(buf), "%s.upsamplers.0", name);
+            return upsample_load(&u->weights, &blk->upsampler, buf, out_ch);
+        }
+        snprintf(buf, sizeof(buf), "%s.downsamplers.0", name);
+        return downsample_load(&u->weights, &blk->downsampler, buf, out_ch, downsample_padding);
+    }
+    return 0;
+}
+
+static int unet_load_impl(UNet *u, const JsonValue *cfg, int use_metadata) {
+    static const char *const dflt_down[4] = {"CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D",
+                                             "DownBlock2D"};
+    static const char *const dflt_up[4] = {"UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D",
+                                           "CrossAttnUpBlock2D"};
+    static const int dflt_boc[4] = {320, 640, 1280, 1280};
+    if (!cfg || cfg->type != JSON_OBJECT) return sd_errorf("UNet config: expected a JSON object");
+    if (cfg_reject(cfg)) return SD_FAIL;
+
+    const JsonValue *boc = json_get(cfg, "block_out_channels");
+    int n = 4;
+    if (boc && boc->type != JSON_NULL) {
+        if (boc->type != JSON_ARRAY || boc->count < 1 || boc->count > UNET_MAX_BLOCKS)
+            return sd_errorf("config 'block_out_channels': expected a list of 1..%d ints", UNET_MAX_BLOCKS);
+        n = boc->count;
+        if (json_get_int_list(cfg, "block_out_channels", n, u->block_out_channels)) return sd_error_context("config");
+    } else {
+        memcpy(u->block_out_channels, dflt_boc, sizeof(dflt_boc));
+    }
+    u->n_blocks = n;
+    const char *down_types[UNET_MAX_BLOCKS], *up_types[UNET_MAX_BLOCKS];
+    if (!boc || boc->type == JSON_NULL || n == 4) {
+        if (cfg_strings(cfg, "down_block_types", n, dflt_down, down_types)) return SD_FAIL;
+        if (cfg_strings(cfg, "up_block_types", n, dflt_up, up_types)) return SD_FAIL;
+    } else {
+        if (!json_get(cfg, "down_block_types") || !json_get(cfg, "up_block_types"))
+            return sd_errorf("config: down_block_types and up_block_types are needed with %d blocks", n);
+        if (cfg_strings(cfg, "down_block_types", n, NULL, down_types)) return SD_FAIL;
+        if (cfg_strings(cfg, "up_block_types", n, NULL, up_types)) return SD_FAIL;
+    }
+    int layers[UNET_MAX_BLOCKS], only_cross[UNET_MAX_BLOCKS];
+    if (cfg_ints(cfg, "layers_per_block", n, 2, layers)) return SD_FAIL;
+    // diffusers 0.17 passes attention_head_dim as the head count; later versions call it num_attention_heads.
+    const JsonValue *nah = json_get(cfg, "num_attention_heads");
+    if (nah && nah->type != JSON_NULL) {
+        if (cfg_ints(cfg, "num_attention_heads", n, 8, u->heads)) return SD_FAIL;
+    } else if (cfg_ints(cfg, "attention_head_dim", n, 8, u->heads)) {
+        return SD_FAIL;
+    }
+    if (cfg_ints(cfg, "cross_attention_dim", n, 1280, u->cross_attention_dim)) return SD_FAIL;
+    if (cfg_bools(cfg, "only_cross_attention", n, 0, only_cross)) return SD_FAIL;
+
+    int use_linear, groups, flip, conv_in_k, conv_out_k, down_pad, ted, center, tl;
+    double eps, shift, mid_scale;
+    const char *mid_type = "UNetMidBlock2DCrossAttn", *tss;
+    if (json_get_int(cfg, "in_channels", 4, &u->in_channels) || json_get_int(cfg, "out_channels", 4, &u->out_channels) ||
+        json_get_bool(cfg, "use_linear_projection", 0, &use_linear) ||
+        json_get_double(cfg, "norm_eps", 1e-5, &eps) || json_get_bool(cfg, "flip_sin_to_cos", 1, &flip) ||
+        json_get_double(cfg, "freq_shift", 0.0, &shift) || json_get_int(cfg, "conv_in_kernel", 3, &conv_in_k) ||
+        json_get_int(cfg, "conv_out_kernel", 3, &conv_out_k) ||
+        json_get_int(cfg, "downsample_padding", 1, &down_pad) ||
+        json_get_double(cfg, "mid_block_scale_factor", 1.0, &mid_scale) ||
+        json_get_int(cfg, "time_embedding_dim", 0, &ted) || json_get_bool(cfg, "center_input_sample", 0, &center) ||
+        json_get_string(cfg, "resnet_time_scale_shift", "default", &tss) ||
+        json_get_int(cfg, "transformer_layers_per_block", 1, &tl))
+        return sd_error_context("config");
+    const JsonValue *gv = json_get(cfg, "norm_num_groups");
+    if (gv && gv->type == JSON_NULL) return sd_errorf("config 'norm_num_groups' is null: not supported");
+    if (json_get_int(cfg, "norm_num_groups", 32, &groups)) return sd_error_context("config");
+    const JsonValue *mv = json_get(cfg, "mid_block_type");
+    if (mv && mv->type == JSON_NULL) mid_type = NULL;
+    else if (json_get_string(cfg, "mid_block_type", mid_type, &mid_type)) return sd_error_context("config");
+    if (mid_type && strcmp(mid_type, "UNetMidBlock2DCrossAttn") != 0)
+        return sd_errorf("config 'mid_block_type' is '%s': only UNetMidBlock2DCrossAttn (or null) is supported",
+                         mid_type);
+    if (strcmp(tss, "default") != 0 && strcmp(tss, "scale_shift") != 0)
+        return sd_errorf("config 'resnet_time_scale_shift' is '%s': default or scale_shift supported", tss);
+    if (tl != 1) return sd_errorf("config 'transformer_layers_per_block' is %d: only 1 is supported", tl);
+    if (conv_in_k < 1 || conv_in_k % 2 == 0 || conv_out_k < 1 || conv_out_k % 2 == 0)
+        return sd_errorf("config: conv_in_kernel %d / conv_out_kernel %d must be odd", conv_in_k, conv_out_k);
+
+    // SatUNet metadata embeddings.
+    int cfg_use_md, num_md;
+    if (json_get_bool(cfg, "use_metadata", 0, &cfg_use_md) || json_get_int(cfg, "num_metadata", 7, &num_md))
+        return sd_error_context("config");
+    int want_md = use_metadata < 0 ? cfg_use_md : use_metadata;
+    u->num_metadata = want_md ? num_md : 0;
+    if (want_md && num_md <= 0) return sd_errorf("config: use_metadata with num_metadata %d", num_md);
+
+    const int C0 = u->block_out_channels[0];
+    u->flip_sin_to_cos = flip;
+    u->freq_shift = (float)shift;
+    u->center_input_sample = center;
+    u->timestep_input_dim = C0;
+    u->time_embed_dim = ted > 0 ? ted : 4 * C0;
+    u->has_mid_block = mid_type != NULL;
+    BlockCommon bc = {groups, (float)eps, strcmp(tss, "scale_shift") == 0, use_linear};
+    NnWeights *w = &u->weights;
+    char buf[NN_NAME_MAX];
+
+    if (nn_conv2d_load(w, &u->conv_in, "conv_in", u->in_channels, C0, conv_in_k,
+                       conv_geometry(conv_in_k, 1, (conv_in_k - 1) / 2), 1))
+        return SD_FAIL;
+    if (timestep_embedding_load(w, &u->time_embedding, "time_embedding", C0, u->time_embed_dim)) return SD_FAIL;
+    if (u->num_metadata > 0) {
+        u->metadata_embedding = (TimestepEmbedding *)calloc((size_t)u->num_metadata, sizeof(TimestepEmbedding));
+        if (!u->metadata_embedding) return sd_errorf("out of memory");
+        for (int m = 0; m < u->num_metadata; m++) {
+            snprintf(buf, sizeof(buf), "metadata_embedding.%d", m);
+            if (timestep_embedding_load(w, &u->metadata_embedding[m], buf, C0, u->time_embed_dim)) return SD_FAIL;
+        }
+    }
+
+    int out_ch = C0;
+    for (int i = 0; i < n; i++) {
+        int in_ch = out_ch;
+        out_ch = u->block_out_channels[i];
+        snprintf(buf, sizeof(buf), "down_blocks.%d", i);
+        if (load_block(u, &u->down_blocks[i], buf, down_types[i], 0, layers[i], in_ch, out_ch, 0, u->heads[i],
+                       u->cross_attention_dim[i], only_cross[i], i < n - 1, down_pad, &bc))
+            return SD_FAIL;
+    }
+    if (u->has_mid_block) {
+        const int C = u->block_out_channels[n - 1];
+        UNetBlock *mid = &u->mid_block;
+        mid->has_attention = 1;
+        mid->num_layers = 2;
+        mid->out_channels = C;
+        BlockCommon mbc = bc;
+        for (int j = 0; j < 2; j++) {
+            snprintf(buf, sizeof(buf), "mid_block.resnets.%d", j);
+            if (resnet_block_load(w, &mid->resnets[j], buf, C, C, u->time_embed_dim, groups, (float)eps,
+                                  (float)mid_scale, mbc.scale_shift))
+                return SD_FAIL;
+        }
+        if (load_attention(w, &mid->attentions[0], "mid_block.attentions.0", C, u->heads[n - 1],
+                           u->cross_attention_dim[n - 1], 0, &mbc))
+            return SD_FAIL;
+    }
+    out_ch = u->block_out_channels[n - 1];
+    for (int i = 0; i < n; i++) {
+        int r = n - 1 - i;  // reversed lists
+        int prev_out = out_ch;
+        out_ch = u->block_out_channels[r];
+        int in_ch = u->block_out_channels[r - 1 >= 0 ? r - 1 : 0];
+        snprintf(buf, sizeof(buf), "up_blocks.%d", i);
+        if (load_block(u, &u->up_blocks[i], buf, up_types[i], 1, layers[r] + 1, in_ch, out_ch, prev_out, u->heads[r],
+                       u->cross_attention_dim[r], only_cross[r], i < n - 1, 0, &bc))
+            return SD_FAIL;
+    }
+    u->has_conv_norm_out = 1;
+    if (nn_groupnorm_load(w, &u->conv_norm_out, "conv_norm_out", C0, groups, (float)eps)) return SD_FAIL;
+    return nn_conv2d_load(w, &u->conv_out, "conv_out", C0, u->out_channels, conv_out_k,
+                          conv_geometry(conv_out_k, 1, (conv_out_k - 1) / 2), 1);
+}
+
+int unet_load(UNet *u, const JsonValue *config, const SafeTensors *st, const char *prefix, int use_metadata) {
+    memset(u, 0, sizeof(*u));
+    nn_weights_init(&u->weights, st, prefix);
+    if (unet_load_impl(u, config, use_metadata)) {
+        sd_error_context("UNet");
+        unet_free(u);
+        return SD_FAIL;
+    }
+    return 0;
+}
+
+static void block_free(UNetBlock *b) {
+    for (int j = 0; j < UNET_MAX_LAYERS; j++) transformer2d_free(&b->attentions[j]);
+}
+
+void unet_free(UNet *u) {
+    nn_weights_free(&u->weights);
+    free(u->metadata_embedding);
+    for (int i = 0; i < UNET_MAX_BLOCKS; i++) {
+        block_free(&u->down_blocks[i]);
+        block_free(&u->up_blocks[i]);
+    }
+    block_free(&u->mid_block);
+    memset(u, 0, sizeof(*u));
+}
+
+// ---- forward -------------------------------------------------------------------
+
+// A skip connection (down_block_res_samples) living in the arena. `mark` is the arena position before it
+// was allocated: popping it frees everything from there up.
+typedef struct {
+    float *data;
+    int C, H, W;
+    size_t mark;
+} Skip;
+
+typedef struct {
+    const UNet *u;
+    int B, L;
+    const float *context;
+    const float *temb_silu;  // silu(emb) (B, time_embed_dim), shared by every ResNet block
+    Arena *arena;
+    ModuleCaptures *cap;
+    Skip skips[2 + UNET_MAX_BLOCKS * (UNET_MAX_LAYERS + 1)];
+    int n_skips;
+} Forward;
+
+// Moves n floats at src down to the arena position `mark` and makes them the arena's top:
+// everything that was between mark and src is freed (no longer needed by any skip connection).
+static float *move_down(Arena *a, size_t mark, const float *src, int64_t n) {
+    arena_reset(a, mark);
+    float *dst = nn_alloc(a, n);  // lands at or below src: src was allocated later
+    if (dst && dst != src) memmove(dst, src, (size_t)n * sizeof(float));
+    return dst;
+}
+
+static int push_skip(Forward *f, float *data, int C, int H, int W, size_t mark) {
+    Skip *s = &f->skips[f->n_skips++];
+    s->data = data;
+    s->C = C;
+    s->H = H;
+    s->W = W;
+    s->mark = mark;
+    return 0;
+}
+
+// A down block: every ResNet (+ transformer) output and the downsampler's output become skips.
+static int down_block_forward(Forward *f, const UNetBlock *blk, int i, float **cur, int *H, int *W) {
+    char path[96] = "";
+    const int B = f->B, C = blk->out_channels;
+    for (int j = 0; j < blk->num_layers; j++) {
+        size_t mark = arena_mark(f->arena);
+        float *o = nn_alloc(f->arena, (int64_t)B * C * *H * *W);
+        if (!o) return SD_FAIL;
+        if (f->cap) snprintf(path, sizeof(path), "down_blocks.%d.resnets.%d", i, j);
+        if (resnet_block_forward(&blk->resnets[j], *cur, f->temb_silu, o, B, *H, *W, f->arena, f->cap, path))
+            return SD_FAIL;
+        if (blk->has_attention) {
+            if (f->cap) snprintf(path, sizeof(path), "down_blocks.%d.attentions.%d", i, j);
+            if (transformer2d_forward(&blk->attentions[j], o, B, *H, *W, f->context, f->L, f->arena, f->cap, path))
+                return SD_FAIL;
+        }
+        push_skip(f, o, C, *H, *W, mark);
+        *cur = o;
+    }
+    if (blk->has_sampler) {
+        int Ho, Wo;
+        downsample_out_size(&blk->downsampler, *H, *W, &Ho, &Wo);
+        size_t mark = arena_mark(f->arena);
+        float *o = nn_alloc(f->arena, (int64_t)B * C * Ho * Wo);
+        if (!o || downsample_forward(&blk->downsampler, *cur, o, B, *H, *W, f->arena)) return SD_FAIL;
+        if (f->cap) {
+            snprintf(path, sizeof(path), "down_blocks.%d.downsamplers.0", i);
+            if (captures_offer(f->cap, path, NULL, o, 4, (int[4]){B, C, Ho, Wo})) return SD_FAIL;
+        }
+        push_skip(f, o, C, Ho, Wo, mark);
+        *cur = o;
+        *H = Ho;
+        *W = Wo;
+    }
+    return 0;
+}
+
+// The mid block: resnets.0, attentions.0, resnets.1. Its output is put at the arena top (above the skips).
+static int mid_block_forward(Forward *f, float **cur, size_t *cur_mark, int H, int W) {
+    const UNetBlock *mid = &f->u->mid_block;
+    const int B = f->B, C = mid->out_channels;
+    const int64_t n = (int64_t)B * C * H * W;
+    ModuleCaptures *cap = f->cap;
+    size_t mark = arena_mark(f->arena);
+    float *o1 = nn_alloc(f->arena, n);
+    if (!o1) return SD_FAIL;
+    if (resnet_block_forward(&mid->resnets[0], *cur, f->temb_silu, o1, B, H, W, f->arena, cap, "mid_block.resnets.0"))
+        return SD_FAIL;
+    if (transformer2d_forward(&mid->attentions[0], o1, B, H, W, f->context, f->L, f->arena, cap,
+                              "mid_block.attentions.0"))
+        return SD_FAIL;
+    float *o2 = nn_alloc(f->arena, n);
+    if (!o2) return SD_FAIL;
+    if (resnet_block_forward(&mid->resnets[1], o1, f->temb_silu, o2, B, H, W, f->arena, cap, "mid_block.resnets.1"))
+        return SD_FAIL;
+    *cur = move_down(f->arena, mark, o2, n);
+    *cur_mark = mark;
+    return captures_offer(cap, "mid_block", NULL, *cur, 4, (int[4]){B, C, H, W});
+}
+
+// An up block: each ResNet takes cat(cur, skip) on channels; the popped skip and the old cur are freed
+// by moving the new output down over them.
+static int up_block_forward(Forward *f, const UNetBlock *blk, int i, float **cur, size_t *cur_mark, int *Ccur,
+                            int *H, int *W) {
+    char path[96] = "";
+    const int B = f->B, C = blk->out_channels;
+    for (int j = 0; j < blk->num_layers; j++) {
+        if (f->n_skips == 0) return sd_errorf("up_blocks.%d: no skip connection left (config mismatch)", i);
+        Skip s = f->skips[--f->n_skips];
+        const ResnetBlock2D *r = &blk->resnets[j];
+        if (s.H != *H || s.W != *W || *Ccur + s.C != r->in_channels)
+            return sd_errorf("up_blocks.%d.resnets.%d: expects %d channels, got %d + skip %d at %dx%d vs %dx%d", i, j,
+                             r->in_channels, *Ccur, s.C, *H, *W, s.H, s.W);
+        const int HW = *H * *W;
+        float *cat = nn_alloc(f->arena, (int64_t)B * (*Ccur + s.C) * HW);
+        if (!cat) return SD_FAIL;
+        for (int b = 0; b < B; b++) {  // torch.cat([hidden_states, res_hidden_states], dim=1)
+            float *dst = cat + (int64_t)b * (*Ccur + s.C) * HW;
+            memcpy(dst, *cur + (int64_t)b * *Ccur * HW, (size_t)*Ccur * HW * sizeof(float));
+            memcpy(dst + (int64_t)*Ccur * HW, s.data + (int64_t)b * s.C * HW, (size_t)s.C * HW * sizeof(float));
+        }
+        const int64_t n = (int64_t)B * C * HW;
+        float *o = nn_alloc(f->arena, n);
+        if (!o) return SD_FAIL;
+        if (f->cap) snprintf(path, sizeof(path), "up_blocks.%d.resnets.%d", i, j);
+        if (resnet_block_forward(r, cat, f->temb_silu, o, B, *H, *W, f->arena, f->cap, path)) return SD_FAIL;
+        if (blk->has_attention) {
+            if (f->cap) snprintf(path, sizeof(path), "up_blocks.%d.attentions.%d", i, j);
+            if (transformer2d_forward(&blk->attentions[j], o, B, *H, *W, f->context, f->L, f->arena, f->cap, path))
+                return SD_FAIL;
+        }
+        // The skip lies below cur (cur was made after it), so from s.mark up everything is dead but o.
+        *cur = move_down(f->arena, s.mark, o, n);
+        *cur_mark = s.mark;
+        *Ccur = C;
+    }
+    if (blk->has_sampler) {
+        // Upsample to the next skip's size: 2x unless the input size was not a multiple of 2^upsamplers
+        // (diffusers' forward_upsample_size), where the sizes differ and nearest-to-size is used.
+        if (f->n_skips == 0) return sd_errorf("up_blocks.%d: no skip connection left (config mismatch)", i);
+        const Skip *next = &f->skips[f->n_skips - 1];
+        int Ho = next->H, Wo = next->W;
+        const int64_t n = (int64_t)B * C * Ho * Wo;
+        float *o = nn_alloc(f->arena, n);
+        if (!o || upsample_forward(&blk->upsampler, *cur, o, B, *H, *W, Ho, Wo, f->arena)) return SD_FAIL;
+        *cur = move_down(f->arena, *cur_mark, o, n);
+        *H = Ho;
+        *W = Wo;
+        if (f->cap) {
+            snprintf(path, sizeof(path), "up_blocks.%d.upsamplers.0", i);
+            if (captures_offer(f->cap, path, NULL, *cur, 4, (int[4]){B, C, Ho, Wo})) return SD_FAIL;
+        }
+    }
+    if (f->cap) {
+        snprintf(path, sizeof(path), "up_blocks.%d", i);
+        if (captures_offer(f->cap, path, NULL, *cur, 4, (int[4]){B, C, *H, *W})) return SD_FAIL;
+    }
+    return 0;
+}
+
+// emb = time_embedding(time_proj(t)) (+ sum_m metadata_embedding[m](time_proj(metadata[:, m]))).
+static int time_embedding_forward(const UNet *u, const float *timesteps, const float *metadata, int B, float *emb,
+                                  Arena *arena, ModuleCaptures *cap) {
+    const int C0 = u->timestep_input_dim, D = u->time_embed_dim;
+    size_t mark = arena_mark(arena);
+    float *proj = nn_alloc(arena, (int64_t)B * C0);
+    if (!proj) return SD_FAIL;
+    timestep_embedding_sinusoidal(timesteps, B, C0, u->flip_sin_to_cos, u->freq_shift, proj);
+    if (timestep_embedding_forward(&u->time_embedding, proj, emb, B, arena)) return SD_FAIL;
+    if (captures_offer(cap, "time_embedding", NULL, emb, 2, (int[2]){B, D})) return SD_FAIL;
+    if (u->num_metadata > 0) {
+        if (!metadata) return sd_errorf("this UNet has %d metadata embeddings: metadata (B, %d) is needed",
+                                        u->num_metadata, u->num_metadata);
+        float *md = nn_alloc(arena, B);
+        float *md_emb = md ? nn_alloc(arena, (int64_t)B * D) : NULL;
+        if (!md_emb) return SD_FAIL;
+        for (int m = 0; m < u->num_metadata; m++) {
+            for (int b = 0; b < B; b++) md[b] = metadata[(int64_t)b * u->num_metadata + m];
+            timestep_embedding_sinusoidal(md, B, C0, u->flip_sin_to_cos, u->freq_shift, proj);
+            if (timestep_embedding_forward(&u->metadata_embedding[m], proj, md_emb, B, arena)) return SD_FAIL;
+            add_inplace(emb, md_emb, (int64_t)B * D);  // emb = emb + md_emb
+        }
+    }
+    arena_reset(arena, mark);
+    return 0;
+}
+
+int64_t unet_output_floats(const UNet *u, int B, int h, int w) { return (int64_t)B * u->out_channels * h * w; }
+
+int unet_forward(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps,
+                 const float *context, int L, const float *metadata, ModuleCaptures *captures, Arena *arena,
+                 float *out) {
+    if (B < 1 || h < 1 || w < 1 || L < 1) return sd_errorf("unet_forward: bad sizes B=%d h=%d w=%d L=%d", B, h, w, L);
+    const size_t mark0 = arena_mark(arena);
+    const int C0 = u->block_out_channels[0], D = u->time_embed_dim;
+    Forward f;
+    memset(&f, 0, sizeof(f));
+    f.u = u;
+    f.B = B;
+    f.L = L;
+    f.context = context;
+    f.arena = arena;
+    f.cap = captures;
+    int rc = SD_FAIL;
+
+    // 1. time: the SiLU every ResNet applies to emb is done once here.
+    float *temb = nn_alloc(arena, (int64_t)B * D);
+    if (!temb || time_embedding_forward(u, timesteps, metadata, B, temb, arena, captures)) goto done;
+    silu_inplace(temb, (int64_t)B * D);
+    f.temb_silu = temb;
+
+    // 2. conv_in (on 2x-1 with center_input_sample)
+    const float *x = sample;
+    if (u->center_input_sample) {
+        int64_t n = (int64_t)B * u->in_channels * h * w;
+        float *c = nn_alloc(arena, n);
+        if (!c) goto done;
+        for (int64_t i = 0; i < n; i++) c[i] = 2.0f * sample[i] - 1.0f;
+        x = c;
+    }
+    size_t mark = arena_mark(arena);
+    float *cur = nn_alloc(arena, (int64_t)B * C0 * h * w);
+    if (!cur || nn_conv2d(&u->conv_in, x, B, h, w, cur, arena)) goto done;
+    if (captures_offer(captures, "conv_in", NULL, cur, 4, (int[4]){B, C0, h, w})) goto done;
+    push_skip(&f, cur, C0, h, w, mark);
+
+    // 3. down
+    int H = h, W = w;
+    for (int i = 0; i < u->n_blocks; i++)
+        if (down_block_forward(&f, &u->down_blocks[i], i, &cur, &H, &W)) goto done;
+
+    // 4. mid (without a mid block, the last skip is also the current sample)
+    size_t cur_mark = f.skips[f.n_skips - 1].mark;
+    int Ccur = u->block_out_channels[u->n_blocks - 1];
+    if (u->has_mid_block && mid_block_forward(&f, &cur, &cur_mark, H, W)) goto done;
+
+    // 5. up
+    for (int i = 0; i < u->n_blocks; i++)
+        if (up_block_forward(&f, &u->up_blocks[i], i, &cur, &cur_mark, &Ccur, &H, &W)) goto done;
+    if (f.n_skips != 0) {
+        sd_errorf("UNet: %d skip connections left unused (config mismatch)", f.n_skips);
+        goto done;
+    }
+
+    // 6. out: conv_out(silu(conv_norm_out(x)))
+    {
+        float *t = nn_alloc(arena, (int64_t)B * C0 * h * w);
+        if (!t) goto done;
+        nn_groupnorm(&u->conv_norm_out, cur, t, B, h * w);
+        silu_inplace(t, (int64_t)B * C0 * h * w);
+        if (nn_conv2d(&u->conv_out, t, B, h, w, out, arena)) goto done;
+        if (captures_offer(captures, "conv_out", NULL, out, 4, (int[4]){B, u->out_channels, h, w})) goto done;
+    }
+    rc = captures_check_filled(captures, "UNet");
+done:
+    arena_reset(arena, mark0);
+    return rc;
+}
+
+// ---- arena size ------------------------------------------------------------------
+
+// What conv2d_forward may take from the arena: at most an im2col of its whole input.
+static int64_t conv_scratch_floats(int B, int cin, int k, int Ho, int Wo) {
+    return k == 1 ? 0 : (int64_t)B * cin * k * k * Ho * Wo;
+}
+
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+// Temporaries of one transformer at (H, W) with C channels (see transformer2d_forward / block_forward).
+static int64_t transformer_floats(const Transformer2D *t, int B, int HW, int L) {
+    int64_t inner = t->inner_dim, C = t->in_channels, N = (int64_t)B * HW;
+    int64_t attn = 2 * N * inner + 2 * (int64_t)B * (L > HW ? L : HW) * inner;
+    int64_t ff = 2 * max64(64, (4 << 20) / (2 * 4 * inner)) * 4 * inner + 2 * N * inner;
+    return N * inner + 2 * N * C + 2 * N * inner + max64(attn, ff) + N * C + 1024;
+}
+
+size_t unet_arena_bytes(const UNet *u, int B, int h, int w, int L) {
+    // Walk the shapes the forward walks; at every ResNet/transformer the live set is
+    // skips + cur + cat + out + the block's temporaries.
+    int64_t skips = 0, peak = 0;
+    int64_t Hs[2 + UNET_MAX_BLOCKS * (UNET_MAX_LAYERS + 1)], Ws[2 + UNET_MAX_BLOCKS * (UNET_MAX_LAYERS + 1)];
+    int64_t sizes[2 + UNET_MAX_BLOCKS * (UNET_MAX_LAYERS + 1)];
+    int ns = 0;
+    int H = h, W = w;
+    const int C0 = u->block_out_channels[0];
+    int64_t fixed = (int64_t)B * (u->time_embed_dim + 2 * u->timestep_input_dim + 4) + 4096 +
+                    (int64_t)B * u->in_channels * h * w;
+    sizes[ns] = (int64_t)B * C0 * h * w, Hs[ns] = h, Ws[ns++] = w;
+    skips += sizes[0];
+    peak = max64(peak, skips + conv_scratch_floats(B, u->in_channels, u->conv_in.geom.kernel_h, h, w));
+    for (int i = 0; i < u->n_blocks; i++) {
+        const UNetBlock *blk = &u->down_blocks[i];
+        for (int j = 0; j < blk->num_layers; j++) {
+            const ResnetBlock2D *r = &blk->resnets[j];
+            int64_t in = (int64_t)B * r->in_channels * H * W, out = (int64_t)B * r->out_channels * H * W;
+            int64_t tmp = max64(3 * out + in + conv_scratch_floats(B, max64(r->in_channels, r->out_channels), 3, H, W),
+                                blk->has_attention ? transformer_floats(&blk->attentions[j], B, H * W, L) : 0);
+            peak = max64(peak, skips + out + tmp);
+            skips += out;
+            sizes[ns] = out, Hs[ns] = H, Ws[ns++] = W;
+        }
+        if (blk->has_sampler) {
+            int Ho, Wo;
+            downsample_out_size(&blk->downsampler, H, W, &Ho, &Wo);
+            int64_t out = (int64_t)B * blk->out_channels * Ho * Wo;
+            peak = max64(peak, skips + out + conv_scratch_floats(B, blk->out_channels, 3, Ho, Wo));
+            skips += out;
+            sizes[ns] = out, Hs[ns] = Ho, Ws[ns++] = Wo;
+            H = Ho, W = Wo;
+        }
+    }
+    int Cc = u->block_out_channels[u->n_blocks - 1];
+    int64_t cur = 0;
+    if (u->has_mid_block) {
+        int64_t a = (int64_t)B * Cc * H * W;
+        int64_t tmp = max64(4 * a + conv_scratch_floats(B, Cc, 3, H, W),
+                            transformer_floats(&u->mid_block.attentions[0], B, H * W, L));
+        peak = max64(peak, skips + 2 * a + tmp);
+        cur = a;
+    }
+    for (int i = 0; i < u->n_blocks; i++) {
+        const UNetBlock *blk = &u->up_blocks[i];
+        for (int j = 0; j < blk->num_layers && ns > 0; j++) {
+            const ResnetBlock2D *r = &blk->resnets[j];
+            int64_t cat = (int64_t)B * r->in_channels * H * W, out = (int64_t)B * r->out_channels * H * W;
+            int64_t tmp = max64(3 * out + cat + conv_scratch_floats(B, r->in_channels, 3, H, W),
+                                blk->has_attention ? transformer_floats(&blk->attentions[j], B, H * W, L) : 0);
+            peak = max64(peak, skips + cur + cat + out + tmp);
+            skips -= sizes[--ns];
+            cur = out;
+        }
+        if (blk->has_sampler && ns > 0) {
+            int Ho = (int)Hs[ns - 1], Wo = (int)Ws[ns - 1];
+            int64_t out = (int64_t)B * blk->out_channels * Ho * Wo;
+            peak = max64(peak, skips + cur + 2 * out + conv_scratch_floats(B, blk->out_channels, 3, Ho, Wo));
+            cur = out;
+            H = Ho, W = Wo;
+        }
+    }
+    peak = max64(peak, cur * 2 + conv_scratch_floats(B, C0, u->conv_out.geom.kernel_h, h, w));
+    // 64-byte alignment of every allocation, and a margin for kernels' own tiles.
+    return (size_t)(fixed + peak) * sizeof(float) + 512 * 64 + (16u << 20);
+}
+
+int unet_run(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps, const float *context,
+             int L, const float *metadata, ModuleCaptures *captures, float *out) {
+    size_t bytes = unet_arena_bytes(u, B, h, w, L);
+    for (int attempt = 0;; attempt++) {
+        Arena arena;
+        if (arena_init(&arena, bytes)) return SD_FAIL;
+        int rc = unet_forward(u, sample, B, h, w, timesteps, context, L, metadata, captures, &arena, out);
+        arena_free(&arena);
+        // The bound covers what this file allocates; a kernel needing more scratch than an im2col gets a retry.
+        if (rc == 0 || attempt == 2 || !strstr(sd_last_error(), "out of scratch")) return rc;
+        bytes *= 2;
+    }
+}
+
+// ---- module paths --------------------------------------------------------------------
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+static int add_path(char ***paths, int *count, int *cap, const char *p) {
+    if (*count == *cap) {
+        int nc = *cap ? 2 * *cap : 32;
+        char **l = (char **)realloc(*paths, (size_t)nc * sizeof(char *));
+        if (!l) return sd_errorf("out of memory");
+        *paths = l;
+        *cap = nc;
+    }
+    (*paths)[*count] = strdup(p);
+    if (!(*paths)[*count]) return sd_errorf("out of memory");
+    (*count)++;
+    return 0;
+}
+
+int unet_up_block_paths(const UNet *u, const char *const *suffixes, int n_suffixes, char ***paths, int *count) {
+    *paths = NULL;
+    *count = 0;
+    int cap = 0;
+    char rel[128], full[160];
+    static const char *const block_leaves[] = {"", ".attn1", ".attn2", ".ff"};
+    static const char *const resnet_leaves[] = {"", ".conv1", ".conv2"};
+    for (int i = 0; i < u->n_blocks; i++) {
+        const UNetBlock *blk = &u->up_blocks[i];
+        for (int s = 0; s < n_suffixes; s++) {
+            // named_modules() order: attentions.* (registered first), resnets.*, upsamplers.0
+            for (int j = 0; blk->has_attention && j < blk->num_layers; j++) {
+                snprintf(rel, sizeof(rel), "attentions.%d", j);
+                if (ends_with(rel, suffixes[s])) {
+                    snprintf(full, sizeof(full), "up_blocks.%d.%s", i, rel);
+                    if (add_path(paths, count, &cap, full)) goto fail;
+                }
+                for (int k = 0; k < 4; k++) {
+                    snprintf(rel, sizeof(rel), "attentions.%d.transformer_blocks.0%s", j, block_leaves[k]);
+                    if (!ends_with(rel, suffixes[s])) continue;
+                    snprintf(full, sizeof(full), "up_blocks.%d.%s", i, rel);
+                    if (add_path(paths, count, &cap, full)) goto fail;
+                }
+            }
+            for (int j = 0; j < blk->num_layers; j++) {
+                for (int k = 0; k < 3; k++) {
+                    snprintf(rel, sizeof(rel), "resnets.%d%s", j, resnet_leaves[k]);
+                    if (!ends_with(rel, suffixes[s])) continue;
+                    snprintf(full, sizeof(full), "up_blocks.%d.%s", i, rel);
+                    if (add_path(paths, count, &cap, full)) goto fail;
+                }
+            }
+            if (blk->has_sampler && ends_with("upsamplers.0", suffixes[s])) {
+                snprintf(full, sizeof(full), "up_blocks.%d.upsamplers.0", i);
+                if (add_path(paths, count, &cap, full)) goto fail;
+            }
+        }
+    }
+    return 0;
+fail:
+    unet_paths_free(*paths, *count);
+    *paths = NULL;
+    *count = 0;
+    return SD_FAIL;
+}
+
+void unet_paths_free(char **paths, int count) {
+    for (int i = 0; i < count; i++) free(paths[i]);
+    free(paths);
+}
