@@ -1,0 +1,142 @@
+// Image preprocessing: band choice, scaling, torchvision's resize size rule,
+// antialiased resize properties, normalisation. Bit-exactness against
+// torchvision is pinned by the golden cases golden/resize_*.
+#include "tests/test_util.h"
+
+#include <stdio.h>
+
+#include "core/error.h"
+#include "core/runtime.h"
+#include "models/preprocess.h"
+
+static void test_shapes(void) {
+    int h, w;
+    preprocess_resize_shape(64, 64, 256, &h, &w);
+    CHECK(h == 256 && w == 256, "64x64 -> %dx%d", h, w);
+    preprocess_resize_shape(120, 100, 256, &h, &w);  // int(256 * 120 / 100) = 307
+    CHECK(h == 307 && w == 256, "120x100 -> %dx%d", h, w);
+    preprocess_resize_shape(37, 53, 16, &h, &w);  // int(16 * 53 / 37) = 22
+    CHECK(h == 16 && w == 22, "37x53 -> %dx%d", h, w);
+    preprocess_resize_shape(3, 1000, 256, &h, &w);
+    CHECK(h == 256 && w == 85333, "3x1000 -> %dx%d", h, w);
+}
+
+static void test_bands(void) {
+    PreprocessOptions o;
+    preprocess_options_default(&o);
+    int b[3];
+    CHECK(preprocess_choose_bands(&o, 3, "x.png", b) == 0 && b[0] == 1 && b[2] == 3, "RGB default");
+    CHECK(preprocess_choose_bands(&o, 4, "x.png", b) == 0 && b[0] == 1 && b[2] == 3, "RGBA default drops alpha");
+    CHECK(preprocess_choose_bands(&o, 13, "s2.tif", b) == 0 && b[0] == 4 && b[1] == 3 && b[2] == 2, "Sentinel-2 default");
+    CHECK(preprocess_choose_bands(&o, 1, "gray.png", b) == -1 && strstr(sd_last_error(), "gray.png") &&
+              strstr(sd_last_error(), "1 band"),
+          "gray without --bands: %s", sd_last_error());
+    o.n_bands = 3;
+    o.bands[0] = 4, o.bands[1] = 3, o.bands[2] = 2;
+    CHECK(preprocess_choose_bands(&o, 3, "rgb.npy", b) == -1 && strstr(sd_last_error(), "rgb.npy") &&
+              strstr(sd_last_error(), "band 4"),
+          "too few bands named: %s", sd_last_error());
+    o.bands[0] = o.bands[1] = o.bands[2] = 1;
+    CHECK(preprocess_choose_bands(&o, 1, "gray.png", b) == 0 && b[2] == 1, "--bands 1,1,1 on gray");
+}
+
+static void test_resize_properties(void) {
+    // A constant image stays constant (weights sum to 1), up and down.
+    enum { H = 23, W = 31 };
+    static float x[2 * H * W], y[2 * 64 * 64];
+    for (int i = 0; i < 2 * H * W; i++) x[i] = 0.375f;
+    int ok = resize_bilinear_antialias(x, y, 1, 2, H, W, 7, 50) == 0;
+    for (int i = 0; i < 2 * 7 * 50; i++) ok &= fabsf(y[i] - 0.375f) < 1e-6f;
+    CHECK(ok, "constant image stays constant");
+    // Same size: a copy.
+    test_fill(x, 2 * H * W, 3);
+    ok = resize_bilinear_antialias(x, y, 2, 1, H, W, H, W) == 0 && max_abs_diff(x, y, 2 * H * W) == 0.0;
+    CHECK(ok, "same size is a copy");
+    // Downscaling by an integer factor 2 along W: each output is a weighted
+    // average of 4 inputs with weights 1/8, 3/8, 3/8, 1/8 (triangle of support 2).
+    float row[8] = {1, 2, 3, 4, 5, 6, 7, 8}, out[4];
+    resize_bilinear_antialias(row, out, 1, 1, 1, 8, 1, 4);
+    // output 1 covers inputs 1..4 (center 3): (2 + 3*3 + 3*4 + 5) / 8 = 3.5
+    CHECK(fabsf(out[1] - 3.5f) < 1e-6f, "2x down: out[1] = %g", (double)out[1]);
+    // Borders renormalise: output 0 reads inputs 0..2 with weights 3,3,1 / 7.
+    CHECK(fabsf(out[0] - (3 * 1 + 3 * 2 + 1 * 3) / 7.0f) < 1e-6f, "2x down border: out[0] = %g", (double)out[0]);
+    // Thread count does not change the result.
+    static float big[3 * 70 * 90], r1[3 * 20 * 25], r2[3 * 20 * 25];
+    test_fill(big, 3 * 70 * 90, 9);
+    sd_threads_init(1);
+    resize_bilinear_antialias(big, r1, 1, 3, 70, 90, 20, 25);
+    sd_threads_init(2);
+    resize_bilinear_antialias(big, r2, 1, 3, 70, 90, 20, 25);
+    CHECK(max_abs_diff(r1, r2, 3 * 20 * 25) == 0.0, "1 vs 2 threads");
+}
+
+static void test_chain(void) {
+    // 13 bands of 4x4, band b (1-based) holds 1000 * b; pick 4,3,2 -> /4095 -> clip.
+    enum { C = 13, H = 4, W = 4 };
+    static float img[C * H * W];
+    for (int b = 0; b < C; b++)
+        for (int i = 0; i < H * W; i++) img[b * H * W + i] = 1000.0f * (float)(b + 1);
+    PreprocessOptions o;
+    preprocess_options_default(&o);
+    o.size = 0;  // no resize
+    Tensor t;
+    CHECK(preprocess_image(img, C, H, W, &o, "s2.npy", &t) == 0, "chain: %s", sd_last_error());
+    CHECK(t.ndim == 4 && t.shape[0] == 1 && t.shape[1] == 3 && t.shape[2] == 4 && t.shape[3] == 4, "shape");
+    // band 4: 4000 / 4095 -> 2x - 1; band 3: 3000/4095; band 2: 2000/4095
+    float want0 = (4000.0f / 4095.0f - 0.5f) / 0.5f, want2 = (2000.0f / 4095.0f - 0.5f) / 0.5f;
+    CHECK(t.data[0] == want0 && t.data[2 * 16] == want2, "values %g %g", (double)t.data[0], (double)t.data[32]);
+    tensor_free(&t);
+    // Clipping: band 5 (5000) is above 4095 -> 1.
+    o.n_bands = 3;
+    o.bands[0] = 5, o.bands[1] = 1, o.bands[2] = 1;
+    CHECK(preprocess_image(img, C, H, W, &o, "s2.npy", &t) == 0 && t.data[0] == 1.0f, "clipped to 1");
+    tensor_free(&t);
+    // 255 scaling and the resize to 8 (square, up).
+    o.scale = SCALE_DIV255;
+    o.bands[0] = 1, o.bands[1] = 1, o.bands[2] = 1;
+    static float rgb[3 * H * W];
+    for (int i = 0; i < 3 * H * W; i++) rgb[i] = 51.0f;  // 0.2
+    o.size = 8;
+    CHECK(preprocess_image(rgb, 3, H, W, &o, "x.png", &t) == 0 && t.shape[2] == 8 && t.shape[3] == 8, "resized to 8");
+    CHECK(fabsf(t.data[63] - (-0.6f)) < 1e-6f, "51/255 -> -0.6: %g", (double)t.data[63]);
+    tensor_free(&t);
+    // Min-max statistics per source band.
+    double mn[3] = {0, 0, 40}, mx[3] = {102, 102, 60};
+    o.scale = SCALE_MINMAX;
+    o.stats_count = 3, o.stats_min = mn, o.stats_max = mx;
+    o.size = 0;
+    o.bands[0] = 1, o.bands[1] = 2, o.bands[2] = 3;
+    CHECK(preprocess_image(rgb, 3, H, W, &o, "x.png", &t) == 0, "minmax");
+    CHECK(fabsf(t.data[0] - 0.0f) < 1e-6f && fabsf(t.data[32] - 0.1f) < 1e-6f, "minmax: 51 in [0,102] -> 0; 51 in [40,60] -> 0.55 -> 0.1: %g %g",
+          (double)t.data[0], (double)t.data[32]);
+    tensor_free(&t);
+    o.stats_count = 5;
+    CHECK(preprocess_image(rgb, 3, H, W, &o, "x.png", &t) == -1 && strstr(sd_last_error(), "statistics"), "stats count mismatch");
+}
+
+static void test_stats_file(void) {
+    const char *path = "/tmp/satdifuser_test_stats.json";
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fputs("{\"min\": [0, 1, 2], \"max\": [10, 11, 12.5]}", f);
+    fclose(f);
+    double *mn, *mx;
+    int n;
+    CHECK(preprocess_load_stats(path, &mn, &mx, &n) == 0 && n == 3 && mx[2] == 12.5, "stats file");
+    free(mn);
+    free(mx);
+    f = fopen(path, "w");
+    fputs("{\"min\": [0, 1], \"max\": [10]}", f);
+    fclose(f);
+    CHECK(preprocess_load_stats(path, &mn, &mx, &n) == -1 && strstr(sd_last_error(), path), "bad stats named");
+    remove(path);
+}
+
+int main(void) {
+    test_shapes();
+    test_bands();
+    test_resize_properties();
+    test_chain();
+    test_stats_file();
+    return test_report("test_preprocess");
+}
