@@ -153,17 +153,20 @@ def _install_fake_metadata():
 
 
 def _patch_baddbmm():
-    """torch 1.13 CPU: baddbmm(input, ..., beta=0) still reads `input`, and
-    diffusers 0.17 passes torch.empty there (NaN/inf garbage leaks into the
-    scores). Newer torch ignores input when beta == 0: do the same."""
+    """torch 1.13 CPU: baddbmm(input, b1, b2, beta=0) is not reliable: diffusers
+    0.17 passes torch.empty as input, and even with a zero input the result now
+    and then comes out NaN (seen in float64 on (8,4,4) batches: the small-matrix
+    path seems to read uninitialised memory, 0*NaN = NaN). Newer torch defines
+    beta=0 as ignoring input: compute alpha * bmm(b1, b2) then."""
     import torch
     if getattr(torch.baddbmm, "_golden_patched", False):
         return
     orig = torch.baddbmm
 
     def baddbmm(input, batch1, batch2, *, beta=1, alpha=1, out=None):
-        if beta == 0:
-            input = torch.zeros_like(input)
+        if beta == 0 and out is None:
+            r = torch.bmm(batch1, batch2)
+            return r if alpha == 1 else r * alpha
         if out is not None:
             return orig(input, batch1, batch2, beta=beta, alpha=alpha, out=out)
         return orig(input, batch1, batch2, beta=beta, alpha=alpha)

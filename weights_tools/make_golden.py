@@ -43,7 +43,9 @@ def lib_notes():
     return (gc.versions() + ". transformers = huggingface/transformers main @ 49eb35756 (the commit that "
             "v4.31.0 was branched from, parent of the 4.32.0.dev0 bump; the full repo was too large to fetch); "
             "diffusers = tag v0.17.0; SatDiFuser = yurujaja/SatDiFuser @ 51148cb. torch 1.13 shim: "
-            "torch.baddbmm(beta=0) given zeros instead of diffusers' torch.empty input (newer torch ignores it).")
+            "torch.baddbmm(input, b1, b2, beta=0, alpha) computed as alpha * bmm(b1, b2) (torch 1.13 reads "
+            "diffusers' torch.empty input and sometimes returns NaN even for a zero input; newer torch ignores "
+            "input when beta is 0).")
 
 
 def matching_modules(model, patterns):
