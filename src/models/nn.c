@@ -20,8 +20,14 @@ void nn_weights_free(NnWeights *w) {
     w->n_loaded = w->cap_loaded = 0;
 }
 
+// prefix + name into buf (NN_NAME_MAX bytes); a name that does not fit is cut (and then not found).
 static const char *full_name(const NnWeights *w, const char *name, char *buf) {
-    snprintf(buf, NN_NAME_MAX, "%s%s", w->prefix, name);
+    size_t np = strlen(w->prefix), nn = strlen(name);
+    if (np > NN_NAME_MAX - 1) np = NN_NAME_MAX - 1;
+    if (nn > NN_NAME_MAX - 1 - np) nn = NN_NAME_MAX - 1 - np;
+    memcpy(buf, w->prefix, np);
+    memcpy(buf + np, name, nn);
+    buf[np + nn] = '\0';
     return buf;
 }
 

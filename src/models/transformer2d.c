@@ -182,8 +182,9 @@ int transformer2d_load(NnWeights *w, Transformer2D *t, const char *name, int in_
     t->blocks = (BasicTransformerBlock *)calloc((size_t)t->num_layers, sizeof(BasicTransformerBlock));
     if (!t->blocks) return sd_errorf("out of memory");
     for (int i = 0; i < t->num_layers; i++) {
-        snprintf(buf, sizeof(buf), "%s.transformer_blocks.%d", name, i);
-        if (block_load(w, &t->blocks[i], buf, t->inner_dim, heads, head_dim, context_dim, only_cross_attention))
+        char bname[NN_NAME_MAX - 32];  // room for the leaf names block_load appends
+        snprintf(bname, sizeof(bname), "%s.transformer_blocks.%d", name, i);
+        if (block_load(w, &t->blocks[i], bname, t->inner_dim, heads, head_dim, context_dim, only_cross_attention))
             return SD_FAIL;
     }
     snprintf(buf, sizeof(buf), "%s.proj_out", name);
