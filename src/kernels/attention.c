@@ -1,46 +1,214 @@
-// Scaled dot-product attention with an online softmax (the "flash" recurrence):
-// for each query row, keys are visited once while a running max m, running sum
-// l and running output o are kept:
-//   s_j = scale * q.k_j;  m' = max(m, s_j);  o = o*exp(m-m') + exp(s_j-m') v_j;
-//   l = l*exp(m-m') + exp(s_j-m');  out = o / l.
-// Memory is O(head_dim) per row; the Nq x Nk matrix never exists.
+// Scaled dot-product attention with an online softmax over key tiles (the
+// "flash" recurrence), on the GEMM micro-kernels. Per head, for a tile of
+// queries and each tile of keys:
+//   S^T = K Q^T * scale          (keys x queries: the micro-kernel, k = head_dim)
+//   per query j: m' = max(m, max_key S);  corr = exp(m - m');  P = exp(S - m')
+//                l = l*corr + sum_key P;   O^T[:, j] *= corr
+//   O^T += V^T P^T                (head_dim x queries: the micro-kernel, k = keys)
+// and out = O / l at the end. Working transposed makes every operand land in
+// the layout the micro-kernel reads: S^T is written straight as packed B
+// panels for the second product, V^T and K need one cheap pack per head, and
+// the softmax runs down columns, one vector of queries at a time.
+// Memory: per thread O(N_keys * head_dim) packed K and V plus fixed tiles,
+// never the Nq x Nk matrix. Each output element is reduced by one thread in a
+// fixed order, so the bits do not depend on the thread count.
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/error.h"
 #include "kernels/kernels.h"
 
-int attention_forward(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq, int Nk,
-                      int head_dim, float scale, int causal, Arena *scratch) {
-    (void)scratch;
-    int D = heads * head_dim;
-#pragma omp parallel for collapse(3) schedule(static)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < heads; h++) {
-            for (int i = 0; i < Nq; i++) {
-                const float *qi = q + ((int64_t)b * Nq + i) * D + h * head_dim;
-                float *oi = out + ((int64_t)b * Nq + i) * D + h * head_dim;
-                for (int d = 0; d < head_dim; d++) oi[d] = 0.0f;
-                float m = -INFINITY, l = 0.0f;
-                int n_keys = causal ? (i + 1 < Nk ? i + 1 : Nk) : Nk;
-                for (int j = 0; j < n_keys; j++) {
-                    const float *kj = k + ((int64_t)b * Nk + j) * D + h * head_dim;
-                    const float *vj = v + ((int64_t)b * Nk + j) * D + h * head_dim;
-                    float s = 0.0f;
-                    for (int d = 0; d < head_dim; d++) s += qi[d] * kj[d];
-                    s *= scale;
-                    if (s > m) {
-                        float c = expf(m - s);  // 0 on the first key (m = -inf)
-                        l *= c;
-                        for (int d = 0; d < head_dim; d++) oi[d] *= c;
-                        m = s;
-                    }
-                    float p = expf(s - m);
-                    l += p;
-                    for (int d = 0; d < head_dim; d++) oi[d] += p * vj[d];
-                }
-                float inv = l > 0.0f ? 1.0f / l : 0.0f;
-                for (int d = 0; d < head_dim; d++) oi[d] *= inv;
+// Query tile: a few micro-kernel column slivers; key tile: a multiple of mr near 256.
+static int query_tile(const GemmKernelInfo *ki) { return ki->nr * ((128 + ki->nr - 1) / ki->nr); }
+static int key_tile(const GemmKernelInfo *ki) { return ki->mr * (256 / ki->mr > 0 ? 256 / ki->mr : 1); }
+
+typedef struct {
+    float *kp;    // K of one head as A panels: [key panel][d][mr]            (nk_pad x hd)
+    float *vp;    // V^T of one head as A panels: [d panel][key][mr]          (hd_pad x nk)
+    float *qp;    // Q^T tile as B panels: [query sliver][d][nr], times scale (hd x br)
+    float *s;     // S^T / P^T tile as B panels: [query sliver][key][nr]      (bc x br)
+    float *o;     // O^T tile, hd x br, row stride br
+    float *m, *l, *corr;  // per query of the tile
+} AttnWork;
+
+static size_t work_floats(const GemmKernelInfo *ki, int nk, int hd) {
+    size_t mr = (size_t)ki->mr, br = (size_t)query_tile(ki), bc = (size_t)key_tile(ki);
+    size_t nk_pad = ((size_t)nk + mr - 1) / mr * mr, hd_pad = ((size_t)hd + mr - 1) / mr * mr;
+    // each piece rounded up to 16 floats so that every one starts 64-byte aligned
+    size_t total = 0;
+    size_t parts[7] = {nk_pad * hd, hd_pad * nk, (size_t)hd * br, bc * br, hd_pad * br, br, 2 * br};
+    for (int i = 0; i < 7; i++) total += (parts[i] + 15) / 16 * 16;
+    return total;
+}
+
+static AttnWork work_split(const GemmKernelInfo *ki, int nk, int hd, float *base) {
+    size_t mr = (size_t)ki->mr, br = (size_t)query_tile(ki), bc = (size_t)key_tile(ki);
+    size_t nk_pad = ((size_t)nk + mr - 1) / mr * mr, hd_pad = ((size_t)hd + mr - 1) / mr * mr;
+    AttnWork w;
+    float *p = base;
+    w.kp = p, p += (nk_pad * hd + 15) / 16 * 16;
+    w.vp = p, p += (hd_pad * nk + 15) / 16 * 16;
+    w.qp = p, p += ((size_t)hd * br + 15) / 16 * 16;
+    w.s = p, p += (bc * br + 15) / 16 * 16;
+    w.o = p, p += (hd_pad * br + 15) / 16 * 16;
+    w.m = p, p += (br + 15) / 16 * 16;
+    w.l = p;
+    w.corr = p + br;
+    return w;
+}
+
+// Packs keys [0, nk) of one head: K as A panels (rows = keys) and V^T as A panels (rows = d).
+static void pack_kv(const GemmKernelInfo *ki, const float *k, const float *v, int ld, int nk, int hd, AttnWork *w) {
+    const int mr = ki->mr;
+    for (int k0 = 0; k0 < nk; k0 += mr) {
+        float *dst = w->kp + (size_t)k0 * hd;
+        int rows = nk - k0 < mr ? nk - k0 : mr;
+        for (int i = 0; i < rows; i++) {
+            const float *src = k + (int64_t)(k0 + i) * ld;
+            for (int d = 0; d < hd; d++) dst[d * mr + i] = src[d];
+        }
+        for (int i = rows; i < mr; i++)
+            for (int d = 0; d < hd; d++) dst[d * mr + i] = 0.0f;
+    }
+    for (int d0 = 0; d0 < hd; d0 += mr) {
+        float *dst = w->vp + (size_t)d0 * nk;
+        int cols = hd - d0 < mr ? hd - d0 : mr;
+        for (int key = 0; key < nk; key++) {
+            const float *src = v + (int64_t)key * ld + d0;
+            float *dk = dst + (size_t)key * mr;
+            for (int i = 0; i < cols; i++) dk[i] = src[i];
+            for (int i = cols; i < mr; i++) dk[i] = 0.0f;
+        }
+    }
+}
+
+// One tile of nq queries (starting at global query q0) against keys [0, nk_used).
+// nk_packed: keys packed in w (the V^T panels' length).
+static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, int ld, int q0, int nq, int nk_used,
+                        int nk_packed, int hd, float scale, int causal, AttnWork *w) {
+    const int mr = ki->mr, nr = ki->nr, br = query_tile(ki), bc = key_tile(ki);
+    const int slivers = (nq + nr - 1) / nr;
+    // Q^T * scale as B panels; query columns past nq are zeros.
+    for (int js = 0; js < slivers; js++) {
+        float *dst = w->qp + (size_t)js * hd * nr;
+        for (int j = 0; j < nr; j++) {
+            int qi = js * nr + j;
+            if (qi < nq) {
+                const float *src = q + (int64_t)qi * ld;
+                for (int d = 0; d < hd; d++) dst[d * nr + j] = scale * src[d];
+            } else {
+                for (int d = 0; d < hd; d++) dst[d * nr + j] = 0.0f;
             }
         }
     }
+    for (int j = 0; j < slivers * nr; j++) {
+        w->m[j] = -INFINITY;
+        w->l[j] = 0.0f;
+    }
+    memset(w->o, 0, (size_t)hd * br * sizeof(float));
+
+    for (int k0 = 0; k0 < nk_used; k0 += bc) {
+        int nkt = nk_used - k0 < bc ? nk_used - k0 : bc;
+        for (int js = 0; js < slivers; js++) {
+            float *s = w->s + (size_t)js * bc * nr;
+            // S^T[key, query] for this sliver, mr keys at a time
+            for (int r0 = 0; r0 < nkt; r0 += mr) {
+                int rows = nkt - r0 < mr ? nkt - r0 : mr;
+                ki->micro(hd, w->kp + (size_t)(k0 + r0) * hd, w->qp + (size_t)js * hd * nr, s + (size_t)r0 * nr, nr,
+                          rows, nr, 0.0f, NULL, NULL);
+            }
+            if (causal) {
+                // query q0 + js*nr + j sees keys <= its index
+                for (int r = 0; r < nkt; r++) {
+                    int masked_below = k0 + r - (q0 + js * nr);  // columns j < this have key > query
+                    for (int j = 0; j < nr && j < masked_below; j++) s[(size_t)r * nr + j] = -INFINITY;
+                }
+            }
+            ki->softmax_step(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
+        }
+        // O^T columns *= corr, then O^T += V^T P^T
+        for (int d = 0; d < hd; d++) {
+            float *od = w->o + (size_t)d * br;
+            for (int j = 0; j < slivers * nr; j++) od[j] *= w->corr[j];
+        }
+        for (int js = 0; js < slivers; js++)
+            for (int d0 = 0; d0 < hd; d0 += mr) {
+                int rows = hd - d0 < mr ? hd - d0 : mr;
+                ki->micro(nkt, w->vp + (size_t)d0 * nk_packed + (size_t)k0 * mr, w->s + (size_t)js * bc * nr,
+                          w->o + (size_t)d0 * br + js * nr, br, rows, nr, 1.0f, NULL, NULL);
+            }
+    }
+    for (int j = 0; j < nq; j++) {
+        float inv = w->l[j] > 0.0f ? 1.0f / w->l[j] : 0.0f;
+        float *dst = out + (int64_t)j * ld;
+        for (int d = 0; d < hd; d++) dst[d] = w->o[(size_t)d * br + j] * inv;
+    }
+}
+
+int attention_forward(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq, int Nk,
+                      int head_dim, float scale, int causal, Arena *scratch) {
+    if (B <= 0 || heads <= 0 || Nq <= 0 || head_dim <= 0) return 0;
+    const int D = heads * head_dim, hd = head_dim;
+    if (Nk <= 0) {
+        for (int64_t i = 0; i < (int64_t)B * Nq * D; i++) out[i] = 0.0f;
+        return 0;
+    }
+    const GemmKernelInfo *ki = gemm_kernel_info();
+    const int br = query_tile(ki);
+    int threads = 1;
+#ifdef _OPENMP
+    if (!omp_in_parallel()) threads = omp_get_max_threads();
+#endif
+    // Work items: (batch, head, chunk of query tiles), several per thread for balance.
+    int tiles = (Nq + br - 1) / br;
+    int chunks = (8 * threads + B * heads - 1) / (B * heads);
+    if (chunks > tiles) chunks = tiles;
+    int tiles_per_chunk = (tiles + chunks - 1) / chunks;
+    chunks = (tiles + tiles_per_chunk - 1) / tiles_per_chunk;
+    int items = B * heads * chunks;
+    if (threads > items) threads = items;
+
+    // Workspace per thread: from the arena when it fits, else from the heap.
+    size_t per_thread = work_floats(ki, Nk, hd);
+    size_t need = per_thread * (size_t)threads * sizeof(float);
+    size_t mark = scratch ? arena_mark(scratch) : 0;
+    float *base = NULL, *heap = NULL;
+    if (scratch && (scratch->used + 63) / 64 * 64 + need <= scratch->capacity) base = arena_floats(scratch, need / 4);
+    if (!base) {
+        void *p = NULL;
+        if (posix_memalign(&p, 64, need) != 0 || !p)
+            return sd_errorf("attention: out of memory for %zu bytes of workspace (%d threads, %d keys, head_dim %d)",
+                             need, threads, Nk, hd);
+        base = heap = (float *)p;
+    }
+
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+    for (int item = 0; item < items; item++) {
+        int tid = 0;
+#ifdef _OPENMP
+        tid = omp_get_thread_num();
+#endif
+        AttnWork w = work_split(ki, Nk, hd, base + per_thread * (size_t)tid);
+        int chunk = item % chunks, h = (item / chunks) % heads, b = item / (chunks * heads);
+        int q_begin = chunk * tiles_per_chunk * br;
+        int q_end = q_begin + tiles_per_chunk * br < Nq ? q_begin + tiles_per_chunk * br : Nq;
+        // Causal: these queries see keys < q_end at most.
+        int nk_used = causal && q_end < Nk ? q_end : Nk;
+        const float *kh = k + (int64_t)b * Nk * D + h * hd, *vh = v + (int64_t)b * Nk * D + h * hd;
+        pack_kv(ki, kh, vh, D, nk_used, hd, &w);
+        for (int q0 = q_begin; q0 < q_end; q0 += br) {
+            int nq = q_end - q0 < br ? q_end - q0 : br;
+            int nk_tile = causal && q0 + nq < nk_used ? q0 + nq : nk_used;
+            attend_tile(ki, q + ((int64_t)b * Nq + q0) * D + h * hd, out + ((int64_t)b * Nq + q0) * D + h * hd, D,
+                        q0, nq, nk_tile, nk_used, hd, scale, causal, &w);
+        }
+    }
+    free(heap);
+    if (scratch) arena_reset(scratch, mark);
     return 0;
 }

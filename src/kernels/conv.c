@@ -1,4 +1,12 @@
-// Reference direct convolution. OpenMP over (sample, output channel).
+// Convolution as an implicit GEMM, per sample:
+//   Y[Cout, Ho*Wo] = W[Cout, Cin*KH*KW] * X_col[Cin*KH*KW, Ho*Wo] + bias
+// where X_col[(ci,kh,kw), (oh,ow)] = x[ci, oh*s - pad_top + kh, ow*s - pad_left + kw]
+// (zero outside the map). X_col never exists: the GEMM asks for one kc x nc
+// panel at a time (pack_conv_b below writes it straight into the packed
+// layout), so the only workspace is the GEMM's own pack buffers and the
+// arena is not needed. A 1x1 stride-1 unpadded conv is a plain GEMM on x.
+#include <string.h>
+
 #include "kernels/kernels.h"
 
 Conv2dGeometry conv_geometry(int kernel, int stride, int pad) {
@@ -10,38 +18,102 @@ int conv_out_size(int in, int kernel, int stride, int pad_before, int pad_after)
     return (in + pad_before + pad_after - kernel) / stride + 1;
 }
 
-int conv2d_forward(const float *x, int N, int Cin, int H, int W, const float *weight, const float *bias, int Cout,
-                   Conv2dGeometry g, float *y, Arena *scratch) {
-    (void)scratch;
-    int Ho = conv_out_size(H, g.kernel_h, g.stride, g.pad_top, g.pad_bottom);
-    int Wo = conv_out_size(W, g.kernel_w, g.stride, g.pad_left, g.pad_right);
-    int KH = g.kernel_h, KW = g.kernel_w;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int n = 0; n < N; n++) {
-        for (int co = 0; co < Cout; co++) {
-            float *out = y + ((int64_t)n * Cout + co) * Ho * Wo;
-            float b = bias ? bias[co] : 0.0f;
-            for (int i = 0; i < Ho * Wo; i++) out[i] = b;
-            for (int ci = 0; ci < Cin; ci++) {
-                const float *in = x + ((int64_t)n * Cin + ci) * H * W;
-                const float *w = weight + ((int64_t)co * Cin + ci) * KH * KW;
-                for (int oh = 0; oh < Ho; oh++) {
-                    for (int ow = 0; ow < Wo; ow++) {
-                        float acc = 0.0f;
-                        for (int kh = 0; kh < KH; kh++) {
-                            int ih = oh * g.stride - g.pad_top + kh;
-                            if (ih < 0 || ih >= H) continue;
-                            for (int kw = 0; kw < KW; kw++) {
-                                int iw = ow * g.stride - g.pad_left + kw;
-                                if (iw < 0 || iw >= W) continue;
-                                acc += in[ih * W + iw] * w[kh * KW + kw];
-                            }
-                        }
-                        out[oh * Wo + ow] += acc;
+typedef struct {
+    const float *x;  // one sample, Cin x H x W
+    int H, W, KH, KW, stride, pad_top, pad_left, Wo;
+} ConvPackCtx;
+
+enum { MAX_SEGMENTS = 80 };
+
+// One run of output pixels on the same output row inside a micro-panel.
+typedef struct {
+    int oh, ow, count, col;  // output row, first output column, length, first column in the micro-panel
+} PixelRun;
+
+// Writes X_col rows [p0, p0+kc) x columns [j0, j0+nc) as micro-panels of nr columns.
+static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr, float *dst) {
+    const ConvPackCtx *cx = vctx;
+    const int H = cx->H, W = cx->W, KH = cx->KH, KW = cx->KW, s = cx->stride, Wo = cx->Wo;
+    PixelRun runs[MAX_SEGMENTS];
+    for (int jr = 0; jr < nc; jr += nr) {
+        int n = nc - jr < nr ? nc - jr : nr;
+        float *d = dst + (size_t)jr * kc;
+        // Split the micro-panel's n pixels into runs along output rows (n <= nr is small).
+        int nruns = 0;
+        for (int col = 0; col < n && nruns < MAX_SEGMENTS;) {
+            int pix = j0 + jr + col, oh = pix / Wo, ow = pix % Wo;
+            int cnt = Wo - ow < n - col ? Wo - ow : n - col;
+            runs[nruns].oh = oh;
+            runs[nruns].ow = ow;
+            runs[nruns].count = cnt;
+            runs[nruns].col = col;
+            nruns++;
+            col += cnt;
+        }
+        int ci = (p0 / KW) / KH, kh = (p0 / KW) % KH, kw = p0 % KW;
+        for (int p = 0; p < kc; p++) {
+            float *row = d + (size_t)p * nr;
+            const float *plane = cx->x + (size_t)ci * H * W;
+            for (int r = 0; r < nruns; r++) {
+                float *out = row + runs[r].col;
+                int cnt = runs[r].count;
+                int ih = runs[r].oh * s - cx->pad_top + kh;
+                if (ih < 0 || ih >= H) {
+                    memset(out, 0, (size_t)cnt * sizeof(float));
+                    continue;
+                }
+                const float *in = plane + (size_t)ih * W;
+                int iw0 = runs[r].ow * s - cx->pad_left + kw;  // input column of the run's first pixel
+                if (s == 1) {
+                    // zeros left of the map, a contiguous copy, zeros right of it
+                    int lo = iw0 < 0 ? -iw0 : 0;
+                    if (lo > cnt) lo = cnt;
+                    int hi = W - iw0 < cnt ? W - iw0 : cnt;
+                    if (hi < lo) hi = lo;
+                    for (int t = 0; t < lo; t++) out[t] = 0.0f;
+                    memcpy(out + lo, in + iw0 + lo, (size_t)(hi - lo) * sizeof(float));
+                    for (int t = hi; t < cnt; t++) out[t] = 0.0f;
+                } else {
+                    for (int t = 0; t < cnt; t++) {
+                        int iw = iw0 + t * s;
+                        out[t] = iw >= 0 && iw < W ? in[iw] : 0.0f;
                     }
                 }
             }
+            for (int t = n; t < nr; t++) row[t] = 0.0f;
+            if (++kw == KW) {
+                kw = 0;
+                if (++kh == KH) {
+                    kh = 0;
+                    ci++;
+                }
+            }
         }
+    }
+}
+
+int conv2d_forward(const float *x, int N, int Cin, int H, int W, const float *weight, const float *bias, int Cout,
+                   Conv2dGeometry g, float *y, Arena *scratch) {
+    (void)scratch;  // the implicit GEMM needs no scratch beyond the GEMM's pack buffers
+    int Ho = conv_out_size(H, g.kernel_h, g.stride, g.pad_top, g.pad_bottom);
+    int Wo = conv_out_size(W, g.kernel_w, g.stride, g.pad_left, g.pad_right);
+    if (Ho <= 0 || Wo <= 0) return 0;
+    int K = Cin * g.kernel_h * g.kernel_w;
+    int is_1x1 = g.kernel_h == 1 && g.kernel_w == 1 && g.stride == 1 && g.pad_top == 0 && g.pad_left == 0 &&
+                 g.pad_bottom == 0 && g.pad_right == 0;
+    for (int n = 0; n < N; n++) {
+        const float *xn = x + (int64_t)n * Cin * H * W;
+        float *yn = y + (int64_t)n * Cout * Ho * Wo;
+        ConvPackCtx cx = {xn, H, W, g.kernel_h, g.kernel_w, g.stride, g.pad_top, g.pad_left, Wo};
+        GemmProblem p = {Cout, Ho * Wo, K, weight, K, 0, 1.0f, NULL, 0, 0, NULL, NULL, bias, NULL, 0.0f, yn, Ho * Wo};
+        if (is_1x1) {
+            p.b = xn;  // x is already the Cin x HW matrix
+            p.ldb = H * W;
+        } else {
+            p.pack_b = pack_conv_b;
+            p.pack_b_ctx = &cx;
+        }
+        gemm_run(&p);
     }
     return 0;
 }

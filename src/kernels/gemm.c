@@ -1,30 +1,286 @@
-// Reference GEMM: C = alpha op(A) op(B) + beta C. Row-major, OpenMP over rows
-// of C; each C element is one dot product in k order, so any thread count
-// gives the same bits.
+// One GEMM for everything, BLIS-style (Goto's algorithm):
+//   for jc over N in steps of nc:              B panel  kc x nc   (L3)
+//     for pc over K in steps of kc:            pack B panel
+//       for ic over M in steps of mc:          A block  mc x kc   (L2), pack it
+//         for jr over nc in steps of nr:       B micro-panel kc x nr (L1)
+//           for ir over mc in steps of mr:     micro-kernel: mr x nr tile of C in registers
+// Only the micro-kernel (gemm_<isa>.c) differs between ISAs. Threads own a
+// static grid of C blocks; each C element is summed over k in the same order
+// (micro-panel by micro-panel, p increasing) whatever the grid, so the bits do
+// not depend on the thread count.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/runtime.h"
 #include "kernels/kernels.h"
 
-void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
-           const float *B, int ldb, float beta, float *C, int ldc) {
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < M; i++) {
-        float *c = C + (int64_t)i * ldc;
-        for (int j = 0; j < N; j++) c[j] = beta == 0.0f ? 0.0f : beta * c[j];
-        for (int p = 0; p < K; p++) {
-            float a = alpha * (trans_a ? A[(int64_t)p * lda + i] : A[(int64_t)i * lda + p]);
-            if (!trans_b) {
-                const float *b = B + (int64_t)p * ldb;
-                for (int j = 0; j < N; j++) c[j] += a * b[j];
-            } else {
-                for (int j = 0; j < N; j++) c[j] += a * B[(int64_t)j * ldb + p];
+// ---- Kernel selection --------------------------------------------------------
+
+static const GemmKernelInfo *kernel_for_isa(int isa) {
+    switch (isa) {
+    case ISA_AVX512: return gemm_kernel_avx512();
+    case ISA_AVX2: return gemm_kernel_avx2();
+    case ISA_NEON: return gemm_kernel_neon();
+    case ISA_SCALAR: return gemm_kernel_scalar();
+    default: return NULL;
+    }
+}
+
+static const GemmKernelInfo *g_forced = NULL;
+
+int gemm_force_isa(int isa) {
+    if (isa < 0) {
+        g_forced = NULL;
+        return 0;
+    }
+    SdIsa best = sd_cpu_isa();
+    // x86 paths are ordered scalar < avx2 < avx512; NEON is only available where it is the best.
+    int ok = isa == ISA_SCALAR || (isa == ISA_NEON ? best == ISA_NEON : best != ISA_NEON && isa <= (int)best);
+    const GemmKernelInfo *k = ok ? kernel_for_isa(isa) : NULL;
+    if (!k) return -1;
+    g_forced = k;
+    return 0;
+}
+
+const GemmKernelInfo *gemm_kernel_info(void) {
+    if (g_forced) return g_forced;
+    static const GemmKernelInfo *cached = NULL;
+    if (!cached) {
+        const GemmKernelInfo *k = kernel_for_isa(sd_cpu_isa());
+        cached = k ? k : gemm_kernel_scalar();
+    }
+    return cached;
+}
+
+// ---- Packing -------------------------------------------------------------------
+
+// A block rows [i0, i0+mc) x cols [p0, p0+kc) of alpha*op(A) into micro-panels of mr rows:
+// dst[(ir/mr)*kc*mr + p*mr + i]. Rows past M are zeros.
+static void pack_a(const GemmProblem *g, int i0, int mc, int p0, int kc, int mr, float *dst) {
+    for (int ir = 0; ir < mc; ir += mr) {
+        int m = mc - ir < mr ? mc - ir : mr;
+        float *d = dst + (size_t)ir * kc;
+        if (!g->trans_a) {
+            // A row-major M x K: row i is contiguous in p. The rows are far apart (lda), too
+            // short for the hardware prefetcher: fetch the next micro-panel's rows ahead.
+            if (ir + mr < mc) {
+                for (int i = 0; i < mr && ir + mr + i < mc; i++) {
+                    const char *next = (const char *)(g->a + (int64_t)(i0 + ir + mr + i) * g->lda + p0);
+                    for (int off = 0; off < kc * 4; off += 64) __builtin_prefetch(next + off, 0, 3);
+                }
+            }
+            for (int i = 0; i < m; i++) {
+                const float *src = g->a + (int64_t)(i0 + ir + i) * g->lda + p0;
+                if (g->alpha == 1.0f)
+                    for (int p = 0; p < kc; p++) d[p * mr + i] = src[p];
+                else
+                    for (int p = 0; p < kc; p++) d[p * mr + i] = g->alpha * src[p];
+            }
+        } else {
+            // A is K x M: for each p the mr values are contiguous.
+            for (int p = 0; p < kc; p++) {
+                const float *src = g->a + (int64_t)(p0 + p) * g->lda + i0 + ir;
+                for (int i = 0; i < m; i++) d[p * mr + i] = g->alpha * src[i];
+            }
+        }
+        for (int i = m; i < mr; i++)
+            for (int p = 0; p < kc; p++) d[p * mr + i] = 0.0f;
+    }
+}
+
+// B panel rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into micro-panels of nr columns.
+static void pack_b_plain(const GemmProblem *g, int p0, int kc, int j0, int nc, int nr, float *dst) {
+    for (int jr = 0; jr < nc; jr += nr) {
+        int n = nc - jr < nr ? nc - jr : nr;
+        float *d = dst + (size_t)jr * kc;
+        if (!g->trans_b) {
+            for (int p = 0; p < kc; p++) {
+                const float *src = g->b + (int64_t)(p0 + p) * g->ldb + j0 + jr;
+                float *dp = d + (size_t)p * nr;
+                memcpy(dp, src, (size_t)n * sizeof(float));
+                for (int j = n; j < nr; j++) dp[j] = 0.0f;
+            }
+        } else {
+            // B stored N x K (e.g. nn.Linear weights): column j of op(B) is row j of b.
+            for (int j = 0; j < n; j++) {
+                const float *src = g->b + (int64_t)(j0 + jr + j) * g->ldb + p0;
+                for (int p = 0; p < kc; p++) d[(size_t)p * nr + j] = src[p];
+            }
+            for (int j = n; j < nr; j++)
+                for (int p = 0; p < kc; p++) d[(size_t)p * nr + j] = 0.0f;
+        }
+    }
+}
+
+// ---- Per-thread pack buffers -----------------------------------------------------
+// Kept between calls (like a BLAS library's workspace): one block per thread,
+// allocated by that thread, grown when a larger blocking asks for more.
+
+enum { MAX_POOL_THREADS = 256 };
+static float *g_pool[MAX_POOL_THREADS];
+static size_t g_pool_floats[MAX_POOL_THREADS];
+
+static float *pool_get(int tid, size_t floats, float **to_free) {
+    *to_free = NULL;
+    if (tid >= 0 && tid < MAX_POOL_THREADS) {
+        if (g_pool_floats[tid] < floats) {
+            free(g_pool[tid]);
+            void *p = NULL;
+            if (posix_memalign(&p, 64, floats * sizeof(float)) != 0) p = NULL;
+            g_pool[tid] = (float *)p;
+            g_pool_floats[tid] = p ? floats : 0;
+        }
+        return g_pool[tid];
+    }
+    void *p = NULL;
+    if (posix_memalign(&p, 64, floats * sizeof(float)) != 0) return NULL;
+    *to_free = (float *)p;
+    return (float *)p;
+}
+
+// ---- The blocked loops for one thread's block of C -------------------------------
+
+static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, int m1, int n0, int n1, float *ap,
+                       float *bp) {
+    const int mr = ki->mr, nr = ki->nr, MC = ki->mc, KC = ki->kc, NC = ki->nc;
+    for (int jc = n0; jc < n1; jc += NC) {
+        int nc = n1 - jc < NC ? n1 - jc : NC;
+        for (int pc = 0; pc < g->K; pc += KC) {
+            int kc = g->K - pc < KC ? g->K - pc : KC;
+            if (g->pack_b) g->pack_b(g->pack_b_ctx, pc, kc, jc, nc, nr, bp);
+            else pack_b_plain(g, pc, kc, jc, nc, nr, bp);
+            // The first k block applies beta and the biases; later ones accumulate into C.
+            int first = pc == 0;
+            float beta = first ? g->beta : 1.0f;
+            for (int ic = m0; ic < m1; ic += MC) {
+                int mc = m1 - ic < MC ? m1 - ic : MC;
+                pack_a(g, ic, mc, pc, kc, mr, ap);
+                for (int jr = 0; jr < nc; jr += nr) {
+                    int n = nc - jr < nr ? nc - jr : nr;
+                    const float *bias_n = first && g->bias_n ? g->bias_n + jc + jr : NULL;
+                    for (int ir = 0; ir < mc; ir += mr) {
+                        int m = mc - ir < mr ? mc - ir : mr;
+                        const float *bias_m = first && g->bias_m ? g->bias_m + ic + ir : NULL;
+                        float *c = g->c + (int64_t)(ic + ir) * g->ldc + jc + jr;
+                        ki->micro(kc, ap + (size_t)ir * kc, bp + (size_t)jr * kc, c, g->ldc, m, n, beta, bias_m,
+                                  bias_n);
+                    }
+                }
             }
         }
     }
 }
 
-void linear_forward(const float *x, const float *W, const float *b, float *y, int rows, int in, int out) {
-    sgemm(0, 1, rows, out, in, 1.0f, x, in, W, in, 0.0f, y, out);
-    if (b) {
-        for (int r = 0; r < rows; r++)
-            for (int o = 0; o < out; o++) y[(int64_t)r * out + o] += b[o];
+// K == 0, or no memory for the pack buffers: C = bias + beta*C, then C += alpha op(A) B with
+// no workspace but a 64-float stack row of B (a slow path that should never run in practice).
+static void gemm_unblocked(const GemmProblem *g) {
+    for (int i = 0; i < g->M; i++) {
+        float *c = g->c + (int64_t)i * g->ldc;
+        for (int j = 0; j < g->N; j++) {
+            float v = (g->bias_m ? g->bias_m[i] : 0.0f) + (g->bias_n ? g->bias_n[j] : 0.0f);
+            c[j] = g->beta != 0.0f ? g->beta * c[j] + v : v;
+        }
     }
+    float brow[64];
+    for (int j0 = 0; j0 < g->N; j0 += 64) {
+        int nc = g->N - j0 < 64 ? g->N - j0 : 64;
+        for (int p = 0; p < g->K; p++) {
+            if (g->pack_b) g->pack_b(g->pack_b_ctx, p, 1, j0, nc, 64, brow);
+            else pack_b_plain(g, p, 1, j0, nc, 64, brow);
+            for (int i = 0; i < g->M; i++) {
+                float a = g->alpha * (g->trans_a ? g->a[(int64_t)p * g->lda + i] : g->a[(int64_t)i * g->lda + p]);
+                float *c = g->c + (int64_t)i * g->ldc + j0;
+                for (int j = 0; j < nc; j++) c[j] += a * brow[j];
+            }
+        }
+    }
+}
+
+// Splits the threads into a tm x tn grid over C: the least padded work plus packing per thread.
+static void choose_grid(int M, int N, int K, int threads, int mr, int nr, int *tm_out, int *tn_out) {
+    double best = 0.0;
+    int bm = 1, bn = threads;
+    int panels_m = (M + mr - 1) / mr, panels_n = (N + nr - 1) / nr;
+    for (int tm = 1; tm <= threads; tm++) {
+        if (threads % tm) continue;
+        int tn = threads / tm;
+        double rows = (double)((panels_m + tm - 1) / tm) * mr;
+        double cols = (double)((panels_n + tn - 1) / tn) * nr;
+        // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1/2 cycle
+        double cost = rows * cols * K / 32.0 + (rows + cols) * K * 0.5;
+        if (tm == 1 || cost < best) {
+            best = cost;
+            bm = tm;
+            bn = tn;
+        }
+    }
+    *tm_out = bm;
+    *tn_out = bn;
+}
+
+void gemm_run(const GemmProblem *g) {
+    if (g->M <= 0 || g->N <= 0) return;
+    if (g->K <= 0) {
+        gemm_unblocked(g);
+        return;
+    }
+    const GemmKernelInfo *ki = gemm_kernel_info();
+    size_t a_floats = (size_t)ki->mc * ki->kc, b_floats = (size_t)ki->kc * (size_t)((ki->nc + ki->nr - 1) / ki->nr * ki->nr);
+    int threads = 1;
+#ifdef _OPENMP
+    // Small products and calls from inside a parallel region run on the calling thread.
+    int nested = omp_in_parallel();
+    double flops = 2.0 * g->M * g->N * g->K;
+    if (!nested && flops > 2e6) threads = omp_get_max_threads();
+    if (threads > MAX_POOL_THREADS) threads = MAX_POOL_THREADS;
+#else
+    int nested = 0;
+#endif
+    // Workspace first (on this thread), so that running out of memory is known before any work.
+    float *extra = NULL;
+    for (int t = 0; t < threads; t++) {
+        if (!pool_get(nested ? -1 : t, a_floats + b_floats, &extra)) {
+            gemm_unblocked(g);
+            return;
+        }
+    }
+    if (threads <= 1) {
+        float *buf = nested ? extra : g_pool[0];
+        gemm_block(g, ki, 0, g->M, 0, g->N, buf, buf + a_floats);
+        free(extra);
+        return;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+    {
+        int nt = omp_get_num_threads(), tid = omp_get_thread_num();
+        int tm, tn;
+        choose_grid(g->M, g->N, g->K, nt, ki->mr, ki->nr, &tm, &tn);
+        int ti = tid / tn, tj = tid % tn;
+        int panels_m = (g->M + ki->mr - 1) / ki->mr, panels_n = (g->N + ki->nr - 1) / ki->nr;
+        int m0 = (int)((int64_t)panels_m * ti / tm) * ki->mr, m1 = (int)((int64_t)panels_m * (ti + 1) / tm) * ki->mr;
+        int n0 = (int)((int64_t)panels_n * tj / tn) * ki->nr, n1 = (int)((int64_t)panels_n * (tj + 1) / tn) * ki->nr;
+        if (m1 > g->M) m1 = g->M;
+        if (n1 > g->N) n1 = g->N;
+        if (m0 < m1 && n0 < n1) gemm_block(g, ki, m0, m1, n0, n1, g_pool[tid], g_pool[tid] + a_floats);
+    }
+#endif
+}
+
+// ---- Public entry points ------------------------------------------------------------
+
+void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+           int ldb, float beta, float *C, int ldc) {
+    GemmProblem g = {M, N, K, A, lda, trans_a, alpha, B, ldb, trans_b, NULL, NULL, NULL, NULL, beta, C, ldc};
+    gemm_run(&g);
+}
+
+void linear_forward(const float *x, const float *W, const float *b, float *y, int rows, int in, int out) {
+    GemmProblem g = {rows, out, in, x, in, 0, 1.0f, W, in, 1, NULL, NULL, NULL, b, 0.0f, y, out};
+    gemm_run(&g);
 }

@@ -69,4 +69,62 @@ void upsample_nearest2x(const float *x, float *y, int N, int C, int H, int W);
 // AdaptiveAvgPool2d to (Ho, Wo): bins [floor(i*H/Ho), ceil((i+1)*H/Ho)).
 void adaptive_avg_pool2d(const float *x, float *y, int N, int C, int H, int W, int Ho, int Wo);
 
+// ---- Kernel internals (gemm.c, gemm_<isa>.c, conv.c, attention.c) -----------
+// Models do not need these; they are shared by the kernels and their tests.
+
+// Packed-panel GEMM machinery (BLIS-style). A micro-kernel computes one
+// mr x nr tile from a packed A micro-panel (k steps of mr values: a[p*mr + i])
+// and a packed B micro-panel (k steps of nr values: b[p*nr + j]):
+//   acc[i][j] = sum_p a[p*mr+i] * b[p*nr+j]   (p in increasing order)
+//   v = acc + bias_m[i] + bias_n[j]           (each bias may be NULL)
+//   C[i][j] = beta != 0 ? beta * C[i][j] + v : v,   for i < m, j < n only.
+typedef void (*GemmMicroKernel)(int k, const float *a, const float *b, float *c, int ldc, int m, int n, float beta,
+                                const float *bias_m, const float *bias_n);
+
+typedef struct {
+    const char *name;
+    int mr, nr;        // register tile
+    int mc, kc, nc;    // cache blocks: A block mc x kc (L2), B panel kc x nc (L3)
+    GemmMicroKernel micro;
+    // One online-softmax step over scores s[r*nr + j] (r < rows keys, j < nr queries), per query j:
+    //   m' = max(m, max_r s);  corr = exp(m - m');  s = exp(s - m');  l = l*corr + sum_r s;  m = m'.
+    // A column still all -inf keeps m = -inf and gets s = 0, corr = 0 (attention.c).
+    void (*softmax_step)(float *s, int rows, float *m, float *l, float *corr);
+} GemmKernelInfo;
+
+// The kernel set in use: the forced one (test hook), else the one for sd_cpu_isa().
+const GemmKernelInfo *gemm_kernel_info(void);
+// Test hook: force an ISA path (ISA_SCALAR, ISA_AVX2, ...); -1 restores the automatic choice.
+// Returns -1 (and changes nothing) if this build or CPU cannot run that path.
+int gemm_force_isa(int isa);
+// The per-ISA kernel sets (NULL where not compiled in: NEON on x86, AVX on ARM).
+const GemmKernelInfo *gemm_kernel_scalar(void);
+const GemmKernelInfo *gemm_kernel_avx2(void);
+const GemmKernelInfo *gemm_kernel_avx512(void);
+const GemmKernelInfo *gemm_kernel_neon(void);
+
+// Packs columns [j0, j0 + nc) x rows [p0, p0 + kc) of an implicit B matrix into
+// ceil(nc/nr) micro-panels of kc x nr floats (columns past nc are zeros).
+typedef void (*GemmPackB)(const void *ctx, int p0, int kc, int j0, int nc, int nr, float *dst);
+
+// The general driver: C[M,N] = alpha op(A) B + bias_m[i] + bias_n[j] + beta C, where B is either
+// the plain matrix op(b) (b, ldb, trans_b) or, when pack_b is not NULL, produced by pack_b(pack_b_ctx, ...)
+// (convolution's implicit im2col). OpenMP over a static grid of output blocks; the reduction over k
+// has a fixed order, so the bits do not depend on the thread count.
+typedef struct {
+    int M, N, K;
+    const float *a;
+    int lda, trans_a;
+    float alpha;
+    const float *b;
+    int ldb, trans_b;
+    GemmPackB pack_b;
+    const void *pack_b_ctx;
+    const float *bias_m, *bias_n;
+    float beta;
+    float *c;
+    int ldc;
+} GemmProblem;
+void gemm_run(const GemmProblem *p);
+
 #endif

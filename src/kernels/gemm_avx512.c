@@ -1,0 +1,138 @@
+// AVX-512 micro-kernel: a 14 x 32 tile of C lives in 28 zmm registers; each k
+// step loads two vectors of packed B (32 columns) and broadcasts 14 values of
+// packed A, 28 FMAs. Compiled with a target attribute, used only when the CPU
+// has AVX-512 (see sd_cpu_isa()).
+#include "kernels/kernels.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <math.h>
+
+#define AVX512_FUNC __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+enum { MR = 14, NR = 32 };
+
+// The tile epilogue for one row: v = acc + bias; C = beta*C + v (C read only if beta != 0).
+AVX512_FUNC static inline void store_row(float *c, __m512 acc0, __m512 acc1, __mmask16 k0, __mmask16 k1, float beta,
+                                         const float *bias_m_i, const float *bias_n) {
+    if (bias_m_i) {
+        __m512 bm = _mm512_set1_ps(*bias_m_i);
+        acc0 = _mm512_add_ps(acc0, bm);
+        acc1 = _mm512_add_ps(acc1, bm);
+    }
+    if (bias_n) {
+        acc0 = _mm512_add_ps(acc0, _mm512_maskz_loadu_ps(k0, bias_n));
+        acc1 = _mm512_add_ps(acc1, _mm512_maskz_loadu_ps(k1, bias_n + 16));
+    }
+    if (beta != 0.0f) {
+        __m512 vb = _mm512_set1_ps(beta);
+        acc0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, c), acc0);
+        acc1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, c + 16), acc1);
+    }
+    _mm512_mask_storeu_ps(c, k0, acc0);
+    _mm512_mask_storeu_ps(c + 16, k1, acc1);
+}
+
+AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, float *c, int ldc, int m, int n,
+                                     float beta, const float *bias_m, const float *bias_n) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
+    __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
+    __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
+    __m512 c60 = _mm512_setzero_ps(), c61 = _mm512_setzero_ps(), c70 = _mm512_setzero_ps(), c71 = _mm512_setzero_ps();
+    __m512 c80 = _mm512_setzero_ps(), c81 = _mm512_setzero_ps(), c90 = _mm512_setzero_ps(), c91 = _mm512_setzero_ps();
+    __m512 ca0 = _mm512_setzero_ps(), ca1 = _mm512_setzero_ps(), cb0 = _mm512_setzero_ps(), cb1 = _mm512_setzero_ps();
+    __m512 cc0 = _mm512_setzero_ps(), cc1 = _mm512_setzero_ps(), cd0 = _mm512_setzero_ps(), cd1 = _mm512_setzero_ps();
+    // C is read after the k loop: start fetching its rows now.
+    for (int i = 0; i < m; i++) {
+        _mm_prefetch((const char *)(c + (long)i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + (long)i * ldc + 31), _MM_HINT_T0);
+    }
+    for (int p = 0; p < k; p++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        __m512 ai;
+        ai = _mm512_set1_ps(a[0]);  c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
+        ai = _mm512_set1_ps(a[1]);  c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
+        ai = _mm512_set1_ps(a[2]);  c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
+        ai = _mm512_set1_ps(a[3]);  c30 = _mm512_fmadd_ps(ai, b0, c30); c31 = _mm512_fmadd_ps(ai, b1, c31);
+        ai = _mm512_set1_ps(a[4]);  c40 = _mm512_fmadd_ps(ai, b0, c40); c41 = _mm512_fmadd_ps(ai, b1, c41);
+        ai = _mm512_set1_ps(a[5]);  c50 = _mm512_fmadd_ps(ai, b0, c50); c51 = _mm512_fmadd_ps(ai, b1, c51);
+        ai = _mm512_set1_ps(a[6]);  c60 = _mm512_fmadd_ps(ai, b0, c60); c61 = _mm512_fmadd_ps(ai, b1, c61);
+        ai = _mm512_set1_ps(a[7]);  c70 = _mm512_fmadd_ps(ai, b0, c70); c71 = _mm512_fmadd_ps(ai, b1, c71);
+        ai = _mm512_set1_ps(a[8]);  c80 = _mm512_fmadd_ps(ai, b0, c80); c81 = _mm512_fmadd_ps(ai, b1, c81);
+        ai = _mm512_set1_ps(a[9]);  c90 = _mm512_fmadd_ps(ai, b0, c90); c91 = _mm512_fmadd_ps(ai, b1, c91);
+        ai = _mm512_set1_ps(a[10]); ca0 = _mm512_fmadd_ps(ai, b0, ca0); ca1 = _mm512_fmadd_ps(ai, b1, ca1);
+        ai = _mm512_set1_ps(a[11]); cb0 = _mm512_fmadd_ps(ai, b0, cb0); cb1 = _mm512_fmadd_ps(ai, b1, cb1);
+        ai = _mm512_set1_ps(a[12]); cc0 = _mm512_fmadd_ps(ai, b0, cc0); cc1 = _mm512_fmadd_ps(ai, b1, cc1);
+        ai = _mm512_set1_ps(a[13]); cd0 = _mm512_fmadd_ps(ai, b0, cd0); cd1 = _mm512_fmadd_ps(ai, b1, cd1);
+        a += MR;
+        b += NR;
+    }
+    __mmask16 k0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    __mmask16 k1 = n >= 32 ? (__mmask16)0xFFFF : n <= 16 ? (__mmask16)0 : (__mmask16)((1u << (n - 16)) - 1);
+    // Rows past m are padding: the switch falls through from the last real row down to row 0.
+    switch (m) {
+    case 14: store_row(c + 13 * (long)ldc, cd0, cd1, k0, k1, beta, bias_m ? bias_m + 13 : NULL, bias_n); /* fall through */
+    case 13: store_row(c + 12 * (long)ldc, cc0, cc1, k0, k1, beta, bias_m ? bias_m + 12 : NULL, bias_n); /* fall through */
+    case 12: store_row(c + 11 * (long)ldc, cb0, cb1, k0, k1, beta, bias_m ? bias_m + 11 : NULL, bias_n); /* fall through */
+    case 11: store_row(c + 10 * (long)ldc, ca0, ca1, k0, k1, beta, bias_m ? bias_m + 10 : NULL, bias_n); /* fall through */
+    case 10: store_row(c + 9 * (long)ldc, c90, c91, k0, k1, beta, bias_m ? bias_m + 9 : NULL, bias_n); /* fall through */
+    case 9: store_row(c + 8 * (long)ldc, c80, c81, k0, k1, beta, bias_m ? bias_m + 8 : NULL, bias_n); /* fall through */
+    case 8: store_row(c + 7 * (long)ldc, c70, c71, k0, k1, beta, bias_m ? bias_m + 7 : NULL, bias_n); /* fall through */
+    case 7: store_row(c + 6 * (long)ldc, c60, c61, k0, k1, beta, bias_m ? bias_m + 6 : NULL, bias_n); /* fall through */
+    case 6: store_row(c + 5 * (long)ldc, c50, c51, k0, k1, beta, bias_m ? bias_m + 5 : NULL, bias_n); /* fall through */
+    case 5: store_row(c + 4 * (long)ldc, c40, c41, k0, k1, beta, bias_m ? bias_m + 4 : NULL, bias_n); /* fall through */
+    case 4: store_row(c + 3 * (long)ldc, c30, c31, k0, k1, beta, bias_m ? bias_m + 3 : NULL, bias_n); /* fall through */
+    case 3: store_row(c + 2 * (long)ldc, c20, c21, k0, k1, beta, bias_m ? bias_m + 2 : NULL, bias_n); /* fall through */
+    case 2: store_row(c + 1 * (long)ldc, c10, c11, k0, k1, beta, bias_m ? bias_m + 1 : NULL, bias_n); /* fall through */
+    case 1: store_row(c, c00, c01, k0, k1, beta, bias_m, bias_n); /* fall through */
+    default: break;
+    }
+}
+
+// exp(x) for x <= 0 as in a softmax: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6
+// polynomial (Cephes expf coefficients), times 2^n. Inputs below -87 give 0.
+AVX512_FUNC static inline __m512 exp512(__m512 x) {
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_scalef_ps(live, p, n);
+}
+
+// The online-softmax step of GemmKernelInfo, 16 query columns at a time.
+AVX512_FUNC static void softmax_step_avx512(float *s, int rows, float *m, float *l, float *corr) {
+    for (int h = 0; h < NR; h += 16) {
+        __m512 m_old = _mm512_loadu_ps(m + h), m_new = m_old;
+        for (int r = 0; r < rows; r++) m_new = _mm512_max_ps(m_new, _mm512_loadu_ps(s + (long)r * NR + h));
+        // columns still at -inf use shift 0 so that exp(-inf - shift) = 0, not NaN
+        __mmask16 dead = _mm512_cmp_ps_mask(m_new, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+        __m512 shift = _mm512_mask_mov_ps(m_new, dead, _mm512_setzero_ps());
+        __m512 c = exp512(_mm512_sub_ps(m_old, shift)), sum = _mm512_setzero_ps();
+        for (int r = 0; r < rows; r++) {
+            float *sr = s + (long)r * NR + h;
+            __m512 e = exp512(_mm512_sub_ps(_mm512_loadu_ps(sr), shift));
+            _mm512_storeu_ps(sr, e);
+            sum = _mm512_add_ps(sum, e);
+        }
+        _mm512_storeu_ps(l + h, _mm512_fmadd_ps(_mm512_loadu_ps(l + h), c, sum));
+        _mm512_storeu_ps(m + h, m_new);
+        _mm512_storeu_ps(corr + h, c);
+    }
+}
+
+static const GemmKernelInfo k_avx512 = {"avx512", MR, NR, 336, 256, 4096, micro_avx512, softmax_step_avx512};
+
+const GemmKernelInfo *gemm_kernel_avx512(void) { return &k_avx512; }
+
+#else
+const GemmKernelInfo *gemm_kernel_avx512(void) { return 0; }
+#endif

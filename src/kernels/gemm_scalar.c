@@ -1,0 +1,55 @@
+// Portable micro-kernel (any C99 compiler): a 4 x 16 tile of C in a local
+// array, the fallback when the CPU has no SIMD path we know and the reference
+// path the SIMD kernels are tested against.
+#include <math.h>
+
+#include "kernels/kernels.h"
+
+enum { MR = 4, NR = 16 };
+
+static void micro_scalar(int k, const float *a, const float *b, float *c, int ldc, int m, int n, float beta,
+                         const float *bias_m, const float *bias_n) {
+    float acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+        for (int j = 0; j < NR; j++) acc[i][j] = 0.0f;
+    for (int p = 0; p < k; p++) {
+        for (int i = 0; i < MR; i++) {
+            float ai = a[i];
+            for (int j = 0; j < NR; j++) acc[i][j] += ai * b[j];
+        }
+        a += MR;
+        b += NR;
+    }
+    for (int i = 0; i < m; i++) {
+        float *ci = c + (long)i * ldc;
+        for (int j = 0; j < n; j++) {
+            float v = acc[i][j];
+            if (bias_m) v += bias_m[i];
+            if (bias_n) v += bias_n[j];
+            ci[j] = beta != 0.0f ? beta * ci[j] + v : v;
+        }
+    }
+}
+
+// The online-softmax step of GemmKernelInfo, one query column at a time (expf from libm).
+static void softmax_step_scalar(float *s, int rows, float *m, float *l, float *corr) {
+    for (int j = 0; j < NR; j++) {
+        float m_new = m[j];
+        for (int r = 0; r < rows; r++)
+            if (s[r * NR + j] > m_new) m_new = s[r * NR + j];
+        float shift = m_new == -INFINITY ? 0.0f : m_new;  // exp(-inf - shift) = 0, not NaN
+        float c = expf(m[j] - shift), sum = 0.0f;
+        for (int r = 0; r < rows; r++) {
+            float e = expf(s[r * NR + j] - shift);
+            s[r * NR + j] = e;
+            sum += e;
+        }
+        l[j] = l[j] * c + sum;
+        m[j] = m_new;
+        corr[j] = c;
+    }
+}
+
+static const GemmKernelInfo k_scalar = {"scalar", MR, NR, 128, 256, 2048, micro_scalar, softmax_step_scalar};
+
+const GemmKernelInfo *gemm_kernel_scalar(void) { return &k_scalar; }

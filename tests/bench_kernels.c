@@ -1,0 +1,368 @@
+// `make bench`: the machine's fp32 FMA peak measured here, then GFLOP/s and
+// % of peak of GEMM, conv3x3 and attention at the UNet's and VAE's real
+// shapes, and the ratio to PyTorch when weights_tools/bench_pytorch.py has
+// written its timings (build/bench_pytorch.json, or $SATDIFUSER_TORCH_JSON).
+// Usage: bench_kernels [--quick] [--only gemm|conv|attention]
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "core/runtime.h"
+#include "io/json.h"
+#include "kernels/kernels.h"
+
+// ---- FMA peak: independent register-only FMA chains, one copy per thread ------------
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static double fma_flops_avx512(long iters, float seed) {
+    __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
+    __m512 x0 = _mm512_set1_ps(seed), x1 = _mm512_set1_ps(seed + 1), x2 = _mm512_set1_ps(seed + 2);
+    __m512 x3 = _mm512_set1_ps(seed + 3), x4 = _mm512_set1_ps(seed + 4), x5 = _mm512_set1_ps(seed + 5);
+    __m512 x6 = _mm512_set1_ps(seed + 6), x7 = _mm512_set1_ps(seed + 7), x8 = _mm512_set1_ps(seed + 8);
+    __m512 x9 = _mm512_set1_ps(seed + 9), x10 = _mm512_set1_ps(seed + 10), x11 = _mm512_set1_ps(seed + 11);
+    for (long i = 0; i < iters; i++) {
+        x0 = _mm512_fmadd_ps(x0, b, c); x1 = _mm512_fmadd_ps(x1, b, c); x2 = _mm512_fmadd_ps(x2, b, c);
+        x3 = _mm512_fmadd_ps(x3, b, c); x4 = _mm512_fmadd_ps(x4, b, c); x5 = _mm512_fmadd_ps(x5, b, c);
+        x6 = _mm512_fmadd_ps(x6, b, c); x7 = _mm512_fmadd_ps(x7, b, c); x8 = _mm512_fmadd_ps(x8, b, c);
+        x9 = _mm512_fmadd_ps(x9, b, c); x10 = _mm512_fmadd_ps(x10, b, c); x11 = _mm512_fmadd_ps(x11, b, c);
+    }
+    __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(x0, x1), _mm512_add_ps(x2, x3)),
+                             _mm512_add_ps(_mm512_add_ps(x4, x5), _mm512_add_ps(x6, x7)));
+    s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(x8, x9), _mm512_add_ps(x10, x11)));
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return (double)iters * 12 * 16 * 2;
+}
+
+__attribute__((target("avx2,fma"))) static double fma_flops_avx2(long iters, float seed) {
+    __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
+    __m256 x0 = _mm256_set1_ps(seed), x1 = _mm256_set1_ps(seed + 1), x2 = _mm256_set1_ps(seed + 2);
+    __m256 x3 = _mm256_set1_ps(seed + 3), x4 = _mm256_set1_ps(seed + 4), x5 = _mm256_set1_ps(seed + 5);
+    __m256 x6 = _mm256_set1_ps(seed + 6), x7 = _mm256_set1_ps(seed + 7), x8 = _mm256_set1_ps(seed + 8);
+    __m256 x9 = _mm256_set1_ps(seed + 9), x10 = _mm256_set1_ps(seed + 10), x11 = _mm256_set1_ps(seed + 11);
+    for (long i = 0; i < iters; i++) {
+        x0 = _mm256_fmadd_ps(x0, b, c); x1 = _mm256_fmadd_ps(x1, b, c); x2 = _mm256_fmadd_ps(x2, b, c);
+        x3 = _mm256_fmadd_ps(x3, b, c); x4 = _mm256_fmadd_ps(x4, b, c); x5 = _mm256_fmadd_ps(x5, b, c);
+        x6 = _mm256_fmadd_ps(x6, b, c); x7 = _mm256_fmadd_ps(x7, b, c); x8 = _mm256_fmadd_ps(x8, b, c);
+        x9 = _mm256_fmadd_ps(x9, b, c); x10 = _mm256_fmadd_ps(x10, b, c); x11 = _mm256_fmadd_ps(x11, b, c);
+    }
+    __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(x0, x1), _mm256_add_ps(x2, x3)),
+                             _mm256_add_ps(_mm256_add_ps(x4, x5), _mm256_add_ps(x6, x7)));
+    s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(x8, x9), _mm256_add_ps(x10, x11)));
+    float lanes[8];
+    _mm256_storeu_ps(lanes, s);
+    volatile float sink = lanes[0] + lanes[7];
+    (void)sink;
+    return (double)iters * 12 * 8 * 2;
+}
+#endif
+
+// Scalar (or NEON, where the compiler vectorises nothing here): 12 chains of plain multiply-adds.
+static double fma_flops_scalar(long iters, float seed) {
+    float x[12];
+    for (int j = 0; j < 12; j++) x[j] = seed + (float)j;
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < 12; j++) x[j] = x[j] * 0.999999f + 1e-7f;
+    volatile float sink = x[0] + x[11];
+    (void)sink;
+    return (double)iters * 12 * 2;
+}
+
+static double fma_flops(SdIsa isa, long iters, float seed) {
+#if defined(__x86_64__)
+    if (isa == ISA_AVX512) return fma_flops_avx512(iters, seed);
+    if (isa == ISA_AVX2) return fma_flops_avx2(iters, seed);
+#endif
+    (void)isa;
+    return fma_flops_scalar(iters, seed);
+}
+
+// Peak GFLOP/s of `threads` threads running the FMA loop at once (best of 3 runs).
+static double measure_peak(SdIsa isa, int threads) {
+    long iters = 50 * 1000 * 1000L;
+    if (isa == ISA_SCALAR || isa == ISA_NEON) iters /= 4;
+    double best = 0.0;
+    for (int rep = 0; rep < 3; rep++) {
+        double flops = 0.0, t0 = sd_now();
+#pragma omp parallel num_threads(threads) reduction(+ : flops)
+        flops += fma_flops(isa, iters, 1.0f + rep);
+        double gf = flops / (sd_now() - t0) * 1e-9;
+        if (gf > best) best = gf;
+    }
+    return best;
+}
+
+// ---- PyTorch timings (seconds per op, by name) ------------------------------------------
+
+static JsonValue g_torch;
+static int g_have_torch = 0;
+
+static double torch_seconds(const char *name) {
+    if (!g_have_torch) return 0.0;
+    const JsonValue *ops = json_get(&g_torch, "ops");
+    const JsonValue *v = ops ? json_get(ops, name) : NULL;
+    return v && v->type == JSON_NUMBER ? v->number : 0.0;
+}
+
+// ---- Timing and the table ------------------------------------------------------------
+
+typedef void (*BenchFn)(void *ctx);
+
+// Best wall time of at least 3 runs and ~0.5 s (after one warm-up run).
+static double time_best(BenchFn fn, void *ctx, double min_total) {
+    fn(ctx);
+    double best = 1e30, total = 0.0;
+    for (int rep = 0; rep < 3 || total < min_total; rep++) {
+        double t0 = sd_now();
+        fn(ctx);
+        double t = sd_now() - t0;
+        total += t;
+        if (t < best) best = t;
+        if (rep >= 50) break;
+    }
+    return best;
+}
+
+static double g_peak = 0.0, g_min_total = 0.5;
+
+static void report(const char *name, double flops, double seconds) {
+    double gf = flops / seconds * 1e-9;
+    double ts = torch_seconds(name);
+    printf("%-44s %9.2f ms %8.1f GFLOP/s %6.1f%%", name, seconds * 1e3, gf, 100.0 * gf / g_peak);
+    if (ts > 0.0) printf("   torch %9.2f ms  %5.2fx", ts * 1e3, ts / seconds);
+    printf("\n");
+    fflush(stdout);
+}
+
+static float *rand_floats(size_t n, unsigned seed) {
+    float *x = malloc(n * sizeof(float));
+    if (!x) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(1);
+    }
+    unsigned long long s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        x[i] = (float)((s >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
+    }
+    return x;
+}
+
+// ---- GEMM ----------------------------------------------------------------------------
+
+typedef struct {
+    int ta, tb, M, N, K;
+    float *A, *B, *C;
+} GemmCtx;
+
+static void run_gemm(void *p) {
+    GemmCtx *g = p;
+    sgemm(g->ta, g->tb, g->M, g->N, g->K, 1.0f, g->A, g->ta ? g->M : g->K, g->B, g->tb ? g->K : g->N, 0.0f, g->C,
+          g->N);
+}
+
+static void bench_gemm(int quick) {
+    // M x N x K (+ trans flags): square, the UNet's convs as GEMMs (Cout x HW x Cin*9), its linear layers.
+    static const struct {
+        const char *what;
+        int ta, tb, M, N, K;
+    } cases[] = {
+        {"square", 0, 0, 1024, 1024, 1024},
+        {"square", 0, 0, 2048, 2048, 2048},
+        {"conv 320 @64x64", 0, 0, 320, 4096, 2880},
+        {"conv 320 @32x32", 0, 0, 320, 1024, 2880},
+        {"conv 640 @32x32", 0, 0, 640, 1024, 5760},
+        {"conv 640 @16x16", 0, 0, 640, 256, 5760},
+        {"conv 1280 @16x16", 0, 0, 1280, 256, 11520},
+        {"conv 1280 @8x8", 0, 0, 1280, 64, 11520},
+        {"linear 320->320, 4096 tokens", 0, 1, 4096, 320, 320},
+        {"linear 320->2560 (GEGLU), 4096 tok", 0, 1, 4096, 2560, 320},
+        {"linear 1280->320 (ff out), 4096 tok", 0, 1, 4096, 320, 1280},
+        {"linear 640->640, 1024 tokens", 0, 1, 1024, 640, 640},
+    };
+    int n = (int)(sizeof(cases) / sizeof(cases[0]));
+    printf("\nGEMM (C = A B, f32, %s)\n", gemm_kernel_info()->name);
+    for (int i = 0; i < n; i++) {
+        if (quick && i >= 3) break;
+        GemmCtx g = {cases[i].ta, cases[i].tb, cases[i].M, cases[i].N, cases[i].K, NULL, NULL, NULL};
+        g.A = rand_floats((size_t)g.M * g.K, 1);
+        g.B = rand_floats((size_t)g.K * g.N, 2);
+        g.C = rand_floats((size_t)g.M * g.N, 3);
+        char name[96];
+        snprintf(name, sizeof(name), "gemm %dx%dx%d%s", g.M, g.N, g.K, g.tb ? " (B^T)" : "");
+        double t = time_best(run_gemm, &g, g_min_total);
+        char label[160];
+        snprintf(label, sizeof(label), "%s", name);
+        report(label, 2.0 * g.M * g.N * g.K, t);
+        printf("    (%s)\n", cases[i].what);
+        free(g.A);
+        free(g.B);
+        free(g.C);
+    }
+}
+
+// ---- Convolution ---------------------------------------------------------------------
+
+typedef struct {
+    int Cin, H, W, Cout, k, stride, pt, pl, pb, pr;
+    float *x, *w, *b, *y;
+} ConvCtx;
+
+static void run_conv(void *p) {
+    ConvCtx *c = p;
+    Conv2dGeometry g = {c->k, c->k, c->stride, c->pt, c->pl, c->pb, c->pr};
+    conv2d_forward(c->x, 1, c->Cin, c->H, c->W, c->w, c->b, c->Cout, g, c->y, NULL);
+}
+
+static void bench_conv(int quick) {
+    static const struct {
+        const char *what;
+        int Cin, HW, Cout, k, stride, pt, pl, pb, pr;
+    } cases[] = {
+        {"UNet conv_in, 64x64 latent", 4, 64, 320, 3, 1, 1, 1, 1, 1},
+        {"UNet res 320, 64x64 latent", 320, 64, 320, 3, 1, 1, 1, 1, 1},
+        {"UNet res 320, 32x32 latent", 320, 32, 320, 3, 1, 1, 1, 1, 1},
+        {"UNet res 640, 32x32", 640, 32, 640, 3, 1, 1, 1, 1, 1},
+        {"UNet res 640, 16x16", 640, 16, 640, 3, 1, 1, 1, 1, 1},
+        {"UNet res 1280, 16x16", 1280, 16, 1280, 3, 1, 1, 1, 1, 1},
+        {"UNet res 1280, 8x8", 1280, 8, 1280, 3, 1, 1, 1, 1, 1},
+        {"UNet downsample 320, 64->32", 320, 64, 320, 3, 2, 1, 1, 1, 1},
+        {"UNet 1x1 shortcut 320->640, 32x32", 320, 32, 640, 1, 1, 0, 0, 0, 0},
+        {"VAE conv_in 3->128, 256x256", 3, 256, 128, 3, 1, 1, 1, 1, 1},
+        {"VAE res 128, 256x256", 128, 256, 128, 3, 1, 1, 1, 1, 1},
+        {"VAE down 128, 256->128 (pad 0,1)", 128, 256, 128, 3, 2, 0, 0, 1, 1},
+        {"VAE res 256, 128x128", 256, 128, 256, 3, 1, 1, 1, 1, 1},
+        {"VAE res 512, 64x64", 512, 64, 512, 3, 1, 1, 1, 1, 1},
+    };
+    int n = (int)(sizeof(cases) / sizeof(cases[0]));
+    printf("\nConvolution (N=1, f32, implicit GEMM)\n");
+    for (int i = 0; i < n; i++) {
+        if (quick && i >= 3) break;
+        ConvCtx c = {cases[i].Cin, cases[i].HW, cases[i].HW, cases[i].Cout, cases[i].k, cases[i].stride,
+                     cases[i].pt, cases[i].pl, cases[i].pb, cases[i].pr, NULL, NULL, NULL, NULL};
+        int Ho = conv_out_size(c.H, c.k, c.stride, c.pt, c.pb), Wo = conv_out_size(c.W, c.k, c.stride, c.pl, c.pr);
+        c.x = rand_floats((size_t)c.Cin * c.H * c.W, 4);
+        c.w = rand_floats((size_t)c.Cout * c.Cin * c.k * c.k, 5);
+        c.b = rand_floats((size_t)c.Cout, 6);
+        c.y = rand_floats((size_t)c.Cout * Ho * Wo, 7);
+        char name[128];
+        snprintf(name, sizeof(name), "conv%dx%d s%d %d->%d @%dx%d", c.k, c.k, c.stride, c.Cin, c.Cout, c.H, c.W);
+        double t = time_best(run_conv, &c, g_min_total);
+        report(name, 2.0 * c.Cout * Ho * Wo * (double)c.Cin * c.k * c.k, t);
+        printf("    (%s)\n", cases[i].what);
+        free(c.x);
+        free(c.w);
+        free(c.b);
+        free(c.y);
+    }
+}
+
+// ---- Attention ---------------------------------------------------------------------
+
+typedef struct {
+    int heads, Nq, Nk, hd, causal;
+    float *q, *k, *v, *o;
+    Arena *arena;
+} AttnCtx;
+
+static void run_attention(void *p) {
+    AttnCtx *a = p;
+    attention_forward(a->q, a->k, a->v, a->o, 1, a->heads, a->Nq, a->Nk, a->hd, 1.0f / sqrtf((float)a->hd),
+                      a->causal, a->arena);
+}
+
+static void bench_attention(int quick, Arena *arena) {
+    static const struct {
+        const char *what;
+        int heads, Nq, Nk, hd;
+    } cases[] = {
+        {"UNet self-attn 320 ch, 32x32 latent", 5, 1024, 1024, 64},
+        {"UNet self-attn 640 ch, 32x32", 10, 1024, 1024, 64},
+        {"UNet self-attn 320 ch, 64x64 latent", 5, 4096, 4096, 64},
+        {"UNet self-attn 640 ch, 64x64 (hypoth.)", 10, 4096, 4096, 64},
+        {"UNet cross-attn to 77 tokens, 64x64", 5, 4096, 77, 64},
+        {"VAE mid attention 512 ch, 64x64", 1, 4096, 4096, 512},
+    };
+    int n = (int)(sizeof(cases) / sizeof(cases[0]));
+    printf("\nAttention (B=1, f32, online softmax; FLOPs = 4 Nq Nk hd heads)\n");
+    for (int i = 0; i < n; i++) {
+        if (quick && i >= 2) break;
+        AttnCtx a = {cases[i].heads, cases[i].Nq, cases[i].Nk, cases[i].hd, 0, NULL, NULL, NULL, NULL, arena};
+        size_t D = (size_t)a.heads * a.hd;
+        a.q = rand_floats(a.Nq * D, 8);
+        a.k = rand_floats(a.Nk * D, 9);
+        a.v = rand_floats(a.Nk * D, 10);
+        a.o = rand_floats(a.Nq * D, 11);
+        char name[128];
+        snprintf(name, sizeof(name), "attention h%d Nq%d Nk%d hd%d", a.heads, a.Nq, a.Nk, a.hd);
+        double t = time_best(run_attention, &a, g_min_total);
+        report(name, 4.0 * a.Nq * (double)a.Nk * a.hd * a.heads, t);
+        printf("    (%s)\n", cases[i].what);
+        free(a.q);
+        free(a.k);
+        free(a.v);
+        free(a.o);
+    }
+}
+
+int main(int argc, char **argv) {
+    int quick = 0;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    }
+    if (quick) g_min_total = 0.1;
+    int threads = sd_threads_init(0);
+    if (threads < 1) {
+        fprintf(stderr, "bench: %s\n", "bad SATDIFUSER_THREADS");
+        return 1;
+    }
+    SdIsa isa = sd_cpu_isa();
+    const char *torch_path = getenv("SATDIFUSER_TORCH_JSON");
+    if (!torch_path) torch_path = "build/bench_pytorch.json";
+    FILE *tf = fopen(torch_path, "rb");
+    if (tf) {
+        fclose(tf);
+        g_have_torch = json_parse_file(torch_path, &g_torch) == 0;
+    }
+
+    double peak1 = measure_peak(isa, 1);
+    g_peak = measure_peak(isa, threads);
+    printf("satdifuser kernel bench: ISA %s, kernel %s, %d threads\n", sd_isa_name(isa), gemm_kernel_info()->name,
+           threads);
+    printf("fp32 FMA peak (register-only loop): %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n", peak1, g_peak,
+           threads);
+    if (g_have_torch) {
+        const char *cfg = NULL;
+        json_get_string(&g_torch, "torch", "?", &cfg);
+        printf("PyTorch timings from %s (torch %s); ratio = torch time / our time (>1: we are faster)\n", torch_path,
+               cfg ? cfg : "?");
+    } else {
+        printf("no PyTorch timings (%s): run `python3 weights_tools/bench_pytorch.py` for the ratios\n", torch_path);
+    }
+    printf("%-44s %12s %16s %7s\n", "op", "time", "speed", "% peak");
+
+    Arena arena;
+    if (arena_init(&arena, (size_t)256 << 20) != 0) return 1;
+    if (!only || !strcmp(only, "gemm")) bench_gemm(quick);
+    if (!only || !strcmp(only, "conv")) bench_conv(quick);
+    if (!only || !strcmp(only, "attention")) bench_attention(quick, &arena);
+
+    // Whole forwards (UNet at 32x32 and 64x64 latents, VAE encoder at 256 and 512, text
+    // encoder) with random weights belong here once the models exist; see docs/benchmarks.md.
+    printf("\nWhole-model forwards: not benchmarked yet (the models are being written).\n");
+    arena_free(&arena);
+    if (g_have_torch) json_free(&g_torch);
+    return 0;
+}

@@ -1,0 +1,327 @@
+// Unit tests of the compute kernels (GEMM, convolution, attention) against
+// naive references written here in double precision, on odd shapes, on every
+// ISA path this CPU can run (forced in turn with gemm_force_isa), and checking
+// that 1, 2 and 3 threads give the same bits.
+#include <stdint.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "core/runtime.h"
+#include "kernels/kernels.h"
+#include "tests/test_util.h"
+
+static void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
+}
+
+static float *rand_buf(size_t n, unsigned long long seed) {
+    float *x = malloc((n ? n : 1) * sizeof(float));
+    test_fill(x, (long)n, seed);
+    return x;
+}
+
+static void fill_nan(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+// ---- GEMM ---------------------------------------------------------------------
+
+static void ref_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
+                     int ldb, float beta, float *C, int ldc) {
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0.0;
+            for (int p = 0; p < K; p++) {
+                double a = ta ? A[(int64_t)p * lda + i] : A[(int64_t)i * lda + p];
+                double b = tb ? B[(int64_t)j * ldb + p] : B[(int64_t)p * ldb + j];
+                s += a * b;
+            }
+            double c = alpha * s;
+            if (beta != 0.0f) c += (double)beta * C[(int64_t)i * ldc + j];
+            C[(int64_t)i * ldc + j] = (float)c;
+        }
+}
+
+// One sgemm against the reference; lda/ldb/ldc are padded by `pad` to test strides.
+static void check_gemm(const char *isa, int ta, int tb, int M, int N, int K, float alpha, float beta, int pad) {
+    int lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+    size_t a_rows = ta ? K : M, b_rows = tb ? N : K;
+    float *A = rand_buf(a_rows * lda, 1 + M), *B = rand_buf(b_rows * ldb, 2 + N);
+    float *C = malloc(((size_t)M * ldc + 1) * sizeof(float)), *R = malloc(((size_t)M * ldc + 1) * sizeof(float));
+    if (beta == 0.0f) {
+        fill_nan(C, (size_t)M * ldc);  // beta 0: C must not be read
+        for (size_t i = 0; i < (size_t)M * ldc; i++) R[i] = 0.0f;
+    } else {
+        test_fill(C, (long)M * ldc, 3);
+        memcpy(R, C, (size_t)M * ldc * sizeof(float));
+    }
+    sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    ref_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+    double worst = 0.0;
+    for (int i = 0; i < M; i++) {
+        double d = max_abs_diff(C + (int64_t)i * ldc, R + (int64_t)i * ldc, N);
+        if (!(d <= worst)) worst = d;
+    }
+    double tol = 1e-6 * (K + 8);
+    CHECK(worst <= tol, "%s sgemm ta=%d tb=%d M=%d N=%d K=%d alpha=%g beta=%g pad=%d: max diff %g > %g", isa, ta, tb, M,
+          N, K, alpha, beta, pad, worst, tol);
+    free(A);
+    free(B);
+    free(C);
+    free(R);
+}
+
+static void test_gemm(const char *isa) {
+    static const int shapes[][3] = {{1, 1, 1},    {1, 37, 5},    {37, 1, 5},   {13, 17, 19},  {14, 32, 1},
+                                    {15, 33, 2},  {29, 65, 300}, {3, 200, 7},  {100, 70, 600}, {200, 9, 257},
+                                    {77, 160, 64}, {64, 77, 160}, {350, 66, 513}};
+    int nshapes = (int)(sizeof(shapes) / sizeof(shapes[0]));
+    for (int s = 0; s < nshapes; s++)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++) {
+                int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+                check_gemm(isa, ta, tb, M, N, K, 1.0f, 0.0f, 0);
+                check_gemm(isa, ta, tb, M, N, K, 0.5f, 1.0f, 3);
+                if (s % 3 == 0) check_gemm(isa, ta, tb, M, N, K, -1.5f, 0.25f, 17);
+            }
+    check_gemm(isa, 0, 0, 5, 7, 0, 1.0f, 0.5f, 1);  // K = 0: C = beta C
+    check_gemm(isa, 0, 0, 5, 7, 0, 1.0f, 0.0f, 1);
+
+    // linear_forward: y = x W^T + b
+    int rows = 45, in = 70, out = 53;
+    float *x = rand_buf((size_t)rows * in, 11), *W = rand_buf((size_t)out * in, 12), *b = rand_buf(out, 13);
+    float *y = malloc((size_t)rows * out * sizeof(float)), *r = malloc((size_t)rows * out * sizeof(float));
+    fill_nan(y, (size_t)rows * out);
+    linear_forward(x, W, b, y, rows, in, out);
+    ref_gemm(0, 1, rows, out, in, 1.0f, x, in, W, in, 0.0f, r, out);
+    for (int i = 0; i < rows; i++)
+        for (int o = 0; o < out; o++) r[i * out + o] += b[o];
+    double d = max_abs_diff(y, r, (long)rows * out);
+    CHECK(d <= 1e-4, "%s linear_forward: max diff %g", isa, d);
+    fill_nan(y, (size_t)rows * out);
+    linear_forward(x, W, NULL, y, rows, in, out);
+    ref_gemm(0, 1, rows, out, in, 1.0f, x, in, W, in, 0.0f, r, out);
+    d = max_abs_diff(y, r, (long)rows * out);
+    CHECK(d <= 1e-4, "%s linear_forward (no bias): max diff %g", isa, d);
+    free(x);
+    free(W);
+    free(b);
+    free(y);
+    free(r);
+}
+
+// The same product with 1, 2 and 3 threads must give the same bits (large enough to be threaded).
+static void test_gemm_threads(const char *isa) {
+    static const int shapes[][5] = {{300, 500, 700, 0, 0}, {1100, 40, 300, 1, 0}, {64, 1300, 333, 0, 1}};
+    for (int s = 0; s < 3; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ta = shapes[s][3], tb = shapes[s][4];
+        float *A = rand_buf((size_t)M * K, 21), *B = rand_buf((size_t)K * N, 22);
+        float *C1 = malloc((size_t)M * N * sizeof(float)), *C2 = malloc((size_t)M * N * sizeof(float));
+        int lda = ta ? M : K, ldb = tb ? K : N;
+        set_threads(1);
+        sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C1, N);
+        for (int t = 2; t <= 3; t++) {
+            set_threads(t);
+            fill_nan(C2, (size_t)M * N);
+            sgemm(ta, tb, M, N, K, 1.0f, A, lda, B, ldb, 0.0f, C2, N);
+            CHECK(memcmp(C1, C2, (size_t)M * N * sizeof(float)) == 0, "%s sgemm %dx%dx%d: 1 and %d threads differ",
+                  isa, M, N, K, t);
+        }
+        set_threads(2);
+        free(A);
+        free(B);
+        free(C1);
+        free(C2);
+    }
+}
+
+// ---- Convolution ----------------------------------------------------------------
+
+static void ref_conv(const float *x, int N, int Cin, int H, int W, const float *w, const float *bias, int Cout,
+                     Conv2dGeometry g, float *y) {
+    int Ho = conv_out_size(H, g.kernel_h, g.stride, g.pad_top, g.pad_bottom);
+    int Wo = conv_out_size(W, g.kernel_w, g.stride, g.pad_left, g.pad_right);
+    for (int n = 0; n < N; n++)
+        for (int co = 0; co < Cout; co++)
+            for (int oh = 0; oh < Ho; oh++)
+                for (int ow = 0; ow < Wo; ow++) {
+                    double s = bias ? bias[co] : 0.0;
+                    for (int ci = 0; ci < Cin; ci++)
+                        for (int kh = 0; kh < g.kernel_h; kh++)
+                            for (int kw = 0; kw < g.kernel_w; kw++) {
+                                int ih = oh * g.stride - g.pad_top + kh, iw = ow * g.stride - g.pad_left + kw;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                s += (double)x[(((int64_t)n * Cin + ci) * H + ih) * W + iw] *
+                                     w[(((int64_t)co * Cin + ci) * g.kernel_h + kh) * g.kernel_w + kw];
+                            }
+                    y[(((int64_t)n * Cout + co) * Ho + oh) * Wo + ow] = (float)s;
+                }
+}
+
+typedef struct {
+    int N, Cin, H, W, Cout, k, stride, pt, pl, pb, pr, bias;
+} ConvCase;
+
+static void check_conv(const char *isa, ConvCase c, Arena *arena, int check_threads) {
+    Conv2dGeometry g = {c.k, c.k, c.stride, c.pt, c.pl, c.pb, c.pr};
+    int Ho = conv_out_size(c.H, c.k, c.stride, c.pt, c.pb), Wo = conv_out_size(c.W, c.k, c.stride, c.pl, c.pr);
+    size_t nx = (size_t)c.N * c.Cin * c.H * c.W, nw = (size_t)c.Cout * c.Cin * c.k * c.k;
+    size_t ny = (size_t)c.N * c.Cout * Ho * Wo;
+    float *x = rand_buf(nx, 31), *w = rand_buf(nw, 32), *b = c.bias ? rand_buf(c.Cout, 33) : NULL;
+    float *y = malloc(ny * sizeof(float)), *r = malloc(ny * sizeof(float));
+    fill_nan(y, ny);
+    int rc = conv2d_forward(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, y, arena);
+    ref_conv(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, r);
+    double d = max_abs_diff(y, r, (long)ny), tol = 1e-6 * (c.Cin * c.k * c.k + 8);
+    CHECK(rc == 0 && d <= tol,
+          "%s conv N=%d Cin=%d %dx%d Cout=%d k=%d s=%d pad=(%d,%d,%d,%d) bias=%d arena=%d: rc %d, max diff %g", isa,
+          c.N, c.Cin, c.H, c.W, c.Cout, c.k, c.stride, c.pt, c.pl, c.pb, c.pr, c.bias, arena != NULL, rc, d);
+    if (check_threads) {
+        float *y1 = malloc(ny * sizeof(float));
+        set_threads(1);
+        conv2d_forward(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, y1, arena);
+        set_threads(2);
+        CHECK(memcmp(y, y1, ny * sizeof(float)) == 0, "%s conv Cin=%d %dx%d Cout=%d k=%d: 1 and 2 threads differ",
+              isa, c.Cin, c.H, c.W, c.Cout, c.k);
+        free(y1);
+    }
+    free(x);
+    free(w);
+    free(b);
+    free(y);
+    free(r);
+}
+
+static void test_conv(const char *isa, Arena *arena) {
+    static const ConvCase cases[] = {
+        {1, 3, 17, 19, 8, 3, 1, 1, 1, 1, 1, 1},      // Cin = 3 (the VAE's first conv)
+        {2, 5, 9, 11, 7, 3, 1, 1, 1, 1, 1, 0},       // batch 2, no bias
+        {1, 6, 16, 16, 5, 3, 2, 0, 0, 1, 1, 1},      // stride 2, asymmetric (VAE Downsample2D)
+        {1, 4, 15, 13, 9, 3, 2, 1, 1, 1, 1, 1},      // stride 2, odd map
+        {2, 7, 10, 12, 11, 1, 1, 0, 0, 0, 0, 1},     // 1x1 = GEMM
+        {1, 5, 9, 9, 6, 1, 2, 0, 0, 0, 0, 1},        // 1x1 stride 2
+        {1, 3, 8, 8, 4, 3, 1, 0, 0, 0, 0, 1},        // no padding
+        {1, 2, 7, 6, 3, 3, 1, 2, 0, 1, 3, 1},        // odd asymmetric padding
+        {1, 3, 6, 6, 2, 5, 1, 2, 2, 2, 2, 1},        // 5x5 kernel
+        {1, 40, 12, 12, 37, 3, 1, 1, 1, 1, 1, 1},    // K = 360 > kc
+        {1, 300, 5, 5, 20, 3, 1, 1, 1, 1, 1, 1},     // K = 2700, tiny map
+    };
+    int n = (int)(sizeof(cases) / sizeof(cases[0]));
+    for (int i = 0; i < n; i++) check_conv(isa, cases[i], arena, 0);
+    // Big enough to be threaded.
+    ConvCase big = {1, 64, 24, 24, 96, 3, 1, 1, 1, 1, 1, 1};
+    check_conv(isa, big, arena, 1);
+    ConvCase big2 = {1, 48, 25, 23, 40, 3, 2, 0, 0, 1, 1, 1};
+    check_conv(isa, big2, arena, 1);
+}
+
+// ---- Attention -------------------------------------------------------------------
+
+static void ref_attention(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq,
+                          int Nk, int hd, float scale, int causal) {
+    int D = heads * hd;
+    double *s = malloc((size_t)Nk * sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < heads; h++)
+            for (int i = 0; i < Nq; i++) {
+                const float *qi = q + ((int64_t)b * Nq + i) * D + h * hd;
+                int nk = causal ? (i + 1 < Nk ? i + 1 : Nk) : Nk;
+                double m = -INFINITY, l = 0.0;
+                for (int j = 0; j < nk; j++) {
+                    const float *kj = k + ((int64_t)b * Nk + j) * D + h * hd;
+                    double dot = 0.0;
+                    for (int d = 0; d < hd; d++) dot += (double)qi[d] * kj[d];
+                    s[j] = scale * dot;
+                    if (s[j] > m) m = s[j];
+                }
+                for (int j = 0; j < nk; j++) {
+                    s[j] = exp(s[j] - m);
+                    l += s[j];
+                }
+                for (int d = 0; d < hd; d++) {
+                    double o = 0.0;
+                    for (int j = 0; j < nk; j++) o += s[j] * v[((int64_t)b * Nk + j) * D + h * hd + d];
+                    out[((int64_t)b * Nq + i) * D + h * hd + d] = (float)(o / l);
+                }
+            }
+    free(s);
+}
+
+static void check_attention(const char *isa, int B, int heads, int Nq, int Nk, int hd, int causal, Arena *arena,
+                            int check_threads) {
+    int D = heads * hd;
+    float scale = 1.0f / sqrtf((float)hd);
+    float *q = rand_buf((size_t)B * Nq * D, 41), *k = rand_buf((size_t)B * Nk * D, 42);
+    float *v = rand_buf((size_t)B * Nk * D, 43);
+    // sharper softmax than uniform noise gives: scale the queries up
+    for (size_t i = 0; i < (size_t)B * Nq * D; i++) q[i] *= 3.0f;
+    size_t no = (size_t)B * Nq * D;
+    float *o = malloc(no * sizeof(float)), *r = malloc(no * sizeof(float));
+    fill_nan(o, no);
+    int rc = attention_forward(q, k, v, o, B, heads, Nq, Nk, hd, scale, causal, arena);
+    ref_attention(q, k, v, r, B, heads, Nq, Nk, hd, scale, causal);
+    double d = max_abs_diff(o, r, (long)no);
+    CHECK(rc == 0 && d <= 2e-5, "%s attention B=%d heads=%d Nq=%d Nk=%d hd=%d causal=%d arena=%d: rc %d, max diff %g",
+          isa, B, heads, Nq, Nk, hd, causal, arena != NULL, rc, d);
+    if (check_threads) {
+        float *o1 = malloc(no * sizeof(float));
+        set_threads(1);
+        attention_forward(q, k, v, o1, B, heads, Nq, Nk, hd, scale, causal, arena);
+        set_threads(2);
+        CHECK(memcmp(o, o1, no * sizeof(float)) == 0, "%s attention Nq=%d Nk=%d hd=%d: 1 and 2 threads differ", isa,
+              Nq, Nk, hd);
+        free(o1);
+    }
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(r);
+}
+
+static void test_attention(const char *isa, Arena *arena) {
+    static const int hds[] = {8, 40, 64, 80, 160};
+    for (int i = 0; i < 5; i++) {
+        check_attention(isa, 2, 2, 37, 77, hds[i], 0, arena, 0);   // cross-attention to 77 tokens
+        check_attention(isa, 1, 3, 77, 77, hds[i], 1, arena, 0);   // causal (CLIP text)
+    }
+    check_attention(isa, 1, 1, 1, 1, 8, 0, arena, 0);
+    check_attention(isa, 1, 2, 300, 129, 64, 0, arena, 0);
+    check_attention(isa, 1, 2, 50, 300, 24, 1, arena, 0);  // causal with Nq < Nk
+    check_attention(isa, 1, 2, 300, 50, 24, 1, arena, 0);  // causal with Nq > Nk
+    check_attention(isa, 2, 5, 333, 333, 64, 0, arena, 1);  // self-attention, threads
+    check_attention(isa, 1, 3, 200, 77, 160, 1, arena, 1);
+}
+
+int main(void) {
+    Arena arena;
+    if (arena_init(&arena, (size_t)64 << 20) != 0) return 1;
+    set_threads(2);
+    static const int isas[] = {ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON};
+    int tested = 0;
+    for (int t = 0; t < 4; t++) {
+        if (gemm_force_isa(isas[t]) != 0) continue;
+        const char *isa = gemm_kernel_info()->name;
+        printf("testing the %s path\n", isa);
+        tested++;
+        test_gemm(isa);
+        test_gemm_threads(isa);
+        test_conv(isa, NULL);
+        test_conv(isa, &arena);
+        test_attention(isa, NULL);
+        test_attention(isa, &arena);
+        CHECK(arena.used == 0, "%s: the kernels left %zu bytes of the arena in use", isa, arena.used);
+    }
+    CHECK(tested >= 1, "no ISA path could be forced");
+    gemm_force_isa(-1);
+    CHECK(strcmp(gemm_kernel_info()->name, sd_isa_name(sd_cpu_isa())) == 0, "automatic kernel %s for ISA %s",
+          gemm_kernel_info()->name, sd_isa_name(sd_cpu_isa()));
+    arena_free(&arena);
+    return test_report("test_kernels");
+}
