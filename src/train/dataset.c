@@ -1,0 +1,188 @@
+#include "train/dataset.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/png.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+
+void dataset_file(const Dataset *d, const char *image_id, char *buf, size_t size) {
+    snprintf(buf, size, "%s/%s.safetensors", d->dir, image_id);
+}
+
+static int parse_meta(const SafeTensors *st, const char *key, JsonValue *out) {
+    const char *text = st_metadata(st, key);
+    if (!text) return sd_errorf("%s: metadata '%s' missing (is it a feature file of `satdifuser extract`?)", st->path, key);
+    char src[600];
+    snprintf(src, sizeof(src), "%s metadata '%s'", st->path, key);
+    return json_parse(text, strlen(text), src, out);
+}
+
+// The shape of a segmentation mask file (PNG or NPY) without keeping its pixels.
+static int mask_size(const char *path, int *h, int *w) {
+    size_t len = strlen(path);
+    if (len > 4 && !strcmp(path + len - 4, ".npy")) {
+        NpyArray a;
+        if (npy_read(path, &a)) return SD_FAIL;
+        int ok = a.ndim == 2;
+        *h = ok ? (int)a.shape[0] : 0;
+        *w = ok ? (int)a.shape[1] : 0;
+        npy_free(&a);
+        return ok ? 0 : sd_errorf("%s: a mask must be 2-D (H, W)", path);
+    }
+    PngImage img;
+    if (png_read(path, &img)) return SD_FAIL;
+    *h = img.height;
+    *w = img.width;
+    png_free(&img);
+    return 0;
+}
+
+int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, int max_batch, int ignore_value) {
+    memset(d, 0, sizeof(*d));
+    d->dir = strdup(features_dir);
+    d->labels = labels;
+    d->max_batch = max_batch;
+    d->ignore_value = ignore_value;
+    d->ignore_index = -100;
+    char path[4096];
+    // every labelled image has a feature file
+    for (int r = 0; r < labels->count; r++) {
+        dataset_file(d, labels->rows[r].image, path, sizeof(path));
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            sd_errorf("%s: no feature file for image '%s' (listed in %s): run `satdifuser extract` first", path,
+                      labels->rows[r].image, labels->path);
+            dataset_close(d);
+            return SD_FAIL;
+        }
+        fclose(f);
+    }
+    SafeTensors st;
+    dataset_file(d, labels->rows[0].image, path, sizeof(path));
+    if (st_open(&st, path)) { dataset_close(d); return SD_FAIL; }
+    int rc = parse_meta(&st, "feature_dims", &d->feature_dims) || parse_meta(&st, "save_timesteps", &d->save_timesteps) ||
+             feature_layout_from_json(&d->layout, &d->feature_dims, &d->save_timesteps);
+    if (rc) { sd_error_context("%s", path); st_close(&st); dataset_close(d); return SD_FAIL; }
+    d->feature_dims_text = strdup(st_metadata(&st, "feature_dims"));
+    d->save_timesteps_text = strdup(st_metadata(&st, "save_timesteps"));
+    d->num_timesteps = d->layout.num_timesteps;
+    d->num_scales = d->layout.num_scales;
+    for (int s = 0; s < d->num_scales; s++) {
+        char name[64];
+        snprintf(name, sizeof(name), "feat.0.%d", s);
+        const StEntry *e;
+        if (st_require(&st, name, &e)) { st_close(&st); dataset_close(d); return SD_FAIL; }
+        int nd = e->ndim;
+        if (nd != 3 && !(nd == 4 && e->shape[0] == 1)) {
+            sd_errorf("%s: tensor '%s' must be (C, H, W) or (1, C, H, W)", path, name);
+            st_close(&st);
+            dataset_close(d);
+            return SD_FAIL;
+        }
+        d->C[s] = (int)e->shape[nd - 3];
+        d->H[s] = (int)e->shape[nd - 2];
+        d->W[s] = (int)e->shape[nd - 1];
+        if (d->C[s] != d->layout.scale_channels[s] || d->W[s] != d->layout.width[s]) {
+            sd_errorf("%s: tensor '%s' is (%d, %d, %d) but feature_dims says %d channels at width %d", path, name,
+                      d->C[s], d->H[s], d->W[s], d->layout.scale_channels[s], d->layout.width[s]);
+            st_close(&st);
+            dataset_close(d);
+            return SD_FAIL;
+        }
+        for (int i = 0; i < d->num_timesteps; i++) {
+            d->feat[i][s] = (float *)malloc((size_t)max_batch * d->C[s] * d->H[s] * d->W[s] * sizeof(float));
+            if (!d->feat[i][s]) { st_close(&st); dataset_close(d); return sd_errorf("out of memory for feature batches"); }
+        }
+    }
+    st_close(&st);
+    if (labels->task == LABELS_SEGMENTATION) {
+        if (mask_size(labels->rows[0].mask_path, &d->mask_h, &d->mask_w)) { dataset_close(d); return SD_FAIL; }
+        d->targets_i64 = (int64_t *)malloc((size_t)max_batch * d->mask_h * d->mask_w * sizeof(int64_t));
+    } else if (labels->task == LABELS_MULTILABEL) {
+        d->targets_f32 = (float *)malloc((size_t)max_batch * labels->num_classes * sizeof(float));
+    } else {
+        d->targets_i64 = (int64_t *)malloc((size_t)max_batch * sizeof(int64_t));
+    }
+    if (!d->targets_i64 && !d->targets_f32) { dataset_close(d); return sd_errorf("out of memory"); }
+    return 0;
+}
+
+void dataset_close(Dataset *d) {
+    for (int i = 0; i < FUSION_MAX_TIMESTEPS; i++)
+        for (int s = 0; s < FUSION_MAX_SCALES; s++) free(d->feat[i][s]);
+    free(d->targets_i64);
+    free(d->targets_f32);
+    json_free(&d->feature_dims);
+    json_free(&d->save_timesteps);
+    free(d->feature_dims_text);
+    free(d->save_timesteps_text);
+    free(d->dir);
+    memset(d, 0, sizeof(*d));
+}
+
+int dataset_load_batch(Dataset *d, const int *rows, int n, FusionInput *in) {
+    if (n > d->max_batch) return sd_errorf("batch of %d, dataset opened for %d", n, d->max_batch);
+    memset(in, 0, sizeof(*in));
+    in->B = n;
+    char path[4096], name[64];
+    for (int b = 0; b < n; b++) {
+        const LabelRow *row = &d->labels->rows[rows[b]];
+        SafeTensors st;
+        dataset_file(d, row->image, path, sizeof(path));
+        if (st_open(&st, path)) return SD_FAIL;
+        for (int i = 0; i < d->num_timesteps; i++) {
+            for (int s = 0; s < d->num_scales; s++) {
+                snprintf(name, sizeof(name), "feat.%d.%d", i, s);
+                const StEntry *e;
+                if (st_require(&st, name, &e)) { st_close(&st); return SD_FAIL; }
+                int64_t want = (int64_t)d->C[s] * d->H[s] * d->W[s];
+                int nd = e->ndim;
+                if (e->numel != want || nd < 3 || e->shape[nd - 3] != d->C[s] || e->shape[nd - 2] != d->H[s] ||
+                    e->shape[nd - 1] != d->W[s]) {
+                    st_close(&st);
+                    return sd_errorf("%s: tensor '%s' has another shape than the first feature file's (%d, %d, %d)",
+                                     path, name, d->C[s], d->H[s], d->W[s]);
+                }
+                if (st_entry_to_f32(&st, e, d->feat[i][s] + (int64_t)b * want)) { st_close(&st); return SD_FAIL; }
+            }
+        }
+        st_close(&st);
+        // labels
+        if (d->labels->task == LABELS_CLASSIFICATION) {
+            d->targets_i64[b] = row->label;
+        } else if (d->labels->task == LABELS_MULTILABEL) {
+            float *t = d->targets_f32 + (int64_t)b * d->labels->num_classes;
+            for (int c = 0; c < d->labels->num_classes; c++) t[c] = 0.0f;
+            for (int k = 0; k < row->num_labels; k++) t[row->labels[k]] = 1.0f;
+        } else {
+            if (labels_load_mask(d->labels, rows[b], d->mask_h, d->mask_w, d->ignore_value, d->ignore_index,
+                                 d->targets_i64 + (int64_t)b * d->mask_h * d->mask_w))
+                return SD_FAIL;
+        }
+    }
+    for (int s = 0; s < d->num_scales; s++) {
+        in->H[s] = d->H[s];
+        in->W[s] = d->W[s];
+        for (int i = 0; i < d->num_timesteps; i++) in->feat[i][s] = d->feat[i][s];
+    }
+    return 0;
+}
+
+void dataset_shuffle(int *idx, int n, uint64_t seed, int epoch) {
+    uint64_t s = (seed + 1) * 0x9E3779B97F4A7C15ull ^ ((uint64_t)(epoch + 1) * 0xBF58476D1CE4E5B9ull);
+    if (!s) s = 1;
+    for (int i = n - 1; i > 0; i--) {
+        s ^= s >> 12;
+        s ^= s << 25;
+        s ^= s >> 27;
+        uint64_t r = s * 0x2545F4914F6CDD1Dull;
+        int j = (int)(r % (uint64_t)(i + 1));
+        int t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+}
