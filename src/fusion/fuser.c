@@ -1,0 +1,199 @@
+// Feature layout, fuser configuration and the dispatch to the five fusers. See fuser.h.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "fusion/fuser.h"
+
+static int json_int_value(const JsonValue *v, const char *what, int *out) {
+    int64_t x;
+    if (!v || v->type != JSON_NUMBER || json_as_int64(v, &x) || x < -2147483647 || x > 2147483647)
+        return sd_errorf("%s: expected an integer", what);
+    *out = (int)x;
+    return 0;
+}
+
+int feature_layout_from_json(FeatureLayout *fl, const JsonValue *fd, const JsonValue *ts) {
+    memset(fl, 0, sizeof(*fl));
+    if (!fd || fd->type != JSON_OBJECT || fd->count < 1)
+        return sd_errorf("feature_dims: expected an object {\"<width>\": [channels, ...], ...}");
+    if (fd->count > FUSION_MAX_SCALES) return sd_errorf("feature_dims: %d scales, at most %d", fd->count, FUSION_MAX_SCALES);
+    // widths sorted from the largest down: sorted(feature_dims.keys(), reverse=True)
+    int order[FUSION_MAX_SCALES], widths[FUSION_MAX_SCALES];
+    for (int i = 0; i < fd->count; i++) {
+        char *end;
+        long w = strtol(fd->keys[i], &end, 10);
+        if (*end || w <= 0 || w > 1000000) return sd_errorf("feature_dims: key '%s' is not a width", fd->keys[i]);
+        widths[i] = (int)w;
+        order[i] = i;
+    }
+    for (int i = 1; i < fd->count; i++)
+        for (int j = i; j > 0 && widths[order[j]] > widths[order[j - 1]]; j--) {
+            int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
+        }
+    fl->num_scales = fd->count;
+    for (int s = 0; s < fd->count; s++) {
+        const JsonValue *list = &fd->items[order[s]];
+        fl->width[s] = widths[order[s]];
+        if (s > 0 && fl->width[s] == fl->width[s - 1]) return sd_errorf("feature_dims: width %d twice", fl->width[s]);
+        if (list->type != JSON_ARRAY || list->count < 1 || list->count > FUSION_MAX_STREAMS)
+            return sd_errorf("feature_dims[\"%d\"]: expected a list of 1..%d channel counts", fl->width[s],
+                             FUSION_MAX_STREAMS);
+        fl->num_streams[s] = list->count;
+        for (int l = 0; l < list->count; l++) {
+            if (json_int_value(&list->items[l], "feature_dims channel count", &fl->channels[s][l])) return SD_FAIL;
+            if (fl->channels[s][l] <= 0) return sd_errorf("feature_dims[\"%d\"][%d] = %d", fl->width[s], l, fl->channels[s][l]);
+            fl->scale_channels[s] += fl->channels[s][l];
+        }
+    }
+    if (!ts || ts->type != JSON_ARRAY || ts->count < 1 || ts->count > FUSION_MAX_TIMESTEPS)
+        return sd_errorf("save_timesteps: expected a list of 1..%d timesteps", FUSION_MAX_TIMESTEPS);
+    fl->num_timesteps = ts->count;
+    for (int i = 0; i < ts->count; i++) {
+        if (json_int_value(&ts->items[i], "save_timesteps", &fl->timesteps[i])) return SD_FAIL;
+        for (int j = 0; j < i; j++)
+            if (fl->timesteps[j] == fl->timesteps[i]) return sd_errorf("save_timesteps: %d twice", fl->timesteps[i]);
+    }
+    // the fusers walk sorted(batch_feats.keys(), reverse=True)
+    for (int i = 0; i < fl->num_timesteps; i++) fl->ts_input[i] = i;
+    for (int i = 1; i < fl->num_timesteps; i++)
+        for (int j = i; j > 0 && fl->timesteps[fl->ts_input[j]] > fl->timesteps[fl->ts_input[j - 1]]; j--) {
+            int t = fl->ts_input[j]; fl->ts_input[j] = fl->ts_input[j - 1]; fl->ts_input[j - 1] = t;
+        }
+    return 0;
+}
+
+int feature_layout_total_streams(const FeatureLayout *fl) {
+    int n = 0;
+    for (int s = 0; s < fl->num_scales; s++) n += fl->num_streams[s];
+    return n;
+}
+
+int feature_layout_stream_index(const FeatureLayout *fl, int s, int l) {
+    int n = 0;
+    for (int i = 0; i < s; i++) n += fl->num_streams[i];
+    return n + l;
+}
+
+static const char *const g_kind_names[] = {"gw", "lw", "moe", "concat", "single"};
+
+const char *fuser_kind_name(FuserKind k) { return (unsigned)k < 5 ? g_kind_names[k] : "?"; }
+
+int fuser_kind_from_name(const char *name, FuserKind *out) {
+    for (int i = 0; i < 5; i++)
+        if (strcmp(name, g_kind_names[i]) == 0) { *out = (FuserKind)i; return 0; }
+    return sd_errorf("fuser '%s': expected gw, lw, moe, concat or single", name);
+}
+
+void fuser_config_defaults(FuserConfig *c) {
+    memset(c, 0, sizeof(*c));
+    c->kind = FUSER_GW;
+    c->projection_dim = 384;
+    c->num_norm_groups = 32;
+    c->num_res_blocks = 1;
+    c->gating_temperature = 1.0f;
+    c->lw_advance_channels = 0;
+    c->num_experts = 8;
+    c->top_k = 2;
+    c->warmup_steps = 500;
+    c->moe_global_step = 0;
+    c->single_stream = 0;
+    c->single_timestep = -1;
+}
+
+int fuser_config_from_json(FuserConfig *c, const JsonValue *j) {
+    const char *name = NULL;
+    if (json_get_string(j, "fuser", NULL, &name)) return SD_FAIL;
+    if (name && fuser_kind_from_name(name, &c->kind)) return SD_FAIL;
+    double temp = c->gating_temperature, step = (double)c->moe_global_step;
+    if (json_get_int(j, "projection_dim", c->projection_dim, &c->projection_dim) ||
+        json_get_int(j, "num_norm_groups", c->num_norm_groups, &c->num_norm_groups) ||
+        json_get_int(j, "num_res_blocks", c->num_res_blocks, &c->num_res_blocks) ||
+        json_get_double(j, "gating_tempature", temp, &temp) ||
+        json_get_bool(j, "lw_advance_channels", c->lw_advance_channels, &c->lw_advance_channels) ||
+        json_get_int(j, "num_experts", c->num_experts, &c->num_experts) ||
+        json_get_int(j, "top_k", c->top_k, &c->top_k) ||
+        json_get_int(j, "warmup_steps", c->warmup_steps, &c->warmup_steps) ||
+        json_get_double(j, "moe_global_step", step, &step) ||
+        json_get_int(j, "single_stream", c->single_stream, &c->single_stream) ||
+        json_get_int(j, "single_timestep", c->single_timestep, &c->single_timestep))
+        return SD_FAIL;
+    c->gating_temperature = (float)temp;
+    c->moe_global_step = (int64_t)step;
+    return 0;
+}
+
+static int fuser_config_check(const FuserConfig *c) {
+    if (c->projection_dim < 4 || c->projection_dim % 4)
+        return sd_errorf("projection_dim %d: must be a multiple of 4 (Phi's bottleneck is projection_dim // 4)",
+                         c->projection_dim);
+    if (c->num_norm_groups < 1 || (c->projection_dim / 4) % c->num_norm_groups)
+        return sd_errorf("num_norm_groups %d must divide projection_dim / 4 = %d", c->num_norm_groups,
+                         c->projection_dim / 4);
+    if (c->gating_temperature == 0.0f) return sd_errorf("gating_tempature must not be 0");
+    if (c->kind == FUSER_MOE && (c->num_experts < 1 || c->top_k < 1 || c->top_k > c->num_experts))
+        return sd_errorf("moe: num_experts %d, top_k %d: need 1 <= top_k <= num_experts", c->num_experts, c->top_k);
+    return 0;
+}
+
+int fuser_init(Fuser *f, const FuserConfig *cfg, const FeatureLayout *fl, ParamSet *ps) {
+    memset(f, 0, sizeof(*f));
+    if (fuser_config_check(cfg)) return SD_FAIL;
+    f->cfg = *cfg;
+    f->layout = *fl;
+    switch (cfg->kind) {
+    case FUSER_GW: return gw_init(&f->gw, fl, cfg, ps);
+    case FUSER_LW: return lw_init(&f->lw, fl, cfg, ps);
+    case FUSER_MOE: return moe_init(&f->moe, fl, cfg, ps);
+    case FUSER_CONCAT: return concat_init(&f->concat, fl, cfg, ps);
+    case FUSER_SINGLE: return single_init(&f->single, fl, cfg, ps);
+    }
+    return sd_errorf("unknown fuser kind %d", (int)cfg->kind);
+}
+
+int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep, Arena *scratch) {
+    const FeatureLayout *fl = &f->layout;
+    if (in->B < 1) return sd_errorf("fusion: batch size %d", in->B);
+    for (int s = 0; s < fl->num_scales; s++) {
+        if (in->W[s] != fl->width[s] || in->H[s] < 1)
+            return sd_errorf("fusion: scale %d is %dx%d, the layout (feature_dims) says width %d", s, in->H[s], in->W[s],
+                             fl->width[s]);
+        for (int i = 0; i < fl->num_timesteps; i++)
+            if (!in->feat[i][s]) return sd_errorf("fusion: no features for timestep %d scale %d", fl->timesteps[i], s);
+        if (!fbuf(&f->fused[s], (size_t)in->B * f->cfg.projection_dim * in->H[s] * in->W[s])) return SD_FAIL;
+        f->H[s] = in->H[s];
+        f->W[s] = in->W[s];
+    }
+    f->B = in->B;
+    switch (f->cfg.kind) {
+    case FUSER_GW: return gw_forward(&f->gw, fl, in, f->fused, training, keep, scratch);
+    case FUSER_LW: return lw_forward(&f->lw, fl, in, f->fused, training, keep, scratch);
+    case FUSER_MOE: return moe_forward(&f->moe, fl, in, f->fused, training, keep, scratch);
+    case FUSER_CONCAT: return concat_forward(&f->concat, fl, in, f->fused, scratch);
+    case FUSER_SINGLE: return single_forward(&f->single, fl, &f->cfg, in, f->fused, training, scratch);
+    }
+    return sd_errorf("unknown fuser kind %d", (int)f->cfg.kind);
+}
+
+void fuser_free(Fuser *f) {
+    switch (f->cfg.kind) {
+    case FUSER_GW: gw_free(&f->gw); break;
+    case FUSER_LW: lw_free(&f->lw); break;
+    case FUSER_MOE: moe_free(&f->moe); break;
+    case FUSER_CONCAT: concat_free(&f->concat); break;
+    case FUSER_SINGLE: single_free(&f->single); break;
+    }
+    for (int s = 0; s < FUSION_MAX_SCALES; s++) fbuf_free(&f->fused[s]);
+}
+
+size_t fuser_conv3x3_floats(const Fuser *f, const FusionInput *in) {
+    size_t best = 0;
+    for (int s = 0; s < f->layout.num_scales; s++) {
+        size_t hw = (size_t)in->H[s] * in->W[s];
+        size_t cin = (size_t)f->cfg.projection_dim / 4;  // Phi's conv2
+        if (f->cfg.kind == FUSER_MOE && (size_t)f->layout.scale_channels[s] > cin) cin = (size_t)f->layout.scale_channels[s];
+        if (cin * 9 * hw > best) best = cin * 9 * hw;
+    }
+    return best;
+}

@@ -1,0 +1,91 @@
+// Global weighted fusion (GlobalWeightedFuser): one learnable scalar per
+// (timestep, stream), a single softmax over all of them.
+//
+//   w = softmax(mixing_weights)                        (L * T), index ts_idx * L + stream
+//   fused[s] = sum_{ts_idx} sum_{l in scale s} w[ts_idx * L + idx(s, l)] * Phi_idx(s,l)(x[ts][s][:, c_l])
+//
+// Timesteps are walked in descending order; the channel offset of each stream
+// advances through the scale's concatenated channels.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "fusion/fuser.h"
+#include "kernels/kernels.h"
+
+int gw_init(GlobalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps) {
+    memset(g, 0, sizeof(*g));
+    g->num_streams = feature_layout_total_streams(fl);
+    g->phis = (Phi *)calloc((size_t)g->num_streams, sizeof(Phi));
+    if (!g->phis) return sd_errorf("out of memory");
+    for (int s = 0; s < fl->num_scales; s++)
+        for (int l = 0; l < fl->num_streams[s]; l++) {
+            int i = feature_layout_stream_index(fl, s, l);
+            char prefix[64];
+            snprintf(prefix, sizeof(prefix), "bottleneck_layers.%d", i);
+            if (phi_init(&g->phis[i], ps, prefix, fl->channels[s][l], cfg->projection_dim, cfg->num_res_blocks,
+                         cfg->num_norm_groups))
+                return SD_FAIL;
+        }
+    int n = g->num_streams * fl->num_timesteps;
+    g->mixing_weights = params_add(ps, PARAM_WEIGHT, 1.0f, 1, &n, "mixing_weights");  // torch.ones
+    if (!g->mixing_weights) return SD_FAIL;
+    g->num_calls = n;
+    g->inputs = (FBuf *)calloc((size_t)n, sizeof(FBuf));
+    g->outputs = (FBuf *)calloc((size_t)n, sizeof(FBuf));
+    g->caches = (PhiCache *)calloc((size_t)n, sizeof(PhiCache));
+    if (!g->inputs || !g->outputs || !g->caches) return sd_errorf("out of memory");
+    return 0;
+}
+
+int gw_forward(GlobalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
+               Arena *scratch) {
+    int L = g->num_streams, T = fl->num_timesteps, B = in->B;
+    float *w = fbuf(&g->weights, (size_t)L * T);
+    if (!w) return SD_FAIL;
+    memcpy(w, g->mixing_weights->data, (size_t)L * T * sizeof(float));
+    softmax_rows(w, 1, L * T);
+    for (int s = 0; s < fl->num_scales; s++) {
+        int H = in->H[s], W = in->W[s], HW = H * W, P = g->phis[0].out_channels;
+        int64_t n_out = (int64_t)B * P * HW;
+        float *acc = fused[s].data;
+        for (int k = 0; k < T; k++) {
+            const float *x = in->feat[fl->ts_input[k]][s];
+            int c0 = 0;
+            for (int l = 0; l < fl->num_streams[s]; l++) {
+                int c = fl->channels[s][l];
+                int idx = feature_layout_stream_index(fl, s, l);
+                int call = k * L + idx;  // = the weight index
+                int slot = keep ? call : 0;
+                float *xs = fbuf(&g->inputs[slot], (size_t)B * c * HW);
+                float *y = fbuf(&g->outputs[slot], (size_t)n_out);
+                if (!xs || !y) return SD_FAIL;
+                copy_channels(xs, x, B, fl->scale_channels[s], c0, c, HW);
+                if (phi_forward(&g->phis[idx], &g->caches[slot], xs, B, H, W, y, training, scratch)) return SD_FAIL;
+                // scale_feat = w * Phi(x) for the first call, then scale_feat += w * Phi(x)
+                float wi = w[call];
+                if (k == 0 && l == 0)
+                    for (int64_t i = 0; i < n_out; i++) acc[i] = wi * y[i];
+                else
+                    for (int64_t i = 0; i < n_out; i++) acc[i] += wi * y[i];
+                c0 += c;  // the global fuser advances start_channel
+            }
+        }
+    }
+    return 0;
+}
+
+void gw_free(GlobalFuser *g) {
+    for (int i = 0; i < g->num_calls; i++) {
+        if (g->inputs) fbuf_free(&g->inputs[i]);
+        if (g->outputs) fbuf_free(&g->outputs[i]);
+        if (g->caches) phi_cache_free(&g->caches[i]);
+    }
+    free(g->inputs);
+    free(g->outputs);
+    free(g->caches);
+    free(g->phis);
+    fbuf_free(&g->weights);
+    memset(g, 0, sizeof(*g));
+}

@@ -1,0 +1,211 @@
+// Convolution, GroupNorm / BatchNorm and conv -> norm -> ReLU with caches. See layers.h.
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "fusion/layers.h"
+#include "kernels/kernels.h"
+
+int conv_layer_init(ConvLayer *l, ParamSet *ps, const char *prefix, int cin, int cout, int kernel, int pad,
+                    int has_bias) {
+    memset(l, 0, sizeof(*l));
+    if (cin <= 0 || cout <= 0 || kernel <= 0 || pad < 0)
+        return sd_errorf("%s: invalid conv (in %d, out %d, kernel %d, pad %d)", prefix, cin, cout, kernel, pad);
+    l->cin = cin;
+    l->cout = cout;
+    l->kernel = kernel;
+    l->pad = pad;
+    int wshape[4] = {cout, cin, kernel, kernel};
+    l->weight = params_add(ps, PARAM_WEIGHT, 0.0f, 4, wshape, "%s.weight", prefix);
+    if (!l->weight) return SD_FAIL;
+    if (has_bias) {
+        l->bias = params_add(ps, PARAM_WEIGHT, 0.0f, 1, &cout, "%s.bias", prefix);
+        if (!l->bias) return SD_FAIL;
+    }
+    return 0;
+}
+
+int conv_layer_forward(const ConvLayer *l, const float *x, int B, int H, int W, float *y, Arena *scratch) {
+    Conv2dGeometry g = conv_geometry(l->kernel, 1, l->pad);
+    size_t mark = scratch ? arena_mark(scratch) : 0;
+    int rc = conv2d_forward(x, B, l->cin, H, W, l->weight->data, l->bias ? l->bias->data : NULL, l->cout, g, y,
+                            scratch);
+    if (scratch) arena_reset(scratch, mark);
+    if (rc) return sd_error_context("conv %s", l->weight->name);
+    return 0;
+}
+
+int norm_layer_init(NormLayer *n, ParamSet *ps, const char *prefix, NormKind kind, int channels, int groups) {
+    memset(n, 0, sizeof(*n));
+    n->kind = kind;
+    n->channels = channels;
+    n->groups = groups;
+    n->eps = 1e-5f;
+    n->momentum = 0.1f;
+    if (kind == NORM_GROUP && (groups <= 0 || channels % groups != 0))
+        return sd_errorf("%s: GroupNorm(%d, %d): channels must be a multiple of the group count", prefix, groups,
+                         channels);
+    n->weight = params_add(ps, PARAM_WEIGHT, 1.0f, 1, &channels, "%s.weight", prefix);
+    n->bias = n->weight ? params_add(ps, PARAM_WEIGHT, 0.0f, 1, &channels, "%s.bias", prefix) : NULL;
+    if (!n->bias) return SD_FAIL;
+    if (kind == NORM_BATCH) {
+        n->running_mean = params_add(ps, PARAM_BUFFER, 0.0f, 1, &channels, "%s.running_mean", prefix);
+        n->running_var = n->running_mean ? params_add(ps, PARAM_BUFFER, 1.0f, 1, &channels, "%s.running_var", prefix)
+                                         : NULL;
+        n->num_batches_tracked =
+            n->running_var ? params_add(ps, PARAM_COUNTER, 0.0f, 0, NULL, "%s.num_batches_tracked", prefix) : NULL;
+        if (!n->num_batches_tracked) return SD_FAIL;
+    }
+    return 0;
+}
+
+// Per (sample, group) mean and 1/sqrt(var + eps), accumulated in double as the GroupNorm kernel does.
+static void groupnorm_stats(const float *x, int B, int C, int HW, int groups, float eps, float *mean, float *rstd) {
+    int cpg = C / groups;
+    int64_t count = (int64_t)cpg * HW;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int g = 0; g < groups; g++) {
+            const float *xg = x + ((int64_t)b * C + (int64_t)g * cpg) * HW;
+            double sum = 0.0, sq = 0.0;
+            for (int64_t i = 0; i < count; i++) sum += xg[i];
+            double m = sum / (double)count;
+            for (int64_t i = 0; i < count; i++) { double d = xg[i] - m; sq += d * d; }
+            mean[b * groups + g] = (float)m;
+            rstd[b * groups + g] = (float)(1.0 / sqrt(sq / (double)count + eps));
+        }
+    }
+}
+
+// BatchNorm in training mode: batch statistics over (B, HW) per channel.
+static int batchnorm_train(NormLayer *n, const float *x, float *y, int B, int HW, float *mean, float *rstd) {
+    int C = n->channels;
+    int64_t count = (int64_t)B * HW;
+    if (count < 2)
+        return sd_errorf("%s: BatchNorm in training mode needs more than 1 value per channel (batch %d, %d pixels)",
+                         n->weight->name, B, HW);
+    float bmean[C], bvar[C];
+    float m = n->momentum;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double sum = 0.0, sq = 0.0;
+        for (int b = 0; b < B; b++) {
+            const float *xc = x + ((int64_t)b * C + c) * HW;
+            for (int i = 0; i < HW; i++) sum += xc[i];
+        }
+        double mu = sum / (double)count;
+        for (int b = 0; b < B; b++) {
+            const float *xc = x + ((int64_t)b * C + c) * HW;
+            for (int i = 0; i < HW; i++) { double d = xc[i] - mu; sq += d * d; }
+        }
+        double var = sq / (double)count;  // biased: used to normalise
+        bmean[c] = (float)mu;
+        bvar[c] = (float)var;
+        if (mean) mean[c] = (float)mu;
+        if (rstd) rstd[c] = (float)(1.0 / sqrt(var + n->eps));
+        // running statistics move towards the unbiased variance
+        double unbiased = sq / (double)(count - 1);
+        n->running_mean->data[c] = (1.0f - m) * n->running_mean->data[c] + m * (float)mu;
+        n->running_var->data[c] = (1.0f - m) * n->running_var->data[c] + m * (float)unbiased;
+    }
+    n->num_batches_tracked->counter += 1;
+    batchnorm_forward_eval(x, y, bmean, bvar, n->weight->data, n->bias->data, B, C, HW, n->eps);
+    return 0;
+}
+
+int norm_layer_forward(NormLayer *n, const float *x, float *y, int B, int HW, int training, float *mean, float *rstd) {
+    if (n->kind == NORM_GROUP) {
+        if (mean && rstd) groupnorm_stats(x, B, n->channels, HW, n->groups, n->eps, mean, rstd);
+        groupnorm_forward(x, y, n->weight->data, n->bias->data, B, n->channels, HW, n->groups, n->eps);
+        return 0;
+    }
+    if (training) return batchnorm_train(n, x, y, B, HW, mean, rstd);
+    batchnorm_forward_eval(x, y, n->running_mean->data, n->running_var->data, n->weight->data, n->bias->data, B,
+                           n->channels, HW, n->eps);
+    if (mean && rstd)
+        for (int c = 0; c < n->channels; c++) {
+            mean[c] = n->running_mean->data[c];
+            rstd[c] = 1.0f / sqrtf(n->running_var->data[c] + n->eps);
+        }
+    return 0;
+}
+
+int cna_init(ConvNormAct *l, ParamSet *ps, const char *conv_prefix, const char *norm_prefix, int cin, int cout,
+             int kernel, int conv_bias, NormKind norm, int groups, int relu) {
+    memset(l, 0, sizeof(*l));
+    l->relu = relu;
+    if (conv_layer_init(&l->conv, ps, conv_prefix, cin, cout, kernel, kernel / 2, conv_bias)) return SD_FAIL;
+    return norm_layer_init(&l->norm, ps, norm_prefix, norm, cout, groups);
+}
+
+int cna_forward(ConvNormAct *l, ConvNormActCache *c, const float *x, int B, int H, int W, int training,
+                Arena *scratch) {
+    size_t n = (size_t)B * l->conv.cout * H * W;
+    int nstat = l->norm.kind == NORM_GROUP ? B * l->norm.groups : l->norm.channels;
+    float *pre = fbuf(&c->pre, n), *out = fbuf(&c->out, n);
+    float *mean = fbuf(&c->mean, (size_t)nstat), *rstd = fbuf(&c->rstd, (size_t)nstat);
+    if (!pre || !out || !mean || !rstd) return SD_FAIL;
+    c->x = x;
+    c->B = B;
+    c->H = H;
+    c->W = W;
+    if (conv_layer_forward(&l->conv, x, B, H, W, pre, scratch)) return SD_FAIL;
+    if (norm_layer_forward(&l->norm, pre, out, B, H * W, training, training ? mean : NULL, training ? rstd : NULL))
+        return SD_FAIL;
+    if (l->relu) relu_inplace(out, (int64_t)n);
+    return 0;
+}
+
+void cna_cache_free(ConvNormActCache *c) {
+    fbuf_free(&c->pre);
+    fbuf_free(&c->mean);
+    fbuf_free(&c->rstd);
+    fbuf_free(&c->out);
+    c->x = NULL;
+}
+
+// ---------------------------------------------------------------------------
+
+void copy_channels(float *dst, const float *src, int B, int C, int c0, int c, int HW) {
+    for (int b = 0; b < B; b++)
+        memcpy(dst + (int64_t)b * c * HW, src + ((int64_t)b * C + c0) * HW, (size_t)c * HW * sizeof(float));
+}
+
+void paste_channels(float *dst, const float *src, int B, int C, int c0, int c, int HW) {
+    for (int b = 0; b < B; b++)
+        memcpy(dst + ((int64_t)b * C + c0) * HW, src + (int64_t)b * c * HW, (size_t)c * HW * sizeof(float));
+}
+
+void resize_into_channels(float *dst, const float *src, int B, int C, int c0, int c, int H, int W, int Ho, int Wo,
+                          int align_corners) {
+    for (int b = 0; b < B; b++)
+        resize_bilinear(src + (int64_t)b * c * H * W, dst + ((int64_t)b * C + c0) * Ho * Wo, 1, c, H, W, Ho, Wo, align_corners);
+}
+
+void softmax_dim1(float *x, int B, int K, int HW, float temperature) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int p = 0; p < HW; p++) {
+            float *xp = x + (int64_t)b * K * HW + p;
+            float mx = -INFINITY;
+            for (int k = 0; k < K; k++) {
+                xp[(int64_t)k * HW] = xp[(int64_t)k * HW] / temperature;
+                if (xp[(int64_t)k * HW] > mx) mx = xp[(int64_t)k * HW];
+            }
+            float sum = 0.0f;
+            for (int k = 0; k < K; k++) {
+                float e = expf(xp[(int64_t)k * HW] - mx);
+                xp[(int64_t)k * HW] = e;
+                sum += e;
+            }
+            for (int k = 0; k < K; k++) xp[(int64_t)k * HW] /= sum;
+        }
+    }
+}
+
+int scratch_reserve(Arena *a, size_t bytes) {
+    if (a->capacity >= bytes) return 0;
+    arena_free(a);
+    return arena_init(a, bytes);
+}

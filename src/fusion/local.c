@@ -1,0 +1,129 @@
+// Localized weighted fusion (LocalWeightedFuser + LocalWeightedPerScale):
+// per-pixel weights over the K = T x L_s projected maps of a scale.
+//
+//   y_K = Phi_l(x[ts][s][:, offset_l : offset_l + c_l])     K = ts_idx * L_s + l
+//   m = mean_K y_K                                          (B, P, H, W)
+//   g = softmax_K(gate_conv(m) / gating_tempature)          (B, K, H, W), 1x1 conv with bias
+//   fused[s] = sum_K g[:, K] * y_K
+//
+// Released-code quirk (the default): LocalWeightedFuser.forward sets
+// start_channel = 0 before the stream loop and never advances it, so
+// offset_l = 0 for every stream: stream l's Phi reads the first c_l channels
+// of the scale (with equal widths: the first stream, every time).
+// lw_advance_channels = 1 reads each stream's own channels, as the global
+// fuser does.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "fusion/fuser.h"
+#include "kernels/kernels.h"
+
+int lw_init(LocalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps) {
+    memset(g, 0, sizeof(*g));
+    g->num_streams = feature_layout_total_streams(fl);
+    g->temperature = cfg->gating_temperature;
+    g->advance_channels = cfg->lw_advance_channels;
+    g->phis = (Phi *)calloc((size_t)g->num_streams, sizeof(Phi));
+    if (!g->phis) return sd_errorf("out of memory");
+    for (int s = 0; s < fl->num_scales; s++)
+        for (int l = 0; l < fl->num_streams[s]; l++) {
+            int i = feature_layout_stream_index(fl, s, l);
+            char prefix[64];
+            snprintf(prefix, sizeof(prefix), "bottleneck_layers.%d", i);
+            if (phi_init(&g->phis[i], ps, prefix, fl->channels[s][l], cfg->projection_dim, cfg->num_res_blocks,
+                         cfg->num_norm_groups))
+                return SD_FAIL;
+        }
+    for (int s = 0; s < fl->num_scales; s++) {
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "gate_modules.%d.gate_conv", s);
+        int K = fl->num_timesteps * fl->num_streams[s];
+        if (conv_layer_init(&g->gate_conv[s], ps, prefix, cfg->projection_dim, K, 1, 0, 1)) return SD_FAIL;
+    }
+    g->num_calls = g->num_streams * fl->num_timesteps;
+    g->inputs = (FBuf *)calloc((size_t)g->num_calls, sizeof(FBuf));
+    g->outputs = (FBuf *)calloc((size_t)g->num_calls, sizeof(FBuf));
+    g->caches = (PhiCache *)calloc((size_t)g->num_calls, sizeof(PhiCache));
+    if (!g->inputs || !g->outputs || !g->caches) return sd_errorf("out of memory");
+    return 0;
+}
+
+int lw_stream_offset(const LocalFuser *g, const FeatureLayout *fl, int s, int l) {
+    if (!g->advance_channels) return 0;  // start_channel = 0, never advanced
+    int c0 = 0;
+    for (int i = 0; i < l; i++) c0 += fl->channels[s][i];
+    return c0;
+}
+
+int lw_forward(LocalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
+               Arena *scratch) {
+    int T = fl->num_timesteps, B = in->B;
+    for (int s = 0; s < fl->num_scales; s++) {
+        int H = in->H[s], W = in->W[s], HW = H * W, Ls = fl->num_streams[s], K = T * Ls;
+        int P = g->phis[0].out_channels;
+        int64_t n_out = (int64_t)B * P * HW;
+        int first_call = T * feature_layout_stream_index(fl, s, 0);
+        // The K projected maps of the scale (kept: the mean and the weighted sum read them all).
+        for (int k = 0; k < T; k++) {
+            const float *x = in->feat[fl->ts_input[k]][s];
+            for (int l = 0; l < Ls; l++) {
+                int c = fl->channels[s][l];
+                int call = first_call + k * Ls + l;
+                int slot = keep ? call : 0;
+                int off = lw_stream_offset(g, fl, s, l);
+                float *xs = fbuf(&g->inputs[slot], (size_t)B * c * HW);
+                float *y = fbuf(&g->outputs[call], (size_t)n_out);
+                if (!xs || !y) return SD_FAIL;
+                copy_channels(xs, x, B, fl->scale_channels[s], off, c, HW);
+                int idx = feature_layout_stream_index(fl, s, l);
+                if (phi_forward(&g->phis[idx], &g->caches[slot], xs, B, H, W, y, training, scratch)) return SD_FAIL;
+            }
+        }
+        // m = feats.mean(dim=1): sum over K in order, then / K
+        float *m = fbuf(&g->mean[s], (size_t)n_out);
+        float *gate = fbuf(&g->gate[s], (size_t)B * K * HW);
+        if (!m || !gate) return SD_FAIL;
+        memcpy(m, g->outputs[first_call].data, (size_t)n_out * sizeof(float));
+        for (int q = 1; q < K; q++) add_inplace(m, g->outputs[first_call + q].data, n_out);
+        for (int64_t i = 0; i < n_out; i++) m[i] /= (float)K;
+        // g = softmax over K of gate_conv(m) / temperature
+        if (conv_layer_forward(&g->gate_conv[s], m, B, H, W, gate, scratch)) return SD_FAIL;
+        softmax_dim1(gate, B, K, HW, g->temperature);
+        // fused = sum_K g[:, K] * y_K
+        float *acc = fused[s].data;
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int b = 0; b < B; b++) {
+            for (int c = 0; c < P; c++) {
+                float *a = acc + ((int64_t)b * P + c) * HW;
+                for (int q = 0; q < K; q++) {
+                    const float *y = g->outputs[first_call + q].data + ((int64_t)b * P + c) * HW;
+                    const float *gq = gate + ((int64_t)b * K + q) * HW;
+                    if (q == 0)
+                        for (int p = 0; p < HW; p++) a[p] = gq[p] * y[p];
+                    else
+                        for (int p = 0; p < HW; p++) a[p] += gq[p] * y[p];
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+void lw_free(LocalFuser *g) {
+    for (int i = 0; i < g->num_calls; i++) {
+        if (g->inputs) fbuf_free(&g->inputs[i]);
+        if (g->outputs) fbuf_free(&g->outputs[i]);
+        if (g->caches) phi_cache_free(&g->caches[i]);
+    }
+    for (int s = 0; s < FUSION_MAX_SCALES; s++) {
+        fbuf_free(&g->mean[s]);
+        fbuf_free(&g->gate[s]);
+    }
+    free(g->inputs);
+    free(g->outputs);
+    free(g->caches);
+    free(g->phis);
+    memset(g, 0, sizeof(*g));
+}

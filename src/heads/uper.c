@@ -1,0 +1,171 @@
+// UPerNet segmentation head. See uper.h.
+#include <stdio.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "heads/uper.h"
+#include "kernels/kernels.h"
+
+// conv "<name>.0" (+ bias) and BatchNorm "<name>.1", as nn.Sequential(Conv2d, SyncBatchNorm, ReLU).
+static int cbr_init(ConvNormAct *l, ParamSet *ps, const char *conv, const char *norm, int cin, int cout, int kernel) {
+    return cna_init(l, ps, conv, norm, cin, cout, kernel, 1, NORM_BATCH, 0, 1);
+}
+
+int uper_head_init(UperHead *u, ParamSet *ps, int num_scales, int in_channels, int channels, int num_classes,
+                   const int *pool_scales, int num_pool, int out_h, int out_w, int align_corners, float dropout_p) {
+    memset(u, 0, sizeof(*u));
+    if (num_scales < 1 || num_scales > FUSION_MAX_SCALES) return sd_errorf("upernet: %d scales", num_scales);
+    if (channels < 1 || num_classes < 1 || out_h < 1 || out_w < 1)
+        return sd_errorf("upernet: channels %d, num_classes %d, output_shape %dx%d", channels, num_classes, out_h, out_w);
+    if (num_pool > num_scales) num_pool = num_scales;  // pool_scales[:num_scales]
+    if (num_pool > UPER_MAX_POOL) return sd_errorf("upernet: %d pool scales, at most %d", num_pool, UPER_MAX_POOL);
+    u->num_scales = num_scales;
+    u->in_channels = in_channels;
+    u->channels = channels;
+    u->num_classes = num_classes;
+    u->num_pool = num_pool;
+    u->out_h = out_h;
+    u->out_w = out_w;
+    u->align_corners = align_corners;
+    u->dropout_p = dropout_p;
+    u->rng_state = 0x5D1F05E2ull;
+    char conv[64], norm[64];
+    for (int j = 0; j < num_pool; j++) {
+        if (pool_scales[j] < 1) return sd_errorf("upernet: pool scale %d", pool_scales[j]);
+        u->pool_scales[j] = pool_scales[j];
+        snprintf(conv, sizeof(conv), "psp_modules.%d.1", j);
+        snprintf(norm, sizeof(norm), "psp_modules.%d.2", j);
+        if (cbr_init(&u->psp[j], ps, conv, norm, in_channels, channels, 1)) return SD_FAIL;
+    }
+    if (cbr_init(&u->bottleneck, ps, "bottleneck.0", "bottleneck.1", in_channels + num_pool * channels, channels, 3))
+        return SD_FAIL;
+    for (int i = 0; i + 1 < num_scales; i++) {
+        snprintf(conv, sizeof(conv), "lateral_convs.%d.0", i);
+        snprintf(norm, sizeof(norm), "lateral_convs.%d.1", i);
+        if (cbr_init(&u->lateral[i], ps, conv, norm, in_channels, channels, 1)) return SD_FAIL;
+    }
+    for (int i = 0; i + 1 < num_scales; i++) {
+        snprintf(conv, sizeof(conv), "fpn_convs.%d.0", i);
+        snprintf(norm, sizeof(norm), "fpn_convs.%d.1", i);
+        if (cbr_init(&u->fpn[i], ps, conv, norm, channels, channels, 3)) return SD_FAIL;
+    }
+    if (cbr_init(&u->fpn_bottleneck, ps, "fpn_bottleneck.0", "fpn_bottleneck.1", num_scales * channels, channels, 3))
+        return SD_FAIL;
+    return conv_layer_init(&u->conv_seg, ps, "conv_seg", channels, num_classes, 1, 0, 1);
+}
+
+// splitmix64 -> uniform in [0, 1)
+static double next_uniform(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const int *W, int training,
+                      Arena *scratch) {
+    int S = u->num_scales, P = u->in_channels, ch = u->channels, ac = u->align_corners;
+    u->B = B;
+    for (int s = 0; s < S; s++) { u->H[s] = H[s]; u->W[s] = W[s]; }
+
+    // lateral convs on every scale but the last
+    for (int i = 0; i + 1 < S; i++)
+        if (cna_forward(&u->lateral[i], &u->lateral_c[i], fused[i].data, B, H[i], W[i], training, scratch))
+            return SD_FAIL;
+
+    // PPM on the smallest scale, concatenated with it, then the bottleneck
+    const float *x = fused[S - 1].data;
+    int Ht = H[S - 1], Wt = W[S - 1], Ccat = P + u->num_pool * ch;
+    float *cat = fbuf(&u->psp_cat, (size_t)B * Ccat * Ht * Wt);
+    if (!cat) return SD_FAIL;
+    paste_channels(cat, x, B, Ccat, 0, P, Ht * Wt);
+    for (int j = 0; j < u->num_pool; j++) {
+        int q = u->pool_scales[j];
+        float *pooled = fbuf(&u->pooled[j], (size_t)B * P * q * q);
+        if (!pooled) return SD_FAIL;
+        adaptive_avg_pool2d(x, pooled, B, P, Ht, Wt, q, q);
+        if (cna_forward(&u->psp[j], &u->psp_c[j], pooled, B, q, q, training, scratch)) return SD_FAIL;
+        resize_into_channels(cat, u->psp_c[j].out.data, B, Ccat, P + j * ch, ch, q, q, Ht, Wt, ac);
+    }
+    if (cna_forward(&u->bottleneck, &u->bottleneck_c, cat, B, Ht, Wt, training, scratch)) return SD_FAIL;
+
+    // top-down path: lat_{i-1} = lateral_{i-1} + up(lat_i), from the top down
+    const float *lat[FUSION_MAX_SCALES];
+    lat[S - 1] = u->bottleneck_c.out.data;
+    for (int i = S - 1; i > 0; i--) {
+        int64_t n = (int64_t)B * ch * H[i - 1] * W[i - 1];
+        float *dst = fbuf(&u->lat[i - 1], (size_t)n);
+        float *up = fbuf(&u->up_tmp, (size_t)n);
+        if (!dst || !up) return SD_FAIL;
+        resize_bilinear(lat[i], up, B, ch, H[i], W[i], H[i - 1], W[i - 1], ac);
+        const float *l = u->lateral_c[i - 1].out.data;
+        for (int64_t k = 0; k < n; k++) dst[k] = l[k] + up[k];
+        lat[i - 1] = dst;
+    }
+
+    // FPN convs, then everything resized to the largest scale and concatenated
+    int H0 = H[0], W0 = W[0];
+    float *fcat = fbuf(&u->fpn_cat, (size_t)B * S * ch * H0 * W0);
+    if (!fcat) return SD_FAIL;
+    for (int i = 0; i < S; i++) {
+        const float *f = lat[i];
+        if (i + 1 < S) {
+            if (cna_forward(&u->fpn[i], &u->fpn_c[i], lat[i], B, H[i], W[i], training, scratch)) return SD_FAIL;
+            f = u->fpn_c[i].out.data;
+        }
+        if (i == 0) paste_channels(fcat, f, B, S * ch, 0, ch, H0 * W0);
+        else resize_into_channels(fcat, f, B, S * ch, i * ch, ch, H[i], W[i], H0, W0, ac);
+    }
+    if (cna_forward(&u->fpn_bottleneck, &u->fpnb_c, fcat, B, H0, W0, training, scratch)) return SD_FAIL;
+
+    // Dropout2d (training only), conv_seg, resize to the output size
+    const float *feat = u->fpnb_c.out.data;
+    int64_t nf = (int64_t)B * ch * H0 * W0;
+    if (training && u->dropout_p > 0.0f) {
+        float *mask = fbuf(&u->drop_mask, (size_t)B * ch);
+        float *d = fbuf(&u->dropped, (size_t)nf);
+        if (!mask || !d) return SD_FAIL;
+        float keep = u->dropout_p >= 1.0f ? 0.0f : 1.0f / (1.0f - u->dropout_p);
+        for (int k = 0; k < B * ch; k++) mask[k] = next_uniform(&u->rng_state) < u->dropout_p ? 0.0f : keep;
+        for (int k = 0; k < B * ch; k++)
+            for (int p = 0; p < H0 * W0; p++) d[(int64_t)k * H0 * W0 + p] = feat[(int64_t)k * H0 * W0 + p] * mask[k];
+        feat = d;
+    }
+    float *seg = fbuf(&u->seg, (size_t)B * u->num_classes * H0 * W0);
+    float *logits = fbuf(&u->logits, (size_t)B * u->num_classes * u->out_h * u->out_w);
+    if (!seg || !logits) return SD_FAIL;
+    if (conv_layer_forward(&u->conv_seg, feat, B, H0, W0, seg, scratch)) return SD_FAIL;
+    resize_bilinear(seg, logits, B, u->num_classes, H0, W0, u->out_h, u->out_w, 0);
+    return 0;
+}
+
+void uper_head_free(UperHead *u) {
+    for (int j = 0; j < UPER_MAX_POOL; j++) {
+        fbuf_free(&u->pooled[j]);
+        cna_cache_free(&u->psp_c[j]);
+    }
+    for (int i = 0; i < FUSION_MAX_SCALES; i++) {
+        cna_cache_free(&u->lateral_c[i]);
+        cna_cache_free(&u->fpn_c[i]);
+        fbuf_free(&u->lat[i]);
+    }
+    cna_cache_free(&u->bottleneck_c);
+    cna_cache_free(&u->fpnb_c);
+    fbuf_free(&u->psp_cat);
+    fbuf_free(&u->up_tmp);
+    fbuf_free(&u->fpn_cat);
+    fbuf_free(&u->drop_mask);
+    fbuf_free(&u->dropped);
+    fbuf_free(&u->seg);
+    fbuf_free(&u->logits);
+}
+
+size_t uper_conv3x3_floats(const UperHead *u, const int *H, const int *W) {
+    int S = u->num_scales;
+    size_t best = (size_t)(u->in_channels + u->num_pool * u->channels) * 9 * H[S - 1] * W[S - 1];
+    for (int i = 0; i + 1 < S; i++)
+        if ((size_t)u->channels * 9 * H[i] * W[i] > best) best = (size_t)u->channels * 9 * H[i] * W[i];
+    if ((size_t)S * u->channels * 9 * H[0] * W[0] > best) best = (size_t)S * u->channels * 9 * H[0] * W[0];
+    return best;
+}
