@@ -1,0 +1,416 @@
+// The feature extractor (see features.h). References: SatDiFuser run.py
+// (latent), archs/ldm_extractor.py (get_tokens_embedding, generalized_steps,
+// collect_layers, collect_feats).
+#include "models/features.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+
+// ---------------------------------------------------------------------------
+// Loading a diffusers pipeline folder.
+
+static int file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+// The first of the candidate weight files present in dir/sub.
+static int find_weights(const char *dir, const char *sub, const char *const *names, int n, char *out, size_t size) {
+    for (int i = 0; i < n; i++) {
+        snprintf(out, size, "%s/%s/%s", dir, sub, names[i]);
+        if (file_exists(out)) return 0;
+    }
+    char bin[4096];
+    snprintf(bin, sizeof(bin), "%s/%s/diffusion_pytorch_model.bin", dir, sub);
+    int has_bin = file_exists(bin);
+    snprintf(bin, sizeof(bin), "%s/%s/pytorch_model.bin", dir, sub);
+    has_bin |= file_exists(bin);
+    if (has_bin)
+        return sd_errorf("%s/%s: only PyTorch .bin weights found; satdifuser reads safetensors (%s): convert them with "
+                         "diffusers' save_pretrained(safe_serialization=True)",
+                         dir, sub, names[0]);
+    return sd_errorf("%s/%s: no weights file (looked for %s%s%s)", dir, sub, names[0], n > 1 ? ", " : "",
+                     n > 1 ? names[1] : "");
+}
+
+static int load_json(const char *dir, const char *sub, const char *file, JsonValue *out) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, file);
+    if (!file_exists(path)) return sd_errorf("%s: missing (the pipeline folder needs %s/%s)", path, sub, file);
+    return json_parse_file(path, out);
+}
+
+int diffusion_model_load(DiffusionModel *m, const char *dir, int use_metadata) {
+    memset(m, 0, sizeof(*m));
+    char path[4096];
+    JsonValue cfg;
+    static const char *const unet_files[] = {"diffusion_pytorch_model.safetensors",
+                                             "diffusion_pytorch_model.fp16.safetensors"};
+    static const char *const text_files[] = {"model.safetensors", "model.fp16.safetensors"};
+    m->dir = strdup(dir);
+    if (!m->dir) return sd_errorf("out of memory");
+    struct stat sb;
+    if (stat(dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        diffusion_model_free(m);
+        return sd_errorf("%s: not a folder (--model wants a diffusers pipeline folder)", dir);
+    }
+    snprintf(path, sizeof(path), "%s/model_index.json", dir);
+    if (!file_exists(path)) {
+        diffusion_model_free(m);
+        return sd_errorf("%s: missing: not a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, "
+                         "tokenizer/, scheduler/)",
+                         path);
+    }
+    // UNet
+    if (load_json(dir, "unet", "config.json", &cfg)) goto fail;
+    if (find_weights(dir, "unet", unet_files, 2, path, sizeof(path)) || st_open(&m->unet_st, path)) {
+        json_free(&cfg);
+        goto fail;
+    }
+    if (unet_load(&m->unet, &cfg, &m->unet_st, "", use_metadata)) {
+        json_free(&cfg);
+        sd_error_context("%s/unet", dir);
+        goto fail;
+    }
+    json_free(&cfg);
+    m->loaded_unet = 1;
+    // VAE encoder
+    if (load_json(dir, "vae", "config.json", &cfg)) goto fail;
+    if (find_weights(dir, "vae", unet_files, 2, path, sizeof(path)) || st_open(&m->vae_st, path)) {
+        json_free(&cfg);
+        goto fail;
+    }
+    if (vae_encoder_load(&m->vae, &cfg, &m->vae_st, "")) {
+        json_free(&cfg);
+        sd_error_context("%s/vae", dir);
+        goto fail;
+    }
+    json_free(&cfg);
+    m->loaded_vae = 1;
+    // Text encoder
+    if (load_json(dir, "text_encoder", "config.json", &cfg)) goto fail;
+    ClipTextConfig tcfg;
+    if (clip_text_config_from_json(&cfg, &tcfg)) {
+        json_free(&cfg);
+        sd_error_context("%s/text_encoder/config.json", dir);
+        goto fail;
+    }
+    json_free(&cfg);
+    if (find_weights(dir, "text_encoder", text_files, 2, path, sizeof(path)) || st_open(&m->text_st, path)) goto fail;
+    if (clip_text_load(&m->text, &tcfg, &m->text_st, NULL)) {
+        sd_error_context("%s/text_encoder", dir);
+        goto fail;
+    }
+    m->loaded_text = 1;
+    if (tcfg.hidden_size != m->unet.cross_attention_dim[0]) {
+        sd_errorf("%s: the text encoder's hidden_size %d differs from the UNet's cross_attention_dim %d", dir,
+                  tcfg.hidden_size, m->unet.cross_attention_dim[0]);
+        goto fail;
+    }
+    // Tokenizer
+    snprintf(path, sizeof(path), "%s/tokenizer", dir);
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        sd_errorf("%s: missing (the pipeline folder needs tokenizer/vocab.json and merges.txt)", path);
+        goto fail;
+    }
+    if (clip_tokenizer_load_dir(&m->tokenizer, path, NULL, &m->max_length)) goto fail;
+    m->loaded_tok = 1;
+    if (m->max_length > tcfg.max_position_embeddings) m->max_length = tcfg.max_position_embeddings;
+    // Scheduler
+    if (load_json(dir, "scheduler", "scheduler_config.json", &m->scheduler_config)) goto fail;
+    DdimConfig scfg;
+    snprintf(path, sizeof(path), "%s/scheduler/scheduler_config.json", dir);
+    if (ddim_config_from_json(&m->scheduler_config, path, &scfg)) goto fail;
+    int rc = ddim_init(&m->scheduler, &scfg);
+    ddim_config_free(&scfg);
+    if (rc) goto fail;
+    m->loaded_sched = 1;
+    return 0;
+fail:
+    diffusion_model_free(m);
+    return -1;
+}
+
+void diffusion_model_free(DiffusionModel *m) {
+    if (m->loaded_unet) unet_free(&m->unet);
+    if (m->loaded_vae) vae_encoder_free(&m->vae);
+    if (m->loaded_text) clip_text_free(&m->text);
+    if (m->loaded_tok) clip_tokenizer_free(&m->tokenizer);
+    if (m->loaded_sched) ddim_free(&m->scheduler);
+    json_free(&m->scheduler_config);
+    st_close(&m->unet_st);
+    st_close(&m->vae_st);
+    st_close(&m->text_st);
+    free(m->cached_prompt);
+    free(m->cached_embedding);
+    free(m->dir);
+    memset(m, 0, sizeof(*m));
+}
+
+int diffusion_model_prompt(DiffusionModel *m, const char *prompt, const float **embedding) {
+    if (m->cached_prompt && !strcmp(m->cached_prompt, prompt)) {
+        *embedding = m->cached_embedding;
+        return 0;
+    }
+    int L = m->max_length > 0 ? m->max_length : CLIP_MAX_LENGTH, D = m->text.config.hidden_size;
+    int64_t *ids = (int64_t *)malloc((size_t)L * sizeof(int64_t));
+    float *emb = (float *)malloc((size_t)L * (size_t)D * sizeof(float));
+    char *copy = strdup(prompt);
+    if (!ids || !emb || !copy) {
+        free(ids), free(emb), free(copy);
+        return sd_errorf("out of memory");
+    }
+    // get_tokens_embedding: padding="max_length", truncation=True; text_encoder(ids)[0].
+    if (clip_tokenize(&m->tokenizer, prompt, L, ids) || clip_text_forward_run(&m->text, ids, 1, L, emb, NULL)) {
+        free(ids), free(emb), free(copy);
+        return sd_error_context("prompt '%s'", prompt);
+    }
+    free(ids);
+    free(m->cached_prompt);
+    free(m->cached_embedding);
+    m->cached_prompt = copy;
+    m->cached_embedding = emb;
+    m->L = L;
+    m->D = D;
+    *embedding = emb;
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+
+void extract_options_default(ExtractOptions *o) {
+    memset(o, 0, sizeof(*o));
+    o->prompt = "A satellite image";
+    ddim_walk_options_default(&o->walk);
+    o->n_suffixes = 2;
+    o->suffixes[0] = "attn1";
+    o->suffixes[1] = "conv2";
+}
+
+void feature_pyramid_free(FeaturePyramid *p) {
+    if (p->feats)
+        for (int i = 0; i < p->n_steps * p->n_scales; i++) tensor_free(&p->feats[i]);
+    free(p->feats);
+    for (int i = 0; i < p->n_layers; i++) free(p->layer_path[i]);
+    if (p->noisy_latents)
+        for (int i = 0; i < p->n_noisy; i++) tensor_free(&p->noisy_latents[i]);
+    free(p->noisy_latents);
+    tensor_free(&p->latent);
+    memset(p, 0, sizeof(*p));
+}
+
+// The spatial size the modules of up_blocks[i] run at: the size of down
+// level n_blocks - 1 - i, each down block's Downsample2D (3x3, stride 2,
+// padding 1) mapping n to (n - 1) / 2 + 1.
+static void up_block_size(const UNet *u, int i, int h, int w, int *bh, int *bw) {
+    int level = u->n_blocks - 1 - i;
+    for (int k = 0; k < level; k++)
+        if (u->down_blocks[k].has_sampler) {
+            h = (h - 1) / 2 + 1;
+            w = (w - 1) / 2 + 1;
+        }
+    *bh = h;
+    *bw = w;
+}
+
+// The layout of the pyramid: which capture goes to which scale, from the
+// first set of captures (collect_layer_dims). Scales sorted by width, largest
+// first; within a scale, the capture order.
+static int pyramid_layout(const UNet *u, const ModuleCaptures *cap, int h, int w, FeaturePyramid *p) {
+    p->n_layers = cap->count;
+    if (cap->count > PYRAMID_MAX_LAYERS) return sd_errorf("%d feature layers (at most %d)", cap->count, PYRAMID_MAX_LAYERS);
+    int lh[PYRAMID_MAX_LAYERS], lw[PYRAMID_MAX_LAYERS];
+    for (int k = 0; k < cap->count; k++) {
+        const Tensor *t = &cap->items[k].value;
+        const char *path = cap->items[k].path;
+        int blk = -1;
+        if (sscanf(path, "up_blocks.%d.", &blk) != 1 || blk < 0 || blk >= u->n_blocks)
+            return sd_errorf("feature layer '%s' is not in up_blocks", path);
+        up_block_size(u, blk, h, w, &lh[k], &lw[k]);
+        if (t->ndim == 4) {
+            if (t->shape[2] != lh[k] || t->shape[3] != lw[k])
+                return sd_errorf("feature layer '%s' is %dx%d, expected %dx%d", path, t->shape[2], t->shape[3], lh[k], lw[k]);
+            p->layer_channels[k] = t->shape[1];
+        } else if (t->ndim == 3) {
+            // attention output (B, h*w, C); the original takes w = sqrt(h*w) (square inputs only)
+            if (t->shape[1] != lh[k] * lw[k])
+                return sd_errorf("feature layer '%s' has %d positions, expected %dx%d", path, t->shape[1], lh[k], lw[k]);
+            p->layer_channels[k] = t->shape[2];
+        } else {
+            return sd_errorf("feature layer '%s' has %d dims (expected 3 or 4)", path, t->ndim);
+        }
+        p->layer_path[k] = strdup(path);
+        if (!p->layer_path[k]) return sd_errorf("out of memory");
+    }
+    // distinct widths, descending
+    p->n_scales = 0;
+    for (int k = 0; k < cap->count; k++) {
+        int s = 0;
+        while (s < p->n_scales && p->scale_w[s] != lw[k]) s++;
+        if (s == p->n_scales) {
+            if (p->n_scales == PYRAMID_MAX_SCALES) return sd_errorf("more than %d feature scales", PYRAMID_MAX_SCALES);
+            p->scale_w[s] = lw[k];
+            p->scale_h[s] = lh[k];
+            p->scale_c[s] = 0;
+            p->n_scales++;
+        } else if (p->scale_h[s] != lh[k]) {
+            return sd_errorf("feature layers of width %d have heights %d and %d", lw[k], p->scale_h[s], lh[k]);
+        }
+    }
+    for (int a = 0; a < p->n_scales; a++)
+        for (int b = a + 1; b < p->n_scales; b++)
+            if (p->scale_w[b] > p->scale_w[a]) {
+                int tw = p->scale_w[a], th = p->scale_h[a];
+                p->scale_w[a] = p->scale_w[b], p->scale_h[a] = p->scale_h[b];
+                p->scale_w[b] = tw, p->scale_h[b] = th;
+            }
+    for (int k = 0; k < cap->count; k++) {
+        int s = 0;
+        while (p->scale_w[s] != lw[k]) s++;
+        p->layer_scale[k] = s;
+        p->scale_c[s] += p->layer_channels[k];
+    }
+    return 0;
+}
+
+// Concatenates one save step's captures into its scales: feats[slot * n_scales + s] (1, C_s, H_s, W_s).
+static int pyramid_fill(FeaturePyramid *p, const ModuleCaptures *cap, int slot) {
+    for (int s = 0; s < p->n_scales; s++) {
+        Tensor *dst = &p->feats[slot * p->n_scales + s];
+        int shape[4] = {1, p->scale_c[s], p->scale_h[s], p->scale_w[s]};
+        if (tensor_alloc(dst, 4, shape, "feature pyramid")) return -1;
+        int hw = p->scale_h[s] * p->scale_w[s], c0 = 0;
+        for (int k = 0; k < p->n_layers; k++) {
+            if (p->layer_scale[k] != s) continue;
+            const Tensor *t = captures_get(cap, p->layer_path[k]);
+            int C = p->layer_channels[k];
+            if (!t || !t->data) return sd_errorf("feature layer '%s' was not captured", p->layer_path[k]);
+            float *out = dst->data + (int64_t)c0 * hw;
+            if (t->ndim == 4) {
+                memcpy(out, t->data, (size_t)C * (size_t)hw * sizeof(float));
+            } else {
+                // (1, h*w, C) -> (1, C, h, w): reshape(B, h, w, C).permute(0, 3, 1, 2)
+                for (int q = 0; q < hw; q++)
+                    for (int c = 0; c < C; c++) out[(int64_t)c * hw + q] = t->data[(int64_t)q * C + c];
+            }
+            c0 += C;
+        }
+    }
+    return 0;
+}
+
+int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOptions *o, const float *latent, int h,
+                         int w, const float *text, int L, int keep_history, FeaturePyramid *out) {
+    memset(out, 0, sizeof(*out));
+    DdimWalk walk;
+    ModuleCaptures cap = {0};
+    char **paths = NULL;
+    int n_paths = 0, rc = -1, have_layout = 0;
+    const int C = unet->in_channels;
+    const int64_t n = (int64_t)C * h * w;
+    float *x = NULL, *eps = NULL;
+    if (ddim_walk_plan(sched, &o->walk, &walk)) return -1;
+    out->n_steps = walk.n_save;
+    for (int k = 0; k < walk.n_save; k++) {
+        out->save_index[k] = walk.save_index[k];
+        out->save_t[k] = walk.save_t[k];
+    }
+    if (unet_up_block_paths(unet, o->suffixes, o->n_suffixes, &paths, &n_paths)) goto done;
+    if (n_paths == 0) {
+        sd_errorf("no up_blocks module ends in the chosen layer names (%s%s%s)", o->n_suffixes ? o->suffixes[0] : "",
+                  o->n_suffixes > 1 ? ", " : "", o->n_suffixes > 1 ? o->suffixes[1] : "");
+        goto done;
+    }
+    if (captures_init(&cap, (const char *const *)paths, n_paths)) goto done;
+    x = (float *)malloc((size_t)n * sizeof(float));
+    eps = (float *)malloc((size_t)unet_output_floats(unet, 1, h, w) * sizeof(float));
+    int shape[4] = {1, C, h, w};
+    if (!x || !eps || tensor_alloc(&out->latent, 4, shape, "latent")) {
+        sd_errorf("out of memory");
+        goto done;
+    }
+    memcpy(out->latent.data, latent, (size_t)n * sizeof(float));
+    memcpy(x, latent, (size_t)n * sizeof(float));
+    out->feats = (Tensor *)calloc((size_t)(walk.n_save * PYRAMID_MAX_SCALES + 1), sizeof(Tensor));
+    if (keep_history) out->noisy_latents = (Tensor *)calloc((size_t)walk.n_calls + 1, sizeof(Tensor));
+    if (!out->feats || (keep_history && !out->noisy_latents)) {
+        sd_errorf("out of memory");
+        goto done;
+    }
+    for (int i = 0; i < walk.n_calls; i++) {
+        const DdimCall *c = &walk.calls[i];
+        if (o->should_stop && o->should_stop(o->stop_ctx)) {
+            sd_errorf("interrupted");
+            goto done;
+        }
+        int save = c->save_slot >= 0;
+        float t = c->t_unet;
+        if (save) captures_clear(&cap);
+        if (unet_run(unet, x, 1, h, w, &t, text, L, NULL, save ? &cap : NULL, eps)) {
+            sd_error_context("UNet call %d (t = %g)", i, (double)t);
+            goto done;
+        }
+        if (save) {
+            if (captures_check_filled(&cap, "unet")) goto done;
+            if (!have_layout) {
+                if (pyramid_layout(unet, &cap, h, w, out)) goto done;
+                have_layout = 1;
+            }
+            if (pyramid_fill(out, &cap, c->save_slot)) goto done;
+        }
+        if (c->advance) {
+            ddim_step(&walk, c, x, eps, x, NULL, n);
+            if (keep_history) {
+                if (tensor_alloc(&out->noisy_latents[out->n_noisy], 4, shape, "noisy latent")) goto done;
+                memcpy(out->noisy_latents[out->n_noisy++].data, x, (size_t)n * sizeof(float));
+            }
+        }
+    }
+    rc = 0;
+done:
+    captures_free(&cap);
+    if (paths) unet_paths_free(paths, n_paths);
+    free(x);
+    free(eps);
+    ddim_walk_free(&walk);
+    if (rc) feature_pyramid_free(out);
+    return rc;
+}
+
+int features_extract(DiffusionModel *m, const ExtractOptions *o, const Tensor *image, FeaturePyramid *out) {
+    memset(out, 0, sizeof(*out));
+    if (image->ndim != 4 || image->shape[0] != 1 || image->shape[1] != m->vae.in_channels)
+        return sd_errorf("extract: image must be (1, %d, H, W)", m->vae.in_channels);
+    const int H = image->shape[2], W = image->shape[3];
+    if (H % 8 || W % 8) return sd_errorf("extract: image size %dx%d is not a multiple of 8", H, W);
+    const float *text;
+    if (diffusion_model_prompt(m, o->prompt, &text)) return -1;
+    int h, w;
+    vae_latent_size(&m->vae, H, W, &h, &w);
+    const int64_t n = (int64_t)m->vae.latent_channels * h * w;
+    float *mean = (float *)malloc((size_t)n * sizeof(float));
+    float *logvar = (float *)malloc((size_t)n * sizeof(float));
+    float *z0 = (float *)malloc((size_t)n * sizeof(float));
+    int rc = -1;
+    if (!mean || !logvar || !z0) {
+        sd_errorf("out of memory");
+        goto done;
+    }
+    if (m->vae.latent_channels != m->unet.in_channels) {
+        sd_errorf("the VAE makes %d latent channels, the UNet takes %d", m->vae.latent_channels, m->unet.in_channels);
+        goto done;
+    }
+    // z0 = latent_dist.mean (or .sample()) * scaling_factor
+    if (vae_encode_run(&m->vae, image->data, 1, H, W, mean, logvar, NULL)) goto done;
+    vae_latent(mean, logvar, n, m->vae.scaling_factor, o->latent_sample, o->seed, z0);
+    rc = features_from_latent(&m->unet, &m->scheduler, o, z0, h, w, text, m->L, 0, out);
+done:
+    free(mean);
+    free(logvar);
+    free(z0);
+    return rc;
+}
