@@ -47,6 +47,7 @@ typedef struct {
 
 int transformer2d_load(NnWeights *w, Transformer2D *t, const char *name, int in_channels, int heads, int head_dim,
                        int context_dim, int norm_groups, int use_linear_projection, int only_cross_attention);
+// Frees the blocks array (free the NnWeights that loaded them first: it points into it).
 void transformer2d_free(Transformer2D *t);
 
 // x (B, C, H, W) is replaced by the block's output (x + proj_out(blocks(proj_in(norm(x))))).
