@@ -1,11 +1,266 @@
-// satdifuser predict: not implemented yet (issue 7).
+// satdifuser predict: one image to a class (classification) or a segmentation
+// map (PNG with a palette), with a trained head.
+//
+// The image goes through exactly the extraction the head was trained on: the
+// settings recorded in RUN_DIR/features_meta.json (prompt, steps, save steps,
+// layers, latent, preprocessing) are passed to `satdifuser extract`, which
+// writes the feature file to a temporary folder; the head then runs on it.
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/error.h"
+#include "heads/head.h"
+#include "io/json.h"
+#include "io/png.h"
+#include "io/safetensors.h"
+
+static void predict_usage(FILE *f) {
+    fprintf(f,
+            "usage: satdifuser predict --model DIR --head RUN_DIR --input IMG --out PRED [--weights FILE]\n\n"
+            "Runs the frozen diffusion backbone on IMG with the extraction settings the head was trained\n"
+            "on (RUN_DIR/features_meta.json), then the head (RUN_DIR/best.safetensors or --weights).\n"
+            "Segmentation: PRED is a PNG of class indices with a colour palette, at the image's size.\n"
+            "Classification: PRED is a JSON file with the class and the probabilities (also printed).\n"
+            "  --features FILE   use an existing feature file instead of extracting (then --model and\n"
+            "                    --input are not needed)\n");
+}
+
+// Reads a string value of the metadata JSON object, or NULL.
+static const char *meta_string(const JsonValue *meta, const char *key) {
+    const JsonValue *v = json_get(meta, key);
+    return v && v->type == JSON_STRING ? v->string : NULL;
+}
+
+// Runs `satdifuser extract` for one image into tmp_dir with the run's settings.
+static int extract_to(const char *model, const char *image, const char *tmp_dir, const JsonValue *meta) {
+    char *argv[40];
+    int argc = 0;
+    char steps_list[256] = "", layers_list[256] = "", size_s[32] = "", seed_s[32] = "";
+    argv[argc++] = (char *)"--model";
+    argv[argc++] = (char *)model;
+    argv[argc++] = (char *)"--input";
+    argv[argc++] = (char *)image;
+    argv[argc++] = (char *)"--out";
+    argv[argc++] = (char *)tmp_dir;
+    argv[argc++] = (char *)"--quiet";
+    JsonValue pre, list;
+    memset(&pre, 0, sizeof(pre));
+    const char *s;
+    if ((s = meta_string(meta, "prompt"))) { argv[argc++] = (char *)"--prompt"; argv[argc++] = (char *)s; }
+    if ((s = meta_string(meta, "num_inference_steps"))) { argv[argc++] = (char *)"--steps"; argv[argc++] = (char *)s; }
+    // JSON lists "[47, 45, 40]" / "[\"attn1\", \"conv2\"]" become "47,45,40" / "attn1,conv2"
+    const char *keys[2] = {"save_timesteps", "layer_suffixes"};
+    char *outs[2] = {steps_list, layers_list};
+    const char *opts[2] = {"--save-steps", "--layers"};
+    for (int k = 0; k < 2; k++) {
+        if (!(s = meta_string(meta, keys[k]))) continue;
+        if (json_parse(s, strlen(s), keys[k], &list) || list.type != JSON_ARRAY) { json_free(&list); return sd_errorf("features_meta.json: bad '%s'", keys[k]); }
+        size_t n = 0;
+        for (int i = 0; i < list.count; i++) {
+            if (list.items[i].type == JSON_NUMBER) n += (size_t)snprintf(outs[k] + n, 256 - n, "%s%d", i ? "," : "", (int)list.items[i].number);
+            else if (list.items[i].type == JSON_STRING) n += (size_t)snprintf(outs[k] + n, 256 - n, "%s%s", i ? "," : "", list.items[i].string);
+        }
+        json_free(&list);
+        argv[argc++] = (char *)opts[k];
+        argv[argc++] = outs[k];
+    }
+    if ((s = meta_string(meta, "latent")) && !strncmp(s, "sample:", 7)) {
+        snprintf(seed_s, sizeof(seed_s), "%s", s + 7);
+        argv[argc++] = (char *)"--latent";
+        argv[argc++] = (char *)"sample";
+        argv[argc++] = (char *)"--seed";
+        argv[argc++] = seed_s;
+    }
+    if ((s = meta_string(meta, "output_handling")) && !strcmp(s, "config")) {
+        argv[argc++] = (char *)"--prediction";
+        argv[argc++] = (char *)"config";
+    }
+    if ((s = meta_string(meta, "preprocessing")) && json_parse(s, strlen(s), "preprocessing", &pre) == 0) {
+        const char *bands = NULL, *scale = NULL;
+        int size = 0;
+        json_get_string(&pre, "bands", NULL, &bands);
+        json_get_string(&pre, "scale", NULL, &scale);
+        json_get_int(&pre, "size", 0, &size);
+        if (bands && strcmp(bands, "auto")) { argv[argc++] = (char *)"--bands"; argv[argc++] = (char *)bands; }
+        if (scale) { argv[argc++] = (char *)"--scale"; argv[argc++] = (char *)scale; }
+        if (size > 0) {
+            snprintf(size_s, sizeof(size_s), "%d", size);
+            argv[argc++] = (char *)"--size";
+            argv[argc++] = size_s;
+        }
+    }
+    argv[argc] = NULL;
+    int rc = cmd_extract(argc, argv);
+    json_free(&pre);
+    return rc == 0 ? 0 : sd_errorf("%s: feature extraction failed (see the messages above)", image);
+}
+
+// The class colours of the segmentation PNG: a fixed, readable palette.
+static void palette_colour(int c, unsigned char rgb[3]) {
+    static const unsigned char base[10][3] = {{31, 119, 180}, {44, 160, 44},  {255, 127, 14}, {214, 39, 40},
+                                              {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127},
+                                              {188, 189, 34},  {23, 190, 207}};
+    for (int k = 0; k < 3; k++) rgb[k] = (unsigned char)((base[c % 10][k] + 37 * (c / 10)) & 0xFF);
+}
+
+// Loads feat.<i>.<s> of a feature file into `in` (batch 1); the buffers are malloc'd into bufs.
+static int load_features(const char *path, const HeadConfig *hc, FusionInput *in, float **bufs, int *nbufs, int *src_h,
+                         int *src_w) {
+    SafeTensors st;
+    if (st_open(&st, path)) return SD_FAIL;
+    memset(in, 0, sizeof(*in));
+    in->B = 1;
+    *nbufs = 0;
+    int rc = 0;
+    char name[64];
+    for (int i = 0; i < hc->layout.num_timesteps && !rc; i++) {
+        for (int s = 0; s < hc->layout.num_scales && !rc; s++) {
+            snprintf(name, sizeof(name), "feat.%d.%d", i, s);
+            const StEntry *e;
+            if ((rc = st_require(&st, name, &e))) break;
+            int nd = e->ndim;
+            if (nd < 3 || e->shape[nd - 3] != hc->layout.scale_channels[s] || e->shape[nd - 1] != hc->layout.width[s]) {
+                rc = sd_errorf("%s: '%s' does not match the head's feature layout (%d channels at width %d): was it "
+                               "extracted with the same model and layers?", path, name, hc->layout.scale_channels[s],
+                               hc->layout.width[s]);
+                break;
+            }
+            float *buf = (float *)malloc((size_t)e->numel * sizeof(float));
+            if (!buf) { rc = sd_errorf("out of memory"); break; }
+            bufs[(*nbufs)++] = buf;
+            st_entry_to_f32(&st, e, buf);
+            in->feat[i][s] = buf;
+            in->H[s] = (int)e->shape[nd - 2];
+            in->W[s] = (int)e->shape[nd - 1];
+        }
+    }
+    *src_h = *src_w = 0;
+    const char *shape = st_metadata(&st, "source_shape");
+    JsonValue v;
+    if (!rc && shape && json_parse(shape, strlen(shape), "source_shape", &v) == 0) {
+        if (v.type == JSON_ARRAY && v.count == 3) {
+            *src_h = (int)v.items[1].number;
+            *src_w = (int)v.items[2].number;
+        }
+        json_free(&v);
+    }
+    st_close(&st);
+    return rc;
+}
 
 int cmd_predict(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "satdifuser predict: not implemented yet (issue 7)\n");
-    return 2;
+    const char *model = NULL, *run = NULL, *input = NULL, *out = NULL, *weights = NULL, *features = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { predict_usage(stdout); return 0; }
+        if (!v) { fprintf(stderr, "satdifuser predict: %s needs a value\n", a); return 2; }
+        i++;
+        if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--head")) run = v;
+        else if (!strcmp(a, "--input")) input = v;
+        else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--weights")) weights = v;
+        else if (!strcmp(a, "--features")) features = v;
+        else { fprintf(stderr, "satdifuser predict: unknown option '%s'\n", a); predict_usage(stderr); return 2; }
+    }
+    if (!run || !out || (!features && (!model || !input))) { predict_usage(stderr); return 2; }
+
+    char path[4096], tmp_dir[4096] = "", feat_path[4096];
+    JsonValue cfg_json, meta;
+    memset(&cfg_json, 0, sizeof(cfg_json));
+    memset(&meta, 0, sizeof(meta));
+    HeadModel m;
+    memset(&m, 0, sizeof(m));
+    float *bufs[FUSION_MAX_TIMESTEPS * FUSION_MAX_SCALES];
+    int nbufs = 0, rc = 1;
+    unsigned char *pixels = NULL;
+
+    snprintf(path, sizeof(path), "%s/head_config.json", run);
+    if (json_parse_file(path, &cfg_json)) goto done;
+    HeadConfig hc;
+    if (head_config_from_json(&hc, &cfg_json)) { sd_error_context("%s", path); goto done; }
+    if (features) {
+        snprintf(feat_path, sizeof(feat_path), "%s", features);
+    } else {
+        snprintf(path, sizeof(path), "%s/features_meta.json", run);
+        if (json_parse_file(path, &meta)) goto done;
+        snprintf(tmp_dir, sizeof(tmp_dir), "%s.features.tmp.%d", out, (int)getpid());
+        if (extract_to(model, input, tmp_dir, &meta)) goto done;
+        // the file's name is the image's stem
+        const char *base = strrchr(input, '/');
+        base = base ? base + 1 : input;
+        const char *dot = strrchr(base, '.');
+        int len = dot ? (int)(dot - base) : (int)strlen(base);
+        snprintf(feat_path, sizeof(feat_path), "%s/%.*s.safetensors", tmp_dir, len, base);
+    }
+    int src_h, src_w;
+    FusionInput in;
+    if (load_features(feat_path, &hc, &in, bufs, &nbufs, &src_h, &src_w)) goto done;
+    if (hc.task == TASK_SEGMENTATION && src_h > 0 && src_w > 0) {  // the map at the image's own size
+        hc.output_h = src_h;
+        hc.output_w = src_w;
+    }
+    if (head_model_init(&m, &hc)) goto done;
+    snprintf(path, sizeof(path), "%s/best.safetensors", run);
+    if (head_model_load(&m, weights ? weights : path)) goto done;
+    head_model_set_mode(&m, 0, 0);
+    if (head_model_forward(&m, &in)) goto done;
+    const float *logits = head_model_logits(&m);
+    int C = hc.num_classes;
+    if (hc.task == TASK_SEGMENTATION) {
+        int H = hc.output_h, W = hc.output_w;
+        pixels = (unsigned char *)malloc((size_t)H * W);
+        unsigned char palette[256 * 3];
+        if (!pixels) { sd_errorf("out of memory"); goto done; }
+        if (C > 256) { sd_errorf("%d classes do not fit an 8-bit palette PNG", C); goto done; }
+        long counts[256] = {0};
+        for (int p = 0; p < H * W; p++) {
+            int best = 0;
+            for (int c = 1; c < C; c++)
+                if (logits[(int64_t)c * H * W + p] > logits[(int64_t)best * H * W + p]) best = c;
+            pixels[p] = (unsigned char)best;
+            counts[best]++;
+        }
+        for (int c = 0; c < C; c++) palette_colour(c, palette + 3 * c);
+        if (png_write(out, pixels, W, H, 1, palette, C)) goto done;
+        printf("segmentation map %dx%d (%d classes) written to %s\n", W, H, C, out);
+        for (int c = 0; c < C; c++)
+            if (counts[c]) printf("  class %d: %.1f%% of the pixels\n", c, 100.0 * counts[c] / (H * W));
+    } else {
+        FILE *f = fopen(out, "w");
+        if (!f) { sd_errorf("%s: cannot write: %s", out, strerror(errno)); goto done; }
+        int best = 0;
+        for (int c = 1; c < C; c++)
+            if (logits[c] > logits[best]) best = c;
+        // softmax (single-label) or sigmoid (multi-label) scores
+        double mx = logits[best], sum = 0.0;
+        for (int c = 0; c < C; c++) sum += exp(logits[c] - mx);
+        fprintf(f, "{\"task\": \"%s\", \"class\": %d, \"scores\": [", head_task_name(hc.task), best);
+        for (int c = 0; c < C; c++) {
+            double p = hc.task == TASK_MULTILABEL ? 1.0 / (1.0 + exp(-logits[c])) : exp(logits[c] - mx) / sum;
+            fprintf(f, "%s%.6g", c ? ", " : "", p);
+        }
+        fprintf(f, "]}\n");
+        fclose(f);
+        printf("class %d (%s scores in %s)\n", best, hc.task == TASK_MULTILABEL ? "sigmoid" : "softmax", out);
+    }
+    rc = 0;
+done:
+    if (rc) fprintf(stderr, "satdifuser predict: %s\n", sd_last_error());
+    if (tmp_dir[0]) {  // remove the temporary feature file and folder
+        unlink(feat_path);
+        rmdir(tmp_dir);
+    }
+    for (int i = 0; i < nbufs; i++) free(bufs[i]);
+    free(pixels);
+    head_model_free(&m);
+    json_free(&cfg_json);
+    json_free(&meta);
+    return rc;
 }
