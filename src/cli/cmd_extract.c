@@ -1,11 +1,655 @@
-// satdifuser extract: not implemented yet (issue 5).
+// satdifuser extract: images -> feature cache (one safetensors file per image).
+//
+// The list of images is sorted by output name, split by --shard, and each image
+// whose feature file is missing is extracted and written atomically (temporary
+// file + rename). An existing file is checked (whole, same settings) and
+// skipped, so a stopped run is resumed by running the same command again.
+// SIGINT / SIGTERM stop the run between UNet calls: the image in progress is
+// dropped, nothing half-written is left behind.
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
+#include "core/error.h"
+#include "core/runtime.h"
+#include "io/feature_cache.h"
+#include "io/image.h"
+#include "models/features.h"
+#include "models/preprocess.h"
+
+static void extract_usage(FILE *f) {
+    fprintf(f,
+            "usage: satdifuser extract --model DIR --input IMG|LIST|DIR --out DIR [options]\n\n"
+            "VAE-encodes each image, DDIM-inverts its latent and stores the UNet decoder features\n"
+            "(SatDiFuser's feature pyramid) as OUT/<name>.safetensors, one file per image.\n\n"
+            "  --model DIR          diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/,\n"
+            "                       tokenizer/, scheduler/), safetensors weights in f32 or f16\n"
+            "  --input PATH         an image (PNG, TIFF/GeoTIFF, NPY), a folder (searched recursively for\n"
+            "                       .png .tif .tiff .npy), or a text file listing images, one per line\n"
+            "                       (relative paths are relative to the list's folder; '#' starts a comment)\n"
+            "  --out DIR            feature cache folder; <name> is the image's path relative to the input\n"
+            "                       folder (or list), without its extension\n"
+            "  --size N             shorter side after resizing, a multiple of 8 (default 256; 512 for SD 2.1 768)\n"
+            "  --prompt TEXT        text condition (default \"A satellite image\")\n"
+            "  --steps N            DDIM inference steps (default 50)\n"
+            "  --save-steps LIST    step indices to save, the original's save_timesteps (default 47,45,40:\n"
+            "                       UNet calls at t = 21, 61, 161); the walk stops after steps - min(LIST) calls\n"
+            "  --save-t LIST        the same given as UNet timesteps (e.g. 21,61,161)\n"
+            "  --layers LIST        up_blocks module name suffixes to capture (default attn1,conv2)\n"
+            "  --latent mean|sample posterior mean (default) or a sample; --seed N for the sample (default 0)\n"
+            "  --prediction epsilon|config  use the UNet output as epsilon (default, as the original) or\n"
+            "                       convert it by the scheduler's prediction_type (v_prediction)\n"
+            "  --dtype f32|f16      storage precision of the features (computation is float32)\n"
+            "  --bands LIST         1-based R,G,B bands (default: 1,2,3 for 3-4 bands, 4,3,2 for 12-13 bands)\n"
+            "  --scale MODE         4095 | 255 | clip | minmax:STATS.json | auto (default auto: 8-bit files /255,\n"
+            "                       other integers /4095, floats clipped to [0,1]); STATS.json = {\"min\":[..],\"max\":[..]}\n"
+            "  --shard K/N          process only the images i with i mod N == K (K from 0), over the sorted list\n"
+            "  --quiet              no progress lines\n"
+            "Progress goes to stderr. Exit status: 0 all done, 1 some image failed, 2 usage or model error,\n"
+            "130/143 stopped by SIGINT/SIGTERM (rerun the same command to resume).\n");
+}
+
+// ---------------------------------------------------------------------------
+// Signals: the first one asks the run to stop; a second one kills.
+
+static volatile sig_atomic_t g_stop_signal = 0;
+
+static void on_signal(int sig) {
+    g_stop_signal = sig;
+    signal(sig, SIG_DFL);
+}
+
+static int should_stop(void *ctx) {
+    (void)ctx;
+    return g_stop_signal != 0;
+}
+
+// ---------------------------------------------------------------------------
+// Options.
+
+typedef struct {
+    const char *model, *input, *out, *prompt, *bands, *scale, *layers, *save_steps, *save_t;
+    int size, steps, latent_sample, f16, shard_k, shard_n, quiet, by_config;
+    uint64_t seed;
+} Args;
+
+static int parse_int(const char *opt, const char *s, long lo, long hi, long *out) {
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || !*s || *end || v < lo || v > hi)
+        return sd_errorf("%s '%s': expected a whole number from %ld to %ld", opt, s, lo, hi);
+    *out = v;
+    return 0;
+}
+
+// "47,45,40" -> ints.
+static int parse_list(const char *opt, const char *s, int *vals, int max, int *n, long lo, long hi) {
+    *n = 0;
+    char buf[512];
+    if (strlen(s) >= sizeof(buf)) return sd_errorf("%s: list too long", opt);
+    strcpy(buf, s);
+    for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+        long v;
+        if (*n == max) return sd_errorf("%s: at most %d values", opt, max);
+        if (parse_int(opt, tok, lo, hi, &v)) return -1;
+        vals[(*n)++] = (int)v;
+    }
+    if (*n == 0) return sd_errorf("%s: empty list", opt);
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, Args *a) {
+    memset(a, 0, sizeof(*a));
+    a->prompt = "A satellite image";
+    a->size = 256;
+    a->steps = 50;
+    a->shard_n = 1;
+    a->scale = "auto";
+    a->layers = "attn1,conv2";
+    for (int i = 0; i < argc; i++) {
+        const char *o = argv[i];
+        long v;
+        if (!strcmp(o, "--quiet")) { a->quiet = 1; continue; }
+        if (o[0] != '-' || o[1] != '-') return sd_errorf("unexpected argument '%s'", o);
+        if (i + 1 >= argc) return sd_errorf("%s: missing value", o);
+        const char *val = argv[++i];
+        if (!strcmp(o, "--model")) a->model = val;
+        else if (!strcmp(o, "--input")) a->input = val;
+        else if (!strcmp(o, "--out")) a->out = val;
+        else if (!strcmp(o, "--prompt")) a->prompt = val;
+        else if (!strcmp(o, "--bands")) a->bands = val;
+        else if (!strcmp(o, "--scale")) a->scale = val;
+        else if (!strcmp(o, "--layers")) a->layers = val;
+        else if (!strcmp(o, "--save-steps")) a->save_steps = val;
+        else if (!strcmp(o, "--save-t")) a->save_t = val;
+        else if (!strcmp(o, "--size")) {
+            if (parse_int(o, val, 8, 8192, &v)) return -1;
+            if (v % 8) return sd_errorf("--size %ld: must be a multiple of 8 (the VAE downsamples by 8)", v);
+            a->size = (int)v;
+        } else if (!strcmp(o, "--steps")) {
+            if (parse_int(o, val, 1, 1000, &v)) return -1;
+            a->steps = (int)v;
+        } else if (!strcmp(o, "--seed")) {
+            if (parse_int(o, val, 0, 2147483647L, &v)) return -1;
+            a->seed = (uint64_t)v;
+        } else if (!strcmp(o, "--latent")) {
+            if (!strcmp(val, "mean")) a->latent_sample = 0;
+            else if (!strcmp(val, "sample")) a->latent_sample = 1;
+            else return sd_errorf("--latent '%s': expected mean or sample", val);
+        } else if (!strcmp(o, "--prediction")) {
+            if (!strcmp(val, "epsilon")) a->by_config = 0;
+            else if (!strcmp(val, "config")) a->by_config = 1;
+            else return sd_errorf("--prediction '%s': expected epsilon or config", val);
+        } else if (!strcmp(o, "--dtype")) {
+            if (!strcmp(val, "f32")) a->f16 = 0;
+            else if (!strcmp(val, "f16")) a->f16 = 1;
+            else return sd_errorf("--dtype '%s': expected f32 or f16", val);
+        } else if (!strcmp(o, "--shard")) {
+            int k, n, used = 0;
+            if (sscanf(val, "%d/%d%n", &k, &n, &used) != 2 || val[used] || n < 1 || k < 0 || k >= n)
+                return sd_errorf("--shard '%s': expected K/N with 0 <= K < N (K counts from 0)", val);
+            a->shard_k = k, a->shard_n = n;
+        } else {
+            return sd_errorf("unknown option '%s'", o);
+        }
+    }
+    if (!a->model || !a->input || !a->out) return sd_errorf("--model, --input and --out are required");
+    if (a->save_steps && a->save_t) return sd_errorf("give --save-steps or --save-t, not both");
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// The image list: (path, name) pairs, name = output file stem.
+
+typedef struct {
+    char *path, *name;
+} Item;
+
+typedef struct {
+    Item *items;
+    int n, cap;
+} ItemList;
+
+static int list_add(ItemList *l, const char *path, const char *name) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        Item *it = (Item *)realloc(l->items, (size_t)cap * sizeof(Item));
+        if (!it) return sd_errorf("out of memory");
+        l->items = it, l->cap = cap;
+    }
+    l->items[l->n].path = strdup(path);
+    l->items[l->n].name = strdup(name);
+    if (!l->items[l->n].path || !l->items[l->n].name) return sd_errorf("out of memory");
+    l->n++;
+    return 0;
+}
+
+static void list_free(ItemList *l) {
+    for (int i = 0; i < l->n; i++) free(l->items[i].path), free(l->items[i].name);
+    free(l->items);
+    memset(l, 0, sizeof(*l));
+}
+
+static int is_image_name(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot) return 0;
+    static const char *const ext[] = {".png", ".tif", ".tiff", ".npy"};
+    for (size_t k = 0; k < sizeof(ext) / sizeof(ext[0]); k++)
+        if (!strcasecmp(dot, ext[k])) return 1;
+    return 0;
+}
+
+// "a/b/c.png" -> "a/b/c"; the name must stay inside --out.
+static int make_name(const char *rel, char *out, size_t size) {
+    const char *base = strrchr(rel, '/');
+    if (rel[0] == '/' || !strncmp(rel, "../", 3) || strstr(rel, "/../")) rel = base ? base + 1 : rel;
+    while (!strncmp(rel, "./", 2)) rel += 2;
+    snprintf(out, size, "%s", rel);
+    char *dot = strrchr(out, '.'), *slash = strrchr(out, '/');
+    if (dot && (!slash || dot > slash) && dot != out) *dot = 0;
+    return out[0] ? 0 : sd_errorf("'%s': no file name", rel);
+}
+
+static int scan_dir(ItemList *l, const char *root, const char *rel, int depth) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s%s%s", root, rel[0] ? "/" : "", rel);
+    DIR *d = opendir(path);
+    if (!d) return sd_errorf("%s: cannot open folder: %s", path, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char sub[4096], full[4096], name[4096];
+        if (snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name) >= (int)sizeof(sub) ||
+            snprintf(full, sizeof(full), "%s/%s", root, sub) >= (int)sizeof(full)) {
+            rc = sd_errorf("%s/%s: path too long", path, e->d_name);
+            break;
+        }
+        struct stat sb;
+        if (stat(full, &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode)) {
+            if (depth < 16) rc = scan_dir(l, root, sub, depth + 1);
+        } else if (S_ISREG(sb.st_mode) && is_image_name(e->d_name)) {
+            rc = make_name(sub, name, sizeof(name)) || list_add(l, full, name);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+// The first bytes name the format (PNG, TIFF, NPY): anything else is read as a list.
+static int looks_like_image(const char *path) {
+    unsigned char b[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    size_t n = fread(b, 1, sizeof(b), f);
+    fclose(f);
+    if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return 1;
+    if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4) || !memcmp(b, "II+\0", 4) || !memcmp(b, "MM\0+", 4))) return 1;
+    if (n >= 6 && !memcmp(b, "\x93NUMPY", 6)) return 1;
+    return is_image_name(path);
+}
+
+static int read_list_file(ItemList *l, const char *list) {
+    FILE *f = fopen(list, "r");
+    if (!f) return sd_errorf("%s: cannot open: %s", list, strerror(errno));
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", list);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else strcpy(dir, ".");
+    char line[4096];
+    int lineno = 0, rc = 0;
+    while (!rc && fgets(line, sizeof(line), f)) {
+        lineno++;
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+            line[--len] = 0;
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p || *p == '#') continue;
+        char full[8192], name[4096];
+        if (p[0] == '/') snprintf(full, sizeof(full), "%s", p);
+        else snprintf(full, sizeof(full), "%s/%s", dir, p);
+        if (make_name(p, name, sizeof(name))) rc = sd_error_context("%s:%d", list, lineno);
+        else rc = list_add(l, full, name);
+    }
+    fclose(f);
+    return rc;
+}
+
+static int cmp_item(const void *a, const void *b) { return strcmp(((const Item *)a)->name, ((const Item *)b)->name); }
+
+static int collect_inputs(const char *input, ItemList *l) {
+    struct stat sb;
+    if (stat(input, &sb) != 0) return sd_errorf("--input %s: %s", input, strerror(errno));
+    int rc;
+    if (S_ISDIR(sb.st_mode)) rc = scan_dir(l, input, "", 0);
+    else if (looks_like_image(input)) {
+        char name[4096];
+        const char *base = strrchr(input, '/');
+        rc = make_name(base ? base + 1 : input, name, sizeof(name)) || list_add(l, input, name);
+    } else rc = read_list_file(l, input);
+    if (rc) return -1;
+    if (l->n == 0) return sd_errorf("--input %s: no images found (.png .tif .tiff .npy)", input);
+    qsort(l->items, (size_t)l->n, sizeof(Item), cmp_item);
+    for (int i = 1; i < l->n; i++)
+        if (!strcmp(l->items[i].name, l->items[i - 1].name))
+            return sd_errorf("%s and %s would both be written as '%s.safetensors'; rename one", l->items[i - 1].path,
+                             l->items[i].path, l->items[i].name);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+
+static int mkdirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return sd_errorf("%s: cannot create folder: %s", buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return sd_errorf("%s: cannot create folder: %s", buf, strerror(errno));
+    return 0;
+}
+
+// FNV-1a over the model's configs and, for each weights file, its size and
+// its first and last bytes: tells two checkpoints of one architecture apart.
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t hash_file(uint64_t h, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return h;
+    static unsigned char buf[1 << 16];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    h = fnv1a(h, (const unsigned char *)&size, sizeof(size));
+    fseek(f, 0, SEEK_SET);
+    for (long done = 0; done < (1L << 20);) {  // first MB
+        size_t n = fread(buf, 1, sizeof(buf), f);
+        if (!n) break;
+        h = fnv1a(h, buf, n);
+        done += (long)n;
+    }
+    if (size > (1L << 20) && fseek(f, size - (long)sizeof(buf), SEEK_SET) == 0) {
+        size_t n = fread(buf, 1, sizeof(buf), f);
+        h = fnv1a(h, buf, n);
+    }
+    fclose(f);
+    return h;
+}
+
+static uint64_t model_fingerprint(const char *dir) {
+    static const char *const files[] = {"unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+                                        "unet/diffusion_pytorch_model.fp16.safetensors", "vae/config.json",
+                                        "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
+                                        "text_encoder/config.json", "text_encoder/model.safetensors",
+                                        "text_encoder/model.fp16.safetensors", "tokenizer/vocab.json", "tokenizer/merges.txt",
+                                        "scheduler/scheduler_config.json"};
+    uint64_t h = 0xcbf29ce484222325ull;
+    char path[4096];
+    for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, files[k]);
+        h = hash_file(h, path);
+    }
+    return h;
+}
+
+// Removes "<target>.tmp.<pid>" files left by a killed run (pid no longer alive).
+static void remove_stale_temps(const char *target) {
+    char dir[8192];
+    if (snprintf(dir, sizeof(dir), "%s", target) >= (int)sizeof(dir)) return;
+    char *slash = strrchr(dir, '/');
+    const char *base = slash ? slash + 1 : target;
+    if (slash) *slash = 0;
+    else strcpy(dir, ".");
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, base, blen) != 0 || strncmp(e->d_name + blen, ".tmp.", 5) != 0) continue;
+        long pid = strtol(e->d_name + blen + 5, NULL, 10);
+        if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) == 0) continue;  // a live writer
+        char full[8192];
+        snprintf(full, sizeof(full), "%s/%s", dir, e->d_name);
+        unlink(full);
+    }
+    closedir(d);
+}
+
+static void format_seconds(double s, char *buf, size_t size) {
+    long t = (long)(s + 0.5);
+    snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+}
+
+// The settings every feature file of this run records, and that a rerun must match.
+static int expected_meta(const Args *a, const DiffusionModel *m, const ExtractOptions *o, const DdimWalk *walk,
+                         FeatureMeta *meta) {
+    char steps[256] = "[", ts[256] = "[", layers[512] = "[";
+    for (int k = 0; k < o->walk.n_save; k++) {
+        size_t n = strlen(steps), t = strlen(ts);
+        snprintf(steps + n, sizeof(steps) - n, "%s%d", k ? ", " : "", o->walk.save_index[k]);
+        snprintf(ts + t, sizeof(ts) - t, "%s%d", k ? ", " : "", walk->save_t[k]);
+    }
+    strcat(steps, "]"), strcat(ts, "]");
+    for (int k = 0; k < o->n_suffixes; k++) {
+        size_t n = strlen(layers);
+        snprintf(layers + n, sizeof(layers) - n, "%s\"%s\"", k ? ", " : "", o->suffixes[k]);
+    }
+    strcat(layers, "]");
+    char prompt_json[2048];
+    json_escape(a->prompt, prompt_json, sizeof(prompt_json));
+    int rc = feature_meta_setf(meta, "model_fingerprint", "%016llx", (unsigned long long)model_fingerprint(a->model)) ||
+             feature_meta_set(meta, "prompt", a->prompt) ||
+             feature_meta_setf(meta, "num_inference_steps", "%d", o->walk.num_inference_steps) ||
+             feature_meta_set(meta, "save_timesteps", steps) || feature_meta_set(meta, "save_t", ts) ||
+             feature_meta_set(meta, "layer_suffixes", layers) ||
+             (o->latent_sample ? feature_meta_setf(meta, "latent", "sample:%llu", (unsigned long long)o->seed)
+                               : feature_meta_set(meta, "latent", "mean")) ||
+             feature_meta_set(meta, "dtype", a->f16 ? "f16" : "f32") ||
+             feature_meta_set(meta, "convention", "satdifuser") ||
+             feature_meta_set(meta, "output_handling", o->walk.output_handling == DDIM_OUTPUT_BY_CONFIG ? "config" : "epsilon") ||
+             feature_meta_setf(meta, "preprocessing",
+                               "{\"bands\": \"%s\", \"scale\": \"%s\", \"size\": %d, \"resize\": \"torchvision Resize(size, "
+                               "bilinear, antialias=True)\", \"normalize\": \"(x - 0.5) / 0.5\"}",
+                               a->bands ? a->bands : "auto", a->scale, a->size);
+    (void)m;
+    return rc ? -1 : 0;
+}
+
+// Per-file metadata: the pyramid's layout and the source.
+static int file_meta(const FeaturePyramid *p, const Item *it, const Image *img, const int bands[3], FeatureMeta *meta) {
+    char dims[4096] = "{", scales[512] = "[", layers[16384] = "[";
+    for (int s = 0; s < p->n_scales; s++) {
+        size_t n = strlen(dims), q = strlen(scales);
+        snprintf(dims + n, sizeof(dims) - n, "%s\"%d\": [", s ? ", " : "", p->scale_w[s]);
+        snprintf(scales + q, sizeof(scales) - q, "%s[%d, %d]", s ? ", " : "", p->scale_h[s], p->scale_w[s]);
+        int first = 1;
+        for (int k = 0; k < p->n_layers; k++) {
+            if (p->layer_scale[k] != s) continue;
+            n = strlen(dims);
+            snprintf(dims + n, sizeof(dims) - n, "%s%d", first ? "" : ", ", p->layer_channels[k]);
+            first = 0;
+        }
+        strcat(dims, "]");
+    }
+    strcat(dims, "}"), strcat(scales, "]");
+    for (int s = 0; s < p->n_scales; s++)
+        for (int k = 0; k < p->n_layers; k++) {
+            if (p->layer_scale[k] != s) continue;
+            size_t n = strlen(layers);
+            snprintf(layers + n, sizeof(layers) - n, "%s\"%s\"", n > 1 ? ", " : "", p->layer_path[k]);
+        }
+    strcat(layers, "]");
+    int rc = feature_meta_set(meta, "feature_dims", dims) || feature_meta_set(meta, "scales", scales) ||
+             feature_meta_set(meta, "layers", layers) || feature_meta_set(meta, "source", it->path) ||
+             feature_meta_setf(meta, "source_shape", "[%d, %d, %d]", img->channels, img->height, img->width) ||
+             feature_meta_setf(meta, "bands_used", "[%d, %d, %d]", bands[0], bands[1], bands[2]) ||
+             feature_meta_set(meta, "tool_version", SATDIFUSER_VERSION);
+    return rc ? -1 : 0;
+}
+
+// Loads, preprocesses and extracts one image, then writes its file.
+static int extract_one(DiffusionModel *m, const ExtractOptions *o, const PreprocessOptions *pre, const Args *a,
+                       const FeatureMeta *expect, const Item *it, const char *target) {
+    Image img;
+    memset(&img, 0, sizeof(img));
+    Tensor x = {0};
+    FeaturePyramid p = {0};
+    FeatureMeta meta;
+    feature_meta_init(&meta);
+    int rc = -1, bands[3];
+    if (image_load(it->path, &img)) goto done;
+    PreprocessOptions po = *pre;
+    if (!strcmp(a->scale, "auto"))
+        po.scale = img.is_float ? SCALE_CLIP : (img.src_dtype_bits == 8 ? SCALE_DIV255 : SCALE_DIV4095);
+    if (preprocess_choose_bands(&po, img.channels, it->path, bands)) goto done;
+    if (preprocess_image(img.data, img.channels, img.height, img.width, &po, it->path, &x)) goto done;
+    if (features_extract(m, o, &x, &p)) {
+        sd_error_context("%s", it->path);
+        goto done;
+    }
+    for (int i = 0; i < expect->count; i++)
+        if (feature_meta_set(&meta, expect->keys[i], expect->values[i])) goto done;
+    if (file_meta(&p, it, &img, bands, &meta) || feature_meta_set(&meta, "model", a->model)) goto done;
+    rc = feature_cache_write(target, p.feats, p.n_steps, p.n_scales, &p.latent, a->f16, &meta);
+done:
+    feature_meta_free(&meta);
+    feature_pyramid_free(&p);
+    tensor_free(&x);
+    image_free(&img);
+    return rc;
+}
 
 int cmd_extract(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "satdifuser extract: not implemented yet (issue 5)\n");
-    return 2;
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            extract_usage(stdout);
+            return 0;
+        }
+    Args a;
+    if (parse_args(argc, argv, &a)) {
+        fprintf(stderr, "satdifuser extract: %s\n\n", sd_last_error());
+        extract_usage(stderr);
+        return 2;
+    }
+    int status = 2, failed = 0, done_count = 0, skipped = 0;
+    ItemList list = {0};
+    DiffusionModel model;
+    memset(&model, 0, sizeof(model));
+    int model_loaded = 0;
+    FeatureMeta expect;
+    feature_meta_init(&expect);
+    DdimWalk walk = {0};
+    double *stats_min = NULL, *stats_max = NULL;
+
+    ExtractOptions o;
+    extract_options_default(&o);
+    o.prompt = a.prompt;
+    o.walk.num_inference_steps = a.steps;
+    o.walk.output_handling = a.by_config ? DDIM_OUTPUT_BY_CONFIG : DDIM_OUTPUT_AS_EPSILON;
+    o.latent_sample = a.latent_sample;
+    o.seed = a.seed;
+    o.should_stop = should_stop;
+    char layer_buf[256];
+    snprintf(layer_buf, sizeof(layer_buf), "%s", a.layers);
+    o.n_suffixes = 0;
+    for (char *tok = strtok(layer_buf, ","); tok; tok = strtok(NULL, ","))
+        if (o.n_suffixes < EXTRACT_MAX_SUFFIXES) o.suffixes[o.n_suffixes++] = tok;
+    PreprocessOptions pre;
+    preprocess_options_default(&pre);
+    pre.size = a.size;
+    if (a.bands && parse_list("--bands", a.bands, pre.bands, 3, &pre.n_bands, 1, 100000)) goto usage;
+    if (a.bands && pre.n_bands != 3) { sd_errorf("--bands '%s': give 3 bands (R,G,B)", a.bands); goto usage; }
+    if (!strcmp(a.scale, "4095")) pre.scale = SCALE_DIV4095;
+    else if (!strcmp(a.scale, "255")) pre.scale = SCALE_DIV255;
+    else if (!strcmp(a.scale, "clip")) pre.scale = SCALE_CLIP;
+    else if (!strncmp(a.scale, "minmax:", 7)) {
+        pre.scale = SCALE_MINMAX;
+        if (preprocess_load_stats(a.scale + 7, &stats_min, &stats_max, &pre.stats_count)) goto fail;
+        pre.stats_min = stats_min, pre.stats_max = stats_max;
+    } else if (strcmp(a.scale, "auto") != 0) {
+        sd_errorf("--scale '%s': expected 4095, 255, clip, minmax:STATS.json or auto", a.scale);
+        goto usage;
+    }
+
+    if (collect_inputs(a.input, &list)) goto fail;
+    if (diffusion_model_load(&model, a.model, 0)) goto fail;
+    model_loaded = 1;
+    if (a.save_steps || a.save_t) {
+        int vals[DDIM_MAX_SAVE], n;
+        if (parse_list(a.save_steps ? "--save-steps" : "--save-t", a.save_steps ? a.save_steps : a.save_t, vals, DDIM_MAX_SAVE,
+                       &n, -1, 100000))
+            goto usage;
+        o.walk.n_save = n;
+        if (ddim_set_timesteps(&model.scheduler, a.steps)) goto fail;
+        for (int k = 0; k < n; k++) {
+            o.walk.save_index[k] = a.save_t ? ddim_index_for_timestep(&model.scheduler, a.steps, vals[k]) : vals[k];
+            if (o.walk.save_index[k] < 0) goto fail;
+        }
+    }
+    if (ddim_walk_plan(&model.scheduler, &o.walk, &walk)) goto fail;  // checks the save steps up front
+    if (expected_meta(&a, &model, &o, &walk, &expect)) goto fail;
+    if (mkdirs(a.out)) goto fail;
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    long test_stop_after = -1;  // test hook: SIGTERM to ourselves after this many files
+    const char *hook = getenv("SATDIFUSER_TEST_STOP_AFTER");
+    if (hook) test_stop_after = strtol(hook, NULL, 10);
+
+    int mine = 0;
+    for (int i = 0; i < list.n; i++) mine += i % a.shard_n == a.shard_k;
+    if (!a.quiet)
+        fprintf(stderr, "extract: %d image%s%s, %d call%s of the UNet each, features at t = %s -> %s\n", mine,
+                mine == 1 ? "" : "s", a.shard_n > 1 ? " in this shard" : "", walk.n_calls, walk.n_calls == 1 ? "" : "s",
+                feature_meta_get(&expect, "save_t"), a.out);
+    double t0 = sd_now();
+    int seen = 0;
+    for (int i = 0; i < list.n && !g_stop_signal; i++) {
+        if (i % a.shard_n != a.shard_k) continue;
+        const Item *it = &list.items[i];
+        seen++;
+        char target[8192];
+        snprintf(target, sizeof(target), "%s/%s.safetensors", a.out, it->name);
+        struct stat sb;
+        if (stat(target, &sb) == 0) {
+            if (feature_cache_validate(target, &expect)) {
+                fprintf(stderr, "error: %s\n", sd_last_error());
+                failed++;
+            } else {
+                skipped++;
+            }
+            continue;
+        }
+        char parent[8192];
+        snprintf(parent, sizeof(parent), "%s", target);
+        *strrchr(parent, '/') = 0;
+        if (mkdirs(parent)) {
+            fprintf(stderr, "error: %s\n", sd_last_error());
+            failed++;
+            continue;
+        }
+        remove_stale_temps(target);
+        double ti = sd_now();
+        if (extract_one(&model, &o, &pre, &a, &expect, it, target)) {
+            if (g_stop_signal) break;
+            fprintf(stderr, "error: %s\n", sd_last_error());
+            failed++;
+            continue;
+        }
+        done_count++;
+        if (!a.quiet) {
+            double now = sd_now(), rate = done_count / (now - t0 > 1e-9 ? now - t0 : 1e-9);
+            char left[32];
+            format_seconds((mine - seen) / rate, left, sizeof(left));
+            fprintf(stderr, "[%d/%d] %s (%.2f s; %.3g images/s, %s left)\n", seen, mine, it->name, now - ti, rate, left);
+        }
+        if (test_stop_after >= 0 && done_count >= test_stop_after) raise(SIGTERM);
+    }
+    if (g_stop_signal) {
+        fprintf(stderr, "extract: stopped by signal %d after %d new file%s; run the same command again to resume\n",
+                (int)g_stop_signal, done_count, done_count == 1 ? "" : "s");
+        status = 128 + (int)g_stop_signal;
+        goto cleanup;
+    }
+    if (!a.quiet || failed)
+        fprintf(stderr, "extract: %d written, %d already done, %d failed (%.1f s)\n", done_count, skipped, failed,
+                sd_now() - t0);
+    status = failed ? 1 : 0;
+    goto cleanup;
+usage:
+    fprintf(stderr, "satdifuser extract: %s\n", sd_last_error());
+    status = 2;
+    goto cleanup;
+fail:
+    fprintf(stderr, "satdifuser extract: %s\n", sd_last_error());
+    status = 2;
+cleanup:
+    ddim_walk_free(&walk);
+    feature_meta_free(&expect);
+    if (model_loaded) diffusion_model_free(&model);
+    list_free(&list);
+    free(stats_min);
+    free(stats_max);
+    return status;
 }

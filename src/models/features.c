@@ -386,7 +386,6 @@ int features_extract(DiffusionModel *m, const ExtractOptions *o, const Tensor *i
     if (image->ndim != 4 || image->shape[0] != 1 || image->shape[1] != m->vae.in_channels)
         return sd_errorf("extract: image must be (1, %d, H, W)", m->vae.in_channels);
     const int H = image->shape[2], W = image->shape[3];
-    if (H % 8 || W % 8) return sd_errorf("extract: image size %dx%d is not a multiple of 8", H, W);
     const float *text;
     if (diffusion_model_prompt(m, o->prompt, &text)) return -1;
     int h, w;
