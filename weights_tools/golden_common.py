@@ -36,31 +36,31 @@ def _dtype_names():
 
 
 def save_safetensors(tensors, path, metadata=None):
-    """Writes a dict name -> torch.Tensor as a .safetensors file (sorted names)."""
+    """Writes a dict name -> torch.Tensor as a .safetensors file (sorted names),
+    one tensor at a time (full-size cases hold GBs)."""
     import torch
     names = _dtype_names()
     header = {}
-    blobs = []
     offset = 0
-    for key in sorted(tensors):
-        t = tensors[key].detach().contiguous().cpu()
-        if t.dtype == torch.bfloat16:
-            data = t.view(torch.int16).numpy().astype("<i2").tobytes()
-        else:
-            data = t.numpy().newbyteorder("<").tobytes() if sys.byteorder != "little" else t.numpy().tobytes()
-        header[key] = {"dtype": names[t.dtype], "shape": list(t.shape),
-                       "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
+    keys = sorted(tensors)
+    for key in keys:
+        t = tensors[key]
+        n = t.numel() * t.element_size()
+        header[key] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + n]}
+        offset += n
     if metadata:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     h = json.dumps(header, separators=(",", ":")).encode("utf-8")
     h += b" " * ((8 - len(h) % 8) % 8)
+    assert sys.byteorder == "little"
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(h)))
         f.write(h)
-        for b in blobs:
-            f.write(b)
+        for key in keys:
+            t = tensors[key].detach().contiguous().cpu()
+            if t.dtype == torch.bfloat16:
+                t = t.view(torch.int16)
+            f.write(t.numpy().tobytes())
 
 
 def load_safetensors(path):
