@@ -229,29 +229,28 @@ done:
 // ---- arena size ------------------------------------------------------------------
 
 size_t vae_encoder_arena_bytes(const VaeEncoder *v, int B, int H, int W) {
-    // Live at a ResNet: cur + out + h + (t | shortcut) + conv scratch (at most an im2col of one sample).
+    // Live at a ResNet: cur + out + h + (t | shortcut). The convolution kernel takes no arena scratch
+    // (implicit GEMM); vae_encode_run retries with twice the arena if a kernel ever runs out.
     int64_t peak = 0;
     for (int i = 0; i < v->n_blocks; i++) {
         const VaeDownBlock *blk = &v->down_blocks[i];
         for (int j = 0; j < blk->num_layers; j++) {
             const ResnetBlock2D *r = &blk->resnets[j];
             int64_t in = (int64_t)B * r->in_channels * H * W, out = (int64_t)B * r->out_channels * H * W;
-            int64_t cin = r->in_channels > r->out_channels ? r->in_channels : r->out_channels;
-            int64_t need = in + 2 * out + (in > out ? in : out) + cin * 9 * H * W;
+            int64_t need = in + 2 * out + (in > out ? in : out);
             if (need > peak) peak = need;
         }
         if (blk->has_downsampler) {
             int Ho, Wo;
             downsample_out_size(&blk->downsampler, H, W, &Ho, &Wo);
-            int64_t need = (int64_t)B * blk->downsampler.channels * (H * W + Ho * Wo) +
-                           (int64_t)blk->downsampler.channels * 9 * Ho * Wo;
+            int64_t need = (int64_t)B * blk->downsampler.channels * (H * W + Ho * Wo);
             if (need > peak) peak = need;
             H = Ho, W = Wo;
         }
     }
     const int64_t C = v->block_out_channels[v->n_blocks - 1], HW = (int64_t)H * W;
-    int64_t mid = (int64_t)B * C * HW * 5 + C * 9 * HW;  // resnets, and attention: cur + normed + rows + q,k,v,o + a
-    int64_t attn = (int64_t)B * C * HW * 8;
+    int64_t mid = (int64_t)B * C * HW * 5;  // the mid ResNets
+    int64_t attn = (int64_t)B * C * HW * 8;  // attention: cur + normed + rows + q, k, v, o + a
     if (mid > peak) peak = mid;
     if (attn > peak) peak = attn;
     return (size_t)peak * sizeof(float) + 64 * 64 + (16u << 20);
