@@ -1,0 +1,97 @@
+// Backward passes of the layers the fusion modules and heads are built from,
+// plus the training-mode forwards that save what a backward needs
+// (GroupNorm/BatchNorm statistics, Dropout2d masks).
+//
+// Style of karpathy/llm.c: xxx_backward(dinp, dweight, dbias, dout, inp, weight, ..., shapes).
+// Every gradient is ACCUMULATED (+=) into its buffer, so a caller can sum the
+// contributions of several streams/timesteps/branches; zero the buffers first.
+// Any gradient pointer may be NULL when that gradient is not wanted (a frozen
+// input, a conv without bias). Layouts are NCHW, row-major, float32.
+// Results do not depend on the thread count: each gradient element is reduced
+// by one thread in a fixed order. Equations: docs/training.md.
+#ifndef SD_OPS_BACKWARD_H
+#define SD_OPS_BACKWARD_H
+
+#include <stdint.h>
+
+#include "kernels/kernels.h"
+
+// ---- Convolution and linear ------------------------------------------------
+// Forward: out[n,co,oh,ow] = bias[co] + sum_{ci,kh,kw} weight[co,ci,kh,kw] * inp[n,ci,oh*s-pt+kh,ow*s-pl+kw]
+// (conv2d_forward in kernels.h, same Conv2dGeometry). inp (N,Cin,H,W), weight (Cout,Cin,kh,kw),
+// dout (N,Cout,Ho,Wo) with Ho/Wo from conv_out_size. dinp, dweight, dbias may each be NULL.
+// Runs on the forward's GEMM; mallocs a transposed kernel and one sample of scratch for dinp when the
+// kernel is not 1x1. Returns -1 (with a message) only when that allocation fails.
+int conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                    const float *weight, int N, int Cin, int H, int W, int Cout, Conv2dGeometry g);
+
+// Forward: out[r,o] = sum_i inp[r,i] W[o,i] + b[o] (linear_forward). dinp (rows,in), dweight (out,in), dbias (out).
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int rows, int in, int out);
+
+// ---- Normalisation -----------------------------------------------------------
+// GroupNorm forward that also saves mean and rstd = 1/sqrt(var + eps) per (n, group): mean/rstd (N*groups).
+// Same arithmetic as groupnorm_forward (bit-identical output). gamma/beta may be NULL. out must not
+// alias inp: groupnorm_backward reads inp.
+void groupnorm_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
+                             const float *beta, int N, int C, int HW, int groups, float eps);
+// dgamma/dbeta (C); gamma may be NULL (= ones).
+void groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                        const float *mean, const float *rstd, const float *gamma, int N, int C, int HW, int groups);
+
+// BatchNorm2d in training mode (F.batch_norm(training=True)): per channel over (N, HW),
+// normalises with the batch mean and the BIASED batch variance, saves save_mean/save_rstd (C), and
+// updates running_mean/running_var (may be NULL) with momentum and the UNBIASED variance:
+//   running = (1 - momentum) * running + momentum * batch_stat.
+// num_batches_tracked (may be NULL) goes up by one. Returns -1 if N*HW < 2 (PyTorch refuses too).
+int batchnorm_forward_train(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                            float *running_var, int64_t *num_batches_tracked, const float *inp, const float *gamma,
+                            const float *beta, int N, int C, int HW, double momentum, double eps);
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                        const float *save_mean, const float *save_rstd, const float *gamma, int N, int C, int HW);
+
+// ---- Element-wise ------------------------------------------------------------
+// dinp += dout where out > 0 (out = the ReLU's output, so an in-place ReLU is fine).
+void relu_backward(float *dinp, const float *dout, const float *out, int64_t n);
+
+// ---- Resampling and pooling --------------------------------------------------
+// Adjoint of resize_bilinear (same source indices and weights): dinp (N,C,H,W) from dout (N,C,Ho,Wo).
+void resize_bilinear_backward(float *dinp, const float *dout, int N, int C, int H, int W, int Ho, int Wo,
+                              int align_corners);
+// Adjoint of adaptive_avg_pool2d: each input of bin (oh,ow) gets dout / bin size.
+void adaptive_avg_pool2d_backward(float *dinp, const float *dout, int N, int C, int H, int W, int Ho, int Wo);
+// out[n,c] = mean over HW of inp[n,c,:] (AdaptiveAvgPool2d(1) + flatten), and its backward.
+void global_avg_pool_forward(float *out, const float *inp, int N, int C, int HW);
+void global_avg_pool_backward(float *dinp, const float *dout, int N, int C, int HW);
+
+// ---- Softmax -----------------------------------------------------------------
+// Rows: out = softmax_rows(inp) over the last dim; dinp += out * (dout - sum_j dout_j out_j).
+void softmax_backward(float *dinp, const float *dout, const float *out, int rows, int n);
+// Softmax over the channel dim of (N,C,HW) (F.softmax(x, dim=1) per pixel), forward and backward.
+void softmax_channels_forward(float *out, const float *inp, int N, int C, int HW);
+void softmax_channels_backward(float *dinp, const float *dout, const float *out, int N, int C, int HW);
+
+// ---- Scalar divisor (MoE gate logits / learnable temperature) --------------------
+// out = inp / t for n values: dinp += dout / t, *dt += -sum(dout * inp) / t^2 (dinp, dt may be NULL).
+void div_scalar_backward(float *dinp, float *dt, const float *dout, const float *inp, float t, int64_t n);
+
+// ---- Dropout2d -----------------------------------------------------------------
+// Seeded generator for the channel masks (splitmix64); PyTorch's generator is not reproduced.
+typedef struct {
+    uint64_t state;
+} DropoutRng;
+void dropout_rng_seed(DropoutRng *rng, uint64_t seed);
+// Training-mode nn.Dropout2d: each (n,c) channel is kept with probability 1-p and scaled by 1/(1-p):
+// mask[n*C+c] = 0 or 1/(1-p); out = inp * mask. p >= 1 zeroes everything; p <= 0 is the identity.
+// Draws N*C numbers in (n, c) order. out may equal inp.
+void dropout2d_forward(float *out, float *mask, const float *inp, int N, int C, int HW, float p, DropoutRng *rng);
+void dropout2d_backward(float *dinp, const float *dout, const float *mask, int N, int C, int HW);
+
+// ---- Concatenation along channels ------------------------------------------------
+// out (N, sum(channels), HW) = cat(inps[k] (N, channels[k], HW), dim=1), and the split of its gradient:
+// dinps[k] += the matching channel slice of dout (dinps[k] may be NULL).
+void concat_channels_forward(float *out, const float *const *inps, const int *channels, int count, int N, int HW);
+void concat_channels_backward(float *const *dinps, const float *dout, const int *channels, int count, int N,
+                              int HW);
+
+#endif
