@@ -1,0 +1,172 @@
+// Image loading front end: sniff the format, decode, convert to float (C, H, W).
+#include "io/image.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+#include "io/npy.h"
+#include "io/png.h"
+#include "io/tiff.h"
+
+enum { FORMAT_UNKNOWN, FORMAT_PNG, FORMAT_TIFF, FORMAT_NPY };
+
+static int sniff(const char *path, int *format) {
+    uint8_t head[8] = {0};
+    FILE *f = fopen(path, "rb");
+    if (!f) return sd_errorf("cannot open %s", path);
+    size_t n = fread(head, 1, sizeof(head), f);
+    fclose(f);
+    *format = FORMAT_UNKNOWN;
+    if (n >= 8 && memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0) *format = FORMAT_PNG;
+    else if (n >= 4 && (memcmp(head, "II*\0", 4) == 0 || memcmp(head, "MM\0*", 4) == 0 ||
+                        memcmp(head, "II+\0", 4) == 0 || memcmp(head, "MM\0+", 4) == 0))
+        *format = FORMAT_TIFF;
+    else if (n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0) *format = FORMAT_NPY;
+    if (*format == FORMAT_UNKNOWN) {
+        const char *dot = strrchr(path, '.');
+        return sd_errorf("%s: unknown image format%s%s (supported: PNG, TIFF/GeoTIFF, NPY)", path,
+                         dot ? ", extension " : "", dot ? dot : "");
+    }
+    return 0;
+}
+
+static int alloc_image(Image *img, int c, int h, int w, const char *path) {
+    img->channels = c, img->height = h, img->width = w;
+    size_t n = (size_t)c * (size_t)h * (size_t)w;
+    img->data = (float *)malloc(n ? n * sizeof(float) : 1);
+    if (!img->data) return sd_errorf("%s: out of memory for a %dx%dx%d float image", path, c, h, w);
+    return 0;
+}
+
+static int load_png(const char *path, Image *img) {
+    PngImage p;
+    if (png_read(path, &p)) return -1;
+    size_t hw = (size_t)p.width * (size_t)p.height;
+    int rc = 0;
+    if (p.color_type == 3) {
+        // Palette -> RGB, or RGBA when any entry is not opaque.
+        int alpha = 0;
+        for (int i = 0; i < p.palette_size; i++) alpha |= p.palette[i][3] != 255;
+        int c = alpha ? 4 : 3;
+        rc = alloc_image(img, c, p.height, p.width, path);
+        const uint8_t *idx = (const uint8_t *)p.pixels;
+        for (size_t i = 0; !rc && i < hw; i++) {
+            static const uint8_t black[4] = {0, 0, 0, 255};  // out-of-range index (see png.h)
+            const uint8_t *e = idx[i] < p.palette_size ? p.palette[idx[i]] : black;
+            for (int k = 0; k < c; k++) img->data[(size_t)k * hw + i] = e[k];
+        }
+        img->src_dtype_bits = 8;
+    } else {
+        int c = p.channels;
+        rc = alloc_image(img, c, p.height, p.width, path);
+        // Gray below 8 bits: v * 255 / (2^d - 1), as for display.
+        float scale = p.bit_depth < 8 ? 255.0f / (float)((1 << p.bit_depth) - 1) : 1.0f;
+        for (size_t i = 0; !rc && i < hw; i++)
+            for (int k = 0; k < c; k++) {
+                size_t s = i * (size_t)c + (size_t)k;
+                float v = p.bytes_per_sample == 2 ? (float)((const uint16_t *)p.pixels)[s]
+                                                  : (float)((const uint8_t *)p.pixels)[s] * scale;
+                img->data[(size_t)k * hw + i] = v;
+            }
+        img->src_dtype_bits = p.bit_depth == 16 ? 16 : 8;
+    }
+    png_free(&p);
+    return rc;
+}
+
+static float sample_to_float(const void *data, size_t i, NpyDtype t) {
+    switch (t) {
+    case NPY_UINT8: return (float)((const uint8_t *)data)[i];
+    case NPY_INT8: return (float)((const int8_t *)data)[i];
+    case NPY_UINT16: return (float)((const uint16_t *)data)[i];
+    case NPY_INT16: return (float)((const int16_t *)data)[i];
+    case NPY_UINT32: return (float)((const uint32_t *)data)[i];
+    case NPY_INT32: return (float)((const int32_t *)data)[i];
+    case NPY_UINT64: return (float)((const uint64_t *)data)[i];
+    case NPY_INT64: return (float)((const int64_t *)data)[i];
+    case NPY_FLOAT32: return ((const float *)data)[i];
+    case NPY_FLOAT64: return (float)((const double *)data)[i];
+    default: return 0.0f;
+    }
+}
+
+static int load_tiff(const char *path, Image *img) {
+    TiffImage t;
+    if (tiff_read(path, &t)) return -1;
+    int rc = alloc_image(img, t.bands, t.height, t.width, path);
+    size_t n = (size_t)t.bands * (size_t)t.height * (size_t)t.width;
+    for (size_t i = 0; !rc && i < n; i++) img->data[i] = sample_to_float(t.data, i, t.dtype);
+    img->src_dtype_bits = t.bytes_per_sample * 8;
+    img->is_float = t.dtype == NPY_FLOAT32 || t.dtype == NPY_FLOAT64;
+    img->is_signed = t.dtype == NPY_INT8 || t.dtype == NPY_INT16 || t.dtype == NPY_INT32 || t.dtype == NPY_INT64;
+    img->has_nodata = t.has_nodata;
+    img->nodata = t.nodata;
+    tiff_free(&t);
+    return rc;
+}
+
+static int load_npy(const char *path, ImageNpyLayout layout, Image *img) {
+    NpyArray a;
+    if (npy_read(path, &a)) return -1;
+    // Drop leading dimensions of size 1: (1, C, H, W) -> (C, H, W).
+    int first = 0;
+    while (a.ndim - first > 3 && a.shape[first] == 1) first++;
+    int nd = a.ndim - first;
+    const int64_t *s = a.shape + first;
+    int rc = 0, hwc = 0;
+    int64_t c = 1, h = 0, w = 0;
+    if (nd == 2) {
+        h = s[0], w = s[1];
+    } else if (nd == 3) {
+        hwc = layout == IMAGE_NPY_HWC || (layout == IMAGE_NPY_AUTO && s[2] < s[0] && s[2] < s[1]);
+        c = hwc ? s[2] : s[0], h = hwc ? s[0] : s[1], w = hwc ? s[1] : s[2];
+    } else {
+        char shape[160] = "";
+        for (int k = 0; k < a.ndim; k++)
+            snprintf(shape + strlen(shape), sizeof(shape) - strlen(shape), "%s%lld", k ? ", " : "", (long long)a.shape[k]);
+        rc = sd_errorf("%s: an image must be a 2-D (H, W) or 3-D array, got shape (%s)%s", path, shape,
+                       a.ndim > 3 ? ": select one image first" : "");
+    }
+    if (!rc && (c <= 0 || h <= 0 || w <= 0 || c > 65535 || h > 0x7fffffff || w > 0x7fffffff))
+        rc = sd_errorf("%s: image shape %lldx%lldx%lld is empty or too large", path, (long long)c, (long long)h,
+                       (long long)w);
+    float *v = NULL;
+    if (!rc) rc = npy_to_float32(&a, &v);
+    if (!rc) rc = alloc_image(img, (int)c, (int)h, (int)w, path);
+    if (!rc) {
+        size_t hw = (size_t)h * (size_t)w;
+        if (hwc) {
+            for (size_t i = 0; i < hw; i++)
+                for (size_t k = 0; k < (size_t)c; k++) img->data[k * hw + i] = v[i * (size_t)c + k];
+        } else {
+            memcpy(img->data, v, (size_t)c * hw * sizeof(float));
+        }
+        img->src_dtype_bits = a.itemsize * 8;
+        img->is_float = a.dtype == NPY_FLOAT16 || a.dtype == NPY_FLOAT32 || a.dtype == NPY_FLOAT64;
+        img->is_signed = a.dtype == NPY_INT8 || a.dtype == NPY_INT16 || a.dtype == NPY_INT32 || a.dtype == NPY_INT64;
+    }
+    free(v);
+    npy_free(&a);
+    return rc;
+}
+
+int image_load_npy_layout(const char *path, ImageNpyLayout layout, Image *img) {
+    memset(img, 0, sizeof(*img));
+    int format, rc;
+    if (sniff(path, &format)) return -1;
+    if (format == FORMAT_PNG) rc = load_png(path, img);
+    else if (format == FORMAT_TIFF) rc = load_tiff(path, img);
+    else rc = load_npy(path, layout, img);
+    if (rc) image_free(img);
+    return rc;
+}
+
+int image_load(const char *path, Image *img) { return image_load_npy_layout(path, IMAGE_NPY_AUTO, img); }
+
+void image_free(Image *img) {
+    free(img->data);
+    img->data = NULL;
+}
