@@ -6,7 +6,7 @@ The PNG and TIFF encoders below are written here from the specs (no codec
 library), so that the files exercise cases the third-party data lacks:
 16-bit Adam7, every PNG filter, stored deflate over several IDATs; TIFF
 BigTIFF big-endian PackBits, planar tiles, 32/64-bit predictors, LZW past 4094 codes.
-Usage: python3 tests/data/gen_io_test_data.py  (from the repository root)"""
+Usage: python3 weights_tools/gen_io_test_data.py  (from the repository root)"""
 import struct, zlib
 import numpy as np
 
