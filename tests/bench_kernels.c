@@ -100,6 +100,17 @@ static double measure_peak(SdIsa isa, int threads) {
     return best;
 }
 
+// The 1-minute load average: other processes on the machine make every number lower.
+static void print_load(const char *when) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    double l1 = -1.0;
+    if (f) {
+        if (fscanf(f, "%lf", &l1) != 1) l1 = -1.0;
+        fclose(f);
+    }
+    if (l1 >= 0.0) printf("load average at %s: %.2f (this bench's own threads count too)\n", when, l1);
+}
+
 // ---- PyTorch timings (seconds per op, by name) ------------------------------------------
 
 static JsonValue g_torch;
@@ -337,6 +348,7 @@ int main(int argc, char **argv) {
         g_have_torch = json_parse_file(torch_path, &g_torch) == 0;
     }
 
+    print_load("start");
     double peak1 = measure_peak(isa, 1);
     g_peak = measure_peak(isa, threads);
     printf("satdifuser kernel bench: ISA %s, kernel %s, %d threads\n", sd_isa_name(isa), gemm_kernel_info()->name,
@@ -358,6 +370,12 @@ int main(int argc, char **argv) {
     if (!only || !strcmp(only, "gemm")) bench_gemm(quick);
     if (!only || !strcmp(only, "conv")) bench_conv(quick);
     if (!only || !strcmp(only, "attention")) bench_attention(quick, &arena);
+
+    // The machine may be shared: measure the peak again and keep the higher one.
+    double peak_end = measure_peak(isa, threads);
+    printf("\nFMA peak again at the end: %.1f GFLOP/s on %d threads (%% of peak above used %.1f)\n", peak_end, threads,
+           g_peak);
+    print_load("end");
 
     // Whole forwards (UNet at 32x32 and 64x64 latents, VAE encoder at 256 and 512, text
     // encoder) with random weights belong here once the models exist; see docs/benchmarks.md.

@@ -62,28 +62,32 @@ static AttnWork work_split(const GemmKernelInfo *ki, int nk, int hd, float *base
     return w;
 }
 
+// Copies n floats in fixed 8-float chunks (vector moves, no libc call), zero-fills up to `width`.
+static inline void copy_pad(float *dst, const float *src, int n, int width) {
+    int t = 0;
+    for (; t + 8 <= n; t += 8) memcpy(dst + t, src + t, 8 * sizeof(float));
+    for (; t < n; t++) dst[t] = src[t];
+    for (; t < width; t++) dst[t] = 0.0f;
+}
+
 // Packs keys [0, nk) of one head: K as A panels (rows = keys) and V^T as A panels (rows = d).
 static void pack_kv(const GemmKernelInfo *ki, const float *k, const float *v, int ld, int nk, int hd, AttnWork *w) {
     const int mr = ki->mr;
     for (int k0 = 0; k0 < nk; k0 += mr) {
         float *dst = w->kp + (size_t)k0 * hd;
         int rows = nk - k0 < mr ? nk - k0 : mr;
-        for (int i = 0; i < rows; i++) {
-            const float *src = k + (int64_t)(k0 + i) * ld;
-            for (int d = 0; d < hd; d++) dst[d * mr + i] = src[d];
+        const float *src = k + (int64_t)k0 * ld;
+        // sequential stores; the mr source rows stay in L1 while d walks along them
+        for (int d = 0; d < hd; d++) {
+            float *dd = dst + (size_t)d * mr;
+            for (int i = 0; i < rows; i++) dd[i] = src[(int64_t)i * ld + d];
+            for (int i = rows; i < mr; i++) dd[i] = 0.0f;
         }
-        for (int i = rows; i < mr; i++)
-            for (int d = 0; d < hd; d++) dst[d * mr + i] = 0.0f;
     }
     for (int d0 = 0; d0 < hd; d0 += mr) {
         float *dst = w->vp + (size_t)d0 * nk;
         int cols = hd - d0 < mr ? hd - d0 : mr;
-        for (int key = 0; key < nk; key++) {
-            const float *src = v + (int64_t)key * ld + d0;
-            float *dk = dst + (size_t)key * mr;
-            for (int i = 0; i < cols; i++) dk[i] = src[i];
-            for (int i = cols; i < mr; i++) dk[i] = 0.0f;
-        }
+        for (int key = 0; key < nk; key++) copy_pad(dst + (size_t)key * mr, v + (int64_t)key * ld + d0, cols, mr);
     }
 }
 
@@ -96,14 +100,12 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
     // Q^T * scale as B panels; query columns past nq are zeros.
     for (int js = 0; js < slivers; js++) {
         float *dst = w->qp + (size_t)js * hd * nr;
-        for (int j = 0; j < nr; j++) {
-            int qi = js * nr + j;
-            if (qi < nq) {
-                const float *src = q + (int64_t)qi * ld;
-                for (int d = 0; d < hd; d++) dst[d * nr + j] = scale * src[d];
-            } else {
-                for (int d = 0; d < hd; d++) dst[d * nr + j] = 0.0f;
-            }
+        int cols = nq - js * nr < nr ? nq - js * nr : nr;
+        const float *src = q + (int64_t)js * nr * ld;
+        for (int d = 0; d < hd; d++) {
+            float *dd = dst + (size_t)d * nr;
+            for (int j = 0; j < cols; j++) dd[j] = scale * src[(int64_t)j * ld + d];
+            for (int j = cols; j < nr; j++) dd[j] = 0.0f;
         }
     }
     for (int j = 0; j < slivers * nr; j++) {
@@ -132,9 +134,12 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
             ki->softmax_step(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
         }
         // O^T columns *= corr, then O^T += V^T P^T
+        const int width = slivers * nr;
+        const float *corr = w->corr;
         for (int d = 0; d < hd; d++) {
             float *od = w->o + (size_t)d * br;
-            for (int j = 0; j < slivers * nr; j++) od[j] *= w->corr[j];
+#pragma omp simd
+            for (int j = 0; j < width; j++) od[j] *= corr[j];
         }
         for (int js = 0; js < slivers; js++)
             for (int d0 = 0; d0 < hd; d0 += mr) {
@@ -143,10 +148,15 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
                           w->o + (size_t)d0 * br + js * nr, br, rows, nr, 1.0f, NULL, NULL);
             }
     }
-    for (int j = 0; j < nq; j++) {
-        float inv = w->l[j] > 0.0f ? 1.0f / w->l[j] : 0.0f;
-        float *dst = out + (int64_t)j * ld;
-        for (int d = 0; d < hd; d++) dst[d] = w->o[(size_t)d * br + j] * inv;
+    // out = O / l (the O^T tile is transposed back; 1/l reuses corr's storage)
+    float *inv = w->corr;
+    for (int j = 0; j < nq; j++) inv[j] = w->l[j] > 0.0f ? 1.0f / w->l[j] : 0.0f;
+    for (int j0 = 0; j0 < nq; j0 += 8) {
+        int jn = nq - j0 < 8 ? nq - j0 : 8;
+        for (int d = 0; d < hd; d++) {
+            const float *od = w->o + (size_t)d * br + j0;
+            for (int j = 0; j < jn; j++) out[(int64_t)(j0 + j) * ld + d] = od[j] * inv[j0 + j];
+        }
     }
 }
 
@@ -165,8 +175,16 @@ int attention_forward(const float *q, const float *k, const float *v, float *out
     if (!omp_in_parallel()) threads = omp_get_max_threads();
 #endif
     // Work items: (batch, head, chunk of query tiles), several per thread for balance.
+    // Each item packs its head's K and V once, so items are few and large: the fewest chunks
+    // per head that make the item count a multiple of the thread count (else ~4 per thread).
     int tiles = (Nq + br - 1) / br;
-    int chunks = (8 * threads + B * heads - 1) / (B * heads);
+    int chunks = 0;
+    for (int c = 1; c <= tiles && c <= 4 * threads; c++)
+        if ((B * heads * c) % threads == 0 && B * heads * c >= threads) {
+            chunks = c;
+            break;
+        }
+    if (chunks == 0) chunks = (4 * threads + B * heads - 1) / (B * heads);
     if (chunks > tiles) chunks = tiles;
     int tiles_per_chunk = (tiles + chunks - 1) / chunks;
     chunks = (tiles + tiles_per_chunk - 1) / tiles_per_chunk;

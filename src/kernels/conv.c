@@ -30,6 +30,19 @@ typedef struct {
     int oh, ow, count, col;  // output row, first output column, length, first column in the micro-panel
 } PixelRun;
 
+// Short copies and zero fills (a run is at most nr floats): fixed 8-float
+// chunks that the compiler turns into vector moves instead of libc calls.
+static inline void copy_floats(float *dst, const float *src, int n) {
+    for (; n >= 8; n -= 8, dst += 8, src += 8) memcpy(dst, src, 8 * sizeof(float));
+    for (int t = 0; t < n; t++) dst[t] = src[t];
+}
+
+static inline void zero_floats(float *dst, int n) {
+    static const float zeros[8] = {0};
+    for (; n >= 8; n -= 8, dst += 8) memcpy(dst, zeros, 8 * sizeof(float));
+    for (int t = 0; t < n; t++) dst[t] = 0.0f;
+}
+
 // Writes X_col rows [p0, p0+kc) x columns [j0, j0+nc) as micro-panels of nr columns.
 static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr, float *dst) {
     const ConvPackCtx *cx = vctx;
@@ -59,7 +72,7 @@ static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr
                 int cnt = runs[r].count;
                 int ih = runs[r].oh * s - cx->pad_top + kh;
                 if (ih < 0 || ih >= H) {
-                    memset(out, 0, (size_t)cnt * sizeof(float));
+                    zero_floats(out, cnt);
                     continue;
                 }
                 const float *in = plane + (size_t)ih * W;
@@ -70,9 +83,9 @@ static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr
                     if (lo > cnt) lo = cnt;
                     int hi = W - iw0 < cnt ? W - iw0 : cnt;
                     if (hi < lo) hi = lo;
-                    for (int t = 0; t < lo; t++) out[t] = 0.0f;
-                    memcpy(out + lo, in + iw0 + lo, (size_t)(hi - lo) * sizeof(float));
-                    for (int t = hi; t < cnt; t++) out[t] = 0.0f;
+                    zero_floats(out, lo);
+                    copy_floats(out + lo, in + iw0 + lo, hi - lo);
+                    zero_floats(out + hi, cnt - hi);
                 } else {
                     for (int t = 0; t < cnt; t++) {
                         int iw = iw0 + t * s;
@@ -80,7 +93,7 @@ static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr
                     }
                 }
             }
-            for (int t = n; t < nr; t++) row[t] = 0.0f;
+            zero_floats(row + n, nr - n);
             if (++kw == KW) {
                 kw = 0;
                 if (++kh == KH) {

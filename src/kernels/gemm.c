@@ -74,12 +74,22 @@ static void pack_a(const GemmProblem *g, int i0, int mc, int p0, int kc, int mr,
                     for (int off = 0; off < kc * 4; off += 64) __builtin_prefetch(next + off, 0, 3);
                 }
             }
-            for (int i = 0; i < m; i++) {
-                const float *src = g->a + (int64_t)(i0 + ir + i) * g->lda + p0;
-                if (g->alpha == 1.0f)
-                    for (int p = 0; p < kc; p++) d[p * mr + i] = src[p];
-                else
-                    for (int p = 0; p < kc; p++) d[p * mr + i] = g->alpha * src[p];
+            // 16 columns (one cache line of each row) at a time: a row's line is read in one go,
+            // so rows that alias in L1 (lda a multiple of 1024 floats) do not evict each other,
+            // and the stores stay within 16 * mr floats.
+            const float *src = g->a + (int64_t)(i0 + ir) * g->lda + p0;
+            const int64_t lda = g->lda;
+            const float alpha = g->alpha;
+            for (int pb = 0; pb < kc; pb += 16) {
+                int pn = kc - pb < 16 ? kc - pb : 16;
+                for (int i = 0; i < m; i++) {
+                    const float *row = src + i * lda + pb;
+                    float *out = d + (size_t)pb * mr + i;
+                    if (alpha == 1.0f)
+                        for (int q = 0; q < pn; q++) out[q * mr] = row[q];
+                    else
+                        for (int q = 0; q < pn; q++) out[q * mr] = alpha * row[q];
+                }
             }
         } else {
             // A is K x M: for each p the mr values are contiguous.
@@ -93,27 +103,45 @@ static void pack_a(const GemmProblem *g, int i0, int mc, int p0, int kc, int mr,
     }
 }
 
+// Copies n floats in fixed 8-float chunks (vector moves, not a libc call per
+// micro-panel row) and zero-fills up to `width`.
+static inline void copy_pad(float *dst, const float *src, int n, int width) {
+    int t = 0;
+    for (; t + 8 <= n; t += 8) memcpy(dst + t, src + t, 8 * sizeof(float));
+    for (; t < n; t++) dst[t] = src[t];
+    for (; t < width; t++) dst[t] = 0.0f;
+}
+
 // B panel rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into micro-panels of nr columns.
 static void pack_b_plain(const GemmProblem *g, int p0, int kc, int j0, int nc, int nr, float *dst) {
+    if (!g->trans_b) {
+        // Row by row, so that each source row is read in one contiguous sweep (rows are ldb apart:
+        // walking one micro-panel down the rows would miss cache on every row).
+        for (int p = 0; p < kc; p++) {
+            const float *src = g->b + (int64_t)(p0 + p) * g->ldb + j0;
+            for (int jr = 0; jr < nc; jr += nr) {
+                int n = nc - jr < nr ? nc - jr : nr;
+                copy_pad(dst + (size_t)jr * kc + (size_t)p * nr, src + jr, n, nr);
+            }
+        }
+        return;
+    }
+    // B stored N x K (e.g. nn.Linear weights): column j of op(B) is row j of b. As in pack_a,
+    // 16 columns of p (one cache line of each source row) at a time.
     for (int jr = 0; jr < nc; jr += nr) {
         int n = nc - jr < nr ? nc - jr : nr;
         float *d = dst + (size_t)jr * kc;
-        if (!g->trans_b) {
-            for (int p = 0; p < kc; p++) {
-                const float *src = g->b + (int64_t)(p0 + p) * g->ldb + j0 + jr;
-                float *dp = d + (size_t)p * nr;
-                memcpy(dp, src, (size_t)n * sizeof(float));
-                for (int j = n; j < nr; j++) dp[j] = 0.0f;
-            }
-        } else {
-            // B stored N x K (e.g. nn.Linear weights): column j of op(B) is row j of b.
+        const float *src = g->b + (int64_t)(j0 + jr) * g->ldb + p0;
+        for (int pb = 0; pb < kc; pb += 16) {
+            int pn = kc - pb < 16 ? kc - pb : 16;
             for (int j = 0; j < n; j++) {
-                const float *src = g->b + (int64_t)(j0 + jr + j) * g->ldb + p0;
-                for (int p = 0; p < kc; p++) d[(size_t)p * nr + j] = src[p];
+                const float *row = src + (int64_t)j * g->ldb + pb;
+                float *out = d + (size_t)pb * nr + j;
+                for (int q = 0; q < pn; q++) out[q * nr] = row[q];
             }
-            for (int j = n; j < nr; j++)
-                for (int p = 0; p < kc; p++) d[(size_t)p * nr + j] = 0.0f;
         }
+        for (int j = n; j < nr; j++)
+            for (int p = 0; p < kc; p++) d[(size_t)p * nr + j] = 0.0f;
     }
 }
 

@@ -129,7 +129,7 @@ AVX512_FUNC static void softmax_step_avx512(float *s, int rows, float *m, float 
     }
 }
 
-static const GemmKernelInfo k_avx512 = {"avx512", MR, NR, 336, 256, 4096, micro_avx512, softmax_step_avx512};
+static const GemmKernelInfo k_avx512 = {"avx512", MR, NR, 168, 384, 4096, micro_avx512, softmax_step_avx512};
 
 const GemmKernelInfo *gemm_kernel_avx512(void) { return &k_avx512; }
 
