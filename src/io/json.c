@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/file.h"
 
 typedef struct {
     const char *text;
@@ -288,18 +289,10 @@ int json_parse(const char *text, size_t len, const char *source, JsonValue *out)
 
 int json_parse_file(const char *path, JsonValue *out) {
     memset(out, 0, sizeof(*out));
-    FILE *f = fopen(path, "rb");
-    if (!f) return sd_errorf("%s: cannot open: %s", path, strerror(errno));
-    if (fseek(f, 0, SEEK_END) != 0) { fclose(f); return sd_errorf("%s: cannot seek", path); }
-    long size = ftell(f);
-    if (size < 0 || size > (256L << 20)) { fclose(f); return sd_errorf("%s: JSON file too large or unreadable", path); }
-    rewind(f);
-    char *buf = (char *)malloc((size_t)size + 1);
-    if (!buf) { fclose(f); return sd_errorf("%s: out of memory", path); }
-    size_t got = fread(buf, 1, (size_t)size, f);
-    fclose(f);
-    if (got != (size_t)size) { free(buf); return sd_errorf("%s: short read", path); }
-    int rc = json_parse(buf, (size_t)size, path, out);
+    uint8_t *buf;
+    size_t n;
+    if (read_whole_file(path, &buf, &n, (size_t)256 << 20)) return SD_FAIL;
+    int rc = json_parse((const char *)buf, n, path, out);
     free(buf);
     return rc;
 }

@@ -5,6 +5,7 @@
 // {'descr': '<f4', 'fortran_order': False, 'shape': (101, 100, 1), }
 // padded with spaces and ended by '\n', then the raw array bytes.
 #include "io/npy.h"
+#include "io/file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -274,22 +275,10 @@ void npy_free(NpyArray *arr) {
 
 int npy_read(const char *path, NpyArray *arr) {
     memset(arr, 0, sizeof(*arr));
-    FILE *f = fopen(path, "rb");
-    if (!f) return sd_errorf("cannot open %s", path);
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return sd_errorf("%s: cannot determine file size", path);
-    }
-    uint8_t *buf = (uint8_t *)malloc(n > 0 ? (size_t)n : 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return sd_errorf("%s: cannot read %ld bytes", path, n);
-    }
-    fclose(f);
-    int rc = npy_parse(buf, (size_t)n, arr);
+    uint8_t *buf;
+    size_t n;
+    if (read_whole_file(path, &buf, &n, 0)) return SD_FAIL;
+    int rc = npy_parse(buf, n, arr);
     free(buf);
     if (rc) return sd_error_context("file %s", path);
     return 0;

@@ -7,6 +7,7 @@
 // per Adam7 pass when interlaced. Each row is un-filtered against the row
 // above it (same pass) and the bytes one pixel to the left.
 #include "io/png.h"
+#include "io/file.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -346,34 +347,11 @@ void png_free(PngImage *img) {
     img->pixels = NULL;
 }
 
-static int read_whole_file(const char *path, uint8_t **data, size_t *len) {
-    *data = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return sd_errorf("cannot open %s", path);
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return sd_errorf("%s: cannot determine file size", path);
-    }
-    uint8_t *buf = (uint8_t *)malloc(n > 0 ? (size_t)n : 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return sd_errorf("%s: cannot read %ld bytes", path, n);
-    }
-    fclose(f);
-    *data = buf;
-    *len = (size_t)n;
-    return 0;
-}
-
 int png_read(const char *path, PngImage *img) {
     uint8_t *buf;
     size_t len;
     memset(img, 0, sizeof(*img));
-    if (read_whole_file(path, &buf, &len)) return -1;
+    if (read_whole_file(path, &buf, &len, 0)) return -1;
     int rc = png_decode(buf, len, img);
     free(buf);
     if (rc) return sd_error_context("file %s", path);

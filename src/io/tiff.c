@@ -8,6 +8,7 @@
 // samples in host byte order, undo the predictor row by row, then copy the part
 // inside the image into the (bands, H, W) output.
 #include "io/tiff.h"
+#include "io/file.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -567,22 +568,10 @@ void tiff_free(TiffImage *img) {
 
 int tiff_read(const char *path, TiffImage *img) {
     memset(img, 0, sizeof(*img));
-    FILE *f = fopen(path, "rb");
-    if (!f) return sd_errorf("cannot open %s", path);
-    long n = -1;
-    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
-    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
-        fclose(f);
-        return sd_errorf("%s: cannot determine file size", path);
-    }
-    uint8_t *buf = (uint8_t *)malloc(n > 0 ? (size_t)n : 1);
-    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
-        free(buf);
-        fclose(f);
-        return sd_errorf("%s: cannot read %ld bytes", path, n);
-    }
-    fclose(f);
-    int rc = tiff_decode(buf, (size_t)n, img);
+    uint8_t *buf;
+    size_t n;
+    if (read_whole_file(path, &buf, &n, 0)) return SD_FAIL;
+    int rc = tiff_decode(buf, n, img);
     free(buf);
     if (rc) return sd_error_context("file %s", path);
     return 0;

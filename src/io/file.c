@@ -1,0 +1,35 @@
+#include "io/file.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/error.h"
+
+int read_whole_file(const char *path, uint8_t **data, size_t *len, size_t max_bytes) {
+    *data = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return sd_errorf("%s: cannot open: %s", path, strerror(errno));
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0) n = ftell(f);
+    if (n < 0 || fseek(f, 0, SEEK_SET) != 0) {
+        fclose(f);
+        return sd_errorf("%s: cannot determine the file size", path);
+    }
+    if (max_bytes && (size_t)n > max_bytes) {
+        fclose(f);
+        return sd_errorf("%s: %ld bytes, more than the %zu this reader accepts", path, n, max_bytes);
+    }
+    uint8_t *buf = (uint8_t *)malloc(n > 0 ? (size_t)n + 1 : 1);  // +1: room for a NUL (text readers)
+    if (!buf || fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        fclose(f);
+        return sd_errorf("%s: cannot read %ld bytes", path, n);
+    }
+    fclose(f);
+    *data = buf;
+    *len = (size_t)n;
+    return 0;
+}

@@ -1,0 +1,12 @@
+// Whole-file reading shared by the decoders (PNG, NPY, TIFF, JSON).
+#ifndef SD_FILE_H
+#define SD_FILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Reads the whole file into a malloc'd buffer (*data, *len bytes). Files over
+// max_bytes are refused (0: no limit). Messages start with the path.
+int read_whole_file(const char *path, uint8_t **data, size_t *len, size_t max_bytes);
+
+#endif
