@@ -64,6 +64,20 @@ int feature_layout_from_json(FeatureLayout *fl, const JsonValue *fd, const JsonV
     return 0;
 }
 
+int feature_layout_from_strings(FeatureLayout *fl, const char *feature_dims_json, const char *save_timesteps_json) {
+    if (!feature_dims_json || !save_timesteps_json) return sd_errorf("feature layout: feature_dims or save_timesteps missing");
+    JsonValue fd, ts;
+    if (json_parse(feature_dims_json, strlen(feature_dims_json), "feature_dims", &fd)) return SD_FAIL;
+    if (json_parse(save_timesteps_json, strlen(save_timesteps_json), "save_timesteps", &ts)) {
+        json_free(&fd);
+        return SD_FAIL;
+    }
+    int rc = feature_layout_from_json(fl, &fd, &ts);
+    json_free(&fd);
+    json_free(&ts);
+    return rc;
+}
+
 int feature_layout_total_streams(const FeatureLayout *fl) {
     int n = 0;
     for (int s = 0; s < fl->num_scales; s++) n += fl->num_streams[s];
@@ -121,6 +135,13 @@ int fuser_config_from_json(FuserConfig *c, const JsonValue *j) {
         return SD_FAIL;
     c->gating_temperature = (float)temp;
     c->moe_global_step = (int64_t)step;
+    const char *counter = NULL;
+    if (json_get_string(j, "moe_counter", NULL, &counter)) return SD_FAIL;
+    if (counter) {
+        if (strcmp(counter, "calls") == 0) c->moe_count_train_steps = 0;
+        else if (strcmp(counter, "train_steps") == 0) c->moe_count_train_steps = 1;
+        else return sd_errorf("moe_counter '%s': expected \"calls\" (released) or \"train_steps\" (corrected)", counter);
+    }
     return 0;
 }
 

@@ -48,6 +48,8 @@ typedef struct {
 
 // feature_dims: {"<width>": [c, ...], ...}; save_timesteps: [47, 45, 40].
 int feature_layout_from_json(FeatureLayout *fl, const JsonValue *feature_dims, const JsonValue *save_timesteps);
+// The same from the JSON texts a feature file's metadata holds ("feature_dims", "save_timesteps").
+int feature_layout_from_strings(FeatureLayout *fl, const char *feature_dims_json, const char *save_timesteps_json);
 int feature_layout_total_streams(const FeatureLayout *fl);
 // Index of stream l of scale s among all streams (get_bottleneck_index).
 int feature_layout_stream_index(const FeatureLayout *fl, int s, int l);
@@ -65,6 +67,9 @@ typedef struct {
     int lw_advance_channels;   // lw: 0 = released code (start_channel never advances), 1 = corrected
     int num_experts, top_k, warmup_steps;  // moe
     int64_t moe_global_step;   // moe: every scale's call counter at construction (non-persistent)
+    int moe_count_train_steps; // moe: 0 = released ("calls": +1 per call, once per timestep, in evaluation
+                               // too; not saved); 1 = corrected ("train_steps": +1 per training forward,
+                               // top-k from warmup_steps training steps on; saved with the weights)
     int single_stream;         // single: stream index inside each scale (clamped to the scale's count)
     int single_timestep;       // single: the timestep used (-1: the largest)
 } FuserConfig;
@@ -116,6 +121,7 @@ typedef struct {
     ConvLayer gate_conv;     // "scale_moes.<s>.gate_network.0": 3x3 pad 1, C_s -> E, bias
     Param *temperature;      // "scale_moes.<s>.temperature" (scalar)
     int64_t global_step;     // the call counter (a non-persistent buffer: not saved)
+    int count_train_steps;   // the corrected counter (see FuserConfig)
 } MoEScale;
 
 typedef struct {

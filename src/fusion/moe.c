@@ -13,8 +13,12 @@
 //
 // The counter is a non-persistent buffer in the original: it is not saved with
 // the weights, every scale has its own, and it starts from the configured
-// value (0 in a fresh model). The load-balancing term of the original is
-// computed there but never reaches the loss; it is not computed here.
+// value (0 in a fresh model). It counts calls, i.e. T per forward, evaluation
+// forwards included: warmup_steps 300 with 3 timesteps ends after 100 forward
+// passes. moe_counter "train_steps" (corrected) counts training forwards only
+// (+1 after each), uses top-k once warmup_steps of them are done, and is saved
+// with the weights. The load-balancing term of the original is computed there
+// but never reaches the loss; it is not computed here.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +41,7 @@ int moe_init(MoEFuser *m, const FeatureLayout *fl, const FuserConfig *cfg, Param
         ms->top_k = cfg->top_k;
         ms->warmup_steps = cfg->warmup_steps;
         ms->global_step = cfg->moe_global_step;
+        ms->count_train_steps = cfg->moe_count_train_steps;
         char prefix[96];
         snprintf(prefix, sizeof(prefix), "scale_moes.%d.temperature", s);
         ms->temperature = params_add(ps, PARAM_WEIGHT, cfg->gating_temperature, 0, NULL, "%s", prefix);
@@ -98,7 +103,7 @@ static int moe_call(MoEFuser *m, MoEScale *ms, MoECall *cl, MoEExpertRun *runs, 
     float temp = ms->temperature->data[0];
     for (int i = 0; i < B * E; i++) probs[i] = logits[i] / temp;  // z, softmax'd below (kept tempered for top-k)
     // the counter: with torch.no_grad(): global_step += 1; then in_warmup = global_step < warmup_steps
-    ms->global_step += 1;
+    if (!ms->count_train_steps) ms->global_step += 1;
     cl->step = ms->global_step;
     cl->topk_active = !(ms->global_step < ms->warmup_steps);
     if (cl->topk_active) {
@@ -178,6 +183,7 @@ int moe_forward(MoEFuser *m, const FeatureLayout *fl, const FusionInput *in, FBu
             else add_inplace(acc, out, n_out);
         }
         for (int64_t i = 0; i < n_out; i++) acc[i] /= (float)T;
+        if (ms->count_train_steps && training) ms->global_step += 1;  // corrected: one per training step
     }
     return 0;
 }

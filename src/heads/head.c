@@ -140,9 +140,11 @@ char *head_config_to_json(const HeadConfig *c) {
         c->projection_dim, f->projection_dim, c->num_classes, f->num_norm_groups, f->num_res_blocks,
         (double)f->gating_temperature);
     put(&t, "  \"lw_advance_channels\": %s,\n  \"num_experts\": %d,\n  \"top_k\": %d,\n  \"warmup_steps\": %d,\n"
-            "  \"moe_global_step\": %lld,\n  \"single_stream\": %d,\n  \"single_timestep\": %d",
+            "  \"moe_global_step\": %lld,\n  \"moe_counter\": \"%s\",\n  \"single_stream\": %d,\n"
+            "  \"single_timestep\": %d",
         f->lw_advance_channels ? "true" : "false", f->num_experts, f->top_k, f->warmup_steps,
-        (long long)f->moe_global_step, f->single_stream, f->single_timestep);
+        (long long)f->moe_global_step, f->moe_count_train_steps ? "train_steps" : "calls", f->single_stream,
+        f->single_timestep);
     if (c->task == TASK_SEGMENTATION) {
         put(&t, ",\n  \"output_shape\": [%d, %d],\n  \"channels\": %d,\n  \"pool_scales\": [", c->output_h, c->output_w,
             c->channels);
@@ -190,18 +192,45 @@ void head_model_free(HeadModel *m) {
 
 int head_model_load_st(HeadModel *m, const SafeTensors *st) {
     if (params_load(&m->params, st, 1)) return SD_FAIL;
-    // the MoE call counter is not in a state_dict: it stays at its configured start value
+    // The MoE counter is not in a state_dict: released behaviour, it stays at its
+    // configured start value; corrected ("train_steps"), it comes back from the
+    // file's metadata when the file has it.
+    const char *steps = st_metadata(st, "moe_global_step");
+    MoEFuser *moe = &m->fuser.moe;
+    if (m->cfg.fuser.kind == FUSER_MOE && m->cfg.fuser.moe_count_train_steps && steps) {
+        const char *p = steps;
+        for (int s = 0; s < moe->num_scales; s++) {
+            char *end;
+            long long v = strtoll(p, &end, 10);
+            if (end == p) return sd_errorf("%s: metadata moe_global_step '%s': expected %d integers", st->path, steps,
+                                           moe->num_scales);
+            moe->scales[s].global_step = v;
+            p = *end == ',' ? end + 1 : end;
+        }
+    }
     return 0;
 }
 
-int head_model_load(HeadModel *m, const char *path) { return params_load_file(&m->params, path, 1); }
+int head_model_load(HeadModel *m, const char *path) {
+    SafeTensors st;
+    if (st_open(&st, path)) return SD_FAIL;
+    int rc = head_model_load_st(m, &st);
+    st_close(&st);
+    return rc;
+}
 
 int head_model_save(const HeadModel *m, const char *path) {
     char *cfg = head_config_to_json(&m->cfg);
     if (!cfg) return SD_FAIL;
-    const char *keys[2] = {"format", "head_config"};
-    const char *values[2] = {"satdifuser-head", cfg};
-    int rc = params_save(&m->params, path, keys, values, 2);
+    // the MoE counters go to the metadata (PyTorch's strict load_state_dict would refuse them as tensors)
+    char steps[FUSION_MAX_SCALES * 24] = "";
+    size_t n = 0;
+    for (int s = 0; m->cfg.fuser.kind == FUSER_MOE && s < m->fuser.moe.num_scales; s++)
+        n += (size_t)snprintf(steps + n, sizeof(steps) - n, s ? ",%lld" : "%lld",
+                              (long long)m->fuser.moe.scales[s].global_step);
+    const char *keys[3] = {"format", "head_config", "moe_global_step"};
+    const char *values[3] = {"satdifuser-head", cfg, steps};
+    int rc = params_save(&m->params, path, keys, values, m->cfg.fuser.kind == FUSER_MOE ? 3 : 2);
     free(cfg);
     return rc;
 }

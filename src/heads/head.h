@@ -10,7 +10,7 @@
 //    "projection_dim": 384, "num_classes": N, "num_norm_groups": 32, "num_res_blocks": 1,
 //    lw: "gating_tempature", "lw_advance_channels";
 //    moe: "num_experts", "top_k", "warmup_steps" (300 classifiers / 500 segmenters), "gating_tempature",
-//         "moe_global_step";
+//         "moe_global_step", "moe_counter" ("calls": released, "train_steps": corrected, see fusion/moe.c);
 //    segmentation: "output_shape": [H, W], "channels" (512), "pool_scales" ([1,2,3,6]), "rescales" ([1,1,1,1]),
 //         "align_corners" (false), "dropout" (0.1);
 //    "fuser_projection_dim": see below}
