@@ -9,7 +9,7 @@ Slovenia, and LULC.npy, the patch's land-use/land-cover mask; a copy lives in
 Demo task: 4-class segmentation, 32x32 chips on a 3x3 grid of the 3 clear
 scenes (2, 3, 4) = 27 images; scenes 2 and 3 train, scene 4 split val/test.
 Images: NPY (4, 32, 32) float32 reflectance, bands B02, B03, B04, B08 (so the
-demo's --bands 2,1,0 picks R, G, B). Masks: 8-bit gray PNG, classes
+demo's 1-based --bands 3,2,1 picks R, G, B). Masks: 8-bit gray PNG, classes
 0 forest, 1 grassland, 2 shrubland, 3 other (cultivated land, artificial
 surface); eo-learn's "no data" (0) becomes 255 = ignored.
 
