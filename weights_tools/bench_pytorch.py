@@ -3,7 +3,8 @@
 tests/bench_kernels.c and writes build/bench_pytorch.json, which `make bench`
 reads to print C/PyTorch ratios. Op names must match the C bench's.
 
-    python3 weights_tools/bench_pytorch.py [--threads 2] [--out build/bench_pytorch.json] [--quick]
+    /usr/bin/python3 weights_tools/bench_pytorch.py [--threads 2] [--out build/bench_pytorch.json] [--quick]
+        [--openblas-coretype SkylakeX]
 
 GEMMs go through torch.mm / F.linear (the system BLAS: see "blas" in the JSON,
 from torch.__config__.show() and the libblas alternative), convolutions through
@@ -21,7 +22,7 @@ import time
 def best_time(fn, min_total):
     fn()
     best, total, reps = 1e30, 0.0, 0
-    while reps < 3 or total < min_total:
+    while reps < 5 or total < min_total:
         t0 = time.perf_counter()
         fn()
         t = time.perf_counter() - t0
@@ -70,7 +71,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="build/bench_pytorch.json")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--openblas-coretype", default=None,
+                    help="set OPENBLAS_CORETYPE before torch loads OpenBLAS (e.g. SkylakeX: its AVX-512 kernels)")
     args = ap.parse_args()
+    if args.openblas_coretype:
+        os.environ["OPENBLAS_CORETYPE"] = args.openblas_coretype
     try:
         import torch
         import torch.nn.functional as F
@@ -79,7 +84,7 @@ def main():
         return 1
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    min_total = 0.1 if args.quick else 0.5
+    min_total = 0.2 if args.quick else 1.0
     ops = {}
 
     def record(name, seconds, flops):

@@ -205,7 +205,7 @@ int attention_forward(const float *q, const float *k, const float *v, float *out
         base = heap = (float *)p;
     }
 
-#pragma omp parallel for num_threads(threads) schedule(static, 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1)
     for (int item = 0; item < items; item++) {
         int tid = 0;
 #ifdef _OPENMP

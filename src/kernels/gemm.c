@@ -4,10 +4,11 @@
 //       for ic over M in steps of mc:          A block  mc x kc   (L2), pack it
 //         for jr over nc in steps of nr:       B micro-panel kc x nr (L1)
 //           for ir over mc in steps of mr:     micro-kernel: mr x nr tile of C in registers
-// Only the micro-kernel (gemm_<isa>.c) differs between ISAs. Threads own a
-// static grid of C blocks; each C element is summed over k in the same order
-// (micro-panel by micro-panel, p increasing) whatever the grid, so the bits do
-// not depend on the thread count.
+// Only the micro-kernel (gemm_<isa>.c) differs between ISAs. C is cut into a
+// grid of blocks (about two per thread) that the threads take in turn; each C
+// element is summed over k in the same order (kc block by kc block, p
+// increasing) whatever the grid and whichever thread, so the bits do not
+// depend on the thread count.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,22 +230,30 @@ static void gemm_unblocked(const GemmProblem *g) {
     }
 }
 
-// Splits the threads into a tm x tn grid over C: the least padded work plus packing per thread.
+// Splits C into a tm x tn grid of blocks for `threads` threads: the least padded work plus
+// packing per thread. Twice as many blocks as threads are preferred when they cost about
+// the same, so that a thread slowed down by another process hands blocks to the others.
 static void choose_grid(int M, int N, int K, int threads, int mr, int nr, int *tm_out, int *tn_out) {
     double best = 0.0;
-    int bm = 1, bn = threads;
+    int bm = 1, bn = threads, found = 0;
     int panels_m = (M + mr - 1) / mr, panels_n = (N + nr - 1) / nr;
-    for (int tm = 1; tm <= threads; tm++) {
-        if (threads % tm) continue;
-        int tn = threads / tm;
-        double rows = (double)((panels_m + tm - 1) / tm) * mr;
-        double cols = (double)((panels_n + tn - 1) / tn) * nr;
-        // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1/2 cycle
-        double cost = rows * cols * K / 32.0 + (rows + cols) * K * 0.5;
-        if (tm == 1 || cost < best) {
-            best = cost;
-            bm = tm;
-            bn = tn;
+    for (int per_thread = 2; per_thread >= 1; per_thread--) {
+        int blocks = threads * per_thread;
+        for (int tm = 1; tm <= blocks; tm++) {
+            if (blocks % tm) continue;
+            int tn = blocks / tm;
+            if (tm > panels_m || tn > panels_n) continue;
+            double rows = (double)((panels_m + tm - 1) / tm) * mr;
+            double cols = (double)((panels_n + tn - 1) / tn) * nr;
+            // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle
+            double cost = per_thread * (rows * cols * K / 32.0 + (rows + cols) * K);
+            if (per_thread == 2) cost *= 0.97;
+            if (!found || cost < best) {
+                best = cost;
+                bm = tm;
+                bn = tn;
+                found = 1;
+            }
         }
     }
     *tm_out = bm;
@@ -284,18 +293,23 @@ void gemm_run(const GemmProblem *g) {
         return;
     }
 #ifdef _OPENMP
+    // Blocks are handed out dynamically: each C element is still computed by one thread in the
+    // same order (the blocking does not depend on the thread), so the bits do not change.
+    int tm, tn;
+    choose_grid(g->M, g->N, g->K, threads, ki->mr, ki->nr, &tm, &tn);
+    const int panels_m = (g->M + ki->mr - 1) / ki->mr, panels_n = (g->N + ki->nr - 1) / ki->nr;
 #pragma omp parallel num_threads(threads)
     {
-        int nt = omp_get_num_threads(), tid = omp_get_thread_num();
-        int tm, tn;
-        choose_grid(g->M, g->N, g->K, nt, ki->mr, ki->nr, &tm, &tn);
-        int ti = tid / tn, tj = tid % tn;
-        int panels_m = (g->M + ki->mr - 1) / ki->mr, panels_n = (g->N + ki->nr - 1) / ki->nr;
-        int m0 = (int)((int64_t)panels_m * ti / tm) * ki->mr, m1 = (int)((int64_t)panels_m * (ti + 1) / tm) * ki->mr;
-        int n0 = (int)((int64_t)panels_n * tj / tn) * ki->nr, n1 = (int)((int64_t)panels_n * (tj + 1) / tn) * ki->nr;
-        if (m1 > g->M) m1 = g->M;
-        if (n1 > g->N) n1 = g->N;
-        if (m0 < m1 && n0 < n1) gemm_block(g, ki, m0, m1, n0, n1, g_pool[tid], g_pool[tid] + a_floats);
+        int tid = omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1)
+        for (int blk = 0; blk < tm * tn; blk++) {
+            int ti = blk / tn, tj = blk % tn;
+            int m0 = (int)((int64_t)panels_m * ti / tm) * ki->mr, m1 = (int)((int64_t)panels_m * (ti + 1) / tm) * ki->mr;
+            int n0 = (int)((int64_t)panels_n * tj / tn) * ki->nr, n1 = (int)((int64_t)panels_n * (tj + 1) / tn) * ki->nr;
+            if (m1 > g->M) m1 = g->M;
+            if (n1 > g->N) n1 = g->N;
+            if (m0 < m1 && n0 < n1) gemm_block(g, ki, m0, m1, n0, n1, g_pool[tid], g_pool[tid] + a_floats);
+        }
     }
 #endif
 }
