@@ -178,6 +178,12 @@ static void test_gw(void) {
         }
     }
     CHECK(max_abs_diff(ref, su.m.fuser.fused[0].data, 2 * 8 * 16) < 1e-6, "gw scale 0 by hand");
+    su.in.C[1] = 5;
+    CHECK(head_model_forward(&su.m, &su.in) != 0 && strstr(sd_last_error(), "4"), "channel mismatch refused: %s",
+          sd_last_error());
+    su.in.C[1] = 0;
+    su.in.W[1] = 3;
+    CHECK(head_model_forward(&su.m, &su.in) != 0, "width mismatch refused");
     teardown(&su);
 }
 

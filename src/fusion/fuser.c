@@ -180,6 +180,9 @@ int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep, Arena
         if (in->W[s] != fl->width[s] || in->H[s] < 1)
             return sd_errorf("fusion: scale %d is %dx%d, the layout (feature_dims) says width %d", s, in->H[s], in->W[s],
                              fl->width[s]);
+        if (in->C[s] && in->C[s] != fl->scale_channels[s])
+            return sd_errorf("fusion: scale %d (width %d) has %d channels, the layout (feature_dims) says %d", s,
+                             fl->width[s], in->C[s], fl->scale_channels[s]);
         for (int i = 0; i < fl->num_timesteps; i++)
             if (!in->feat[i][s]) return sd_errorf("fusion: no features for timestep %d scale %d", fl->timesteps[i], s);
         if (!fbuf(&f->fused[s], (size_t)in->B * f->cfg.projection_dim * in->H[s] * in->W[s])) return SD_FAIL;

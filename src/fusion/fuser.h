@@ -84,6 +84,7 @@ int fuser_config_from_json(FuserConfig *c, const JsonValue *j);
 typedef struct {
     int B;
     int H[FUSION_MAX_SCALES], W[FUSION_MAX_SCALES];
+    int C[FUSION_MAX_SCALES];  // channels of each scale's tensors, checked against the layout (0: not checked)
     // [position in save_timesteps][scale]: (B, C_s, H_s, W_s), contiguous
     const float *feat[FUSION_MAX_TIMESTEPS][FUSION_MAX_SCALES];
 } FusionInput;

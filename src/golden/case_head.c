@@ -142,6 +142,7 @@ static int golden_head_inputs(GoldenCase *gc, const FeatureLayout *fl, FusionInp
             in->B = t->shape[0];
             in->H[s] = t->shape[2];
             in->W[s] = t->shape[3];
+            in->C[s] = t->shape[1];
             in->feat[i][s] = t->data;
         }
     return 0;
