@@ -141,6 +141,24 @@ static void test_gemm_threads(const char *isa) {
     }
 }
 
+// sgemm called from inside a parallel region (each thread its own product) runs on the calling
+// thread with its own workspace and gives the same bits as a top-level call.
+static void test_gemm_nested(const char *isa) {
+    int M = 90, N = 130, K = 400;
+    float *A = rand_buf((size_t)M * K, 51), *B = rand_buf((size_t)K * N, 52);
+    float *R = malloc((size_t)M * N * sizeof(float)), *C = malloc(4 * (size_t)M * N * sizeof(float));
+    sgemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, R, N);
+    int same = 1;
+#pragma omp parallel for num_threads(2) schedule(static, 1)
+    for (int t = 0; t < 4; t++) sgemm(0, 0, M, N, K, 1.0f, A, K, B, N, 0.0f, C + (size_t)t * M * N, N);
+    for (int t = 0; t < 4; t++) same &= memcmp(R, C + (size_t)t * M * N, (size_t)M * N * sizeof(float)) == 0;
+    CHECK(same, "%s sgemm inside a parallel region differs from the top-level call", isa);
+    free(A);
+    free(B);
+    free(R);
+    free(C);
+}
+
 // ---- Convolution ----------------------------------------------------------------
 
 static void ref_conv(const float *x, int N, int Cin, int H, int W, const float *w, const float *bias, int Cout,
@@ -312,6 +330,7 @@ int main(void) {
         tested++;
         test_gemm(isa);
         test_gemm_threads(isa);
+        test_gemm_nested(isa);
         test_conv(isa, NULL);
         test_conv(isa, &arena);
         test_attention(isa, NULL);

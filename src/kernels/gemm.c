@@ -230,6 +230,7 @@ static void gemm_unblocked(const GemmProblem *g) {
     }
 }
 
+#ifdef _OPENMP
 // Splits C into a tm x tn grid of blocks for `threads` threads: the least padded work plus
 // packing per thread. Twice as many blocks as threads are preferred when they cost about
 // the same, so that a thread slowed down by another process hands blocks to the others.
@@ -259,6 +260,7 @@ static void choose_grid(int M, int N, int K, int threads, int mr, int nr, int *t
     *tm_out = bm;
     *tn_out = bn;
 }
+#endif
 
 void gemm_run(const GemmProblem *g) {
     if (g->M <= 0 || g->N <= 0) return;
