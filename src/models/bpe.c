@@ -9,27 +9,12 @@
 
 #include "core/error.h"
 #include "io/json.h"
+#include "models/ftfy.h"
+#include "models/unicode.h"
 #include "models/unicode_tables.h"
 
 // ---------------------------------------------------------------------------
-// Growable buffers of code points and of ints.
-typedef struct {
-    uint32_t *v;
-    int n, cap;
-} CpBuf;
-
-static int cp_push(CpBuf *b, uint32_t cp) {
-    if (b->n == b->cap) {
-        int cap = b->cap ? b->cap * 2 : 64;
-        uint32_t *v = (uint32_t *)realloc(b->v, (size_t)cap * sizeof(uint32_t));
-        if (!v) return sd_errorf("tokenizer: out of memory");
-        b->v = v;
-        b->cap = cap;
-    }
-    b->v[b->n++] = cp;
-    return 0;
-}
-
+// A growable buffer of token ids.
 typedef struct {
     int *v;
     int n, cap;
@@ -116,217 +101,9 @@ static int map_put(BpeStrMap *m, const char *key, size_t n, int value) {
 }
 
 // ---------------------------------------------------------------------------
-// UTF-8, strictly as Python's bytes.decode("utf-8"): no overlong forms, no surrogates, <= U+10FFFF.
-// report: record a message on failure (else fail silently: ftfy's trial decodings).
-static int utf8_decode_impl(const unsigned char *s, size_t len, CpBuf *out, int report) {
-    size_t i = 0;
-    while (i < len) {
-        unsigned c = s[i];
-        int n = 0;
-        unsigned lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-        uint32_t cp;
-        if (c < 0x80) { n = 1; cp = c; }
-        else if (c >= 0xC2 && c <= 0xDF) { n = 2; cp = c & 0x1F; }
-        else if (c >= 0xE0 && c <= 0xEF) {
-            n = 3;
-            cp = c & 0x0F;
-            if (c == 0xE0) lo = 0xA0;  // overlong
-            if (c == 0xED) hi = 0x9F;  // surrogates
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            n = 4;
-            cp = c & 0x07;
-            if (c == 0xF0) lo = 0x90;  // overlong
-            if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
-        } else {
-            if (!report) return SD_FAIL;
-            return sd_errorf("text is not valid UTF-8: byte 0x%02X at offset %zu cannot start a character", c, i);
-        }
-        if (i + (size_t)n > len) {
-            if (!report) return SD_FAIL;
-            return sd_errorf("text is not valid UTF-8: character at offset %zu is cut off by the end of the text", i);
-        }
-        for (int k = 1; k < n; k++) {
-            unsigned b = s[i + (size_t)k];
-            unsigned bl = k == 1 ? lo : 0x80, bh = k == 1 ? hi : 0xBF;
-            if (b < bl || b > bh) {
-                if (!report) return SD_FAIL;
-                return sd_errorf("text is not valid UTF-8: byte 0x%02X at offset %zu is not a valid continuation "
-                                 "of the character at offset %zu", b, i + (size_t)k, i);
-            }
-            cp = (cp << 6) | (b & 0x3F);
-        }
-        if (cp_push(out, cp)) return SD_FAIL;
-        i += (size_t)n;
-    }
-    return 0;
-}
-
-static int utf8_decode(const unsigned char *s, size_t len, CpBuf *out) { return utf8_decode_impl(s, len, out, 1); }
-
-static size_t utf8_encode(uint32_t cp, char *out) {
-    if (cp < 0x80) { out[0] = (char)cp; return 1; }
-    if (cp < 0x800) { out[0] = (char)(0xC0 | (cp >> 6)); out[1] = (char)(0x80 | (cp & 0x3F)); return 2; }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-// ---------------------------------------------------------------------------
 // Unicode look-ups in the generated tables.
-static int uni_lookup(const UniBreak *t, int n, uint32_t cp) {
-    int lo = 0, hi = n - 1;  // t[0].start == 0
-    while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if (t[mid].start <= cp) lo = mid;
-        else hi = mid - 1;
-    }
-    return t[lo].value;
-}
-
 static int regex_class(uint32_t cp) { return uni_lookup(uni_regex_class, uni_regex_class_count, cp); }
 static int clean_class(uint32_t cp) { return uni_lookup(uni_clean_class, uni_clean_class_count, cp); }
-static int case_prop(uint32_t cp) { return uni_lookup(uni_case_prop, uni_case_prop_count, cp); }
-static int combining_class(uint32_t cp) { return uni_lookup(uni_ccc, uni_ccc_count, cp); }
-
-// str.lower() of one code point, for every code point but U+0130 and U+03A3 (handled by the caller).
-static uint32_t lower_simple(uint32_t cp) {
-    int lo = 0, hi = uni_lower_runs_count - 1;
-    if (cp < uni_lower_runs[0].start) return cp;
-    while (lo < hi) {
-        int mid = (lo + hi + 1) / 2;
-        if (uni_lower_runs[mid].start <= cp) lo = mid;
-        else hi = mid - 1;
-    }
-    const UniLowerRun *r = &uni_lower_runs[lo];
-    uint32_t off = cp - r->start;
-    if (off % r->stride == 0 && off / r->stride < r->count) return (uint32_t)((int32_t)cp + r->delta);
-    return cp;
-}
-
-// str.lower() of w[0..n), appended to out. U+0130 becomes "i" + U+0307; U+03A3 becomes final sigma
-// U+03C2 when a Cased character precedes it and none follows (Case_Ignorable ones skipped both ways).
-static int lower_append(const uint32_t *w, int n, CpBuf *out) {
-    for (int i = 0; i < n; i++) {
-        uint32_t cp = w[i];
-        if (cp == 0x130) {
-            if (cp_push(out, 'i') || cp_push(out, 0x307)) return SD_FAIL;
-            continue;
-        }
-        if (cp == 0x3A3) {
-            int j = i - 1;
-            while (j >= 0 && case_prop(w[j]) == UNI_CASE_IGNORABLE) j--;
-            int final = j >= 0 && case_prop(w[j]) == UNI_CASE_CASED;
-            if (final) {
-                j = i + 1;
-                while (j < n && case_prop(w[j]) == UNI_CASE_IGNORABLE) j++;
-                final = j == n || case_prop(w[j]) != UNI_CASE_CASED;
-            }
-            if (cp_push(out, final ? 0x3C2 : 0x3C3)) return SD_FAIL;
-            continue;
-        }
-        if (cp_push(out, lower_simple(cp))) return SD_FAIL;
-    }
-    return 0;
-}
-
-// ---------------------------------------------------------------------------
-// NFC: full canonical decomposition, canonical ordering, canonical composition (UAX #15).
-#define HANGUL_S 0xAC00u
-#define HANGUL_L 0x1100u
-#define HANGUL_V 0x1161u
-#define HANGUL_T 0x11A7u
-#define HANGUL_SCOUNT 11172u
-
-static const UniDecomp *find_decomp(uint32_t cp) {
-    int lo = 0, hi = uni_decomp_count - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        if (uni_decomp[mid].cp == cp) return &uni_decomp[mid];
-        if (uni_decomp[mid].cp < cp) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return NULL;
-}
-
-static int decompose(uint32_t cp, CpBuf *out, int depth) {
-    if (cp >= HANGUL_S && cp < HANGUL_S + HANGUL_SCOUNT) {
-        uint32_t s = cp - HANGUL_S, t = s % 28;
-        if (cp_push(out, HANGUL_L + s / 588) || cp_push(out, HANGUL_V + (s % 588) / 28)) return SD_FAIL;
-        return t ? cp_push(out, HANGUL_T + t) : 0;
-    }
-    const UniDecomp *d = depth < 8 ? find_decomp(cp) : NULL;
-    if (!d) return cp_push(out, cp);
-    if (decompose(d->first, out, depth + 1)) return SD_FAIL;
-    return d->second ? decompose(d->second, out, depth + 1) : 0;
-}
-
-static int cmp_composition(const void *a, const void *b) {
-    const BpeComposition *x = (const BpeComposition *)a, *y = (const BpeComposition *)b;
-    if (x->first != y->first) return x->first < y->first ? -1 : 1;
-    if (x->second != y->second) return x->second < y->second ? -1 : 1;
-    return 0;
-}
-
-// The primary composite of first + second, or 0.
-static uint32_t compose_pair(const ClipTokenizer *tok, uint32_t first, uint32_t second) {
-    if (first >= HANGUL_L && first < HANGUL_L + 19 && second >= HANGUL_V && second < HANGUL_V + 21)
-        return HANGUL_S + ((first - HANGUL_L) * 21 + (second - HANGUL_V)) * 28;
-    if (first >= HANGUL_S && first < HANGUL_S + HANGUL_SCOUNT && (first - HANGUL_S) % 28 == 0 && second > HANGUL_T &&
-        second < HANGUL_T + 28)
-        return first + (second - HANGUL_T);
-    BpeComposition key = {first, second, 0};
-    const BpeComposition *c = (const BpeComposition *)bsearch(&key, tok->compositions, (size_t)tok->n_compositions,
-                                                               sizeof(BpeComposition), cmp_composition);
-    return c ? c->composite : 0;
-}
-
-// In place on b. tmp is scratch.
-static int nfc(const ClipTokenizer *tok, CpBuf *b, CpBuf *tmp) {
-    tmp->n = 0;
-    for (int i = 0; i < b->n; i++)
-        if (decompose(b->v[i], tmp, 0)) return SD_FAIL;
-    // Canonical ordering: a stable insertion sort of each run of non-starters by combining class.
-    uint32_t *s = tmp->v;
-    int n = tmp->n;
-    for (int i = 1; i < n; i++) {
-        int ci = combining_class(s[i]);
-        if (ci == 0) continue;
-        int j = i;
-        while (j > 0 && combining_class(s[j - 1]) > ci) {
-            uint32_t t = s[j];
-            s[j] = s[j - 1];
-            s[j - 1] = t;
-            j--;
-        }
-    }
-    // Composition: a character joins the last starter unless a character of equal or higher class
-    // stands between them (last_class: class of the last character kept; 0 means it is the starter).
-    b->n = 0;
-    int starter = -1, last_class = 0;
-    for (int i = 0; i < n; i++) {
-        uint32_t ch = s[i];
-        int cls = combining_class(ch);
-        if (starter >= 0 && (last_class < cls || last_class == 0)) {
-            uint32_t c = compose_pair(tok, b->v[starter], ch);
-            if (c) {
-                b->v[starter] = c;
-                continue;
-            }
-        }
-        if (cls == 0) starter = b->n;
-        last_class = cls;
-        if (cp_push(b, ch)) return SD_FAIL;
-    }
-    return 0;
-}
 
 // ---------------------------------------------------------------------------
 // BasicTokenizer(strip_accents=False, do_split_on_punc=False).tokenize, the clean-up CLIPTokenizer
@@ -352,7 +129,7 @@ static int basic_clean(const ClipTokenizer *tok, const uint32_t *text, int n, Cp
             return SD_FAIL;
         }
     }
-    return nfc(tok, out, tmp);
+    return uni_nfc(&tok->nfc, out, tmp);
 }
 
 // str.split() separators left after _clean_text: " " and the few kept characters str.isspace() accepts.
@@ -486,595 +263,19 @@ done:
     return rc;
 }
 
-// ===========================================================================
-// ftfy 6.1.1 fix_text with its default options, the clean-up CLIPTokenizer uses when ftfy is
-// installed: text = whitespace_clean(ftfy.fix_text(text)).lower(). Each function names the ftfy
-// function (ftfy/__init__.py, fixes.py, chardata.py, badness.py, bad_codecs/) it reproduces; the
-// character classes and byte tables are generated from ftfy itself (unicode_tables.c).
-
-typedef struct {
-    unsigned char *v;
-    int n, cap;
-} ByteBuf;
-
-static int byte_push(ByteBuf *b, unsigned c) {
-    if (b->n == b->cap) {
-        int cap = b->cap ? b->cap * 2 : 64;
-        unsigned char *v = (unsigned char *)realloc(b->v, (size_t)cap);
-        if (!v) return sd_errorf("tokenizer: out of memory");
-        b->v = v;
-        b->cap = cap;
-    }
-    b->v[b->n++] = (unsigned char)c;
-    return 0;
-}
-
-static int cp_same(const CpBuf *a, const CpBuf *b) {
-    return a->n == b->n && (a->n == 0 || memcmp(a->v, b->v, (size_t)a->n * sizeof(uint32_t)) == 0);
-}
-
-static int cp_assign(CpBuf *dst, const uint32_t *src, int n) {
-    dst->n = 0;
-    for (int i = 0; i < n; i++)
-        if (cp_push(dst, src[i])) return SD_FAIL;
-    return 0;
-}
-
-static void cp_swap(CpBuf *a, CpBuf *b) {
-    CpBuf t = *a;
-    *a = *b;
-    *b = t;
-}
-
-static int py_class(uint32_t cp) { return uni_lookup(uni_py_class, uni_py_class_count, cp); }
-
-// Is cp in class cls of ftfy's regexes (unicode_tables.h)?
-static int ftfy_in(uint32_t cp, int cls) {
-    switch (cls) {
-    case UNI_FTFY_PY_SPACE: return py_class(cp) == UNI_PY_SPACE;
-    case UNI_FTFY_PY_WORD: return py_class(cp) == UNI_PY_WORD || py_class(cp) == UNI_PY_DIGIT;
-    case UNI_FTFY_NOT_ASCII_LETTER: return !((cp >= 'A' && cp <= 'Z') || (cp >= 'a' && cp <= 'z'));
-    case UNI_FTFY_NOT_NEWLINE: return cp != '\n';
-    default: break;
-    }
-    int lo = 0, hi = uni_ftfy_class_count - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        if (uni_ftfy_class[mid].cp == cp) return (int)((uni_ftfy_class[mid].mask[cls >> 6] >> (cls & 63)) & 1u);
-        if (uni_ftfy_class[mid].cp < cp) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return 0;
-}
-
-// badness.is_bad: BADNESS_RE.search(text) -- does any of its character sequences occur?
-static int ftfy_is_bad(const uint32_t *t, int n) {
-    for (int i = 0; i < n; i++) {
-        for (int a = 0; a < uni_ftfy_bad_alts_count; a++) {
-            const UniFtfyAlt *alt = &uni_ftfy_bad_alts[a];
-            if ((alt->anchored && i > 0) || i + alt->n > n) continue;
-            int k = 0;
-            while (k < alt->n && ftfy_in(t[i + k], alt->cls[k])) k++;
-            if (k == alt->n) return 1;
-        }
-    }
-    return 0;
-}
-
-// chardata.possible_encoding(text, enc): every character is ASCII but U+001A, or decodes from a byte
-// 0x80-0xFF or 0x1A in that codec.
-static int charmap_has(int enc, uint32_t cp) {
-    if (cp <= 0x19 || (cp >= 0x1B && cp <= 0x7F)) return 1;
-    if (uni_ftfy_charmap[enc][0x1A] == cp) return 1;
-    for (int b = 0x80; b < 0x100; b++)
-        if (uni_ftfy_charmap[enc][b] == cp) return 1;
-    return 0;
-}
-
-static int possible_encoding(int enc, const uint32_t *t, int n) {
-    for (int i = 0; i < n; i++)
-        if (!charmap_has(enc, t[i])) return 0;
-    return 1;
-}
-
-// text.encode(enc) for a text possible_encoding accepted.
-static int charmap_encode(int enc, const uint32_t *t, int n, ByteBuf *out) {
-    out->n = 0;
-    for (int i = 0; i < n; i++) {
-        int byte = -1;
-        if (t[i] < 0x100 && uni_ftfy_charmap[enc][t[i]] == t[i]) byte = (int)t[i];
-        for (int b = 0; byte < 0 && b < 0x100; b++)
-            if (uni_ftfy_charmap[enc][b] == t[i]) byte = b;
-        if (byte < 0 || byte_push(out, (unsigned)byte)) return SD_FAIL;
-    }
-    return 0;
-}
-
-// A byte pattern: n classes, each a string of (low, high) byte pairs.
-typedef struct {
-    int n;
-    const char *cls[6];
-} BytePattern;
-
-static int byte_in(unsigned char b, const char *pairs) {
-    for (; pairs[0]; pairs += 2)
-        if (b >= (unsigned char)pairs[0] && b <= (unsigned char)pairs[1]) return 1;
-    return 0;
-}
-
-// Length of the first of pats matching at s[i], 0 if none (re's alternation order).
-static int byte_match(const unsigned char *s, int n, int i, const BytePattern *pats, int n_pats) {
-    for (int p = 0; p < n_pats; p++) {
-        if (i + pats[p].n > n) continue;
-        int k = 0;
-        while (k < pats[p].n && byte_in(s[i + k], pats[p].cls[k])) k++;
-        if (k == pats[p].n) return k;
-    }
-    return 0;
-}
-
-#define CONT_NO_85_A0 "\x80\x84\x86\x9f\xa1\xbf"
-// chardata.ALTERED_UTF8_RE: UTF-8 sequences whose 0xA0 byte became a space.
-static const BytePattern altered_utf8[] = {
-    {2, {"\xc2\xc3\xc5\xc5\xce\xce\xd0\xd0\xd9\xd9", "  "}},
-    {3, {"\xe2\xe3", "  ", CONT_NO_85_A0}},
-    {3, {"\xe0\xe3", CONT_NO_85_A0, "  "}},
-    {4, {"\xf0\xf0", "  ", "\x80\xbf", "\x80\xbf"}},
-    {4, {"\xf0\xf0", "\x80\xbf", "  ", "\x80\xbf"}},
-    {4, {"\xf0\xf0", "\x80\xbf", "\x80\xbf", "  "}},
-};
-// chardata.LOSSY_UTF8_RE: UTF-8 sequences with a byte lost to '?' or 0x1A (U+FFFD in sloppy codecs).
-static const BytePattern lossy_utf8[] = {
-    {2, {"\xc2\xdf", "\x1a\x1a"}},
-    {2, {"\xc2\xc3", "\x3f\x3f"}},
-    {6, {"\xed\xed", "\xa0\xaf", "\x1a\x1a\x3f\x3f", "\xed\xed", "\xb0\xbf", "\x1a\x1a\x3f\x3f\x80\xbf"}},
-    {6, {"\xed\xed", "\xa0\xaf", "\x1a\x1a\x3f\x3f\x80\xbf", "\xed\xed", "\xb0\xbf", "\x1a\x1a\x3f\x3f"}},
-    {3, {"\xe0\xef", "\x1a\x1a\x3f\x3f", "\x1a\x1a\x80\xbf"}},
-    {3, {"\xe0\xef", "\x1a\x1a\x80\xbf", "\x1a\x1a\x3f\x3f"}},
-    {4, {"\xf0\xf4", "\x1a\x1a\x3f\x3f", "\x1a\x1a\x80\xbf", "\x1a\x1a\x80\xbf"}},
-    {4, {"\xf0\xf4", "\x1a\x1a\x80\xbf", "\x1a\x1a\x3f\x3f", "\x1a\x1a\x80\xbf"}},
-    {4, {"\xf0\xf4", "\x1a\x1a\x80\xbf", "\x1a\x1a\x80\xbf", "\x1a\x1a\x3f\x3f"}},
-    {1, {"\x1a\x1a"}},
-};
-
-static int altered_utf8_search(const ByteBuf *b) {
-    for (int i = 0; i < b->n; i++)
-        if (byte_match(b->v, b->n, i, altered_utf8, 6)) return 1;
-    return 0;
-}
-
-static int a_grave_word_at(const unsigned char *s, int n, int i) {
-    // A_GRAVE_WORD_RE: b"\xc3 (?! |quele|quela|quilo|s )"
-    if (i + 2 > n || s[i] != 0xC3 || s[i + 1] != ' ') return 0;
-    const unsigned char *r = s + i + 2;
-    int left = n - i - 2;
-    static const char *const not_before[] = {" ", "quele", "quela", "quilo", "s "};
-    for (int k = 0; k < 5; k++) {
-        int len = (int)strlen(not_before[k]);
-        if (left >= len && memcmp(r, not_before[k], (size_t)len) == 0) return 0;
-    }
-    return 1;
-}
-
-// fixes.restore_byte_a0: "\xc3 " -> "\xc3\xa0 " before a word, then the spaces of every
-// ALTERED_UTF8_RE match -> 0xA0.
-static int restore_byte_a0(const ByteBuf *in, ByteBuf *out) {
-    ByteBuf mid = {0};
-    int rc = 0;
-    out->n = 0;
-    for (int i = 0; rc == 0 && i < in->n;) {
-        if (a_grave_word_at(in->v, in->n, i)) {
-            rc = byte_push(&mid, 0xC3) || byte_push(&mid, 0xA0) || byte_push(&mid, ' ');
-            i += 2;
-        } else {
-            rc = byte_push(&mid, in->v[i++]);
-        }
-    }
-    for (int i = 0; rc == 0 && i < mid.n;) {
-        int len = byte_match(mid.v, mid.n, i, altered_utf8, 6);
-        if (!len) {
-            rc = byte_push(out, mid.v[i++]);
-            continue;
-        }
-        for (int k = 0; rc == 0 && k < len; k++) rc = byte_push(out, mid.v[i + k] == ' ' ? 0xA0 : mid.v[i + k]);
-        i += len;
-    }
-    free(mid.v);
-    return rc;
-}
-
-// fixes.replace_lossy_sequences: every LOSSY_UTF8_RE match -> the UTF-8 of U+FFFD.
-static int replace_lossy_sequences(const ByteBuf *in, ByteBuf *out) {
-    out->n = 0;
-    for (int i = 0; i < in->n;) {
-        int len = byte_match(in->v, in->n, i, lossy_utf8, 10);
-        if (!len) {
-            if (byte_push(out, in->v[i++])) return SD_FAIL;
-            continue;
-        }
-        if (byte_push(out, 0xEF) || byte_push(out, 0xBF) || byte_push(out, 0xBD)) return SD_FAIL;
-        i += len;
-    }
-    return 0;
-}
-
-// bad_codecs/utf8_variants.py, strict: UTF-8, plus C0 80 as U+0000 and CESU-8 surrogate pairs
-// (ED A0-AF 80-BF ED B0-BF 80-BF) as one supplementary character. Returns -1 (quietly) on an error.
-static int decode_utf8_variants(const ByteBuf *b, CpBuf *out) {
-    out->n = 0;
-    int i = 0, start = 0;
-    while (i <= b->n) {
-        const unsigned char *s = b->v + i;
-        int left = b->n - i, special = 0;
-        if (i < b->n && s[0] == 0xC0 && (left == 1 || s[1] == 0x80)) special = 1;
-        if (i < b->n && s[0] == 0xED && (left == 1 || (s[1] >= 0xA0 && s[1] <= 0xBF))) special = 2;
-        if (i < b->n && !special) {
-            i++;
-            continue;
-        }
-        // Plain UTF-8 up to the special sequence (or the end).
-        if (i > start && utf8_decode_impl(b->v + start, (size_t)(i - start), out, 0)) return SD_FAIL;
-        if (i == b->n) break;
-        if (special == 1) {
-            if (left == 1) return SD_FAIL;
-            if (cp_push(out, 0)) return SD_FAIL;
-            i += 2;
-        } else {
-            // CESU8_RE.match: "$" also matches before a final "\n", so a 6-byte tail ending in "\n" counts.
-            int last_ok = left >= 6 && ((s[5] >= 0x80 && s[5] <= 0xBF) || (left == 6 && s[5] == '\n'));
-            if (left < 6 || !(s[1] >= 0xA0 && s[1] <= 0xAF) || !(s[2] >= 0x80 && s[2] <= 0xBF) || s[3] != 0xED ||
-                !(s[4] >= 0xB0 && s[4] <= 0xBF) || !last_ok)
-                return SD_FAIL;
-            uint32_t cp = ((uint32_t)(s[1] & 0x0F) << 16) + ((uint32_t)(s[2] & 0x3F) << 10) +
-                          ((uint32_t)(s[4] & 0x0F) << 6) + (s[5] & 0x3F) + 0x10000;
-            if (cp_push(out, cp)) return SD_FAIL;
-            i += 6;
-        }
-        start = i;
-    }
-    return 0;
-}
-
-static int fix_encoding(CpBuf *text, int depth);
-
-// chardata.UTF8_DETECTOR_RE match at t[p]: (?<![cont_strict])([f2][c]|[f3][c]{2}|[f4][c]{3})+, its end or -1.
-static int utf8_detector_at(const uint32_t *t, int n, int p) {
-    if (p > 0 && ftfy_in(t[p - 1], uni_ftfy_utf8_cont_strict)) return -1;
-    const int firsts[3] = {uni_ftfy_utf8_first2, uni_ftfy_utf8_first3, uni_ftfy_utf8_first4};
-    int q = p;
-    for (;;) {
-        int step = 0;
-        for (int a = 0; a < 3 && !step; a++) {
-            int len = a + 2;
-            if (q + len > n || !ftfy_in(t[q], firsts[a])) continue;
-            int k = 1;
-            while (k < len && ftfy_in(t[q + k], uni_ftfy_utf8_cont)) k++;
-            if (k == len) step = len;
-        }
-        if (!step) break;
-        q += step;
-    }
-    return q > p ? q : -1;
-}
-
-// fixes.decode_inconsistent_utf8: each UTF8_DETECTOR_RE match shorter than the text that is_bad
-// gets fix_encoding on its own.
-static int decode_inconsistent_utf8(const CpBuf *text, CpBuf *out, int depth) {
-    out->n = 0;
-    CpBuf part = {0};
-    int rc = 0;
-    for (int p = 0; rc == 0 && p < text->n;) {
-        int q = utf8_detector_at(text->v, text->n, p);
-        if (q < 0) {
-            rc = cp_push(out, text->v[p++]);
-            continue;
-        }
-        rc = cp_assign(&part, text->v + p, q - p);
-        if (rc == 0 && q - p < text->n && ftfy_is_bad(part.v, part.n)) rc = fix_encoding(&part, depth + 1);
-        for (int k = 0; rc == 0 && k < part.n; k++) rc = cp_push(out, part.v[k]);
-        p = q;
-    }
-    free(part.v);
-    return rc;
-}
-
-// fixes.fix_c1_controls: U+0080-U+009F -> their sloppy-windows-1252 characters.
-static void fix_c1_controls(CpBuf *t) {
-    for (int i = 0; i < t->n; i++)
-        if (t->v[i] >= 0x80 && t->v[i] <= 0x9F) t->v[i] = uni_ftfy_charmap[1][t->v[i]];
-}
-
-static int has_c1(const CpBuf *t) {
-    for (int i = 0; i < t->n; i++)
-        if (t->v[i] >= 0x80 && t->v[i] <= 0x9F) return 1;
-    return 0;
-}
-
-// ftfy._fix_encoding_one_step_and_explain. *text is replaced by the result.
-static int fix_encoding_one_step(CpBuf *text, int depth) {
-    const uint32_t *t = text->v;
-    const int n = text->n;
-    int ascii = 1;
-    for (int i = 0; i < n && ascii; i++) ascii = t[i] < 0x80;
-    if (n == 0 || ascii || !ftfy_is_bad(t, n)) return 0;
-    ByteBuf bytes = {0}, tmp = {0};
-    CpBuf fixed = {0};
-    int rc = 0, done = 0;
-    // UTF-8 decoded as a single-byte codec: encode back, repair lost bytes, decode as UTF-8.
-    for (int enc = 0; enc < 9 && rc == 0 && !done; enc++) {
-        if (!possible_encoding(enc, t, n)) continue;
-        rc = charmap_encode(enc, t, n, &bytes);
-        if (rc == 0 && altered_utf8_search(&bytes)) {
-            rc = restore_byte_a0(&bytes, &tmp);
-            if (rc == 0) {
-                ByteBuf s = bytes;
-                bytes = tmp;
-                tmp = s;
-            }
-        }
-        if (rc == 0 && enc >= 1 && enc <= 5) {  // the sloppy-windows-125x codecs
-            rc = replace_lossy_sequences(&bytes, &tmp);
-            if (rc == 0) {
-                ByteBuf s = bytes;
-                bytes = tmp;
-                tmp = s;
-            }
-        }
-        if (rc) break;
-        int variants = memchr(bytes.v, 0xED, (size_t)bytes.n) || memchr(bytes.v, 0xC0, (size_t)bytes.n);
-        int bad = variants ? decode_utf8_variants(&bytes, &fixed)
-                           : utf8_decode_impl(bytes.v, (size_t)bytes.n, (fixed.n = 0, &fixed), 0);
-        if (!bad) done = 1;
-    }
-    if (rc == 0 && !done) {
-        // Leftover UTF-8 mojibake in parts of the text.
-        int found = 0;
-        for (int p = 0; p < n && !found; p++) found = utf8_detector_at(t, n, p) >= 0;
-        if (found) {
-            rc = decode_inconsistent_utf8(text, &fixed, depth);
-            done = rc == 0 && !cp_same(&fixed, text);
-        }
-    }
-    if (rc == 0 && !done && possible_encoding(0, t, n)) {
-        // Latin-1 meant as (strict) Windows-1252: C1 controls become punctuation.
-        rc = cp_assign(&fixed, t, n);
-        int ok = 1;
-        for (int i = 0; rc == 0 && i < n && ok; i++) {
-            uint32_t c = uni_ftfy_charmap[UNI_FTFY_WINDOWS_1252][t[i]];
-            if (c == UNI_FTFY_UNDEFINED) ok = 0;
-            else fixed.v[i] = c;
-        }
-        done = rc == 0 && ok && !cp_same(&fixed, text);
-    }
-    if (rc == 0 && !done && has_c1(text)) {
-        rc = cp_assign(&fixed, t, n);
-        fix_c1_controls(&fixed);
-        done = 1;
-    }
-    if (rc == 0 && done) cp_swap(text, &fixed);
-    free(bytes.v);
-    free(tmp.v);
-    free(fixed.v);
-    return rc;
-}
-
-// ftfy.fix_encoding: one step at a time until nothing changes. (ftfy itself has no bound; a text that
-// kept changing would hang it. We stop after 64 steps.)
-static int fix_encoding(CpBuf *text, int depth) {
-    if (depth > 16) return 0;
-    CpBuf prev = {0};
-    int rc = 0;
-    for (int step = 0; step < 64 && rc == 0; step++) {
-        rc = cp_assign(&prev, text->v, text->n);
-        if (rc == 0) rc = fix_encoding_one_step(text, depth);
-        if (rc == 0 && cp_same(&prev, text)) break;
-    }
-    free(prev.v);
-    return rc;
-}
-
-// html.unescape of "&#<body>;" (body: 1-24 ASCII letters/digits), as ftfy's _unescape_fixup uses it:
-// the replacement when html's charref regex consumes the whole body, else -1 (the entity is kept).
-// *len gets 0 (an invalid code point: removed) or 1.
-static int numeric_charref(const uint32_t *body, int n, uint32_t *out, int *len) {
-    int hex = body[0] == 'x' || body[0] == 'X', i = hex ? 1 : 0, digits = 0;
-    uint64_t num = 0;
-    for (; i < n; i++) {
-        uint32_t c = body[i];
-        int d = c >= '0' && c <= '9' ? (int)(c - '0') : hex && c >= 'a' && c <= 'f' ? (int)(c - 'a' + 10)
-              : hex && c >= 'A' && c <= 'F' ? (int)(c - 'A' + 10) : -1;
-        if (d < 0) break;
-        digits++;
-        num = num * (hex ? 16u : 10u) + (uint64_t)d;
-        if (num > 0x7FFFFFFF) num = 0x7FFFFFFF;  // saturate: anything above U+10FFFF gives U+FFFD
-    }
-    if (!digits || i < n) return -1;  // html leaves it, or leaves a tail with ";": ftfy keeps the entity
-    *len = 1;
-    if (num == 0) *out = 0xFFFD;
-    else if (num == 0x0D) *out = '\r';
-    else if (num >= 0x80 && num <= 0x9F) *out = uni_ftfy_charmap[1][num];  // html's cp1252 table
-    else if ((num >= 0xD800 && num <= 0xDFFF) || num > 0x10FFFF) *out = 0xFFFD;
-    else if ((num >= 0x1 && num <= 0x8) || num == 0xB || (num >= 0xE && num <= 0x1F) || num == 0x7F ||
-             (num >= 0xFDD0 && num <= 0xFDEF) || (num & 0xFFFE) == 0xFFFE)
-        *len = 0;
-    else *out = (uint32_t)num;
-    if (*len == 1 && *out == ';') return -1;  // the result holds ";": ftfy keeps the entity
-    return 0;
-}
-
-static int is_ascii_alnum(uint32_t c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); }
-
-// fixes.unescape_html: HTML_ENTITY_RE = "&#?[0-9A-Za-z]{1,24};" -> chardata.HTML_ENTITIES[...] or
-// a numeric character reference; other matches stay.
-static int unescape_html(const CpBuf *in, CpBuf *out) {
-    out->n = 0;
-    const uint32_t *t = in->v;
-    for (int p = 0; p < in->n;) {
-        int q = p + 1, numeric = 0, k = 0;
-        if (t[p] == '&') {
-            if (q < in->n && t[q] == '#') {
-                q++;
-                numeric = 1;
-            }
-            while (q + k < in->n && is_ascii_alnum(t[q + k])) k++;
-        }
-        if (t[p] != '&' || k < 1 || k > 24 || q + k >= in->n || t[q + k] != ';') {
-            if (cp_push(out, t[p++])) return SD_FAIL;
-            continue;
-        }
-        int end = q + k + 1, replaced = 0;
-        if (!numeric) {
-            char name[32];
-            int m = 0;
-            for (int i = p; i < end; i++) name[m++] = (char)t[i];
-            name[m] = '\0';
-            for (const char *e = uni_ftfy_html_entities; *e; e += strlen(e) + 1) {
-                const char *value = e + strlen(e) + 1;
-                if (strcmp(e, name) == 0) {
-                    CpBuf v = {0};
-                    if (utf8_decode((const unsigned char *)value, strlen(value), &v)) return SD_FAIL;
-                    for (int i = 0; i < v.n; i++)
-                        if (cp_push(out, v.v[i])) {
-                            free(v.v);
-                            return SD_FAIL;
-                        }
-                    free(v.v);
-                    replaced = 1;
-                    break;
-                }
-                e = value;
-            }
-        } else {
-            uint32_t c;
-            int len;
-            if (numeric_charref(t + q, k, &c, &len) == 0) {
-                if (len && cp_push(out, c)) return SD_FAIL;
-                replaced = 1;
-            }
-        }
-        for (int i = p; !replaced && i < end; i++)
-            if (cp_push(out, t[i])) return SD_FAIL;
-        p = end;
-    }
-    return 0;
-}
-
-static const UniFtfyMap *find_translation(uint32_t cp) {
-    int lo = 0, hi = uni_ftfy_translate_count - 1;
-    while (lo <= hi) {
-        int mid = (lo + hi) / 2;
-        if (uni_ftfy_translate[mid].cp == cp) return &uni_ftfy_translate[mid];
-        if (uni_ftfy_translate[mid].cp < cp) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return NULL;
-}
-
-// The character-level fixers after fix_encoding, in ftfy's order: fix_c1_controls,
-// fix_latin_ligatures + fix_character_width (translation tables), uncurl_quotes, fix_line_breaks,
-// (fix_surrogates: nothing to do on valid UTF-8), remove_terminal_escapes, remove_control_chars.
-static int ftfy_char_fixers(CpBuf *t, CpBuf *tmp) {
-    fix_c1_controls(t);
-    tmp->n = 0;
-    for (int i = 0; i < t->n; i++) {
-        const UniFtfyMap *m = find_translation(t->v[i]);
-        if (!m) {
-            if (cp_push(tmp, t->v[i])) return SD_FAIL;
-            continue;
-        }
-        for (int k = 0; k < 3 && m->to[k]; k++)
-            if (cp_push(tmp, m->to[k])) return SD_FAIL;
-    }
-    // uncurl_quotes: [U+02BC U+2018-U+201B] -> ', [U+201C-U+201F] -> ".
-    for (int i = 0; i < tmp->n; i++) {
-        uint32_t c = tmp->v[i];
-        if (c == 0x2BC || (c >= 0x2018 && c <= 0x201B)) tmp->v[i] = '\'';
-        else if (c >= 0x201C && c <= 0x201F) tmp->v[i] = '"';
-    }
-    // fix_line_breaks: \r\n, \r, U+2028, U+2029, U+0085 -> \n.
-    t->n = 0;
-    for (int i = 0; i < tmp->n; i++) {
-        uint32_t c = tmp->v[i];
-        if (c == '\r' && i + 1 < tmp->n && tmp->v[i + 1] == '\n') continue;
-        if (c == '\r' || c == 0x2028 || c == 0x2029 || c == 0x85) c = '\n';
-        if (cp_push(t, c)) return SD_FAIL;
-    }
-    // remove_terminal_escapes: ANSI_RE = "\033\[((?:\d|;)*)([a-zA-Z])" (\d: any Unicode decimal digit).
-    tmp->n = 0;
-    for (int i = 0; i < t->n;) {
-        if (t->v[i] == 0x1B && i + 1 < t->n && t->v[i + 1] == '[') {
-            int j = i + 2;
-            while (j < t->n && (t->v[j] == ';' || py_class(t->v[j]) == UNI_PY_DIGIT)) j++;
-            if (j < t->n && ((t->v[j] >= 'a' && t->v[j] <= 'z') || (t->v[j] >= 'A' && t->v[j] <= 'Z'))) {
-                i = j + 1;
-                continue;
-            }
-        }
-        if (cp_push(tmp, t->v[i++])) return SD_FAIL;
-    }
-    // remove_control_chars: chardata.CONTROL_CHARS.
-    t->n = 0;
-    for (int i = 0; i < tmp->n; i++) {
-        uint32_t c = tmp->v[i];
-        if (c <= 0x08 || c == 0x0B || (c >= 0x0E && c <= 0x1F) || c == 0x7F || (c >= 0x206A && c <= 0x206F) ||
-            c == 0xFEFF || (c >= 0xFFF9 && c <= 0xFFFC))
-            continue;
-        if (cp_push(t, c)) return SD_FAIL;
-    }
-    return 0;
-}
-
-// ftfy.fix_and_explain on one segment: every fixer, then NFC, repeated until nothing changes.
-static int fix_segment(const ClipTokenizer *tok, CpBuf *t, int unescape) {
-    CpBuf orig = {0}, tmp = {0};
-    int rc = 0;
-    for (int round = 0; round < 64 && rc == 0; round++) {
-        rc = cp_assign(&orig, t->v, t->n);
-        if (rc == 0 && unescape) {
-            rc = unescape_html(t, &tmp);
-            cp_swap(t, &tmp);
-        }
-        if (rc == 0) rc = fix_encoding(t, 0);
-        if (rc == 0) rc = ftfy_char_fixers(t, &tmp);
-        if (rc == 0) rc = nfc(tok, t, &tmp);
-        if (rc == 0 && cp_same(&orig, t)) break;
-    }
-    free(orig.v);
-    free(tmp.v);
-    return rc;
-}
-
-// ftfy.fix_text: segments end after each "\n" (or every 1,000,000 characters); HTML unescaping is on
-// until a segment holding "<" turns it off for that segment and every later one.
-static int ftfy_fix_text(const ClipTokenizer *tok, const uint32_t *text, int n, CpBuf *out) {
-    CpBuf seg = {0};
-    int rc = 0, unescape = 1;
-    out->n = 0;
-    for (int pos = 0; rc == 0 && pos < n;) {
-        int end = pos;
-        while (end < n && text[end] != '\n' && end - pos < 1000000) end++;
-        if (end < n && text[end] == '\n' && end - pos < 1000000) end++;
-        rc = cp_assign(&seg, text + pos, end - pos);
-        for (int i = pos; i < end && unescape; i++)
-            if (text[i] == '<') unescape = 0;
-        if (rc == 0) rc = fix_segment(tok, &seg, unescape);
-        for (int i = 0; rc == 0 && i < seg.n; i++) rc = cp_push(out, seg.v[i]);
-        pos = end;
-    }
-    free(seg.v);
-    return rc;
-}
-
+// ---------------------------------------------------------------------------
+// The clean-up with ftfy installed (ftfy.h), as CLIPTokenizer writes it:
+// text = whitespace_clean(ftfy.fix_text(text)).lower().
 static int is_regex_space(uint32_t cp) {
     for (int i = 0; i < uni_regex_space_count; i++)
         if (uni_regex_space[i] == cp) return 1;
     return 0;
 }
 
-// whitespace_clean(fix_text(text)).lower(): runs of the regex module's \s become one space, then
-// str.strip() (Python's whitespace), then lower-case with final-sigma context over the whole text.
+// whitespace_clean: runs of the regex module's \s become one space, then str.strip() (Python's
+// whitespace); then lower-case with final-sigma context over the whole text.
 static int ftfy_clean(const ClipTokenizer *tok, const uint32_t *text, int n, CpBuf *out, CpBuf *tmp) {
-    if (ftfy_fix_text(tok, text, n, tmp)) return SD_FAIL;
+    if (ftfy_fix_text(&tok->nfc, text, n, tmp)) return SD_FAIL;
     CpBuf spaced = {0};
     int rc = 0;
     for (int i = 0; rc == 0 && i < tmp->n;) {
@@ -1086,10 +287,10 @@ static int ftfy_clean(const ClipTokenizer *tok, const uint32_t *text, int n, CpB
         }
     }
     int b = 0, e = spaced.n;
-    while (b < e && py_class(spaced.v[b]) == UNI_PY_SPACE) b++;
-    while (e > b && py_class(spaced.v[e - 1]) == UNI_PY_SPACE) e--;
+    while (b < e && uni_python_class(spaced.v[b]) == UNI_PY_SPACE) b++;
+    while (e > b && uni_python_class(spaced.v[e - 1]) == UNI_PY_SPACE) e--;
     out->n = 0;
-    if (rc == 0) rc = lower_append(spaced.v + b, e - b, out);
+    if (rc == 0) rc = uni_lower_append(spaced.v + b, e - b, out);
     free(spaced.v);
     return rc;
 }
@@ -1128,7 +329,7 @@ static int encode_segment(const ClipTokenizer *tok, const uint32_t *text, int n,
             int j = i;
             while (j < clean.n && !is_split_space(clean.v[j])) j++;
             lower.n = 0;
-            rc = lower_append(clean.v + i, j - i, &lower);
+            rc = uni_lower_append(clean.v + i, j - i, &lower);
             if (rc == 0) rc = encode_words(tok, lower.v, lower.n, limit, out);
             i = j;
         }
@@ -1179,9 +380,9 @@ int clip_tokenize_raw(const ClipTokenizer *tok, const char *text, int limit, int
             rc = utf8_decode((const unsigned char *)text + seg_start, i - seg_start, &seg);
             int b = 0, e = seg.n;
             if (prev >= 0 && tok->strip_right[prev])
-                while (b < e && py_class(seg.v[b]) == UNI_PY_SPACE) b++;
+                while (b < e && uni_python_class(seg.v[b]) == UNI_PY_SPACE) b++;
             if (best >= 0 && tok->strip_left[best])
-                while (e > b && py_class(seg.v[e - 1]) == UNI_PY_SPACE) e--;
+                while (e > b && uni_python_class(seg.v[e - 1]) == UNI_PY_SPACE) e--;
             if (rc == 0 && e > b) rc = encode_segment(tok, seg.v + b, e - b, limit, &out);
             free(seg.v);
         }
@@ -1341,21 +542,6 @@ static int load_merges(ClipTokenizer *tok, const char *path) {
     return rc;
 }
 
-static int build_compositions(ClipTokenizer *tok) {
-    int n = 0;
-    for (int i = 0; i < uni_decomp_count; i++) n += uni_decomp[i].composes;
-    tok->compositions = (BpeComposition *)malloc((size_t)n * sizeof(BpeComposition));
-    if (!tok->compositions) return sd_errorf("tokenizer: out of memory");
-    n = 0;
-    for (int i = 0; i < uni_decomp_count; i++) {
-        if (!uni_decomp[i].composes) continue;
-        BpeComposition c = {uni_decomp[i].first, uni_decomp[i].second, uni_decomp[i].cp};
-        tok->compositions[n++] = c;
-    }
-    qsort(tok->compositions, (size_t)n, sizeof(BpeComposition), cmp_composition);
-    tok->n_compositions = n;
-    return 0;
-}
 
 // The special tokens and their ids. As from_pretrained's sanitize_special_tokens: a special token
 // missing from the vocabulary is added with the next id (len(vocab) + number added so far), in the
@@ -1402,7 +588,7 @@ static int tokenizer_load(ClipTokenizer *tok, const char *vocab_json, const char
         free(check.v);
         if (bad) return sd_error_context("pad token");
     }
-    if (load_vocab(tok, vocab_json) || load_merges(tok, merges_txt) || build_compositions(tok) ||
+    if (load_vocab(tok, vocab_json) || load_merges(tok, merges_txt) || uni_nfc_init(&tok->nfc) ||
         set_specials(tok, vocab_json, pad_token, pad_strip)) {
         clip_tokenizer_free(tok);
         return SD_FAIL;
@@ -1485,6 +671,6 @@ void clip_tokenizer_free(ClipTokenizer *tok) {
     map_free(&tok->vocab);
     map_free(&tok->ranks);
     for (int k = 0; k < 4; k++) free(tok->special[k]);
-    free(tok->compositions);
+    uni_nfc_free(&tok->nfc);
     memset(tok, 0, sizeof(*tok));
 }

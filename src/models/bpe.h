@@ -13,6 +13,8 @@
 
 #include <stdint.h>
 
+#include "models/unicode.h"
+
 #define CLIP_BOS_TOKEN "<|startoftext|>"
 #define CLIP_EOS_TOKEN "<|endoftext|>"  // also the unknown token
 #define CLIP_MAX_LENGTH 77
@@ -27,14 +29,9 @@ typedef struct {
     uint32_t count;
 } BpeStrMap;
 
-// One NFC composition: first + second -> composite (built from the generated decomposition table).
-typedef struct {
-    uint32_t first, second, composite;
-} BpeComposition;
-
 // CLIPTokenizer cleans text one of two ways, chosen by whether `import ftfy` works where it runs:
 //   CLIP_CLEAN_BASIC: without ftfy (SatDiFuser's requirements.txt does not list it): BasicTokenizer.
-//   CLIP_CLEAN_FTFY:  with ftfy 6.1: whitespace_clean(ftfy.fix_text(text)).lower().
+//   CLIP_CLEAN_FTFY:  with ftfy 6.1: whitespace_clean(ftfy.fix_text(text)).lower() (ftfy.h).
 typedef enum { CLIP_CLEAN_BASIC = 0, CLIP_CLEAN_FTFY = 1 } ClipTextCleaning;
 
 typedef struct {
@@ -53,8 +50,7 @@ typedef struct {
     int n_special;
     int bos_id, eos_id, unk_id, pad_id;
     char byte_char[256][3];  // bytes_to_unicode(): byte -> UTF-8 of its stand-in character
-    BpeComposition *compositions;
-    int n_compositions;
+    UniNfc nfc;              // NFC's composition table (both clean-ups end with NFC)
 } ClipTokenizer;
 
 // Loads vocab.json and merges.txt. pad_token: "!" for SD 2.x, "<|endoftext|>" for SD 1.x, or NULL
