@@ -1,11 +1,90 @@
-// satdifuser eval: not implemented yet (issue 7).
+// satdifuser eval: metrics of a trained head on a split of cached features.
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
+#include "core/error.h"
+#include "train/trainer.h"
+
+static void eval_usage(FILE *f) {
+    fprintf(f,
+            "usage: satdifuser eval --run RUN_DIR --features DIR --labels FILE [--split test|val|train]\n"
+            "                       [--weights FILE] [--batch-size N] [--json OUT] [--ignore-value V]\n\n"
+            "Evaluates the head of a training run (RUN_DIR/head_config.json + RUN_DIR/best.safetensors,\n"
+            "or --weights) on one split, with the original's metrics: accuracy and macro-P/R F1\n"
+            "(classification), micro F1 (multi-label), IoU/mIoU and F1 per class (segmentation).\n"
+            "Prints a table and writes the metrics as JSON (default RUN_DIR/metrics_<split>.json).\n");
+}
 
 int cmd_eval(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "satdifuser eval: not implemented yet (issue 7)\n");
-    return 2;
+    const char *run = NULL, *features = NULL, *labels_path = NULL, *split_name_arg = "test", *weights = NULL, *json_out = NULL;
+    int batch = 32, ignore_value = 255;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { eval_usage(stdout); return 0; }
+        if (!v) { fprintf(stderr, "satdifuser eval: %s needs a value\n", a); return 2; }
+        i++;
+        if (!strcmp(a, "--run")) run = v;
+        else if (!strcmp(a, "--features")) features = v;
+        else if (!strcmp(a, "--labels")) labels_path = v;
+        else if (!strcmp(a, "--split")) split_name_arg = v;
+        else if (!strcmp(a, "--weights")) weights = v;
+        else if (!strcmp(a, "--json")) json_out = v;
+        else if (!strcmp(a, "--batch-size")) batch = atoi(v);
+        else if (!strcmp(a, "--ignore-value")) ignore_value = atoi(v);
+        else { fprintf(stderr, "satdifuser eval: unknown option '%s'\n", a); eval_usage(stderr); return 2; }
+    }
+    if (!run || !features || !labels_path) { eval_usage(stderr); return 2; }
+    SplitKind split;
+    if (!strcmp(split_name_arg, "test")) split = SPLIT_TEST;
+    else if (!strcmp(split_name_arg, "val")) split = SPLIT_VAL;
+    else if (!strcmp(split_name_arg, "train")) split = SPLIT_TRAIN;
+    else { fprintf(stderr, "satdifuser eval: --split '%s': expected test, val or train\n", split_name_arg); return 2; }
+    if (batch < 1) { fprintf(stderr, "satdifuser eval: --batch-size must be positive\n"); return 2; }
+
+    char path[4096], wpath[4096], jpath[4096];
+    JsonValue cfg_json;
+    HeadConfig hc;
+    HeadModel model;
+    LabelSet labels;
+    Dataset data;
+    EvalResult ev;
+    memset(&model, 0, sizeof(model));
+    memset(&data, 0, sizeof(data));
+    memset(&ev, 0, sizeof(ev));
+    memset(&labels, 0, sizeof(labels));
+    int rc = 1, *rows = NULL;
+    snprintf(path, sizeof(path), "%s/head_config.json", run);
+    if (json_parse_file(path, &cfg_json)) goto fail_nojson;
+    if (head_config_from_json(&hc, &cfg_json)) { sd_error_context("%s", path); goto fail; }
+    LabelTask task = hc.task == TASK_SEGMENTATION ? LABELS_SEGMENTATION
+                     : hc.task == TASK_MULTILABEL ? LABELS_MULTILABEL
+                                                  : LABELS_CLASSIFICATION;
+    if (labels_load(labels_path, task, &labels)) goto fail;
+    labels.num_classes = hc.num_classes;
+    rows = (int *)malloc((size_t)labels.count * sizeof(int));
+    if (!rows) { sd_errorf("out of memory"); goto fail; }
+    int n = labels_split(&labels, split, rows);
+    if (n == 0) { sd_errorf("%s: the %s split is empty", labels_path, split_name_arg); goto fail; }
+    if (dataset_open(&data, features, &labels, batch, ignore_value)) goto fail;
+    if (head_model_init(&model, &hc)) goto fail;
+    snprintf(wpath, sizeof(wpath), "%s/best.safetensors", run);
+    if (head_model_load(&model, weights ? weights : wpath)) goto fail;
+    if (evaluate(&model, &data, rows, n, batch, &ev)) goto fail;
+    eval_result_print(&ev, &labels, split_name_arg);
+    snprintf(jpath, sizeof(jpath), "%s/metrics_%s.json", run, split_name_arg);
+    if (eval_result_write_json(&ev, &labels, split_name_arg, json_out ? json_out : jpath)) goto fail;
+    printf("metrics: %s\n", json_out ? json_out : jpath);
+    rc = 0;
+fail:
+    json_free(&cfg_json);
+fail_nojson:
+    if (rc) fprintf(stderr, "satdifuser eval: %s\n", sd_last_error());
+    free(rows);
+    eval_result_free(&ev);
+    head_model_free(&model);
+    dataset_close(&data);
+    labels_free(&labels);
+    return rc;
 }

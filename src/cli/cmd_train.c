@@ -1,11 +1,140 @@
-// satdifuser train: not implemented yet (issue 7).
+// satdifuser train: a fusion module and head on cached features (run.py's loop).
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
+#include "core/error.h"
+#include "train/trainer.h"
+
+static void train_usage(FILE *f) {
+    fprintf(f,
+            "usage: satdifuser train --features DIR --labels FILE --task cls|multilabel|seg --out RUN_DIR [options]\n\n"
+            "Trains a fusion module + head on the features `satdifuser extract` cached in DIR, with the\n"
+            "labels of FILE (docs/labels-format.md), as the original run.py: Adam, per-epoch warmup +\n"
+            "cosine LR, validation every N steps, best checkpoint kept, early stopping, final test.\n"
+            "Ctrl-C stops after the current step and saves a checkpoint; --resume continues it.\n\n"
+            "  --fuser gw|lw|moe|concat|single   fusion (default gw)\n"
+            "  --batch-size N        32          --val-batch-size N   (batch size)\n"
+            "  --epochs N            40          --warmup-epochs N    5\n"
+            "  --lr X                0.01        --min-lr X           1e-5\n"
+            "  --weight-decay X      0 (Adam L2) --seed N             42\n"
+            "  --eval-every N        100 (steps; at most one epoch)\n"
+            "  --patience N          10 evaluations without improvement (0: never stop early)\n"
+            "  --num-classes N       (default: from the labels)\n"
+            "  --ignore-value V      mask value ignored by loss and metrics (255)\n"
+            "  --max-steps N         stop after N steps in total (checkpoint kept; for quick runs)\n"
+            "  --resume              continue RUN_DIR/checkpoint.safetensors\n"
+            "  --quiet               no progress line\n"
+            "head options (the original constructors' names, defaults as released):\n"
+            "  --projection-dim N    384         --num-norm-groups N  32\n"
+            "  --num-experts N       8           --top-k N            2\n"
+            "  --warmup-steps N      MoE dense warm-up calls (300 classifiers, 500 segmenters)\n"
+            "  --temperature X       gating temperature (1.0)\n"
+            "  --channels N          UPerNet channels (512)\n"
+            "  --corrected           fix the released code's quirks (LW channel offset; classifier fuser size)\n"
+            "  --head-json TEXT      any other head config keys as a JSON object\n");
+}
+
+static void on_signal(int sig) {
+    (void)sig;
+    g_train_stop = 1;
+}
 
 int cmd_train(int argc, char **argv) {
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "satdifuser train: not implemented yet (issue 7)\n");
-    return 2;
+    TrainOptions o;
+    train_options_defaults(&o);
+    const char *task = NULL;
+    char extra[4096] = "";
+    size_t extra_len = 0;
+    int val_batch_given = 0, corrected = 0;
+    const char *head_json = NULL, *projection_dim = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { train_usage(stdout); return 0; }
+        if (!strcmp(a, "--resume")) { o.resume = 1; continue; }
+        if (!strcmp(a, "--quiet")) { o.quiet = 1; continue; }
+        if (!strcmp(a, "--corrected")) { corrected = 1; continue; }
+        if (!v) { fprintf(stderr, "satdifuser train: %s needs a value\n", a); return 2; }
+        i++;
+        char *end = NULL;
+        double num = strtod(v, &end);
+        int is_num = end != v && *end == '\0';
+        if (!strcmp(a, "--features")) o.features_dir = v;
+        else if (!strcmp(a, "--labels")) o.labels_path = v;
+        else if (!strcmp(a, "--out")) o.out_dir = v;
+        else if (!strcmp(a, "--task")) task = v;
+        else if (!strcmp(a, "--fuser")) o.fuser = v;
+        else if (!strcmp(a, "--head-json")) head_json = v;
+        else if (!is_num) { fprintf(stderr, "satdifuser train: %s '%s': expected a number (or unknown option)\n", a, v); return 2; }
+        else if (!strcmp(a, "--batch-size")) o.batch_size = (int)num;
+        else if (!strcmp(a, "--val-batch-size")) { o.val_batch_size = (int)num; val_batch_given = 1; }
+        else if (!strcmp(a, "--epochs")) o.epochs = (int)num;
+        else if (!strcmp(a, "--warmup-epochs")) o.warmup_epochs = (int)num;
+        else if (!strcmp(a, "--lr")) o.lr = num;
+        else if (!strcmp(a, "--min-lr")) o.min_lr = num;
+        else if (!strcmp(a, "--weight-decay")) o.weight_decay = num;
+        else if (!strcmp(a, "--eval-every")) o.eval_every = (int)num;
+        else if (!strcmp(a, "--patience")) o.patience = (int)num;
+        else if (!strcmp(a, "--seed")) o.seed = (uint64_t)num;
+        else if (!strcmp(a, "--num-classes")) o.num_classes = (int)num;
+        else if (!strcmp(a, "--ignore-value")) o.ignore_value = (int)num;
+        else if (!strcmp(a, "--max-steps")) o.max_steps = (int)num;
+        else {
+            const char *key = !strcmp(a, "--projection-dim")    ? "projection_dim"
+                              : !strcmp(a, "--num-norm-groups") ? "num_norm_groups"
+                              : !strcmp(a, "--num-experts")     ? "num_experts"
+                              : !strcmp(a, "--top-k")           ? "top_k"
+                              : !strcmp(a, "--warmup-steps")    ? "warmup_steps"
+                              : !strcmp(a, "--temperature")     ? "gating_tempature"
+                              : !strcmp(a, "--channels")        ? "channels"
+                                                                : NULL;
+            if (!key) { fprintf(stderr, "satdifuser train: unknown option '%s'\n", a); train_usage(stderr); return 2; }
+            if (!strcmp(key, "projection_dim")) projection_dim = v;
+            extra_len += (size_t)snprintf(extra + extra_len, sizeof(extra) - extra_len, "%s\"%s\": %s",
+                                          extra_len ? ", " : "", key, v);
+        }
+    }
+    if (!o.features_dir || !o.labels_path || !o.out_dir || !task) {
+        fprintf(stderr, "satdifuser train: --features, --labels, --task and --out are required\n\n");
+        train_usage(stderr);
+        return 2;
+    }
+    if (label_task_from_name(task, &o.task)) { fprintf(stderr, "satdifuser train: %s\n", sd_last_error()); return 2; }
+    if (o.batch_size < 1 || o.val_batch_size < 1 || o.epochs < 1 || o.lr <= 0) {
+        fprintf(stderr, "satdifuser train: batch sizes, --epochs and --lr must be positive\n");
+        return 2;
+    }
+    if (!val_batch_given) o.val_batch_size = o.batch_size;
+    if (corrected) {
+        extra_len += (size_t)snprintf(extra + extra_len, sizeof(extra) - extra_len, "%s\"lw_advance_channels\": 1",
+                                      extra_len ? ", " : "");
+        if (o.task != LABELS_SEGMENTATION) {
+            // the classifier's fuser gets projection_dim too (the released code leaves it at 384)
+            extra_len += (size_t)snprintf(extra + extra_len, sizeof(extra) - extra_len, ", \"fuser_projection_dim\": %s",
+                                          projection_dim ? projection_dim : "384");
+        }
+    }
+    char merged[8192];
+    if (head_json && extra_len) {
+        const char *b = strrchr(head_json, '}');
+        if (!b) { fprintf(stderr, "satdifuser train: --head-json must be a JSON object\n"); return 2; }
+        snprintf(merged, sizeof(merged), "%.*s%s%s}", (int)(b - head_json), head_json,
+                 strchr(head_json, ':') ? ", " : "", extra);
+        o.head_json = merged;
+    } else if (head_json) {
+        o.head_json = head_json;
+    } else if (extra_len) {
+        snprintf(merged, sizeof(merged), "{%s}", extra);
+        o.head_json = merged;
+    }
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    if (train_run(&o)) {
+        fprintf(stderr, "\nsatdifuser train: %s\n", sd_last_error());
+        return 1;
+    }
+    return 0;
 }

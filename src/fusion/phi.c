@@ -14,18 +14,18 @@ static int block_init(PhiBlock *b, ParamSet *ps, const char *prefix, int cin, in
     // registration order = BottleneckBlock.__init__ order = state_dict order: shortcut, conv1, conv2, conv3
     b->has_shortcut = cin != cout;
     if (b->has_shortcut) {
-        snprintf(conv, sizeof(conv), "%s.shortcut", prefix);
-        snprintf(norm, sizeof(norm), "%s.shortcut.norm", prefix);
+        snprintf(conv, sizeof(conv), "%.200s.shortcut", prefix);
+        snprintf(norm, sizeof(norm), "%.200s.shortcut.norm", prefix);
         if (cna_init(&b->shortcut, ps, conv, norm, cin, cout, 1, 0, NORM_GROUP, groups, 0)) return SD_FAIL;
     }
-    snprintf(conv, sizeof(conv), "%s.conv1", prefix);
-    snprintf(norm, sizeof(norm), "%s.conv1.norm", prefix);
+    snprintf(conv, sizeof(conv), "%.200s.conv1", prefix);
+    snprintf(norm, sizeof(norm), "%.200s.conv1.norm", prefix);
     if (cna_init(&b->conv1, ps, conv, norm, cin, cb, 1, 0, NORM_GROUP, groups, 1)) return SD_FAIL;
-    snprintf(conv, sizeof(conv), "%s.conv2", prefix);
-    snprintf(norm, sizeof(norm), "%s.conv2.norm", prefix);
+    snprintf(conv, sizeof(conv), "%.200s.conv2", prefix);
+    snprintf(norm, sizeof(norm), "%.200s.conv2.norm", prefix);
     if (cna_init(&b->conv2, ps, conv, norm, cb, cb, 3, 0, NORM_GROUP, groups, 1)) return SD_FAIL;
-    snprintf(conv, sizeof(conv), "%s.conv3", prefix);
-    snprintf(norm, sizeof(norm), "%s.conv3.norm", prefix);
+    snprintf(conv, sizeof(conv), "%.200s.conv3", prefix);
+    snprintf(norm, sizeof(norm), "%.200s.conv3.norm", prefix);
     return cna_init(&b->conv3, ps, conv, norm, cb, cout, 1, 0, NORM_GROUP, groups, 0);
 }
 

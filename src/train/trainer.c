@@ -1,0 +1,442 @@
+// The training loop of run.py on cached features. See trainer.h.
+#include "train/trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/error.h"
+#include "core/runtime.h"
+#include "train/adam.h"
+#include "train/checkpoint.h"
+#include "train/head_backward.h"
+#include "train/init.h"
+#include "train/losses.h"
+#include "train/lr_schedule.h"
+#include "train/metrics.h"
+
+volatile int g_train_stop = 0;
+
+void train_options_defaults(TrainOptions *o) {
+    memset(o, 0, sizeof(*o));
+    o->task = LABELS_CLASSIFICATION;
+    o->fuser = "gw";
+    o->batch_size = 32;
+    o->val_batch_size = 32;
+    o->epochs = 40;
+    o->warmup_epochs = 5;
+    o->lr = 0.01;
+    o->min_lr = 1e-5;
+    o->eval_every = 100;
+    o->patience = 10;
+    o->seed = 42;
+    o->ignore_value = 255;
+}
+
+void eval_result_free(EvalResult *r) {
+    free(r->per_class_iou);
+    free(r->per_class_f1);
+    free(r->confusion);
+    free(r->seg_confusion);
+    memset(r, 0, sizeof(*r));
+}
+
+// ---------------------------------------------------------------------------
+// Loss of the last forward, and its gradient (accumulated into dlogits when not NULL).
+
+static int batch_loss(const HeadModel *m, const Dataset *d, int B, float *loss, float *dlogits) {
+    const float *logits = head_model_logits(m);
+    int C = m->cfg.num_classes;
+    switch (d->labels->task) {
+    case LABELS_CLASSIFICATION:
+        return cross_entropy_loss(loss, dlogits, logits, d->targets_i64, B, C, 1, d->ignore_index);
+    case LABELS_MULTILABEL:
+        return bce_with_logits_loss(loss, dlogits, logits, d->targets_f32, (int64_t)B * C);
+    default:
+        return cross_entropy_loss(loss, dlogits, logits, d->targets_i64, B, C, d->mask_h * d->mask_w, d->ignore_index);
+    }
+}
+
+int evaluate(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out) {
+    memset(out, 0, sizeof(*out));
+    const LabelSet *ls = d->labels;
+    int C = m->cfg.num_classes;
+    out->task = ls->task;
+    out->num_classes = C;
+    int HW = ls->task == LABELS_SEGMENTATION ? d->mask_h * d->mask_w : 1;
+    int *preds = (int *)malloc((size_t)batch * HW * sizeof(int));
+    if (ls->task == LABELS_CLASSIFICATION) out->confusion = (int64_t *)calloc((size_t)C * C, sizeof(int64_t));
+    if (ls->task == LABELS_SEGMENTATION) out->seg_confusion = (float *)calloc((size_t)C * C, sizeof(float));
+    if (!preds || (ls->task == LABELS_CLASSIFICATION && !out->confusion) ||
+        (ls->task == LABELS_SEGMENTATION && !out->seg_confusion)) {
+        free(preds);
+        return sd_errorf("out of memory for evaluation");
+    }
+    MultiLabelCounts mlc = {0, 0, 0};
+    head_model_set_mode(m, 0, 0);
+    double loss_sum = 0.0;
+    int rc = 0;
+    for (int start = 0; start < n && !rc; start += batch) {
+        int B = n - start < batch ? n - start : batch;
+        FusionInput in;
+        float loss = 0.0f;
+        if ((rc = dataset_load_batch(d, rows + start, B, &in))) break;
+        if ((rc = head_model_forward(m, &in))) break;
+        if ((rc = batch_loss(m, d, B, &loss, NULL))) break;
+        loss_sum += (double)loss * B;
+        const float *logits = head_model_logits(m);
+        if (ls->task == LABELS_MULTILABEL) {
+            rc = multilabel_update(&mlc, logits, d->targets_f32, (int64_t)B * C);
+        } else {
+            argmax_channels(preds, logits, B, C, HW);
+            if (ls->task == LABELS_CLASSIFICATION)
+                rc = cls_confusion_update(out->confusion, C, d->targets_i64, preds, B, d->ignore_index);
+            else
+                rc = seg_confusion_update(out->seg_confusion, C, preds, d->targets_i64, (int64_t)B * HW, d->ignore_index);
+        }
+    }
+    free(preds);
+    if (rc) return SD_FAIL;
+    out->count = n;
+    out->loss = n ? loss_sum / n : NAN;
+    if (ls->task == LABELS_CLASSIFICATION) {
+        ClsMetrics cm;
+        if (cls_metrics(out->confusion, C, &cm)) return sd_errorf("evaluation: no labelled image in the split");
+        out->accuracy = cm.accuracy;
+        out->precision = cm.precision;
+        out->recall = cm.recall;
+        out->f1 = cm.f1;
+        out->main_metric = cm.accuracy;
+    } else if (ls->task == LABELS_MULTILABEL) {
+        MultiLabelMetrics mm = multilabel_metrics(&mlc);
+        out->precision = mm.precision;
+        out->recall = mm.recall;
+        out->f1 = mm.f1;
+        out->main_metric = mm.f1;
+    } else {
+        out->per_class_iou = (float *)calloc((size_t)C, sizeof(float));
+        out->per_class_f1 = (float *)calloc((size_t)C, sizeof(float));
+        if (!out->per_class_iou || !out->per_class_f1) return sd_errorf("out of memory");
+        SegMetrics sm;
+        seg_metrics(out->seg_confusion, C, out->per_class_iou, out->per_class_f1, NULL, NULL, &sm);
+        out->miou = sm.miou;
+        out->mf1 = sm.mf1;
+        out->macc = sm.macc;
+        out->main_metric = sm.miou;
+    }
+    return 0;
+}
+
+static const char *class_name(const LabelSet *ls, int c, char *buf, size_t size) {
+    if (ls && ls->class_names && c < ls->num_classes) return ls->class_names[c];
+    snprintf(buf, size, "%d", c);
+    return buf;
+}
+
+void eval_result_print(const EvalResult *r, const LabelSet *labels, const char *split) {
+    char buf[32];
+    printf("%s: %d images, loss %.4f\n", split, r->count, r->loss);
+    if (r->task == LABELS_CLASSIFICATION) {
+        printf("  accuracy %.4f  precision %.4f  recall %.4f  F1 %.4f (macro P/R, as the original)\n", r->accuracy,
+               r->precision, r->recall, r->f1);
+    } else if (r->task == LABELS_MULTILABEL) {
+        printf("  micro precision %.4f  recall %.4f  F1 %.4f\n", r->precision, r->recall, r->f1);
+    } else {
+        printf("  mIoU %.2f  mF1 %.2f  pixel accuracy %.2f\n", r->miou, r->mf1, r->macc);
+        printf("  %-24s %8s %8s\n", "class", "IoU", "F1");
+        for (int c = 0; c < r->num_classes; c++)
+            printf("  %-24s %8.2f %8.2f\n", class_name(labels, c, buf, sizeof(buf)), r->per_class_iou[c],
+                   r->per_class_f1[c]);
+    }
+}
+
+int eval_result_write_json(const EvalResult *r, const LabelSet *labels, const char *split, const char *path) {
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return sd_errorf("%s: cannot write: %s", path, strerror(errno));
+    char buf[32], esc[512];
+    fprintf(f, "{\"split\": \"%s\", \"task\": \"%s\", \"images\": %d, \"loss\": %.6g", split, label_task_name(r->task),
+            r->count, r->loss);
+    if (r->task == LABELS_SEGMENTATION) {
+        fprintf(f, ", \"mIoU\": %.6g, \"mF1\": %.6g, \"mAcc\": %.6g, \"IoU\": {", r->miou, r->mf1, r->macc);
+        for (int c = 0; c < r->num_classes; c++) {
+            json_escape(class_name(labels, c, buf, sizeof(buf)), esc, sizeof(esc));
+            fprintf(f, "%s%s: %.6g", c ? ", " : "", esc, r->per_class_iou[c]);
+        }
+        fprintf(f, "}, \"F1\": {");
+        for (int c = 0; c < r->num_classes; c++) {
+            json_escape(class_name(labels, c, buf, sizeof(buf)), esc, sizeof(esc));
+            fprintf(f, "%s%s: %.6g", c ? ", " : "", esc, r->per_class_f1[c]);
+        }
+        fprintf(f, "}");
+    } else {
+        if (r->task == LABELS_CLASSIFICATION) fprintf(f, ", \"accuracy\": %.6g", r->accuracy);
+        fprintf(f, ", \"precision\": %.6g, \"recall\": %.6g, \"F1\": %.6g", r->precision, r->recall, r->f1);
+    }
+    fprintf(f, "}\n");
+    if (fclose(f) != 0 || rename(tmp, path) != 0) return sd_errorf("%s: write failed", path);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+
+// The head config: the cache's layout, the task, the fuser and the user's extra keys.
+static char *build_head_config(const TrainOptions *o, const Dataset *d, int num_classes) {
+    const char *task = o->task == LABELS_CLASSIFICATION ? "classification"
+                       : o->task == LABELS_MULTILABEL   ? "multi_label_classification"
+                                                        : "segmentation";
+    size_t n = strlen(d->feature_dims_text) + strlen(d->save_timesteps_text) + (o->head_json ? strlen(o->head_json) : 0) + 512;
+    char *s = (char *)malloc(n);
+    if (!s) return NULL;
+    int len = snprintf(s, n, "{\"task\": \"%s\", \"fuser\": \"%s\", \"feature_dims\": %s, \"save_timesteps\": %s, "
+                       "\"num_classes\": %d", task, o->fuser, d->feature_dims_text, d->save_timesteps_text, num_classes);
+    if (o->task == LABELS_SEGMENTATION) len += snprintf(s + len, n - len, ", \"output_shape\": [%d, %d]", d->mask_h, d->mask_w);
+    if (o->head_json) {
+        const char *a = strchr(o->head_json, '{'), *b = strrchr(o->head_json, '}');
+        if (a && b && b > a) {
+            const char *p = a + 1;
+            while (p < b && (*p == ' ' || *p == '\n' || *p == '\t')) p++;
+            if (p < b) len += snprintf(s + len, n - len, ", %.*s", (int)(b - p), p);
+        }
+    }
+    snprintf(s + len, n - len, "}");
+    return s;
+}
+
+static int write_text_file(const char *path, const char *text) {
+    char tmp[4200];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return sd_errorf("%s: cannot write: %s", path, strerror(errno));
+    int ok = fputs(text, f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) return sd_errorf("%s: write failed", path);
+    return 0;
+}
+
+// run_dir/features_meta.json: the first training file's metadata (prompt, steps,
+// save steps, layers, preprocessing), so predict can extract a new image the same way.
+static int write_features_meta(const Dataset *d, const LabelSet *ls, int row, const char *path) {
+    char file[4096];
+    dataset_file(d, ls->rows[row].image, file, sizeof(file));
+    SafeTensors st;
+    if (st_open(&st, file)) return SD_FAIL;
+    size_t cap = 1024;
+    for (int k = 0; k < st.metadata.count; k++) cap += 2 * (strlen(st.metadata.keys[k]) + strlen(st.metadata.items[k].string)) + 16;
+    char *text = (char *)malloc(cap), *esc = (char *)malloc(cap);
+    if (!text || !esc) { free(text); free(esc); st_close(&st); return sd_errorf("out of memory"); }
+    size_t n = (size_t)snprintf(text, cap, "{\n");
+    for (int k = 0; k < st.metadata.count; k++) {
+        json_escape(st.metadata.keys[k], esc, cap);
+        n += (size_t)snprintf(text + n, cap - n, "%s  %s: ", k ? ",\n" : "", esc);
+        json_escape(st.metadata.items[k].string, esc, cap);
+        n += (size_t)snprintf(text + n, cap - n, "%s", esc);
+    }
+    snprintf(text + n, cap - n, "\n}\n");
+    st_close(&st);
+    int rc = write_text_file(path, text);
+    free(text);
+    free(esc);
+    return rc;
+}
+
+static void progress(const TrainOptions *o, int epoch, int step, int steps, int64_t global_step, double loss, double lr,
+                     double rate) {
+    if (o->quiet) return;
+    fprintf(stderr, "\repoch %d/%d  step %d/%d  (global %lld)  loss %.4f  lr %.3g  %.2f steps/s   ", epoch + 1,
+            o->epochs, step, steps, (long long)global_step, loss, lr, rate);
+    fflush(stderr);
+}
+
+int train_run(const TrainOptions *o) {
+    LabelSet labels;
+    Dataset data;
+    HeadModel model;
+    Adam adam;
+    memset(&model, 0, sizeof(model));
+    memset(&adam, 0, sizeof(adam));
+    memset(&data, 0, sizeof(data));
+    int rc = SD_FAIL;
+    char path[4096], best_path[4096], log_path[4096];
+    int *train_rows = NULL, *val_rows = NULL, *test_rows = NULL;
+    char *head_cfg_text = NULL;
+    float *dlogits = NULL;  // d loss / d logits of a training batch
+    FILE *log = NULL;
+    JsonValue head_json;
+    memset(&head_json, 0, sizeof(head_json));
+
+    if (labels_load(o->labels_path, o->task, &labels)) return SD_FAIL;
+    int num_classes = o->num_classes ? o->num_classes : labels.num_classes;
+    if (o->num_classes && labels.class_names && o->num_classes != labels.num_classes) {
+        sd_errorf("--num-classes %d but %s names %d classes", o->num_classes, o->labels_path, labels.num_classes);
+        goto done;
+    }
+    labels.num_classes = num_classes;
+    if (num_classes < 1) { sd_errorf("%s: no classes (add a '# classes:' line or give --num-classes)", o->labels_path); goto done; }
+    train_rows = (int *)malloc((size_t)labels.count * sizeof(int));
+    val_rows = (int *)malloc((size_t)labels.count * sizeof(int));
+    test_rows = (int *)malloc((size_t)labels.count * sizeof(int));
+    if (!train_rows || !val_rows || !test_rows) { sd_errorf("out of memory"); goto done; }
+    int n_train = labels_split(&labels, SPLIT_TRAIN, train_rows);
+    int n_val = labels_split(&labels, SPLIT_VAL, val_rows);
+    int n_test = labels_split(&labels, SPLIT_TEST, test_rows);
+    if (n_train == 0 || n_val == 0) { sd_errorf("%s: the train and val splits must not be empty (train %d, val %d)", o->labels_path, n_train, n_val); goto done; }
+    int max_batch = o->batch_size > o->val_batch_size ? o->batch_size : o->val_batch_size;
+    if (dataset_open(&data, o->features_dir, &labels, max_batch, o->ignore_value)) goto done;
+
+    mkdir(o->out_dir, 0755);
+    snprintf(path, sizeof(path), "%s/head_config.json", o->out_dir);
+    if (o->resume) {
+        if (json_parse_file(path, &head_json)) { sd_error_context("--resume"); goto done; }
+    } else {
+        head_cfg_text = build_head_config(o, &data, num_classes);
+        if (!head_cfg_text) { sd_errorf("out of memory"); goto done; }
+        if (json_parse(head_cfg_text, strlen(head_cfg_text), "head config", &head_json)) goto done;
+    }
+    HeadConfig hc;
+    if (head_config_from_json(&hc, &head_json)) { sd_error_context("head config"); goto done; }
+    if (head_model_init(&model, &hc)) goto done;
+    if (!o->resume) {
+        head_init_weights(&model.params, o->seed);
+        if (write_text_file(path, head_cfg_text)) goto done;
+        snprintf(path, sizeof(path), "%s/features_meta.json", o->out_dir);
+        if (write_features_meta(&data, &labels, train_rows[0], path)) goto done;
+    }
+    if (params_alloc_grads(&model.params) || adam_init(&adam, &model.params)) goto done;
+
+    TrainState ts;
+    memset(&ts, 0, sizeof(ts));
+    ts.best_metric = -INFINITY;
+    snprintf(path, sizeof(path), "%s/checkpoint.safetensors", o->out_dir);
+    snprintf(best_path, sizeof(best_path), "%s/best.safetensors", o->out_dir);
+    snprintf(log_path, sizeof(log_path), "%s/log.jsonl", o->out_dir);
+    if (o->resume) {
+        if (checkpoint_load(path, &model, &adam, &ts)) goto done;
+        fprintf(stderr, "resuming %s at epoch %d, step %d of the epoch (global step %lld)\n", o->out_dir, ts.epoch + 1,
+                ts.step_in_epoch, (long long)ts.global_step);
+    }
+    log = fopen(log_path, o->resume ? "a" : "w");
+    if (!log) { sd_errorf("%s: cannot write: %s", log_path, strerror(errno)); goto done; }
+
+    LrSchedule sched = lr_schedule_default(o->lr, o->epochs);
+    sched.min_lr = o->min_lr;
+    sched.warmup_epochs = o->warmup_epochs;
+    if (lr_schedule_check(&sched)) goto done;
+    AdamConfig acfg = adam_config_default(o->lr, o->weight_decay);
+    int steps_per_epoch = (n_train + o->batch_size - 1) / o->batch_size;
+    int eval_every = o->eval_every <= 0 || o->eval_every > steps_per_epoch ? steps_per_epoch : o->eval_every;
+    int stopped = 0, early = 0;
+
+    for (int epoch = ts.epoch; epoch < o->epochs && !stopped && !early; epoch++) {
+        if (epoch == ts.epoch && ts.step_in_epoch == 0) {
+            // run.py evaluates val and test before the first epoch of a (re)start
+            EvalResult ev;
+            if (evaluate(&model, &data, val_rows, n_val, o->val_batch_size, &ev)) goto done;
+            fprintf(log, "{\"event\": \"eval\", \"split\": \"val\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g, \"loss\": %.6g}\n",
+                    epoch, (long long)ts.global_step, ev.main_metric, ev.loss);
+            eval_result_free(&ev);
+            if (n_test) {
+                if (evaluate(&model, &data, test_rows, n_test, o->val_batch_size, &ev)) goto done;
+                fprintf(log, "{\"event\": \"eval\", \"split\": \"test\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g}\n",
+                        epoch, (long long)ts.global_step, ev.main_metric);
+                eval_result_free(&ev);
+            }
+        }
+        acfg.lr = lr_schedule_at(&sched, epoch);
+        int *order = (int *)malloc((size_t)n_train * sizeof(int));
+        if (!order) { sd_errorf("out of memory"); goto done; }
+        memcpy(order, train_rows, (size_t)n_train * sizeof(int));
+        dataset_shuffle(order, n_train, o->seed, epoch);
+        double t0 = sd_now();
+        int steps_done = 0;
+        for (int step = ts.step_in_epoch; step < steps_per_epoch; step++) {
+            if (g_train_stop || (o->max_steps && ts.global_step >= o->max_steps)) { stopped = 1; break; }
+            int start = step * o->batch_size;
+            int B = n_train - start < o->batch_size ? n_train - start : o->batch_size;
+            FusionInput in;
+            float loss;
+            params_zero_grads(&model.params);
+            ts.global_step++;
+            head_model_set_mode(&model, 1, 1);
+            if (dataset_load_batch(&data, order + start, B, &in) || head_model_forward(&model, &in)) { free(order); goto done; }
+            size_t nlog = (size_t)B * num_classes * (o->task == LABELS_SEGMENTATION ? data.mask_h * data.mask_w : 1);
+            float *g = (float *)realloc(dlogits, nlog * sizeof(float));
+            if (!g) { free(order); sd_errorf("out of memory"); goto done; }
+            dlogits = g;
+            memset(dlogits, 0, nlog * sizeof(float));
+            if (batch_loss(&model, &data, B, &loss, dlogits) || head_model_backward(&model, dlogits)) { free(order); goto done; }
+            if (adam_step(&adam, &model.params, &acfg)) { free(order); goto done; }
+            steps_done++;
+            ts.step_in_epoch = step + 1;
+            fprintf(log, "{\"event\": \"step\", \"epoch\": %d, \"global_step\": %lld, \"loss\": %.6g, \"lr\": %.6g}\n", epoch,
+                    (long long)ts.global_step, loss, acfg.lr);
+            progress(o, epoch, step + 1, steps_per_epoch, ts.global_step, loss, acfg.lr, steps_done / (sd_now() - t0 + 1e-9));
+            if (ts.global_step % eval_every == 0) {
+                EvalResult ev;
+                if (evaluate(&model, &data, val_rows, n_val, o->val_batch_size, &ev)) { free(order); goto done; }
+                double metric = ev.main_metric;
+                int improved = metric > ts.best_metric;  // run.py: strictly better
+                fprintf(log, "{\"event\": \"eval\", \"split\": \"val\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g, \"loss\": %.6g, \"best\": %s}\n",
+                        epoch + 1, (long long)ts.global_step, metric, ev.loss, improved ? "true" : "false");
+                if (!o->quiet) fprintf(stderr, "\n  val metric %.4f%s\n", metric, improved ? " (best so far, saved)" : "");
+                eval_result_free(&ev);
+                if (improved) {
+                    ts.best_metric = metric;
+                    ts.best_step = ts.global_step;
+                    ts.no_improve = 0;
+                    if (head_model_save(&model, best_path)) { free(order); goto done; }
+                } else {
+                    ts.no_improve++;
+                }
+                if (o->patience > 0 && ts.no_improve >= o->patience) { early = 1; break; }
+            }
+            fflush(log);
+        }
+        free(order);
+        if (!stopped) {  // the epoch is complete: the schedule steps, the position moves on
+            ts.epoch = epoch + 1;
+            ts.step_in_epoch = 0;
+        } else {
+            ts.epoch = epoch;
+        }
+        if (checkpoint_save(path, &model, &adam, &ts)) goto done;
+        if (!o->quiet) fprintf(stderr, "\n");
+    }
+    if (stopped) {
+        fprintf(stderr, "stopped at global step %lld; checkpoint saved, continue with --resume\n", (long long)ts.global_step);
+        rc = 0;
+        goto done;
+    }
+    if (early) fprintf(stderr, "early stop: %d evaluations without improvement\n", ts.no_improve);
+    // final test with the best checkpoint
+    if (n_test) {
+        if (head_model_load(&model, best_path)) goto done;
+        EvalResult ev;
+        if (evaluate(&model, &data, test_rows, n_test, o->val_batch_size, &ev)) goto done;
+        eval_result_print(&ev, &labels, "test (best checkpoint)");
+        snprintf(path, sizeof(path), "%s/metrics.json", o->out_dir);
+        int w = eval_result_write_json(&ev, &labels, "test", path);
+        eval_result_free(&ev);
+        if (w) goto done;
+        printf("metrics: %s\n", path);
+    }
+    printf("best val metric %.4f at step %lld; head weights: %s\n", ts.best_metric, (long long)ts.best_step, best_path);
+    rc = 0;
+done:
+    free(dlogits);
+    if (log) fclose(log);
+    json_free(&head_json);
+    free(head_cfg_text);
+    free(train_rows);
+    free(val_rows);
+    free(test_rows);
+    adam_free(&adam);
+    head_model_free(&model);
+    dataset_close(&data);
+    labels_free(&labels);
+    return rc;
+}
