@@ -464,6 +464,37 @@ static int file_meta(const FeaturePyramid *p, const Item *it, const Image *img, 
     return rc ? -1 : 0;
 }
 
+// OUT/text_embedding.safetensors: the prompt's embedding (1, L, D), computed once
+// per model and prompt and kept next to the features that used it (the
+// features' metadata names the same prompt and model fingerprint).
+static int write_prompt_embedding(DiffusionModel *m, const Args *a, const char *out_dir) {
+    const float *emb;
+    if (diffusion_model_prompt(m, a->prompt, &emb)) return -1;
+    char path[8192], fp[32];
+    snprintf(path, sizeof(path), "%s/text_embedding.safetensors", out_dir);
+    snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)model_fingerprint(a->model));
+    SafeTensors st;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && st_open(&st, path) == 0) {  // already there for this prompt and model: keep it
+        const char *p = st_metadata(&st, "prompt"), *f = st_metadata(&st, "model_fingerprint");
+        int same = p && f && !strcmp(p, a->prompt) && !strcmp(f, fp);
+        st_close(&st);
+        if (same) return 0;
+    }
+    StWriteEntry e;
+    memset(&e, 0, sizeof(e));
+    e.name = "text_embedding";
+    e.dtype = DT_F32;
+    e.ndim = 3;
+    e.shape[0] = 1;
+    e.shape[1] = m->L;
+    e.shape[2] = m->D;
+    e.data = emb;
+    const char *keys[3] = {"prompt", "model_fingerprint", "model"};
+    const char *vals[3] = {a->prompt, fp, a->model};
+    return st_write(path, &e, 1, keys, vals, 3);
+}
+
 // Loads, preprocesses and extracts one image, then writes its file.
 static int extract_one(DiffusionModel *m, const ExtractOptions *o, const PreprocessOptions *pre, const Args *a,
                        const FeatureMeta *expect, const Item *it, const char *target) {
@@ -584,7 +615,7 @@ int cmd_extract(int argc, char **argv) {
                 mine == 1 ? "" : "s", a.shard_n > 1 ? " in this shard" : "", walk.n_calls, walk.n_calls == 1 ? "" : "s",
                 feature_meta_get(&expect, "save_t"), a.out);
     double t0 = sd_now();
-    int seen = 0;
+    int seen = 0, embedding_kept = 0;
     for (int i = 0; i < list.n && !g_stop_signal; i++) {
         if (i % a.shard_n != a.shard_k) continue;
         const Item *it = &list.items[i];
@@ -598,6 +629,7 @@ int cmd_extract(int argc, char **argv) {
                 failed++;
             } else {
                 skipped++;
+                if (!embedding_kept && write_prompt_embedding(&model, &a, a.out) == 0) embedding_kept = 1;
             }
             continue;
         }
@@ -618,6 +650,11 @@ int cmd_extract(int argc, char **argv) {
             continue;
         }
         done_count++;
+        // once this run's settings have produced a file, its prompt embedding goes beside it
+        if (!embedding_kept) {
+            if (write_prompt_embedding(&model, &a, a.out)) fprintf(stderr, "warning: %s\n", sd_last_error());
+            else embedding_kept = 1;
+        }
         if (!a.quiet) {
             double now = sd_now(), rate = done_count / (now - t0 > 1e-9 ? now - t0 : 1e-9);
             char left[32];
