@@ -315,6 +315,22 @@ static void test_attention(const char *isa, Arena *arena) {
     check_attention(isa, 1, 2, 300, 50, 24, 1, arena, 0);  // causal with Nq > Nk
     check_attention(isa, 2, 5, 333, 333, 64, 0, arena, 1);  // self-attention, threads
     check_attention(isa, 1, 3, 200, 77, 160, 1, arena, 1);
+    if (arena) {
+        // an arena too small for the workspace: the heap takes over, the arena is left as it was
+        Arena tiny;
+        if (arena_init(&tiny, 4096) == 0) {
+            check_attention(isa, 1, 2, 70, 90, 40, 0, &tiny, 0);
+            CHECK(tiny.used == 0 && tiny.peak == 0, "%s attention touched a too-small arena", isa);
+            arena_free(&tiny);
+        }
+        size_t need = attention_scratch_bytes(333, 64);
+        size_t before = arena->peak;
+        arena->peak = 0;
+        check_attention(isa, 2, 5, 333, 333, 64, 0, arena, 0);
+        CHECK(need > 0 && arena->peak > 0 && arena->peak <= need, "%s attention_scratch_bytes %zu, arena peak %zu",
+              isa, need, arena->peak);
+        if (before > arena->peak) arena->peak = before;
+    }
 }
 
 int main(void) {

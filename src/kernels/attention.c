@@ -160,6 +160,15 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
     }
 }
 
+size_t attention_scratch_bytes(int Nk, int head_dim) {
+    if (Nk <= 0 || head_dim <= 0) return 0;
+    int threads = 1;
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#endif
+    return work_floats(gemm_kernel_info(), Nk, head_dim) * (size_t)threads * sizeof(float) + 64;
+}
+
 int attention_forward(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq, int Nk,
                       int head_dim, float scale, int causal, Arena *scratch) {
     if (B <= 0 || heads <= 0 || Nq <= 0 || head_dim <= 0) return 0;

@@ -60,6 +60,9 @@ void softmax_rows(float *x, int rows, int n);
 // causal: query i sees keys j <= i (CLIP text).
 int attention_forward(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq, int Nk,
                       int head_dim, float scale, int causal, Arena *scratch);
+// Arena bytes attention_forward takes when the arena has room (for every thread of
+// omp_get_max_threads()); with less room it takes the same from the heap for the call.
+size_t attention_scratch_bytes(int Nk, int head_dim);
 
 // ---- Resampling and pooling (resample.c) ------------------------------------
 // Bilinear resize like F.interpolate(mode="bilinear", antialias=False).
