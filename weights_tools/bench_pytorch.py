@@ -136,6 +136,8 @@ def main():
 
             name = "attention h%d Nq%d Nk%d hd%d" % (heads, Nq, Nk, hd)
             record(name, best_time(attn, min_total), 4.0 * Nq * Nk * hd * heads)
+    # Whole-model forwards (UNet 32x32/64x64, VAE encoder 256/512, text encoder) with the C
+    # bench's random weights go here, under the names the C bench prints, once the models exist.
     out = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
