@@ -253,8 +253,10 @@ int cmd_predict(int argc, char **argv) {
     rc = 0;
 done:
     if (rc) fprintf(stderr, "satdifuser predict: %s\n", sd_last_error());
-    if (tmp_dir[0]) {  // remove the temporary feature file and folder
+    if (tmp_dir[0]) {  // remove the temporary feature file, the prompt embedding beside it, and the folder
         unlink(feat_path);
+        snprintf(path, sizeof(path), "%s/text_embedding.safetensors", tmp_dir);
+        unlink(path);
         rmdir(tmp_dir);
     }
     for (int i = 0; i < nbufs; i++) free(bufs[i]);
