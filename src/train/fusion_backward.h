@@ -15,7 +15,8 @@
 // it, as torch does for a None gradient). The MoE call counters are not
 // touched: the forward advanced them.
 //
-// Equations: docs/training.md ("The whole model's backward").
+// Equations: at each function in fusion_backward.c / head_backward.c; the layer
+// primitives: docs/training.md.
 #ifndef SD_TRAIN_FUSION_BACKWARD_H
 #define SD_TRAIN_FUSION_BACKWARD_H
 
