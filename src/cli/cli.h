@@ -11,6 +11,7 @@ int cmd_extract(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 
 // Parses "--threads N" anywhere in argv (removing it) and starts the thread
 // pool; returns -1 with a message on a bad value.

@@ -19,6 +19,7 @@ static const struct {
     {"predict", cmd_predict, "image to class or segmentation map"},
     {"golden", cmd_golden, "run golden cases (folders of case.json + safetensors) against this implementation"},
     {"info", cmd_info, "list the tensors and metadata of a safetensors file"},
+    {"convert", cmd_convert, "single-file SD checkpoint (LDM layout .safetensors) -> diffusers pipeline folder"},
 };
 
 static void usage(FILE *f) {
