@@ -206,6 +206,145 @@ def case_unet_metadata(out):
     return make_unet_case(out, "unet_metadata", seed, model, x, what, class_name="SatUNet")
 
 
+# ------------------------------------------------- UNet: what the tolerance catches
+
+def groupnorm_input_variance(model, run, inputs, names):
+    """name -> (min, max) over (batch item, group) of the biased variance of the
+    input of each named GroupNorm (what its eps is added to)."""
+    mods = dict(model.named_modules())
+    res, handles = {}, []
+    for n in names:
+        def hook(mod, inp, output, n=n):
+            t = inp[0]
+            v = t.reshape(t.shape[0], mod.num_groups, -1).double().var(dim=-1, unbiased=False)
+            res[n] = (float(v.min()), float(v.max()))
+        handles.append(mods[n].register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            run(model, inputs)
+    finally:
+        for h in handles:
+            h.remove()
+    return res
+
+
+def max_change(run, model, inputs, ref_out, ref_caps, capture_paths, edit):
+    """Reruns a float32 copy of model after edit(copy) and returns the max abs
+    change of (the outputs, the captures) against (ref_out, ref_caps)."""
+    m = copy.deepcopy(model)
+    edit(m)
+    with torch.no_grad():
+        with gc.Capture(m, capture_paths) as c:
+            out = run(m, inputs)
+    d_out = max(gc.max_err(out[k], ref_out[k]) for k in ref_out)
+    d_cap = max([gc.max_err(c.out[k], ref_caps[k]) for k in ref_caps] or [0.0])
+    return d_out, d_cap
+
+
+def set_groupnorm_eps(model, kind, eps):
+    """eps of every GroupNorm of Transformer2DModel.norm (kind 'transformer')
+    or ResnetBlock2D.norm1/norm2 (kind 'resnet')."""
+    from diffusers.models.resnet import ResnetBlock2D
+    from diffusers.models.transformer_2d import Transformer2DModel
+    for mod in model.modules():
+        if kind == "transformer" and isinstance(mod, Transformer2DModel):
+            mod.norm.eps = eps
+        if kind == "resnet" and isinstance(mod, ResnetBlock2D):
+            mod.norm1.eps = eps
+            mod.norm2.eps = eps
+
+
+def set_upcast(model, on):
+    from diffusers.models.attention_processor import Attention
+    for mod in model.modules():
+        if isinstance(mod, Attention):
+            mod.upcast_attention = on
+
+
+def case_unet_eps_sensitive(out):
+    """SD 2.1-like UNet in which the inputs of some GroupNorms have a per-group
+    variance of a few 1e-6, so that their eps (1e-5 ResNet, 1e-6 transformer)
+    is not negligible: a wrong eps moves the output by far more than atol."""
+    from diffusers import UNet2DConditionModel
+    seed = 104
+    scale = 3e-3
+    torch.manual_seed(seed)
+    cfg = unet_sd21_config(block_out_channels=(8, 16, 16), norm_num_groups=4, cross_attention_dim=16,
+                           attention_head_dim=(2, 2, 4))
+    model = UNet2DConditionModel(**cfg)
+    gc.perturb_(model, seed)
+    with torch.no_grad():
+        # conv_in's output (ResNet down_blocks.0.resnets.0.norm1 input, and the first skip, which
+        # the last up ResNet's norm1 sees concatenated) and down_blocks.0.resnets.0's output
+        # (= conv_in output + conv2 output: the input of down_blocks.0.attentions.0.norm) become tiny.
+        for lin in (model.conv_in, model.down_blocks[0].resnets[0].conv2):
+            lin.weight.mul_(scale)
+            lin.bias.mul_(scale)
+    model.eval()
+    x = unet_inputs(seed, 2, 8, 8, 77, 16, [-1.0, 421.0])
+    paths = matching_modules(model, UP_CAPTURES)
+    out32, caps, err = measure(run_unet, model, x, paths)
+    atol = gc.tolerance(err)
+
+    small = ["down_blocks.0.resnets.0.norm1", "down_blocks.0.attentions.0.norm",
+             "up_blocks.2.resnets.2.norm1"]
+    var = groupnorm_input_variance(model, run_unet, x, small)
+    d_tr = max_change(run_unet, model, x, out32, caps, paths, lambda m: set_groupnorm_eps(m, "transformer", 1e-5))
+    d_rn = max_change(run_unet, model, x, out32, caps, paths, lambda m: set_groupnorm_eps(m, "resnet", 1e-6))
+    d_up = max_change(run_unet, model, x, out32, caps, paths, lambda m: set_upcast(m, False))
+    for what, d in (("transformer GroupNorm eps 1e-5", d_tr), ("ResNet GroupNorm eps 1e-6", d_rn)):
+        if not d[0] > 10 * atol:
+            raise RuntimeError(f"unet_eps_sensitive: {what} moves the output by only {d[0]:.3g} (atol {atol:g})")
+    print(f"  max change (output, captures): transformer eps 1e-5 {d_tr[0]:.3g}, {d_tr[1]:.3g}; resnet eps 1e-6 "
+          f"{d_rn[0]:.3g}, {d_rn[1]:.3g}; upcast off {d_up[0]:.3g}, {d_up[1]:.3g}; atol {atol:g}", flush=True)
+
+    tensors = {f"input.{k}": v for k, v in x.items()}
+    tensors.update({f"output.{k}": v for k, v in out32.items()})
+    tensors.update({f"capture.{k}": v for k, v in caps.items()})
+    vtxt = "; ".join(f"{n} [{a:.2g}, {b:.2g}]" for n, (a, b) in var.items())
+    what = ("diffusers UNet2DConditionModel, SD 2.1-like tiny config (linear proj, head counts (2,2,4), "
+            "upcast_attention, block_out_channels (8,16,16), norm_num_groups 4, cross_attention_dim 16), batch 2 "
+            f"at timesteps [-1, 421], 8x8 latent. After the perturbation, the weight and bias of conv_in and of "
+            f"down_blocks.0.resnets.0.conv2 are multiplied by {scale:g}, so that the inputs of some GroupNorms "
+            "have a per-group variance comparable to their eps and eps is not negligible. Per-group input "
+            f"variance [min, max] over (batch item, group): {vtxt} (in the last one only the groups of the "
+            "conv_in skip channels are small; the others are O(0.1-1)). Checked by rerunning the float32 model "
+            "with a wrong eps; max abs change of output.sample (of the captures): Transformer2DModel.norm eps "
+            f"1e-5 instead of 1e-6: {d_tr[0]:.3g} ({d_tr[1]:.3g}), {d_tr[0] / atol:.0f}x atol; ResnetBlock2D "
+            f"norm1/norm2 eps 1e-6 instead of norm_eps 1e-5: {d_rn[0]:.3g} ({d_rn[1]:.3g}), {d_rn[0] / atol:.0f}x "
+            f"atol. upcast_attention off instead of on: {d_up[0]:.3g} ({d_up[1]:.3g}): a float32 run cannot see "
+            "it (the upcast is a cast to float32, which only changes float16 runs). Captures: every "
+            "up_blocks.* resnet output, resnet conv2 output and transformer attn1 output.")
+    notes = (f"{what} Seed {seed} (torch.manual_seed before construction, perturbation generator seed {seed}, "
+             f"inputs generator seed {seed + 1}). Measured max |fp32-fp64| = {err:.3g} "
+             f"(fp64 run with attention upcast disabled). {HOW} {lib_notes()}")
+    return gc.write_case(out, "unet_eps_sensitive", "unet", gc.diffusers_config(model), model.state_dict(),
+                         tensors, atol, RTOL, notes)
+
+
+def case_unet_odd_latent(out):
+    """10x6 latent through three downsamplers: 10x6 -> 5x3 -> 3x2 -> 2x1, so the
+    up path takes diffusers' forward_upsample_size branch (upsample to the skip's
+    size: 2x1 -> 3x2 -> 5x3 -> 10x6)."""
+    from diffusers import UNet2DConditionModel
+    seed = 105
+    torch.manual_seed(seed)
+    cfg = unet_sd21_config(down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+                           up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+                           block_out_channels=(8, 8, 16, 16), norm_num_groups=4, layers_per_block=1,
+                           cross_attention_dim=16, attention_head_dim=(2, 2, 2, 4))
+    model = UNet2DConditionModel(**cfg)
+    x = unet_inputs(seed, 1, 10, 6, 77, 16, [261.0])
+    what = ("diffusers UNet2DConditionModel, SD 2.1-like tiny config with 4 levels (3 downsamplers; linear "
+            "proj, head counts (2,2,2,4), upcast_attention, block_out_channels (8,8,16,16), norm_num_groups 4, "
+            "layers_per_block 1, cross_attention_dim 16), batch 1 at timestep 261, 10x6 latent: the down path "
+            "goes 10x6 -> 5x3 -> 3x2 -> 2x1 (stride-2 conv, padding 1), and since 10 and 6 are not multiples "
+            "of 2^3 the UNet passes upsample_size, so every Upsample2D resizes (nearest) to its skip's size: "
+            "2x1 -> 3x2 -> 5x3 -> 10x6 (only the last is an exact 2x). Captures: every up_blocks.* resnet "
+            "output, resnet conv2 output and transformer attn1 output.")
+    return make_unet_case(out, "unet_odd_latent", seed, model, x, what)
+
+
 # -------------------------------------------------------------------- VAE
 
 def vae_model(boc, lpb, groups, sample_size):
@@ -450,6 +589,8 @@ CASES = {
     "unet_sd1_conv": case_unet_sd1_conv,
     "unet_metadata": case_unet_metadata,
     "unet_f16": case_unet_f16,
+    "unet_eps_sensitive": case_unet_eps_sensitive,
+    "unet_odd_latent": case_unet_odd_latent,
     "vae_encoder_a": case_vae_encoder_a,
     "vae_encoder_b": case_vae_encoder_b,
     "clip_text_gelu": case_clip_text_gelu,
