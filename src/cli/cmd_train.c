@@ -1,4 +1,5 @@
 // satdifuser train: a fusion module and head on cached features (run.py's loop).
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,7 @@ int cmd_train(int argc, char **argv) {
     const char *task = NULL;
     char extra[4096] = "";
     size_t extra_len = 0;
-    int val_batch_given = 0, corrected = 0;
+    int val_batch_given = 0, corrected = 0, seed_negative = 0;
     const char *head_json = NULL, *projection_dim = NULL;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -61,14 +62,21 @@ int cmd_train(int argc, char **argv) {
         i++;
         char *end = NULL;
         double num = strtod(v, &end);
-        int is_num = end != v && *end == '\0';
+        int is_num = end != v && *end == '\0' && isfinite(num);
+        // options taking a count: a whole number in int range (no 2.5, 1e12 or hex)
+        int is_int = is_num && num == floor(num) && fabs(num) <= 2147483647.0 && !strpbrk(v, "xX");
         if (!strcmp(a, "--features")) o.features_dir = v;
         else if (!strcmp(a, "--labels")) o.labels_path = v;
         else if (!strcmp(a, "--out")) o.out_dir = v;
         else if (!strcmp(a, "--task")) task = v;
         else if (!strcmp(a, "--fuser")) o.fuser = v;
         else if (!strcmp(a, "--head-json")) head_json = v;
-        else if (!is_num) { fprintf(stderr, "satdifuser train: %s '%s': expected a number (or unknown option)\n", a, v); return 2; }
+        else if (!is_num) { fprintf(stderr, "satdifuser train: %s '%s': expected a finite number (or unknown option)\n", a, v); return 2; }
+        else if (!is_int && strcmp(a, "--lr") && strcmp(a, "--min-lr") && strcmp(a, "--weight-decay") &&
+                 strcmp(a, "--temperature")) {
+            fprintf(stderr, "satdifuser train: %s '%s': expected a whole number\n", a, v);
+            return 2;
+        }
         else if (!strcmp(a, "--batch-size")) o.batch_size = (int)num;
         else if (!strcmp(a, "--val-batch-size")) { o.val_batch_size = (int)num; val_batch_given = 1; }
         else if (!strcmp(a, "--epochs")) o.epochs = (int)num;
@@ -78,7 +86,7 @@ int cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--weight-decay")) o.weight_decay = num;
         else if (!strcmp(a, "--eval-every")) o.eval_every = (int)num;
         else if (!strcmp(a, "--patience")) o.patience = (int)num;
-        else if (!strcmp(a, "--seed")) o.seed = (uint64_t)num;
+        else if (!strcmp(a, "--seed")) { seed_negative = num < 0; o.seed = seed_negative ? 0 : (uint64_t)num; }
         else if (!strcmp(a, "--num-classes")) o.num_classes = (int)num;
         else if (!strcmp(a, "--ignore-value")) o.ignore_value = (int)num;
         else if (!strcmp(a, "--max-steps")) o.max_steps = (int)num;
@@ -93,6 +101,13 @@ int cmd_train(int argc, char **argv) {
                                                                 : NULL;
             if (!key) { fprintf(stderr, "satdifuser train: unknown option '%s'\n", a); train_usage(stderr); return 2; }
             if (!strcmp(key, "projection_dim")) projection_dim = v;
+            if (strlen(v) > 64 || extra_len + strlen(key) + strlen(v) + 8 >= sizeof(extra)) {
+                fprintf(stderr, "satdifuser train: %s '%.20s...': value too long\n", a, v);
+                return 2;
+            }
+            char quoted[64];
+            snprintf(quoted, sizeof(quoted), "\"%s\"", key);
+            if (strstr(extra, quoted)) { fprintf(stderr, "satdifuser train: %s given twice\n", a); return 2; }
             extra_len += (size_t)snprintf(extra + extra_len, sizeof(extra) - extra_len, "%s\"%s\": %s",
                                           extra_len ? ", " : "", key, v);
         }
@@ -107,9 +122,21 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "satdifuser train: batch sizes, --epochs and --lr must be positive\n");
         return 2;
     }
+    if (o.min_lr < 0 || o.weight_decay < 0 || o.warmup_epochs < 0 || o.eval_every < 0 || o.patience < 0 ||
+        o.max_steps < 0 || o.num_classes < 0 || seed_negative) {
+        fprintf(stderr, "satdifuser train: --min-lr, --weight-decay, --warmup-epochs, --eval-every, --patience, "
+                        "--max-steps, --num-classes and --seed must not be negative\n");
+        return 2;
+    }
+    if (o.warmup_epochs == o.epochs) {
+        // the cosine part would divide by epochs - warmup_epochs = 0 at the last epoch
+        fprintf(stderr, "satdifuser train: --warmup-epochs %d equals --epochs: nothing left for the cosine decay\n",
+                o.warmup_epochs);
+        return 2;
+    }
     if (!val_batch_given) o.val_batch_size = o.batch_size;
     if (corrected) {
-        extra_len += (size_t)snprintf(extra + extra_len, sizeof(extra) - extra_len, "%s\"lw_advance_channels\": 1",
+        extra_len += (size_t)snprintf(extra + extra_len, sizeof(extra) - extra_len, "%s\"lw_advance_channels\": true",
                                       extra_len ? ", " : "");
         if (o.task != LABELS_SEGMENTATION) {
             // the classifier's fuser gets projection_dim too (the released code leaves it at 384)

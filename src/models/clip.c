@@ -34,7 +34,7 @@ int clip_text_config_from_json(const JsonValue *config, ClipTextConfig *out) {
                          "gelu_pytorch_tanh, relu, silu)", act);
     const ClipTextConfig *k = out;
     if (k->vocab_size < 1 || k->hidden_size < 1 || k->intermediate_size < 1 || k->num_hidden_layers < 0 ||
-        k->num_attention_heads < 1 || k->max_position_embeddings < 1 || !(eps > 0.0))
+        k->num_attention_heads < 1 || k->max_position_embeddings < 1 || !(eps > 0.0) || !isfinite((float)eps))
         return sd_errorf("CLIP text config: sizes must be positive (vocab_size %d, hidden_size %d, intermediate_size "
                          "%d, num_hidden_layers %d, num_attention_heads %d, max_position_embeddings %d, layer_norm_eps %g)",
                          k->vocab_size, k->hidden_size, k->intermediate_size, k->num_hidden_layers,

@@ -1,6 +1,7 @@
 // Weight loading and the small layers (see nn.h).
 #include "models/nn.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,15 @@ int nn_weights_has(const NnWeights *w, const char *name) {
     return st_find(w->st, full_name(w, name, buf)) != NULL;
 }
 
+// A weight with NaN/Inf (a corrupt or bit-flipped file) would turn every feature into NaN without a word.
+static int check_finite(const NnWeights *w, const char *full, Tensor *t) {
+    int64_t n = tensor_numel(t), bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += !isfinite(t->data[i]);
+    if (!bad) return 0;
+    tensor_free(t);
+    return sd_errorf("%s: tensor '%s' has %lld NaN/Inf values", w->st->path, full, (long long)bad);
+}
+
 static int remember(NnWeights *w, Tensor *t) {
     if (w->n_loaded == w->cap_loaded) {
         int cap = w->cap_loaded ? 2 * w->cap_loaded : 256;
@@ -54,6 +64,7 @@ static int remember(NnWeights *w, Tensor *t) {
 int nn_weights_load(NnWeights *w, const char *name, int ndim, const int *shape, Tensor *t) {
     char buf[NN_NAME_MAX];
     if (st_load(w->st, full_name(w, name, buf), ndim, shape, t)) return SD_FAIL;
+    if (check_finite(w, buf, t)) return SD_FAIL;
     return remember(w, t);
 }
 
@@ -69,6 +80,7 @@ int nn_weights_load_as(NnWeights *w, const char *name, int ndim, const int *shap
         return st_load(w->st, buf, ndim, shape, t);
     }
     if (st_load(w->st, buf, 0, NULL, t)) return SD_FAIL;
+    if (check_finite(w, buf, t)) return SD_FAIL;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
     return remember(w, t);

@@ -2,6 +2,7 @@
 // metadata embeddings (DiffusionSat sat_unet.py). See unet.h.
 #include "models/unet.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -219,6 +220,13 @@ static int unet_load_impl(UNet *u, const JsonValue *cfg, int use_metadata) {
     if (tl != 1) return sd_errorf("config 'transformer_layers_per_block' is %d: only 1 is supported", tl);
     if (conv_in_k < 1 || conv_in_k % 2 == 0 || conv_out_k < 1 || conv_out_k % 2 == 0)
         return sd_errorf("config: conv_in_kernel %d / conv_out_kernel %d must be odd", conv_in_k, conv_out_k);
+    // Values that would run but give NaN/Inf features (or, for a large padding, grow every downsampled map).
+    if (!(eps >= 0.0) || !isfinite((float)eps)) return sd_errorf("config 'norm_eps' is %g: expected a finite number >= 0", eps);
+    if (!isfinite((float)shift)) return sd_errorf("config 'freq_shift' is %g: expected a finite number", shift);
+    if (!(mid_scale > 0.0) || !isfinite((float)mid_scale))
+        return sd_errorf("config 'mid_block_scale_factor' is %g: expected a finite number > 0", mid_scale);
+    if (down_pad < 0 || down_pad > 1) return sd_errorf("config 'downsample_padding' is %d: 0 or 1 supported", down_pad);
+    if (ted < 0) return sd_errorf("config 'time_embedding_dim' is %d: expected a positive size (or null)", ted);
 
     // SatUNet metadata embeddings.
     int cfg_use_md, num_md;

@@ -45,6 +45,8 @@ static int vae_load_impl(VaeEncoder *v, const JsonValue *cfg) {
         return sd_errorf("config 'act_fn' is '%s': only silu is supported", act);
     if (v->layers_per_block < 1 || v->layers_per_block > VAE_MAX_LAYERS)
         return sd_errorf("config 'layers_per_block' is %d: 1..%d supported", v->layers_per_block, VAE_MAX_LAYERS);
+    if (!(scaling > 0.0) || !isfinite((float)scaling))
+        return sd_errorf("config 'scaling_factor' is %g: expected a finite number > 0", scaling);
     v->scaling_factor = (float)scaling;
 
     NnWeights *w = &v->weights;

@@ -100,7 +100,11 @@ int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, i
     }
     st_close(&st);
     if (labels->task == LABELS_SEGMENTATION) {
-        if (mask_size(labels->rows[0].mask_path, &d->mask_h, &d->mask_w)) { dataset_close(d); return SD_FAIL; }
+        if (mask_size(labels->rows[0].mask_path, &d->mask_h, &d->mask_w)) {
+            dataset_close(d);  // e.g. a class index given where a segmentation run wants a mask path
+            return sd_error_context("%s: image '%s': segmentation mask '%s'", labels->path, labels->rows[0].image,
+                                    labels->rows[0].mask_path);
+        }
         d->targets_i64 = (int64_t *)malloc((size_t)max_batch * d->mask_h * d->mask_w * sizeof(int64_t));
     } else if (labels->task == LABELS_MULTILABEL) {
         d->targets_f32 = (float *)malloc((size_t)max_batch * labels->num_classes * sizeof(float));

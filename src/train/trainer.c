@@ -60,8 +60,9 @@ static int batch_loss(const HeadModel *m, const Dataset *d, int B, float *loss, 
     }
 }
 
-int evaluate(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out) {
+static int evaluate_impl(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out) {
     memset(out, 0, sizeof(*out));
+    if (batch > n && n > 0) batch = n;  // buffers for the images there are, not for a huge --val-batch-size
     const LabelSet *ls = d->labels;
     int C = m->cfg.num_classes;
     out->task = ls->task;
@@ -182,7 +183,43 @@ int eval_result_write_json(const EvalResult *r, const LabelSet *labels, const ch
     return 0;
 }
 
+int evaluate(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out) {
+    if (evaluate_impl(m, d, rows, n, batch, out)) {
+        eval_result_free(out);  // the confusion matrices of a failed evaluation
+        return SD_FAIL;
+    }
+    return 0;
+}
+
 // ---------------------------------------------------------------------------
+
+// The user's extra head config keys (--head-json and the head options): a JSON object whose keys the head
+// config knows and train does not set itself. A typo would otherwise be ignored silently.
+static int check_head_json(const char *text) {
+    static const char *const known[] = {"projection_dim", "num_norm_groups", "num_res_blocks", "gating_tempature",
+                                        "lw_advance_channels", "num_experts", "top_k", "warmup_steps",
+                                        "moe_global_step", "moe_counter", "single_stream", "single_timestep",
+                                        "fuser_projection_dim", "channels", "pool_scales", "rescales",
+                                        "align_corners", "dropout"};
+    static const char *const reserved[] = {"task", "fuser", "feature_dims", "save_timesteps", "num_classes",
+                                           "output_shape"};
+    JsonValue j;
+    if (json_parse(text, strlen(text), "--head-json", &j)) return SD_FAIL;
+    int rc = 0;
+    if (j.type != JSON_OBJECT) rc = sd_errorf("--head-json: expected a JSON object");
+    for (int i = 0; !rc && i < j.count; i++) {
+        const char *key = j.keys[i];
+        int found = 0;
+        for (size_t r = 0; r < sizeof(reserved) / sizeof(reserved[0]); r++)
+            if (!strcmp(key, reserved[r]))
+                rc = sd_errorf("--head-json: key '%s' is set by train itself (from --task, --fuser, the labels "
+                               "and the feature cache)", key);
+        for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++) found |= !strcmp(key, known[k]);
+        if (!rc && !found) rc = sd_errorf("--head-json: unknown head config key '%s'", key);
+    }
+    json_free(&j);
+    return rc;
+}
 
 // The head config: the cache's layout, the task, the fuser and the user's extra keys.
 static char *build_head_config(const TrainOptions *o, const Dataset *d, int num_classes) {
@@ -269,6 +306,11 @@ int train_run(const TrainOptions *o) {
     JsonValue head_json;
     memset(&head_json, 0, sizeof(head_json));
 
+    if (o->head_json && !o->resume && check_head_json(o->head_json)) return SD_FAIL;
+    LrSchedule sched = lr_schedule_default(o->lr, o->epochs);
+    sched.min_lr = o->min_lr;
+    sched.warmup_epochs = o->warmup_epochs;
+    if (lr_schedule_check(&sched)) return SD_FAIL;  // before anything is written
     if (labels_load(o->labels_path, o->task, &labels)) return SD_FAIL;
     int num_classes = o->num_classes ? o->num_classes : labels.num_classes;
     if (o->num_classes && labels.class_names && o->num_classes != labels.num_classes) {
@@ -286,6 +328,10 @@ int train_run(const TrainOptions *o) {
     int n_test = labels_split(&labels, SPLIT_TEST, test_rows);
     if (n_train == 0 || n_val == 0) { sd_errorf("%s: the train and val splits must not be empty (train %d, val %d)", o->labels_path, n_train, n_val); goto done; }
     int max_batch = o->batch_size > o->val_batch_size ? o->batch_size : o->val_batch_size;
+    // no batch is larger than the largest split: a huge --batch-size must not allocate for images that do not exist
+    int max_split = n_train > n_val ? n_train : n_val;
+    if (n_test > max_split) max_split = n_test;
+    if (max_batch > max_split) max_batch = max_split;
     if (dataset_open(&data, o->features_dir, &labels, max_batch, o->ignore_value)) goto done;
 
     mkdir(o->out_dir, 0755);
@@ -322,10 +368,6 @@ int train_run(const TrainOptions *o) {
     log = fopen(log_path, o->resume ? "a" : "w");
     if (!log) { sd_errorf("%s: cannot write: %s", log_path, strerror(errno)); goto done; }
 
-    LrSchedule sched = lr_schedule_default(o->lr, o->epochs);
-    sched.min_lr = o->min_lr;
-    sched.warmup_epochs = o->warmup_epochs;
-    if (lr_schedule_check(&sched)) goto done;
     AdamConfig acfg = adam_config_default(o->lr, o->weight_decay);
     int steps_per_epoch = (n_train + o->batch_size - 1) / o->batch_size;
     int eval_every = o->eval_every <= 0 || o->eval_every > steps_per_epoch ? steps_per_epoch : o->eval_every;
