@@ -132,7 +132,29 @@ static void test_stats_file(void) {
     remove(path);
 }
 
+// A 4000x1 strip would resize to a 256x1024000 image: refused with the file named.
+static void test_extreme_aspect(void) {
+    int C = 3, H = 1, W = 4000;
+    float *src = (float *)calloc((size_t)C * H * W, sizeof(float));
+    PreprocessOptions o;
+    preprocess_options_default(&o);
+    o.scale = SCALE_CLIP;
+    o.size = 256;
+    Tensor out = {0};
+    sd_clear_error();
+    int rc = preprocess_image(src, C, H, W, &o, "strip.npy", &out);
+    CHECK(rc != 0 && strstr(sd_last_error(), "strip.npy") && strstr(sd_last_error(), "16:1"),
+          "extreme aspect ratio refused: %s", sd_last_error());
+    tensor_free(&out);
+    W = 16;  // 16:1 is still fine
+    rc = preprocess_image(src, C, H, W, &o, "ok.npy", &out);
+    CHECK(rc == 0 && out.shape[2] == 256 && out.shape[3] == 4096, "16:1 resized to 256x4096");
+    tensor_free(&out);
+    free(src);
+}
+
 int main(void) {
+    test_extreme_aspect();
     test_shapes();
     test_bands();
     test_resize_properties();

@@ -233,7 +233,18 @@ int preprocess_image(const float *src, int C, int H, int W, const PreprocessOpti
         }
     }
     int Ho = H, Wo = W;
-    if (o->size > 0) preprocess_resize_shape(H, W, o->size, &Ho, &Wo);
+    if (o->size > 0) {
+        // an aspect ratio past 16:1 would blow the long side up (a 1x4000 strip at size 256 is 256x1024000):
+        // such an input is almost certainly a wrong band/axis order, so it is refused, not resized
+        int shorter = W <= H ? W : H, longer = W <= H ? H : W;
+        if ((int64_t)longer > (int64_t)16 * shorter) {
+            free(rgb);
+            return sd_errorf("%s: %dx%d pixels, an aspect ratio over 16:1; resizing its shorter side to %d would give "
+                             "a %.0f-pixel long side (wrong axis order? crop the image first)",
+                             source, W, H, o->size, (double)o->size * longer / shorter);
+        }
+        preprocess_resize_shape(H, W, o->size, &Ho, &Wo);
+    }
     int shape[4] = {1, 3, Ho, Wo};
     if (tensor_alloc(out, 4, shape, source)) {
         free(rgb);
