@@ -2,6 +2,9 @@
 # Runs every test program and the golden runner; ends with "N passed, N failed"
 # and exits non-zero on any failure. Usage: run_tests.sh SATDIFUSER TEST_BIN...
 bin=$1; shift
+# Idle OpenMP threads sleep instead of spinning (see src/cli/main.c): on a shared
+# 2-core machine spinning threads slow everything down many times.
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}; export OMP_WAIT_POLICY
 passed=0; failed=0
 for t in "$@"; do
   name=$(basename "$t")
