@@ -1,0 +1,1028 @@
+// `make bench`, whole models: the SD 2.1 UNet, the SD VAE encoder and the OpenCLIP-H text encoder
+// at their real sizes with random weights made here, loaded by the real loaders, timed forward
+// (best of N after a warm-up), with GFLOP/s, % of the machine's FMA peak, peak RSS, and the
+// ratio to PyTorch when weights_tools/bench_models_pytorch.py has written its timings
+// (build/bench_models_pytorch.json, or $SATDIFUSER_TORCH_MODELS_JSON).
+//
+// Usage: bench_models [--quick] [--only NAME] [--reps N]
+//   NAME: a prefix of text, vae256, vae512, unet32, unet64, extract ("unet" runs both UNets)
+//   --quick: unet32, vae256 and text only.
+//
+// Weights: build/bench_models/<model>/{config.json, weights.safetensors} ($SATDIFUSER_BENCH_CACHE
+// moves the folder), written once (fixed seed, PyTorch's default init scale) and reused. A model
+// is skipped with a message when the disk or the memory lacks room for it.
+//
+// Every case runs in its own child process (fork before any OpenMP thread exists), so that the
+// peak RSS wait4() reports is that case's alone (mmapped weights count once touched) and a crash
+// is reported instead of ending the bench.
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "core/error.h"
+#include "core/runtime.h"
+#include "io/json.h"
+#include "io/safetensors.h"
+#include "kernels/kernels.h"
+#include "models/clip.h"
+#include "models/ddim.h"
+#include "models/features.h"
+#include "models/unet.h"
+#include "models/vae.h"
+
+// ---- FMA peak: 12 independent register-only FMA chains per thread (as tests/bench_kernels.c) --------
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static double fma_flops_avx512(long iters, float seed) {
+    __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f), x[12];
+    for (int j = 0; j < 12; j++) x[j] = _mm512_set1_ps(seed + (float)j);
+    for (long i = 0; i < iters; i++) {
+        x[0] = _mm512_fmadd_ps(x[0], b, c); x[1] = _mm512_fmadd_ps(x[1], b, c); x[2] = _mm512_fmadd_ps(x[2], b, c);
+        x[3] = _mm512_fmadd_ps(x[3], b, c); x[4] = _mm512_fmadd_ps(x[4], b, c); x[5] = _mm512_fmadd_ps(x[5], b, c);
+        x[6] = _mm512_fmadd_ps(x[6], b, c); x[7] = _mm512_fmadd_ps(x[7], b, c); x[8] = _mm512_fmadd_ps(x[8], b, c);
+        x[9] = _mm512_fmadd_ps(x[9], b, c); x[10] = _mm512_fmadd_ps(x[10], b, c); x[11] = _mm512_fmadd_ps(x[11], b, c);
+    }
+    __m512 s = x[0];
+    for (int j = 1; j < 12; j++) s = _mm512_add_ps(s, x[j]);
+    volatile float sink = _mm512_reduce_add_ps(s);
+    (void)sink;
+    return (double)iters * 12 * 16 * 2;
+}
+
+__attribute__((target("avx2,fma"))) static double fma_flops_avx2(long iters, float seed) {
+    __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f), x[12];
+    for (int j = 0; j < 12; j++) x[j] = _mm256_set1_ps(seed + (float)j);
+    for (long i = 0; i < iters; i++) {
+        x[0] = _mm256_fmadd_ps(x[0], b, c); x[1] = _mm256_fmadd_ps(x[1], b, c); x[2] = _mm256_fmadd_ps(x[2], b, c);
+        x[3] = _mm256_fmadd_ps(x[3], b, c); x[4] = _mm256_fmadd_ps(x[4], b, c); x[5] = _mm256_fmadd_ps(x[5], b, c);
+        x[6] = _mm256_fmadd_ps(x[6], b, c); x[7] = _mm256_fmadd_ps(x[7], b, c); x[8] = _mm256_fmadd_ps(x[8], b, c);
+        x[9] = _mm256_fmadd_ps(x[9], b, c); x[10] = _mm256_fmadd_ps(x[10], b, c); x[11] = _mm256_fmadd_ps(x[11], b, c);
+    }
+    __m256 s = x[0];
+    for (int j = 1; j < 12; j++) s = _mm256_add_ps(s, x[j]);
+    float lanes[8];
+    _mm256_storeu_ps(lanes, s);
+    volatile float sink = lanes[0] + lanes[7];
+    (void)sink;
+    return (double)iters * 12 * 8 * 2;
+}
+#endif
+
+static double fma_flops_scalar(long iters, float seed) {
+    float x[12];
+    for (int j = 0; j < 12; j++) x[j] = seed + (float)j;
+    for (long i = 0; i < iters; i++)
+        for (int j = 0; j < 12; j++) x[j] = x[j] * 0.999999f + 1e-7f;
+    volatile float sink = x[0] + x[11];
+    (void)sink;
+    return (double)iters * 12 * 2;
+}
+
+static double fma_flops(SdIsa isa, long iters, float seed) {
+#if defined(__x86_64__)
+    if (isa == ISA_AVX512) return fma_flops_avx512(iters, seed);
+    if (isa == ISA_AVX2) return fma_flops_avx2(iters, seed);
+#endif
+    (void)isa;
+    return fma_flops_scalar(iters, seed);
+}
+
+// GFLOP/s of `threads` threads running the loop at once: best of 7 short runs (a busy core lowers a run).
+static double measure_peak(SdIsa isa, int threads) {
+    long iters = isa == ISA_AVX512 || isa == ISA_AVX2 ? 15000000L : 3750000L;
+    double best = 0.0;
+    for (int rep = 0; rep < 7; rep++) {
+        double flops = 0.0, t0 = sd_now();
+#pragma omp parallel num_threads(threads) reduction(+ : flops)
+        flops += fma_flops(isa, iters, 1.0f + (float)rep);
+        double gf = flops / (sd_now() - t0) * 1e-9;
+        if (gf > best) best = gf;
+    }
+    return best;
+}
+
+static double load_average(void) {
+    FILE *f = fopen("/proc/loadavg", "r");
+    double l1 = -1.0;
+    if (f) {
+        if (fscanf(f, "%lf", &l1) != 1) l1 = -1.0;
+        fclose(f);
+    }
+    return l1;
+}
+
+// MemAvailable in bytes (0 if unknown).
+static double mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double kb = 0.0;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
+    if (f) fclose(f);
+    return kb * 1024.0;
+}
+
+// ---- The weights: (name, shape, init) lists in the diffusers / transformers state_dict names -------
+
+typedef enum { INIT_WEIGHT, INIT_BIAS, INIT_NORM_WEIGHT, INIT_NORM_BIAS, INIT_EMBEDDING } InitKind;
+
+typedef struct {
+    char name[128];
+    int ndim;
+    int64_t shape[4];
+    int64_t numel;
+    InitKind kind;
+    int fan_in;
+} WeightSpec;
+
+typedef struct {
+    WeightSpec *items;
+    int n, cap;
+    int64_t floats;
+} SpecList;
+
+static void spec_add(SpecList *l, InitKind kind, int fan_in, int ndim, const int64_t *shape, const char *fmt, ...) {
+    if (l->n == l->cap) {
+        l->cap = l->cap ? 2 * l->cap : 256;
+        l->items = realloc(l->items, (size_t)l->cap * sizeof(WeightSpec));
+        if (!l->items) {
+            fprintf(stderr, "bench_models: out of memory\n");
+            exit(1);
+        }
+    }
+    WeightSpec *s = &l->items[l->n++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->name, sizeof(s->name), fmt, ap);
+    va_end(ap);
+    s->kind = kind;
+    s->fan_in = fan_in;
+    s->ndim = ndim;
+    s->numel = 1;
+    for (int i = 0; i < ndim; i++) s->numel *= (s->shape[i] = shape[i]);
+    l->floats += s->numel;
+}
+
+static void add_linear(SpecList *l, const char *name, int in, int out, int bias) {
+    spec_add(l, INIT_WEIGHT, in, 2, (int64_t[]){out, in}, "%s.weight", name);
+    if (bias) spec_add(l, INIT_BIAS, in, 1, (int64_t[]){out}, "%s.bias", name);
+}
+
+static void add_conv(SpecList *l, const char *name, int cin, int cout, int k) {
+    spec_add(l, INIT_WEIGHT, cin * k * k, 4, (int64_t[]){cout, cin, k, k}, "%s.weight", name);
+    spec_add(l, INIT_BIAS, cin * k * k, 1, (int64_t[]){cout}, "%s.bias", name);
+}
+
+static void add_norm(SpecList *l, const char *name, int channels) {
+    spec_add(l, INIT_NORM_WEIGHT, 0, 1, (int64_t[]){channels}, "%s.weight", name);
+    spec_add(l, INIT_NORM_BIAS, 0, 1, (int64_t[]){channels}, "%s.bias", name);
+}
+
+// name + "." + leaf in a small static ring (for the add_* calls below).
+static const char *sub(const char *name, const char *leaf) {
+    static char ring[8][160];
+    static int k = 0;
+    char *b = ring[k++ & 7];
+    size_t n = strlen(name), m = strlen(leaf);
+    if (n + 1 + m >= sizeof(ring[0])) n = m = 0;  // never: the names here are short
+    memcpy(b, name, n);
+    b[n] = '.';
+    memcpy(b + n + 1, leaf, m + 1);
+    return b;
+}
+
+// ResnetBlock2D: norm1, conv1, [time_emb_proj], norm2, conv2, [conv_shortcut when cin != cout].
+static void add_resnet(SpecList *l, const char *name, int cin, int cout, int temb) {
+    add_norm(l, sub(name, "norm1"), cin);
+    add_conv(l, sub(name, "conv1"), cin, cout, 3);
+    if (temb) add_linear(l, sub(name, "time_emb_proj"), temb, cout, 1);
+    add_norm(l, sub(name, "norm2"), cout);
+    add_conv(l, sub(name, "conv2"), cout, cout, 3);
+    if (cin != cout) add_conv(l, sub(name, "conv_shortcut"), cin, cout, 1);
+}
+
+// Transformer2DModel with linear projections and one BasicTransformerBlock (GEGLU feed-forward).
+static void add_transformer(SpecList *l, const char *name, int C, int ctx) {
+    char b[160];
+    add_norm(l, sub(name, "norm"), C);
+    add_linear(l, sub(name, "proj_in"), C, C, 1);
+    snprintf(b, sizeof(b), "%s.transformer_blocks.0", name);
+    add_norm(l, sub(b, "norm1"), C);
+    add_linear(l, sub(b, "attn1.to_q"), C, C, 0);
+    add_linear(l, sub(b, "attn1.to_k"), C, C, 0);
+    add_linear(l, sub(b, "attn1.to_v"), C, C, 0);
+    add_linear(l, sub(b, "attn1.to_out.0"), C, C, 1);
+    add_norm(l, sub(b, "norm2"), C);
+    add_linear(l, sub(b, "attn2.to_q"), C, C, 0);
+    add_linear(l, sub(b, "attn2.to_k"), ctx, C, 0);
+    add_linear(l, sub(b, "attn2.to_v"), ctx, C, 0);
+    add_linear(l, sub(b, "attn2.to_out.0"), C, C, 1);
+    add_norm(l, sub(b, "norm3"), C);
+    add_linear(l, sub(b, "ff.net.0.proj"), C, 8 * C, 1);
+    add_linear(l, sub(b, "ff.net.2"), 4 * C, C, 1);
+    add_linear(l, sub(name, "proj_out"), C, C, 1);
+}
+
+// SD 2.1 (stabilityai/stable-diffusion-2-1 unet/config.json); diffusers 0.17 reads attention_head_dim as
+// the number of heads: 5, 10, 20, 20 heads of 64 channels.
+static const int UNET_C[4] = {320, 640, 1280, 1280};
+enum { UNET_BLOCKS = 4, UNET_LAYERS = 2, UNET_CTX = 1024, UNET_TEMB = 1280, UNET_L = 77 };
+static const char UNET_CONFIG[] =
+    "{\"_class_name\": \"UNet2DConditionModel\", \"act_fn\": \"silu\", \"attention_head_dim\": [5, 10, 20, 20],\n"
+    " \"block_out_channels\": [320, 640, 1280, 1280], \"center_input_sample\": false, \"cross_attention_dim\": 1024,\n"
+    " \"down_block_types\": [\"CrossAttnDownBlock2D\", \"CrossAttnDownBlock2D\", \"CrossAttnDownBlock2D\", "
+    "\"DownBlock2D\"],\n"
+    " \"downsample_padding\": 1, \"dual_cross_attention\": false, \"flip_sin_to_cos\": true, \"freq_shift\": 0,\n"
+    " \"in_channels\": 4, \"layers_per_block\": 2, \"mid_block_scale_factor\": 1, \"norm_eps\": 1e-05,\n"
+    " \"norm_num_groups\": 32, \"num_class_embeds\": null, \"only_cross_attention\": false, \"out_channels\": 4,\n"
+    " \"sample_size\": 96, \"up_block_types\": [\"UpBlock2D\", \"CrossAttnUpBlock2D\", \"CrossAttnUpBlock2D\", "
+    "\"CrossAttnUpBlock2D\"],\n"
+    " \"use_linear_projection\": true, \"upcast_attention\": true}\n";
+
+static void unet_specs(SpecList *l) {
+    char b[96];
+    add_conv(l, "conv_in", 4, UNET_C[0], 3);
+    add_linear(l, "time_embedding.linear_1", UNET_C[0], UNET_TEMB, 1);
+    add_linear(l, "time_embedding.linear_2", UNET_TEMB, UNET_TEMB, 1);
+    int out = UNET_C[0];
+    for (int i = 0; i < UNET_BLOCKS; i++) {
+        int in = out;
+        out = UNET_C[i];
+        for (int j = 0; j < UNET_LAYERS; j++) {
+            snprintf(b, sizeof(b), "down_blocks.%d.resnets.%d", i, j);
+            add_resnet(l, b, j == 0 ? in : out, out, UNET_TEMB);
+            snprintf(b, sizeof(b), "down_blocks.%d.attentions.%d", i, j);
+            if (i < UNET_BLOCKS - 1) add_transformer(l, b, out, UNET_CTX);
+        }
+        snprintf(b, sizeof(b), "down_blocks.%d.downsamplers.0.conv", i);
+        if (i < UNET_BLOCKS - 1) add_conv(l, b, out, out, 3);
+    }
+    const int CL = UNET_C[UNET_BLOCKS - 1];
+    add_resnet(l, "mid_block.resnets.0", CL, CL, UNET_TEMB);
+    add_transformer(l, "mid_block.attentions.0", CL, UNET_CTX);
+    add_resnet(l, "mid_block.resnets.1", CL, CL, UNET_TEMB);
+    out = CL;
+    for (int i = 0; i < UNET_BLOCKS; i++) {
+        int r = UNET_BLOCKS - 1 - i, prev = out;
+        out = UNET_C[r];
+        int in = UNET_C[r > 0 ? r - 1 : 0];
+        for (int j = 0; j < UNET_LAYERS + 1; j++) {
+            int skip = j == UNET_LAYERS ? in : out;
+            snprintf(b, sizeof(b), "up_blocks.%d.resnets.%d", i, j);
+            add_resnet(l, b, (j == 0 ? prev : out) + skip, out, UNET_TEMB);
+            snprintf(b, sizeof(b), "up_blocks.%d.attentions.%d", i, j);
+            if (i > 0) add_transformer(l, b, out, UNET_CTX);
+        }
+        snprintf(b, sizeof(b), "up_blocks.%d.upsamplers.0.conv", i);
+        if (i < UNET_BLOCKS - 1) add_conv(l, b, out, out, 3);
+    }
+    add_norm(l, "conv_norm_out", UNET_C[0]);
+    add_conv(l, "conv_out", UNET_C[0], 4, 3);
+}
+
+// SD's AutoencoderKL (encoder half and quant_conv; the decoder is not needed by the extractor).
+static const int VAE_C[4] = {128, 256, 512, 512};
+static const char VAE_CONFIG[] =
+    "{\"_class_name\": \"AutoencoderKL\", \"act_fn\": \"silu\", \"block_out_channels\": [128, 256, 512, 512],\n"
+    " \"down_block_types\": [\"DownEncoderBlock2D\", \"DownEncoderBlock2D\", \"DownEncoderBlock2D\", "
+    "\"DownEncoderBlock2D\"],\n"
+    " \"in_channels\": 3, \"latent_channels\": 4, \"layers_per_block\": 2, \"norm_num_groups\": 32,\n"
+    " \"out_channels\": 3, \"sample_size\": 768, \"scaling_factor\": 0.18215,\n"
+    " \"up_block_types\": [\"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\", \"UpDecoderBlock2D\"]}\n";
+
+static void vae_specs(SpecList *l) {
+    char b[96];
+    add_conv(l, "encoder.conv_in", 3, VAE_C[0], 3);
+    int out = VAE_C[0];
+    for (int i = 0; i < 4; i++) {
+        int in = out;
+        out = VAE_C[i];
+        for (int j = 0; j < 2; j++) {
+            snprintf(b, sizeof(b), "encoder.down_blocks.%d.resnets.%d", i, j);
+            add_resnet(l, b, j == 0 ? in : out, out, 0);
+        }
+        snprintf(b, sizeof(b), "encoder.down_blocks.%d.downsamplers.0.conv", i);
+        if (i < 3) add_conv(l, b, out, out, 3);
+    }
+    add_resnet(l, "encoder.mid_block.resnets.0", 512, 512, 0);
+    add_norm(l, "encoder.mid_block.attentions.0.group_norm", 512);
+    add_linear(l, "encoder.mid_block.attentions.0.to_q", 512, 512, 1);
+    add_linear(l, "encoder.mid_block.attentions.0.to_k", 512, 512, 1);
+    add_linear(l, "encoder.mid_block.attentions.0.to_v", 512, 512, 1);
+    add_linear(l, "encoder.mid_block.attentions.0.to_out.0", 512, 512, 1);
+    add_resnet(l, "encoder.mid_block.resnets.1", 512, 512, 0);
+    add_norm(l, "encoder.conv_norm_out", 512);
+    add_conv(l, "encoder.conv_out", 512, 8, 3);
+    add_conv(l, "quant_conv", 8, 8, 1);
+}
+
+// OpenCLIP ViT-H/14 text tower as SD 2.x ships it (23 layers: the last one is dropped).
+enum { CLIP_VOCAB = 49408, CLIP_D = 1024, CLIP_MLP = 4096, CLIP_LAYERS = 23, CLIP_HEADS = 16, CLIP_L = 77 };
+static const char CLIP_CONFIG[] =
+    "{\"architectures\": [\"CLIPTextModel\"], \"hidden_act\": \"gelu\", \"hidden_size\": 1024,\n"
+    " \"intermediate_size\": 4096, \"layer_norm_eps\": 1e-05, \"max_position_embeddings\": 77,\n"
+    " \"num_attention_heads\": 16, \"num_hidden_layers\": 23, \"projection_dim\": 512, \"vocab_size\": 49408}\n";
+
+static void clip_specs(SpecList *l) {
+    char b[96];
+    spec_add(l, INIT_EMBEDDING, 0, 2, (int64_t[]){CLIP_VOCAB, CLIP_D}, "text_model.embeddings.token_embedding.weight");
+    spec_add(l, INIT_EMBEDDING, 0, 2, (int64_t[]){CLIP_L, CLIP_D}, "text_model.embeddings.position_embedding.weight");
+    for (int i = 0; i < CLIP_LAYERS; i++) {
+        snprintf(b, sizeof(b), "text_model.encoder.layers.%d", i);
+        add_norm(l, sub(b, "layer_norm1"), CLIP_D);
+        add_linear(l, sub(b, "self_attn.q_proj"), CLIP_D, CLIP_D, 1);
+        add_linear(l, sub(b, "self_attn.k_proj"), CLIP_D, CLIP_D, 1);
+        add_linear(l, sub(b, "self_attn.v_proj"), CLIP_D, CLIP_D, 1);
+        add_linear(l, sub(b, "self_attn.out_proj"), CLIP_D, CLIP_D, 1);
+        add_norm(l, sub(b, "layer_norm2"), CLIP_D);
+        add_linear(l, sub(b, "mlp.fc1"), CLIP_D, CLIP_MLP, 1);
+        add_linear(l, sub(b, "mlp.fc2"), CLIP_MLP, CLIP_D, 1);
+    }
+    add_norm(l, "text_model.final_layer_norm", CLIP_D);
+}
+
+// ---- Writing the random weights file (streamed: never the whole model in memory) ------------------
+
+#define WEIGHTS_SEED 20250601u
+#define WEIGHTS_STAMP "bench_models v1 seed 20250601"
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+// Uniform in [-1, 1).
+static float uniform_pm1(uint64_t *s) { return (float)(splitmix64(s) >> 40) * (1.0f / 8388608.0f) - 1.0f; }
+
+// Values like PyTorch's default init: weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (nn.Linear,
+// nn.Conv2d), norm weights 1 + U(-0.1, 0.1), norm biases U(-0.1, 0.1), embeddings of std 0.02. Each
+// tensor's stream is seeded by its name, so the values do not depend on the order of the list.
+static void fill_values(const WeightSpec *s, int64_t offset, float *dst, int64_t n, uint64_t *state) {
+    if (offset == 0) {
+        uint64_t h = 1469598103934665603ull ^ WEIGHTS_SEED;  // FNV-1a of the name
+        for (const char *c = s->name; *c; c++) h = (h ^ (unsigned char)*c) * 1099511628211ull;
+        *state = h;
+    }
+    float bound = s->fan_in > 0 ? 1.0f / sqrtf((float)s->fan_in) : 0.0f;
+    for (int64_t i = 0; i < n; i++) {
+        float u = uniform_pm1(state);
+        switch (s->kind) {
+        case INIT_WEIGHT:
+        case INIT_BIAS: dst[i] = u * bound; break;
+        case INIT_NORM_WEIGHT: dst[i] = 1.0f + 0.1f * u; break;
+        case INIT_NORM_BIAS: dst[i] = 0.1f * u; break;
+        case INIT_EMBEDDING: dst[i] = 0.0346f * u; break;  // std 0.02 = 0.0346 / sqrt(3)
+        }
+    }
+}
+
+// The safetensors header: {"name": {"dtype": "F32", "shape": [...], "data_offsets": [b, e]}, ...,
+// "__metadata__": {"generator": STAMP}}, padded with spaces to a multiple of 8 bytes.
+static char *make_header(const SpecList *l, size_t *len) {
+    size_t cap = (size_t)l->n * 256 + 256, n = 0;
+    char *h = malloc(cap);
+    if (!h) return NULL;
+    n += (size_t)snprintf(h + n, cap - n, "{\"__metadata__\":{\"generator\":\"%s\"}", WEIGHTS_STAMP);
+    int64_t off = 0;
+    for (int i = 0; i < l->n; i++) {
+        const WeightSpec *s = &l->items[i];
+        n += (size_t)snprintf(h + n, cap - n, ",\"%s\":{\"dtype\":\"F32\",\"shape\":[", s->name);
+        for (int d = 0; d < s->ndim; d++) n += (size_t)snprintf(h + n, cap - n, d ? ",%lld" : "%lld", (long long)s->shape[d]);
+        n += (size_t)snprintf(h + n, cap - n, "],\"data_offsets\":[%lld,%lld]}", (long long)off,
+                              (long long)(off + 4 * s->numel));
+        off += 4 * s->numel;
+    }
+    n += (size_t)snprintf(h + n, cap - n, "}");
+    while (n % 8) h[n++] = ' ';
+    *len = n;
+    return h;
+}
+
+static int write_weights(const char *path, const SpecList *l) {
+    char tmp[480];
+    snprintf(tmp, sizeof(tmp), "%s.tmp.%d", path, (int)getpid());
+    size_t hlen = 0;
+    char *header = make_header(l, &hlen);
+    float *buf = malloc((size_t)1 << 22);
+    FILE *f = fopen(tmp, "wb");
+    int ok = header && buf && f;
+    unsigned char len8[8];
+    for (int i = 0; i < 8; i++) len8[i] = (unsigned char)((uint64_t)hlen >> (8 * i));  // little-endian u64
+    ok = ok && fwrite(len8, 1, 8, f) == 8 && fwrite(header, 1, hlen, f) == hlen;
+    const int64_t chunk = ((int64_t)1 << 22) / 4;
+    for (int i = 0; ok && i < l->n; i++) {
+        uint64_t state = 0;
+        for (int64_t o = 0; ok && o < l->items[i].numel; o += chunk) {
+            int64_t m = l->items[i].numel - o < chunk ? l->items[i].numel - o : chunk;
+            fill_values(&l->items[i], o, buf, m, &state);
+            ok = fwrite(buf, sizeof(float), (size_t)m, f) == (size_t)m;
+        }
+    }
+    if (f && fclose(f) != 0) ok = 0;
+    free(header);
+    free(buf);
+    if (!ok || rename(tmp, path) != 0) {
+        fprintf(stderr, "bench_models: cannot write %s: %s\n", path, strerror(errno));
+        remove(tmp);
+        return -1;
+    }
+    return 0;
+}
+
+static int write_text(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    if (!f) return -1;
+    int ok = fputs(text, f) >= 0;
+    return fclose(f) == 0 && ok ? 0 : -1;
+}
+
+typedef struct {
+    const char *key;     // folder name in the cache
+    const char *config;  // config.json text
+    void (*specs)(SpecList *l);
+    char dir[384], config_path[448], weights_path[448];
+    double bytes;        // weights file data size
+    int ready;           // 1: files present, 0: not yet, -1: skipped (no room)
+    char why[1024];
+} ModelFiles;
+
+static ModelFiles g_unet = {"unet_sd21", UNET_CONFIG, unet_specs, "", "", "", 0, 0, ""};
+static ModelFiles g_vae = {"vae_sd", VAE_CONFIG, vae_specs, "", "", "", 0, 0, ""};
+static ModelFiles g_clip = {"text_openclip_h", CLIP_CONFIG, clip_specs, "", "", "", 0, 0, ""};
+
+static int mkdirs(const char *path) {
+    char p[512];
+    snprintf(p, sizeof(p), "%s", path);
+    for (char *c = p + 1; *c; c++)
+        if (*c == '/') {
+            *c = 0;
+            if (mkdir(p, 0755) != 0 && errno != EEXIST) return -1;
+            *c = '/';
+        }
+    return mkdir(p, 0755) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+// Makes sure the model's config and weights exist in the cache (writing them once), or says why not.
+static int prepare_model(ModelFiles *m, const char *cache) {
+    if (m->ready) return m->ready > 0 ? 0 : -1;
+    snprintf(m->dir, sizeof(m->dir), "%s/%s", cache, m->key);
+    snprintf(m->config_path, sizeof(m->config_path), "%s/config.json", m->dir);
+    snprintf(m->weights_path, sizeof(m->weights_path), "%s/weights.safetensors", m->dir);
+    SpecList l = {0};
+    m->specs(&l);
+    m->bytes = 4.0 * (double)l.floats;
+    int rc = -1;
+    if (mkdirs(m->dir) != 0 || write_text(m->config_path, m->config) != 0) {
+        snprintf(m->why, sizeof(m->why), "cannot write %s: %s", m->config_path, strerror(errno));
+        goto done;
+    }
+    SafeTensors st;
+    if (st_open(&st, m->weights_path) == 0) {
+        const char *stamp = st_metadata(&st, "generator");
+        int same = stamp && strcmp(stamp, WEIGHTS_STAMP) == 0 && st.count == l.n;
+        st_close(&st);
+        if (same) {
+            printf("%s: reusing %s (%.2f GB)\n", m->key, m->weights_path, m->bytes * 1e-9);
+            rc = 0;
+            goto done;
+        }
+    }
+    sd_clear_error();
+    struct statvfs vfs;
+    double free_bytes = statvfs(m->dir, &vfs) == 0 ? (double)vfs.f_bavail * (double)vfs.f_frsize : 0.0;
+    if (free_bytes < m->bytes + 512e6) {
+        snprintf(m->why, sizeof(m->why), "not enough free disk in %s for its random weights: %.2f GB free, %.2f GB needed",
+                 m->dir, free_bytes * 1e-9, (m->bytes + 512e6) * 1e-9);
+        goto done;
+    }
+    printf("%s: writing %d random tensors (%.2f GB) to %s ...\n", m->key, l.n, m->bytes * 1e-9, m->weights_path);
+    fflush(stdout);
+    double t0 = sd_now();
+    if (write_weights(m->weights_path, &l) != 0) {
+        snprintf(m->why, sizeof(m->why), "could not write %s (see above)", m->weights_path);
+        goto done;
+    }
+    printf("%s: written in %.1f s\n", m->key, sd_now() - t0);
+    rc = 0;
+done:
+    free(l.items);
+    m->ready = rc == 0 ? 1 : -1;
+    return rc;
+}
+
+// ---- FLOP counts, from the configs above ----------------------------------------------------------
+// Multiply-adds count 2: conv 2*Cout*Cin*k*k*Ho*Wo, linear 2*rows*in*out, attention 4*Nq*Nk*inner
+// (Q K^T and P V, every key counted even where CLIP's causal mask hides it). Norms, activations,
+// softmax, adds and copies are not counted (O(size of the activations), under 1% here).
+
+static double conv_fl(int cin, int cout, int k, int ho, int wo) { return 2.0 * cout * cin * k * k * (double)ho * wo; }
+static double linear_fl(double rows, int in, int out) { return 2.0 * rows * in * out; }
+
+static double resnet_fl(int cin, int cout, int h, int w, int temb) {
+    return conv_fl(cin, cout, 3, h, w) + conv_fl(cout, cout, 3, h, w) + (cin != cout ? conv_fl(cin, cout, 1, h, w) : 0) +
+           (temb ? linear_fl(1, temb, cout) : 0);
+}
+
+static double transformer_fl(int C, int N, int L, int ctx) {
+    double self = 4 * linear_fl(N, C, C) + 4.0 * N * (double)N * C;
+    double cross = 2 * linear_fl(N, C, C) + 2 * linear_fl(L, ctx, C) + 4.0 * N * (double)L * C;
+    double ff = linear_fl(N, C, 8 * C) + linear_fl(N, 4 * C, C);
+    return 2 * linear_fl(N, C, C) + self + cross + ff;  // + proj_in, proj_out
+}
+
+static double unet_flops(int h, int w) {
+    double f = conv_fl(4, UNET_C[0], 3, h, w) + linear_fl(1, UNET_C[0], UNET_TEMB) + linear_fl(1, UNET_TEMB, UNET_TEMB);
+    int H[UNET_BLOCKS], W[UNET_BLOCKS], out = UNET_C[0];
+    for (int i = 0; i < UNET_BLOCKS; i++) {
+        H[i] = h, W[i] = w;
+        int in = out;
+        out = UNET_C[i];
+        for (int j = 0; j < UNET_LAYERS; j++) {
+            f += resnet_fl(j == 0 ? in : out, out, h, w, UNET_TEMB);
+            if (i < UNET_BLOCKS - 1) f += transformer_fl(out, h * w, UNET_L, UNET_CTX);
+        }
+        if (i < UNET_BLOCKS - 1) {  // 3x3 stride 2, padding 1
+            h = (h - 1) / 2 + 1, w = (w - 1) / 2 + 1;
+            f += conv_fl(out, out, 3, h, w);
+        }
+    }
+    f += 2 * resnet_fl(out, out, h, w, UNET_TEMB) + transformer_fl(out, h * w, UNET_L, UNET_CTX);
+    for (int i = 0; i < UNET_BLOCKS; i++) {
+        int r = UNET_BLOCKS - 1 - i, prev = out;
+        out = UNET_C[r];
+        int in = UNET_C[r > 0 ? r - 1 : 0];
+        for (int j = 0; j < UNET_LAYERS + 1; j++) {
+            f += resnet_fl((j == 0 ? prev : out) + (j == UNET_LAYERS ? in : out), out, h, w, UNET_TEMB);
+            if (i > 0) f += transformer_fl(out, h * w, UNET_L, UNET_CTX);
+        }
+        if (i < UNET_BLOCKS - 1) {  // nearest upsampling to the skip's size, then 3x3
+            h = H[r - 1], w = W[r - 1];
+            f += conv_fl(out, out, 3, h, w);
+        }
+    }
+    return f + conv_fl(UNET_C[0], 4, 3, h, w);
+}
+
+static double vae_flops(int h, int w) {
+    double f = conv_fl(3, VAE_C[0], 3, h, w);
+    int out = VAE_C[0];
+    for (int i = 0; i < 4; i++) {
+        int in = out;
+        out = VAE_C[i];
+        for (int j = 0; j < 2; j++) f += resnet_fl(j == 0 ? in : out, out, h, w, 0);
+        if (i < 3) {  // F.pad (0,1,0,1) then 3x3 stride 2
+            h = (h - 2) / 2 + 1, w = (w - 2) / 2 + 1;
+            f += conv_fl(out, out, 3, h, w);
+        }
+    }
+    const int N = h * w;
+    f += 2 * resnet_fl(out, out, h, w, 0) + 4 * linear_fl(N, out, out) + 4.0 * N * (double)N * out;
+    return f + conv_fl(out, 8, 3, h, w) + conv_fl(8, 8, 1, h, w);
+}
+
+static double text_flops(void) {
+    const double L = CLIP_L;
+    return CLIP_LAYERS * (4 * linear_fl(L, CLIP_D, CLIP_D) + 4.0 * L * L * CLIP_D + linear_fl(L, CLIP_D, CLIP_MLP) +
+                          linear_fl(L, CLIP_MLP, CLIP_D));
+}
+
+// ---- The cases, each run in a child process ------------------------------------------------------------
+
+typedef enum { CASE_TEXT, CASE_VAE, CASE_UNET, CASE_EXTRACT } CaseKind;
+
+typedef struct {
+    const char *key;   // for --only
+    const char *name;  // printed, and the key in the PyTorch JSON
+    CaseKind kind;
+    int size;          // image side (VAE, extract) or latent side (UNet)
+    int reps;          // timed runs after one warm-up
+    int quick;         // part of --quick
+} BenchCase;
+
+static const BenchCase CASES[] = {
+    {"text", "text_encoder 1x77", CASE_TEXT, 77, 5, 1},
+    {"vae256", "vae_encoder 256x256", CASE_VAE, 256, 3, 1},
+    {"unet32", "unet 32x32", CASE_UNET, 32, 3, 1},
+    {"vae512", "vae_encoder 512x512", CASE_VAE, 512, 2, 0},
+    {"unet64", "unet 64x64", CASE_UNET, 64, 2, 0},
+    {"extract", "extract 256x256", CASE_EXTRACT, 256, 2, 0},
+};
+
+typedef struct {
+    int status;  // 0 ran, 1 skipped, 2 failed
+    int threads, reps;
+    double best, mean, load_s;
+    double peak1, peak_all;  // the peak child only
+    int nonfinite;           // non-finite values in the last output
+    char msg[1024];
+} ChildResult;
+
+static float *rand_buffer(int64_t n, uint64_t seed, float scale) {
+    float *x = malloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; x && i < n; i++) x[i] = scale * uniform_pm1(&seed);
+    return x;
+}
+
+static int count_nonfinite(const float *x, int64_t n) {
+    int bad = 0;
+    for (int64_t i = 0; i < n; i++) bad += !isfinite(x[i]);
+    return bad;
+}
+
+typedef struct {
+    const BenchCase *c;
+    UNet unet;
+    VaeEncoder vae;
+    ClipTextModel text;
+    DdimScheduler sched;
+    Arena arena;
+    float *in, *ctx, *out, *out2;
+    int64_t *ids;
+    int64_t n_out;
+} Run;
+
+static int64_t g_ids[CLIP_L];
+
+// One forward (or one whole extraction) of the case.
+static int run_once(Run *r) {
+    const int s = r->c->size;
+    switch (r->c->kind) {
+    case CASE_TEXT: return clip_text_forward(&r->text, r->ids, 1, CLIP_L, r->out, NULL, &r->arena);
+    case CASE_VAE: return vae_encode(&r->vae, r->in, 1, s, s, r->out, r->out2, NULL, &r->arena);
+    case CASE_UNET: {
+        float t = 21.0f;
+        return unet_forward(&r->unet, r->in, 1, s, s, &t, r->ctx, UNET_L, NULL, NULL, &r->arena, r->out);
+    }
+    case CASE_EXTRACT: {
+        // What `satdifuser extract` does for one image: VAE posterior mean, the prompt embedding, then
+        // the DDIM inversion walk (10 UNet calls through unet_run) with the attn1/conv2 captures.
+        int h, w;
+        vae_latent_size(&r->vae, s, s, &h, &w);
+        if (vae_encode(&r->vae, r->in, 1, s, s, r->out2, NULL, NULL, &r->arena)) return -1;
+        vae_latent(r->out2, NULL, (int64_t)4 * h * w, r->vae.scaling_factor, 0, 0, r->out2);
+        if (clip_text_forward(&r->text, r->ids, 1, CLIP_L, r->ctx, NULL, &r->arena)) return -1;
+        ExtractOptions o;
+        extract_options_default(&o);
+        FeaturePyramid p;
+        int rc = features_from_latent(&r->unet, &r->sched, &o, r->out2, h, w, r->ctx, CLIP_L, 0, &p);
+        if (rc == 0) r->n_out = tensor_numel(&p.feats[0]), memcpy(r->out, p.feats[0].data, 4 * (size_t)r->n_out);
+        feature_pyramid_free(&p);
+        return rc;
+    }
+    }
+    return -1;
+}
+
+static int load_models(Run *r, SafeTensors *st_u, SafeTensors *st_v, SafeTensors *st_t, int *opened) {
+    const BenchCase *c = r->c;
+    int need_u = c->kind == CASE_UNET || c->kind == CASE_EXTRACT, need_v = c->kind == CASE_VAE || c->kind == CASE_EXTRACT;
+    int need_t = c->kind == CASE_TEXT || c->kind == CASE_EXTRACT;
+    JsonValue cfg;
+    if (need_u) {
+        if (json_parse_file(g_unet.config_path, &cfg) || st_open(st_u, g_unet.weights_path)) return -1;
+        opened[0] = 1;
+        int rc = unet_load(&r->unet, &cfg, st_u, "", 0);
+        json_free(&cfg);
+        if (rc) return -1;
+        opened[3] = 1;
+    }
+    if (need_v) {
+        if (json_parse_file(g_vae.config_path, &cfg) || st_open(st_v, g_vae.weights_path)) return -1;
+        opened[1] = 1;
+        int rc = vae_encoder_load(&r->vae, &cfg, st_v, "");
+        json_free(&cfg);
+        if (rc) return -1;
+        opened[4] = 1;
+    }
+    if (need_t) {
+        ClipTextConfig tc;
+        if (json_parse_file(g_clip.config_path, &cfg)) return -1;
+        int rc = clip_text_config_from_json(&cfg, &tc);
+        json_free(&cfg);
+        if (rc || st_open(st_t, g_clip.weights_path)) return -1;
+        opened[2] = 1;
+        if (clip_text_load(&r->text, &tc, st_t, "")) return -1;
+        opened[5] = 1;
+    }
+    return 0;
+}
+
+static void child_case(const void *arg, ChildResult *res) {
+    Run r;
+    memset(&r, 0, sizeof(r));
+    r.c = (const BenchCase *)arg;
+    const int s = r.c->size;
+    SafeTensors st_u, st_v, st_t;
+    int opened[6] = {0};
+    res->threads = sd_threads_init(0);
+    res->status = 2;
+    double t0 = sd_now();
+    if (load_models(&r, &st_u, &st_v, &st_t, opened)) {
+        snprintf(res->msg, sizeof(res->msg), "load: %s", sd_last_error());
+        goto done;
+    }
+    res->load_s = sd_now() - t0;
+    size_t arena_bytes = 0;
+    int64_t n_in = 0;
+    switch (r.c->kind) {
+    case CASE_TEXT:
+        arena_bytes = clip_text_arena_bytes(&r.text.config, 1, CLIP_L);
+        r.n_out = (int64_t)CLIP_L * CLIP_D;
+        break;
+    case CASE_VAE: {
+        int h, w;
+        vae_latent_size(&r.vae, s, s, &h, &w);
+        arena_bytes = vae_encoder_arena_bytes(&r.vae, 1, s, s);
+        n_in = (int64_t)3 * s * s;
+        r.n_out = (int64_t)4 * h * w;
+        break;
+    }
+    case CASE_UNET:
+        arena_bytes = unet_arena_bytes(&r.unet, 1, s, s, UNET_L);
+        n_in = (int64_t)4 * s * s;
+        r.n_out = unet_output_floats(&r.unet, 1, s, s);
+        break;
+    case CASE_EXTRACT: {
+        DdimConfig dc;
+        ddim_config_default(&dc);
+        if (ddim_init(&r.sched, &dc)) {
+            snprintf(res->msg, sizeof(res->msg), "scheduler: %s", sd_last_error());
+            goto done;
+        }
+        arena_bytes = vae_encoder_arena_bytes(&r.vae, 1, s, s);
+        size_t tb = clip_text_arena_bytes(&r.text.config, 1, CLIP_L);
+        if (tb > arena_bytes) arena_bytes = tb;
+        n_in = (int64_t)3 * s * s;
+        r.n_out = (int64_t)4 << 20;  // room for the largest feature map (1, C, H, W)
+        break;
+    }
+    }
+    r.in = rand_buffer(n_in > 0 ? n_in : 1, 1, 1.0f);                  // images and latents in [-1, 1]
+    r.ctx = rand_buffer((int64_t)UNET_L * UNET_CTX, 2, 1.7f);          // std ~1, as a LayerNorm output
+    r.out = malloc((size_t)r.n_out * sizeof(float));
+    r.out2 = malloc((size_t)r.n_out * sizeof(float) + 4096 * 64);
+    r.ids = g_ids;
+    if (!r.in || !r.ctx || !r.out || !r.out2 || arena_init(&r.arena, arena_bytes)) {
+        snprintf(res->msg, sizeof(res->msg), "out of memory");
+        goto done;
+    }
+    // One warm-up run: faults the weights in from the page cache and sizes every buffer.
+    if (run_once(&r)) {
+        snprintf(res->msg, sizeof(res->msg), "forward: %s", sd_last_error());
+        goto done;
+    }
+    double best = 1e30, total = 0.0;
+    for (int k = 0; k < r.c->reps; k++) {
+        double t1 = sd_now();
+        if (run_once(&r)) {
+            snprintf(res->msg, sizeof(res->msg), "forward: %s", sd_last_error());
+            goto done;
+        }
+        double t = sd_now() - t1;
+        printf("    run %d: %.3f s\n", k + 1, t);
+        fflush(stdout);
+        total += t;
+        if (t < best) best = t;
+    }
+    res->reps = r.c->reps;
+    res->best = best;
+    res->mean = total / r.c->reps;
+    res->nonfinite = count_nonfinite(r.out, r.n_out);
+    res->status = 0;
+done:
+    arena_free(&r.arena);
+    free(r.in);
+    free(r.ctx);
+    free(r.out);
+    free(r.out2);
+    if (r.c->kind == CASE_EXTRACT) ddim_free(&r.sched);
+    if (opened[3]) unet_free(&r.unet);
+    if (opened[4]) vae_encoder_free(&r.vae);
+    if (opened[5]) clip_text_free(&r.text);
+    if (opened[0]) st_close(&st_u);
+    if (opened[1]) st_close(&st_v);
+    if (opened[2]) st_close(&st_t);
+}
+
+static void child_peak(const void *arg, ChildResult *res) {
+    (void)arg;
+    res->threads = sd_threads_init(0);
+    if (res->threads < 1) {
+        res->status = 2;
+        snprintf(res->msg, sizeof(res->msg), "bad SATDIFUSER_THREADS");
+        return;
+    }
+    res->peak1 = measure_peak(sd_cpu_isa(), 1);
+    res->peak_all = measure_peak(sd_cpu_isa(), res->threads);
+    snprintf(res->msg, sizeof(res->msg), "%s", sd_isa_name(sd_cpu_isa()));
+}
+
+// Runs fn in a child process; *maxrss_kb is that child's peak resident set (wait4).
+static void run_in_child(void (*fn)(const void *, ChildResult *), const void *arg, ChildResult *res, long *maxrss_kb) {
+    memset(res, 0, sizeof(*res));
+    *maxrss_kb = 0;
+    int fd[2];
+    fflush(stdout);
+    fflush(stderr);
+    if (pipe(fd) != 0) {
+        res->status = 2;
+        snprintf(res->msg, sizeof(res->msg), "pipe: %s", strerror(errno));
+        return;
+    }
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        ChildResult r;
+        memset(&r, 0, sizeof(r));
+        fn(arg, &r);
+        fflush(stdout);
+        ssize_t w = write(fd[1], &r, sizeof(r));
+        _exit(w == (ssize_t)sizeof(r) ? 0 : 3);
+    }
+    close(fd[1]);
+    size_t got = 0;
+    while (pid > 0 && got < sizeof(*res)) {
+        ssize_t n = read(fd[0], (char *)res + got, sizeof(*res) - got);
+        if (n <= 0) break;
+        got += (size_t)n;
+    }
+    close(fd[0]);
+    int status = 0;
+    struct rusage ru;
+    memset(&ru, 0, sizeof(ru));
+    if (pid > 0 && wait4(pid, &status, 0, &ru) == pid) *maxrss_kb = ru.ru_maxrss;
+    if (pid < 0 || got != sizeof(*res)) {
+        res->status = 2;
+        if (pid < 0) snprintf(res->msg, sizeof(res->msg), "fork: %s", strerror(errno));
+        else if (WIFSIGNALED(status)) snprintf(res->msg, sizeof(res->msg), "child killed by signal %d", WTERMSIG(status));
+        else snprintf(res->msg, sizeof(res->msg), "child exited with status %d", WEXITSTATUS(status));
+    }
+}
+
+// ---- PyTorch timings ----------------------------------------------------------------------------------
+
+static JsonValue g_torch;
+static int g_have_torch = 0;
+
+static double torch_seconds(const char *name) {
+    const JsonValue *ops = g_have_torch ? json_get(&g_torch, "ops") : NULL;
+    const JsonValue *v = ops ? json_get(ops, name) : NULL;
+    return v && v->type == JSON_NUMBER ? v->number : 0.0;
+}
+
+// ---- main -------------------------------------------------------------------------------------------------
+
+typedef struct {
+    const BenchCase *c;
+    ChildResult r;
+    long rss_kb;
+    double gflop, weights_bytes;
+} Row;
+
+int main(int argc, char **argv) {
+    int quick = 0, reps = 0;
+    const char *only = NULL;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--quick] [--only text|vae256|vae512|unet32|unet64|extract] [--reps N]\n",
+                    argv[0]);
+            return 2;
+        }
+    }
+    const char *cache = getenv("SATDIFUSER_BENCH_CACHE");
+    if (!cache || !*cache) cache = "build/bench_models";
+    const char *torch_path = getenv("SATDIFUSER_TORCH_MODELS_JSON");
+    if (!torch_path || !*torch_path) torch_path = "build/bench_models_pytorch.json";
+    if (access(torch_path, R_OK) == 0) g_have_torch = json_parse_file(torch_path, &g_torch) == 0;
+    // Token ids of a short prompt padded as SD 2.x pads (BOS, words, EOS, then "!" = id 0).
+    for (int i = 0; i < CLIP_L; i++) g_ids[i] = i == 0 ? 49406 : i < 6 ? 320 + 97 * i : i == 6 ? 49407 : 0;
+
+    double load_start = load_average();
+    printf("\nsatdifuser whole-model bench (random weights, f32, batch 1); load average at start: %.2f\n", load_start);
+    ChildResult pk;
+    long rss;
+    run_in_child(child_peak, NULL, &pk, &rss);
+    if (pk.status != 0) {
+        fprintf(stderr, "bench_models: peak measurement failed: %s\n", pk.msg);
+        return 1;
+    }
+    const double peak = pk.peak1 * pk.threads;
+    printf("ISA %s, %d threads; fp32 FMA peak %.1f GFLOP/s per core (register-only loop), %% below of %.1f x %d = "
+           "%.1f GFLOP/s (all threads at once measured %.1f)\n",
+           pk.msg, pk.threads, pk.peak1, pk.peak1, pk.threads, peak, pk.peak_all);
+    if (g_have_torch) {
+        const char *ver = "?", *ct = "?", *ma = "?";
+        int tt = 0;
+        json_get_string(&g_torch, "torch", "?", &ver);
+        json_get_string(&g_torch, "openblas_coretype", "?", &ct);
+        json_get_string(&g_torch, "malloc", "?", &ma);
+        json_get_int(&g_torch, "threads", 0, &tt);
+        printf("PyTorch timings from %s (torch %s, %d threads, OPENBLAS_CORETYPE=%s, malloc %s);\n"
+               "ratio = torch time / C time (>1: C faster)\n",
+               torch_path, ver, tt, ct, ma);
+        if (tt != pk.threads) printf("warning: torch ran with %d threads, this bench with %d\n", tt, pk.threads);
+    } else {
+        printf("no PyTorch timings (%s): run weights_tools/bench_models_pytorch.py for the ratios\n", torch_path);
+    }
+
+    const int n_cases = (int)(sizeof(CASES) / sizeof(CASES[0]));
+    Row rows[sizeof(CASES) / sizeof(CASES[0])];
+    int n_rows = 0, failures = 0;
+    for (int i = 0; i < n_cases; i++) {
+        const BenchCase *c = &CASES[i];
+        if (quick && !c->quick) continue;
+        if (only && strncmp(c->key, only, strlen(only)) != 0) continue;
+        Row *row = &rows[n_rows++];
+        memset(row, 0, sizeof(*row));
+        row->c = c;
+        BenchCase cc = *c;
+        if (reps > 0) cc.reps = reps;
+        ModelFiles *need[3] = {NULL, NULL, NULL};
+        if (c->kind == CASE_TEXT || c->kind == CASE_EXTRACT) need[0] = &g_clip;
+        if (c->kind == CASE_VAE || c->kind == CASE_EXTRACT) need[1] = &g_vae;
+        if (c->kind == CASE_UNET || c->kind == CASE_EXTRACT) need[2] = &g_unet;
+        const char *skip = NULL;
+        for (int k = 0; k < 3; k++) {
+            if (!need[k]) continue;
+            if (prepare_model(need[k], cache) != 0) {
+                skip = need[k]->why;
+                break;
+            }
+            row->weights_bytes += need[k]->bytes;
+        }
+        // Weights (page cache, counted in RSS once touched) + activations + slack.
+        double avail = mem_available();
+        if (!skip && avail > 0 && avail < row->weights_bytes + 2e9) {
+            snprintf(row->r.msg, sizeof(row->r.msg), "only %.1f GB of memory available, about %.1f GB needed",
+                     avail * 1e-9, (row->weights_bytes + 2e9) * 1e-9);
+            skip = row->r.msg;
+        }
+        switch (c->kind) {
+        case CASE_TEXT: row->gflop = text_flops() * 1e-9; break;
+        case CASE_VAE: row->gflop = vae_flops(c->size, c->size) * 1e-9; break;
+        case CASE_UNET: row->gflop = unet_flops(c->size, c->size) * 1e-9; break;
+        case CASE_EXTRACT:
+            row->gflop = (vae_flops(c->size, c->size) + text_flops() + 10 * unet_flops(c->size / 8, c->size / 8)) * 1e-9;
+            break;
+        }
+        if (skip) {
+            char why[1024];
+            snprintf(why, sizeof(why), "%s", skip);
+            row->r.status = 1;
+            snprintf(row->r.msg, sizeof(row->r.msg), "%s", why);
+            printf("%s: SKIPPED: %s\n", c->name, why);
+            continue;
+        }
+        printf("%s (%.1f GFLOP): warm-up + %d runs\n", c->name, row->gflop, cc.reps);
+        run_in_child(child_case, &cc, &row->r, &row->rss_kb);
+        if (row->r.status != 0) {
+            printf("%s: FAILED: %s\n", c->name, row->r.msg);
+            failures++;
+        } else if (row->r.nonfinite) {
+            printf("%s: warning: %d non-finite values in the output\n", c->name, row->r.nonfinite);
+        }
+    }
+
+    run_in_child(child_peak, NULL, &pk, &rss);
+    double load_end = load_average();
+    printf("\nWhole-model forwards (best of N after a warm-up; GFLOP counted from the configs: conv 2*Cout*Cin*k*k*HoWo,\n"
+           "linear 2*rows*in*out, attention 4*Nq*Nk*inner; RSS = the case's own process, weights mmapped included)\n");
+    printf("%-20s %8s %9s %9s %8s %6s %9s %9s %10s %6s\n", "model", "GFLOP", "C best", "C mean", "GFLOP/s", "%peak",
+           "RSS MiB", "-weights", "torch", "ratio");
+    for (int i = 0; i < n_rows; i++) {
+        const Row *w = &rows[i];
+        if (w->r.status != 0) {
+            printf("%-20s %8.1f   %s: %s\n", w->c->name, w->gflop, w->r.status == 1 ? "skipped" : "FAILED", w->r.msg);
+            continue;
+        }
+        double gfs = w->gflop / w->r.best, ts = torch_seconds(w->c->name);
+        double rss_mib = w->rss_kb / 1024.0;
+        printf("%-20s %8.1f %8.3fs %8.3fs %8.1f %5.1f%% %9.0f %9.0f", w->c->name, w->gflop, w->r.best, w->r.mean, gfs,
+               100.0 * gfs / peak, rss_mib, rss_mib - w->weights_bytes / 1048576.0);
+        if (ts > 0.0) printf(" %9.3fs %5.2fx", ts, ts / w->r.best);
+        printf("   (load %.1f s)\n", w->r.load_s);
+    }
+    printf("FMA peak again at the end: %.1f GFLOP/s per core; load average at start %.2f, at end %.2f "
+           "(this bench's own threads count too)\n",
+           pk.peak1, load_start, load_end);
+    if (g_have_torch) json_free(&g_torch);
+    return failures ? 1 : 0;
+}
