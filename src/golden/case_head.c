@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "golden/golden.h"
+#include "golden/head_inputs.h"
 #include "heads/head.h"
 
 // Compares only when the case captured that tensor.
@@ -125,8 +126,7 @@ static void check_captures(GoldenCase *gc, HeadModel *m, int *rc) {
     }
 }
 
-// Loads input.feat.<i>.<s> into `in` (tensors[i * S + s] keep the data alive).
-static int golden_head_inputs(GoldenCase *gc, const FeatureLayout *fl, FusionInput *in, Tensor *tensors) {
+int golden_head_inputs(GoldenCase *gc, const FeatureLayout *fl, FusionInput *in, Tensor *tensors) {
     memset(in, 0, sizeof(*in));
     int S = fl->num_scales;
     for (int i = 0; i < fl->num_timesteps; i++)

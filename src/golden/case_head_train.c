@@ -17,33 +17,11 @@
 
 #include "core/error.h"
 #include "golden/golden.h"
+#include "golden/head_inputs.h"
 #include "heads/head.h"
 #include "train/adam.h"
 #include "train/head_backward.h"
 #include "train/losses.h"
-
-// Loads input.feat.<i>.<s> into `in` (tensors[i * S + s] keep the data alive).
-static int load_features(GoldenCase *gc, const FeatureLayout *fl, FusionInput *in, Tensor *tensors) {
-    memset(in, 0, sizeof(*in));
-    int S = fl->num_scales;
-    for (int i = 0; i < fl->num_timesteps; i++)
-        for (int s = 0; s < S; s++) {
-            char name[64];
-            snprintf(name, sizeof(name), "input.feat.%d.%d", i, s);
-            Tensor *t = &tensors[i * S + s];
-            if (golden_load(gc, name, t)) return SD_FAIL;
-            if (t->ndim != 4 || t->shape[1] != fl->scale_channels[s] || t->shape[3] != fl->width[s] ||
-                (i + s > 0 && t->shape[0] != in->B))
-                return sd_errorf("%s: shape (%d, %d, %d, %d), the layout wants (B, %d, H, %d)", name, t->shape[0],
-                                 t->shape[1], t->shape[2], t->shape[3], fl->scale_channels[s], fl->width[s]);
-            in->B = t->shape[0];
-            in->H[s] = t->shape[2];
-            in->W[s] = t->shape[3];
-            in->C[s] = t->shape[1];
-            in->feat[i][s] = t->data;
-        }
-    return 0;
-}
 
 static int optimizer_from_json(const JsonValue *j, AdamConfig *a) {
     if (!j || j->type != JSON_OBJECT) return sd_errorf("config.optimizer: expected an object");
@@ -129,7 +107,7 @@ int golden_case_head_train(GoldenCase *gc) {
     if (steps < 1) return sd_errorf("config.steps %d", steps);
 
     if (head_model_init(&model, &cfg) || head_model_load_st(&model, &gc->weights)) goto done;
-    if (load_features(gc, &cfg.layout, &in, feats)) goto done;
+    if (golden_head_inputs(gc, &cfg.layout, &in, feats)) goto done;
     if (params_alloc_grads(&model.params) || adam_init(&opt, &model.params)) goto done;
     head_model_set_mode(&model, 1, 1);  // model.train()
 
