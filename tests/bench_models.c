@@ -43,76 +43,7 @@
 #include "models/unet.h"
 #include "models/vae.h"
 
-// ---- FMA peak: 12 independent register-only FMA chains per thread (as tests/bench_kernels.c) --------
-
-#if defined(__x86_64__)
-__attribute__((target("avx512f"))) static double fma_flops_avx512(long iters, float seed) {
-    __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f), x[12];
-    for (int j = 0; j < 12; j++) x[j] = _mm512_set1_ps(seed + (float)j);
-    for (long i = 0; i < iters; i++) {
-        x[0] = _mm512_fmadd_ps(x[0], b, c); x[1] = _mm512_fmadd_ps(x[1], b, c); x[2] = _mm512_fmadd_ps(x[2], b, c);
-        x[3] = _mm512_fmadd_ps(x[3], b, c); x[4] = _mm512_fmadd_ps(x[4], b, c); x[5] = _mm512_fmadd_ps(x[5], b, c);
-        x[6] = _mm512_fmadd_ps(x[6], b, c); x[7] = _mm512_fmadd_ps(x[7], b, c); x[8] = _mm512_fmadd_ps(x[8], b, c);
-        x[9] = _mm512_fmadd_ps(x[9], b, c); x[10] = _mm512_fmadd_ps(x[10], b, c); x[11] = _mm512_fmadd_ps(x[11], b, c);
-    }
-    __m512 s = x[0];
-    for (int j = 1; j < 12; j++) s = _mm512_add_ps(s, x[j]);
-    volatile float sink = _mm512_reduce_add_ps(s);
-    (void)sink;
-    return (double)iters * 12 * 16 * 2;
-}
-
-__attribute__((target("avx2,fma"))) static double fma_flops_avx2(long iters, float seed) {
-    __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f), x[12];
-    for (int j = 0; j < 12; j++) x[j] = _mm256_set1_ps(seed + (float)j);
-    for (long i = 0; i < iters; i++) {
-        x[0] = _mm256_fmadd_ps(x[0], b, c); x[1] = _mm256_fmadd_ps(x[1], b, c); x[2] = _mm256_fmadd_ps(x[2], b, c);
-        x[3] = _mm256_fmadd_ps(x[3], b, c); x[4] = _mm256_fmadd_ps(x[4], b, c); x[5] = _mm256_fmadd_ps(x[5], b, c);
-        x[6] = _mm256_fmadd_ps(x[6], b, c); x[7] = _mm256_fmadd_ps(x[7], b, c); x[8] = _mm256_fmadd_ps(x[8], b, c);
-        x[9] = _mm256_fmadd_ps(x[9], b, c); x[10] = _mm256_fmadd_ps(x[10], b, c); x[11] = _mm256_fmadd_ps(x[11], b, c);
-    }
-    __m256 s = x[0];
-    for (int j = 1; j < 12; j++) s = _mm256_add_ps(s, x[j]);
-    float lanes[8];
-    _mm256_storeu_ps(lanes, s);
-    volatile float sink = lanes[0] + lanes[7];
-    (void)sink;
-    return (double)iters * 12 * 8 * 2;
-}
-#endif
-
-static double fma_flops_scalar(long iters, float seed) {
-    float x[12];
-    for (int j = 0; j < 12; j++) x[j] = seed + (float)j;
-    for (long i = 0; i < iters; i++)
-        for (int j = 0; j < 12; j++) x[j] = x[j] * 0.999999f + 1e-7f;
-    volatile float sink = x[0] + x[11];
-    (void)sink;
-    return (double)iters * 12 * 2;
-}
-
-static double fma_flops(SdIsa isa, long iters, float seed) {
-#if defined(__x86_64__)
-    if (isa == ISA_AVX512) return fma_flops_avx512(iters, seed);
-    if (isa == ISA_AVX2) return fma_flops_avx2(iters, seed);
-#endif
-    (void)isa;
-    return fma_flops_scalar(iters, seed);
-}
-
-// GFLOP/s of `threads` threads running the loop at once: best of 7 short runs (a busy core lowers a run).
-static double measure_peak(SdIsa isa, int threads) {
-    long iters = isa == ISA_AVX512 || isa == ISA_AVX2 ? 15000000L : 3750000L;
-    double best = 0.0;
-    for (int rep = 0; rep < 7; rep++) {
-        double flops = 0.0, t0 = sd_now();
-#pragma omp parallel num_threads(threads) reduction(+ : flops)
-        flops += fma_flops(isa, iters, 1.0f + (float)rep);
-        double gf = flops / (sd_now() - t0) * 1e-9;
-        if (gf > best) best = gf;
-    }
-    return best;
-}
+#include "tests/bench_peak.h"
 
 static double load_average(void) {
     FILE *f = fopen("/proc/loadavg", "r");
