@@ -239,6 +239,107 @@ static void test_conv(const char *isa, Arena *arena) {
     check_conv(isa, big2, arena, 1);
 }
 
+// ---- Weights packed at load ------------------------------------------------------
+// Packed weights must give the same bits as the per-call packing on the kernel set they
+// were packed for, and the right values (repacked on the fly) on any other.
+
+static void check_packed_conv(const char *isa, ConvCase c, const GemmKernelInfo *other) {
+    Conv2dGeometry g = {c.k, c.k, c.stride, c.pt, c.pl, c.pb, c.pr};
+    int Ho = conv_out_size(c.H, c.k, c.stride, c.pt, c.pb), Wo = conv_out_size(c.W, c.k, c.stride, c.pl, c.pr);
+    int K = c.Cin * c.k * c.k;
+    size_t nx = (size_t)c.N * c.Cin * c.H * c.W, nw = (size_t)c.Cout * K, ny = (size_t)c.N * c.Cout * Ho * Wo;
+    float *x = rand_buf(nx, 41), *w = rand_buf(nw, 42), *b = c.bias ? rand_buf(c.Cout, 43) : NULL;
+    float *y = malloc(ny * sizeof(float)), *yp = malloc(ny * sizeof(float)), *r = malloc(ny * sizeof(float));
+    GemmPackedWeights pw;
+    int rc = gemm_pack_weights(&pw, w, c.Cout, K, 0);
+    CHECK(rc == 0 && pw.width == gemm_kernel_info()->mr && pw.kernel == gemm_kernel_info(), "%s pack conv weight", isa);
+    if (rc) goto out;
+    int exact = 1;
+    for (int o = 0; o < c.Cout; o++)
+        for (int p = 0; p < K; p++) exact &= gemm_packed_at(&pw, o, p) == w[(size_t)o * K + p];
+    CHECK(exact, "%s packed conv weight %dx%d: gemm_packed_at differs from the weight", isa, c.Cout, K);
+    // padding rows of the last panel are zeros
+    int padded = (c.Cout + pw.width - 1) / pw.width * pw.width, zeros = 1;
+    for (int o = c.Cout; o < padded; o++)
+        for (int p = 0; p < K; p++) zeros &= pw.data[(size_t)(o / pw.width) * pw.width * K + (size_t)p * pw.width + o % pw.width] == 0.0f;
+    CHECK(zeros, "%s packed conv weight: padding rows are not zero", isa);
+    fill_nan(y, ny);
+    fill_nan(yp, ny);
+    conv2d_forward(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, y, NULL);
+    conv2d_forward_packed(x, c.N, c.Cin, c.H, c.W, &pw, b, c.Cout, g, yp);
+    CHECK(memcmp(y, yp, ny * sizeof(float)) == 0, "%s conv Cin=%d Cout=%d k=%d: packed weights change the bits", isa,
+          c.Cin, c.Cout, c.k);
+    if (other) {
+        // the layout belongs to this kernel set; another one reads it back element by element
+        const GemmKernelInfo *mine = gemm_kernel_info();
+        gemm_force_isa(strcmp(other->name, "scalar") == 0 ? ISA_SCALAR : ISA_AVX2);
+        fill_nan(yp, ny);
+        conv2d_forward_packed(x, c.N, c.Cin, c.H, c.W, &pw, b, c.Cout, g, yp);
+        ref_conv(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, r);
+        double d = max_abs_diff(yp, r, (long)ny), tol = 1e-6 * (K + 8);
+        CHECK(d <= tol, "%s-packed conv run on the %s path: max diff %g", isa, gemm_kernel_info()->name, d);
+        gemm_force_isa(strcmp(mine->name, "scalar") == 0 ? ISA_SCALAR
+                       : strcmp(mine->name, "avx2") == 0 ? ISA_AVX2
+                       : strcmp(mine->name, "avx512") == 0 ? ISA_AVX512 : ISA_NEON);
+    }
+    gemm_packed_weights_free(&pw);
+out:
+    free(x);
+    free(w);
+    free(b);
+    free(y);
+    free(yp);
+    free(r);
+}
+
+static void check_packed_linear(const char *isa, int rows, int in, int out, int ldx, int with_bias) {
+    float *x = rand_buf((size_t)rows * ldx, 51), *w = rand_buf((size_t)out * in, 52);
+    float *b = with_bias ? rand_buf(out, 53) : NULL;
+    float *xc = malloc((size_t)rows * in * sizeof(float));
+    for (int r = 0; r < rows; r++) memcpy(xc + (size_t)r * in, x + (size_t)r * ldx, (size_t)in * sizeof(float));
+    float *y = malloc((size_t)rows * out * sizeof(float)), *yp = malloc((size_t)rows * out * sizeof(float));
+    GemmPackedWeights pw;
+    int rc = gemm_pack_weights(&pw, w, out, in, 1);
+    CHECK(rc == 0 && pw.width == gemm_kernel_info()->nr, "%s pack linear weight", isa);
+    if (!rc) {
+        int exact = 1;
+        for (int o = 0; o < out; o++)
+            for (int p = 0; p < in; p++) exact &= gemm_packed_at(&pw, o, p) == w[(size_t)o * in + p];
+        CHECK(exact, "%s packed linear weight %dx%d: gemm_packed_at differs", isa, out, in);
+        fill_nan(y, (size_t)rows * out);
+        fill_nan(yp, (size_t)rows * out);
+        linear_forward(xc, w, b, y, rows, in, out);
+        linear_forward_packed(x, ldx, &pw, b, yp, rows);
+        CHECK(memcmp(y, yp, (size_t)rows * out * sizeof(float)) == 0,
+              "%s linear rows=%d in=%d out=%d ldx=%d: packed weights change the bits", isa, rows, in, out, ldx);
+        gemm_packed_weights_free(&pw);
+    }
+    free(x);
+    free(w);
+    free(b);
+    free(xc);
+    free(y);
+    free(yp);
+}
+
+static void test_packed(const char *isa) {
+    const GemmKernelInfo *other = strcmp(isa, "scalar") != 0 ? gemm_kernel_scalar() : NULL;
+    static const ConvCase cases[] = {
+        {1, 3, 17, 19, 8, 3, 1, 1, 1, 1, 1, 1},     // Cout below one panel
+        {2, 5, 9, 11, 29, 3, 2, 1, 1, 1, 1, 0},     // batch 2, stride 2, no bias, Cout not a panel multiple
+        {1, 7, 10, 12, 33, 1, 1, 0, 0, 0, 0, 1},    // 1x1
+        {1, 40, 12, 12, 37, 3, 1, 1, 1, 1, 1, 1},   // K = 360 > some kc
+        {1, 64, 24, 24, 96, 3, 1, 1, 1, 1, 1, 1},   // big enough to be threaded, K = 576 > every kc
+    };
+    for (int i = 0; i < (int)(sizeof(cases) / sizeof(cases[0])); i++) check_packed_conv(isa, cases[i], other);
+    check_packed_linear(isa, 1, 17, 5, 17, 1);        // one row (a time embedding)
+    check_packed_linear(isa, 77, 64, 40, 64, 0);      // cross-attention K/V shape, no bias
+    check_packed_linear(isa, 300, 100, 70, 130, 1);   // strided x (GEGLU halves)
+    check_packed_linear(isa, 257, 700, 129, 700, 1);  // K > kc, threaded
+    GemmPackedWeights pw;
+    CHECK(gemm_pack_weights(&pw, NULL, 0, 5, 0) != 0, "packing a 0-row weight must fail");
+}
+
 // ---- Attention -------------------------------------------------------------------
 
 static void ref_attention(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq,
@@ -349,6 +450,7 @@ int main(void) {
         test_gemm_nested(isa);
         test_conv(isa, NULL);
         test_conv(isa, &arena);
+        test_packed(isa);
         test_attention(isa, NULL);
         test_attention(isa, &arena);
         CHECK(arena.used == 0, "%s: the kernels left %zu bytes of the arena in use", isa, arena.used);

@@ -422,3 +422,21 @@ int st_write(const char *path, const StWriteEntry *entries, int n, const char *c
     free(tmp);
     return 0;
 }
+
+void st_release_pages(const SafeTensors *st, const void *p, size_t bytes) {
+#ifdef MADV_DONTNEED
+    const unsigned char *lo = (const unsigned char *)p, *hi = lo + bytes;
+    if (!st->map || lo < st->map || hi > st->map + st->map_size) return;
+    long page = sysconf(_SC_PAGESIZE);
+    if (page <= 0) return;
+    // only whole pages: a neighbouring tensor may share the first or last one
+    uintptr_t first = ((uintptr_t)lo + (uintptr_t)page - 1) / (uintptr_t)page * (uintptr_t)page;
+    uintptr_t last = (uintptr_t)hi / (uintptr_t)page * (uintptr_t)page;
+    // MAP_PRIVATE, never written: the pages come back from the file if read again
+    if (last > first) madvise((void *)first, last - first, MADV_DONTNEED);
+#else
+    (void)st;
+    (void)p;
+    (void)bytes;
+#endif
+}

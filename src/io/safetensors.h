@@ -55,6 +55,10 @@ int st_require(const SafeTensors *st, const char *name, const StEntry **out);
 // mapping (owns_data 0, valid until st_close), otherwise it owns a copy.
 // `ndim`/`shape` (may be NULL) give the expected shape: a mismatch is an error.
 int st_load(const SafeTensors *st, const char *name, int ndim, const int *shape, Tensor *out);
+// Tells the kernel that a view's pages are not needed any more (a weight that was
+// packed into another layout): the whole pages inside [p, p + bytes) are dropped from
+// memory and read from the file again if touched. Memory outside the mapping is ignored.
+void st_release_pages(const SafeTensors *st, const void *p, size_t bytes);
 // Copies entry data converted to float32 into dst (numel floats).
 int st_entry_to_f32(const SafeTensors *st, const StEntry *e, float *dst);
 // Copies an integer tensor (I64/I32/I16/I8/U8/BOOL) to int64.

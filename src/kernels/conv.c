@@ -105,12 +105,12 @@ static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr
     }
 }
 
-int conv2d_forward(const float *x, int N, int Cin, int H, int W, const float *weight, const float *bias, int Cout,
-                   Conv2dGeometry g, float *y, Arena *scratch) {
-    (void)scratch;  // the implicit GEMM needs no scratch beyond the GEMM's pack buffers
+// The weight is either a plain (Cout, Cin*kh*kw) matrix or packed at load.
+static void conv_run(const float *x, int N, int Cin, int H, int W, const float *weight,
+                     const GemmPackedWeights *packed, const float *bias, int Cout, Conv2dGeometry g, float *y) {
     int Ho = conv_out_size(H, g.kernel_h, g.stride, g.pad_top, g.pad_bottom);
     int Wo = conv_out_size(W, g.kernel_w, g.stride, g.pad_left, g.pad_right);
-    if (Ho <= 0 || Wo <= 0) return 0;
+    if (Ho <= 0 || Wo <= 0) return;
     int K = Cin * g.kernel_h * g.kernel_w;
     int is_1x1 = g.kernel_h == 1 && g.kernel_w == 1 && g.stride == 1 && g.pad_top == 0 && g.pad_left == 0 &&
                  g.pad_bottom == 0 && g.pad_right == 0;
@@ -118,7 +118,8 @@ int conv2d_forward(const float *x, int N, int Cin, int H, int W, const float *we
         const float *xn = x + (int64_t)n * Cin * H * W;
         float *yn = y + (int64_t)n * Cout * Ho * Wo;
         ConvPackCtx cx = {xn, H, W, g.kernel_h, g.kernel_w, g.stride, g.pad_top, g.pad_left, Wo};
-        GemmProblem p = {Cout, Ho * Wo, K, weight, K, 0, 1.0f, NULL, 0, 0, NULL, NULL, bias, NULL, 0.0f, yn, Ho * Wo};
+        GemmProblem p = {Cout, Ho * Wo, K, weight, K, 0, 1.0f, NULL, 0, 0, NULL, NULL, bias, NULL, 0.0f, yn, Ho * Wo,
+                         packed, NULL};
         if (is_1x1) {
             p.b = xn;  // x is already the Cin x HW matrix
             p.ldb = H * W;
@@ -128,5 +129,16 @@ int conv2d_forward(const float *x, int N, int Cin, int H, int W, const float *we
         }
         gemm_run(&p);
     }
+}
+
+int conv2d_forward(const float *x, int N, int Cin, int H, int W, const float *weight, const float *bias, int Cout,
+                   Conv2dGeometry g, float *y, Arena *scratch) {
+    (void)scratch;  // the implicit GEMM needs no scratch beyond the GEMM's pack buffers
+    conv_run(x, N, Cin, H, W, weight, NULL, bias, Cout, g, y);
     return 0;
+}
+
+void conv2d_forward_packed(const float *x, int N, int Cin, int H, int W, const GemmPackedWeights *weight,
+                           const float *bias, int Cout, Conv2dGeometry g, float *y) {
+    conv_run(x, N, Cin, H, W, NULL, weight, bias, Cout, g, y);
 }

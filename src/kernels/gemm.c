@@ -17,6 +17,7 @@
 #include <omp.h>
 #endif
 
+#include "core/error.h"
 #include "core/runtime.h"
 #include "kernels/kernels.h"
 
@@ -66,7 +67,11 @@ static void pack_a(const GemmProblem *g, int i0, int mc, int p0, int kc, int mr,
     for (int ir = 0; ir < mc; ir += mr) {
         int m = mc - ir < mr ? mc - ir : mr;
         float *d = dst + (size_t)ir * kc;
-        if (!g->trans_a) {
+        if (g->packed_a) {
+            // Packed for another kernel set (or alpha != 1): read it back element by element.
+            for (int i = 0; i < m; i++)
+                for (int p = 0; p < kc; p++) d[p * mr + i] = g->alpha * gemm_packed_at(g->packed_a, i0 + ir + i, p0 + p);
+        } else if (!g->trans_a) {
             // A row-major M x K: row i is contiguous in p. The rows are far apart (lda), too
             // short for the hardware prefetcher: fetch the next micro-panel's rows ahead.
             if (ir + mr < mc) {
@@ -115,6 +120,17 @@ static inline void copy_pad(float *dst, const float *src, int n, int width) {
 
 // B panel rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into micro-panels of nr columns.
 static void pack_b_plain(const GemmProblem *g, int p0, int kc, int j0, int nc, int nr, float *dst) {
+    if (g->packed_b) {
+        // Packed for another kernel set: read it back element by element.
+        for (int jr = 0; jr < nc; jr += nr) {
+            int n = nc - jr < nr ? nc - jr : nr;
+            float *d = dst + (size_t)jr * kc;
+            for (int p = 0; p < kc; p++)
+                for (int j = 0; j < nr; j++)
+                    d[(size_t)p * nr + j] = j < n ? gemm_packed_at(g->packed_b, j0 + jr + j, p0 + p) : 0.0f;
+        }
+        return;
+    }
     if (!g->trans_b) {
         // Row by row, so that each source row is read in one contiguous sweep (rows are ldb apart:
         // walking one micro-panel down the rows would miss cache on every row).
@@ -174,30 +190,46 @@ static float *pool_get(int tid, size_t floats, float **to_free) {
 
 // ---- The blocked loops for one thread's block of C -------------------------------
 
+// 1 if the packed weights are in this kernel set's layout and can be read in place.
+static int packed_in_place(const GemmPackedWeights *pw, const GemmKernelInfo *ki, float alpha) {
+    return pw && pw->kernel == ki && alpha == 1.0f;
+}
+
 static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, int m1, int n0, int n1, float *ap,
                        float *bp) {
-    const int mr = ki->mr, nr = ki->nr, MC = ki->mc, KC = ki->kc, NC = ki->nc;
+    const int mr = ki->mr, nr = ki->nr, MC = ki->mc, KC = ki->kc, NC = ki->nc, K = g->K;
+    // Weights packed at load are read in place: the micro-panel of rows [i, i+mr) for the k block
+    // starting at pc is at data + i*K + pc*mr (panels are mr*K floats apart, i a multiple of mr).
+    const float *a_packed = packed_in_place(g->packed_a, ki, g->alpha) ? g->packed_a->data : NULL;
+    const float *b_packed = packed_in_place(g->packed_b, ki, 1.0f) ? g->packed_b->data : NULL;
     for (int jc = n0; jc < n1; jc += NC) {
         int nc = n1 - jc < NC ? n1 - jc : NC;
-        for (int pc = 0; pc < g->K; pc += KC) {
-            int kc = g->K - pc < KC ? g->K - pc : KC;
-            if (g->pack_b) g->pack_b(g->pack_b_ctx, pc, kc, jc, nc, nr, bp);
-            else pack_b_plain(g, pc, kc, jc, nc, nr, bp);
+        for (int pc = 0; pc < K; pc += KC) {
+            int kc = K - pc < KC ? K - pc : KC;
+            if (b_packed) {
+                // nothing to pack
+            } else if (g->pack_b) {
+                g->pack_b(g->pack_b_ctx, pc, kc, jc, nc, nr, bp);
+            } else {
+                pack_b_plain(g, pc, kc, jc, nc, nr, bp);
+            }
             // The first k block applies beta and the biases; later ones accumulate into C.
             int first = pc == 0;
             float beta = first ? g->beta : 1.0f;
             for (int ic = m0; ic < m1; ic += MC) {
                 int mc = m1 - ic < MC ? m1 - ic : MC;
-                pack_a(g, ic, mc, pc, kc, mr, ap);
+                if (!a_packed) pack_a(g, ic, mc, pc, kc, mr, ap);
                 for (int jr = 0; jr < nc; jr += nr) {
                     int n = nc - jr < nr ? nc - jr : nr;
                     const float *bias_n = first && g->bias_n ? g->bias_n + jc + jr : NULL;
+                    const float *b = b_packed ? b_packed + (size_t)(jc + jr) * K + (size_t)pc * nr : bp + (size_t)jr * kc;
                     for (int ir = 0; ir < mc; ir += mr) {
                         int m = mc - ir < mr ? mc - ir : mr;
                         const float *bias_m = first && g->bias_m ? g->bias_m + ic + ir : NULL;
+                        const float *a = a_packed ? a_packed + (size_t)(ic + ir) * K + (size_t)pc * mr
+                                                  : ap + (size_t)ir * kc;
                         float *c = g->c + (int64_t)(ic + ir) * g->ldc + jc + jr;
-                        ki->micro(kc, ap + (size_t)ir * kc, bp + (size_t)jr * kc, c, g->ldc, m, n, beta, bias_m,
-                                  bias_n);
+                        ki->micro(kc, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
                     }
                 }
             }
@@ -222,7 +254,9 @@ static void gemm_unblocked(const GemmProblem *g) {
             if (g->pack_b) g->pack_b(g->pack_b_ctx, p, 1, j0, nc, 64, brow);
             else pack_b_plain(g, p, 1, j0, nc, 64, brow);
             for (int i = 0; i < g->M; i++) {
-                float a = g->alpha * (g->trans_a ? g->a[(int64_t)p * g->lda + i] : g->a[(int64_t)i * g->lda + p]);
+                float a = g->alpha * (g->packed_a  ? gemm_packed_at(g->packed_a, i, p)
+                                      : g->trans_a ? g->a[(int64_t)p * g->lda + i]
+                                                   : g->a[(int64_t)i * g->lda + p]);
                 float *c = g->c + (int64_t)i * g->ldc + j0;
                 for (int j = 0; j < nc; j++) c[j] += a * brow[j];
             }
@@ -234,7 +268,8 @@ static void gemm_unblocked(const GemmProblem *g) {
 // Splits C into a tm x tn grid of blocks for `threads` threads: the least padded work plus
 // packing per thread. Twice as many blocks as threads are preferred when they cost about
 // the same, so that a thread slowed down by another process hands blocks to the others.
-static void choose_grid(int M, int N, int K, int threads, int mr, int nr, int *tm_out, int *tn_out) {
+static void choose_grid(int M, int N, int K, int threads, int mr, int nr, int a_packed, int b_packed, int *tm_out,
+                        int *tn_out) {
     double best = 0.0;
     int bm = 1, bn = threads, found = 0;
     int panels_m = (M + mr - 1) / mr, panels_n = (N + nr - 1) / nr;
@@ -247,7 +282,7 @@ static void choose_grid(int M, int N, int K, int threads, int mr, int nr, int *t
             double rows = (double)((panels_m + tm - 1) / tm) * mr;
             double cols = (double)((panels_n + tn - 1) / tn) * nr;
             // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle
-            double cost = per_thread * (rows * cols * K / 32.0 + (rows + cols) * K);
+            double cost = per_thread * (rows * cols * K / 32.0 + ((a_packed ? 0 : rows) + (b_packed ? 0 : cols)) * K);
             if (per_thread == 2) cost *= 0.97;
             if (!found || cost < best) {
                 best = cost;
@@ -298,7 +333,8 @@ void gemm_run(const GemmProblem *g) {
     // Blocks are handed out dynamically: each C element is still computed by one thread in the
     // same order (the blocking does not depend on the thread), so the bits do not change.
     int tm, tn;
-    choose_grid(g->M, g->N, g->K, threads, ki->mr, ki->nr, &tm, &tn);
+    choose_grid(g->M, g->N, g->K, threads, ki->mr, ki->nr, packed_in_place(g->packed_a, ki, g->alpha),
+                packed_in_place(g->packed_b, ki, 1.0f), &tm, &tn);
     const int panels_m = (g->M + ki->mr - 1) / ki->mr, panels_n = (g->N + ki->nr - 1) / ki->nr;
 #pragma omp parallel num_threads(threads)
     {
@@ -320,11 +356,66 @@ void gemm_run(const GemmProblem *g) {
 
 void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
            int ldb, float beta, float *C, int ldc) {
-    GemmProblem g = {M, N, K, A, lda, trans_a, alpha, B, ldb, trans_b, NULL, NULL, NULL, NULL, beta, C, ldc};
+    GemmProblem g = {M, N, K, A, lda, trans_a, alpha, B, ldb, trans_b, NULL, NULL, NULL, NULL, beta, C, ldc, NULL, NULL};
     gemm_run(&g);
 }
 
 void linear_forward(const float *x, const float *W, const float *b, float *y, int rows, int in, int out) {
-    GemmProblem g = {rows, out, in, x, in, 0, 1.0f, W, in, 1, NULL, NULL, NULL, b, 0.0f, y, out};
+    GemmProblem g = {rows, out, in, x, in, 0, 1.0f, W, in, 1, NULL, NULL, NULL, b, 0.0f, y, out, NULL, NULL};
     gemm_run(&g);
+}
+
+void linear_forward_packed(const float *x, int ldx, const GemmPackedWeights *W, const float *b, float *y, int rows) {
+    GemmProblem g = {rows, W->rows, W->K, x, ldx, 0, 1.0f, NULL, 0, 0, NULL, NULL, NULL, b, 0.0f, y, W->rows, NULL, W};
+    gemm_run(&g);
+}
+
+// ---- Weights packed once ---------------------------------------------------------------
+
+int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, int as_b) {
+    memset(pw, 0, sizeof(*pw));
+    if (rows <= 0 || K <= 0) return sd_errorf("gemm_pack_weights: bad shape %d x %d", rows, K);
+    const GemmKernelInfo *ki = gemm_kernel_info();
+    const int width = as_b ? ki->nr : ki->mr;
+    const int panels = (rows + width - 1) / width;
+    size_t floats = (size_t)panels * width * (size_t)K;
+    void *mem = NULL;
+    if (posix_memalign(&mem, 64, floats * sizeof(float)) != 0)
+        return sd_errorf("out of memory packing a %d x %d weight (%.1f MB)", rows, K, floats * 4.0 / 1e6);
+    float *data = (float *)mem;
+    // Panel by panel; inside a panel 16 columns (one cache line of each source row) at a time.
+#pragma omp parallel for schedule(static)
+    for (int q = 0; q < panels; q++) {
+        float *d = data + (size_t)q * width * K;
+        int r0 = q * width, n = rows - r0 < width ? rows - r0 : width;
+        for (int pb = 0; pb < K; pb += 16) {
+            int pn = K - pb < 16 ? K - pb : 16;
+            for (int i = 0; i < width; i++) {
+                float *out = d + (size_t)pb * width + i;
+                if (i < n) {
+                    const float *row = W + (int64_t)(r0 + i) * K + pb;
+                    for (int t = 0; t < pn; t++) out[t * width] = row[t];
+                } else {
+                    for (int t = 0; t < pn; t++) out[t * width] = 0.0f;
+                }
+            }
+        }
+    }
+    pw->kernel = ki;
+    pw->rows = rows;
+    pw->K = K;
+    pw->width = width;
+    pw->as_b = as_b;
+    pw->data = data;
+    return 0;
+}
+
+void gemm_packed_weights_free(GemmPackedWeights *pw) {
+    free(pw->data);
+    memset(pw, 0, sizeof(*pw));
+}
+
+float gemm_packed_at(const GemmPackedWeights *pw, int r, int p) {
+    int w = pw->width;
+    return pw->data[(size_t)(r / w) * w * pw->K + (size_t)p * w + r % w];
 }

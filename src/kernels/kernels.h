@@ -17,6 +17,30 @@ void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const flo
 // y[rows,out] = x[rows,in] W^T + b, W is (out, in) as nn.Linear stores it; b may be NULL.
 void linear_forward(const float *x, const float *W, const float *b, float *y, int rows, int in, int out);
 
+// A weight matrix W (rows x K, row-major) packed once, at load, into the layout the
+// micro-kernel reads (so that no forward pass packs a weight again):
+//   data[(r / width) * width * K + p * width + r % width] = W[r][p],  rows past `rows` are 0,
+// panels of width = mr rows when W is the GEMM's A operand (a conv weight, C = W X) or
+// nr rows when W^T is its B operand (an nn.Linear weight, C = X W^T). A kc-block of a
+// panel is then kc*width contiguous floats, exactly what the packing would have made.
+// The layout belongs to one kernel set: when another is in use (gemm_force_isa), the
+// GEMM repacks from it on the fly (slower, same values).
+typedef struct GemmPackedWeights {
+    const struct GemmKernelInfo *kernel;  // the kernel set whose mr/nr the panels have
+    int rows, K, width;
+    int as_b;       // 0: A operand (panels of mr), 1: B^T operand (panels of nr)
+    float *data;    // ceil(rows/width)*width*K floats, 64-byte aligned
+} GemmPackedWeights;
+
+// Packs W (rows x K) for the kernel set in use; returns -1 (with a message) if out of memory.
+int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, int as_b);
+void gemm_packed_weights_free(GemmPackedWeights *pw);
+// W[r][p] read back from the packed layout.
+float gemm_packed_at(const GemmPackedWeights *pw, int r, int p);
+// y[rows,out] = x[rows,in] W^T + b with W packed as_b (out = W->rows, in = W->K); row r of x
+// starts at x + r*ldx (ldx >= in).
+void linear_forward_packed(const float *x, int ldx, const GemmPackedWeights *W, const float *b, float *y, int rows);
+
 // ---- Convolution (conv.c) ------------------------------------------------
 typedef struct {
     int kernel_h, kernel_w;
@@ -31,6 +55,9 @@ int conv_out_size(int in, int kernel, int stride, int pad_before, int pad_after)
 // Scratch comes from the arena (may be NULL for 1x1 stride-1 convs); returns -1 if it runs out.
 int conv2d_forward(const float *x, int N, int Cin, int H, int W, const float *weight, const float *bias, int Cout,
                    Conv2dGeometry g, float *y, Arena *scratch);
+// The same with the weight packed as the A operand (gemm_pack_weights(.., Cout, Cin*kh*kw, 0)).
+void conv2d_forward_packed(const float *x, int N, int Cin, int H, int W, const GemmPackedWeights *weight,
+                           const float *bias, int Cout, Conv2dGeometry g, float *y);
 
 // ---- Normalisation (norm.c) ----------------------------------------------
 // GroupNorm over (C/groups, HW) per sample and group; gamma/beta (C) may be NULL. y may equal x.
@@ -84,7 +111,7 @@ void adaptive_avg_pool2d(const float *x, float *y, int N, int C, int H, int W, i
 typedef void (*GemmMicroKernel)(int k, const float *a, const float *b, float *c, int ldc, int m, int n, float beta,
                                 const float *bias_m, const float *bias_n);
 
-typedef struct {
+typedef struct GemmKernelInfo {
     const char *name;
     int mr, nr;        // register tile
     int mc, kc, nc;    // cache blocks: A block mc x kc (L2), B panel kc x nc (L3)
@@ -127,6 +154,9 @@ typedef struct {
     float beta;
     float *c;
     int ldc;
+    // When set, A (resp. B) comes from weights packed at load instead of a/lda/trans_a (resp.
+    // b/ldb/trans_b): packed_a as A (as_b 0), packed_b as B with its rows as B's columns (as_b 1).
+    const GemmPackedWeights *packed_a, *packed_b;
 } GemmProblem;
 void gemm_run(const GemmProblem *p);
 

@@ -19,6 +19,36 @@ void nn_weights_free(NnWeights *w) {
     free(w->loaded);
     w->loaded = NULL;
     w->n_loaded = w->cap_loaded = 0;
+    for (int i = 0; i < w->n_packed; i++) gemm_packed_weights_free(w->packed[i]);
+    free(w->packed);
+    w->packed = NULL;
+    w->n_packed = w->cap_packed = 0;
+}
+
+// Packs a loaded weight t (viewed as rows x K) for the GEMM, then releases t: a view's pages of
+// the file mapping are dropped (they come back from the file if read again), an owned copy is freed.
+static int remember_packed(NnWeights *w, GemmPackedWeights *pw) {
+    if (w->n_packed == w->cap_packed) {
+        int cap = w->cap_packed ? 2 * w->cap_packed : 256;
+        GemmPackedWeights **l = (GemmPackedWeights **)realloc(w->packed, (size_t)cap * sizeof(*l));
+        if (!l) {
+            gemm_packed_weights_free(pw);
+            return sd_errorf("out of memory loading weights");
+        }
+        w->packed = l;
+        w->cap_packed = cap;
+    }
+    w->packed[w->n_packed++] = pw;
+    return 0;
+}
+
+static int pack_weight(NnWeights *w, Tensor *t, GemmPackedWeights *pw, int rows, int K, int as_b) {
+    if (gemm_pack_weights(pw, t->data, rows, K, as_b)) return SD_FAIL;
+    if (remember_packed(w, pw)) return SD_FAIL;
+    if (!t->owns_data) st_release_pages(w->st, t->data, (size_t)rows * K * sizeof(float));
+    tensor_free(t);
+    memset(t, 0, sizeof(*t));
+    return 0;
 }
 
 // prefix + name into buf (NN_NAME_MAX bytes); a name that does not fit is cut (and then not found).
@@ -101,6 +131,7 @@ int nn_linear_load(NnWeights *w, NnLinear *l, const char *name, int in, int out,
     l->out = out;
     snprintf(buf, sizeof(buf), "%s.weight", name);
     if (nn_weights_load(w, buf, 2, shape, &l->weight)) return SD_FAIL;
+    if (pack_weight(w, &l->weight, &l->packed, out, in, 1)) return SD_FAIL;
     return load_bias(w, name, out, has_bias, &l->bias);
 }
 
@@ -113,6 +144,7 @@ int nn_linear_load_conv1x1(NnWeights *w, NnLinear *l, const char *name, int in, 
     if (nn_weights_load(w, buf, 4, shape, &l->weight)) return SD_FAIL;
     l->weight.ndim = 2;  // same memory, seen as (out, in)
     l->weight.shape[2] = l->weight.shape[3] = 0;
+    if (pack_weight(w, &l->weight, &l->packed, out, in, 1)) return SD_FAIL;
     return load_bias(w, name, out, has_bias, &l->bias);
 }
 
@@ -123,7 +155,39 @@ int nn_linear_load_any(NnWeights *w, NnLinear *l, const char *name, int in, int 
     l->out = out;
     snprintf(buf, sizeof(buf), "%s.weight", name);
     if (nn_weights_load_as(w, buf, 2, shape, &l->weight)) return SD_FAIL;
+    if (pack_weight(w, &l->weight, &l->packed, out, in, 1)) return SD_FAIL;
     return load_bias(w, name, out, has_bias, &l->bias);
+}
+
+int nn_linear_load_halves(NnWeights *w, NnLinear *first, NnLinear *second, const char *name, int in, int out) {
+    char buf[NN_NAME_MAX];
+    int shape[2] = {2 * out, in};
+    Tensor whole;
+    memset(first, 0, sizeof(*first));
+    memset(second, 0, sizeof(*second));
+    first->in = second->in = in;
+    first->out = second->out = out;
+    char full[NN_NAME_MAX];
+    snprintf(buf, sizeof(buf), "%s.weight", name);
+    if (st_load(w->st, full_name(w, buf, full), 2, shape, &whole)) return SD_FAIL;
+    if (check_finite(w, full, &whole)) return SD_FAIL;
+    // both halves packed from the one loaded tensor, which is then released as pack_weight does
+    int rc = gemm_pack_weights(&first->packed, whole.data, out, in, 1) ||
+             gemm_pack_weights(&second->packed, whole.data + (int64_t)out * in, out, in, 1);
+    if (!rc) {
+        if (!whole.owns_data) st_release_pages(w->st, whole.data, (size_t)2 * out * in * sizeof(float));
+    }
+    tensor_free(&whole);
+    if (rc) {
+        gemm_packed_weights_free(&first->packed);
+        gemm_packed_weights_free(&second->packed);
+        return SD_FAIL;
+    }
+    if (remember_packed(w, &first->packed) || remember_packed(w, &second->packed)) return SD_FAIL;
+    // the bias (2*out) belongs to `first`; `second` views its upper half
+    if (load_bias(w, name, 2 * out, 1, &first->bias)) return SD_FAIL;
+    second->bias = tensor_view(first->bias.data + out, 1, &out);
+    return 0;
 }
 
 int nn_conv2d_load(NnWeights *w, NnConv2d *c, const char *name, int cin, int cout, int kernel, Conv2dGeometry geom,
@@ -135,6 +199,7 @@ int nn_conv2d_load(NnWeights *w, NnConv2d *c, const char *name, int cin, int cou
     c->geom = geom;
     snprintf(buf, sizeof(buf), "%s.weight", name);
     if (nn_weights_load(w, buf, 4, shape, &c->weight)) return SD_FAIL;
+    if (pack_weight(w, &c->weight, &c->packed, cout, cin * kernel * kernel, 0)) return SD_FAIL;
     return load_bias(w, name, cout, has_bias, &c->bias);
 }
 
@@ -161,7 +226,11 @@ int nn_layernorm_load(NnWeights *w, NnLayerNorm *l, const char *name, int dim, f
 }
 
 void nn_linear(const NnLinear *l, const float *x, float *y, int rows) {
-    linear_forward(x, l->weight.data, l->bias.data, y, rows, l->in, l->out);
+    linear_forward_packed(x, l->in, &l->packed, l->bias.data, y, rows);
+}
+
+void nn_linear_strided(const NnLinear *l, const float *x, int ldx, float *y, int rows) {
+    linear_forward_packed(x, ldx, &l->packed, l->bias.data, y, rows);
 }
 
 void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo) {
@@ -170,7 +239,9 @@ void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo) {
 }
 
 int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, Arena *scratch) {
-    return conv2d_forward(x, N, c->cin, H, W, c->weight.data, c->bias.data, c->cout, c->geom, y, scratch);
+    (void)scratch;  // the implicit-GEMM convolution needs none
+    conv2d_forward_packed(x, N, c->cin, H, W, &c->packed, c->bias.data, c->cout, c->geom, y);
+    return 0;
 }
 
 void nn_groupnorm(const NnGroupNorm *g, const float *x, float *y, int N, int HW) {

@@ -5,6 +5,12 @@
 // Weights stored as float32 stay in the file mapping (st_load gives a view);
 // f16/bf16/f64 weights are converted into owned copies. The loader remembers
 // every tensor it filled so that nn_weights_free releases them all.
+//
+// Linear and conv weights are packed once at load into the GEMM micro-kernel's
+// panel layout (gemm_pack_weights) and the original is then released (its pages
+// of the mapping dropped, an owned copy freed): every forward reads the packed
+// copy, so no forward pass spends time repacking weights, and the model holds
+// its weights once in memory. Such a layer's `weight` tensor is empty after load.
 #ifndef SD_MODELS_NN_H
 #define SD_MODELS_NN_H
 
@@ -19,6 +25,8 @@ typedef struct {
     char prefix[64];   // prepended to every name ("unet.", "vae." or "")
     Tensor **loaded;   // every tensor filled so far (pointers into the model's structs)
     int n_loaded, cap_loaded;
+    GemmPackedWeights **packed;  // every weight packed for the GEMM so far (freed with the tensors)
+    int n_packed, cap_packed;
 } NnWeights;
 
 // st must stay open while the model is used (f32 weights point into it).
@@ -37,15 +45,17 @@ int nn_weights_load_as(NnWeights *w, const char *name, int ndim, const int *shap
 
 // ---- layers ---------------------------------------------------------------
 
-// nn.Linear: weight (out, in), bias (out) or none (bias.data == NULL).
+// nn.Linear: weight (out, in) packed as the B^T operand, bias (out) or none (bias.data == NULL).
 typedef struct {
-    Tensor weight, bias;
+    Tensor weight, bias;        // weight is released after packing
+    GemmPackedWeights packed;   // weight (out, in), panels of nr rows
     int in, out;
 } NnLinear;
 
-// nn.Conv2d: weight (cout, cin, k, k), bias (cout) or none.
+// nn.Conv2d: weight (cout, cin, k, k) packed as the A operand (cout x cin*k*k), bias (cout) or none.
 typedef struct {
-    Tensor weight, bias;
+    Tensor weight, bias;        // weight is released after packing
+    GemmPackedWeights packed;   // weight (cout, cin*k*k), panels of mr rows
     int cin, cout;
     Conv2dGeometry geom;
 } NnConv2d;
@@ -69,6 +79,9 @@ int nn_linear_load(NnWeights *w, NnLinear *l, const char *name, int in, int out,
 int nn_linear_load_conv1x1(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias);
 // A linear stored either as (out, in) or as (out, in, 1, 1) (old VAE attention checkpoints).
 int nn_linear_load_any(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias);
+// A linear (2*out, in) loaded as two linears of `out` outputs each: rows [0, out) into `first`,
+// [out, 2*out) into `second` (GEGLU's ff.net.0.proj: value half, gate half); with its bias.
+int nn_linear_load_halves(NnWeights *w, NnLinear *first, NnLinear *second, const char *name, int in, int out);
 int nn_conv2d_load(NnWeights *w, NnConv2d *c, const char *name, int cin, int cout, int kernel, Conv2dGeometry geom,
                    int has_bias);
 int nn_groupnorm_load(NnWeights *w, NnGroupNorm *g, const char *name, int channels, int groups, float eps);
@@ -76,6 +89,8 @@ int nn_layernorm_load(NnWeights *w, NnLayerNorm *l, const char *name, int dim, f
 
 // y[rows, out] = x[rows, in] W^T + b
 void nn_linear(const NnLinear *l, const float *x, float *y, int rows);
+// The same with row r of x at x + r*ldx (ldx >= in).
+void nn_linear_strided(const NnLinear *l, const float *x, int ldx, float *y, int rows);
 // y (N, cout, Ho, Wo) from x (N, cin, H, W); Ho/Wo by the layer's geometry.
 int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, Arena *scratch);
 void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo);

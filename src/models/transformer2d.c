@@ -87,18 +87,16 @@ static int block_load(NnWeights *w, BasicTransformerBlock *b, const char *name, 
     snprintf(buf, sizeof(buf), "%s.norm3", name);
     if (nn_layernorm_load(w, &b->norm3, buf, dim, 1e-5f)) return SD_FAIL;
     snprintf(buf, sizeof(buf), "%s.ff.net.0.proj", name);
-    if (nn_linear_load(w, &b->ff_proj, buf, dim, 2 * b->ff_inner, 1)) return SD_FAIL;
+    if (nn_linear_load_halves(w, &b->ff_value, &b->ff_gate, buf, dim, b->ff_inner)) return SD_FAIL;
     snprintf(buf, sizeof(buf), "%s.ff.net.2", name);
     return nn_linear_load(w, &b->ff_out, buf, b->ff_inner, dim, 1);
 }
 
 // FeedForward with GEGLU: out = ff.net.2(value * gelu(gate)), (value, gate) = chunk(ff.net.0.proj(x), 2).
-// The two halves of the projection are computed as two linears (the value rows of the weight come
-// first); rows go in chunks so the 8*dim-wide hidden state of a 64x64 map is never whole.
+// The two halves of the projection are two linears (loaded as such: the value rows of the weight
+// come first); rows go in chunks so the 8*dim-wide hidden state of a 64x64 map is never whole.
 static int feed_forward(const BasicTransformerBlock *b, const float *x, float *out, int rows, Arena *arena) {
     const int dim = b->dim, inner = b->ff_inner;
-    const float *Wv = b->ff_proj.weight.data, *Wg = Wv + (int64_t)inner * dim;
-    const float *bv = b->ff_proj.bias.data, *bg = bv + inner;
     int chunk = (int)((4 << 20) / (2 * (int64_t)inner));  // about 32 MB of hidden state per chunk
     if (chunk < 64) chunk = 64;
     if (chunk > rows) chunk = rows;
@@ -112,8 +110,8 @@ static int feed_forward(const BasicTransformerBlock *b, const float *x, float *o
     for (int r0 = 0; r0 < rows; r0 += chunk) {
         int n = rows - r0 < chunk ? rows - r0 : chunk;
         const float *xr = x + (int64_t)r0 * dim;
-        linear_forward(xr, Wv, bv, val, n, dim, inner);
-        linear_forward(xr, Wg, bg, gate, n, dim, inner);
+        nn_linear(&b->ff_value, xr, val, n);
+        nn_linear(&b->ff_gate, xr, gate, n);
         gelu_inplace(gate, (int64_t)n * inner);
         int64_t count = (int64_t)n * inner;
 #pragma omp parallel for schedule(static)

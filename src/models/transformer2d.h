@@ -32,7 +32,7 @@ typedef struct {
     NnLayerNorm norm1, norm2, norm3;
     AttentionLayer attn1, attn2;
     int ff_inner;              // 4 * dim
-    NnLinear ff_proj;          // ff.net.0.proj: dim -> 2 * ff_inner (GEGLU: value half, gate half)
+    NnLinear ff_value, ff_gate; // ff.net.0.proj (dim -> 2 * ff_inner) split: rows [0, inner) and [inner, 2 inner)
     NnLinear ff_out;           // ff.net.2: ff_inner -> dim
 } BasicTransformerBlock;
 

@@ -128,7 +128,7 @@ int conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout
             const float *xn = inp + (int64_t)n * Cin * in_plane;
             ConvColCtx cx = {xn, H, W, KH, KW, g.stride, g.pad_top, g.pad_left, Wo};
             GemmProblem p = {Cout, K, (int)out_plane, dout + (int64_t)n * Cout * out_plane, (int)out_plane, 0, 1.0f,
-                             NULL, 0, 0, NULL, NULL, NULL, NULL, 1.0f, dweight, K};
+                             NULL, 0, 0, NULL, NULL, NULL, NULL, 1.0f, dweight, K, NULL, NULL};
             if (plain_1x1) {
                 p.b = xn;  // X_col^T = x_n^T
                 p.ldb = (int)in_plane;
@@ -147,7 +147,7 @@ int conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout
         for (int n = 0; n < N; n++) {
             GemmProblem p = {Cin, (int)in_plane, Cout, weight, Cin, 1, 1.0f, dout + (int64_t)n * Cout * out_plane,
                              (int)out_plane, 0, NULL, NULL, NULL, NULL, 1.0f, dinp + (int64_t)n * Cin * in_plane,
-                             (int)in_plane};
+                             (int)in_plane, NULL, NULL};
             gemm_run(&p);
         }
         return 0;
