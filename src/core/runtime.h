@@ -2,6 +2,8 @@
 #ifndef SD_RUNTIME_H
 #define SD_RUNTIME_H
 
+#include <stddef.h>
+
 // Sets the OpenMP thread count: `requested` if > 0, else $SATDIFUSER_THREADS,
 // else every core. Returns the count in use, or -1 if the value is invalid.
 int sd_threads_init(int requested);
@@ -15,5 +17,11 @@ const char *sd_isa_name(SdIsa isa);
 
 // Wall-clock seconds (monotonic).
 double sd_now(void);
+
+// Memory for big, long-lived blocks (packed weights, scratch arenas): 64-byte aligned,
+// and from 2 MiB up aligned to 2 MiB and marked for transparent huge pages where the
+// system has them (fewer page faults when first touched, fewer TLB misses in the GEMM).
+// NULL if out of memory. Release with free().
+void *sd_alloc_large(size_t bytes);
 
 #endif

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/runtime.h"
 
 int64_t tensor_numel(const Tensor *t) {
     int64_t n = 1;
@@ -75,9 +76,8 @@ int arena_init(Arena *a, size_t capacity_bytes) {
     if (capacity_bytes == 0) return SD_OK;
     // aligned_alloc wants a multiple of the alignment
     size_t cap = (capacity_bytes + 63) & ~(size_t)63;
-    void *p = NULL;
-    if (posix_memalign(&p, 64, cap) != 0 || !p)
-        return sd_errorf("arena: out of memory for %zu bytes", cap);
+    void *p = sd_alloc_large(cap);
+    if (!p) return sd_errorf("arena: out of memory for %zu bytes", cap);
     a->base = (unsigned char *)p;
     a->capacity = cap;
     return SD_OK;

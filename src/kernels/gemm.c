@@ -379,9 +379,8 @@ int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, in
     const int width = as_b ? ki->nr : ki->mr;
     const int panels = (rows + width - 1) / width;
     size_t floats = (size_t)panels * width * (size_t)K;
-    void *mem = NULL;
-    if (posix_memalign(&mem, 64, floats * sizeof(float)) != 0)
-        return sd_errorf("out of memory packing a %d x %d weight (%.1f MB)", rows, K, floats * 4.0 / 1e6);
+    void *mem = sd_alloc_large(floats * sizeof(float));
+    if (!mem) return sd_errorf("out of memory packing a %d x %d weight (%.1f MB)", rows, K, floats * 4.0 / 1e6);
     float *data = (float *)mem;
     // Panel by panel; inside a panel 16 columns (one cache line of each source row) at a time.
 #pragma omp parallel for schedule(static)

@@ -303,6 +303,20 @@ static int pyramid_fill(FeaturePyramid *p, const ModuleCaptures *cap, int slot) 
     return 0;
 }
 
+// One UNet call with the walk's arena; the arena grows (once or twice) if a kernel wants more
+// scratch than unet_arena_bytes bounds, as unet_run does.
+static int unet_call(const UNet *unet, Arena *arena, const float *x, int h, int w, float t, const float *text, int L,
+                     ModuleCaptures *cap, float *eps) {
+    for (int attempt = 0;; attempt++) {
+        int rc = unet_forward(unet, x, 1, h, w, &t, text, L, NULL, cap, arena, eps);
+        if (rc == 0 || attempt == 2 || !strstr(sd_last_error(), "out of scratch")) return rc;
+        size_t bytes = arena->capacity * 2;
+        arena_free(arena);
+        if (arena_init(arena, bytes)) return SD_FAIL;
+        if (cap) captures_clear(cap);
+    }
+}
+
 int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOptions *o, const float *latent, int h,
                          int w, const float *text, int L, int keep_history, FeaturePyramid *out) {
     memset(out, 0, sizeof(*out));
@@ -313,6 +327,8 @@ int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOp
     const int C = unet->in_channels;
     const int64_t n = (int64_t)C * h * w;
     float *x = NULL, *eps = NULL;
+    // One scratch arena for the whole walk: a fresh one per call would fault its pages in each time.
+    Arena arena = {0};
     if (ddim_walk_plan(sched, &o->walk, &walk)) return -1;
     out->n_steps = walk.n_save;
     for (int k = 0; k < walk.n_save; k++) {
@@ -333,6 +349,7 @@ int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOp
         sd_errorf("out of memory");
         goto done;
     }
+    if (arena_init(&arena, unet_arena_bytes(unet, 1, h, w, L))) goto done;
     memcpy(out->latent.data, latent, (size_t)n * sizeof(float));
     memcpy(x, latent, (size_t)n * sizeof(float));
     out->feats = (Tensor *)calloc((size_t)(walk.n_save * PYRAMID_MAX_SCALES + 1), sizeof(Tensor));
@@ -350,7 +367,7 @@ int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOp
         int save = c->save_slot >= 0;
         float t = c->t_unet;
         if (save) captures_clear(&cap);
-        if (unet_run(unet, x, 1, h, w, &t, text, L, NULL, save ? &cap : NULL, eps)) {
+        if (unet_call(unet, &arena, x, h, w, t, text, L, save ? &cap : NULL, eps)) {
             sd_error_context("UNet call %d (t = %g)", i, (double)t);
             goto done;
         }
@@ -372,6 +389,7 @@ int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOp
     }
     rc = 0;
 done:
+    arena_free(&arena);
     captures_free(&cap);
     if (paths) unet_paths_free(paths, n_paths);
     free(x);
