@@ -261,7 +261,11 @@ static void check_packed_conv(const char *isa, ConvCase c, const GemmKernelInfo 
     // padding rows of the last panel are zeros
     int padded = (c.Cout + pw.width - 1) / pw.width * pw.width, zeros = 1;
     for (int o = c.Cout; o < padded; o++)
-        for (int p = 0; p < K; p++) zeros &= pw.data[(size_t)(o / pw.width) * pw.width * K + (size_t)p * pw.width + o % pw.width] == 0.0f;
+        for (int p = 0; p < K; p++) {
+            int pc = p / pw.kc * pw.kc, kc = K - pc < pw.kc ? K - pc : pw.kc;
+            zeros &= pw.data[(size_t)pc * pw.padded_rows + (size_t)(o / pw.width) * pw.width * kc +
+                             (size_t)(p - pc) * pw.width + o % pw.width] == 0.0f;
+        }
     CHECK(zeros, "%s packed conv weight: padding rows are not zero", isa);
     fill_nan(y, ny);
     fill_nan(yp, ny);

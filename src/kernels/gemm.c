@@ -199,7 +199,7 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
                        float *bp) {
     const int mr = ki->mr, nr = ki->nr, MC = ki->mc, KC = ki->kc, NC = ki->nc, K = g->K;
     // Weights packed at load are read in place: the micro-panel of rows [i, i+mr) for the k block
-    // starting at pc is at data + i*K + pc*mr (panels are mr*K floats apart, i a multiple of mr).
+    // starting at pc is at data + pc*padded_rows + i*kc (see gemm_pack_weights; i a multiple of mr).
     const float *a_packed = packed_in_place(g->packed_a, ki, g->alpha) ? g->packed_a->data : NULL;
     const float *b_packed = packed_in_place(g->packed_b, ki, 1.0f) ? g->packed_b->data : NULL;
     for (int jc = n0; jc < n1; jc += NC) {
@@ -222,11 +222,12 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
                 for (int jr = 0; jr < nc; jr += nr) {
                     int n = nc - jr < nr ? nc - jr : nr;
                     const float *bias_n = first && g->bias_n ? g->bias_n + jc + jr : NULL;
-                    const float *b = b_packed ? b_packed + (size_t)(jc + jr) * K + (size_t)pc * nr : bp + (size_t)jr * kc;
+                    const float *b = b_packed ? b_packed + (size_t)pc * g->packed_b->padded_rows + (size_t)(jc + jr) * kc
+                                              : bp + (size_t)jr * kc;
                     for (int ir = 0; ir < mc; ir += mr) {
                         int m = mc - ir < mr ? mc - ir : mr;
                         const float *bias_m = first && g->bias_m ? g->bias_m + ic + ir : NULL;
-                        const float *a = a_packed ? a_packed + (size_t)(ic + ir) * K + (size_t)pc * mr
+                        const float *a = a_packed ? a_packed + (size_t)pc * g->packed_a->padded_rows + (size_t)(ic + ir) * kc
                                                   : ap + (size_t)ir * kc;
                         float *c = g->c + (int64_t)(ic + ir) * g->ldc + jc + jr;
                         ki->micro(kc, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
@@ -376,26 +377,31 @@ int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, in
     memset(pw, 0, sizeof(*pw));
     if (rows <= 0 || K <= 0) return sd_errorf("gemm_pack_weights: bad shape %d x %d", rows, K);
     const GemmKernelInfo *ki = gemm_kernel_info();
-    const int width = as_b ? ki->nr : ki->mr;
-    const int panels = (rows + width - 1) / width;
-    size_t floats = (size_t)panels * width * (size_t)K;
-    void *mem = sd_alloc_large(floats * sizeof(float));
-    if (!mem) return sd_errorf("out of memory packing a %d x %d weight (%.1f MB)", rows, K, floats * 4.0 / 1e6);
-    float *data = (float *)mem;
-    // Panel by panel; inside a panel 16 columns (one cache line of each source row) at a time.
-#pragma omp parallel for schedule(static)
-    for (int q = 0; q < panels; q++) {
-        float *d = data + (size_t)q * width * K;
-        int r0 = q * width, n = rows - r0 < width ? rows - r0 : width;
-        for (int pb = 0; pb < K; pb += 16) {
-            int pn = K - pb < 16 ? K - pb : 16;
-            for (int i = 0; i < width; i++) {
-                float *out = d + (size_t)pb * width + i;
-                if (i < n) {
-                    const float *row = W + (int64_t)(r0 + i) * K + pb;
-                    for (int t = 0; t < pn; t++) out[t * width] = row[t];
-                } else {
-                    for (int t = 0; t < pn; t++) out[t * width] = 0.0f;
+    const int width = as_b ? ki->nr : ki->mr, KC = ki->kc;
+    const int panels = (rows + width - 1) / width, padded = panels * width;
+    size_t floats = (size_t)padded * (size_t)K;
+    float *data = (float *)sd_alloc_large(floats * sizeof(float));
+    if (!data) return sd_errorf("out of memory packing a %d x %d weight (%.1f MB)", rows, K, floats * 4.0 / 1e6);
+    // k block by k block, panel by panel (the order the GEMM reads them: a block of panels for one
+    // k block is one contiguous stream); inside a panel 16 columns (one cache line of each source
+    // row) at a time.
+    const int kblocks = (K + KC - 1) / KC;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int kb = 0; kb < kblocks; kb++) {
+        for (int q = 0; q < panels; q++) {
+            int pc = kb * KC, kc = K - pc < KC ? K - pc : KC;
+            float *d = data + (size_t)pc * padded + (size_t)q * width * kc;
+            int r0 = q * width, n = rows - r0 < width ? rows - r0 : width;
+            for (int pb = 0; pb < kc; pb += 16) {
+                int pn = kc - pb < 16 ? kc - pb : 16;
+                for (int i = 0; i < width; i++) {
+                    float *out = d + (size_t)pb * width + i;
+                    if (i < n) {
+                        const float *row = W + (int64_t)(r0 + i) * K + pc + pb;
+                        for (int t = 0; t < pn; t++) out[t * width] = row[t];
+                    } else {
+                        for (int t = 0; t < pn; t++) out[t * width] = 0.0f;
+                    }
                 }
             }
         }
@@ -404,6 +410,8 @@ int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, in
     pw->rows = rows;
     pw->K = K;
     pw->width = width;
+    pw->kc = KC;
+    pw->padded_rows = padded;
     pw->as_b = as_b;
     pw->data = data;
     return 0;
@@ -415,6 +423,6 @@ void gemm_packed_weights_free(GemmPackedWeights *pw) {
 }
 
 float gemm_packed_at(const GemmPackedWeights *pw, int r, int p) {
-    int w = pw->width;
-    return pw->data[(size_t)(r / w) * w * pw->K + (size_t)p * w + r % w];
+    int w = pw->width, pc = p / pw->kc * pw->kc, kc = pw->K - pc < pw->kc ? pw->K - pc : pw->kc;
+    return pw->data[(size_t)pc * pw->padded_rows + (size_t)(r / w) * w * kc + (size_t)(p - pc) * w + r % w];
 }

@@ -18,18 +18,21 @@ void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const flo
 void linear_forward(const float *x, const float *W, const float *b, float *y, int rows, int in, int out);
 
 // A weight matrix W (rows x K, row-major) packed once, at load, into the layout the
-// micro-kernel reads (so that no forward pass packs a weight again):
-//   data[(r / width) * width * K + p * width + r % width] = W[r][p],  rows past `rows` are 0,
-// panels of width = mr rows when W is the GEMM's A operand (a conv weight, C = W X) or
-// nr rows when W^T is its B operand (an nn.Linear weight, C = X W^T). A kc-block of a
-// panel is then kc*width contiguous floats, exactly what the packing would have made.
-// The layout belongs to one kernel set: when another is in use (gemm_force_isa), the
-// GEMM repacks from it on the fly (slower, same values).
+// micro-kernel reads (so that no forward pass packs a weight again): panels of
+// width = mr rows when W is the GEMM's A operand (a conv weight, C = W X) or nr rows
+// when W^T is its B operand (an nn.Linear weight, C = X W^T), cut into the kernel's
+// k blocks of kc:
+//   k block pc (kc long) starts at data + pc * padded_rows; in it panel q is kc*width
+//   floats: W[q*width + i][pc + p] at [q*width*kc + p*width + i]; rows past `rows` are 0.
+// So the panels one k block of the GEMM reads are one contiguous stream, each exactly
+// what the per-call packing would have made. The layout belongs to one kernel set: when
+// another is in use (gemm_force_isa), the GEMM repacks from it on the fly (same values).
 typedef struct GemmPackedWeights {
-    const struct GemmKernelInfo *kernel;  // the kernel set whose mr/nr the panels have
-    int rows, K, width;
-    int as_b;       // 0: A operand (panels of mr), 1: B^T operand (panels of nr)
-    float *data;    // ceil(rows/width)*width*K floats, 64-byte aligned
+    const struct GemmKernelInfo *kernel;  // the kernel set whose mr/nr/kc the layout has
+    int rows, K, width, kc;
+    int padded_rows;  // rows rounded up to a multiple of width
+    int as_b;         // 0: A operand (panels of mr), 1: B^T operand (panels of nr)
+    float *data;      // padded_rows * K floats, 64-byte aligned
 } GemmPackedWeights;
 
 // Packs W (rows x K) for the kernel set in use; returns -1 (with a message) if out of memory.
