@@ -89,10 +89,11 @@ void *sd_alloc_large(size_t bytes) {
     void *p = NULL;
     if (bytes == 0) bytes = 1;
     if (bytes < huge) return posix_memalign(&p, 64, bytes) == 0 ? p : NULL;
-    size_t rounded = (bytes + huge - 1) / huge * huge;
-    if (posix_memalign(&p, huge, rounded) != 0) return NULL;
+    if (posix_memalign(&p, huge, bytes) != 0) return NULL;
 #ifdef MADV_HUGEPAGE
-    madvise(p, rounded, MADV_HUGEPAGE);  // a hint: ignored where THP is off
+    // Only the whole huge pages: a partly used last one would hold up to 2 MiB of nothing
+    // in memory for every weight. A hint: ignored where THP is off.
+    madvise(p, bytes / huge * huge, MADV_HUGEPAGE);
 #endif
     return p;
 }

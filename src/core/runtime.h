@@ -19,8 +19,9 @@ const char *sd_isa_name(SdIsa isa);
 double sd_now(void);
 
 // Memory for big, long-lived blocks (packed weights, scratch arenas): 64-byte aligned,
-// and from 2 MiB up aligned to 2 MiB and marked for transparent huge pages where the
-// system has them (fewer page faults when first touched, fewer TLB misses in the GEMM).
+// and from 2 MiB up aligned to 2 MiB with its whole 2 MiB pages marked for transparent
+// huge pages where the system has them (fewer page faults when first touched, fewer TLB
+// misses in the GEMM).
 // NULL if out of memory. Release with free().
 void *sd_alloc_large(size_t bytes);
 
