@@ -326,6 +326,32 @@ static void check_packed_linear(const char *isa, int rows, int in, int out, int 
     free(yp);
 }
 
+// A B micro-panel with at most nr/2 real columns may go through the kernel set's narrow tile
+// (two A micro-panels at once): it must give the bits the full tile gives to the same columns.
+static void test_gemm_narrow(const char *isa) {
+    static const int Ms[] = {1, 15, 30, 200};
+    for (int t = 0; t < 4; t++) {
+        int M = Ms[t], K = 517, Nw = 48, Nn = 16;
+        float *A = rand_buf((size_t)M * K, 61), *Bw = rand_buf((size_t)K * Nw, 62), *bias = rand_buf(M, 63);
+        float *Bn = malloc((size_t)K * Nn * sizeof(float));
+        for (int p = 0; p < K; p++) memcpy(Bn + (size_t)p * Nn, Bw + (size_t)p * Nw, (size_t)Nn * sizeof(float));
+        float *Cw = malloc((size_t)M * Nw * sizeof(float)), *Cn = malloc((size_t)M * Nn * sizeof(float));
+        GemmProblem gw = {M, Nw, K, A, K, 0, 1.0f, Bw, Nw, 0, NULL, NULL, bias, NULL, 0.0f, Cw, Nw, NULL, NULL};
+        GemmProblem gn = {M, Nn, K, A, K, 0, 1.0f, Bn, Nn, 0, NULL, NULL, bias, NULL, 0.0f, Cn, Nn, NULL, NULL};
+        gemm_run(&gw);
+        gemm_run(&gn);
+        int same = 1;
+        for (int i = 0; i < M; i++) same &= memcmp(Cn + (size_t)i * Nn, Cw + (size_t)i * Nw, (size_t)Nn * sizeof(float)) == 0;
+        CHECK(same, "%s gemm M=%d K=%d: 16 columns alone differ from the same columns of 48", isa, M, K);
+        free(A);
+        free(Bw);
+        free(Bn);
+        free(bias);
+        free(Cw);
+        free(Cn);
+    }
+}
+
 static void test_packed(const char *isa) {
     const GemmKernelInfo *other = strcmp(isa, "scalar") != 0 ? gemm_kernel_scalar() : NULL;
     static const ConvCase cases[] = {
@@ -334,6 +360,7 @@ static void test_packed(const char *isa) {
         {1, 7, 10, 12, 33, 1, 1, 0, 0, 0, 0, 1},    // 1x1
         {1, 40, 12, 12, 37, 3, 1, 1, 1, 1, 1, 1},   // K = 360 > some kc
         {1, 64, 24, 24, 96, 3, 1, 1, 1, 1, 1, 1},   // big enough to be threaded, K = 576 > every kc
+        {1, 200, 4, 4, 45, 3, 1, 1, 1, 1, 1, 1},    // a 4x4 map (16 pixels: the narrow tile), K = 1800
     };
     for (int i = 0; i < (int)(sizeof(cases) / sizeof(cases[0])); i++) check_packed_conv(isa, cases[i], other);
     check_packed_linear(isa, 1, 17, 5, 17, 1);        // one row (a time embedding)
@@ -455,6 +482,7 @@ int main(void) {
         test_conv(isa, NULL);
         test_conv(isa, &arena);
         test_packed(isa);
+        test_gemm_narrow(isa);
         test_attention(isa, NULL);
         test_attention(isa, &arena);
         CHECK(arena.used == 0, "%s: the kernels left %zu bytes of the arena in use", isa, arena.used);

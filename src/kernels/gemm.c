@@ -224,12 +224,21 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
                     const float *bias_n = first && g->bias_n ? g->bias_n + jc + jr : NULL;
                     const float *b = b_packed ? b_packed + (size_t)pc * g->packed_b->padded_rows + (size_t)(jc + jr) * kc
                                               : bp + (size_t)jr * kc;
+                    const int narrow = ki->micro_narrow && 2 * n <= nr;
                     for (int ir = 0; ir < mc; ir += mr) {
                         int m = mc - ir < mr ? mc - ir : mr;
                         const float *bias_m = first && g->bias_m ? g->bias_m + ic + ir : NULL;
                         const float *a = a_packed ? a_packed + (size_t)pc * g->packed_a->padded_rows + (size_t)(ic + ir) * kc
                                                   : ap + (size_t)ir * kc;
                         float *c = g->c + (int64_t)(ic + ir) * g->ldc + jc + jr;
+                        if (narrow && mc - ir > mr) {
+                            // two A micro-panels against a half-empty B micro-panel (their A data is
+                            // mr*kc floats apart in both the packed weights and the pack buffer)
+                            int m2 = mc - ir < 2 * mr ? mc - ir : 2 * mr;
+                            ki->micro_narrow(kc, a, a + (size_t)mr * kc, b, c, g->ldc, m2, n, beta, bias_m, bias_n);
+                            ir += mr;
+                            continue;
+                        }
                         ki->micro(kc, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
                     }
                 }
@@ -282,8 +291,11 @@ static void choose_grid(int M, int N, int K, int threads, int mr, int nr, int a_
             if (tm > panels_m || tn > panels_n) continue;
             double rows = (double)((panels_m + tm - 1) / tm) * mr;
             double cols = (double)((panels_n + tn - 1) / tn) * nr;
-            // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle
-            double cost = per_thread * (rows * cols * K / 32.0 + ((a_packed ? 0 : rows) + (b_packed ? 0 : cols)) * K);
+            // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a
+            // float of weights packed at load from memory ~1/4 cycle (every thread whose blocks
+            // need those rows reads them)
+            double a_cost = a_packed ? 0.25 : 1.0, b_cost = b_packed ? 0.25 : 1.0;
+            double cost = per_thread * (rows * cols * K / 32.0 + (a_cost * rows + b_cost * cols) * K);
             if (per_thread == 2) cost *= 0.97;
             if (!found || cost < best) {
                 best = cost;

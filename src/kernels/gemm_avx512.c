@@ -89,6 +89,57 @@ AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, floa
     }
 }
 
+// The narrow tile for a micro-panel of B with at most 16 real columns (a 4x4 map's 16
+// pixels): two A micro-panels (28 rows) against the first 16 columns, 28 FMAs per k step
+// that all count, where the 14 x 32 tile would spend half of its FMAs on zero columns.
+// Each C element gets the same FMA chain (p increasing from 0) and the same epilogue as in
+// micro_avx512, so the bits are those of two micro_avx512 calls.
+AVX512_FUNC static void micro_narrow_avx512(int k, const float *a0, const float *a1, const float *b, float *c, int ldc,
+                                            int m, int n, float beta, const float *bias_m, const float *bias_n) {
+    __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c02 = _mm512_setzero_ps(), c03 = _mm512_setzero_ps(), c04 = _mm512_setzero_ps(), c05 = _mm512_setzero_ps(), c06 = _mm512_setzero_ps();
+    __m512 c07 = _mm512_setzero_ps(), c08 = _mm512_setzero_ps(), c09 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps(), c12 = _mm512_setzero_ps(), c13 = _mm512_setzero_ps();
+    __m512 c14 = _mm512_setzero_ps(), c15 = _mm512_setzero_ps(), c16 = _mm512_setzero_ps(), c17 = _mm512_setzero_ps(), c18 = _mm512_setzero_ps(), c19 = _mm512_setzero_ps(), c20 = _mm512_setzero_ps();
+    __m512 c21 = _mm512_setzero_ps(), c22 = _mm512_setzero_ps(), c23 = _mm512_setzero_ps(), c24 = _mm512_setzero_ps(), c25 = _mm512_setzero_ps(), c26 = _mm512_setzero_ps(), c27 = _mm512_setzero_ps();
+    for (int p = 0; p < k; p++) {
+        __m512 b0 = _mm512_loadu_ps(b);
+        c00 = _mm512_fmadd_ps(_mm512_set1_ps(a0[0]), b0, c00);
+        c01 = _mm512_fmadd_ps(_mm512_set1_ps(a0[1]), b0, c01);
+        c02 = _mm512_fmadd_ps(_mm512_set1_ps(a0[2]), b0, c02);
+        c03 = _mm512_fmadd_ps(_mm512_set1_ps(a0[3]), b0, c03);
+        c04 = _mm512_fmadd_ps(_mm512_set1_ps(a0[4]), b0, c04);
+        c05 = _mm512_fmadd_ps(_mm512_set1_ps(a0[5]), b0, c05);
+        c06 = _mm512_fmadd_ps(_mm512_set1_ps(a0[6]), b0, c06);
+        c07 = _mm512_fmadd_ps(_mm512_set1_ps(a0[7]), b0, c07);
+        c08 = _mm512_fmadd_ps(_mm512_set1_ps(a0[8]), b0, c08);
+        c09 = _mm512_fmadd_ps(_mm512_set1_ps(a0[9]), b0, c09);
+        c10 = _mm512_fmadd_ps(_mm512_set1_ps(a0[10]), b0, c10);
+        c11 = _mm512_fmadd_ps(_mm512_set1_ps(a0[11]), b0, c11);
+        c12 = _mm512_fmadd_ps(_mm512_set1_ps(a0[12]), b0, c12);
+        c13 = _mm512_fmadd_ps(_mm512_set1_ps(a0[13]), b0, c13);
+        c14 = _mm512_fmadd_ps(_mm512_set1_ps(a1[0]), b0, c14);
+        c15 = _mm512_fmadd_ps(_mm512_set1_ps(a1[1]), b0, c15);
+        c16 = _mm512_fmadd_ps(_mm512_set1_ps(a1[2]), b0, c16);
+        c17 = _mm512_fmadd_ps(_mm512_set1_ps(a1[3]), b0, c17);
+        c18 = _mm512_fmadd_ps(_mm512_set1_ps(a1[4]), b0, c18);
+        c19 = _mm512_fmadd_ps(_mm512_set1_ps(a1[5]), b0, c19);
+        c20 = _mm512_fmadd_ps(_mm512_set1_ps(a1[6]), b0, c20);
+        c21 = _mm512_fmadd_ps(_mm512_set1_ps(a1[7]), b0, c21);
+        c22 = _mm512_fmadd_ps(_mm512_set1_ps(a1[8]), b0, c22);
+        c23 = _mm512_fmadd_ps(_mm512_set1_ps(a1[9]), b0, c23);
+        c24 = _mm512_fmadd_ps(_mm512_set1_ps(a1[10]), b0, c24);
+        c25 = _mm512_fmadd_ps(_mm512_set1_ps(a1[11]), b0, c25);
+        c26 = _mm512_fmadd_ps(_mm512_set1_ps(a1[12]), b0, c26);
+        c27 = _mm512_fmadd_ps(_mm512_set1_ps(a1[13]), b0, c27);
+        a0 += MR;
+        a1 += MR;
+        b += NR;
+    }
+    __mmask16 k0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
+    const __m512 acc[2 * MR] = {c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c20, c21, c22, c23, c24, c25, c26, c27};
+    for (int i = 0; i < m; i++)
+        store_row(c + (long)i * ldc, acc[i], _mm512_setzero_ps(), k0, 0, beta, bias_m ? bias_m + i : NULL, bias_n);
+}
+
 // exp(x) for x <= 0 as in a softmax: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6
 // polynomial (Cephes expf coefficients), times 2^n. Inputs below -87 give 0.
 AVX512_FUNC static inline __m512 exp512(__m512 x) {
@@ -129,7 +180,8 @@ AVX512_FUNC static void softmax_step_avx512(float *s, int rows, float *m, float 
     }
 }
 
-static const GemmKernelInfo k_avx512 = {"avx512", MR, NR, 168, 384, 4096, micro_avx512, softmax_step_avx512};
+static const GemmKernelInfo k_avx512 = {"avx512", MR, NR, 168, 384, 4096, micro_avx512, softmax_step_avx512,
+                                        micro_narrow_avx512};
 
 const GemmKernelInfo *gemm_kernel_avx512(void) { return &k_avx512; }
 

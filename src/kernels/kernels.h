@@ -123,6 +123,11 @@ typedef struct GemmKernelInfo {
     //   m' = max(m, max_r s);  corr = exp(m - m');  s = exp(s - m');  l = l*corr + sum_r s;  m = m'.
     // A column still all -inf keeps m = -inf and gets s = 0, corr = 0 (attention.c).
     void (*softmax_step)(float *s, int rows, float *m, float *l, float *corr);
+    // Optional (NULL: not used): the tile for a B micro-panel with n <= nr/2 real columns, two A
+    // micro-panels a0 (rows 0..mr-1) and a1 (rows mr..2mr-1) at once, m <= 2*mr rows stored.
+    // Same sums in the same order as two `micro` calls, so the same bits.
+    void (*micro_narrow)(int k, const float *a0, const float *a1, const float *b, float *c, int ldc, int m, int n,
+                         float beta, const float *bias_m, const float *bias_n);
 } GemmKernelInfo;
 
 // The kernel set in use: the forced one (test hook), else the one for sd_cpu_isa().
