@@ -5,7 +5,11 @@
 // Compares output.loss@step<k> (before the update of step k), output.grad.<param>
 // (step 0; a parameter without a gradient must have none in the case) and, after
 // the K steps, output.param.<name> for every state_dict entry (weights, BatchNorm
-// running statistics, num_batches_tracked).
+// running statistics, num_batches_tracked). Optional per-step states (cases made by
+// weights_tools/make_head_train_golden.py, docs/golden-cases.md):
+// output.param.<name>@step<k> is every state_dict entry after k Adam steps, i.e. the
+// state step k starts from (as output.loss@step<k> is step k's loss), 0 < k < K;
+// compared when the case has them (all of them, once it has one).
 //
 // config: {"head": {head config}, "optimizer": {"name": "adam" | "adamw", "lr", "weight_decay",
 //          "betas": [b1, b2], "eps"}, "steps": K, "loss": "ce" | "bce", "ignore_index": -100}
@@ -65,11 +69,25 @@ static void check_grads(GoldenCase *gc, const ParamSet *ps) {
     }
 }
 
-static void check_params(GoldenCase *gc, const ParamSet *ps) {
+// Compares every state_dict entry with output.param.<name><suffix> ("" after the K
+// steps, "@step<k>" after k steps). With `optional`, a case that has none of the
+// suffixed tensors is skipped; one that has some must have them all.
+static void check_params(GoldenCase *gc, const ParamSet *ps, const char *suffix, int optional) {
     char name[320];
+    if (optional) {
+        int present = 0;
+        for (int i = 0; i < ps->count && !present; i++) {
+            snprintf(name, sizeof(name), "output.param.%s%s", ps->items[i]->name, suffix);
+            present = golden_has(gc, name);
+        }
+        if (!present) {
+            if (gc->verbose) printf("    output.param.*%-44s none in the case\n", suffix);
+            return;
+        }
+    }
     for (int i = 0; i < ps->count; i++) {
         const Param *p = ps->items[i];
-        snprintf(name, sizeof(name), "output.param.%s", p->name);
+        snprintf(name, sizeof(name), "output.param.%s%s", p->name, suffix);
         if (p->kind == PARAM_COUNTER) {
             float v = (float)p->counter;
             golden_check(gc, name, &v, 0, NULL);
@@ -147,8 +165,12 @@ int golden_case_head_train(GoldenCase *gc) {
         if (head_model_backward(&model, dlogits)) goto done;
         if (k == 0) check_grads(gc, &model.params);
         if (adam_step(&opt, &model.params, &acfg)) goto done;
+        if (k + 1 < steps) {  // the state step k + 1 starts from
+            snprintf(name, sizeof(name), "@step%d", k + 1);
+            check_params(gc, &model.params, name, 1);
+        }
     }
-    check_params(gc, &model.params);
+    check_params(gc, &model.params, "", 0);
     if (cfg.fuser.kind == FUSER_MOE) {
         printf("    moe counters after %d steps:", steps);
         for (int s = 0; s < model.fuser.moe.num_scales; s++) printf(" %lld", (long long)model.fuser.moe.scales[s].global_step);
