@@ -155,7 +155,7 @@ static int load_npy(const char *path, ImageNpyLayout layout, Image *img) {
 
 int image_load_npy_layout(const char *path, ImageNpyLayout layout, Image *img) {
     memset(img, 0, sizeof(*img));
-    int format, rc;
+    int format = 0, rc;
     if (sniff(path, &format)) return -1;
     if (format == FORMAT_PNG) rc = load_png(path, img);
     else if (format == FORMAT_TIFF) rc = load_tiff(path, img);
