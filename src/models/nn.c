@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "kernels/fused.h"
 
 void nn_weights_init(NnWeights *w, const SafeTensors *st, const char *prefix) {
     memset(w, 0, sizeof(*w));
@@ -246,6 +247,10 @@ int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, 
 
 void nn_groupnorm(const NnGroupNorm *g, const float *x, float *y, int N, int HW) {
     groupnorm_forward(x, y, g->weight.data, g->bias.data, N, g->channels, HW, g->groups, g->eps);
+}
+
+void nn_groupnorm_silu(const NnGroupNorm *g, const float *x, float *y, const float *channel_bias, int N, int HW) {
+    groupnorm_silu_forward(x, y, g->weight.data, g->bias.data, channel_bias, N, g->channels, HW, g->groups, g->eps);
 }
 
 void nn_layernorm(const NnLayerNorm *l, const float *x, float *y, int rows) {

@@ -96,6 +96,9 @@ int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, 
 void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo);
 // GroupNorm over x (N, channels, HW); y may equal x.
 void nn_groupnorm(const NnGroupNorm *g, const float *x, float *y, int N, int HW);
+// y = silu(groupnorm(x + channel_bias[n, c])) in one pass (kernels/fused.h); channel_bias (N, channels)
+// may be NULL; y may equal x. Same bits as the add, nn_groupnorm and silu_inplace in turn.
+void nn_groupnorm_silu(const NnGroupNorm *g, const float *x, float *y, const float *channel_bias, int N, int HW);
 // LayerNorm over the last dim of x (rows, dim); y may equal x.
 void nn_layernorm(const NnLayerNorm *l, const float *x, float *y, int rows);
 

@@ -577,8 +577,7 @@ int unet_forward(const UNet *u, const float *sample, int B, int h, int w, const 
     {
         float *t = nn_alloc(arena, (int64_t)B * C0 * h * w);
         if (!t) goto done;
-        nn_groupnorm(&u->conv_norm_out, cur, t, B, h * w);
-        silu_inplace(t, (int64_t)B * C0 * h * w);
+        nn_groupnorm_silu(&u->conv_norm_out, cur, t, NULL, B, h * w);
         if (nn_conv2d(&u->conv_out, t, B, h, w, out, arena)) goto done;
         if (captures_offer(captures, "conv_out", NULL, out, 4, (int[4]){B, u->out_channels, h, w})) goto done;
     }

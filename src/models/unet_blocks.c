@@ -103,32 +103,27 @@ int resnet_block_forward(const ResnetBlock2D *r, const float *x, const float *te
     size_t mark1 = arena_mark(arena);
     float *t = nn_alloc(arena, (int64_t)B * Cin * HW);
     if (!t) goto done;
-    nn_groupnorm(&r->norm1, x, t, B, HW);
-    silu_inplace(t, (int64_t)B * Cin * HW);
+    nn_groupnorm_silu(&r->norm1, x, t, NULL, B, HW);
     if (nn_conv2d(&r->conv1, t, B, H, W, h, arena)) goto done;
     arena_reset(arena, mark1);
     if (captures_offer(cap, path, "conv1", h, 4, shape)) goto done;
 
-    // "default": h += proj[:, :, None, None] before norm2.
-    if (proj && !r->scale_shift) {
-        for (int b = 0; b < B; b++)
-            for (int c = 0; c < C; c++) {
-                float *hc = h + ((int64_t)b * C + c) * HW;
-                float v = proj[(int64_t)b * C + c];
-                for (int i = 0; i < HW; i++) hc[i] += v;
-            }
+    if (!r->scale_shift) {
+        // "default": h = silu(norm2(h + proj[:, :, None, None])), in one pass
+        nn_groupnorm_silu(&r->norm2, h, h, proj, B, HW);
+    } else {
+        // "scale_shift": h = h * (1 + scale) + shift after norm2, (scale, shift) = chunk(proj, 2).
+        nn_groupnorm(&r->norm2, h, h, B, HW);
+        if (proj) {
+            for (int b = 0; b < B; b++)
+                for (int c = 0; c < C; c++) {
+                    float *hc = h + ((int64_t)b * C + c) * HW;
+                    float scale = proj[(int64_t)b * 2 * C + c], shift = proj[(int64_t)b * 2 * C + C + c];
+                    for (int i = 0; i < HW; i++) hc[i] = hc[i] * (1.0f + scale) + shift;
+                }
+        }
+        silu_inplace(h, n_out);
     }
-    nn_groupnorm(&r->norm2, h, h, B, HW);
-    // "scale_shift": h = h * (1 + scale) + shift after norm2, (scale, shift) = chunk(proj, 2).
-    if (proj && r->scale_shift) {
-        for (int b = 0; b < B; b++)
-            for (int c = 0; c < C; c++) {
-                float *hc = h + ((int64_t)b * C + c) * HW;
-                float scale = proj[(int64_t)b * 2 * C + c], shift = proj[(int64_t)b * 2 * C + C + c];
-                for (int i = 0; i < HW; i++) hc[i] = hc[i] * (1.0f + scale) + shift;
-            }
-    }
-    silu_inplace(h, n_out);
     if (nn_conv2d(&r->conv2, h, B, H, W, out, arena)) goto done;
     if (captures_offer(cap, path, "conv2", out, 4, shape)) goto done;
 

@@ -202,8 +202,7 @@ int vae_encode(const VaeEncoder *v, const float *image, int B, int H, int W, flo
         float *m = t ? nn_alloc(arena, zc) : NULL;
         float *q = m ? nn_alloc(arena, zc) : NULL;
         if (!q) goto done;
-        nn_groupnorm(&v->conv_norm_out, cur, t, B, H * W);
-        silu_inplace(t, cnt);
+        nn_groupnorm_silu(&v->conv_norm_out, cur, t, NULL, B, H * W);
         if (nn_conv2d(&v->conv_out, t, B, H, W, m, arena)) goto done;
         if (captures_offer(cap, "encoder.conv_out", NULL, m, 4, (int[4]){B, Z, H, W})) goto done;
         if (captures_offer(cap, "encoder", NULL, m, 4, (int[4]){B, Z, H, W})) goto done;
