@@ -38,6 +38,7 @@
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
 #include "models/clip.h"
+#include "models/nn.h"
 #include "models/ddim.h"
 #include "models/features.h"
 #include "models/unet.h"
@@ -543,15 +544,19 @@ typedef struct {
     int size;          // image side (VAE, extract) or latent side (UNet)
     int reps;          // timed runs after one warm-up
     int quick;         // part of --quick
+    int bf16;          // bf16 compute (nn_set_precision); compared with the f32 case of the same key prefix
 } BenchCase;
 
 static const BenchCase CASES[] = {
-    {"text", "text_encoder 1x77", CASE_TEXT, 77, 5, 1},
-    {"vae256", "vae_encoder 256x256", CASE_VAE, 256, 3, 1},
-    {"unet32", "unet 32x32", CASE_UNET, 32, 3, 1},
-    {"vae512", "vae_encoder 512x512", CASE_VAE, 512, 2, 0},
-    {"unet64", "unet 64x64", CASE_UNET, 64, 2, 0},
-    {"extract", "extract 256x256", CASE_EXTRACT, 256, 2, 0},
+    {"text", "text_encoder 1x77", CASE_TEXT, 77, 5, 1, 0},
+    {"vae256", "vae_encoder 256x256", CASE_VAE, 256, 3, 1, 0},
+    {"unet32", "unet 32x32", CASE_UNET, 32, 3, 1, 0},
+    {"unet32_bf16", "unet 32x32 bf16", CASE_UNET, 32, 3, 0, 1},
+    {"vae512", "vae_encoder 512x512", CASE_VAE, 512, 2, 0, 0},
+    {"vae512_bf16", "vae_encoder 512 bf16", CASE_VAE, 512, 2, 0, 1},
+    {"unet64", "unet 64x64", CASE_UNET, 64, 2, 0, 0},
+    {"unet64_bf16", "unet 64x64 bf16", CASE_UNET, 64, 2, 0, 1},
+    {"extract", "extract 256x256", CASE_EXTRACT, 256, 2, 0, 0},
 };
 
 typedef struct {
@@ -560,8 +565,18 @@ typedef struct {
     double best, mean, load_s;
     double peak1, peak_all;  // the peak child only
     int nonfinite;           // non-finite values in the last output
+    int have_err;            // bf16 cases: error against the f32 case's output (same input)
+    double err_rms, err_max; // ||bf16 - f32|| / ||f32||, max |bf16 - f32| / max |f32|
     char msg[1024];
 } ChildResult;
+
+static const char *g_cache = "build/bench_models";
+
+// Where the f32 case keeps its output for the bf16 case of the same model and size.
+static void output_path(const BenchCase *c, char *buf, size_t size) {
+    size_t n = strcspn(c->key, "_");
+    snprintf(buf, size, "%s/output_%.*s.f32", g_cache, (int)n, c->key);
+}
 
 static float *rand_buffer(int64_t n, uint64_t seed, float scale) {
     float *x = malloc((size_t)n * sizeof(float));
@@ -662,6 +677,11 @@ static void child_case(const void *arg, ChildResult *res) {
     int opened[6] = {0};
     res->threads = sd_threads_init(0);
     res->status = 2;
+    if (r.c->bf16 && nn_set_precision(NN_BF16)) {
+        res->status = 1;
+        snprintf(res->msg, sizeof(res->msg), "%s", sd_last_error());
+        return;
+    }
     double t0 = sd_now();
     if (load_models(&r, &st_u, &st_v, &st_t, opened)) {
         snprintf(res->msg, sizeof(res->msg), "load: %s", sd_last_error());
@@ -735,6 +755,36 @@ static void child_case(const void *arg, ChildResult *res) {
     res->mean = total / r.c->reps;
     res->nonfinite = count_nonfinite(r.out, r.n_out);
     res->status = 0;
+    {
+        // Same input every time (fixed seeds): the f32 case saves its output, the bf16 case compares.
+        char path[1024];
+        output_path(r.c, path, sizeof(path));
+        if (!r.c->bf16) {
+            FILE *f = fopen(path, "wb");
+            if (f) {
+                fwrite(r.out, sizeof(float), (size_t)r.n_out, f);
+                fclose(f);
+            }
+        } else {
+            float *ref = malloc((size_t)r.n_out * sizeof(float));
+            FILE *f = ref ? fopen(path, "rb") : NULL;
+            if (f && fread(ref, sizeof(float), (size_t)r.n_out, f) == (size_t)r.n_out) {
+                double d2 = 0, r2 = 0, dmax = 0, rmax = 0;
+                for (int64_t i = 0; i < r.n_out; i++) {
+                    double d = (double)r.out[i] - ref[i];
+                    d2 += d * d;
+                    r2 += (double)ref[i] * ref[i];
+                    if (fabs(d) > dmax) dmax = fabs(d);
+                    if (fabs(ref[i]) > rmax) rmax = fabs(ref[i]);
+                }
+                res->have_err = 1;
+                res->err_rms = r2 > 0 ? sqrt(d2 / r2) : 0;
+                res->err_max = rmax > 0 ? dmax / rmax : 0;
+            }
+            if (f) fclose(f);
+            free(ref);
+        }
+    }
 done:
     arena_free(&r.arena);
     free(r.in);
@@ -833,13 +883,14 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--quick] [--only text|vae256|vae512|unet32|unet64|extract] [--reps N]\n",
+            fprintf(stderr, "usage: %s [--quick] [--only text|vae256|vae512|unet32|unet64|extract|unet32_bf16|...] [--reps N]\n",
                     argv[0]);
             return 2;
         }
     }
     const char *cache = getenv("SATDIFUSER_BENCH_CACHE");
     if (!cache || !*cache) cache = "build/bench_models";
+    g_cache = cache;
     const char *torch_path = getenv("SATDIFUSER_TORCH_MODELS_JSON");
     if (!torch_path || !*torch_path) torch_path = "build/bench_models_pytorch.json";
     if (access(torch_path, R_OK) == 0) g_have_torch = json_parse_file(torch_path, &g_torch) == 0;
@@ -950,6 +1001,21 @@ int main(int argc, char **argv) {
                100.0 * gfs / peak, rss_mib, rss_mib - w->weights_bytes / 1048576.0);
         if (ts > 0.0) printf(" %9.3fs %5.2fx", ts, ts / w->r.best);
         printf("   (load %.1f s)\n", w->r.load_s);
+    }
+    // bf16 against f32, measured in this run
+    for (int i = 0; i < n_rows; i++) {
+        const Row *b = &rows[i];
+        if (!b->c->bf16 || b->r.status != 0) continue;
+        size_t n = strcspn(b->c->key, "_");
+        for (int j = 0; j < n_rows; j++) {
+            const Row *f = &rows[j];
+            if (f->c->bf16 || f->r.status != 0 || strlen(f->c->key) != n || strncmp(f->c->key, b->c->key, n)) continue;
+            printf("%-20s bf16 %.3f s vs f32 %.3f s: %.2fx", b->c->name, b->r.best, f->r.best, f->r.best / b->r.best);
+            if (b->r.have_err)
+                printf("; output error vs f32: rms %.2e of rms output, max %.2e of max |output|", b->r.err_rms,
+                       b->r.err_max);
+            printf("\n");
+        }
     }
     printf("FMA peak again at the end: %.1f GFLOP/s per core; load average at start %.2f, at end %.2f "
            "(this bench's own threads count too)\n",

@@ -124,19 +124,18 @@ static int encoder_layer_forward(const ClipEncoderLayer *l, const ClipTextConfig
     const int rows = B * L, D = c->hidden_size, heads = c->num_attention_heads, head_dim = D / heads;
     const int64_t n = (int64_t)rows * D;
     nn_layernorm(&l->layer_norm1, x, h, rows);
-    nn_linear(&l->q_proj, h, q, rows);
-    nn_linear(&l->k_proj, h, k, rows);
-    nn_linear(&l->v_proj, h, v, rows);
+    if (nn_linear(&l->q_proj, h, q, rows) || nn_linear(&l->k_proj, h, k, rows) || nn_linear(&l->v_proj, h, v, rows))
+        return SD_FAIL;
     // softmax(q k^T * head_dim^-0.5 + causal mask) v, per head; transformers scales q after its bias,
     // the same product up to rounding.
     const float scale = 1.0f / sqrtf((float)head_dim);
     if (attention_forward(q, k, v, attn, B, heads, L, L, head_dim, scale, 1, arena)) return SD_FAIL;
-    nn_linear(&l->out_proj, attn, h, rows);
+    if (nn_linear(&l->out_proj, attn, h, rows)) return SD_FAIL;
     add_inplace(x, h, n);
     nn_layernorm(&l->layer_norm2, x, h, rows);
-    nn_linear(&l->fc1, h, mlp, rows);
+    if (nn_linear(&l->fc1, h, mlp, rows)) return SD_FAIL;
     activation_inplace(c->hidden_act, mlp, (int64_t)rows * c->intermediate_size);
-    nn_linear(&l->fc2, mlp, h, rows);
+    if (nn_linear(&l->fc2, mlp, h, rows)) return SD_FAIL;
     add_inplace(x, h, n);
     return 0;
 }

@@ -9,9 +9,28 @@
 #include "core/error.h"
 #include "kernels/fused.h"
 
+// -1: not decided yet ($SATDIFUSER_PRECISION is read on first use)
+static int g_precision = -1;
+
+int nn_set_precision(int precision) {
+    if (precision == NN_BF16 && !gemm_bf16_supported())
+        return sd_errorf("bf16 compute needs a CPU with AVX512_BF16 (and the AVX-512 path in use); this one has not");
+    g_precision = precision == NN_BF16 ? NN_BF16 : NN_F32;
+    return 0;
+}
+
+int nn_precision(void) {
+    if (g_precision < 0) {
+        const char *env = getenv("SATDIFUSER_PRECISION");
+        g_precision = env && strcmp(env, "bf16") == 0 && gemm_bf16_supported() ? NN_BF16 : NN_F32;
+    }
+    return g_precision;
+}
+
 void nn_weights_init(NnWeights *w, const SafeTensors *st, const char *prefix) {
     memset(w, 0, sizeof(*w));
     w->st = st;
+    w->bf16 = nn_precision() == NN_BF16;
     snprintf(w->prefix, sizeof(w->prefix), "%s", prefix ? prefix : "");
 }
 
@@ -24,6 +43,10 @@ void nn_weights_free(NnWeights *w) {
     free(w->packed);
     w->packed = NULL;
     w->n_packed = w->cap_packed = 0;
+    for (int i = 0; i < w->n_packed_bf16; i++) gemm_bf16_packed_free(w->packed_bf16[i]);
+    free(w->packed_bf16);
+    w->packed_bf16 = NULL;
+    w->n_packed_bf16 = w->cap_packed_bf16 = 0;
 }
 
 // Packs a loaded weight t (viewed as rows x K) for the GEMM, then releases t: a view's pages of
@@ -43,9 +66,34 @@ static int remember_packed(NnWeights *w, GemmPackedWeights *pw) {
     return 0;
 }
 
-static int pack_weight(NnWeights *w, Tensor *t, GemmPackedWeights *pw, int rows, int K, int as_b) {
-    if (gemm_pack_weights(pw, t->data, rows, K, as_b)) return SD_FAIL;
-    if (remember_packed(w, pw)) return SD_FAIL;
+static int remember_packed_bf16(NnWeights *w, Bf16Packed *p) {
+    if (w->n_packed_bf16 == w->cap_packed_bf16) {
+        int cap = w->cap_packed_bf16 ? 2 * w->cap_packed_bf16 : 256;
+        Bf16Packed **l = (Bf16Packed **)realloc(w->packed_bf16, (size_t)cap * sizeof(*l));
+        if (!l) {
+            gemm_bf16_packed_free(p);
+            return sd_errorf("out of memory loading weights");
+        }
+        w->packed_bf16 = l;
+        w->cap_packed_bf16 = cap;
+    }
+    w->packed_bf16[w->n_packed_bf16++] = p;
+    return 0;
+}
+
+// Packs rows x K weights for the precision in use: f32 panels (pw) or bf16 (pb).
+static int pack_for_precision(NnWeights *w, const float *data, GemmPackedWeights *pw, Bf16Packed *pb, int rows, int K,
+                              int as_b) {
+    if (w->bf16) {
+        if (gemm_bf16_pack_weights(pb, data, rows, K, as_b ? GEMM_BF16_BT : GEMM_BF16_A)) return SD_FAIL;
+        return remember_packed_bf16(w, pb);
+    }
+    if (gemm_pack_weights(pw, data, rows, K, as_b)) return SD_FAIL;
+    return remember_packed(w, pw);
+}
+
+static int pack_weight(NnWeights *w, Tensor *t, GemmPackedWeights *pw, Bf16Packed *pb, int rows, int K, int as_b) {
+    if (pack_for_precision(w, t->data, pw, pb, rows, K, as_b)) return SD_FAIL;
     if (!t->owns_data) st_release_pages(w->st, t->data, (size_t)rows * K * sizeof(float));
     tensor_free(t);
     memset(t, 0, sizeof(*t));
@@ -132,7 +180,7 @@ int nn_linear_load(NnWeights *w, NnLinear *l, const char *name, int in, int out,
     l->out = out;
     snprintf(buf, sizeof(buf), "%s.weight", name);
     if (nn_weights_load(w, buf, 2, shape, &l->weight)) return SD_FAIL;
-    if (pack_weight(w, &l->weight, &l->packed, out, in, 1)) return SD_FAIL;
+    if (pack_weight(w, &l->weight, &l->packed, &l->bf16, out, in, 1)) return SD_FAIL;
     return load_bias(w, name, out, has_bias, &l->bias);
 }
 
@@ -145,7 +193,7 @@ int nn_linear_load_conv1x1(NnWeights *w, NnLinear *l, const char *name, int in, 
     if (nn_weights_load(w, buf, 4, shape, &l->weight)) return SD_FAIL;
     l->weight.ndim = 2;  // same memory, seen as (out, in)
     l->weight.shape[2] = l->weight.shape[3] = 0;
-    if (pack_weight(w, &l->weight, &l->packed, out, in, 1)) return SD_FAIL;
+    if (pack_weight(w, &l->weight, &l->packed, &l->bf16, out, in, 1)) return SD_FAIL;
     return load_bias(w, name, out, has_bias, &l->bias);
 }
 
@@ -156,7 +204,7 @@ int nn_linear_load_any(NnWeights *w, NnLinear *l, const char *name, int in, int 
     l->out = out;
     snprintf(buf, sizeof(buf), "%s.weight", name);
     if (nn_weights_load_as(w, buf, 2, shape, &l->weight)) return SD_FAIL;
-    if (pack_weight(w, &l->weight, &l->packed, out, in, 1)) return SD_FAIL;
+    if (pack_weight(w, &l->weight, &l->packed, &l->bf16, out, in, 1)) return SD_FAIL;
     return load_bias(w, name, out, has_bias, &l->bias);
 }
 
@@ -173,18 +221,11 @@ int nn_linear_load_halves(NnWeights *w, NnLinear *first, NnLinear *second, const
     if (st_load(w->st, full_name(w, buf, full), 2, shape, &whole)) return SD_FAIL;
     if (check_finite(w, full, &whole)) return SD_FAIL;
     // both halves packed from the one loaded tensor, which is then released as pack_weight does
-    int rc = gemm_pack_weights(&first->packed, whole.data, out, in, 1) ||
-             gemm_pack_weights(&second->packed, whole.data + (int64_t)out * in, out, in, 1);
-    if (!rc) {
-        if (!whole.owns_data) st_release_pages(w->st, whole.data, (size_t)2 * out * in * sizeof(float));
-    }
+    int rc = pack_for_precision(w, whole.data, &first->packed, &first->bf16, out, in, 1) ||
+             pack_for_precision(w, whole.data + (int64_t)out * in, &second->packed, &second->bf16, out, in, 1);
+    if (!rc && !whole.owns_data) st_release_pages(w->st, whole.data, (size_t)2 * out * in * sizeof(float));
     tensor_free(&whole);
-    if (rc) {
-        gemm_packed_weights_free(&first->packed);
-        gemm_packed_weights_free(&second->packed);
-        return SD_FAIL;
-    }
-    if (remember_packed(w, &first->packed) || remember_packed(w, &second->packed)) return SD_FAIL;
+    if (rc) return SD_FAIL;
     // the bias (2*out) belongs to `first`; `second` views its upper half
     if (load_bias(w, name, 2 * out, 1, &first->bias)) return SD_FAIL;
     second->bias = tensor_view(first->bias.data + out, 1, &out);
@@ -200,7 +241,7 @@ int nn_conv2d_load(NnWeights *w, NnConv2d *c, const char *name, int cin, int cou
     c->geom = geom;
     snprintf(buf, sizeof(buf), "%s.weight", name);
     if (nn_weights_load(w, buf, 4, shape, &c->weight)) return SD_FAIL;
-    if (pack_weight(w, &c->weight, &c->packed, cout, cin * kernel * kernel, 0)) return SD_FAIL;
+    if (pack_weight(w, &c->weight, &c->packed, &c->bf16, cout, cin * kernel * kernel, 0)) return SD_FAIL;
     return load_bias(w, name, cout, has_bias, &c->bias);
 }
 
@@ -226,12 +267,10 @@ int nn_layernorm_load(NnWeights *w, NnLayerNorm *l, const char *name, int dim, f
     return load_affine(w, name, dim, &l->weight, &l->bias);
 }
 
-void nn_linear(const NnLinear *l, const float *x, float *y, int rows) {
+int nn_linear(const NnLinear *l, const float *x, float *y, int rows) {
+    if (l->bf16.data) return linear_forward_bf16(x, &l->bf16, l->bias.data, y, rows);
     linear_forward_packed(x, l->in, &l->packed, l->bias.data, y, rows);
-}
-
-void nn_linear_strided(const NnLinear *l, const float *x, int ldx, float *y, int rows) {
-    linear_forward_packed(x, ldx, &l->packed, l->bias.data, y, rows);
+    return 0;
 }
 
 void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo) {
@@ -241,6 +280,7 @@ void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo) {
 
 int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, Arena *scratch) {
     (void)scratch;  // the implicit-GEMM convolution needs none
+    if (c->bf16.data) return conv2d_forward_bf16(x, N, c->cin, H, W, &c->bf16, c->bias.data, c->cout, c->geom, y);
     conv2d_forward_packed(x, N, c->cin, H, W, &c->packed, c->bias.data, c->cout, c->geom, y);
     return 0;
 }

@@ -16,6 +16,7 @@
 
 #include "core/tensor.h"
 #include "io/safetensors.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/kernels.h"
 
 #define NN_NAME_MAX 256
@@ -27,7 +28,18 @@ typedef struct {
     int n_loaded, cap_loaded;
     GemmPackedWeights **packed;  // every weight packed for the GEMM so far (freed with the tensors)
     int n_packed, cap_packed;
+    Bf16Packed **packed_bf16;    // the same for bf16 compute
+    int n_packed_bf16, cap_packed_bf16;
+    int bf16;                    // 1: linear and conv weights packed for the bf16 GEMM (nn_set_precision)
 } NnWeights;
+
+// The compute precision of the models loaded from now on: NN_F32 (the default) or NN_BF16
+// (linear and conv products with both operands rounded to bf16 and summed in f32, on CPUs with
+// AVX512_BF16; attention, norms and activations stay f32). $SATDIFUSER_PRECISION=bf16 sets
+// NN_BF16 at start-up. Returns -1 (with a message) if bf16 is asked for and this CPU lacks it.
+enum { NN_F32 = 0, NN_BF16 = 1 };
+int nn_set_precision(int precision);
+int nn_precision(void);
 
 // st must stay open while the model is used (f32 weights point into it).
 void nn_weights_init(NnWeights *w, const SafeTensors *st, const char *prefix);
@@ -48,14 +60,16 @@ int nn_weights_load_as(NnWeights *w, const char *name, int ndim, const int *shap
 // nn.Linear: weight (out, in) packed as the B^T operand, bias (out) or none (bias.data == NULL).
 typedef struct {
     Tensor weight, bias;        // weight is released after packing
-    GemmPackedWeights packed;   // weight (out, in), panels of nr rows
+    GemmPackedWeights packed;   // weight (out, in), panels of nr rows (f32 compute)
+    Bf16Packed bf16;            // or: weight rounded to bf16 (bf16 compute, data != NULL)
     int in, out;
 } NnLinear;
 
 // nn.Conv2d: weight (cout, cin, k, k) packed as the A operand (cout x cin*k*k), bias (cout) or none.
 typedef struct {
     Tensor weight, bias;        // weight is released after packing
-    GemmPackedWeights packed;   // weight (cout, cin*k*k), panels of mr rows
+    GemmPackedWeights packed;   // weight (cout, cin*k*k), panels of mr rows (f32 compute)
+    Bf16Packed bf16;            // or: weight rounded to bf16 (bf16 compute, data != NULL)
     int cin, cout;
     Conv2dGeometry geom;
 } NnConv2d;
@@ -87,10 +101,9 @@ int nn_conv2d_load(NnWeights *w, NnConv2d *c, const char *name, int cin, int cou
 int nn_groupnorm_load(NnWeights *w, NnGroupNorm *g, const char *name, int channels, int groups, float eps);
 int nn_layernorm_load(NnWeights *w, NnLayerNorm *l, const char *name, int dim, float eps);
 
-// y[rows, out] = x[rows, in] W^T + b
-void nn_linear(const NnLinear *l, const float *x, float *y, int rows);
-// The same with row r of x at x + r*ldx (ldx >= in).
-void nn_linear_strided(const NnLinear *l, const float *x, int ldx, float *y, int rows);
+// y[rows, out] = x[rows, in] W^T + b. Returns 0, or -1 with a message (only the bf16 path can
+// fail: out of memory for its pack buffers).
+int nn_linear(const NnLinear *l, const float *x, float *y, int rows);
 // y (N, cout, Ho, Wo) from x (N, cin, H, W); Ho/Wo by the layer's geometry.
 int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, Arena *scratch);
 void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo);

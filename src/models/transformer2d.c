@@ -55,12 +55,12 @@ int attention_layer_forward(const AttentionLayer *a, const float *x, int B, int 
     float *v = k ? nn_alloc(arena, (int64_t)B * L * inner) : NULL;
     float *o = v ? nn_alloc(arena, (int64_t)B * N * inner) : NULL;
     if (!o) goto done;
-    nn_linear(&a->to_q, x, q, B * N);
-    nn_linear(&a->to_k, context, k, B * L);
-    nn_linear(&a->to_v, context, v, B * L);
+    if (nn_linear(&a->to_q, x, q, B * N) || nn_linear(&a->to_k, context, k, B * L) ||
+        nn_linear(&a->to_v, context, v, B * L))
+        goto done;
     // Heads are contiguous slices of the inner dim, as diffusers' head_to_batch_dim splits them.
     if (attention_forward(q, k, v, o, B, a->heads, N, L, a->head_dim, a->scale, 0, arena)) goto done;
-    nn_linear(&a->to_out, o, out, B * N);
+    if (nn_linear(&a->to_out, o, out, B * N)) goto done;
     rc = 0;
 done:
     arena_reset(arena, mark);
@@ -110,13 +110,18 @@ static int feed_forward(const BasicTransformerBlock *b, const float *x, float *o
     for (int r0 = 0; r0 < rows; r0 += chunk) {
         int n = rows - r0 < chunk ? rows - r0 : chunk;
         const float *xr = x + (int64_t)r0 * dim;
-        nn_linear(&b->ff_value, xr, val, n);
-        nn_linear(&b->ff_gate, xr, gate, n);
+        if (nn_linear(&b->ff_value, xr, val, n) || nn_linear(&b->ff_gate, xr, gate, n)) {
+            arena_reset(arena, mark);
+            return SD_FAIL;
+        }
         gelu_inplace(gate, (int64_t)n * inner);
         int64_t count = (int64_t)n * inner;
 #pragma omp parallel for schedule(static)
         for (int64_t i = 0; i < count; i++) val[i] *= gate[i];
-        nn_linear(&b->ff_out, val, out + (int64_t)r0 * dim, n);
+        if (nn_linear(&b->ff_out, val, out + (int64_t)r0 * dim, n)) {
+            arena_reset(arena, mark);
+            return SD_FAIL;
+        }
     }
     arena_reset(arena, mark);
     return 0;
@@ -211,7 +216,7 @@ int transformer2d_forward(const Transformer2D *t, float *x, int B, int H, int W,
         if (!rows) goto done;
         nn_groupnorm(&t->norm, x, normed, B, HW);
         nn_nchw_to_nlc(normed, rows, B, C, HW);
-        nn_linear(&t->proj_in, rows, h, B * HW);
+        if (nn_linear(&t->proj_in, rows, h, B * HW)) goto done;
         arena_reset(arena, mark1);
     }
     for (int i = 0; i < t->num_layers; i++) {
@@ -222,7 +227,7 @@ int transformer2d_forward(const Transformer2D *t, float *x, int B, int H, int W,
         // x += proj_out(h) back in (B, C, H, W)
         float *o = nn_alloc(arena, (int64_t)B * HW * C);
         if (!o) goto done;
-        nn_linear(&t->proj_out, h, o, B * HW);
+        if (nn_linear(&t->proj_out, h, o, B * HW)) goto done;
 #pragma omp parallel for collapse(2) schedule(static)
         for (int b = 0; b < B; b++)
             for (int c = 0; c < C; c++) {

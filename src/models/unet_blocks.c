@@ -39,11 +39,11 @@ int timestep_embedding_forward(const TimestepEmbedding *te, const float *x, floa
     size_t mark = arena_mark(arena);
     float *h = nn_alloc(arena, (int64_t)B * te->linear_1.out);
     if (!h) return SD_FAIL;
-    nn_linear(&te->linear_1, x, h, B);
-    silu_inplace(h, (int64_t)B * te->linear_1.out);
-    nn_linear(&te->linear_2, h, out, B);
+    int rc = nn_linear(&te->linear_1, x, h, B);
+    if (!rc) silu_inplace(h, (int64_t)B * te->linear_1.out);
+    if (!rc) rc = nn_linear(&te->linear_2, h, out, B);
     arena_reset(arena, mark);
-    return 0;
+    return rc;
 }
 
 // ---- ResnetBlock2D -----------------------------------------------------------
@@ -94,7 +94,7 @@ int resnet_block_forward(const ResnetBlock2D *r, const float *x, const float *te
         if (!temb_silu) return sd_errorf("%s: this ResNet block needs a time embedding", path);
         proj = nn_alloc(arena, (int64_t)B * r->time_emb_proj.out);
         if (!proj) goto done;
-        nn_linear(&r->time_emb_proj, temb_silu, proj, B);
+        if (nn_linear(&r->time_emb_proj, temb_silu, proj, B)) goto done;
     }
 
     // h = conv1(silu(norm1(x)))
