@@ -119,5 +119,16 @@ check '[ $? -eq 1 ] && grep -q "other settings: prompt" "$T/b5.err"' "feature fi
 check 'same_tree "$T/full" "$T/again"' "a failed rerun changed the existing files"
 
 check '[ -f "$T/full/text_embedding.safetensors" ]' "the prompt embedding is kept next to the features"
+
+# bf16 compute: a bad value is a usage error; where the CPU has AVX512_BF16 the features are
+# marked with it, and elsewhere asking for it is a model error (exit 2) naming the reason.
+"$BIN" extract --model "$MODEL" --input "$T/in" --out "$T/x" --precision bf17 > "$T/err.txt" 2>&1
+check '[ $? -eq 2 ] && grep -q "precision" "$T/err.txt"' "bad --precision"
+$X --input "$T/in/sub/s4_r2_c2.npy" --out "$T/bf16" --precision bf16 > /dev/null 2> "$T/bf16.err"; rc=$?
+if grep -q avx512_bf16 /proc/cpuinfo 2>/dev/null; then
+  check '[ $rc -eq 0 ] && grep -q "compute_precision" "$T/bf16/s4_r2_c2.safetensors"' "--precision bf16 run and marked"
+else
+  check '[ $rc -eq 2 ] && grep -q "AVX512_BF16" "$T/bf16.err"' "--precision bf16 refused without AVX512_BF16"
+fi
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

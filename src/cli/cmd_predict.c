@@ -39,7 +39,7 @@ static const char *meta_string(const JsonValue *meta, const char *key) {
 
 // Runs `satdifuser extract` for one image into tmp_dir with the run's settings.
 static int extract_to(const char *model, const char *image, const char *tmp_dir, const JsonValue *meta) {
-    char *argv[40];
+    char *argv[48];
     int argc = 0;
     char steps_list[256] = "", layers_list[256] = "", size_s[32] = "", seed_s[32] = "";
     argv[argc++] = (char *)"--model";
@@ -76,6 +76,10 @@ static int extract_to(const char *model, const char *image, const char *tmp_dir,
         argv[argc++] = (char *)"sample";
         argv[argc++] = (char *)"--seed";
         argv[argc++] = seed_s;
+    }
+    if ((s = meta_string(meta, "compute_precision")) && !strcmp(s, "bf16")) {
+        argv[argc++] = (char *)"--precision";
+        argv[argc++] = (char *)"bf16";
     }
     if ((s = meta_string(meta, "output_handling")) && !strcmp(s, "config")) {
         argv[argc++] = (char *)"--prediction";

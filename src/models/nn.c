@@ -174,6 +174,7 @@ static int load_bias(NnWeights *w, const char *name, int n, int has_bias, Tensor
 }
 
 int nn_linear_load(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias) {
+    memset(l, 0, sizeof(*l));  // the packed fields say which path runs
     char buf[NN_NAME_MAX];
     int shape[2] = {out, in};
     l->in = in;
@@ -185,6 +186,7 @@ int nn_linear_load(NnWeights *w, NnLinear *l, const char *name, int in, int out,
 }
 
 int nn_linear_load_conv1x1(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias) {
+    memset(l, 0, sizeof(*l));  // the packed fields say which path runs
     char buf[NN_NAME_MAX];
     int shape[4] = {out, in, 1, 1};
     l->in = in;
@@ -198,6 +200,7 @@ int nn_linear_load_conv1x1(NnWeights *w, NnLinear *l, const char *name, int in, 
 }
 
 int nn_linear_load_any(NnWeights *w, NnLinear *l, const char *name, int in, int out, int has_bias) {
+    memset(l, 0, sizeof(*l));  // the packed fields say which path runs
     char buf[NN_NAME_MAX];
     int shape[2] = {out, in};
     l->in = in;
@@ -234,6 +237,7 @@ int nn_linear_load_halves(NnWeights *w, NnLinear *first, NnLinear *second, const
 
 int nn_conv2d_load(NnWeights *w, NnConv2d *c, const char *name, int cin, int cout, int kernel, Conv2dGeometry geom,
                    int has_bias) {
+    memset(c, 0, sizeof(*c));  // the packed fields say which path runs
     char buf[NN_NAME_MAX];
     int shape[4] = {cout, cin, kernel, kernel};
     c->cin = cin;
