@@ -50,6 +50,8 @@ AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, floa
     for (int p = 0; p < k; p++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         __m512 ai;
+        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(a + 8 * MR), _MM_HINT_T0);
         ai = _mm512_set1_ps(a[0]);  c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
         ai = _mm512_set1_ps(a[1]);  c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
         ai = _mm512_set1_ps(a[2]);  c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
