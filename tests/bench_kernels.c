@@ -305,7 +305,7 @@ int main(int argc, char **argv) {
 
     // Whole forwards (UNet at 32x32 and 64x64 latents, VAE encoder at 256 and 512, text
     // encoder) with random weights belong here once the models exist; see docs/benchmarks.md.
-    printf("\nWhole-model forwards: not benchmarked yet (the models are being written).\n");
+    printf("\nWhole-model forwards: build/tests/bench_models (make bench runs it next; docs/benchmarks-models.md).\n");
     arena_free(&arena);
     if (g_have_torch) json_free(&g_torch);
     return 0;
