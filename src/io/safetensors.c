@@ -427,6 +427,7 @@ void st_release_pages(const SafeTensors *st, const void *p, size_t bytes) {
 #ifdef MADV_DONTNEED
     const unsigned char *lo = (const unsigned char *)p, *hi = lo + bytes;
     if (!st->map || lo < st->map || hi > st->map + st->map_size) return;
+    if (bytes < ((size_t)1 << 16)) return;  // at most a page or two to gain: not worth a system call
     long page = sysconf(_SC_PAGESIZE);
     if (page <= 0) return;
     // only whole pages: a neighbouring tensor may share the first or last one

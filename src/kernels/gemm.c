@@ -398,7 +398,8 @@ int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, in
     // k block is one contiguous stream); inside a panel 16 columns (one cache line of each source
     // row) at a time.
     const int kblocks = (K + KC - 1) / KC;
-#pragma omp parallel for collapse(2) schedule(static)
+    // threads only for big weights: waking them costs more than packing a small one
+#pragma omp parallel for collapse(2) schedule(static) if (floats > ((size_t)1 << 20))
     for (int kb = 0; kb < kblocks; kb++) {
         for (int q = 0; q < panels; q++) {
             int pc = kb * KC, kc = K - pc < KC ? K - pc : KC;
