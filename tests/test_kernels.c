@@ -273,6 +273,11 @@ static void check_packed_conv(const char *isa, ConvCase c, const GemmKernelInfo 
     conv2d_forward_packed(x, c.N, c.Cin, c.H, c.W, &pw, b, c.Cout, g, yp);
     CHECK(memcmp(y, yp, ny * sizeof(float)) == 0, "%s conv Cin=%d Cout=%d k=%d: packed weights change the bits", isa,
           c.Cin, c.Cout, c.k);
+    set_threads(1);
+    conv2d_forward_packed(x, c.N, c.Cin, c.H, c.W, &pw, b, c.Cout, g, r);
+    set_threads(2);
+    CHECK(memcmp(r, yp, ny * sizeof(float)) == 0, "%s packed conv Cin=%d Cout=%d: 1 and 2 threads differ", isa, c.Cin,
+          c.Cout);
     if (other) {
         // the layout belongs to this kernel set; another one reads it back element by element
         const GemmKernelInfo *mine = gemm_kernel_info();
@@ -316,6 +321,11 @@ static void check_packed_linear(const char *isa, int rows, int in, int out, int 
         linear_forward_packed(x, ldx, &pw, b, yp, rows);
         CHECK(memcmp(y, yp, (size_t)rows * out * sizeof(float)) == 0,
               "%s linear rows=%d in=%d out=%d ldx=%d: packed weights change the bits", isa, rows, in, out, ldx);
+        set_threads(1);
+        linear_forward_packed(x, ldx, &pw, b, y, rows);
+        set_threads(2);
+        CHECK(memcmp(y, yp, (size_t)rows * out * sizeof(float)) == 0, "%s packed linear rows=%d: 1 and 2 threads differ",
+              isa, rows);
         gemm_packed_weights_free(&pw);
     }
     free(x);
