@@ -120,6 +120,13 @@ check 'same_tree "$T/full" "$T/again"' "a failed rerun changed the existing file
 
 check '[ -f "$T/full/text_embedding.safetensors" ]' "the prompt embedding is kept next to the features"
 
+# The same features with 1 and 2 threads (at a size where the GEMMs and norms do split).
+X2=$(echo "$X" | sed 's/--threads 1/--threads 2/; s/--size 64/--size 256/')
+X1=$(echo "$X" | sed 's/--size 64/--size 256/')
+$X1 --input "$T/in/sub/s4_r2_c2.npy" --out "$T/t1" 2> /dev/null
+$X2 --input "$T/in/sub/s4_r2_c2.npy" --out "$T/t2" 2> /dev/null
+check 'cmp -s "$T/t1/s4_r2_c2.safetensors" "$T/t2/s4_r2_c2.safetensors"' "1 and 2 threads give different features"
+
 # bf16 compute: a bad value is a usage error; where the CPU has AVX512_BF16 the features are
 # marked with it, and elsewhere asking for it is a model error (exit 2) naming the reason.
 "$BIN" extract --model "$MODEL" --input "$T/in" --out "$T/x" --precision bf17 > "$T/err.txt" 2>&1
