@@ -59,6 +59,38 @@ $S train --features "$T/feat" --labels "$LABELS" --task seg --out "$T/z" --epoch
 check '[ $? -eq 2 ]' "non-numeric option is a usage error"
 $S eval --run "$T/nothing" --features "$T/feat" --labels "$LABELS" > "$T/e4.log" 2>&1
 check '[ $? -ne 0 ] && grep -q "head_config.json" "$T/e4.log"' "eval of a missing run names the file"
+# a mask with a class >= num_classes (4 named classes; 255 is the ignore value): found before anything is
+# written or trained, with the file, the value, the pixel and num_classes named. The bad mask is a test
+# image's (the last split evaluated), as a 32x32 uint8 NPY: zeros, 9 at row 3, column 5.
+npy_u8_32x32() {  # $1 = output file; 9 at flat index 3*32+5
+  hdr="{'descr': '|u1', 'fortran_order': False, 'shape': (32, 32), }"
+  pad=$((117 - ${#hdr}))  # magic 6 + version 2 + length 2 + header 117 + newline = 128 bytes
+  { printf '\223NUMPY\001\000\166\000%s' "$hdr"; printf "%${pad}s" ""; printf '\n'
+    head -c 101 /dev/zero; printf '\011'; head -c 922 /dev/zero; } > "$1"
+}
+mkdir -p "$T/badseg"
+npy_u8_32x32 "$T/badseg/bad.npy"
+sed -e "s|masks/|$ROOT/tests/data/demo/masks/|" -e "s|^s4_r2_c1,test,.*|s4_r2_c1,test,bad.npy|" "$LABELS" > "$T/badseg/labels.csv"
+$S train --features "$T/feat" --labels "$T/badseg/labels.csv" --task seg --out "$T/badseg/run" --epochs 2 \
+  --warmup-epochs 1 --projection-dim 16 --num-norm-groups 4 --channels 16 --quiet > "$T/e5.log" 2>&1
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "bad.npy" "$T/e5.log" && grep -q "class 9" "$T/e5.log" && grep -q "row 3, column 5" "$T/e5.log" && grep -q "num_classes 4" "$T/e5.log"' \
+  "mask with a bad class: exit $rc, message: $(cat "$T/e5.log")"
+check '[ -z "$(ls -A "$T/badseg/run" 2>/dev/null)" ]' "mask with a bad class: nothing written to the run folder ($(ls "$T/badseg/run" 2>/dev/null | tr '\n' ' '))"
+# classification and multi-label: a class index >= --num-classes (no class names in the file) is refused
+# up front too (multi-label used to write past its target buffer)
+printf 'image,split,label\ns2_r0_c0,train,1\ns2_r0_c1,val,0\ns2_r0_c2,train,3\n' > "$T/l6.csv"
+$S train --features "$T/feat" --labels "$T/l6.csv" --task cls --num-classes 2 --out "$T/cls6" --epochs 2 \
+  --warmup-epochs 1 --projection-dim 16 --num-norm-groups 4 --corrected --quiet > "$T/e6.log" 2>&1
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "l6.csv:4" "$T/e6.log" && grep -q "num_classes 2" "$T/e6.log"' "cls label >= --num-classes: exit $rc, message: $(cat "$T/e6.log")"
+check '[ -z "$(ls -A "$T/cls6" 2>/dev/null)" ]' "cls label >= --num-classes: nothing written"
+printf 'image,split,label\ns2_r0_c0,train,1;0\ns2_r0_c1,val,0\ns2_r0_c2,train,0;5\n' > "$T/l7.csv"
+$S train --features "$T/feat" --labels "$T/l7.csv" --task multilabel --num-classes 2 --out "$T/ml7" --epochs 2 \
+  --warmup-epochs 1 --projection-dim 16 --num-norm-groups 4 --corrected --quiet > "$T/e7.log" 2>&1
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "l7.csv:4" "$T/e7.log" && grep -q "num_classes 2" "$T/e7.log"' "multilabel label >= --num-classes: exit $rc, message: $(cat "$T/e7.log")"
+check '[ -z "$(ls -A "$T/ml7" 2>/dev/null)" ]' "multilabel label >= --num-classes: nothing written"
 $S train --help > "$T/h.log" 2>&1
 check '[ $? -eq 0 ] && grep -q -- "--resume" "$T/h.log"' "train --help"
 

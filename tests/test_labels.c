@@ -30,6 +30,11 @@ static void test_classification(void) {
     labels_free(&ls);
     p = write_file("nonames.csv", "x1,train,4\nx2,train,1\n");
     CHECK(labels_load(p, LABELS_CLASSIFICATION, &ls) == 0 && ls.num_classes == 5, "classes from the largest index");
+    CHECK(labels_check_classes(&ls) == 0, "indices within the classes: %s", sd_last_error());
+    ls.num_classes = 3;  // as train --num-classes 3 sets it
+    CHECK(labels_check_classes(&ls) != 0 && strstr(sd_last_error(), "nonames.csv:1") &&
+              strstr(sd_last_error(), "class index 4") && strstr(sd_last_error(), "num_classes 3"),
+          "index >= num_classes names the line: %s", sd_last_error());
     labels_free(&ls);
 }
 
@@ -39,6 +44,9 @@ static void test_multilabel(void) {
     CHECK(labels_load(p, LABELS_MULTILABEL, &ls) == 0, "load: %s", sd_last_error());
     CHECK(ls.rows[0].num_labels == 3 && ls.rows[0].labels[2] == 7 && ls.rows[1].num_labels == 0 && ls.num_classes == 8,
           "multi-hot rows");
+    ls.num_classes = 6;
+    CHECK(labels_check_classes(&ls) != 0 && strstr(sd_last_error(), "ml.csv:2") && strstr(sd_last_error(), "class index 7"),
+          "multi-label index >= num_classes: %s", sd_last_error());
     labels_free(&ls);
 }
 
@@ -58,7 +66,10 @@ static void test_segmentation(void) {
     CHECK(labels_load_mask(&ls, 0, 2, 3, 255, -100, out) == 0 && out[3] == -100 && out[2] == 2, "png mask: %s", sd_last_error());
     CHECK(labels_load_mask(&ls, 1, 2, 3, -1, -100, out) == 0 && out[4] == -100 && out[0] == 2, "npy mask: %s", sd_last_error());
     CHECK(labels_load_mask(&ls, 0, 3, 2, 255, -100, out) != 0 && strstr(sd_last_error(), "m1.png"), "wrong size: %s", sd_last_error());
-    CHECK(labels_load_mask(&ls, 0, 2, 3, 7, -100, out) != 0 && strstr(sd_last_error(), "outside"), "255 not ignored is out of range");
+    CHECK(labels_load_mask(&ls, 0, 2, 3, 7, -100, out) != 0 && strstr(sd_last_error(), "outside") &&
+              strstr(sd_last_error(), "row 1, column 0") && strstr(sd_last_error(), "class 255") &&
+              strstr(sd_last_error(), "num_classes 3"),
+          "255 not ignored is out of range, position named: %s", sd_last_error());
     labels_free(&ls);
 }
 

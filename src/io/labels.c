@@ -2,6 +2,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -149,6 +150,7 @@ int labels_load(const char *path, LabelTask task, LabelSet *out) {
         }
         LabelRow *row = &out->rows[out->count];
         memset(row, 0, sizeof(*row));
+        row->line = lineno;
         out->count++;
         if (parse_row(out, s, lineno, dir, row)) { fclose(f); labels_free(out); return SD_FAIL; }
         if (task == LABELS_CLASSIFICATION && row->label > max_label) max_label = row->label;
@@ -180,6 +182,21 @@ int labels_split(const LabelSet *ls, SplitKind split, int *rows_out) {
     return n;
 }
 
+int labels_check_classes(const LabelSet *ls) {
+    if (ls->task == LABELS_SEGMENTATION) return 0;
+    for (int r = 0; r < ls->count; r++) {
+        const LabelRow *row = &ls->rows[r];
+        int n = ls->task == LABELS_CLASSIFICATION ? 1 : row->num_labels;
+        for (int k = 0; k < n; k++) {
+            int c = ls->task == LABELS_CLASSIFICATION ? row->label : row->labels[k];
+            if (c < 0 || c >= ls->num_classes)
+                return sd_errorf("%s:%d: image '%s': class index %d is outside 0..%d (num_classes %d)", ls->path,
+                                 row->line, row->image, c, ls->num_classes - 1, ls->num_classes);
+        }
+    }
+    return 0;
+}
+
 int labels_load_mask(const LabelSet *ls, int r, int expect_h, int expect_w, int ignore_value, int64_t ignore_index,
                      int64_t *out) {
     const char *p = ls->rows[r].mask_path;
@@ -194,7 +211,13 @@ int labels_load_mask(const LabelSet *ls, int r, int expect_h, int expect_w, int 
         if (npy_to_float32(&a, &v)) { npy_free(&a); return SD_FAIL; }
         npy_free(&a);
         for (int64_t i = 0; i < n; i++) {
-            if (v[i] != (float)(int64_t)v[i]) { free(v); return sd_errorf("%s: mask value %g is not a whole number", p, v[i]); }
+            // |v| < 2^31 first: the cast of a larger float (or NaN) is undefined
+            if (!(fabsf(v[i]) < 2147483648.0f) || v[i] != (float)(int64_t)v[i]) {
+                sd_errorf("%s: mask value %g at row %lld, column %lld is not a class index", p, v[i],
+                          (long long)(i / expect_w), (long long)(i % expect_w));
+                free(v);
+                return SD_FAIL;
+            }
             out[i] = (int64_t)v[i];
         }
         free(v);
@@ -215,8 +238,9 @@ int labels_load_mask(const LabelSet *ls, int r, int expect_h, int expect_w, int 
     for (int64_t i = 0; i < n; i++) {
         if (out[i] == ignore_value) out[i] = ignore_index;
         else if (out[i] < 0 || out[i] >= ls->num_classes)
-            return sd_errorf("%s: pixel %lld has class %lld, outside 0..%d (ignore value %d)", p, (long long)i,
-                             (long long)out[i], ls->num_classes - 1, ignore_value);
+            return sd_errorf("%s: pixel at row %lld, column %lld has class %lld, outside 0..%d (num_classes %d; "
+                             "ignore value %d)", p, (long long)(i / expect_w), (long long)(i % expect_w),
+                             (long long)out[i], ls->num_classes - 1, ls->num_classes, ignore_value);
     }
     return 0;
 }

@@ -28,6 +28,7 @@ typedef struct {
     int num_labels;     // multi-label: how many classes are on
     int *labels;        // multi-label: the class indices
     char *mask_path;    // segmentation: full path of the mask file
+    int line;           // its line in the CSV (for errors)
 } LabelRow;
 
 typedef struct {
@@ -45,8 +46,15 @@ void labels_free(LabelSet *ls);
 // Indices of the rows of one split, in file order; returns how many (n <= count).
 int labels_split(const LabelSet *ls, SplitKind split, int *rows_out);
 
+// Checks every class index of a classification / multi-label set against
+// ls->num_classes (which the caller may have set from --num-classes or a head
+// config); errors name the file, the line, the index and num_classes.
+// Segmentation masks are checked by reading them (labels_load_mask).
+int labels_check_classes(const LabelSet *ls);
+
 // Reads row `r`'s mask as class indices (H*W int64). Pixels equal to
-// ignore_value become ignore_index; other values must be < num_classes.
+// ignore_value become ignore_index; other values must be in 0 .. num_classes-1
+// (the error names the mask, the value, its row and column, and num_classes).
 int labels_load_mask(const LabelSet *ls, int r, int expect_h, int expect_w, int ignore_value, int64_t ignore_index,
                      int64_t *out);
 

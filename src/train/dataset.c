@@ -41,6 +41,23 @@ static int mask_size(const char *path, int *h, int *w) {
     return 0;
 }
 
+// Every label of every split against num_classes (and every mask's size), before
+// train writes its run folder or spends time training: a bad class index would
+// otherwise only show at the first batch that holds it.
+static int check_labels(const Dataset *d) {
+    const LabelSet *ls = d->labels;
+    if (ls->task != LABELS_SEGMENTATION) return labels_check_classes(ls);
+    int64_t *mask = (int64_t *)malloc((size_t)d->mask_h * d->mask_w * sizeof(int64_t));
+    if (!mask) return sd_errorf("out of memory for a %dx%d mask", d->mask_w, d->mask_h);
+    int rc = 0;
+    for (int r = 0; r < ls->count && !rc; r++) {
+        rc = labels_load_mask(ls, r, d->mask_h, d->mask_w, d->ignore_value, d->ignore_index, mask);
+        if (rc) sd_error_context("%s:%d: image '%s'", ls->path, ls->rows[r].line, ls->rows[r].image);
+    }
+    free(mask);
+    return rc;
+}
+
 int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, int max_batch, int ignore_value) {
     memset(d, 0, sizeof(*d));
     d->dir = strdup(features_dir);
@@ -112,6 +129,7 @@ int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, i
         d->targets_i64 = (int64_t *)malloc((size_t)max_batch * sizeof(int64_t));
     }
     if (!d->targets_i64 && !d->targets_f32) { dataset_close(d); return sd_errorf("out of memory"); }
+    if (check_labels(d)) { dataset_close(d); return SD_FAIL; }
     return 0;
 }
 
@@ -161,7 +179,13 @@ int dataset_load_batch(Dataset *d, const int *rows, int n, FusionInput *in) {
         } else if (d->labels->task == LABELS_MULTILABEL) {
             float *t = d->targets_f32 + (int64_t)b * d->labels->num_classes;
             for (int c = 0; c < d->labels->num_classes; c++) t[c] = 0.0f;
-            for (int k = 0; k < row->num_labels; k++) t[row->labels[k]] = 1.0f;
+            for (int k = 0; k < row->num_labels; k++) {
+                int c = row->labels[k];
+                if (c < 0 || c >= d->labels->num_classes)  // checked at open too (num_classes may be set later)
+                    return sd_errorf("%s:%d: class index %d is outside 0..%d", d->labels->path, row->line, c,
+                                     d->labels->num_classes - 1);
+                t[c] = 1.0f;
+            }
         } else {
             if (labels_load_mask(d->labels, rows[b], d->mask_h, d->mask_w, d->ignore_value, d->ignore_index,
                                  d->targets_i64 + (int64_t)b * d->mask_h * d->mask_w))

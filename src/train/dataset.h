@@ -33,7 +33,9 @@ typedef struct {
     int64_t ignore_index;      // what it becomes (-100)
 } Dataset;
 
-// Opens the cache for the labelled images: every one must have its file.
+// Opens the cache for the labelled images: every one must have its file, and every
+// label must be a class index below labels->num_classes (segmentation: every mask is
+// read once here, of one size, its values in 0..num_classes-1 or ignore_value).
 int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, int max_batch, int ignore_value);
 void dataset_close(Dataset *d);
 // Path of an image's feature file.

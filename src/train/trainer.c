@@ -345,6 +345,10 @@ int train_run(const TrainOptions *o) {
     }
     HeadConfig hc;
     if (head_config_from_json(&hc, &head_json)) { sd_error_context("head config"); goto done; }
+    if (hc.num_classes != num_classes) {  // --resume with other labels or --num-classes
+        sd_errorf("%s: num_classes %d, but the labels have %d classes", path, hc.num_classes, num_classes);
+        goto done;
+    }
     if (head_model_init(&model, &hc)) goto done;
     if (!o->resume) {
         head_init_weights(&model.params, o->seed);
