@@ -80,13 +80,19 @@ attack_config() {  # file, sed expression, expected text
   rm -rf "$T/m"; cp -r "$MODEL" "$T/m"
   sed "$2" "$MODEL/$1" > "$T/m/$1"
   $S extract --model "$T/m" --input "$one" --out "$T/mf" --size 32 --bands 3,2,1 --quiet > "$T/mc.log" 2>&1
-  rc=$?
-  check '[ $rc -eq 2 ] && grep -q "$3" "$T/mc.log" && [ -z "$(ls "$T/mf" 2>/dev/null | grep s2_)" ]' "extract, $1 $2: exit $rc ($(tail -n 1 "$T/mc.log"))"
+  rc=$? want=$3  # (check's eval sees its own $3, not this function's)
+  check '[ $rc -eq 2 ] && grep -q "$want" "$T/mc.log" && [ -z "$(ls "$T/mf" 2>/dev/null | grep s2_)" ]' "extract, $1 $2: exit $rc ($(tail -n 1 "$T/mc.log"))"
 }
 attack_config unet/config.json 's/"norm_eps": 1e-05/"norm_eps": -1/' "norm_eps"
 attack_config unet/config.json 's/"downsample_padding": 1/"downsample_padding": 1000/' "downsample_padding"
 attack_config unet/config.json 's/"mid_block_scale_factor": 1/"mid_block_scale_factor": 0/' "mid_block_scale_factor"
 attack_config vae/config.json 's/"scaling_factor": 0.18215/"scaling_factor": 1e300/' "scaling_factor"
+# absurd sizes: refused with config.json, the key and the value named (not a shape mismatch or out of memory)
+attack_config unet/config.json 's/^    8,$/    100000,/' "unet: UNet: config.json .block_out_channels.\[0\] is 100000"
+attack_config unet/config.json 's/"norm_num_groups": 8/"norm_num_groups": 0/' "config.json .norm_num_groups. is 0"
+attack_config unet/config.json 's/"cross_attention_dim": 32/"cross_attention_dim": -32/' "config.json .cross_attention_dim. is -32"
+attack_config vae/config.json 's/"latent_channels": 4/"latent_channels": 1073741824/' "config.json .latent_channels. is 1073741824"
+attack_config text_encoder/config.json 's/"hidden_size": 32/"hidden_size": 1000000000/' "text_encoder/config.json: .*.hidden_size. is 1000000000"
 rm -rf "$T/m"; cp -r "$MODEL" "$T/m"
 w="$T/m/unet/diffusion_pytorch_model.safetensors"
 printf '\000\176' | dd of="$w" bs=1 seek=$(data_offset "$w") conv=notrunc 2>/dev/null  # an f16 NaN

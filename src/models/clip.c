@@ -32,13 +32,23 @@ int clip_text_config_from_json(const JsonValue *config, ClipTextConfig *out) {
     else
         return sd_errorf("CLIP text config: hidden_act '%s' is not supported (gelu, quick_gelu, gelu_new, "
                          "gelu_pytorch_tanh, relu, silu)", act);
+    // Sizes far above any CLIP text encoder (SD: vocab 49408, hidden 1024, MLP 4096, 23-24 layers, 77
+    // positions) are a broken config.json, refused before any buffer is sized from them.
     const ClipTextConfig *k = out;
-    if (k->vocab_size < 1 || k->hidden_size < 1 || k->intermediate_size < 1 || k->num_hidden_layers < 0 ||
-        k->num_attention_heads < 1 || k->max_position_embeddings < 1 || !(eps > 0.0) || !isfinite((float)eps))
-        return sd_errorf("CLIP text config: sizes must be positive (vocab_size %d, hidden_size %d, intermediate_size "
-                         "%d, num_hidden_layers %d, num_attention_heads %d, max_position_embeddings %d, layer_norm_eps %g)",
-                         k->vocab_size, k->hidden_size, k->intermediate_size, k->num_hidden_layers,
-                         k->num_attention_heads, k->max_position_embeddings, eps);
+    const struct { const char *key; int value, lo, hi; } sizes[] = {
+        {"vocab_size", k->vocab_size, 1, 1 << 20},
+        {"hidden_size", k->hidden_size, 1, 65536},
+        {"intermediate_size", k->intermediate_size, 1, 4 * 65536},
+        {"num_hidden_layers", k->num_hidden_layers, 0, 1024},
+        {"num_attention_heads", k->num_attention_heads, 1, 65536},
+        {"max_position_embeddings", k->max_position_embeddings, 1, 65536},
+    };
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+        if (sizes[i].value < sizes[i].lo || sizes[i].value > sizes[i].hi)
+            return sd_errorf("CLIP text config '%s' is %d: expected %d..%d", sizes[i].key, sizes[i].value, sizes[i].lo,
+                             sizes[i].hi);
+    if (!(eps > 0.0) || !isfinite((float)eps))
+        return sd_errorf("CLIP text config 'layer_norm_eps' is %g: expected a finite number > 0", eps);
     if (k->hidden_size % k->num_attention_heads != 0)
         return sd_errorf("CLIP text config: hidden_size %d is not divisible by num_attention_heads %d", k->hidden_size,
                          k->num_attention_heads);

@@ -18,10 +18,10 @@ static int cfg_strings(const JsonValue *cfg, const char *key, int count, const c
         for (int i = 0; i < count; i++) out[i] = dflt[i];
         return 0;
     }
-    if (v->type != JSON_ARRAY) return sd_errorf("config '%s': expected a list of strings", key);
-    if (v->count != count) return sd_errorf("config '%s': %d entries, expected %d (one per block)", key, v->count, count);
+    if (v->type != JSON_ARRAY) return sd_errorf("config.json '%s': expected a list of strings", key);
+    if (v->count != count) return sd_errorf("config.json '%s': %d entries, expected %d (one per block)", key, v->count, count);
     for (int i = 0; i < count; i++) {
-        if (v->items[i].type != JSON_STRING) return sd_errorf("config '%s'[%d]: expected a string", key, i);
+        if (v->items[i].type != JSON_STRING) return sd_errorf("config.json '%s'[%d]: expected a string", key, i);
         out[i] = v->items[i].string;
     }
     return 0;
@@ -34,7 +34,7 @@ static int cfg_ints(const JsonValue *cfg, const char *key, int count, int dflt, 
         for (int i = 0; i < count; i++) out[i] = dflt;
         return 0;
     }
-    if (json_get_int_list(cfg, key, count, out)) return sd_error_context("config");
+    if (json_get_int_list(cfg, key, count, out)) return sd_error_context("config.json");
     return 0;
 }
 
@@ -48,9 +48,9 @@ static int cfg_bools(const JsonValue *cfg, const char *key, int count, int dflt,
         return 0;
     }
     if (v->type != JSON_ARRAY || v->count != count)
-        return sd_errorf("config '%s': expected a bool or a list of %d bools", key, count);
+        return sd_errorf("config.json '%s': expected a bool or a list of %d bools", key, count);
     for (int i = 0; i < count; i++) {
-        if (v->items[i].type != JSON_BOOL) return sd_errorf("config '%s'[%d]: expected a bool", key, i);
+        if (v->items[i].type != JSON_BOOL) return sd_errorf("config.json '%s'[%d]: expected a bool", key, i);
         out[i] = v->items[i].boolean;
     }
     return 0;
@@ -65,22 +65,36 @@ static int cfg_reject(const JsonValue *cfg) {
     for (size_t i = 0; i < sizeof(must_be_null) / sizeof(must_be_null[0]); i++) {
         const JsonValue *v = json_get(cfg, must_be_null[i]);
         if (v && v->type != JSON_NULL)
-            return sd_errorf("config '%s' is set: not supported by this UNet (SD 1.x/2.x family only)", must_be_null[i]);
+            return sd_errorf("config.json '%s' is set: not supported by this UNet (SD 1.x/2.x family only)", must_be_null[i]);
     }
     static const char *const must_be_false[] = {"dual_cross_attention", "class_embeddings_concat"};
     for (size_t i = 0; i < sizeof(must_be_false) / sizeof(must_be_false[0]); i++) {
         int b;
-        if (json_get_bool(cfg, must_be_false[i], 0, &b)) return sd_error_context("config");
-        if (b) return sd_errorf("config '%s' is true: not supported by this UNet", must_be_false[i]);
+        if (json_get_bool(cfg, must_be_false[i], 0, &b)) return sd_error_context("config.json");
+        if (b) return sd_errorf("config.json '%s' is true: not supported by this UNet", must_be_false[i]);
     }
     const char *s;
-    if (json_get_string(cfg, "act_fn", "silu", &s)) return sd_error_context("config");
+    if (json_get_string(cfg, "act_fn", "silu", &s)) return sd_error_context("config.json");
     if (strcmp(s, "silu") != 0 && strcmp(s, "swish") != 0)
-        return sd_errorf("config 'act_fn' is '%s': only silu is supported", s);
-    if (json_get_string(cfg, "time_embedding_type", "positional", &s)) return sd_error_context("config");
+        return sd_errorf("config.json 'act_fn' is '%s': only silu is supported", s);
+    if (json_get_string(cfg, "time_embedding_type", "positional", &s)) return sd_error_context("config.json");
     if (strcmp(s, "positional") != 0)
-        return sd_errorf("config 'time_embedding_type' is '%s': only positional is supported", s);
+        return sd_errorf("config.json 'time_embedding_type' is '%s': only positional is supported", s);
     return 0;
+}
+
+// Sizes a real SD / DiffusionSat UNet is far below (320..1280 channels, 5..20 heads, 1024 cross-attention,
+// 7 metadata values): larger values are a broken config.json, refused before any buffer is sized from them
+// (and products like 4 * channels stay in int range).
+#define UNET_MAX_CHANNELS 65536
+#define UNET_MAX_KERNEL 31
+#define UNET_MAX_METADATA 1024
+
+// config.json key (or key[index] when index >= 0) must be in lo..hi.
+static int cfg_range(const char *key, int index, int value, int lo, int hi) {
+    if (value >= lo && value <= hi) return 0;
+    if (index >= 0) return sd_errorf("config.json '%s'[%d] is %d: expected %d..%d", key, index, value, lo, hi);
+    return sd_errorf("config.json '%s' is %d: expected %d..%d", key, value, lo, hi);
 }
 
 // "UNetResDownBlock2D" is an alias diffusers strips to "DownBlock2D".
@@ -163,9 +177,9 @@ static int unet_load_impl(UNet *u, const JsonValue *cfg, int use_metadata) {
     int n = 4;
     if (boc && boc->type != JSON_NULL) {
         if (boc->type != JSON_ARRAY || boc->count < 1 || boc->count > UNET_MAX_BLOCKS)
-            return sd_errorf("config 'block_out_channels': expected a list of 1..%d ints", UNET_MAX_BLOCKS);
+            return sd_errorf("config.json 'block_out_channels': expected a list of 1..%d ints", UNET_MAX_BLOCKS);
         n = boc->count;
-        if (json_get_int_list(cfg, "block_out_channels", n, u->block_out_channels)) return sd_error_context("config");
+        if (json_get_int_list(cfg, "block_out_channels", n, u->block_out_channels)) return sd_error_context("config.json");
     } else {
         memcpy(u->block_out_channels, dflt_boc, sizeof(dflt_boc));
     }
@@ -176,7 +190,7 @@ static int unet_load_impl(UNet *u, const JsonValue *cfg, int use_metadata) {
         if (cfg_strings(cfg, "up_block_types", n, dflt_up, up_types)) return SD_FAIL;
     } else {
         if (!json_get(cfg, "down_block_types") || !json_get(cfg, "up_block_types"))
-            return sd_errorf("config: down_block_types and up_block_types are needed with %d blocks", n);
+            return sd_errorf("config.json: down_block_types and up_block_types are needed with %d blocks", n);
         if (cfg_strings(cfg, "down_block_types", n, NULL, down_types)) return SD_FAIL;
         if (cfg_strings(cfg, "up_block_types", n, NULL, up_types)) return SD_FAIL;
     }
@@ -184,13 +198,22 @@ static int unet_load_impl(UNet *u, const JsonValue *cfg, int use_metadata) {
     if (cfg_ints(cfg, "layers_per_block", n, 2, layers)) return SD_FAIL;
     // diffusers 0.17 passes attention_head_dim as the head count; later versions call it num_attention_heads.
     const JsonValue *nah = json_get(cfg, "num_attention_heads");
-    if (nah && nah->type != JSON_NULL) {
-        if (cfg_ints(cfg, "num_attention_heads", n, 8, u->heads)) return SD_FAIL;
-    } else if (cfg_ints(cfg, "attention_head_dim", n, 8, u->heads)) {
-        return SD_FAIL;
-    }
+    const char *heads_key = nah && nah->type != JSON_NULL ? "num_attention_heads" : "attention_head_dim";
+    if (cfg_ints(cfg, heads_key, n, 8, u->heads)) return SD_FAIL;
     if (cfg_ints(cfg, "cross_attention_dim", n, 1280, u->cross_attention_dim)) return SD_FAIL;
     if (cfg_bools(cfg, "only_cross_attention", n, 0, only_cross)) return SD_FAIL;
+    // a scalar key was repeated per block: name it without an index then
+    const JsonValue *lv = json_get(cfg, "layers_per_block"), *hv = json_get(cfg, heads_key),
+                    *cv = json_get(cfg, "cross_attention_dim");
+    for (int i = 0; i < n; i++) {
+        int boc_i = boc && boc->type == JSON_ARRAY ? i : -1;
+        if (cfg_range("block_out_channels", boc_i, u->block_out_channels[i], 1, UNET_MAX_CHANNELS) ||
+            cfg_range("layers_per_block", lv && lv->type == JSON_ARRAY ? i : -1, layers[i], 1, UNET_MAX_LAYERS - 1) ||
+            cfg_range(heads_key, hv && hv->type == JSON_ARRAY ? i : -1, u->heads[i], 1, UNET_MAX_CHANNELS) ||
+            cfg_range("cross_attention_dim", cv && cv->type == JSON_ARRAY ? i : -1, u->cross_attention_dim[i], 1,
+                      UNET_MAX_CHANNELS))
+            return SD_FAIL;
+    }
 
     int use_linear, groups, flip, conv_in_k, conv_out_k, down_pad, ted, center, tl;
     double eps, shift, mid_scale;
@@ -205,36 +228,43 @@ static int unet_load_impl(UNet *u, const JsonValue *cfg, int use_metadata) {
         json_get_int(cfg, "time_embedding_dim", 0, &ted) || json_get_bool(cfg, "center_input_sample", 0, &center) ||
         json_get_string(cfg, "resnet_time_scale_shift", "default", &tss) ||
         json_get_int(cfg, "transformer_layers_per_block", 1, &tl))
-        return sd_error_context("config");
+        return sd_error_context("config.json");
     const JsonValue *gv = json_get(cfg, "norm_num_groups");
-    if (gv && gv->type == JSON_NULL) return sd_errorf("config 'norm_num_groups' is null: not supported");
-    if (json_get_int(cfg, "norm_num_groups", 32, &groups)) return sd_error_context("config");
+    if (gv && gv->type == JSON_NULL) return sd_errorf("config.json 'norm_num_groups' is null: not supported");
+    if (json_get_int(cfg, "norm_num_groups", 32, &groups)) return sd_error_context("config.json");
     const JsonValue *mv = json_get(cfg, "mid_block_type");
     if (mv && mv->type == JSON_NULL) mid_type = NULL;
-    else if (json_get_string(cfg, "mid_block_type", mid_type, &mid_type)) return sd_error_context("config");
+    else if (json_get_string(cfg, "mid_block_type", mid_type, &mid_type)) return sd_error_context("config.json");
     if (mid_type && strcmp(mid_type, "UNetMidBlock2DCrossAttn") != 0)
-        return sd_errorf("config 'mid_block_type' is '%s': only UNetMidBlock2DCrossAttn (or null) is supported",
+        return sd_errorf("config.json 'mid_block_type' is '%s': only UNetMidBlock2DCrossAttn (or null) is supported",
                          mid_type);
     if (strcmp(tss, "default") != 0 && strcmp(tss, "scale_shift") != 0)
-        return sd_errorf("config 'resnet_time_scale_shift' is '%s': default or scale_shift supported", tss);
-    if (tl != 1) return sd_errorf("config 'transformer_layers_per_block' is %d: only 1 is supported", tl);
-    if (conv_in_k < 1 || conv_in_k % 2 == 0 || conv_out_k < 1 || conv_out_k % 2 == 0)
-        return sd_errorf("config: conv_in_kernel %d / conv_out_kernel %d must be odd", conv_in_k, conv_out_k);
+        return sd_errorf("config.json 'resnet_time_scale_shift' is '%s': default or scale_shift supported", tss);
+    if (tl != 1) return sd_errorf("config.json 'transformer_layers_per_block' is %d: only 1 is supported", tl);
+    if (cfg_range("in_channels", -1, u->in_channels, 1, UNET_MAX_CHANNELS) ||
+        cfg_range("out_channels", -1, u->out_channels, 1, UNET_MAX_CHANNELS) ||
+        cfg_range("norm_num_groups", -1, groups, 1, UNET_MAX_CHANNELS) ||
+        cfg_range("conv_in_kernel", -1, conv_in_k, 1, UNET_MAX_KERNEL) ||
+        cfg_range("conv_out_kernel", -1, conv_out_k, 1, UNET_MAX_KERNEL))
+        return SD_FAIL;
+    if (conv_in_k % 2 == 0 || conv_out_k % 2 == 0)
+        return sd_errorf("config.json: conv_in_kernel %d / conv_out_kernel %d must be odd", conv_in_k, conv_out_k);
     // Values that would run but give NaN/Inf features (or, for a large padding, grow every downsampled map).
-    if (!(eps >= 0.0) || !isfinite((float)eps)) return sd_errorf("config 'norm_eps' is %g: expected a finite number >= 0", eps);
-    if (!isfinite((float)shift)) return sd_errorf("config 'freq_shift' is %g: expected a finite number", shift);
+    if (!(eps >= 0.0) || !isfinite((float)eps)) return sd_errorf("config.json 'norm_eps' is %g: expected a finite number >= 0", eps);
+    if (!isfinite((float)shift)) return sd_errorf("config.json 'freq_shift' is %g: expected a finite number", shift);
     if (!(mid_scale > 0.0) || !isfinite((float)mid_scale))
-        return sd_errorf("config 'mid_block_scale_factor' is %g: expected a finite number > 0", mid_scale);
-    if (down_pad < 0 || down_pad > 1) return sd_errorf("config 'downsample_padding' is %d: 0 or 1 supported", down_pad);
-    if (ted < 0) return sd_errorf("config 'time_embedding_dim' is %d: expected a positive size (or null)", ted);
+        return sd_errorf("config.json 'mid_block_scale_factor' is %g: expected a finite number > 0", mid_scale);
+    if (down_pad < 0 || down_pad > 1) return sd_errorf("config.json 'downsample_padding' is %d: 0 or 1 supported", down_pad);
+    if (ted < 0 || ted > 4 * UNET_MAX_CHANNELS)
+        return sd_errorf("config.json 'time_embedding_dim' is %d: expected 1..%d (or null)", ted, 4 * UNET_MAX_CHANNELS);
 
     // SatUNet metadata embeddings.
     int cfg_use_md, num_md;
     if (json_get_bool(cfg, "use_metadata", 0, &cfg_use_md) || json_get_int(cfg, "num_metadata", 7, &num_md))
-        return sd_error_context("config");
+        return sd_error_context("config.json");
     int want_md = use_metadata < 0 ? cfg_use_md : use_metadata;
     u->num_metadata = want_md ? num_md : 0;
-    if (want_md && num_md <= 0) return sd_errorf("config: use_metadata with num_metadata %d", num_md);
+    if (want_md && cfg_range("num_metadata", -1, num_md, 1, UNET_MAX_METADATA)) return SD_FAIL;
 
     const int C0 = u->block_out_channels[0];
     u->flip_sin_to_cos = flip;

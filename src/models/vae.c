@@ -10,15 +10,26 @@
 
 // ---- loading -------------------------------------------------------------------
 
+// SD's VAE has 128..512 channels: a size beyond this is a broken config.json, refused before any
+// buffer is sized from it (and 2 * latent_channels stays in int range).
+#define VAE_MAX_CHANNELS 65536
+
+// config.json key (or key[index] when index >= 0) must be in lo..hi.
+static int cfg_range(const char *key, int index, int value, int lo, int hi) {
+    if (value >= lo && value <= hi) return 0;
+    if (index >= 0) return sd_errorf("config.json '%s'[%d] is %d: expected %d..%d", key, index, value, lo, hi);
+    return sd_errorf("config.json '%s' is %d: expected %d..%d", key, value, lo, hi);
+}
+
 static int vae_load_impl(VaeEncoder *v, const JsonValue *cfg) {
     if (!cfg || cfg->type != JSON_OBJECT) return sd_errorf("VAE config: expected a JSON object");
     const JsonValue *boc = json_get(cfg, "block_out_channels");
     int n = 1;
     if (boc && boc->type != JSON_NULL) {
         if (boc->type != JSON_ARRAY || boc->count < 1 || boc->count > VAE_MAX_BLOCKS)
-            return sd_errorf("config 'block_out_channels': expected a list of 1..%d ints", VAE_MAX_BLOCKS);
+            return sd_errorf("config.json 'block_out_channels': expected a list of 1..%d ints", VAE_MAX_BLOCKS);
         n = boc->count;
-        if (json_get_int_list(cfg, "block_out_channels", n, v->block_out_channels)) return sd_error_context("config");
+        if (json_get_int_list(cfg, "block_out_channels", n, v->block_out_channels)) return sd_error_context("config.json");
     } else {
         v->block_out_channels[0] = 64;
     }
@@ -26,12 +37,12 @@ static int vae_load_impl(VaeEncoder *v, const JsonValue *cfg) {
     const JsonValue *types = json_get(cfg, "down_block_types");
     if (types && types->type != JSON_NULL) {
         if (types->type != JSON_ARRAY || types->count != n)
-            return sd_errorf("config 'down_block_types': expected a list of %d names", n);
+            return sd_errorf("config.json 'down_block_types': expected a list of %d names", n);
         for (int i = 0; i < n; i++)
             if (types->items[i].type != JSON_STRING || strcmp(types->items[i].string, "DownEncoderBlock2D") != 0)
-                return sd_errorf("config 'down_block_types'[%d]: only DownEncoderBlock2D is supported", i);
+                return sd_errorf("config.json 'down_block_types'[%d]: only DownEncoderBlock2D is supported", i);
     } else if (n != 1) {
-        return sd_errorf("config: down_block_types is needed with %d blocks", n);
+        return sd_errorf("config.json: down_block_types is needed with %d blocks", n);
     }
     double scaling;
     const char *act;
@@ -40,13 +51,21 @@ static int vae_load_impl(VaeEncoder *v, const JsonValue *cfg) {
         json_get_int(cfg, "layers_per_block", 1, &v->layers_per_block) ||
         json_get_int(cfg, "norm_num_groups", 32, &v->norm_num_groups) ||
         json_get_double(cfg, "scaling_factor", 0.18215, &scaling) || json_get_string(cfg, "act_fn", "silu", &act))
-        return sd_error_context("config");
+        return sd_error_context("config.json");
     if (strcmp(act, "silu") != 0 && strcmp(act, "swish") != 0)
-        return sd_errorf("config 'act_fn' is '%s': only silu is supported", act);
+        return sd_errorf("config.json 'act_fn' is '%s': only silu is supported", act);
+    for (int i = 0; i < n; i++)
+        if (cfg_range("block_out_channels", boc && boc->type == JSON_ARRAY ? i : -1, v->block_out_channels[i], 1,
+                      VAE_MAX_CHANNELS))
+            return SD_FAIL;
+    if (cfg_range("in_channels", -1, v->in_channels, 1, VAE_MAX_CHANNELS) ||
+        cfg_range("latent_channels", -1, v->latent_channels, 1, VAE_MAX_CHANNELS) ||
+        cfg_range("norm_num_groups", -1, v->norm_num_groups, 1, VAE_MAX_CHANNELS))
+        return SD_FAIL;
     if (v->layers_per_block < 1 || v->layers_per_block > VAE_MAX_LAYERS)
-        return sd_errorf("config 'layers_per_block' is %d: 1..%d supported", v->layers_per_block, VAE_MAX_LAYERS);
+        return sd_errorf("config.json 'layers_per_block' is %d: 1..%d supported", v->layers_per_block, VAE_MAX_LAYERS);
     if (!(scaling > 0.0) || !isfinite((float)scaling))
-        return sd_errorf("config 'scaling_factor' is %g: expected a finite number > 0", scaling);
+        return sd_errorf("config.json 'scaling_factor' is %g: expected a finite number > 0", scaling);
     v->scaling_factor = (float)scaling;
 
     NnWeights *w = &v->weights;
