@@ -17,6 +17,8 @@
 #include <omp.h>
 #include <stdint.h>
 
+#include "core/runtime.h"
+#include "kernels/fused.h"
 #include "kernels/kernels.h"
 #include "tests/test_util.h"
 #include "train/ops_backward.h"
@@ -267,6 +269,50 @@ static void test_groupnorm(int N, int C, int HW, int groups) {
     check_grad(sub, gn_loss, &c, c.beta, C, dbeta, 1.0f);
     free(x), free(gamma), free(beta), free(R), free(y), free(y_eval), free(mean), free(rstd), free(yref);
     free(dx), free(dg), free(dbeta), free(c.x), free(c.gamma), free(c.beta), free(c.R);
+}
+
+// The training GroupNorm must give groupnorm_forward's bits for every input, and save the statistics
+// norm_stats computes (what groupnorm_forward normalises with). Inputs where the two statistics codes
+// round differently: pairs +v, -v with |v| up to 1e4 and small values between them, so the group's
+// sums cancel and its mean is tiny; float(mean) then depends on the order of the double additions
+// (the old two-pass sums differed from norm_stats' in about 1 case in 7), and the small values show
+// a change of mean in the output. Also every ISA path (gemm_force_isa), gamma/beta given and not.
+static void test_groupnorm_same_bits_as_inference(void) {
+    const int N = 2, C = 8, HW = 48, groups = 2, cpg = C / groups;
+    const long n = (long)N * C * HW;
+    float *x = filled(n, 0.0f), *y = filled(n, 0.0f), *y_eval = filled(n, 0.0f);
+    float *gamma = rand_floats(C, 1.0f), *beta = rand_floats(C, 1.0f);
+    float mean[N * groups], rstd[N * groups];
+    const int isas[3] = {ISA_SCALAR, ISA_AVX2, ISA_AVX512};
+    int cases = 0, differ = 0, stats_differ = 0;
+    for (int k = 0; k < 3; k++) {
+        if (gemm_force_isa(isas[k]) != 0) continue;  // this build or CPU cannot run that path
+        for (int trial = 0; trial < 100; trial++) {
+            unsigned long long s = 1000 + (unsigned long long)trial;
+            for (long i = 0; i + 4 <= n; i += 4) {
+                float v = 1e4f * test_rand(&s);
+                x[i] = v, x[i + 1] = 1e-3f * test_rand(&s), x[i + 2] = -v, x[i + 3] = 1e-3f * test_rand(&s);
+            }
+            const int affine = trial % 2;
+            groupnorm_forward_train(y, mean, rstd, x, affine ? gamma : NULL, affine ? beta : NULL, N, C, HW, groups,
+                                    1e-5f);
+            groupnorm_forward(x, y_eval, affine ? gamma : NULL, affine ? beta : NULL, N, C, HW, groups, 1e-5f);
+            differ += memcmp(y, y_eval, (size_t)n * sizeof(float)) != 0;
+            for (int b = 0; b < N; b++)
+                for (int g = 0; g < groups; g++) {
+                    float m, r;
+                    norm_stats(x + ((long)b * C + (long)g * cpg) * HW, cpg, HW, HW, NULL, 1e-5f, eltwise_isa(), &m, &r);
+                    stats_differ += memcmp(&m, &mean[b * groups + g], sizeof(float)) != 0 ||
+                                    memcmp(&r, &rstd[b * groups + g], sizeof(float)) != 0;
+                }
+            cases++;
+        }
+    }
+    gemm_force_isa(-1);
+    CHECK(cases >= 100 && differ == 0, "groupnorm_forward_train differs from groupnorm_forward in %d of %d cancelling inputs",
+          differ, cases);
+    CHECK(stats_differ == 0, "groupnorm_forward_train's mean/rstd differ from norm_stats in %d groups", stats_differ);
+    free(x), free(y), free(y_eval), free(gamma), free(beta);
 }
 
 // ---------------------------------------------------------------------------
@@ -650,6 +696,7 @@ int main(void) {
     test_groupnorm(2, 8, 6, 4);
     test_groupnorm(3, 6, 1, 2);   // one pixel: statistics over the group's channels only
     test_groupnorm(1, 4, 10, 4);  // one channel per group
+    test_groupnorm_same_bits_as_inference();
     test_batchnorm(3, 4, 5);
     test_batchnorm(4, 3, 1);  // PPM scale 1: one value per sample
     test_batchnorm_single_value();

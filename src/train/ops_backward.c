@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "kernels/fused.h"
 
 // ---------------------------------------------------------------------------
 // Convolution
@@ -209,33 +210,23 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
 
 void groupnorm_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
                              const float *beta, int N, int C, int HW, int groups, float eps) {
+    const int isa = eltwise_isa();
     const int cpg = C / groups;
-    // Same statistics as groupnorm_forward: double sums, biased variance, float rstd.
+    // groupnorm_forward's code, statistics kept for the backward: norm_stats (shifted double sums in
+    // 16 fixed lanes, biased variance, float rstd) and norm_apply_span, so the bits are its bits.
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < N; n++) {
         for (int g = 0; g < groups; g++) {
-            const float *xg = inp + ((int64_t)n * C + (int64_t)g * cpg) * HW;
-            float *yg = out + ((int64_t)n * C + (int64_t)g * cpg) * HW;
-            const int64_t count = (int64_t)cpg * HW;
-            double sum = 0.0, sq = 0.0;
-            for (int64_t i = 0; i < count; i++) sum += xg[i];
-            double mu = sum / (double)count;
-            for (int64_t i = 0; i < count; i++) {
-                double d = xg[i] - mu;
-                sq += d * d;
-            }
-            double var = sq / (double)count;
-            float rs = (float)(1.0 / sqrt(var + eps));
-            float m = (float)mu;
+            const int64_t base = ((int64_t)n * C + (int64_t)g * cpg) * HW;
+            float m, rs;
+            norm_stats(inp + base, cpg, HW, HW, NULL, eps, isa, &m, &rs);
             mean[n * groups + g] = m;
             rstd[n * groups + g] = rs;
             for (int c = 0; c < cpg; c++) {
-                int ch = g * cpg + c;
-                float s = gamma ? gamma[ch] : 1.0f, b = beta ? beta[ch] : 0.0f;
-                for (int i = 0; i < HW; i++) {
-                    int64_t k = (int64_t)c * HW + i;
-                    yg[k] = (xg[k] - m) * rs * s + b;
-                }
+                const int ch = g * cpg + c;
+                const int64_t off = base + (int64_t)c * HW;
+                norm_apply_span(inp + off, out + off, HW, NULL, m, rs, gamma ? gamma[ch] : 1.0f, beta ? beta[ch] : 0.0f,
+                                isa);
             }
         }
     }

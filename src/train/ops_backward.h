@@ -31,8 +31,9 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
 
 // ---- Normalisation -----------------------------------------------------------
 // GroupNorm forward that also saves mean and rstd = 1/sqrt(var + eps) per (n, group): mean/rstd (N*groups).
-// Same arithmetic as groupnorm_forward (bit-identical output). gamma/beta may be NULL. out must not
-// alias inp: groupnorm_backward reads inp.
+// The same code as groupnorm_forward (norm_stats + norm_apply_span, kernels/fused.h), so the same bits
+// and the statistics it normalised with. gamma/beta may be NULL. out must not alias inp:
+// groupnorm_backward reads inp.
 void groupnorm_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
                              const float *beta, int N, int C, int HW, int groups, float eps);
 // dgamma/dbeta (C); gamma may be NULL (= ones).
