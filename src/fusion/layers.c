@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "fusion/layers.h"
 #include "kernels/kernels.h"
+#include "kernels/fused.h"
 
 int conv_layer_init(ConvLayer *l, ParamSet *ps, const char *prefix, int cin, int cout, int kernel, int pad,
                     int has_bias) {
@@ -61,23 +62,6 @@ int norm_layer_init(NormLayer *n, ParamSet *ps, const char *prefix, NormKind kin
 }
 
 // Per (sample, group) mean and 1/sqrt(var + eps), accumulated in double as the GroupNorm kernel does.
-static void groupnorm_stats(const float *x, int B, int C, int HW, int groups, float eps, float *mean, float *rstd) {
-    int cpg = C / groups;
-    int64_t count = (int64_t)cpg * HW;
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++) {
-        for (int g = 0; g < groups; g++) {
-            const float *xg = x + ((int64_t)b * C + (int64_t)g * cpg) * HW;
-            double sum = 0.0, sq = 0.0;
-            for (int64_t i = 0; i < count; i++) sum += xg[i];
-            double m = sum / (double)count;
-            for (int64_t i = 0; i < count; i++) { double d = xg[i] - m; sq += d * d; }
-            mean[b * groups + g] = (float)m;
-            rstd[b * groups + g] = (float)(1.0 / sqrt(sq / (double)count + eps));
-        }
-    }
-}
-
 // BatchNorm in training mode: batch statistics over (B, HW) per channel.
 static int batchnorm_train(NormLayer *n, const float *x, float *y, int B, int HW, float *mean, float *rstd) {
     int C = n->channels;
@@ -116,7 +100,16 @@ static int batchnorm_train(NormLayer *n, const float *x, float *y, int B, int HW
 
 int norm_layer_forward(NormLayer *n, const float *x, float *y, int B, int HW, int training, float *mean, float *rstd) {
     if (n->kind == NORM_GROUP) {
-        if (mean && rstd) groupnorm_stats(x, B, n->channels, HW, n->groups, n->eps, mean, rstd);
+        // The statistics kept for the backward are computed by the same code (norm_stats) as the ones
+        // groupnorm_forward normalises with, so they are the same bits.
+        if (mean && rstd) {
+            const int cpg = n->channels / n->groups, isa = eltwise_isa();
+#pragma omp parallel for collapse(2) schedule(static)
+            for (int b = 0; b < B; b++)
+                for (int g = 0; g < n->groups; g++)
+                    norm_stats(x + ((int64_t)b * n->channels + (int64_t)g * cpg) * HW, cpg, HW, HW, NULL, n->eps, isa,
+                               &mean[b * n->groups + g], &rstd[b * n->groups + g]);
+        }
         groupnorm_forward(x, y, n->weight->data, n->bias->data, B, n->channels, HW, n->groups, n->eps);
         return 0;
     }
