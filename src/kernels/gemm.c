@@ -274,12 +274,8 @@ static void gemm_unblocked(const GemmProblem *g) {
     }
 }
 
-#ifdef _OPENMP
-// Splits C into a tm x tn grid of blocks for `threads` threads: the least padded work plus
-// packing per thread. Twice as many blocks as threads are preferred when they cost about
-// the same, so that a thread slowed down by another process hands blocks to the others.
-static void choose_grid(int M, int N, int K, int threads, int mr, int nr, int a_packed, int b_packed, int *tm_out,
-                        int *tn_out) {
+void gemm_choose_grid(int M, int N, int K, int threads, int mr, int nr, double fma_per_cycle, double a_cost,
+                      double b_cost, int *tm_out, int *tn_out) {
     double best = 0.0;
     int bm = 1, bn = threads, found = 0;
     int panels_m = (M + mr - 1) / mr, panels_n = (N + nr - 1) / nr;
@@ -291,11 +287,7 @@ static void choose_grid(int M, int N, int K, int threads, int mr, int nr, int a_
             if (tm > panels_m || tn > panels_n) continue;
             double rows = (double)((panels_m + tm - 1) / tm) * mr;
             double cols = (double)((panels_n + tn - 1) / tn) * nr;
-            // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a
-            // float of weights packed at load from memory ~1/4 cycle (every thread whose blocks
-            // need those rows reads them)
-            double a_cost = a_packed ? 0.25 : 1.0, b_cost = b_packed ? 0.25 : 1.0;
-            double cost = per_thread * (rows * cols * K / 32.0 + (a_cost * rows + b_cost * cols) * K);
+            double cost = per_thread * (rows * cols * K / fma_per_cycle + (a_cost * rows + b_cost * cols) * K);
             if (per_thread == 2) cost *= 0.97;
             if (!found || cost < best) {
                 best = cost;
@@ -308,7 +300,6 @@ static void choose_grid(int M, int N, int K, int threads, int mr, int nr, int a_
     *tm_out = bm;
     *tn_out = bn;
 }
-#endif
 
 void gemm_run(const GemmProblem *g) {
     if (g->M <= 0 || g->N <= 0) return;
@@ -346,8 +337,11 @@ void gemm_run(const GemmProblem *g) {
     // Blocks are handed out dynamically: each C element is still computed by one thread in the
     // same order (the blocking does not depend on the thread), so the bits do not change.
     int tm, tn;
-    choose_grid(g->M, g->N, g->K, threads, ki->mr, ki->nr, packed_in_place(g->packed_a, ki, g->alpha),
-                packed_in_place(g->packed_b, ki, 1.0f), &tm, &tn);
+    // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a float of
+    // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
+    gemm_choose_grid(g->M, g->N, g->K, threads, ki->mr, ki->nr, 32.0,
+                     packed_in_place(g->packed_a, ki, g->alpha) ? 0.25 : 1.0,
+                     packed_in_place(g->packed_b, ki, 1.0f) ? 0.25 : 1.0, &tm, &tn);
     const int panels_m = (g->M + ki->mr - 1) / ki->mr, panels_n = (g->N + ki->nr - 1) / ki->nr;
 #pragma omp parallel num_threads(threads)
     {

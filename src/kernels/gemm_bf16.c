@@ -429,39 +429,6 @@ static void gemm_bias_only(const GemmProblem *g) {
     }
 }
 
-#ifdef _OPENMP
-// Splits C into a tm x tn grid of blocks for `threads` threads: the least padded work plus
-// packing per thread (side A packs each block's B panel, side BT its A block; the weights
-// are only read). Twice as many blocks as threads are preferred when they cost about the
-// same, so that a thread slowed down by another process hands blocks to the others.
-static void choose_grid(int M, int N, int K, int side_a, int threads, int *tm_out, int *tn_out) {
-    double best = 0.0;
-    int bm = 1, bn = threads, found = 0;
-    int panels_m = (M + MR - 1) / MR, panels_n = (N + NR - 1) / NR;
-    for (int per_thread = 2; per_thread >= 1; per_thread--) {
-        int blocks = threads * per_thread;
-        for (int tm = 1; tm <= blocks; tm++) {
-            if (blocks % tm) continue;
-            int tn = blocks / tm;
-            if (tm > panels_m || tn > panels_n) continue;
-            double rows = (double)((panels_m + tm - 1) / tm) * MR;
-            double cols = (double)((panels_n + tn - 1) / tn) * NR;
-            // a multiply-add costs ~1/64 cycle (vdpbf16ps), rounding and packing a float ~1/2, reading a weight ~1/8
-            double packed = side_a ? cols : rows, read = side_a ? rows : cols;
-            double cost = per_thread * (rows * cols * K / 64.0 + packed * K / 2.0 + read * K / 8.0);
-            if (per_thread == 2) cost *= 0.97;
-            if (!found || cost < best) {
-                best = cost;
-                bm = tm;
-                bn = tn;
-                found = 1;
-            }
-        }
-    }
-    *tm_out = bm;
-    *tn_out = bn;
-}
-#endif
 
 // The product with checked arguments; pack_pairs (side A only) may replace g->b / g->pack_b.
 static int gemm_bf16_drive(const GemmProblem *g, const Bf16Packed *w, PackPairsB pack_pairs, const void *ctx) {
@@ -501,7 +468,10 @@ static int gemm_bf16_drive(const GemmProblem *g, const Bf16Packed *w, PackPairsB
     // Blocks are handed out dynamically: each C element is still computed by one thread in the
     // same order (the blocking does not depend on the thread), so the bits do not change.
     int tm, tn;
-    choose_grid(g->M, g->N, g->K, w->side == GEMM_BF16_A, threads, &tm, &tn);
+    // a multiply-add costs ~1/64 cycle (vdpbf16ps), rounding and packing a float ~1/2, reading a
+    // weight ~1/8: side A packs each block's B panel, side BT its A block; the weights are only read
+    const int side_a = w->side == GEMM_BF16_A;
+    gemm_choose_grid(g->M, g->N, g->K, threads, MR, NR, 64.0, side_a ? 0.125 : 0.5, side_a ? 0.5 : 0.125, &tm, &tn);
     const int panels_m = (g->M + MR - 1) / MR, panels_n = (g->N + NR - 1) / NR;
 #pragma omp parallel num_threads(threads)
     {

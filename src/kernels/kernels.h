@@ -168,4 +168,12 @@ typedef struct {
 } GemmProblem;
 void gemm_run(const GemmProblem *p);
 
+// Splits C (M x N, tiles mr x nr) into a tm x tn grid of blocks for `threads` threads: the least
+// padded work plus operand handling per thread, cost per thread = rows*cols*K/fma_per_cycle +
+// (a_cost*rows + b_cost*cols)*K (a_cost/b_cost: cycles per float to pack or stream A/B). Twice
+// as many blocks as threads are preferred when they cost about the same, so that a thread
+// slowed down by another process hands blocks to the others. Shared by the f32 and bf16 GEMMs.
+void gemm_choose_grid(int M, int N, int K, int threads, int mr, int nr, double fma_per_cycle, double a_cost,
+                      double b_cost, int *tm_out, int *tn_out);
+
 #endif
