@@ -49,8 +49,7 @@ void nn_weights_free(NnWeights *w) {
     w->n_packed_bf16 = w->cap_packed_bf16 = 0;
 }
 
-// Packs a loaded weight t (viewed as rows x K) for the GEMM, then releases t: a view's pages of
-// the file mapping are dropped (they come back from the file if read again), an owned copy is freed.
+// Every packed weight is remembered so that nn_weights_free releases it.
 static int remember_packed(NnWeights *w, GemmPackedWeights *pw) {
     if (w->n_packed == w->cap_packed) {
         int cap = w->cap_packed ? 2 * w->cap_packed : 256;
@@ -92,6 +91,8 @@ static int pack_for_precision(NnWeights *w, const float *data, GemmPackedWeights
     return remember_packed(w, pw);
 }
 
+// Packs a loaded weight t (viewed as rows x K) for the GEMM, then releases t: a view's pages of
+// the file mapping are dropped (they come back from the file if read again), an owned copy is freed.
 static int pack_weight(NnWeights *w, Tensor *t, GemmPackedWeights *pw, Bf16Packed *pb, int rows, int K, int as_b) {
     if (pack_for_precision(w, t->data, pw, pb, rows, K, as_b)) return SD_FAIL;
     if (!t->owns_data) st_release_pages(w->st, t->data, (size_t)rows * K * sizeof(float));
