@@ -509,6 +509,9 @@ typedef struct {
     int Wp, stride, Wo;
 } ConvPairsCtx;
 
+// Micro-panels packed together (NC_A / NR: the whole panel).
+enum { PANEL_GROUP = NC_A / NR };
+
 typedef struct {
     int nruns;
     int32_t base[NR];    // offset in xp of the run's first pixel at kh = kw = 0
@@ -545,26 +548,34 @@ BF16_FUNC static void pack_conv_pairs(const void *vctx, int p0, int kc, int j0, 
     const __m512i hi = _mm512_set_epi16(63, 31, 62, 30, 61, 29, 60, 28, 59, 27, 58, 26, 57, 25, 56, 24, 55, 23, 54, 22,
                                         53, 21, 52, 20, 51, 19, 50, 18, 49, 17, 48, 16);
     uint16_t tmp[NR];
-    for (int jr = 0; jr < nc; jr += NR) {
-        int n = nc - jr < NR ? nc - jr : NR;
-        // Split the micro-panel's n pixels into runs along output rows.
-        PixelRuns pr;
-        pr.nruns = 0;
-        for (int c = 0; c < n;) {
-            int pix = j0 + jr + c, oh = pix / Wo, ow = pix % Wo;
-            int cnt = Wo - ow < n - c ? Wo - ow : n - c;
-            pr.base[pr.nruns] = (oh * cx->Wp + ow) * s;
-            pr.count[pr.nruns] = cnt;
-            pr.col[pr.nruns] = c;
-            pr.nruns++;
-            c += cnt;
+    // k outside, the micro-panels inside: for one k row the loads of consecutive panels are
+    // consecutive pixels of xp (a stream the prefetchers follow), where panel by panel they
+    // jumped over Cin planes and 3 rows. Packing 3x3, 128 -> 128 @512x512 went from 66 to 32 ms.
+    for (int jg = 0; jg < nc; jg += PANEL_GROUP * NR) {
+        int npan = (nc - jg + NR - 1) / NR < PANEL_GROUP ? (nc - jg + NR - 1) / NR : PANEL_GROUP;
+        PixelRuns prs[PANEL_GROUP];
+        for (int g = 0; g < npan; g++) {
+            int jr = jg + g * NR, n = nc - jr < NR ? nc - jr : NR;
+            PixelRuns *pr = &prs[g];
+            pr->nruns = 0;
+            for (int c = 0; c < n;) {
+                int pix = j0 + jr + c, oh = pix / Wo, ow = pix % Wo;
+                int cnt = Wo - ow < n - c ? Wo - ow : n - c;
+                pr->base[pr->nruns] = (oh * cx->Wp + ow) * s;
+                pr->count[pr->nruns] = cnt;
+                pr->col[pr->nruns] = c;
+                pr->nruns++;
+                c += cnt;
+            }
         }
-        uint32_t *d = dst + (size_t)jr * kp;
         for (int q = 0; q < kp; q++) {
-            __m512i even = conv_row(cx, p0 + 2 * q, &pr, tmp);
-            __m512i odd = 2 * q + 1 < kc ? conv_row(cx, p0 + 2 * q + 1, &pr, tmp) : _mm512_setzero_si512();
-            _mm512_storeu_si512(d + (size_t)q * NR, _mm512_permutex2var_epi16(even, lo, odd));
-            _mm512_storeu_si512(d + (size_t)q * NR + 16, _mm512_permutex2var_epi16(even, hi, odd));
+            for (int g = 0; g < npan; g++) {
+                uint32_t *d = dst + (size_t)(jg + g * NR) * kp + (size_t)q * NR;
+                __m512i even = conv_row(cx, p0 + 2 * q, &prs[g], tmp);
+                __m512i odd = 2 * q + 1 < kc ? conv_row(cx, p0 + 2 * q + 1, &prs[g], tmp) : _mm512_setzero_si512();
+                _mm512_storeu_si512(d, _mm512_permutex2var_epi16(even, lo, odd));
+                _mm512_storeu_si512(d + 16, _mm512_permutex2var_epi16(even, hi, odd));
+            }
         }
     }
 }
