@@ -249,7 +249,7 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
 
 // K == 0, or no memory for the pack buffers: C = bias + beta*C, then C += alpha op(A) B with
 // no workspace but a 64-float stack row of B (a slow path that should never run in practice).
-static void gemm_unblocked(const GemmProblem *g) {
+void gemm_bias_beta(const GemmProblem *g) {
     for (int i = 0; i < g->M; i++) {
         float *c = g->c + (int64_t)i * g->ldc;
         for (int j = 0; j < g->N; j++) {
@@ -257,6 +257,24 @@ static void gemm_unblocked(const GemmProblem *g) {
             c[j] = g->beta != 0.0f ? g->beta * c[j] + v : v;
         }
     }
+}
+
+int gemm_threads_for(const GemmProblem *g, int *nested) {
+#ifdef _OPENMP
+    // Small products and calls from inside a parallel region run on the calling thread.
+    *nested = omp_in_parallel();
+    double flops = 2.0 * g->M * g->N * g->K;
+    int threads = !*nested && flops > 2e6 ? omp_get_max_threads() : 1;
+    return threads > MAX_POOL_THREADS ? MAX_POOL_THREADS : threads;
+#else
+    (void)g;
+    *nested = 0;
+    return 1;
+#endif
+}
+
+static void gemm_unblocked(const GemmProblem *g) {
+    gemm_bias_beta(g);
     float brow[64];
     for (int j0 = 0; j0 < g->N; j0 += 64) {
         int nc = g->N - j0 < 64 ? g->N - j0 : 64;
@@ -309,16 +327,7 @@ void gemm_run(const GemmProblem *g) {
     }
     const GemmKernelInfo *ki = gemm_kernel_info();
     size_t a_floats = (size_t)ki->mc * ki->kc, b_floats = (size_t)ki->kc * (size_t)((ki->nc + ki->nr - 1) / ki->nr * ki->nr);
-    int threads = 1;
-#ifdef _OPENMP
-    // Small products and calls from inside a parallel region run on the calling thread.
-    int nested = omp_in_parallel();
-    double flops = 2.0 * g->M * g->N * g->K;
-    if (!nested && flops > 2e6) threads = omp_get_max_threads();
-    if (threads > MAX_POOL_THREADS) threads = MAX_POOL_THREADS;
-#else
-    int nested = 0;
-#endif
+    int nested, threads = gemm_threads_for(g, &nested);
     // Workspace first (on this thread), so that running out of memory is known before any work.
     float *extra = NULL;
     for (int t = 0; t < threads; t++) {

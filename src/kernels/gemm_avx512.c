@@ -8,30 +8,11 @@
 #include <immintrin.h>
 #include <math.h>
 
+#include "kernels/gemm_avx512_tile.h"
+
 #define AVX512_FUNC __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
 enum { MR = 14, NR = 32 };
-
-// The tile epilogue for one row: v = acc + bias; C = beta*C + v (C read only if beta != 0).
-AVX512_FUNC static inline void store_row(float *c, __m512 acc0, __m512 acc1, __mmask16 k0, __mmask16 k1, float beta,
-                                         const float *bias_m_i, const float *bias_n) {
-    if (bias_m_i) {
-        __m512 bm = _mm512_set1_ps(*bias_m_i);
-        acc0 = _mm512_add_ps(acc0, bm);
-        acc1 = _mm512_add_ps(acc1, bm);
-    }
-    if (bias_n) {
-        acc0 = _mm512_add_ps(acc0, _mm512_maskz_loadu_ps(k0, bias_n));
-        acc1 = _mm512_add_ps(acc1, _mm512_maskz_loadu_ps(k1, bias_n + 16));
-    }
-    if (beta != 0.0f) {
-        __m512 vb = _mm512_set1_ps(beta);
-        acc0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, c), acc0);
-        acc1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, c + 16), acc1);
-    }
-    _mm512_mask_storeu_ps(c, k0, acc0);
-    _mm512_mask_storeu_ps(c + 16, k1, acc1);
-}
 
 AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, float *c, int ldc, int m, int n,
                                      float beta, const float *bias_m, const float *bias_n) {
@@ -69,26 +50,10 @@ AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, floa
         a += MR;
         b += NR;
     }
-    __mmask16 k0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-    __mmask16 k1 = n >= 32 ? (__mmask16)0xFFFF : n <= 16 ? (__mmask16)0 : (__mmask16)((1u << (n - 16)) - 1);
-    // Rows past m are padding: the switch falls through from the last real row down to row 0.
-    switch (m) {
-    case 14: store_row(c + 13 * (long)ldc, cd0, cd1, k0, k1, beta, bias_m ? bias_m + 13 : NULL, bias_n); /* fall through */
-    case 13: store_row(c + 12 * (long)ldc, cc0, cc1, k0, k1, beta, bias_m ? bias_m + 12 : NULL, bias_n); /* fall through */
-    case 12: store_row(c + 11 * (long)ldc, cb0, cb1, k0, k1, beta, bias_m ? bias_m + 11 : NULL, bias_n); /* fall through */
-    case 11: store_row(c + 10 * (long)ldc, ca0, ca1, k0, k1, beta, bias_m ? bias_m + 10 : NULL, bias_n); /* fall through */
-    case 10: store_row(c + 9 * (long)ldc, c90, c91, k0, k1, beta, bias_m ? bias_m + 9 : NULL, bias_n); /* fall through */
-    case 9: store_row(c + 8 * (long)ldc, c80, c81, k0, k1, beta, bias_m ? bias_m + 8 : NULL, bias_n); /* fall through */
-    case 8: store_row(c + 7 * (long)ldc, c70, c71, k0, k1, beta, bias_m ? bias_m + 7 : NULL, bias_n); /* fall through */
-    case 7: store_row(c + 6 * (long)ldc, c60, c61, k0, k1, beta, bias_m ? bias_m + 6 : NULL, bias_n); /* fall through */
-    case 6: store_row(c + 5 * (long)ldc, c50, c51, k0, k1, beta, bias_m ? bias_m + 5 : NULL, bias_n); /* fall through */
-    case 5: store_row(c + 4 * (long)ldc, c40, c41, k0, k1, beta, bias_m ? bias_m + 4 : NULL, bias_n); /* fall through */
-    case 4: store_row(c + 3 * (long)ldc, c30, c31, k0, k1, beta, bias_m ? bias_m + 3 : NULL, bias_n); /* fall through */
-    case 3: store_row(c + 2 * (long)ldc, c20, c21, k0, k1, beta, bias_m ? bias_m + 2 : NULL, bias_n); /* fall through */
-    case 2: store_row(c + 1 * (long)ldc, c10, c11, k0, k1, beta, bias_m ? bias_m + 1 : NULL, bias_n); /* fall through */
-    case 1: store_row(c, c00, c01, k0, k1, beta, bias_m, bias_n); /* fall through */
-    default: break;
-    }
+    const __m512 acc[2 * MR] = {
+        c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71, c80, c81, c90, c91,
+        ca0, ca1, cb0, cb1, cc0, cc1, cd0, cd1};
+    tile_store(c, ldc, m, n, acc, beta, bias_m, bias_n);
 }
 
 // The narrow tile for a micro-panel of B with at most 16 real columns (a 4x4 map's 16
@@ -136,10 +101,13 @@ AVX512_FUNC static void micro_narrow_avx512(int k, const float *a0, const float 
         a1 += MR;
         b += NR;
     }
-    __mmask16 k0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-    const __m512 acc[2 * MR] = {c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19, c20, c21, c22, c23, c24, c25, c26, c27};
+    __mmask16 k0, k1;
+    tile_column_masks(n, &k0, &k1);  // n <= 16: k1 is empty
+    const __m512 acc[2 * MR] = {
+        c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19,
+        c20, c21, c22, c23, c24, c25, c26, c27};
     for (int i = 0; i < m; i++)
-        store_row(c + (long)i * ldc, acc[i], _mm512_setzero_ps(), k0, 0, beta, bias_m ? bias_m + i : NULL, bias_n);
+        tile_store_row(c + (long)i * ldc, acc[i], _mm512_setzero_ps(), k0, k1, beta, bias_m ? bias_m + i : NULL, bias_n);
 }
 
 // exp(x) for x <= 0 as in a softmax: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6

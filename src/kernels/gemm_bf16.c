@@ -128,6 +128,8 @@ int linear_forward_bf16(const float *x, const Bf16Packed *W, const float *b, flo
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include "kernels/gemm_avx512_tile.h"
+
 #define BF16_FUNC __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
 int gemm_bf16_supported(void) {
@@ -144,26 +146,6 @@ int gemm_bf16_supported(void) {
 // (a[q*MR + i]) and a packed B micro-panel (b[q*NR + j]):
 //   acc[i][j] = sum_q dot(a[q*MR+i], b[q*NR+j])  (q increasing);  v = acc + bias_m[i] + bias_n[j]
 //   C[i][j] = beta != 0 ? beta * C[i][j] + v : v.
-
-BF16_FUNC static inline void store_row(float *c, __m512 acc0, __m512 acc1, __mmask16 k0, __mmask16 k1, float beta,
-                                       const float *bias_m_i, const float *bias_n) {
-    if (bias_m_i) {
-        __m512 bm = _mm512_set1_ps(*bias_m_i);
-        acc0 = _mm512_add_ps(acc0, bm);
-        acc1 = _mm512_add_ps(acc1, bm);
-    }
-    if (bias_n) {
-        acc0 = _mm512_add_ps(acc0, _mm512_maskz_loadu_ps(k0, bias_n));
-        acc1 = _mm512_add_ps(acc1, _mm512_maskz_loadu_ps(k1, bias_n + 16));
-    }
-    if (beta != 0.0f) {
-        __m512 vb = _mm512_set1_ps(beta);
-        acc0 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k0, c), acc0);
-        acc1 = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(k1, c + 16), acc1);
-    }
-    _mm512_mask_storeu_ps(c, k0, acc0);
-    _mm512_mask_storeu_ps(c + 16, k1, acc1);
-}
 
 // acc += dot of the broadcast A word with the B vector
 BF16_FUNC static inline __m512 dp(__m512 acc, const uint32_t *a, __m512i b) {
@@ -206,26 +188,10 @@ BF16_FUNC static void micro_bf16(int kp, const uint32_t *a, const uint32_t *b, f
         a += MR;
         b += NR;
     }
-    __mmask16 k0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-    __mmask16 k1 = n >= 32 ? (__mmask16)0xFFFF : n <= 16 ? (__mmask16)0 : (__mmask16)((1u << (n - 16)) - 1);
-    // Rows past m are padding: the switch falls through from the last real row down to row 0.
-    switch (m) {
-    case 14: store_row(c + 13 * (long)ldc, cd0, cd1, k0, k1, beta, bias_m ? bias_m + 13 : NULL, bias_n); /* fall through */
-    case 13: store_row(c + 12 * (long)ldc, cc0, cc1, k0, k1, beta, bias_m ? bias_m + 12 : NULL, bias_n); /* fall through */
-    case 12: store_row(c + 11 * (long)ldc, cb0, cb1, k0, k1, beta, bias_m ? bias_m + 11 : NULL, bias_n); /* fall through */
-    case 11: store_row(c + 10 * (long)ldc, ca0, ca1, k0, k1, beta, bias_m ? bias_m + 10 : NULL, bias_n); /* fall through */
-    case 10: store_row(c + 9 * (long)ldc, c90, c91, k0, k1, beta, bias_m ? bias_m + 9 : NULL, bias_n); /* fall through */
-    case 9: store_row(c + 8 * (long)ldc, c80, c81, k0, k1, beta, bias_m ? bias_m + 8 : NULL, bias_n); /* fall through */
-    case 8: store_row(c + 7 * (long)ldc, c70, c71, k0, k1, beta, bias_m ? bias_m + 7 : NULL, bias_n); /* fall through */
-    case 7: store_row(c + 6 * (long)ldc, c60, c61, k0, k1, beta, bias_m ? bias_m + 6 : NULL, bias_n); /* fall through */
-    case 6: store_row(c + 5 * (long)ldc, c50, c51, k0, k1, beta, bias_m ? bias_m + 5 : NULL, bias_n); /* fall through */
-    case 5: store_row(c + 4 * (long)ldc, c40, c41, k0, k1, beta, bias_m ? bias_m + 4 : NULL, bias_n); /* fall through */
-    case 4: store_row(c + 3 * (long)ldc, c30, c31, k0, k1, beta, bias_m ? bias_m + 3 : NULL, bias_n); /* fall through */
-    case 3: store_row(c + 2 * (long)ldc, c20, c21, k0, k1, beta, bias_m ? bias_m + 2 : NULL, bias_n); /* fall through */
-    case 2: store_row(c + 1 * (long)ldc, c10, c11, k0, k1, beta, bias_m ? bias_m + 1 : NULL, bias_n); /* fall through */
-    case 1: store_row(c, c00, c01, k0, k1, beta, bias_m, bias_n); /* fall through */
-    default: break;
-    }
+    const __m512 acc[2 * MR] = {
+        c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71, c80, c81, c90, c91,
+        ca0, ca1, cb0, cb1, cc0, cc1, cd0, cd1};
+    tile_store(c, ldc, m, n, acc, beta, bias_m, bias_n);
 }
 
 // ---- Rounding and packing the f32 operand ----------------------------------------------------
@@ -419,34 +385,14 @@ static BlockArgs block_args(const GemmProblem *g, const Bf16Packed *w, PackPairs
 }
 
 // K == 0: C = bias_m + bias_n + beta C.
-static void gemm_bias_only(const GemmProblem *g) {
-    for (int i = 0; i < g->M; i++) {
-        float *c = g->c + (int64_t)i * g->ldc;
-        for (int j = 0; j < g->N; j++) {
-            float v = (g->bias_m ? g->bias_m[i] : 0.0f) + (g->bias_n ? g->bias_n[j] : 0.0f);
-            c[j] = g->beta != 0.0f ? g->beta * c[j] + v : v;
-        }
-    }
-}
-
-
 // The product with checked arguments; pack_pairs (side A only) may replace g->b / g->pack_b.
 static int gemm_bf16_drive(const GemmProblem *g, const Bf16Packed *w, PackPairsB pack_pairs, const void *ctx) {
     if (g->M <= 0 || g->N <= 0) return 0;
     if (g->K <= 0) {
-        gemm_bias_only(g);
+        gemm_bias_beta(g);
         return 0;
     }
-    int threads = 1;
-#ifdef _OPENMP
-    // Small products and calls from inside a parallel region run on the calling thread.
-    int nested = omp_in_parallel();
-    double flops = 2.0 * g->M * g->N * g->K;
-    if (!nested && flops > 2e6) threads = omp_get_max_threads();
-    if (threads > MAX_POOL_THREADS) threads = MAX_POOL_THREADS;
-#else
-    int nested = 0;
-#endif
+    int nested, threads = gemm_threads_for(g, &nested);
     // Workspace first (on this thread), so that running out of memory is known before any work.
     if (nested) {
         void *ws = NULL;
