@@ -60,21 +60,8 @@ static double measure_bf16_peak(void) {
 static double measure_bf16_peak(void) { return 0.0; }
 #endif
 
-static float *rand_floats(size_t n, unsigned seed) {
-    float *x = malloc(n * sizeof(float));
-    if (!x) {
-        fprintf(stderr, "bench: out of memory\n");
-        exit(1);
-    }
-    unsigned long long s = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (size_t i = 0; i < n; i++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        x[i] = (float)((s >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f;
-    }
-    return x;
-}
+// Inputs in [-1, 1).
+static float *rand_floats(size_t n, unsigned seed) { return bench_rand_floats(n, seed, 1.0f, 0.0f); }
 
 // ---- A 3x3 stride-1 pad-1 convolution's implicit im2col, for gemm_run and gemm_bf16_run alike ----
 

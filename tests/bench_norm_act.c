@@ -11,6 +11,7 @@
 #include "core/runtime.h"
 #include "kernels/fused.h"
 #include "kernels/kernels.h"
+#include "tests/bench_peak.h"
 
 // ---- The scalar kernels before the SIMD rewrite (norm.c / activations.c at 1bb73c8) -----------
 
@@ -170,19 +171,7 @@ static double time_best(const Run *r, double min_total) {
 }
 
 static float *rand_floats(int64_t n, unsigned seed, float scale, float offset) {
-    float *x = malloc((size_t)n * sizeof(float));
-    if (!x) {
-        fprintf(stderr, "bench: out of memory\n");
-        exit(1);
-    }
-    unsigned long long s = seed * 0x9E3779B97F4A7C15ull + 1;
-    for (int64_t i = 0; i < n; i++) {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        x[i] = scale * ((float)((s >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f) + offset;
-    }
-    return x;
+    return bench_rand_floats((size_t)n, seed, scale, offset);
 }
 
 int main(int argc, char **argv) {

@@ -1,5 +1,5 @@
-// The machine's fp32 FMA peak, measured: 12 independent register-only FMA chains
-// per thread (AVX-512, AVX2 or scalar, as the ISA in use). Shared by the benches.
+// What the benches share: the machine's fp32 FMA peak, measured (12 independent register-only
+// FMA chains per thread, AVX-512, AVX2 or scalar as the ISA in use), and their random inputs.
 #ifndef SD_BENCH_PEAK_H
 #define SD_BENCH_PEAK_H
 
@@ -7,10 +7,30 @@
 #include <immintrin.h>
 #endif
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "core/runtime.h"
 
+// n floats scale * U(-1, 1) + offset from a xorshift stream seeded by `seed` (exits if out of memory).
+static inline float *bench_rand_floats(size_t n, unsigned seed, float scale, float offset) {
+    float *x = (float *)malloc((n ? n : 1) * sizeof(float));
+    if (!x) {
+        fprintf(stderr, "bench: out of memory\n");
+        exit(1);
+    }
+    unsigned long long s = seed * 0x9E3779B97F4A7C15ull + 1;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        x[i] = scale * ((float)((s >> 40) & 0xFFFFFF) / 8388608.0f - 1.0f) + offset;
+    }
+    return x;
+}
+
 #if defined(__x86_64__)
-__attribute__((target("avx512f"))) static double fma_flops_avx512(long iters, float seed) {
+__attribute__((target("avx512f"))) static inline double fma_flops_avx512(long iters, float seed) {
     __m512 b = _mm512_set1_ps(0.999999f), c = _mm512_set1_ps(1e-7f);
     __m512 x0 = _mm512_set1_ps(seed), x1 = _mm512_set1_ps(seed + 1), x2 = _mm512_set1_ps(seed + 2);
     __m512 x3 = _mm512_set1_ps(seed + 3), x4 = _mm512_set1_ps(seed + 4), x5 = _mm512_set1_ps(seed + 5);
@@ -30,7 +50,7 @@ __attribute__((target("avx512f"))) static double fma_flops_avx512(long iters, fl
     return (double)iters * 12 * 16 * 2;
 }
 
-__attribute__((target("avx2,fma"))) static double fma_flops_avx2(long iters, float seed) {
+__attribute__((target("avx2,fma"))) static inline double fma_flops_avx2(long iters, float seed) {
     __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
     __m256 x0 = _mm256_set1_ps(seed), x1 = _mm256_set1_ps(seed + 1), x2 = _mm256_set1_ps(seed + 2);
     __m256 x3 = _mm256_set1_ps(seed + 3), x4 = _mm256_set1_ps(seed + 4), x5 = _mm256_set1_ps(seed + 5);
@@ -54,7 +74,7 @@ __attribute__((target("avx2,fma"))) static double fma_flops_avx2(long iters, flo
 #endif
 
 // Scalar (or NEON, where the compiler vectorises nothing here): 12 chains of plain multiply-adds.
-static double fma_flops_scalar(long iters, float seed) {
+static inline double fma_flops_scalar(long iters, float seed) {
     float x[12];
     for (int j = 0; j < 12; j++) x[j] = seed + (float)j;
     for (long i = 0; i < iters; i++)
@@ -64,7 +84,7 @@ static double fma_flops_scalar(long iters, float seed) {
     return (double)iters * 12 * 2;
 }
 
-static double fma_flops(SdIsa isa, long iters, float seed) {
+static inline double fma_flops(SdIsa isa, long iters, float seed) {
 #if defined(__x86_64__)
     if (isa == ISA_AVX512) return fma_flops_avx512(iters, seed);
     if (isa == ISA_AVX2) return fma_flops_avx2(iters, seed);
@@ -75,7 +95,7 @@ static double fma_flops(SdIsa isa, long iters, float seed) {
 
 // Peak GFLOP/s of `threads` threads running the FMA loop at once: the best of 7 short runs,
 // the rate of the core when no other process takes it.
-static double measure_peak(SdIsa isa, int threads) {
+static inline double measure_peak(SdIsa isa, int threads) {
     long iters = 15 * 1000 * 1000L;
     if (isa == ISA_SCALAR || isa == ISA_NEON) iters /= 4;
     double best = 0.0;
