@@ -6,7 +6,6 @@
 #include "core/error.h"
 #include "fusion/layers.h"
 #include "kernels/kernels.h"
-#include "kernels/fused.h"
 
 int conv_layer_init(ConvLayer *l, ParamSet *ps, const char *prefix, int cin, int cout, int kernel, int pad,
                     int has_bias) {
@@ -100,17 +99,9 @@ static int batchnorm_train(NormLayer *n, const float *x, float *y, int B, int HW
 
 int norm_layer_forward(NormLayer *n, const float *x, float *y, int B, int HW, int training, float *mean, float *rstd) {
     if (n->kind == NORM_GROUP) {
-        // The statistics kept for the backward are computed by the same code (norm_stats) as the ones
-        // groupnorm_forward normalises with, so they are the same bits.
-        if (mean && rstd) {
-            const int cpg = n->channels / n->groups, isa = eltwise_isa();
-#pragma omp parallel for collapse(2) schedule(static)
-            for (int b = 0; b < B; b++)
-                for (int g = 0; g < n->groups; g++)
-                    norm_stats(x + ((int64_t)b * n->channels + (int64_t)g * cpg) * HW, cpg, HW, HW, NULL, n->eps, isa,
-                               &mean[b * n->groups + g], &rstd[b * n->groups + g]);
-        }
-        groupnorm_forward(x, y, n->weight->data, n->bias->data, B, n->channels, HW, n->groups, n->eps);
+        // the statistics kept for the backward are those the output was normalised with
+        groupnorm_forward_stats(x, y, n->weight->data, n->bias->data, B, n->channels, HW, n->groups, n->eps,
+                                mean && rstd ? mean : NULL, mean && rstd ? rstd : NULL);
         return 0;
     }
     if (training) return batchnorm_train(n, x, y, B, HW, mean, rstd);

@@ -66,6 +66,10 @@ void conv2d_forward_packed(const float *x, int N, int Cin, int H, int W, const G
 // GroupNorm over (C/groups, HW) per sample and group; gamma/beta (C) may be NULL. y may equal x.
 void groupnorm_forward(const float *x, float *y, const float *gamma, const float *beta, int N, int C, int HW,
                        int groups, float eps);
+// The same, also giving the statistics it normalised with (what a backward needs): mean and
+// rstd = 1/sqrt(var + eps), (N, groups) each; either may be NULL.
+void groupnorm_forward_stats(const float *x, float *y, const float *gamma, const float *beta, int N, int C, int HW,
+                             int groups, float eps, float *mean, float *rstd);
 // LayerNorm over the last dim; gamma/beta (dim) may be NULL. y may equal x.
 void layernorm_forward(const float *x, float *y, const float *gamma, const float *beta, int rows, int dim, float eps);
 // BatchNorm with given statistics (eval mode): y = (x - mean) / sqrt(var + eps) * gamma + beta.

@@ -318,6 +318,11 @@ static void apply_rows(const float *x, float *y, int n, float mean, float rstd, 
 
 void groupnorm_forward(const float *x, float *y, const float *gamma, const float *beta, int N, int C, int HW,
                        int groups, float eps) {
+    groupnorm_forward_stats(x, y, gamma, beta, N, C, HW, groups, eps, NULL, NULL);
+}
+
+void groupnorm_forward_stats(const float *x, float *y, const float *gamma, const float *beta, int N, int C, int HW,
+                             int groups, float eps, float *mean_out, float *rstd_out) {
     const int isa = eltwise_isa();
     const int cpg = C / groups;
 #pragma omp parallel for collapse(2) schedule(static) if ((int64_t)N * C * HW >= PARALLEL_MIN)
@@ -326,6 +331,8 @@ void groupnorm_forward(const float *x, float *y, const float *gamma, const float
             int64_t base = ((int64_t)n * C + (int64_t)g * cpg) * HW;
             float mean, rstd;
             norm_stats(x + base, cpg, HW, HW, NULL, eps, isa, &mean, &rstd);
+            if (mean_out) mean_out[n * groups + g] = mean;
+            if (rstd_out) rstd_out[n * groups + g] = rstd;
             for (int c = 0; c < cpg; c++) {
                 int ch = g * cpg + c;
                 int64_t off = base + (int64_t)c * HW;

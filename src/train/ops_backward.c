@@ -9,7 +9,6 @@
 #include <stdlib.h>
 
 #include "core/error.h"
-#include "kernels/fused.h"
 
 // ---------------------------------------------------------------------------
 // Convolution
@@ -210,26 +209,8 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
 
 void groupnorm_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
                              const float *beta, int N, int C, int HW, int groups, float eps) {
-    const int isa = eltwise_isa();
-    const int cpg = C / groups;
-    // groupnorm_forward's code, statistics kept for the backward: norm_stats (shifted double sums in
-    // 16 fixed lanes, biased variance, float rstd) and norm_apply_span, so the bits are its bits.
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int n = 0; n < N; n++) {
-        for (int g = 0; g < groups; g++) {
-            const int64_t base = ((int64_t)n * C + (int64_t)g * cpg) * HW;
-            float m, rs;
-            norm_stats(inp + base, cpg, HW, HW, NULL, eps, isa, &m, &rs);
-            mean[n * groups + g] = m;
-            rstd[n * groups + g] = rs;
-            for (int c = 0; c < cpg; c++) {
-                const int ch = g * cpg + c;
-                const int64_t off = base + (int64_t)c * HW;
-                norm_apply_span(inp + off, out + off, HW, NULL, m, rs, gamma ? gamma[ch] : 1.0f, beta ? beta[ch] : 0.0f,
-                                isa);
-            }
-        }
-    }
+    // groupnorm_forward itself, with the statistics it normalised with kept for the backward
+    groupnorm_forward_stats(inp, out, gamma, beta, N, C, HW, groups, eps, mean, rstd);
 }
 
 // With xhat = (x - mean) * rstd and D = cpg * HW per (n, group):
