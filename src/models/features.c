@@ -303,20 +303,6 @@ static int pyramid_fill(FeaturePyramid *p, const ModuleCaptures *cap, int slot) 
     return 0;
 }
 
-// One UNet call with the walk's arena; the arena grows (once or twice) if a kernel wants more
-// scratch than unet_arena_bytes bounds, as unet_run does.
-static int unet_call(const UNet *unet, Arena *arena, const float *x, int h, int w, float t, const float *text, int L,
-                     ModuleCaptures *cap, float *eps) {
-    for (int attempt = 0;; attempt++) {
-        int rc = unet_forward(unet, x, 1, h, w, &t, text, L, NULL, cap, arena, eps);
-        if (rc == 0 || attempt == 2 || !strstr(sd_last_error(), "out of scratch")) return rc;
-        size_t bytes = arena->capacity * 2;
-        arena_free(arena);
-        if (arena_init(arena, bytes)) return SD_FAIL;
-        if (cap) captures_clear(cap);
-    }
-}
-
 int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOptions *o, const float *latent, int h,
                          int w, const float *text, int L, int keep_history, FeaturePyramid *out) {
     memset(out, 0, sizeof(*out));
@@ -367,7 +353,7 @@ int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOp
         int save = c->save_slot >= 0;
         float t = c->t_unet;
         if (save) captures_clear(&cap);
-        if (unet_call(unet, &arena, x, h, w, t, text, L, save ? &cap : NULL, eps)) {
+        if (unet_forward_growing(unet, x, 1, h, w, &t, text, L, NULL, save ? &cap : NULL, &arena, eps)) {
             sd_error_context("UNet call %d (t = %g)", i, (double)t);
             goto done;
         }

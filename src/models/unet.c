@@ -704,18 +704,27 @@ size_t unet_arena_bytes(const UNet *u, int B, int h, int w, int L) {
     return (size_t)(fixed + peak) * sizeof(float) + 512 * 64 + (16u << 20);
 }
 
-int unet_run(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps, const float *context,
-             int L, const float *metadata, ModuleCaptures *captures, float *out) {
-    size_t bytes = unet_arena_bytes(u, B, h, w, L);
+int unet_forward_growing(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps,
+                         const float *context, int L, const float *metadata, ModuleCaptures *captures, Arena *arena,
+                         float *out) {
     for (int attempt = 0;; attempt++) {
-        Arena arena;
-        if (arena_init(&arena, bytes)) return SD_FAIL;
-        int rc = unet_forward(u, sample, B, h, w, timesteps, context, L, metadata, captures, &arena, out);
-        arena_free(&arena);
+        int rc = unet_forward(u, sample, B, h, w, timesteps, context, L, metadata, captures, arena, out);
         // The bound covers what this file allocates; a kernel that wants scratch beyond it gets a retry.
         if (rc == 0 || attempt == 2 || !strstr(sd_last_error(), "out of scratch")) return rc;
-        bytes *= 2;
+        size_t bytes = arena->capacity * 2;
+        arena_free(arena);
+        if (arena_init(arena, bytes)) return SD_FAIL;
+        if (captures) captures_clear(captures);
     }
+}
+
+int unet_run(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps, const float *context,
+             int L, const float *metadata, ModuleCaptures *captures, float *out) {
+    Arena arena;
+    if (arena_init(&arena, unet_arena_bytes(u, B, h, w, L))) return SD_FAIL;
+    int rc = unet_forward_growing(u, sample, B, h, w, timesteps, context, L, metadata, captures, &arena, out);
+    arena_free(&arena);
+    return rc;
 }
 
 // ---- module paths --------------------------------------------------------------------

@@ -107,6 +107,12 @@ size_t unet_arena_bytes(const UNet *u, int B, int h, int w, int L);
 int unet_forward(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps,
                  const float *context, int L, const float *metadata, ModuleCaptures *captures, Arena *arena,
                  float *out);
+// unet_forward that grows the caller's arena (doubling it, twice at most) when a kernel wants more
+// scratch than unet_arena_bytes bounds; the captures are cleared before a retry. For a caller
+// that keeps one arena across many calls (the DDIM walk).
+int unet_forward_growing(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps,
+                         const float *context, int L, const float *metadata, ModuleCaptures *captures, Arena *arena,
+                         float *out);
 // The same with an arena of unet_arena_bytes made (and freed) inside.
 int unet_run(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps, const float *context,
              int L, const float *metadata, ModuleCaptures *captures, float *out);
