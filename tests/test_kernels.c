@@ -12,14 +12,6 @@
 #include "kernels/kernels.h"
 #include "tests/test_util.h"
 
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
 static float *rand_buf(size_t n, unsigned long long seed) {
     float *x = malloc((n ? n : 1) * sizeof(float));
     test_fill(x, (long)n, seed);

@@ -17,14 +17,6 @@
 
 static const double ULP = 1.0 / 16777216.0;  // 2^-24: half a float ulp at 1, relative
 
-static void set_threads(int n) {
-#ifdef _OPENMP
-    omp_set_num_threads(n);
-#else
-    (void)n;
-#endif
-}
-
 static float *alloc_floats(int64_t n) {
     float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
     if (!p) {

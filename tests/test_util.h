@@ -9,6 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 static int g_test_passed = 0, g_test_failed = 0;
 
 #define CHECK(cond, ...)                                          \
@@ -31,6 +35,15 @@ static inline double max_abs_diff(const float *a, const float *b, long n) {
         if (!(d <= m)) m = d;  // NaN propagates as a failure
     }
     return m;
+}
+
+// The OpenMP thread count for what follows (tests compare 1 and 2 threads bit for bit).
+static inline void set_threads(int n) {
+#ifdef _OPENMP
+    omp_set_num_threads(n);
+#else
+    (void)n;
+#endif
 }
 
 // Deterministic pseudo-random floats in [-1, 1) (xorshift), for test inputs.
