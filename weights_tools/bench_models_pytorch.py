@@ -36,6 +36,8 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from bench_pytorch import blas_name  # noqa: E402  (which libblas.so.3 the system selects)
 
 # The same configs as tests/bench_models.c.
 UNET_CONFIG = dict(
@@ -73,19 +75,6 @@ def load_average():
             return float(f.read().split()[0])
     except (OSError, ValueError):
         return -1.0
-
-
-def blas_name():
-    import subprocess
-    try:
-        out = subprocess.run(["update-alternatives", "--query", "libblas.so.3-x86_64-linux-gnu"],
-                             capture_output=True, text=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Value:"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown"
 
 
 def setup_imports():

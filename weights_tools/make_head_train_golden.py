@@ -27,7 +27,6 @@ gradient's size, so the parameters are only as well defined as that ensemble
 says. Seeds are tried (up to MAX_SEEDS) until the ensemble needs <= TARGET_ATOL.
 """
 import argparse
-import json
 import math
 import os
 import re
@@ -35,7 +34,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from golden_common import save_safetensors  # noqa: E402
+from golden_common import write_case  # noqa: E402
 import make_head_golden as mhg  # noqa: E402  (build, perturb, make_inputs, setup_env, git_blobs)
 
 RTOL = 1e-3
@@ -387,20 +386,11 @@ def make_case(spec, out_dir, blobs):
              "different but correct float32 implementation ends up up to ~lr away in that element."
              + (f" Gradients whose max |value| is below 10 x atol (checked only loosely): {', '.join(loose)}."
                 if loose else ""))
-    d = os.path.join(out_dir, spec["name"])
-    os.makedirs(d, exist_ok=True)
     config = {"head": cfg, "optimizer": spec["optimizer"], "steps": spec["steps"], "loss": spec["loss"],
               "ignore_index": -100}
-    case = {"module": "head_train", "config": config, "rtol": RTOL, "atol": atol, "notes": notes}
-    with open(os.path.join(d, "case.json"), "w") as f:
-        json.dump(case, f, indent=1)
-        f.write("\n")
-    save_safetensors(weights, os.path.join(d, "weights.safetensors"))
-    save_safetensors(tensors, os.path.join(d, "tensors.safetensors"))
-    size = sum(os.path.getsize(os.path.join(d, f)) for f in os.listdir(d))
-    print(f"  wrote {d} ({size / 1024:.0f} KiB, atol {atol:g}, needs {need:.2g} "
-          f"({', '.join(f'{g} {v:.2g}' for g, v in by_group.items())}); losses {[float(l) for l in losses]};"
-          f" no gradient: {skipped})", flush=True)
+    write_case(out_dir, spec["name"], "head_train", config, weights, tensors, atol, RTOL, notes)
+    print(f"    needs {need:.2g} ({', '.join(f'{g} {v:.2g}' for g, v in by_group.items())}); "
+          f"losses {[float(l) for l in losses]}; no gradient: {skipped}", flush=True)
 
 
 def main():
