@@ -14,8 +14,43 @@
 
 enum { MR = 14, NR = 32 };
 
+// The short tiles for the last micro-panel of a block whose row count is not a multiple of 14
+// (M = 64 tokens: 4 x 14 + 8; the VAE's 128 channels: 9 x 14 + 2): only the first `rows` rows
+// of the A micro-panel (still packed 14 wide), so no FMA is spent on padding rows. Same FMA
+// chain per C element as the 14-row tile, so the same bits. `rows` is a constant at each call
+// (4 or 8), so the accumulator array stays in registers.
+AVX512_FUNC static inline __attribute__((always_inline)) void micro_short_avx512(
+    const int rows, int k, const float *a, const float *b, float *c, int ldc, int m, int n, float beta,
+    const float *bias_m, const float *bias_n) {
+    __m512 acc[2 * 8];
+#pragma GCC unroll 16
+    for (int i = 0; i < 2 * rows; i++) acc[i] = _mm512_setzero_ps();
+    for (int p = 0; p < k; p++) {
+        __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
+        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(a + 1024), _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int i = 0; i < rows; i++) {
+            __m512 ai = _mm512_set1_ps(a[i]);
+            acc[2 * i] = _mm512_fmadd_ps(ai, b0, acc[2 * i]);
+            acc[2 * i + 1] = _mm512_fmadd_ps(ai, b1, acc[2 * i + 1]);
+        }
+        a += MR;
+        b += NR;
+    }
+    tile_store(c, ldc, m, n, acc, beta, bias_m, bias_n);
+}
+
 AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, float *c, int ldc, int m, int n,
                                      float beta, const float *bias_m, const float *bias_n) {
+    if (m <= 4) {
+        micro_short_avx512(4, k, a, b, c, ldc, m, n, beta, bias_m, bias_n);
+        return;
+    }
+    if (m <= 8) {
+        micro_short_avx512(8, k, a, b, c, ldc, m, n, beta, bias_m, bias_n);
+        return;
+    }
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
     __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
     __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
@@ -31,8 +66,10 @@ AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, floa
     for (int p = 0; p < k; p++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
         __m512 ai;
+        // B: 8 k steps ahead (it comes from L2). A: 4 KB ahead (~73 k steps): weights packed at
+        // load stream from memory, and only this far ahead does the fetch hide DRAM latency.
         _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
-        _mm_prefetch((const char *)(a + 8 * MR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(a + 1024), _MM_HINT_T0);
         ai = _mm512_set1_ps(a[0]);  c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
         ai = _mm512_set1_ps(a[1]);  c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
         ai = _mm512_set1_ps(a[2]);  c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
@@ -69,6 +106,10 @@ AVX512_FUNC static void micro_narrow_avx512(int k, const float *a0, const float 
     __m512 c21 = _mm512_setzero_ps(), c22 = _mm512_setzero_ps(), c23 = _mm512_setzero_ps(), c24 = _mm512_setzero_ps(), c25 = _mm512_setzero_ps(), c26 = _mm512_setzero_ps(), c27 = _mm512_setzero_ps();
     for (int p = 0; p < k; p++) {
         __m512 b0 = _mm512_loadu_ps(b);
+        // Both A micro-panels stream from memory (a 4x4 map's weights are used by one tile):
+        // fetch 2 KB ahead in each (past a1's end is the next pair's a0).
+        _mm_prefetch((const char *)(a0 + 512), _MM_HINT_T0);
+        _mm_prefetch((const char *)(a1 + 512), _MM_HINT_T0);
         c00 = _mm512_fmadd_ps(_mm512_set1_ps(a0[0]), b0, c00);
         c01 = _mm512_fmadd_ps(_mm512_set1_ps(a0[1]), b0, c01);
         c02 = _mm512_fmadd_ps(_mm512_set1_ps(a0[2]), b0, c02);
