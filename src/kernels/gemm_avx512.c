@@ -27,7 +27,9 @@ AVX512_FUNC static inline __attribute__((always_inline)) void micro_short_avx512
     for (int i = 0; i < 2 * rows; i++) acc[i] = _mm512_setzero_ps();
     for (int p = 0; p < k; p++) {
         __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_loadu_ps(b + 16);
-        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+        // With 4 rows or fewer (1 row: a time-embedding projection) B is a weight read once,
+        // from memory: fetch it 4 KB ahead; else B comes from L2 and A streams, as below.
+        _mm_prefetch((const char *)(rows <= 4 ? b + 1024 : b + 8 * NR), _MM_HINT_T0);
         _mm_prefetch((const char *)(a + 1024), _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int i = 0; i < rows; i++) {
