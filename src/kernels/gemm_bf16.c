@@ -152,8 +152,69 @@ BF16_FUNC static inline __m512 dp(__m512 acc, const uint32_t *a, __m512i b) {
     return _mm512_dpbf16_ps(acc, (__m512bh)_mm512_set1_epi32((int)*a), (__m512bh)b);
 }
 
+// The short tiles for a last micro-panel of 1-4 or 5-8 real rows (M = 64 tokens: 4 x 14 + 8;
+// 16 tokens: 14 + 2), as in gemm_avx512.c: only `rows` rows of the A micro-panel (still packed
+// MR wide), the same dot products in the same order per C element, so the same bits.
+BF16_FUNC static inline __attribute__((always_inline)) void micro_short_bf16(
+    const int rows, int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta,
+    const float *bias_m, const float *bias_n) {
+    __m512 acc[2 * 8];
+#pragma GCC unroll 16
+    for (int i = 0; i < 2 * rows; i++) acc[i] = _mm512_setzero_ps();
+    for (int q = 0; q < kp; q++) {
+        __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 16);
+        // with 1-4 rows B is a weight read once, from memory: fetch it 4 KB ahead
+        _mm_prefetch((const char *)(rows <= 4 ? b + 1024 : b + 8 * NR), _MM_HINT_T0);
+        _mm_prefetch((const char *)(a + MR * 64), _MM_HINT_T0);
+#pragma GCC unroll 8
+        for (int i = 0; i < rows; i++) {
+            acc[2 * i] = dp(acc[2 * i], a + i, b0);
+            acc[2 * i + 1] = dp(acc[2 * i + 1], a + i, b1);
+        }
+        a += MR;
+        b += NR;
+    }
+    tile_store(c, ldc, m, n, acc, beta, bias_m, bias_n);
+}
+
+// The narrow tile for a B micro-panel with at most 16 real columns (a 4x4 map's 16 pixels):
+// two A micro-panels (28 rows) against the first 16 columns, where the 14 x 32 tile would
+// spend half of its dot products on zero columns. Same sums per C element as micro_bf16.
+BF16_FUNC static void micro_narrow_bf16(int kp, const uint32_t *a0, const uint32_t *a1, const uint32_t *b, float *c,
+                                        int ldc, int m, int n, float beta, const float *bias_m, const float *bias_n) {
+    __m512 acc[2 * MR];
+#pragma GCC unroll 28
+    for (int i = 0; i < 2 * MR; i++) acc[i] = _mm512_setzero_ps();
+    for (int q = 0; q < kp; q++) {
+        __m512i b0 = _mm512_loadu_si512(b);
+        // both A micro-panels are weights streaming from memory: 3.5 KiB ahead in each
+        _mm_prefetch((const char *)(a0 + MR * 64), _MM_HINT_T0);
+        _mm_prefetch((const char *)(a1 + MR * 64), _MM_HINT_T0);
+#pragma GCC unroll 14
+        for (int i = 0; i < MR; i++) {
+            acc[i] = dp(acc[i], a0 + i, b0);
+            acc[MR + i] = dp(acc[MR + i], a1 + i, b0);
+        }
+        a0 += MR;
+        a1 += MR;
+        b += NR;
+    }
+    __mmask16 k0, k1;
+    tile_column_masks(n, &k0, &k1);  // n <= 16: k1 is empty
+    for (int i = 0; i < m; i++)
+        tile_store_row(c + (long)i * ldc, acc[i], _mm512_setzero_ps(), k0, k1, beta, bias_m ? bias_m + i : NULL, bias_n);
+}
+
 BF16_FUNC static void micro_bf16(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n,
                                  float beta, const float *bias_m, const float *bias_n) {
+    if (m <= 4) {
+        micro_short_bf16(4, kp, a, b, c, ldc, m, n, beta, bias_m, bias_n);
+        return;
+    }
+    if (m <= 8) {
+        micro_short_bf16(8, kp, a, b, c, ldc, m, n, beta, bias_m, bias_n);
+        return;
+    }
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
     __m512 c20 = _mm512_setzero_ps(), c21 = _mm512_setzero_ps(), c30 = _mm512_setzero_ps(), c31 = _mm512_setzero_ps();
     __m512 c40 = _mm512_setzero_ps(), c41 = _mm512_setzero_ps(), c50 = _mm512_setzero_ps(), c51 = _mm512_setzero_ps();
@@ -343,9 +404,19 @@ BF16_FUNC static void gemm_bf16_block(const BlockArgs *ba, int m0, int m1, int n
                     for (int ir = 0; ir < mc; ir += MR) {
                         int m = mc - ir < MR ? mc - ir : MR;
                         const float *bias_m = first && g->bias_m ? g->bias_m + ic + ir : NULL;
+                        // the A micro-panel of rows [ic+ir, +MR): the next one is panel_words (weights)
+                        // or MR*kp (the pack buffer) further
+                        const size_t next = side_a ? panel_words : (size_t)MR * kp;
                         const uint32_t *a = side_a ? w->data + (size_t)((ic + ir) / MR) * panel_words + (size_t)(pc / 2) * MR
                                                    : ba->pack + (size_t)ir * kp;
                         float *c = g->c + (int64_t)(ic + ir) * g->ldc + jc + jr;
+                        if (2 * n <= NR && mc - ir > MR) {
+                            // a half-empty B micro-panel (a 4x4 map): two A micro-panels at once
+                            int m2 = mc - ir < 2 * MR ? mc - ir : 2 * MR;
+                            micro_narrow_bf16(kp, a, a + next, b, c, g->ldc, m2, n, beta, bias_m, bias_n);
+                            ir += MR;
+                            continue;
+                        }
                         micro_bf16(kp, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
                     }
                 }
