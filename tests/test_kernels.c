@@ -221,6 +221,8 @@ static void test_conv(const char *isa, Arena *arena) {
         {1, 3, 6, 6, 2, 5, 1, 2, 2, 2, 2, 1},        // 5x5 kernel
         {1, 40, 12, 12, 37, 3, 1, 1, 1, 1, 1, 1},    // K = 360 > kc
         {1, 300, 5, 5, 20, 3, 1, 1, 1, 1, 1, 1},     // K = 2700, tiny map
+        {1, 4, 5, 45, 6, 3, 1, 1, 1, 1, 1, 1},       // rows wider than a micro-panel: runs start mid-row
+        {1, 3, 4, 70, 5, 3, 1, 0, 0, 2, 1, 1},       // wide rows, uneven left/right padding
     };
     int n = (int)(sizeof(cases) / sizeof(cases[0]));
     for (int i = 0; i < n; i++) check_conv(isa, cases[i], arena, 0);
