@@ -63,7 +63,8 @@ const GemmKernelInfo *gemm_kernel_info(void) {
 
 // A block rows [i0, i0+mc) x cols [p0, p0+kc) of alpha*op(A) into micro-panels of mr rows:
 // dst[(ir/mr)*kc*mr + p*mr + i]. Rows past M are zeros.
-static void pack_a(const GemmProblem *g, int i0, int mc, int p0, int kc, int mr, float *dst) {
+static void pack_a(const GemmProblem *g, int i0, int mc, int p0, int kc, int mr,
+                   void (*ki_pack_rows)(const float *, int64_t, int, int, float *), float *dst) {
     for (int ir = 0; ir < mc; ir += mr) {
         int m = mc - ir < mr ? mc - ir : mr;
         float *d = dst + (size_t)ir * kc;
@@ -79,6 +80,10 @@ static void pack_a(const GemmProblem *g, int i0, int mc, int p0, int kc, int mr,
                     const char *next = (const char *)(g->a + (int64_t)(i0 + ir + mr + i) * g->lda + p0);
                     for (int off = 0; off < kc * 4; off += 64) __builtin_prefetch(next + off, 0, 3);
                 }
+            }
+            if (ki_pack_rows && g->alpha == 1.0f) {
+                ki_pack_rows(g->a + (int64_t)(i0 + ir) * g->lda + p0, g->lda, m, kc, d);
+                continue;  // rows past m are zeros already
             }
             // 16 columns (one cache line of each row) at a time: a row's line is read in one go,
             // so rows that alias in L1 (lda a multiple of 1024 floats) do not evict each other,
@@ -218,7 +223,7 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
             float beta = first ? g->beta : 1.0f;
             for (int ic = m0; ic < m1; ic += MC) {
                 int mc = m1 - ic < MC ? m1 - ic : MC;
-                if (!a_packed) pack_a(g, ic, mc, pc, kc, mr, ap);
+                if (!a_packed) pack_a(g, ic, mc, pc, kc, mr, ki->pack_a_rows, ap);
                 for (int jr = 0; jr < nc; jr += nr) {
                     int n = nc - jr < nr ? nc - jr : nr;
                     const float *bias_n = first && g->bias_n ? g->bias_n + jc + jr : NULL;

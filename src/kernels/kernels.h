@@ -132,6 +132,10 @@ typedef struct GemmKernelInfo {
     // Same sums in the same order as two `micro` calls, so the same bits.
     void (*micro_narrow)(int k, const float *a0, const float *a1, const float *b, float *c, int ldc, int m, int n,
                          float beta, const float *bias_m, const float *bias_n);
+    // Optional (NULL: gemm.c's portable loop): one micro-panel of A from m <= mr rows of a
+    // row-major matrix (row i at src + i*lda), kc columns: dst[p*mr + i] = src[i*lda + p], rows
+    // m..mr-1 zero.
+    void (*pack_a_rows)(const float *src, int64_t lda, int m, int kc, float *dst);
 } GemmKernelInfo;
 
 // The kernel set in use: the forced one (test hook), else the one for sd_cpu_isa().
