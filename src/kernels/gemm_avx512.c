@@ -193,32 +193,6 @@ AVX512_FUNC static void softmax_step_avx512(float *s, int rows, float *m, float 
     }
 }
 
-// r[i] = row i of a 16 x 16 block in, r[j] = column j out: pairs of rows interleaved
-// (unpack), then pairs of pairs (shuffle), then 128-bit lanes twice (shuffle_f32x4).
-AVX512_FUNC static inline void transpose16(__m512 r[16]) {
-    __m512 t[16], u[16], v[16];
-    for (int k = 0; k < 8; k++) {
-        t[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
-        t[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
-    }
-    for (int k = 0; k < 4; k++) {
-        u[4 * k + 0] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * k + 1] = _mm512_shuffle_ps(t[4 * k], t[4 * k + 2], _MM_SHUFFLE(3, 2, 3, 2));
-        u[4 * k + 2] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(1, 0, 1, 0));
-        u[4 * k + 3] = _mm512_shuffle_ps(t[4 * k + 1], t[4 * k + 3], _MM_SHUFFLE(3, 2, 3, 2));
-    }
-    for (int k = 0; k < 2; k++) {
-        for (int j = 0; j < 4; j++) {
-            v[8 * k + j] = _mm512_shuffle_f32x4(u[8 * k + j], u[8 * k + 4 + j], 0x88);
-            v[8 * k + 4 + j] = _mm512_shuffle_f32x4(u[8 * k + j], u[8 * k + 4 + j], 0xdd);
-        }
-    }
-    for (int j = 0; j < 8; j++) {
-        r[j] = _mm512_shuffle_f32x4(v[j], v[8 + j], 0x88);
-        r[8 + j] = _mm512_shuffle_f32x4(v[j], v[8 + j], 0xdd);
-    }
-}
-
 // One A micro-panel from m <= 14 rows: 16 columns of every row at a time (rows 14, 15 and
 // those past m are zeros), transposed, then column p's 14 values stored at dst + p*14.
 AVX512_FUNC static void pack_a_rows_avx512(const float *src, int64_t lda, int m, int kc, float *dst) {

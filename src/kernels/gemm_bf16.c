@@ -344,13 +344,26 @@ BF16_FUNC static void pack_a_bf16(const GemmProblem *g, int i0, int mc, int p0, 
         int m = mc - ir < MR ? mc - ir : MR;
         uint32_t *d = dst + (size_t)ir * kp;
         if (!g->trans_a) {
-            // A is M x K: each row is contiguous in k.
-            for (int i = 0; i < MR; i++) {
-                if (i < m) {
-                    pack_row_pairs(g->a + (int64_t)(i0 + ir + i) * g->lda + p0, kc, d + i, MR);
-                } else {
-                    for (int q = 0; q < kp; q++) d[(size_t)q * MR + i] = 0;
+            // A is M x K: each row is contiguous in k. 32 values of a row round to 16 pair words
+            // in k order; the 14 rows' vectors (and two zero rows) are transposed so that pair q
+            // of all rows is one vector, stored as the panel's 14 words for q. Rows past m are 0.
+            const float *src = g->a + (int64_t)(i0 + ir) * g->lda + p0;
+            for (int t = 0; t < kc; t += 32) {
+                __m512 r[16];
+                for (int i = 0; i < 16; i++) {
+                    if (i < m) {
+                        const float *row = src + (int64_t)i * g->lda + t;
+                        __m512 lo = _mm512_maskz_loadu_ps(first_lanes(kc - t), row);
+                        __m512 hi = _mm512_maskz_loadu_ps(first_lanes(kc - t - 16), row + 16);
+                        r[i] = (__m512)_mm512_cvtne2ps_pbh(hi, lo);
+                    } else {
+                        r[i] = _mm512_setzero_ps();
+                    }
                 }
+                transpose16(r);
+                int pairs = (kc - t + 1) / 2 < 16 ? (kc - t + 1) / 2 : 16;
+                for (int q = 0; q < pairs; q++)
+                    _mm512_mask_storeu_ps(d + (size_t)(t / 2 + q) * MR, (__mmask16)0x3FFF, r[q]);
             }
         } else {
             // A is K x M: for each k the MR values are contiguous.
