@@ -319,11 +319,11 @@ static void check_product(Spec sp, unsigned long long seed) {
 }
 
 static void test_products(void) {
-    // Edge sizes around the 14 x 32 tile, K = 1 and odd K, K across two 768 blocks with an odd
-    // remainder, M across two 168-row blocks, N past the 4096 block.
+    // Edge sizes around the 14 x 32 tile, K = 1 and odd K (K % 32 in 17..31 too), K across two
+    // KC blocks with an odd remainder, M across two MC blocks, N past the 4096 block.
     static const int sizes[][3] = {{1, 1, 1},    {1, 1, 2},    {1, 37, 3},    {15, 1, 5},    {14, 32, 8},
                                    {13, 31, 7},  {15, 33, 9},  {29, 65, 64},  {47, 70, 101}, {3, 5, 1},
-                                   {200, 40, 33}, {33, 100, 1537}, {5, 4100, 3}};
+                                   {200, 40, 33}, {33, 100, 1537}, {5, 4100, 3}, {15, 33, 59}, {29, 16, 27}};
     unsigned long long seed = 100;
     for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
         int M = sizes[s][0], N = sizes[s][1], K = sizes[s][2];
@@ -343,10 +343,12 @@ static void test_products(void) {
             Spec b = {side, 30, 45, 77, variant == 1, variant == 2, 0, 0, 1, 0.5f};
             Spec c = {side, 31, 47, 900, variant == 1, variant == 2, 2, 1, 1, -1.25f};
             Spec d = {side, 16, 33, 12, variant == 1, variant == 2, 0, 0, 0, 1.0f};
+            Spec e = {side, 31, 47, 1100, variant == 1, variant == 2, 0, 1, 1, -1.25f};  // narrow tile, 2 k blocks
             check_product(a, seed++);
             check_product(b, seed++);
             check_product(c, seed++);
             check_product(d, seed++);
+            check_product(e, seed++);
         }
     }
 }

@@ -223,6 +223,9 @@ static void test_conv(const char *isa, Arena *arena) {
         {1, 300, 5, 5, 20, 3, 1, 1, 1, 1, 1, 1},     // K = 2700, tiny map
         {1, 4, 5, 45, 6, 3, 1, 1, 1, 1, 1, 1},       // rows wider than a micro-panel: runs start mid-row
         {1, 3, 4, 70, 5, 3, 1, 0, 0, 2, 1, 1},       // wide rows, uneven left/right padding
+        {1, 4, 40, 1, 5, 3, 1, 1, 1, 1, 1, 1},       // 1 column: 32 runs in a micro-panel
+        {1, 3, 5, 6, 4, 1, 1, 1, 1, 1, 1, 1},        // 1x1 with padding (not a plain GEMM)
+        {1, 3, 9, 10, 4, 3, 1, 1, 2, 0, 0, 1},       // left padding only
     };
     int n = (int)(sizeof(cases) / sizeof(cases[0]));
     for (int i = 0; i < n; i++) check_conv(isa, cases[i], arena, 0);
@@ -371,6 +374,7 @@ static void test_packed(const char *isa) {
     check_packed_linear(isa, 77, 64, 40, 64, 0);      // cross-attention K/V shape, no bias
     check_packed_linear(isa, 300, 100, 70, 130, 1);   // strided x (GEGLU halves)
     check_packed_linear(isa, 257, 700, 129, 700, 1);  // K > kc, threaded
+    check_packed_linear(isa, 1, 520, 520, 520, 1);    // one row, a weight over 1 MB: threaded
     GemmPackedWeights pw;
     CHECK(gemm_pack_weights(&pw, NULL, 0, 5, 0) != 0, "packing a 0-row weight must fail");
 }

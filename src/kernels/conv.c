@@ -8,6 +8,10 @@
 #include <stdint.h>
 #include <string.h>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "kernels/kernels.h"
 
 Conv2dGeometry conv_geometry(int kernel, int stride, int pad) {
@@ -44,6 +48,23 @@ static inline void zero_floats(float *dst, int n) {
     for (int t = 0; t < n; t++) dst[t] = 0.0f;
 }
 
+// Splits the n (<= MAX_SEGMENTS) output pixels first_pixel.. of a micro-panel into runs along
+// output rows; returns the number of runs.
+static int split_runs(int first_pixel, int n, int Wo, PixelRun *runs) {
+    int nruns = 0;
+    for (int col = 0; col < n && nruns < MAX_SEGMENTS;) {
+        int pix = first_pixel + col, oh = pix / Wo, ow = pix % Wo;
+        int cnt = Wo - ow < n - col ? Wo - ow : n - col;
+        runs[nruns].oh = oh;
+        runs[nruns].ow = ow;
+        runs[nruns].count = cnt;
+        runs[nruns].col = col;
+        nruns++;
+        col += cnt;
+    }
+    return nruns;
+}
+
 // Writes X_col rows [p0, p0+kc) x columns [j0, j0+nc) as micro-panels of nr columns.
 static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr, float *dst) {
     const ConvPackCtx *cx = vctx;
@@ -52,18 +73,7 @@ static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr
     for (int jr = 0; jr < nc; jr += nr) {
         int n = nc - jr < nr ? nc - jr : nr;
         float *d = dst + (size_t)jr * kc;
-        // Split the micro-panel's n pixels into runs along output rows (n <= nr is small).
-        int nruns = 0;
-        for (int col = 0; col < n && nruns < MAX_SEGMENTS;) {
-            int pix = j0 + jr + col, oh = pix / Wo, ow = pix % Wo;
-            int cnt = Wo - ow < n - col ? Wo - ow : n - col;
-            runs[nruns].oh = oh;
-            runs[nruns].ow = ow;
-            runs[nruns].count = cnt;
-            runs[nruns].col = col;
-            nruns++;
-            col += cnt;
-        }
+        int nruns = split_runs(j0 + jr, n, Wo, runs);
         int ci = (p0 / KW) / KH, kh = (p0 / KW) % KH, kw = p0 % KW;
         for (int p = 0; p < kc; p++) {
             float *row = d + (size_t)p * nr;
@@ -107,12 +117,7 @@ static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr
 }
 
 #if defined(__x86_64__)
-#include <immintrin.h>
-
-#include "core/runtime.h"
-#include "kernels/fused.h"
-
-enum { MAX_KW_FAST = 8 };  // kernel widths the AVX-512 packer takes (the models use 1 and 3)
+enum { MAX_KW_FAST = 8 };  // kernel widths the AVX-512 packer takes (the models' padded convs are 3x3)
 
 // pack_conv_b for stride 1 with AVX-512, for micro-panels of 32 columns (the AVX-512 GEMM's
 // nr): the same values in the same places. A run of output pixels on one output row reads one
@@ -120,23 +125,17 @@ enum { MAX_KW_FAST = 8 };  // kernel widths the AVX-512 packer takes (the models
 // (padding) as zeros, and no lane outside the map is read.
 __attribute__((target("avx512f"))) static void pack_conv_b_s1_avx512(const void *vctx, int p0, int kc, int j0, int nc,
                                                                      int nr, float *dst) {
+    if (nr != 32) {  // the GEMM's no-workspace fallback asks for 64-column rows
+        pack_conv_b(vctx, p0, kc, j0, nc, nr, dst);
+        return;
+    }
     const ConvPackCtx *cx = vctx;
     const int H = cx->H, W = cx->W, KH = cx->KH, KW = cx->KW, Wo = cx->Wo;
     PixelRun runs[MAX_SEGMENTS];
     for (int jr = 0; jr < nc; jr += nr) {
         int n = nc - jr < nr ? nc - jr : nr;
         float *d = dst + (size_t)jr * kc;
-        int nruns = 0;
-        for (int col = 0; col < n && nruns < MAX_SEGMENTS;) {
-            int pix = j0 + jr + col, oh = pix / Wo, ow = pix % Wo;
-            int cnt = Wo - ow < n - col ? Wo - ow : n - col;
-            runs[nruns].oh = oh;
-            runs[nruns].ow = ow;
-            runs[nruns].count = cnt;
-            runs[nruns].col = col;
-            nruns++;
-            col += cnt;
-        }
+        int nruns = split_runs(j0 + jr, n, Wo, runs);
         // per run and kernel column: the lanes that fall inside the map (the mask of the 32)
         // and the input column that lane 0 would read
         uint32_t mask[32][MAX_KW_FAST];
@@ -158,9 +157,12 @@ __attribute__((target("avx512f"))) static void pack_conv_b_s1_avx512(const void 
                 int ih = runs[r].oh - cx->pad_top + kh;
                 uint32_t m = mask[r][kw];
                 if (ih < 0 || ih >= H || !m) continue;  // a padding row or column: zeros
-                const float *src = plane + (size_t)ih * W + shift[r][kw];  // lane L reads src[L]
-                if (m & 0xFFFFu) lo16 = _mm512_mask_loadu_ps(lo16, (__mmask16)(m & 0xFFFFu), src);
-                if (m >> 16) hi16 = _mm512_mask_loadu_ps(hi16, (__mmask16)(m >> 16), src + 16);
+                // lane L reads input column L + shift; the address of lane 0 may lie before the
+                // row (masked-off lanes are never read), so it is computed as an integer, not by
+                // pointer arithmetic outside the array
+                uintptr_t lane0 = (uintptr_t)(plane + (size_t)ih * W) + (uintptr_t)((intptr_t)shift[r][kw] * 4);
+                if (m & 0xFFFFu) lo16 = _mm512_mask_loadu_ps(lo16, (__mmask16)(m & 0xFFFFu), (const void *)lane0);
+                if (m >> 16) hi16 = _mm512_mask_loadu_ps(hi16, (__mmask16)(m >> 16), (const void *)(lane0 + 64));
             }
             _mm512_storeu_ps(d + (size_t)p * nr, lo16);
             _mm512_storeu_ps(d + (size_t)p * nr + 16, hi16);
@@ -201,8 +203,7 @@ static void conv_run(const float *x, int N, int Cin, int H, int W, const float *
             // Only for maps narrower than a micro-panel (16x16, 8x8, 4x4: several runs per panel,
             // where it is 5-6% faster for the whole conv); on 32- and 64-wide maps (one run of 32)
             // the plain copies were measured 4-7% faster.
-            if (g.stride == 1 && Wo < 32 && g.kernel_w <= MAX_KW_FAST && eltwise_isa() == ISA_AVX512 &&
-                gemm_kernel_info()->nr == 32)
+            if (g.stride == 1 && Wo < 32 && g.kernel_w <= MAX_KW_FAST && gemm_kernel_info() == gemm_kernel_avx512())
                 p.pack_b = pack_conv_b_s1_avx512;
 #endif
         }

@@ -269,7 +269,7 @@ int gemm_threads_for(const GemmProblem *g, int *nested) {
     // Small products and calls from inside a parallel region run on the calling thread.
     *nested = omp_in_parallel();
     // A product with few FLOPs but a big weight packed at load (a time-embedding projection:
-    // 1 row x 1280 x 1280) is bound by reading that weight from memory: two cores read faster.
+    // 1 row x 1280 x 1280) is bound by reading that weight from memory: all cores read faster.
     double flops = 2.0 * g->M * g->N * g->K;
     double weight_bytes = g->packed_a || g->packed_b ? 4.0 * g->K * (g->packed_a ? g->M : g->N) : 0.0;
     int threads = !*nested && (flops > 2e6 || weight_bytes > 1e6) ? omp_get_max_threads() : 1;

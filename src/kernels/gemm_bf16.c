@@ -163,7 +163,8 @@ BF16_FUNC static inline __attribute__((always_inline)) void micro_short_bf16(
     for (int i = 0; i < 2 * rows; i++) acc[i] = _mm512_setzero_ps();
     for (int q = 0; q < kp; q++) {
         __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 16);
-        // with 1-4 rows B is a weight read once, from memory: fetch it 4 KB ahead
+        // with 1-4 rows (side BT: B is the weight) each B value is read once, from memory:
+        // fetch it 4 KB ahead
         _mm_prefetch((const char *)(rows <= 4 ? b + 1024 : b + 8 * NR), _MM_HINT_T0);
         _mm_prefetch((const char *)(a + MR * 64), _MM_HINT_T0);
 #pragma GCC unroll 8
@@ -187,7 +188,8 @@ BF16_FUNC static void micro_narrow_bf16(int kp, const uint32_t *a0, const uint32
     for (int i = 0; i < 2 * MR; i++) acc[i] = _mm512_setzero_ps();
     for (int q = 0; q < kp; q++) {
         __m512i b0 = _mm512_loadu_si512(b);
-        // both A micro-panels are weights streaming from memory: 3.5 KiB ahead in each
+        // side A (a 4x4 map's conv): both A micro-panels are weights streaming from memory,
+        // used by this one tile: 3.5 KiB ahead in each
         _mm_prefetch((const char *)(a0 + MR * 64), _MM_HINT_T0);
         _mm_prefetch((const char *)(a1 + MR * 64), _MM_HINT_T0);
 #pragma GCC unroll 14
@@ -286,7 +288,7 @@ BF16_FUNC static inline void pack_row_pairs(const float *src, int kc, uint32_t *
     for (int t = 0; t < kc; t += 32) {
         // 32 values in k order round to 32 bf16 in k order: already 16 pair words.
         __m512 lo = _mm512_maskz_loadu_ps(first_lanes(kc - t), src + t);
-        __m512 hi = _mm512_maskz_loadu_ps(first_lanes(kc - t - 16), src + t + 16);
+        __m512 hi = kc - t > 16 ? _mm512_maskz_loadu_ps(first_lanes(kc - t - 16), src + t + 16) : _mm512_setzero_ps();
         _mm512_storeu_si512(words, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
         int pairs = (kc - t + 1) / 2 < 16 ? (kc - t + 1) / 2 : 16;
         uint32_t *d = dst + (size_t)(t / 2) * stride;
@@ -354,7 +356,8 @@ BF16_FUNC static void pack_a_bf16(const GemmProblem *g, int i0, int mc, int p0, 
                     if (i < m) {
                         const float *row = src + (int64_t)i * g->lda + t;
                         __m512 lo = _mm512_maskz_loadu_ps(first_lanes(kc - t), row);
-                        __m512 hi = _mm512_maskz_loadu_ps(first_lanes(kc - t - 16), row + 16);
+                        __m512 hi = kc - t > 16 ? _mm512_maskz_loadu_ps(first_lanes(kc - t - 16), row + 16)
+                                                : _mm512_setzero_ps();
                         r[i] = (__m512)_mm512_cvtne2ps_pbh(hi, lo);
                     } else {
                         r[i] = _mm512_setzero_ps();
