@@ -136,12 +136,19 @@ static void bench_gemm(int quick) {
 typedef struct {
     int Cin, H, W, Cout, k, stride, pt, pl, pb, pr;
     float *x, *w, *b, *y;
+    GemmPackedWeights packed;  // the weight packed once, as the models hold it
 } ConvCtx;
 
 static void run_conv(void *p) {
     ConvCtx *c = p;
     Conv2dGeometry g = {c->k, c->k, c->stride, c->pt, c->pl, c->pb, c->pr};
     conv2d_forward(c->x, 1, c->Cin, c->H, c->W, c->w, c->b, c->Cout, g, c->y, NULL);
+}
+
+static void run_conv_packed(void *p) {
+    ConvCtx *c = p;
+    Conv2dGeometry g = {c->k, c->k, c->stride, c->pt, c->pl, c->pb, c->pr};
+    conv2d_forward_packed(c->x, 1, c->Cin, c->H, c->W, &c->packed, c->b, c->Cout, g, c->y);
 }
 
 static void bench_conv(int quick) {
@@ -165,11 +172,12 @@ static void bench_conv(int quick) {
         {"VAE res 512, 64x64", 512, 64, 512, 3, 1, 1, 1, 1, 1},
     };
     int n = (int)(sizeof(cases) / sizeof(cases[0]));
-    printf("\nConvolution (N=1, f32, implicit GEMM)\n");
+    printf("\nConvolution (N=1, f32, implicit GEMM; each shape twice: the weight packed on every call,\n"
+           "then [packed] the weight packed once beforehand, as the models run it)\n");
     for (int i = 0; i < n; i++) {
         if (quick && i >= 3) break;
         ConvCtx c = {cases[i].Cin, cases[i].HW, cases[i].HW, cases[i].Cout, cases[i].k, cases[i].stride,
-                     cases[i].pt, cases[i].pl, cases[i].pb, cases[i].pr, NULL, NULL, NULL, NULL};
+                     cases[i].pt, cases[i].pl, cases[i].pb, cases[i].pr, NULL, NULL, NULL, NULL, {0}};
         int Ho = conv_out_size(c.H, c.k, c.stride, c.pt, c.pb), Wo = conv_out_size(c.W, c.k, c.stride, c.pl, c.pr);
         c.x = rand_floats((size_t)c.Cin * c.H * c.W, 4);
         c.w = rand_floats((size_t)c.Cout * c.Cin * c.k * c.k, 5);
@@ -177,8 +185,14 @@ static void bench_conv(int quick) {
         c.y = rand_floats((size_t)c.Cout * Ho * Wo, 7);
         char name[128];
         snprintf(name, sizeof(name), "conv%dx%d s%d %d->%d @%dx%d", c.k, c.k, c.stride, c.Cin, c.Cout, c.H, c.W);
-        double t = time_best(run_conv, &c, g_min_total);
-        report(name, 2.0 * c.Cout * Ho * Wo * (double)c.Cin * c.k * c.k, t);
+        double flops = 2.0 * c.Cout * Ho * Wo * (double)c.Cin * c.k * c.k;
+        report(name, flops, time_best(run_conv, &c, g_min_total));
+        if (gemm_pack_weights(&c.packed, c.w, c.Cout, c.Cin * c.k * c.k, 0) == 0) {
+            char packed_name[160];
+            snprintf(packed_name, sizeof(packed_name), "%s [packed]", name);
+            report(packed_name, flops, time_best(run_conv_packed, &c, g_min_total));
+            gemm_packed_weights_free(&c.packed);
+        }
         printf("    (%s)\n", cases[i].what);
         free(c.x);
         free(c.w);
