@@ -55,6 +55,8 @@ bench: satdifuser$(EXE_SUFFIX) $(BENCH_BIN)
 # Sentinel-2 chips with land-cover masks (tests/data/demo): extract -> train -> eval -> predict.
 DEMO_OUT ?= demo_out
 demo: satdifuser$(EXE_SUFFIX)
+	@# extract resumes: features left by an earlier build would be reused, not recomputed
+	rm -rf $(DEMO_OUT)/features
 	./satdifuser extract --model tests/data/tiny_pipeline --input tests/data/demo/images \
 	  --out $(DEMO_OUT)/features --size 64 --bands 3,2,1 --scale clip
 	./satdifuser train --features $(DEMO_OUT)/features --labels tests/data/demo/labels.csv --task seg \
