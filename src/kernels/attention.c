@@ -21,6 +21,7 @@
 #endif
 
 #include "core/error.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/kernels.h"
 
 // Query tile: a few micro-kernel column slivers; key tile: a multiple of mr near 256.
@@ -160,6 +161,110 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
     }
 }
 
+// ---- The bf16 path ------------------------------------------------------------------------
+// The same tiles with both products in bf16 (gemm_bf16.h): K, V, Q and P are rounded to bf16
+// and packed in k pairs (one 32-bit word per row and pair: the even k in the low half), every
+// sum stays f32, the online softmax is the f32 one. In the same AttnWork (a packed pair is one
+// word where the f32 layout has two floats, so every piece fits):
+//   kp: K as A panels over d pairs     [key panel][d pair][14]     word (K[key][2q], K[key][2q+1])
+//   vp: V^T as A panels over key pairs [d panel][key pair][14]     word (V[2q][d], V[2q+1][d])
+//   qp: Q^T * scale as B panels        [query sliver][d pair][32]
+//   s:  S^T in f32, then P^T in pairs of key rows, in place (row q <- rows 2q, 2q+1)
+enum { BF16_MAX_HD = 512 };  // head_dim of the scaled-query row buffer (the models use 40-512)
+
+static void pack_kv_bf16(const float *k, const float *v, int ld, int nk, int hd, AttnWork *w) {
+    const int mr = 14, hdp = (hd + 1) / 2, nkp = (nk + 1) / 2;
+    uint32_t *kp = (uint32_t *)w->kp, *vp = (uint32_t *)w->vp;
+    for (int k0 = 0; k0 < nk; k0 += mr) {
+        uint32_t *dst = kp + (size_t)(k0 / mr) * hdp * mr;
+        for (int i = 0; i < mr; i++) {
+            if (k0 + i < nk) gemm_bf16_row_pairs(k + (int64_t)(k0 + i) * ld, hd, dst + i, mr);
+            else
+                for (int q = 0; q < hdp; q++) dst[(size_t)q * mr + i] = 0;
+        }
+    }
+    for (int d0 = 0; d0 < hd; d0 += mr) {
+        uint32_t *dst = vp + (size_t)(d0 / mr) * nkp * mr;
+        int cols = hd - d0 < mr ? hd - d0 : mr;
+        for (int q = 0; q < nkp; q++) {
+            const float *even = v + (int64_t)(2 * q) * ld + d0;
+            gemm_bf16_pair_rows(even, 2 * q + 1 < nk ? even + ld : NULL, cols, mr, dst + (size_t)q * mr);
+        }
+    }
+}
+
+static void attend_tile_bf16(const GemmKernelInfo *ki, const float *q, float *out, int ld, int q0, int nq,
+                             int nk_used, int nk_packed, int hd, float scale, int causal, AttnWork *w) {
+    const int mr = 14, nr = 32, br = query_tile(ki), bc = key_tile(ki);
+    const int hdp = (hd + 1) / 2, nkp = (nk_packed + 1) / 2, slivers = (nq + nr - 1) / nr;
+    uint32_t *qp = (uint32_t *)w->qp;
+    float row[BF16_MAX_HD];
+    for (int js = 0; js < slivers; js++) {
+        uint32_t *dst = qp + (size_t)js * hdp * nr;
+        int cols = nq - js * nr < nr ? nq - js * nr : nr;
+        for (int j = 0; j < nr; j++) {
+            if (j < cols) {
+                const float *src = q + (int64_t)(js * nr + j) * ld;
+                for (int d = 0; d < hd; d++) row[d] = scale * src[d];
+                gemm_bf16_row_pairs(row, hd, dst + j, nr);
+            } else {
+                for (int p = 0; p < hdp; p++) dst[(size_t)p * nr + j] = 0;
+            }
+        }
+    }
+    for (int j = 0; j < slivers * nr; j++) {
+        w->m[j] = -INFINITY;
+        w->l[j] = 0.0f;
+    }
+    memset(w->o, 0, (size_t)hd * br * sizeof(float));
+
+    for (int k0 = 0; k0 < nk_used; k0 += bc) {  // bc is even: key pairs never straddle two tiles
+        int nkt = nk_used - k0 < bc ? nk_used - k0 : bc, pairs = (nkt + 1) / 2;
+        for (int js = 0; js < slivers; js++) {
+            float *s = w->s + (size_t)js * bc * nr;
+            for (int r0 = 0; r0 < nkt; r0 += mr) {
+                int rows = nkt - r0 < mr ? nkt - r0 : mr;
+                gemm_bf16_micro(hdp, (const uint32_t *)w->kp + (size_t)((k0 + r0) / mr) * hdp * mr,
+                                qp + (size_t)js * hdp * nr, s + (size_t)r0 * nr, nr, rows, nr, 0.0f);
+            }
+            if (causal) {
+                for (int r = 0; r < nkt; r++) {
+                    int masked_below = k0 + r - (q0 + js * nr);
+                    for (int j = 0; j < nr && j < masked_below; j++) s[(size_t)r * nr + j] = -INFINITY;
+                }
+            }
+            ki->softmax_step(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
+            // P^T rows 2p, 2p+1 -> pair row p, in place (row p < 2p: read before written)
+            for (int p = 0; p < pairs; p++)
+                gemm_bf16_pair_rows(s + (size_t)2 * p * nr, 2 * p + 1 < nkt ? s + (size_t)(2 * p + 1) * nr : NULL, nr,
+                                    nr, (uint32_t *)s + (size_t)p * nr);
+        }
+        const int width = slivers * nr;
+        const float *corr = w->corr;
+        for (int d = 0; d < hd; d++) {
+            float *od = w->o + (size_t)d * br;
+#pragma omp simd
+            for (int j = 0; j < width; j++) od[j] *= corr[j];
+        }
+        for (int js = 0; js < slivers; js++)
+            for (int d0 = 0; d0 < hd; d0 += mr) {
+                int rows = hd - d0 < mr ? hd - d0 : mr;
+                gemm_bf16_micro(pairs, (const uint32_t *)w->vp + (size_t)(d0 / mr) * nkp * mr + (size_t)(k0 / 2) * mr,
+                                (const uint32_t *)(w->s + (size_t)js * bc * nr), w->o + (size_t)d0 * br + js * nr, br,
+                                rows, nr, 1.0f);
+            }
+    }
+    float *inv = w->corr;
+    for (int j = 0; j < nq; j++) inv[j] = w->l[j] > 0.0f ? 1.0f / w->l[j] : 0.0f;
+    for (int j0 = 0; j0 < nq; j0 += 8) {
+        int jn = nq - j0 < 8 ? nq - j0 : 8;
+        for (int d = 0; d < hd; d++) {
+            const float *od = w->o + (size_t)d * br + j0;
+            for (int j = 0; j < jn; j++) out[(int64_t)(j0 + j) * ld + d] = od[j] * inv[j0 + j];
+        }
+    }
+}
+
 size_t attention_scratch_bytes(int Nk, int head_dim) {
     if (Nk <= 0 || head_dim <= 0) return 0;
     int threads = 1;
@@ -169,8 +274,8 @@ size_t attention_scratch_bytes(int Nk, int head_dim) {
     return work_floats(gemm_kernel_info(), Nk, head_dim) * (size_t)threads * sizeof(float) + 64;
 }
 
-int attention_forward(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq, int Nk,
-                      int head_dim, float scale, int causal, Arena *scratch) {
+static int attention_run(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq, int Nk,
+                         int head_dim, float scale, int causal, Arena *scratch, int bf16) {
     if (B <= 0 || heads <= 0 || Nq <= 0 || head_dim <= 0) return 0;
     const int D = heads * head_dim, hd = head_dim;
     if (Nk <= 0) {
@@ -227,15 +332,34 @@ int attention_forward(const float *q, const float *k, const float *v, float *out
         // Causal: these queries see keys < q_end at most.
         int nk_used = causal && q_end < Nk ? q_end : Nk;
         const float *kh = k + (int64_t)b * Nk * D + h * hd, *vh = v + (int64_t)b * Nk * D + h * hd;
-        pack_kv(ki, kh, vh, D, nk_used, hd, &w);
+        if (bf16) pack_kv_bf16(kh, vh, D, nk_used, hd, &w);
+        else pack_kv(ki, kh, vh, D, nk_used, hd, &w);
         for (int q0 = q_begin; q0 < q_end; q0 += br) {
             int nq = q_end - q0 < br ? q_end - q0 : br;
             int nk_tile = causal && q0 + nq < nk_used ? q0 + nq : nk_used;
-            attend_tile(ki, q + ((int64_t)b * Nq + q0) * D + h * hd, out + ((int64_t)b * Nq + q0) * D + h * hd, D,
-                        q0, nq, nk_tile, nk_used, hd, scale, causal, &w);
+            const float *qt = q + ((int64_t)b * Nq + q0) * D + h * hd;
+            float *ot = out + ((int64_t)b * Nq + q0) * D + h * hd;
+            if (bf16) attend_tile_bf16(ki, qt, ot, D, q0, nq, nk_tile, nk_used, hd, scale, causal, &w);
+            else attend_tile(ki, qt, ot, D, q0, nq, nk_tile, nk_used, hd, scale, causal, &w);
         }
     }
     free(heap);
     if (scratch) arena_reset(scratch, mark);
     return 0;
+}
+
+int attention_forward(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq, int Nk,
+                      int head_dim, float scale, int causal, Arena *scratch) {
+    return attention_run(q, k, v, out, B, heads, Nq, Nk, head_dim, scale, causal, scratch, 0);
+}
+
+int attention_forward_bf16(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq,
+                           int Nk, int head_dim, float scale, int causal, Arena *scratch) {
+    if (!gemm_bf16_supported())
+        return sd_errorf("attention_forward_bf16: this CPU has no AVX512_BF16 (or AVX-512 is not in use)");
+    const GemmKernelInfo *ki = gemm_kernel_info();
+    // the bf16 tiles are 14 x 32, the AVX-512 f32 kernel set's too (its tile sizes lay out the work)
+    if (ki->mr != 14 || ki->nr != 32 || head_dim > BF16_MAX_HD)
+        return attention_run(q, k, v, out, B, heads, Nq, Nk, head_dim, scale, causal, scratch, 0);
+    return attention_run(q, k, v, out, B, heads, Nq, Nk, head_dim, scale, causal, scratch, 1);
 }

@@ -692,7 +692,31 @@ int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16
     return rc;
 }
 
+// ---- The pieces attention.c uses for its bf16 path ------------------------------------------
+
+void gemm_bf16_micro(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta) {
+    micro_bf16(kp, a, b, c, ldc, m, n, beta, NULL, NULL);
+}
+
+void gemm_bf16_pair_rows(const float *even, const float *odd, int n, int width, uint32_t *dst) {
+    pack_pair_rows(even, odd, n, width, dst);
+}
+
+void gemm_bf16_row_pairs(const float *src, int kc, uint32_t *dst, int stride) {
+    pack_row_pairs(src, kc, dst, stride);
+}
+
 #else  // not x86-64: no bf16 kernel
+
+void gemm_bf16_micro(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta) {
+    (void)kp, (void)a, (void)b, (void)c, (void)ldc, (void)m, (void)n, (void)beta;
+}
+void gemm_bf16_pair_rows(const float *even, const float *odd, int n, int width, uint32_t *dst) {
+    (void)even, (void)odd, (void)n, (void)width, (void)dst;
+}
+void gemm_bf16_row_pairs(const float *src, int kc, uint32_t *dst, int stride) {
+    (void)src, (void)kc, (void)dst, (void)stride;
+}
 
 int gemm_bf16_supported(void) { return 0; }
 

@@ -70,4 +70,18 @@ int linear_forward_bf16(const float *x, const Bf16Packed *W, const float *b, flo
 int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16Packed *weight, const float *bias,
                         int Cout, Conv2dGeometry g, float *y);
 
+// Multi-head attention with Q K^T and P V in bf16 (q, k, v and the softmax's P rounded to
+// bf16, every sum in f32; the online softmax in f32): attention_forward's contract
+// (kernels.h) otherwise. Returns -1 via sd_errorf on a CPU without AVX512_BF16.
+int attention_forward_bf16(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq,
+                           int Nk, int head_dim, float scale, int causal, Arena *scratch);
+
+// Kernel internals for attention.c (call only when gemm_bf16_supported()): the 14 x 32 tile
+// C = beta C + sum over kp pairs (panels as in Bf16Packed: a[q*14 + i], b[q*32 + j]); width
+// (<= 32) words from two f32 rows (word j = pair (even[j], odd[j]), odd may be NULL: zeros,
+// words n.. zero); one f32 row of kc values as ceil(kc/2) pair words dst[q*stride].
+void gemm_bf16_micro(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta);
+void gemm_bf16_pair_rows(const float *even, const float *odd, int n, int width, uint32_t *dst);
+void gemm_bf16_row_pairs(const float *src, int kc, uint32_t *dst, int stride);
+
 #endif

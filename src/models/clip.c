@@ -139,7 +139,10 @@ static int encoder_layer_forward(const ClipEncoderLayer *l, const ClipTextConfig
     // softmax(q k^T * head_dim^-0.5 + causal mask) v, per head; transformers scales q after its bias,
     // the same product up to rounding.
     const float scale = 1.0f / sqrtf((float)head_dim);
-    if (attention_forward(q, k, v, attn, B, heads, L, L, head_dim, scale, 1, arena)) return SD_FAIL;
+    // a bf16 model (its projections packed for bf16) runs the two products in bf16 too
+    if (l->q_proj.bf16.data ? attention_forward_bf16(q, k, v, attn, B, heads, L, L, head_dim, scale, 1, arena)
+                            : attention_forward(q, k, v, attn, B, heads, L, L, head_dim, scale, 1, arena))
+        return SD_FAIL;
     if (nn_linear(&l->out_proj, attn, h, rows)) return SD_FAIL;
     add_inplace(x, h, n);
     nn_layernorm(&l->layer_norm2, x, h, rows);

@@ -59,7 +59,10 @@ int attention_layer_forward(const AttentionLayer *a, const float *x, int B, int 
         nn_linear(&a->to_v, context, v, B * L))
         goto done;
     // Heads are contiguous slices of the inner dim, as diffusers' head_to_batch_dim splits them.
-    if (attention_forward(q, k, v, o, B, a->heads, N, L, a->head_dim, a->scale, 0, arena)) goto done;
+    // A bf16 model (its projections packed for bf16) runs the two products in bf16 too.
+    if (a->to_q.bf16.data ? attention_forward_bf16(q, k, v, o, B, a->heads, N, L, a->head_dim, a->scale, 0, arena)
+                          : attention_forward(q, k, v, o, B, a->heads, N, L, a->head_dim, a->scale, 0, arena))
+        goto done;
     if (nn_linear(&a->to_out, o, out, B * N)) goto done;
     rc = 0;
 done:

@@ -1,0 +1,100 @@
+// attention_forward_bf16 (src/kernels/attention.c) against a double reference that
+// sees q, k and v rounded to bf16 as the kernel does: what is left is the rounding of
+// the softmax's P to bf16 (2^-9 relative per weight) and f32 sums, so the output must
+// be within 4e-3 of max |v|. Also: it is not the f32 result, its bits do not depend
+// on the thread count, and causal masking, odd key counts, key tiles, odd and large
+// head_dim take the same path.
+#include <stdint.h>
+
+#include "kernels/gemm_bf16.h"
+#include "kernels/kernels.h"
+#include "tests/test_util.h"
+
+static float round_bf16(float x) { return f32_from_bf16(bf16_from_f32(x)); }
+
+// out = softmax(scale * q k^T [+ causal mask]) v per head, in double, on bf16-rounded inputs.
+static void ref_attention_bf16(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq,
+                               int Nk, int hd, float scale, int causal) {
+    const int D = heads * hd;
+    double *s = malloc((size_t)Nk * sizeof(double));
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < heads; h++)
+            for (int i = 0; i < Nq; i++) {
+                const float *qi = q + ((int64_t)b * Nq + i) * D + h * hd;
+                int nk = causal ? (i + 1 < Nk ? i + 1 : Nk) : Nk;
+                double m = -INFINITY, l = 0.0;
+                for (int j = 0; j < nk; j++) {
+                    const float *kj = k + ((int64_t)b * Nk + j) * D + h * hd;
+                    double dot = 0.0;
+                    for (int d = 0; d < hd; d++) dot += (double)round_bf16(scale * qi[d]) * round_bf16(kj[d]);
+                    s[j] = dot;
+                    if (s[j] > m) m = s[j];
+                }
+                for (int j = 0; j < nk; j++) {
+                    s[j] = exp(s[j] - m);
+                    l += s[j];
+                }
+                for (int d = 0; d < hd; d++) {
+                    double o = 0.0;
+                    for (int j = 0; j < nk; j++) o += s[j] * round_bf16(v[((int64_t)b * Nk + j) * D + h * hd + d]);
+                    out[((int64_t)b * Nq + i) * D + h * hd + d] = (float)(o / l);
+                }
+            }
+    free(s);
+}
+
+static void check_case(int B, int heads, int Nq, int Nk, int hd, int causal, Arena *arena) {
+    const int D = heads * hd;
+    const size_t nq = (size_t)B * Nq * D, nk = (size_t)B * Nk * D;
+    float *q = malloc(nq * sizeof(float)), *k = malloc(nk * sizeof(float)), *v = malloc(nk * sizeof(float));
+    float *o = malloc(nq * sizeof(float)), *o1 = malloc(nq * sizeof(float)), *r = malloc(nq * sizeof(float));
+    float *f = malloc(nq * sizeof(float));
+    test_fill(q, (long)nq, 11 + Nq);
+    test_fill(k, (long)nk, 12 + Nk);
+    test_fill(v, (long)nk, 13 + hd);
+    for (size_t i = 0; i < nq; i++) q[i] *= 4.0f;  // scores of a few units: a peaked softmax
+    const float scale = 1.0f / sqrtf((float)hd);
+    set_threads(2);
+    int rc = attention_forward_bf16(q, k, v, o, B, heads, Nq, Nk, hd, scale, causal, arena);
+    ref_attention_bf16(q, k, v, r, B, heads, Nq, Nk, hd, scale, causal);
+    double vmax = 0.0;
+    for (size_t i = 0; i < nk; i++) vmax = fabs(v[i]) > vmax ? fabs(v[i]) : vmax;
+    double d = max_abs_diff(o, r, (long)nq);
+    CHECK(rc == 0 && d <= 4e-3 * vmax,
+          "bf16 attention B=%d heads=%d Nq=%d Nk=%d hd=%d causal=%d: rc %d, max diff %g (max |v| %g)", B, heads, Nq,
+          Nk, hd, causal, rc, d, vmax);
+    attention_forward(q, k, v, f, B, heads, Nq, Nk, hd, scale, causal, arena);
+    CHECK(memcmp(f, o, nq * sizeof(float)) != 0, "bf16 attention Nq=%d Nk=%d hd=%d: identical to f32", Nq, Nk, hd);
+    set_threads(1);
+    attention_forward_bf16(q, k, v, o1, B, heads, Nq, Nk, hd, scale, causal, arena);
+    set_threads(2);
+    CHECK(memcmp(o, o1, nq * sizeof(float)) == 0, "bf16 attention Nq=%d Nk=%d hd=%d causal=%d: 1 and 2 threads differ",
+          Nq, Nk, hd, causal);
+    free(q);
+    free(k);
+    free(v);
+    free(o);
+    free(o1);
+    free(r);
+    free(f);
+}
+
+int main(void) {
+    if (!gemm_bf16_supported()) {
+        float x = 1.0f, y = 0.0f;
+        CHECK(attention_forward_bf16(&x, &x, &x, &y, 1, 1, 1, 1, 1, 1.0f, 0, NULL) == -1,
+              "attention_forward_bf16 must fail without AVX512_BF16");
+        printf("SKIP test_attention_bf16: no AVX512_BF16 here (or AVX-512 not in use)\n");
+        return test_report("test_attention_bf16");
+    }
+    Arena arena;
+    arena_init(&arena, (size_t)64 << 20);
+    check_case(1, 5, 100, 77, 64, 0, &arena);   // cross-attention to 77 tokens (odd key count)
+    check_case(2, 3, 40, 301, 40, 0, &arena);   // two key tiles, an odd last one, batch 2
+    check_case(1, 2, 77, 77, 64, 1, &arena);    // causal (CLIP text)
+    check_case(1, 2, 50, 64, 33, 0, NULL);      // odd head_dim (a zero in the last pair), heap workspace
+    check_case(1, 1, 64, 64, 512, 0, &arena);   // the VAE mid-block's head_dim
+    check_case(1, 20, 16, 16, 64, 0, &arena);   // 4x4 map, many heads
+    arena_free(&arena);
+    return test_report("test_attention_bf16");
+}
