@@ -17,6 +17,7 @@
 
 #include "core/runtime.h"
 #include "io/json.h"
+#include "kernels/gemm_bf16.h"
 #include "kernels/kernels.h"
 
 #include "tests/bench_peak.h"
@@ -215,6 +216,12 @@ static void run_attention(void *p) {
                       a->causal, a->arena);
 }
 
+static void run_attention_bf16(void *p) {
+    AttnCtx *a = p;
+    attention_forward_bf16(a->q, a->k, a->v, a->o, 1, a->heads, a->Nq, a->Nk, a->hd, 1.0f / sqrtf((float)a->hd),
+                           a->causal, a->arena);
+}
+
 static void bench_attention(int quick, Arena *arena) {
     static const struct {
         const char *what;
@@ -228,7 +235,8 @@ static void bench_attention(int quick, Arena *arena) {
         {"VAE mid attention 512 ch, 64x64", 1, 4096, 4096, 512},
     };
     int n = (int)(sizeof(cases) / sizeof(cases[0]));
-    printf("\nAttention (B=1, f32, online softmax; FLOPs = 4 Nq Nk hd heads)\n");
+    printf("\nAttention (B=1, f32, online softmax; FLOPs = 4 Nq Nk hd heads; [bf16]: the products in bf16,\n"
+           "as a bf16 model runs it, %% of the f32 peak)\n");
     for (int i = 0; i < n; i++) {
         if (quick && i >= 2) break;
         AttnCtx a = {cases[i].heads, cases[i].Nq, cases[i].Nk, cases[i].hd, 0, NULL, NULL, NULL, NULL, arena};
@@ -239,8 +247,13 @@ static void bench_attention(int quick, Arena *arena) {
         a.o = rand_floats(a.Nq * D, 11);
         char name[128];
         snprintf(name, sizeof(name), "attention h%d Nq%d Nk%d hd%d", a.heads, a.Nq, a.Nk, a.hd);
-        double t = time_best(run_attention, &a, g_min_total);
-        report(name, 4.0 * a.Nq * (double)a.Nk * a.hd * a.heads, t);
+        double flops = 4.0 * a.Nq * (double)a.Nk * a.hd * a.heads;
+        report(name, flops, time_best(run_attention, &a, g_min_total));
+        if (gemm_bf16_supported()) {
+            char bf16_name[160];
+            snprintf(bf16_name, sizeof(bf16_name), "%s [bf16]", name);
+            report(bf16_name, flops, time_best(run_attention_bf16, &a, g_min_total));
+        }
         printf("    (%s)\n", cases[i].what);
         free(a.q);
         free(a.k);
