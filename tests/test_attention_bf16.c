@@ -8,40 +8,10 @@
 
 #include "kernels/gemm_bf16.h"
 #include "kernels/kernels.h"
+#include "tests/ref_attention.h"
 #include "tests/test_util.h"
 
 static float round_bf16(float x) { return f32_from_bf16(bf16_from_f32(x)); }
-
-// out = softmax(scale * q k^T [+ causal mask]) v per head, in double, on bf16-rounded inputs.
-static void ref_attention_bf16(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq,
-                               int Nk, int hd, float scale, int causal) {
-    const int D = heads * hd;
-    double *s = malloc((size_t)Nk * sizeof(double));
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < heads; h++)
-            for (int i = 0; i < Nq; i++) {
-                const float *qi = q + ((int64_t)b * Nq + i) * D + h * hd;
-                int nk = causal ? (i + 1 < Nk ? i + 1 : Nk) : Nk;
-                double m = -INFINITY, l = 0.0;
-                for (int j = 0; j < nk; j++) {
-                    const float *kj = k + ((int64_t)b * Nk + j) * D + h * hd;
-                    double dot = 0.0;
-                    for (int d = 0; d < hd; d++) dot += (double)round_bf16(scale * qi[d]) * round_bf16(kj[d]);
-                    s[j] = dot;
-                    if (s[j] > m) m = s[j];
-                }
-                for (int j = 0; j < nk; j++) {
-                    s[j] = exp(s[j] - m);
-                    l += s[j];
-                }
-                for (int d = 0; d < hd; d++) {
-                    double o = 0.0;
-                    for (int j = 0; j < nk; j++) o += s[j] * round_bf16(v[((int64_t)b * Nk + j) * D + h * hd + d]);
-                    out[((int64_t)b * Nq + i) * D + h * hd + d] = (float)(o / l);
-                }
-            }
-    free(s);
-}
 
 static void check_case(int B, int heads, int Nq, int Nk, int hd, int causal, Arena *arena) {
     const int D = heads * hd;
@@ -56,7 +26,7 @@ static void check_case(int B, int heads, int Nq, int Nk, int hd, int causal, Are
     const float scale = 1.0f / sqrtf((float)hd);
     set_threads(2);
     int rc = attention_forward_bf16(q, k, v, o, B, heads, Nq, Nk, hd, scale, causal, arena);
-    ref_attention_bf16(q, k, v, r, B, heads, Nq, Nk, hd, scale, causal);
+    ref_attention(q, k, v, r, B, heads, Nq, Nk, hd, scale, causal, round_bf16);
     double vmax = 0.0;
     for (size_t i = 0; i < nk; i++) vmax = fabs(v[i]) > vmax ? fabs(v[i]) : vmax;
     double d = max_abs_diff(o, r, (long)nq);

@@ -594,6 +594,35 @@ static void test_conv_bf16(void) {
 
 // ---- Threads ---------------------------------------------------------------------------------
 
+#ifdef _OPENMP
+// test_threads' product: X is A (side BT), B (side A) or the image of a conv's pack_b.
+static GemmProblem thread_problem(int side, int conv, int M, int N, int K, float *X, float *bias, ConvCtx *cx,
+                                  float *C) {
+    GemmProblem g;
+    memset(&g, 0, sizeof g);
+    g.M = M;
+    g.N = N;
+    g.K = K;
+    g.alpha = 1.0f;
+    if (side == GEMM_BF16_BT) {
+        g.a = X;
+        g.lda = K;
+        g.bias_n = bias;
+    } else if (conv) {
+        g.pack_b = pack_conv;
+        g.pack_b_ctx = cx;
+        g.bias_m = bias;
+    } else {
+        g.b = X;
+        g.ldb = N;
+        g.bias_m = bias;
+    }
+    g.c = C;
+    g.ldc = N;
+    return g;
+}
+#endif
+
 static void test_threads(void) {
 #ifdef _OPENMP
     int saved = omp_get_max_threads();
@@ -621,27 +650,7 @@ static void test_threads(void) {
             float *C[3];
             for (int t = 0; t < 3; t++) {
                 C[t] = xmalloc((size_t)M * N * sizeof(float));
-                GemmProblem g;
-                memset(&g, 0, sizeof g);
-                g.M = M;
-                g.N = N;
-                g.K = K;
-                g.alpha = 1.0f;
-                if (side == GEMM_BF16_BT) {
-                    g.a = X;
-                    g.lda = K;
-                    g.bias_n = bias;
-                } else if (conv) {
-                    g.pack_b = pack_conv;
-                    g.pack_b_ctx = &cx;
-                    g.bias_m = bias;
-                } else {
-                    g.b = X;
-                    g.ldb = N;
-                    g.bias_m = bias;
-                }
-                g.c = C[t];
-                g.ldc = N;
+                GemmProblem g = thread_problem(side, conv, M, N, K, X, bias, &cx, C[t]);
                 omp_set_num_threads(t + 1);
                 CHECK(gemm_bf16_run(&g, &w) == 0, "run");
             }
@@ -655,27 +664,7 @@ static void test_threads(void) {
 #pragma omp parallel num_threads(2) reduction(&& : same)
             {
                 float *Ct = xmalloc((size_t)M * N * sizeof(float));
-                GemmProblem g;
-                memset(&g, 0, sizeof g);
-                g.M = M;
-                g.N = N;
-                g.K = K;
-                g.alpha = 1.0f;
-                if (side == GEMM_BF16_BT) {
-                    g.a = X;
-                    g.lda = K;
-                    g.bias_n = bias;
-                } else if (conv) {
-                    g.pack_b = pack_conv;
-                    g.pack_b_ctx = &cx;
-                    g.bias_m = bias;
-                } else {
-                    g.b = X;
-                    g.ldb = N;
-                    g.bias_m = bias;
-                }
-                g.c = Ct;
-                g.ldc = N;
+                GemmProblem g = thread_problem(side, conv, M, N, K, X, bias, &cx, Ct);
                 same = gemm_bf16_run(&g, &w) == 0 && memcmp(Ct, C[0], (size_t)M * N * sizeof(float)) == 0;
                 free(Ct);
             }

@@ -10,6 +10,7 @@
 
 #include "core/runtime.h"
 #include "kernels/kernels.h"
+#include "tests/ref_attention.h"
 #include "tests/test_util.h"
 
 static float *rand_buf(size_t n, unsigned long long seed) {
@@ -381,36 +382,6 @@ static void test_packed(const char *isa) {
 
 // ---- Attention -------------------------------------------------------------------
 
-static void ref_attention(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq,
-                          int Nk, int hd, float scale, int causal) {
-    int D = heads * hd;
-    double *s = malloc((size_t)Nk * sizeof(double));
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < heads; h++)
-            for (int i = 0; i < Nq; i++) {
-                const float *qi = q + ((int64_t)b * Nq + i) * D + h * hd;
-                int nk = causal ? (i + 1 < Nk ? i + 1 : Nk) : Nk;
-                double m = -INFINITY, l = 0.0;
-                for (int j = 0; j < nk; j++) {
-                    const float *kj = k + ((int64_t)b * Nk + j) * D + h * hd;
-                    double dot = 0.0;
-                    for (int d = 0; d < hd; d++) dot += (double)qi[d] * kj[d];
-                    s[j] = scale * dot;
-                    if (s[j] > m) m = s[j];
-                }
-                for (int j = 0; j < nk; j++) {
-                    s[j] = exp(s[j] - m);
-                    l += s[j];
-                }
-                for (int d = 0; d < hd; d++) {
-                    double o = 0.0;
-                    for (int j = 0; j < nk; j++) o += s[j] * v[((int64_t)b * Nk + j) * D + h * hd + d];
-                    out[((int64_t)b * Nq + i) * D + h * hd + d] = (float)(o / l);
-                }
-            }
-    free(s);
-}
-
 static void check_attention(const char *isa, int B, int heads, int Nq, int Nk, int hd, int causal, Arena *arena,
                             int check_threads) {
     int D = heads * hd;
@@ -423,7 +394,7 @@ static void check_attention(const char *isa, int B, int heads, int Nq, int Nk, i
     float *o = malloc(no * sizeof(float)), *r = malloc(no * sizeof(float));
     fill_nan(o, no);
     int rc = attention_forward(q, k, v, o, B, heads, Nq, Nk, hd, scale, causal, arena);
-    ref_attention(q, k, v, r, B, heads, Nq, Nk, hd, scale, causal);
+    ref_attention(q, k, v, r, B, heads, Nq, Nk, hd, scale, causal, NULL);
     double d = max_abs_diff(o, r, (long)no);
     CHECK(rc == 0 && d <= 2e-5, "%s attention B=%d heads=%d Nq=%d Nk=%d hd=%d causal=%d arena=%d: rc %d, max diff %g",
           isa, B, heads, Nq, Nk, hd, causal, arena != NULL, rc, d);

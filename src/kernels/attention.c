@@ -92,6 +92,49 @@ static void pack_kv(const GemmKernelInfo *ki, const float *k, const float *v, in
     }
 }
 
+// ---- Pieces both tile functions (f32 and bf16) share ---------------------------------------
+
+// A new query tile: m = -inf, l = 0 for its width columns, O^T = 0.
+static void tile_start(AttnWork *w, int width, int hd, int br) {
+    for (int j = 0; j < width; j++) {
+        w->m[j] = -INFINITY;
+        w->l[j] = 0.0f;
+    }
+    memset(w->o, 0, (size_t)hd * br * sizeof(float));
+}
+
+// Causal: in the S^T tile of keys k0.. (nkt rows) and the queries q_first.. (nr columns),
+// query q_first + j sees keys <= its index.
+static void mask_causal(float *s, int nkt, int nr, int k0, int q_first) {
+    for (int r = 0; r < nkt; r++) {
+        int masked_below = k0 + r - q_first;  // columns j < this have key > query
+        for (int j = 0; j < nr && j < masked_below; j++) s[(size_t)r * nr + j] = -INFINITY;
+    }
+}
+
+// O^T columns *= corr (the softmax's rescaling of what the earlier key tiles added).
+static void rescale_o(AttnWork *w, int hd, int br, int width) {
+    const float *corr = w->corr;
+    for (int d = 0; d < hd; d++) {
+        float *od = w->o + (size_t)d * br;
+#pragma omp simd
+        for (int j = 0; j < width; j++) od[j] *= corr[j];
+    }
+}
+
+// out = O / l for the tile's nq queries (the O^T tile transposed back; 1/l reuses corr's storage).
+static void tile_finish(AttnWork *w, float *out, int ld, int nq, int hd, int br) {
+    float *inv = w->corr;
+    for (int j = 0; j < nq; j++) inv[j] = w->l[j] > 0.0f ? 1.0f / w->l[j] : 0.0f;
+    for (int j0 = 0; j0 < nq; j0 += 8) {
+        int jn = nq - j0 < 8 ? nq - j0 : 8;
+        for (int d = 0; d < hd; d++) {
+            const float *od = w->o + (size_t)d * br + j0;
+            for (int j = 0; j < jn; j++) out[(int64_t)(j0 + j) * ld + d] = od[j] * inv[j0 + j];
+        }
+    }
+}
+
 // One tile of nq queries (starting at global query q0) against keys [0, nk_used).
 // nk_packed: keys packed in w (the V^T panels' length).
 static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, int ld, int q0, int nq, int nk_used,
@@ -109,11 +152,7 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
             for (int j = cols; j < nr; j++) dd[j] = 0.0f;
         }
     }
-    for (int j = 0; j < slivers * nr; j++) {
-        w->m[j] = -INFINITY;
-        w->l[j] = 0.0f;
-    }
-    memset(w->o, 0, (size_t)hd * br * sizeof(float));
+    tile_start(w, slivers * nr, hd, br);
 
     for (int k0 = 0; k0 < nk_used; k0 += bc) {
         int nkt = nk_used - k0 < bc ? nk_used - k0 : bc;
@@ -125,23 +164,11 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
                 ki->micro(hd, w->kp + (size_t)(k0 + r0) * hd, w->qp + (size_t)js * hd * nr, s + (size_t)r0 * nr, nr,
                           rows, nr, 0.0f, NULL, NULL);
             }
-            if (causal) {
-                // query q0 + js*nr + j sees keys <= its index
-                for (int r = 0; r < nkt; r++) {
-                    int masked_below = k0 + r - (q0 + js * nr);  // columns j < this have key > query
-                    for (int j = 0; j < nr && j < masked_below; j++) s[(size_t)r * nr + j] = -INFINITY;
-                }
-            }
+            if (causal) mask_causal(s, nkt, nr, k0, q0 + js * nr);
             ki->softmax_step(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
         }
         // O^T columns *= corr, then O^T += V^T P^T
-        const int width = slivers * nr;
-        const float *corr = w->corr;
-        for (int d = 0; d < hd; d++) {
-            float *od = w->o + (size_t)d * br;
-#pragma omp simd
-            for (int j = 0; j < width; j++) od[j] *= corr[j];
-        }
+        rescale_o(w, hd, br, slivers * nr);
         for (int js = 0; js < slivers; js++)
             for (int d0 = 0; d0 < hd; d0 += mr) {
                 int rows = hd - d0 < mr ? hd - d0 : mr;
@@ -149,16 +176,7 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
                           w->o + (size_t)d0 * br + js * nr, br, rows, nr, 1.0f, NULL, NULL);
             }
     }
-    // out = O / l (the O^T tile is transposed back; 1/l reuses corr's storage)
-    float *inv = w->corr;
-    for (int j = 0; j < nq; j++) inv[j] = w->l[j] > 0.0f ? 1.0f / w->l[j] : 0.0f;
-    for (int j0 = 0; j0 < nq; j0 += 8) {
-        int jn = nq - j0 < 8 ? nq - j0 : 8;
-        for (int d = 0; d < hd; d++) {
-            const float *od = w->o + (size_t)d * br + j0;
-            for (int j = 0; j < jn; j++) out[(int64_t)(j0 + j) * ld + d] = od[j] * inv[j0 + j];
-        }
-    }
+    tile_finish(w, out, ld, nq, hd, br);
 }
 
 // ---- The bf16 path ------------------------------------------------------------------------
@@ -212,11 +230,7 @@ static void attend_tile_bf16(const GemmKernelInfo *ki, const float *q, float *ou
             }
         }
     }
-    for (int j = 0; j < slivers * nr; j++) {
-        w->m[j] = -INFINITY;
-        w->l[j] = 0.0f;
-    }
-    memset(w->o, 0, (size_t)hd * br * sizeof(float));
+    tile_start(w, slivers * nr, hd, br);
 
     for (int k0 = 0; k0 < nk_used; k0 += bc) {  // bc is even: key pairs never straddle two tiles
         int nkt = nk_used - k0 < bc ? nk_used - k0 : bc, pairs = (nkt + 1) / 2;
@@ -227,25 +241,14 @@ static void attend_tile_bf16(const GemmKernelInfo *ki, const float *q, float *ou
                 gemm_bf16_micro(hdp, (const uint32_t *)w->kp + (size_t)((k0 + r0) / mr) * hdp * mr,
                                 qp + (size_t)js * hdp * nr, s + (size_t)r0 * nr, nr, rows, nr, 0.0f);
             }
-            if (causal) {
-                for (int r = 0; r < nkt; r++) {
-                    int masked_below = k0 + r - (q0 + js * nr);
-                    for (int j = 0; j < nr && j < masked_below; j++) s[(size_t)r * nr + j] = -INFINITY;
-                }
-            }
+            if (causal) mask_causal(s, nkt, nr, k0, q0 + js * nr);
             ki->softmax_step(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
             // P^T rows 2p, 2p+1 -> pair row p, in place (row p < 2p: read before written)
             for (int p = 0; p < pairs; p++)
                 gemm_bf16_pair_rows(s + (size_t)2 * p * nr, 2 * p + 1 < nkt ? s + (size_t)(2 * p + 1) * nr : NULL, nr,
                                     nr, (uint32_t *)s + (size_t)p * nr);
         }
-        const int width = slivers * nr;
-        const float *corr = w->corr;
-        for (int d = 0; d < hd; d++) {
-            float *od = w->o + (size_t)d * br;
-#pragma omp simd
-            for (int j = 0; j < width; j++) od[j] *= corr[j];
-        }
+        rescale_o(w, hd, br, slivers * nr);
         for (int js = 0; js < slivers; js++)
             for (int d0 = 0; d0 < hd; d0 += mr) {
                 int rows = hd - d0 < mr ? hd - d0 : mr;
@@ -254,15 +257,7 @@ static void attend_tile_bf16(const GemmKernelInfo *ki, const float *q, float *ou
                                 rows, nr, 1.0f);
             }
     }
-    float *inv = w->corr;
-    for (int j = 0; j < nq; j++) inv[j] = w->l[j] > 0.0f ? 1.0f / w->l[j] : 0.0f;
-    for (int j0 = 0; j0 < nq; j0 += 8) {
-        int jn = nq - j0 < 8 ? nq - j0 : 8;
-        for (int d = 0; d < hd; d++) {
-            const float *od = w->o + (size_t)d * br + j0;
-            for (int j = 0; j < jn; j++) out[(int64_t)(j0 + j) * ld + d] = od[j] * inv[j0 + j];
-        }
-    }
+    tile_finish(w, out, ld, nq, hd, br);
 }
 
 size_t attention_scratch_bytes(int Nk, int head_dim) {
