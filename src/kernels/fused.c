@@ -8,11 +8,12 @@
 enum { PARALLEL_MIN = 16384, BLOCK = 2048 };
 
 // Per (sample, group), on one thread: the statistics of v = x + channel_bias (one read of
-// the group), then block by block v -> groupnorm -> silu while the block is in L1 (the
-// second read and the only write). The same norm_stats / norm_apply_span / silu_span as
-// groupnorm_forward and silu_inplace use, hence the same bits.
-void groupnorm_silu_forward(const float *x, float *y, const float *gamma, const float *beta,
-                            const float *channel_bias, int N, int C, int HW, int groups, float eps) {
+// the group; kept in mean_out/rstd_out when given), then block by block v -> groupnorm
+// (-> silu) while the block is in L1 (the second read and the only write). Normalising is
+// element-wise, so the blocks do not change the bits; groupnorm_forward_stats (norm.c) is
+// this without the bias and the SiLU, silu_inplace is the same silu_span.
+void groupnorm_run(const float *x, float *y, const float *gamma, const float *beta, const float *channel_bias,
+                   int silu, int N, int C, int HW, int groups, float eps, float *mean_out, float *rstd_out) {
     const int isa = eltwise_isa();
     const int cpg = C / groups;
 #pragma omp parallel for collapse(2) schedule(static) if ((int64_t)N * C * HW >= PARALLEL_MIN)
@@ -22,15 +23,22 @@ void groupnorm_silu_forward(const float *x, float *y, const float *gamma, const 
             const float *bias = channel_bias ? channel_bias + (int64_t)n * C + (int64_t)g * cpg : NULL;
             float mean, rstd;
             norm_stats(x + base, cpg, HW, HW, bias, eps, isa, &mean, &rstd);
+            if (mean_out) mean_out[n * groups + g] = mean;
+            if (rstd_out) rstd_out[n * groups + g] = rstd;
             for (int c = 0; c < cpg; c++) {
                 int ch = g * cpg + c;
                 float scale = gamma ? gamma[ch] : 1.0f, shift = beta ? beta[ch] : 0.0f;
                 for (int64_t i0 = 0; i0 < HW; i0 += BLOCK) {
                     int64_t off = base + (int64_t)c * HW + i0, len = HW - i0 < BLOCK ? HW - i0 : BLOCK;
                     norm_apply_span(x + off, y + off, len, bias ? bias + c : NULL, mean, rstd, scale, shift, isa);
-                    silu_span(y + off, len, isa);
+                    if (silu) silu_span(y + off, len, isa);
                 }
             }
         }
     }
+}
+
+void groupnorm_silu_forward(const float *x, float *y, const float *gamma, const float *beta,
+                            const float *channel_bias, int N, int C, int HW, int groups, float eps) {
+    groupnorm_run(x, y, gamma, beta, channel_bias, 1, N, C, HW, groups, eps, NULL, NULL);
 }

@@ -37,6 +37,12 @@ void norm_stats(const float *x, int rows, int64_t len, int64_t stride, const flo
 void norm_apply_span(const float *x, float *y, int64_t n, const float *add, float mean, float rstd, float scale,
                      float shift, int isa);
 
+// GroupNorm of (N, C, HW) with an optional per-(sample, channel) bias added first (N x C, may
+// be NULL) and an optional SiLU after, keeping each group's mean and rstd in mean_out/rstd_out
+// (N x groups, may be NULL): groupnorm_forward_stats and groupnorm_silu_forward.
+void groupnorm_run(const float *x, float *y, const float *gamma, const float *beta, const float *channel_bias,
+                   int silu, int N, int C, int HW, int groups, float eps, float *mean_out, float *rstd_out);
+
 // x[i] = x[i] * sigmoid(x[i]) on one thread, as silu_inplace does on each element.
 void silu_span(float *x, int64_t n, int isa);
 // x[i] = exp(x[i]) on one thread: the approximation inside the SIMD activations

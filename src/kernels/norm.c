@@ -323,24 +323,7 @@ void groupnorm_forward(const float *x, float *y, const float *gamma, const float
 
 void groupnorm_forward_stats(const float *x, float *y, const float *gamma, const float *beta, int N, int C, int HW,
                              int groups, float eps, float *mean_out, float *rstd_out) {
-    const int isa = eltwise_isa();
-    const int cpg = C / groups;
-#pragma omp parallel for collapse(2) schedule(static) if ((int64_t)N * C * HW >= PARALLEL_MIN)
-    for (int n = 0; n < N; n++) {
-        for (int g = 0; g < groups; g++) {
-            int64_t base = ((int64_t)n * C + (int64_t)g * cpg) * HW;
-            float mean, rstd;
-            norm_stats(x + base, cpg, HW, HW, NULL, eps, isa, &mean, &rstd);
-            if (mean_out) mean_out[n * groups + g] = mean;
-            if (rstd_out) rstd_out[n * groups + g] = rstd;
-            for (int c = 0; c < cpg; c++) {
-                int ch = g * cpg + c;
-                int64_t off = base + (int64_t)c * HW;
-                norm_apply_span(x + off, y + off, HW, NULL, mean, rstd, gamma ? gamma[ch] : 1.0f,
-                                beta ? beta[ch] : 0.0f, isa);
-            }
-        }
-    }
+    groupnorm_run(x, y, gamma, beta, NULL, 0, N, C, HW, groups, eps, mean_out, rstd_out);
 }
 
 void layernorm_forward(const float *x, float *y, const float *gamma, const float *beta, int rows, int dim, float eps) {
