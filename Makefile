@@ -47,9 +47,10 @@ asan:
 	  SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" test
 
 # OMP_WAIT_POLICY=PASSIVE unless set: spinning idle threads made the whole-model
-# forwards 3.5x slower on a shared machine (the CLI sets the same in main.c).
+# forwards 3.5x slower on a shared machine; GOMP_SPINCOUNT=2000: a ~20 us spin
+# before sleeping (the CLI sets the same in main.c).
 bench: satdifuser$(EXE_SUFFIX) $(BENCH_BIN)
-	@for b in $(BENCH_BIN); do OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} $$b || exit 1; done
+	@for b in $(BENCH_BIN); do OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-2000} $$b || exit 1; done
 
 # The main job on the bundled default: a tiny random diffusion pipeline and 27 real
 # Sentinel-2 chips with land-cover masks (tests/data/demo): extract -> train -> eval -> predict.

@@ -50,13 +50,19 @@ int cli_take_threads(int *argc, char **argv) {
 }
 
 // OpenMP's default wait policy lets idle threads spin between parallel
-// regions; on a busy machine (CI, a shared node) that made extraction 15-50x
-// slower. libgomp reads OMP_WAIT_POLICY when it is loaded, before main, so when
-// the user has not chosen one we set PASSIVE and re-execute ourselves once.
+// regions (libgomp: ~3 ms); on a busy machine (CI, a shared node) that made
+// extraction 15-50x slower. PASSIVE alone puts a thread to sleep at once, and a
+// forward opens ~700 parallel regions microseconds apart: each wake-up is a
+// futex call (4.6% of a bf16 UNet forward's CPU time). So: PASSIVE, but spin
+// 2000 times (~20 us) first (GOMP_SPINCOUNT, libgomp only; bf16 UNet 32x32 2-6%
+// faster in 4 of 4 alternating runs, f32 unchanged, docs/benchmarks-models.md).
+// libgomp reads both when it is loaded, before main, so when the user has not
+// chosen a policy we set them and re-execute ourselves once.
 static void prefer_passive_openmp_threads(char **argv) {
 #if defined(__linux__)
     if (getenv("OMP_WAIT_POLICY") || getenv("SATDIFUSER_NO_REEXEC")) return;
     setenv("OMP_WAIT_POLICY", "PASSIVE", 1);
+    setenv("GOMP_SPINCOUNT", "2000", 0);
     setenv("SATDIFUSER_NO_REEXEC", "1", 1);
     execv("/proc/self/exe", argv);  // returns only on failure: then carry on as we are
 #else
