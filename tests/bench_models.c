@@ -5,7 +5,8 @@
 // (build/bench_models_pytorch.json, or $SATDIFUSER_TORCH_MODELS_JSON).
 //
 // Usage: bench_models [--quick] [--only NAME] [--reps N]
-//   NAME: a prefix of text, vae256, vae512, unet32, unet64, extract ("unet" runs both UNets)
+//   NAME: a prefix of text, vae256, vae512, unet32, unet64, extract ("unet" runs both UNets);
+//   each model with bf16 has NAME_bf16 (bf16 alone) and NAME_pair (f32 and bf16 alternated)
 //   --quick: unet32, vae256 and text only.
 //
 // Weights: build/bench_models/<model>/{config.json, weights.safetensors} ($SATDIFUSER_BENCH_CACHE
@@ -156,18 +157,24 @@ typedef struct {
     int size;          // image side (VAE, extract) or latent side (UNet)
     int reps;          // timed runs after one warm-up
     int quick;         // part of --quick
-    int bf16;          // bf16 compute (nn_set_precision); compared with the f32 case of the same key prefix
+    int bf16;          // 1: bf16 compute (nn_set_precision), compared with the f32 case of the same key
+                       // prefix; BENCH_PAIR: both models loaded, their forwards alternated
 } BenchCase;
+
+enum { BENCH_PAIR = 2 };
 
 static const BenchCase CASES[] = {
     {"text", "text_encoder 1x77", CASE_TEXT, 77, 5, 1, 0},
     {"vae256", "vae_encoder 256x256", CASE_VAE, 256, 3, 1, 0},
     {"unet32", "unet 32x32", CASE_UNET, 32, 3, 1, 0},
     {"unet32_bf16", "unet 32x32 bf16", CASE_UNET, 32, 3, 0, 1},
+    {"unet32_pair", "unet 32x32 f32|bf16", CASE_UNET, 32, 5, 0, BENCH_PAIR},
     {"vae512", "vae_encoder 512x512", CASE_VAE, 512, 2, 0, 0},
     {"vae512_bf16", "vae_encoder 512 bf16", CASE_VAE, 512, 2, 0, 1},
+    {"vae512_pair", "vae_encoder 512 f32|bf16", CASE_VAE, 512, 3, 0, BENCH_PAIR},
     {"unet64", "unet 64x64", CASE_UNET, 64, 2, 0, 0},
     {"unet64_bf16", "unet 64x64 bf16", CASE_UNET, 64, 2, 0, 1},
+    {"unet64_pair", "unet 64x64 f32|bf16", CASE_UNET, 64, 3, 0, BENCH_PAIR},
     {"extract", "extract 256x256", CASE_EXTRACT, 256, 2, 0, 0},
 };
 
@@ -179,6 +186,8 @@ typedef struct {
     int nonfinite;           // non-finite values in the last output
     int have_err;            // bf16 cases: error against the f32 case's output (same input)
     double err_rms, err_max; // ||bf16 - f32|| / ||f32||, max |bf16 - f32| / max |f32|
+    // pair cases: the bf16 model's times; the per-pair f32/bf16 ratios' median, min and max
+    double best2, mean2, ratio_median, ratio_min, ratio_max;
     char msg[1024];
 } ChildResult;
 
@@ -280,79 +289,193 @@ static int load_models(Run *r, SafeTensors *st_u, SafeTensors *st_v, SafeTensors
     return 0;
 }
 
-static void child_case(const void *arg, ChildResult *res) {
+// The models of one case, loaded, with the inputs and buffers of its forward; what to close.
+typedef struct {
     Run r;
-    memset(&r, 0, sizeof(r));
-    r.c = (const BenchCase *)arg;
-    const int s = r.c->size;
     SafeTensors st_u, st_v, st_t;
-    int opened[6] = {0};
-    res->threads = sd_threads_init(0);
-    res->status = 2;
-    if (r.c->bf16 && nn_set_precision(NN_BF16)) {
-        res->status = 1;
-        snprintf(res->msg, sizeof(res->msg), "%s", sd_last_error());
-        return;
-    }
+    int opened[6];
+    int ddim;  // the extraction's scheduler is made
+} LoadedRun;
+
+// Loads the case's models (in the precision nn_set_precision chose) and makes its inputs, the
+// same for every load (fixed seeds). 0, or -1 with msg set; close_run frees either way.
+static int open_run(LoadedRun *L, const BenchCase *c, double *load_s, char *msg, size_t msg_size) {
+    memset(L, 0, sizeof(*L));
+    Run *r = &L->r;
+    r->c = c;
+    const int s = c->size;
     double t0 = sd_now();
-    if (load_models(&r, &st_u, &st_v, &st_t, opened)) {
-        snprintf(res->msg, sizeof(res->msg), "load: %s", sd_last_error());
-        goto done;
+    if (load_models(r, &L->st_u, &L->st_v, &L->st_t, L->opened)) {
+        snprintf(msg, msg_size, "load: %s", sd_last_error());
+        return -1;
     }
-    res->load_s = sd_now() - t0;
+    *load_s = sd_now() - t0;
     size_t arena_bytes = 0;
     int64_t n_in = 0;
-    switch (r.c->kind) {
+    switch (c->kind) {
     case CASE_TEXT:
-        arena_bytes = clip_text_arena_bytes(&r.text.config, 1, CLIP_L);
-        r.n_out = (int64_t)CLIP_L * CLIP_D;
+        arena_bytes = clip_text_arena_bytes(&r->text.config, 1, CLIP_L);
+        r->n_out = (int64_t)CLIP_L * CLIP_D;
         break;
     case CASE_VAE: {
         int h, w;
-        vae_latent_size(&r.vae, s, s, &h, &w);
-        arena_bytes = vae_encoder_arena_bytes(&r.vae, 1, s, s);
+        vae_latent_size(&r->vae, s, s, &h, &w);
+        arena_bytes = vae_encoder_arena_bytes(&r->vae, 1, s, s);
         n_in = (int64_t)3 * s * s;
-        r.n_out = (int64_t)4 * h * w;
+        r->n_out = (int64_t)4 * h * w;
         break;
     }
     case CASE_UNET:
-        arena_bytes = unet_arena_bytes(&r.unet, 1, s, s, UNET_L);
+        arena_bytes = unet_arena_bytes(&r->unet, 1, s, s, UNET_L);
         n_in = (int64_t)4 * s * s;
-        r.n_out = unet_output_floats(&r.unet, 1, s, s);
+        r->n_out = unet_output_floats(&r->unet, 1, s, s);
         break;
     case CASE_EXTRACT: {
         DdimConfig dc;
         ddim_config_default(&dc);
-        if (ddim_init(&r.sched, &dc)) {
-            snprintf(res->msg, sizeof(res->msg), "scheduler: %s", sd_last_error());
-            goto done;
+        if (ddim_init(&r->sched, &dc)) {
+            snprintf(msg, msg_size, "scheduler: %s", sd_last_error());
+            return -1;
         }
-        arena_bytes = vae_encoder_arena_bytes(&r.vae, 1, s, s);
-        size_t tb = clip_text_arena_bytes(&r.text.config, 1, CLIP_L);
+        L->ddim = 1;
+        arena_bytes = vae_encoder_arena_bytes(&r->vae, 1, s, s);
+        size_t tb = clip_text_arena_bytes(&r->text.config, 1, CLIP_L);
         if (tb > arena_bytes) arena_bytes = tb;
         n_in = (int64_t)3 * s * s;
-        r.n_out = (int64_t)4 << 20;  // room for the largest feature map (1, C, H, W)
+        r->n_out = (int64_t)4 << 20;  // room for the largest feature map (1, C, H, W)
         break;
     }
     }
-    r.in = rand_buffer(n_in > 0 ? n_in : 1, 1, 1.0f);                  // images and latents in [-1, 1]
-    r.ctx = rand_buffer((int64_t)UNET_L * UNET_CTX, 2, 1.7f);          // std ~1, as a LayerNorm output
-    r.out = malloc((size_t)r.n_out * sizeof(float));
-    r.out2 = malloc((size_t)r.n_out * sizeof(float) + 4096 * 64);
-    r.ids = g_ids;
-    if (!r.in || !r.ctx || !r.out || !r.out2 || arena_init(&r.arena, arena_bytes)) {
-        snprintf(res->msg, sizeof(res->msg), "out of memory");
-        goto done;
+    r->in = rand_buffer(n_in > 0 ? n_in : 1, 1, 1.0f);                  // images and latents in [-1, 1]
+    r->ctx = rand_buffer((int64_t)UNET_L * UNET_CTX, 2, 1.7f);          // std ~1, as a LayerNorm output
+    r->out = malloc((size_t)r->n_out * sizeof(float));
+    r->out2 = malloc((size_t)r->n_out * sizeof(float) + 4096 * 64);
+    r->ids = g_ids;
+    if (!r->in || !r->ctx || !r->out || !r->out2 || arena_init(&r->arena, arena_bytes)) {
+        snprintf(msg, msg_size, "out of memory");
+        return -1;
     }
+    return 0;
+}
+
+static void close_run(LoadedRun *L) {
+    Run *r = &L->r;
+    arena_free(&r->arena);
+    free(r->in);
+    free(r->ctx);
+    free(r->out);
+    free(r->out2);
+    if (L->ddim) ddim_free(&r->sched);
+    if (L->opened[3]) unet_free(&r->unet);
+    if (L->opened[4]) vae_encoder_free(&r->vae);
+    if (L->opened[5]) clip_text_free(&r->text);
+    if (L->opened[0]) st_close(&L->st_u);
+    if (L->opened[1]) st_close(&L->st_v);
+    if (L->opened[2]) st_close(&L->st_t);
+    memset(L, 0, sizeof(*L));
+}
+
+// ||out - ref|| / ||ref|| and max |out - ref| / max |ref| into res.
+static void output_error(const float *out, const float *ref, int64_t n, ChildResult *res) {
+    double d2 = 0, r2 = 0, dmax = 0, rmax = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = (double)out[i] - ref[i];
+        d2 += d * d;
+        r2 += (double)ref[i] * ref[i];
+        if (fabs(d) > dmax) dmax = fabs(d);
+        if (fabs(ref[i]) > rmax) rmax = fabs(ref[i]);
+    }
+    res->have_err = 1;
+    res->err_rms = r2 > 0 ? sqrt(d2 / r2) : 0;
+    res->err_max = rmax > 0 ? dmax / rmax : 0;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+// The f32 and the bf16 models of one case loaded side by side and their forwards alternated
+// (f32, bf16, f32, bf16, ...): both see the same phases of a shared machine, so their ratio
+// is steadier than that of two cases run a minute apart. best = f32, best2 = bf16.
+static void child_pair(const BenchCase *c, ChildResult *res) {
+    LoadedRun L[2];
+    memset(L, 0, sizeof(L));
+    for (int p = 0; p < 2; p++) {
+        if (nn_set_precision(p ? NN_BF16 : NN_F32)) {
+            res->status = 1;
+            snprintf(res->msg, sizeof(res->msg), "%s", sd_last_error());
+            goto done;
+        }
+        double load_s = 0.0;
+        if (open_run(&L[p], c, &load_s, res->msg, sizeof(res->msg))) goto done;
+        res->load_s += load_s;
+        if (run_once(&L[p].r)) {  // warm-up
+            snprintf(res->msg, sizeof(res->msg), "forward (%s): %s", p ? "bf16" : "f32", sd_last_error());
+            goto done;
+        }
+    }
+    double best[2] = {1e30, 1e30}, total[2] = {0.0, 0.0}, ratio[64];
+    const int reps = c->reps < 64 ? c->reps : 64;
+    for (int k = 0; k < reps; k++) {
+        double t[2];
+        for (int p = 0; p < 2; p++) {
+            double t1 = sd_now();
+            if (run_once(&L[p].r)) {
+                snprintf(res->msg, sizeof(res->msg), "forward (%s): %s", p ? "bf16" : "f32", sd_last_error());
+                goto done;
+            }
+            t[p] = sd_now() - t1;
+            total[p] += t[p];
+            if (t[p] < best[p]) best[p] = t[p];
+        }
+        ratio[k] = t[0] / t[1];
+        printf("    pair %d: f32 %.3f s, bf16 %.3f s: %.2fx\n", k + 1, t[0], t[1], ratio[k]);
+        fflush(stdout);
+    }
+    qsort(ratio, (size_t)reps, sizeof(double), cmp_double);
+    res->reps = reps;
+    res->best = best[0];
+    res->mean = total[0] / reps;
+    res->best2 = best[1];
+    res->mean2 = total[1] / reps;
+    res->ratio_min = ratio[0];
+    res->ratio_max = ratio[reps - 1];
+    res->ratio_median = reps % 2 ? ratio[reps / 2] : 0.5 * (ratio[reps / 2 - 1] + ratio[reps / 2]);
+    res->nonfinite = count_nonfinite(L[0].r.out, L[0].r.n_out) + count_nonfinite(L[1].r.out, L[1].r.n_out);
+    output_error(L[1].r.out, L[0].r.out, L[0].r.n_out, res);
+    res->status = 0;
+done:
+    close_run(&L[0]);
+    close_run(&L[1]);
+}
+
+static void child_case(const void *arg, ChildResult *res) {
+    const BenchCase *c = (const BenchCase *)arg;
+    LoadedRun L;
+    memset(&L, 0, sizeof(L));
+    res->threads = sd_threads_init(0);
+    res->status = 2;
+    if (c->bf16 == BENCH_PAIR) {
+        child_pair(c, res);
+        return;
+    }
+    if (c->bf16 && nn_set_precision(NN_BF16)) {
+        res->status = 1;
+        snprintf(res->msg, sizeof(res->msg), "%s", sd_last_error());
+        return;
+    }
+    if (open_run(&L, c, &res->load_s, res->msg, sizeof(res->msg))) goto done;
+    Run *r = &L.r;
     // One warm-up run: faults the weights in from the page cache and sizes every buffer.
-    if (run_once(&r)) {
+    if (run_once(r)) {
         snprintf(res->msg, sizeof(res->msg), "forward: %s", sd_last_error());
         goto done;
     }
     double best = 1e30, total = 0.0;
-    for (int k = 0; k < r.c->reps; k++) {
+    for (int k = 0; k < c->reps; k++) {
         double t1 = sd_now();
-        if (run_once(&r)) {
+        if (run_once(r)) {
             snprintf(res->msg, sizeof(res->msg), "forward: %s", sd_last_error());
             goto done;
         }
@@ -362,54 +485,32 @@ static void child_case(const void *arg, ChildResult *res) {
         total += t;
         if (t < best) best = t;
     }
-    res->reps = r.c->reps;
+    res->reps = c->reps;
     res->best = best;
-    res->mean = total / r.c->reps;
-    res->nonfinite = count_nonfinite(r.out, r.n_out);
+    res->mean = total / c->reps;
+    res->nonfinite = count_nonfinite(r->out, r->n_out);
     res->status = 0;
     {
         // Same input every time (fixed seeds): the f32 case saves its output, the bf16 case compares.
         char path[1024];
-        output_path(r.c, path, sizeof(path));
-        if (!r.c->bf16) {
+        output_path(c, path, sizeof(path));
+        if (!c->bf16) {
             FILE *f = fopen(path, "wb");
             if (f) {
-                fwrite(r.out, sizeof(float), (size_t)r.n_out, f);
+                fwrite(r->out, sizeof(float), (size_t)r->n_out, f);
                 fclose(f);
             }
         } else {
-            float *ref = malloc((size_t)r.n_out * sizeof(float));
+            float *ref = malloc((size_t)r->n_out * sizeof(float));
             FILE *f = ref ? fopen(path, "rb") : NULL;
-            if (f && fread(ref, sizeof(float), (size_t)r.n_out, f) == (size_t)r.n_out) {
-                double d2 = 0, r2 = 0, dmax = 0, rmax = 0;
-                for (int64_t i = 0; i < r.n_out; i++) {
-                    double d = (double)r.out[i] - ref[i];
-                    d2 += d * d;
-                    r2 += (double)ref[i] * ref[i];
-                    if (fabs(d) > dmax) dmax = fabs(d);
-                    if (fabs(ref[i]) > rmax) rmax = fabs(ref[i]);
-                }
-                res->have_err = 1;
-                res->err_rms = r2 > 0 ? sqrt(d2 / r2) : 0;
-                res->err_max = rmax > 0 ? dmax / rmax : 0;
-            }
+            if (f && fread(ref, sizeof(float), (size_t)r->n_out, f) == (size_t)r->n_out)
+                output_error(r->out, ref, r->n_out, res);
             if (f) fclose(f);
             free(ref);
         }
     }
 done:
-    arena_free(&r.arena);
-    free(r.in);
-    free(r.ctx);
-    free(r.out);
-    free(r.out2);
-    if (r.c->kind == CASE_EXTRACT) ddim_free(&r.sched);
-    if (opened[3]) unet_free(&r.unet);
-    if (opened[4]) vae_encoder_free(&r.vae);
-    if (opened[5]) clip_text_free(&r.text);
-    if (opened[0]) st_close(&st_u);
-    if (opened[1]) st_close(&st_v);
-    if (opened[2]) st_close(&st_t);
+    close_run(&L);
 }
 
 static void child_peak(const void *arg, ChildResult *res) {
@@ -562,11 +663,12 @@ int main(int argc, char **argv) {
             }
             row->weights_bytes += need[k]->bytes;
         }
-        // Weights (page cache, counted in RSS once touched) + activations + slack.
-        double avail = mem_available();
-        if (!skip && avail > 0 && avail < row->weights_bytes + 2e9) {
+        // Weights (page cache, counted in RSS once touched) + activations + slack; a pair case
+        // also holds the bf16 copy (half the bytes).
+        double avail = mem_available(), need_bytes = row->weights_bytes * (c->bf16 == BENCH_PAIR ? 1.5 : 1.0) + 2e9;
+        if (!skip && avail > 0 && avail < need_bytes) {
             snprintf(row->r.msg, sizeof(row->r.msg), "only %.1f GB of memory available, about %.1f GB needed",
-                     avail * 1e-9, (row->weights_bytes + 2e9) * 1e-9);
+                     avail * 1e-9, need_bytes * 1e-9);
             skip = row->r.msg;
         }
         switch (c->kind) {
@@ -603,6 +705,7 @@ int main(int argc, char **argv) {
            "RSS MiB", "-weights", "torch", "ratio");
     for (int i = 0; i < n_rows; i++) {
         const Row *w = &rows[i];
+        if (w->c->bf16 == BENCH_PAIR && w->r.status == 0) continue;  // below, with the bf16 ratios
         if (w->r.status != 0) {
             printf("%-20s %8.1f   %s: %s\n", w->c->name, w->gflop, w->r.status == 1 ? "skipped" : "FAILED", w->r.msg);
             continue;
@@ -614,10 +717,12 @@ int main(int argc, char **argv) {
         if (ts > 0.0) printf(" %9.3fs %5.2fx", ts, ts / w->r.best);
         printf("   (load %.1f s)\n", w->r.load_s);
     }
-    // bf16 against f32, measured in this run
+    // bf16 against f32, measured in this run: separate cases (a minute apart), then pair cases
+    // (both models in one process, forwards alternated)
+    printf("\nbf16 against f32 (ratio = f32 time / bf16 time)\n");
     for (int i = 0; i < n_rows; i++) {
         const Row *b = &rows[i];
-        if (!b->c->bf16 || b->r.status != 0) continue;
+        if (b->c->bf16 != 1 || b->r.status != 0) continue;
         size_t n = strcspn(b->c->key, "_");
         for (int j = 0; j < n_rows; j++) {
             const Row *f = &rows[j];
@@ -628,6 +733,14 @@ int main(int argc, char **argv) {
                        b->r.err_max);
             printf("\n");
         }
+    }
+    for (int i = 0; i < n_rows; i++) {
+        const Row *w = &rows[i];
+        if (w->c->bf16 != BENCH_PAIR || w->r.status != 0) continue;
+        printf("%-20s alternated, %d pairs: f32 best %.3f s (%.1f%% of peak), bf16 best %.3f s: %.2fx; per pair median "
+               "%.2fx, range %.2f-%.2fx; output error vs f32: rms %.2e, max %.2e\n",
+               w->c->name, w->r.reps, w->r.best, 100.0 * w->gflop / w->r.best / peak, w->r.best2, w->r.best / w->r.best2,
+               w->r.ratio_median, w->r.ratio_min, w->r.ratio_max, w->r.err_rms, w->r.err_max);
     }
     printf("FMA peak again at the end: %.1f GFLOP/s per core; load average at start %.2f, at end %.2f "
            "(this bench's own threads count too)\n",
