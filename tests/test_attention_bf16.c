@@ -3,7 +3,8 @@
 // the softmax's P to bf16 (2^-9 relative per weight) and f32 sums, so the output must
 // be within 4e-3 of max |v|. Also: it is not the f32 result, its bits do not depend
 // on the thread count, and causal masking, odd key counts, key tiles, odd and large
-// head_dim take the same path.
+// head_dim take the same path. And the fused softmax step + pairing of P
+// (gemm_bf16_softmax_pairs) has the bits of the two steps it replaces.
 #include <stdint.h>
 
 #include "kernels/gemm_bf16.h"
@@ -49,6 +50,41 @@ static void check_case(int B, int heads, int Nq, int Nk, int hd, int causal, Are
     free(f);
 }
 
+// gemm_bf16_softmax_pairs against the AVX-512 softmax_step followed by gemm_bf16_pair_rows
+// over rows (2p, 2p+1), on a 32-column score tile whose running max/sum come from an earlier
+// step; some entries masked to -inf (causal), column 5 all -inf (a query that sees no key yet).
+static void check_softmax_pairs(int rows) {
+    const GemmKernelInfo *ki = gemm_kernel_info();
+    float *s = malloc((size_t)rows * 32 * sizeof(float)), *s2 = malloc((size_t)rows * 32 * sizeof(float));
+    float m[32], l[32], c[32], m2[32], l2[32], c2[32];
+    test_fill(s, (long)rows * 32, 31 + rows);
+    for (int i = 0; i < rows * 32; i++) s[i] *= 8.0f;
+    for (int r = 0; r < rows; r++) {
+        s[r * 32 + 5] = -INFINITY;
+        if (r % 3 == 1) s[r * 32 + 17] = -INFINITY;
+    }
+    for (int j = 0; j < 32; j++) {
+        m[j] = j == 5 ? -INFINITY : (j % 4) - 1.5f;
+        l[j] = j == 5 ? 0.0f : 1.0f + j;
+    }
+    memcpy(s2, s, (size_t)rows * 32 * sizeof(float));
+    memcpy(m2, m, sizeof(m));
+    memcpy(l2, l, sizeof(l));
+    ki->softmax_step(s2, rows, m2, l2, c2);
+    for (int p = 0; 2 * p < rows; p++)
+        gemm_bf16_pair_rows(s2 + (size_t)2 * p * 32, 2 * p + 1 < rows ? s2 + (size_t)(2 * p + 1) * 32 : NULL, 32, 32,
+                            (uint32_t *)s2 + (size_t)p * 32);
+    gemm_bf16_softmax_pairs(s, rows, m, l, c);
+    size_t words = (size_t)(rows + 1) / 2 * 32;
+    CHECK(memcmp(s, s2, words * sizeof(uint32_t)) == 0 && memcmp(m, m2, sizeof(m)) == 0 &&
+              memcmp(l, l2, sizeof(l)) == 0 && memcmp(c, c2, sizeof(c)) == 0,
+          "gemm_bf16_softmax_pairs, %d rows: not the bits of softmax_step + gemm_bf16_pair_rows", rows);
+    CHECK(l[5] == 0.0f && c[5] == 0.0f && ((uint32_t *)s)[5] == 0,
+          "gemm_bf16_softmax_pairs: a column with every key masked must give P = 0, sum 0 (l %g, corr %g)", l[5], c[5]);
+    free(s);
+    free(s2);
+}
+
 int main(void) {
     if (!gemm_bf16_supported()) {
         float x = 1.0f, y = 0.0f;
@@ -57,6 +93,8 @@ int main(void) {
         printf("SKIP test_attention_bf16: no AVX512_BF16 here (or AVX-512 not in use)\n");
         return test_report("test_attention_bf16");
     }
+    int tile_rows[] = {1, 2, 13, 14, 27, 128, 255, 256};
+    for (int i = 0; i < 8; i++) check_softmax_pairs(tile_rows[i]);
     Arena arena;
     arena_init(&arena, (size_t)64 << 20);
     check_case(1, 5, 100, 77, 64, 0, &arena);   // cross-attention to 77 tokens (odd key count)

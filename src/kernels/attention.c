@@ -242,11 +242,8 @@ static void attend_tile_bf16(const GemmKernelInfo *ki, const float *q, float *ou
                                 qp + (size_t)js * hdp * nr, s + (size_t)r0 * nr, nr, rows, nr, 0.0f);
             }
             if (causal) mask_causal(s, nkt, nr, k0, q0 + js * nr);
-            ki->softmax_step(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
-            // P^T rows 2p, 2p+1 -> pair row p, in place (row p < 2p: read before written)
-            for (int p = 0; p < pairs; p++)
-                gemm_bf16_pair_rows(s + (size_t)2 * p * nr, 2 * p + 1 < nkt ? s + (size_t)(2 * p + 1) * nr : NULL, nr,
-                                    nr, (uint32_t *)s + (size_t)p * nr);
+            // the softmax step, and P^T rows 2p, 2p+1 -> pair row p in place, in one pass
+            gemm_bf16_softmax_pairs(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
         }
         rescale_o(w, hd, br, slivers * nr);
         for (int js = 0; js < slivers; js++)

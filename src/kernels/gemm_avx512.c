@@ -153,33 +153,11 @@ AVX512_FUNC static void micro_narrow_avx512(int k, const float *a0, const float 
         tile_store_row(c + (long)i * ldc, acc[i], _mm512_setzero_ps(), k0, k1, beta, bias_m ? bias_m + i : NULL, bias_n);
 }
 
-// exp(x) for x <= 0 as in a softmax: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6
-// polynomial (Cephes expf coefficients), times 2^n. Inputs below -87 give 0.
-AVX512_FUNC static inline __m512 exp512(__m512 x) {
-    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
-    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    return _mm512_maskz_scalef_ps(live, p, n);
-}
-
 // The online-softmax step of GemmKernelInfo, 16 query columns at a time.
 AVX512_FUNC static void softmax_step_avx512(float *s, int rows, float *m, float *l, float *corr) {
     for (int h = 0; h < NR; h += 16) {
-        __m512 m_old = _mm512_loadu_ps(m + h), m_new = m_old;
-        for (int r = 0; r < rows; r++) m_new = _mm512_max_ps(m_new, _mm512_loadu_ps(s + (long)r * NR + h));
-        // columns still at -inf use shift 0 so that exp(-inf - shift) = 0, not NaN
-        __mmask16 dead = _mm512_cmp_ps_mask(m_new, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
-        __m512 shift = _mm512_mask_mov_ps(m_new, dead, _mm512_setzero_ps());
+        __m512 m_old = _mm512_loadu_ps(m + h), m_new;
+        __m512 shift = softmax_shift(s + h, rows, m_old, &m_new);
         __m512 c = exp512(_mm512_sub_ps(m_old, shift)), sum = _mm512_setzero_ps();
         for (int r = 0; r < rows; r++) {
             float *sr = s + (long)r * NR + h;

@@ -1,12 +1,15 @@
 // The epilogue of the AVX-512 14 x 32 tiles (f32 FMA in gemm_avx512.c, bf16 dot products in
 // gemm_bf16.c): the accumulators, two vectors per row, go to C with the biases and beta.
 // Only the k loops differ between those kernels; this part is the same, so it is here once,
-// with the 16 x 16 register transpose both use to pack row-major A into micro-panels.
+// with the 16 x 16 register transpose both use to pack row-major A into micro-panels and the
+// exp of the attention's online softmax (f32 in gemm_avx512.c, fused with the bf16 pairing in
+// gemm_bf16.c).
 // Included only by those two files, on x86-64, inside functions compiled for AVX-512.
 #ifndef SD_GEMM_AVX512_TILE_H
 #define SD_GEMM_AVX512_TILE_H
 
 #include <immintrin.h>
+#include <math.h>
 #include <stddef.h>
 
 #define AVX512_TILE_FUNC __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
@@ -72,6 +75,36 @@ AVX512_TILE_FUNC static inline void transpose16(__m512 r[16]) {
         r[j] = _mm512_shuffle_f32x4(v[j], v[8 + j], 0x88);
         r[8 + j] = _mm512_shuffle_f32x4(v[j], v[8 + j], 0xdd);
     }
+}
+
+// exp(x) for x <= 0 as in a softmax: x = n ln2 + r, |r| <= ln2/2, exp(r) by a degree-6
+// polynomial (Cephes expf coefficients), times 2^n. Inputs below -87 give 0.
+AVX512_TILE_FUNC static inline __m512 exp512(__m512 x) {
+    __mmask16 live = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_GE_OQ);
+    x = _mm512_min_ps(x, _mm512_set1_ps(88.0f));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_maskz_scalef_ps(live, p, n);
+}
+
+// The online softmax over 16 query columns of a score tile (rows x 32, row stride 32): the new
+// running max m_new of those columns, and the shift their exps use (m_new, but 0 where a column
+// is still at -inf, so that exp(-inf - shift) = 0, not NaN).
+AVX512_TILE_FUNC static inline __m512 softmax_shift(const float *s, int rows, __m512 m_old, __m512 *m_new) {
+    __m512 mx = m_old;
+    for (int r = 0; r < rows; r++) mx = _mm512_max_ps(mx, _mm512_loadu_ps(s + (ptrdiff_t)r * 32));
+    *m_new = mx;
+    __mmask16 dead = _mm512_cmp_ps_mask(mx, _mm512_set1_ps(-INFINITY), _CMP_EQ_OQ);
+    return _mm512_mask_mov_ps(mx, dead, _mm512_setzero_ps());
 }
 
 #endif

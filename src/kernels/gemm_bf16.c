@@ -706,6 +706,33 @@ void gemm_bf16_row_pairs(const float *src, int kc, uint32_t *dst, int stride) {
     pack_row_pairs(src, kc, dst, stride);
 }
 
+// The AVX-512 online-softmax step (softmax_step_avx512) and the pairing of P's rows
+// (gemm_bf16_pair_rows) in one pass over the 32-column score tile: rows 2p and 2p+1 are
+// exponentiated, added to the column sums in row order, and stored as pair row p in place
+// (p <= 2p: its f32 values were read already; each 16-column half is written only by its
+// own pass). Same exps, sums and rounding as the two steps, so the same bits.
+BF16_FUNC void gemm_bf16_softmax_pairs(float *s, int rows, float *m, float *l, float *corr) {
+    uint32_t *pairs = (uint32_t *)s;
+    for (int h = 0; h < NR; h += 16) {
+        __m512 m_old = _mm512_loadu_ps(m + h), m_new;
+        __m512 shift = softmax_shift(s + h, rows, m_old, &m_new);
+        __m512 c = exp512(_mm512_sub_ps(m_old, shift)), sum = _mm512_setzero_ps();
+        for (int p = 0; 2 * p < rows; p++) {
+            __m512 even = exp512(_mm512_sub_ps(_mm512_loadu_ps(s + (size_t)2 * p * NR + h), shift));
+            __m512 odd = _mm512_setzero_ps();
+            sum = _mm512_add_ps(sum, even);
+            if (2 * p + 1 < rows) {
+                odd = exp512(_mm512_sub_ps(_mm512_loadu_ps(s + (size_t)(2 * p + 1) * NR + h), shift));
+                sum = _mm512_add_ps(sum, odd);
+            }
+            _mm512_storeu_si512(pairs + (size_t)p * NR + h, pair_words16(even, odd));
+        }
+        _mm512_storeu_ps(l + h, _mm512_fmadd_ps(_mm512_loadu_ps(l + h), c, sum));
+        _mm512_storeu_ps(m + h, m_new);
+        _mm512_storeu_ps(corr + h, c);
+    }
+}
+
 #else  // not x86-64: no bf16 kernel
 
 void gemm_bf16_micro(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta) {
@@ -716,6 +743,9 @@ void gemm_bf16_pair_rows(const float *even, const float *odd, int n, int width, 
 }
 void gemm_bf16_row_pairs(const float *src, int kc, uint32_t *dst, int stride) {
     (void)src, (void)kc, (void)dst, (void)stride;
+}
+void gemm_bf16_softmax_pairs(float *s, int rows, float *m, float *l, float *corr) {
+    (void)s, (void)rows, (void)m, (void)l, (void)corr;
 }
 
 int gemm_bf16_supported(void) { return 0; }

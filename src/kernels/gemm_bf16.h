@@ -83,5 +83,9 @@ int attention_forward_bf16(const float *q, const float *k, const float *v, float
 void gemm_bf16_micro(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta);
 void gemm_bf16_pair_rows(const float *even, const float *odd, int n, int width, uint32_t *dst);
 void gemm_bf16_row_pairs(const float *src, int kc, uint32_t *dst, int stride);
+// The online-softmax step (GemmKernelInfo.softmax_step of the AVX-512 set) on a 32-column score
+// tile of `rows` rows, and P's rows paired in place (pair row p = gemm_bf16_pair_rows of rows
+// 2p, 2p+1, at s + 32p): one pass, the same bits as the two steps.
+void gemm_bf16_softmax_pairs(float *s, int rows, float *m, float *l, float *corr);
 
 #endif
