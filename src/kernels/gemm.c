@@ -394,6 +394,11 @@ void linear_forward_packed(const float *x, int ldx, const GemmPackedWeights *W, 
     gemm_run(&g);
 }
 
+void linear_forward_packed_cf(const float *x, const GemmPackedWeights *W, const float *b, float *y, int rows) {
+    GemmProblem g = {rows, W->rows, W->K, x, rows, 1, 1.0f, NULL, 0, 0, NULL, NULL, NULL, b, 0.0f, y, W->rows, NULL, W};
+    gemm_run(&g);
+}
+
 // ---- Weights packed once ---------------------------------------------------------------
 
 int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, int as_b) {

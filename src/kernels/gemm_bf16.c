@@ -125,6 +125,12 @@ int linear_forward_bf16(const float *x, const Bf16Packed *W, const float *b, flo
     return gemm_bf16_run(&g, W);
 }
 
+int linear_forward_bf16_cf(const float *x, const Bf16Packed *W, const float *b, float *y, int rows) {
+    GemmProblem g = {.M = rows, .N = W->rows, .K = W->K, .a = x, .lda = rows, .trans_a = 1, .alpha = 1.0f,
+                     .bias_n = b, .beta = 0.0f, .c = y, .ldc = W->rows};
+    return gemm_bf16_run(&g, W);
+}
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 

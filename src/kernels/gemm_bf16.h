@@ -61,6 +61,8 @@ int gemm_bf16_run(const GemmProblem *g, const Bf16Packed *w);
 // y[rows, out] = x[rows, in] W^T + b with W packed as side GEMM_BF16_BT (W->rows = out,
 // W->K = in); b (out) may be NULL. Returns 0 or -1 like gemm_bf16_run.
 int linear_forward_bf16(const float *x, const Bf16Packed *W, const float *b, float *y, int rows);
+// The same with x stored channels first, x[p*rows + r] (as linear_forward_packed_cf): same bits.
+int linear_forward_bf16_cf(const float *x, const Bf16Packed *W, const float *b, float *y, int rows);
 
 // conv2d_forward (kernels.h) in bf16: y[N,Cout,Ho,Wo] = conv(x[N,Cin,H,W], weight) + bias[Cout]
 // (bias may be NULL), weight packed as side GEMM_BF16_A from the (Cout, Cin*kh*kw) f32 weight.

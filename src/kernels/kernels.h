@@ -43,6 +43,9 @@ float gemm_packed_at(const GemmPackedWeights *pw, int r, int p);
 // y[rows,out] = x[rows,in] W^T + b with W packed as_b (out = W->rows, in = W->K); row r of x
 // starts at x + r*ldx (ldx >= in).
 void linear_forward_packed(const float *x, int ldx, const GemmPackedWeights *W, const float *b, float *y, int rows);
+// The same with x stored channels first, x[p*rows + r] (one sample of an NCHW map, rows = H*W):
+// op(A) = x^T, so no transposed copy; the packed panels hold the same values, so the same bits.
+void linear_forward_packed_cf(const float *x, const GemmPackedWeights *W, const float *b, float *y, int rows);
 
 // ---- Convolution (conv.c) ------------------------------------------------
 typedef struct {

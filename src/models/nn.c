@@ -278,6 +278,12 @@ int nn_linear(const NnLinear *l, const float *x, float *y, int rows) {
     return 0;
 }
 
+int nn_linear_channels_first(const NnLinear *l, const float *x, float *y, int rows) {
+    if (l->bf16.data) return linear_forward_bf16_cf(x, &l->bf16, l->bias.data, y, rows);
+    linear_forward_packed_cf(x, &l->packed, l->bias.data, y, rows);
+    return 0;
+}
+
 void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo) {
     *Ho = conv_out_size(H, c->geom.kernel_h, c->geom.stride, c->geom.pad_top, c->geom.pad_bottom);
     *Wo = conv_out_size(W, c->geom.kernel_w, c->geom.stride, c->geom.pad_left, c->geom.pad_right);

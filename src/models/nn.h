@@ -104,6 +104,9 @@ int nn_layernorm_load(NnWeights *w, NnLayerNorm *l, const char *name, int dim, f
 // y[rows, out] = x[rows, in] W^T + b. Returns 0, or -1 with a message (only the bf16 path can
 // fail: out of memory for its pack buffers).
 int nn_linear(const NnLinear *l, const float *x, float *y, int rows);
+// The same with x stored channels first, x[k*rows + r]: one sample (C, H*W) of an NCHW map as
+// H*W rows of C, without a transposed copy. Same bits as nn_linear on the transposed x.
+int nn_linear_channels_first(const NnLinear *l, const float *x, float *y, int rows);
 // y (N, cout, Ho, Wo) from x (N, cin, H, W); Ho/Wo by the layer's geometry.
 int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, Arena *scratch);
 void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo);

@@ -212,14 +212,15 @@ int transformer2d_forward(const Transformer2D *t, float *x, int B, int H, int W,
     float *h = nn_alloc(arena, (int64_t)B * HW * inner);
     if (!h) goto done;
     {
-        // h = proj_in(norm(x) as (B, HW, C))
+        // h = proj_in(norm(x) as (B, HW, C)): the linear reads the (C, HW) map of each sample
+        // as its transposed input, no (HW, C) copy
         size_t mark1 = arena_mark(arena);
         float *normed = nn_alloc(arena, (int64_t)B * C * HW);
-        float *rows = normed ? nn_alloc(arena, (int64_t)B * HW * C) : NULL;
-        if (!rows) goto done;
+        if (!normed) goto done;
         nn_groupnorm(&t->norm, x, normed, B, HW);
-        nn_nchw_to_nlc(normed, rows, B, C, HW);
-        if (nn_linear(&t->proj_in, rows, h, B * HW)) goto done;
+        for (int b = 0; b < B; b++)
+            if (nn_linear_channels_first(&t->proj_in, normed + (int64_t)b * C * HW, h + (int64_t)b * HW * inner, HW))
+                goto done;
         arena_reset(arena, mark1);
     }
     for (int i = 0; i < t->num_layers; i++) {
