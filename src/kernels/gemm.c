@@ -264,18 +264,17 @@ void gemm_bias_beta(const GemmProblem *g) {
     }
 }
 
-int gemm_threads_for(const GemmProblem *g, int *nested) {
+int gemm_threads_for(const GemmProblem *g, double weight_bytes, int *nested) {
 #ifdef _OPENMP
     // Small products and calls from inside a parallel region run on the calling thread.
     *nested = omp_in_parallel();
     // A product with few FLOPs but a big weight packed at load (a time-embedding projection:
     // 1 row x 1280 x 1280) is bound by reading that weight from memory: all cores read faster.
     double flops = 2.0 * g->M * g->N * g->K;
-    double weight_bytes = g->packed_a || g->packed_b ? 4.0 * g->K * (g->packed_a ? g->M : g->N) : 0.0;
     int threads = !*nested && (flops > 2e6 || weight_bytes > 1e6) ? omp_get_max_threads() : 1;
     return threads > MAX_POOL_THREADS ? MAX_POOL_THREADS : threads;
 #else
-    (void)g;
+    (void)g, (void)weight_bytes;
     *nested = 0;
     return 1;
 #endif
@@ -335,7 +334,9 @@ void gemm_run(const GemmProblem *g) {
     }
     const GemmKernelInfo *ki = gemm_kernel_info();
     size_t a_floats = (size_t)ki->mc * ki->kc, b_floats = (size_t)ki->kc * (size_t)((ki->nc + ki->nr - 1) / ki->nr * ki->nr);
-    int nested, threads = gemm_threads_for(g, &nested);
+    // the bytes of weights packed at load, read once from memory
+    double weight_bytes = g->packed_a || g->packed_b ? 4.0 * g->K * (g->packed_a ? g->M : g->N) : 0.0;
+    int nested, threads = gemm_threads_for(g, weight_bytes, &nested);
     // Workspace first (on this thread), so that running out of memory is known before any work.
     float *extra = NULL;
     for (int t = 0; t < threads; t++) {

@@ -485,7 +485,8 @@ static int gemm_bf16_drive(const GemmProblem *g, const Bf16Packed *w, PackPairsB
         gemm_bias_beta(g);
         return 0;
     }
-    int nested, threads = gemm_threads_for(g, &nested);
+    // the weights are bf16 (2 bytes), read once from memory
+    int nested, threads = gemm_threads_for(g, 2.0 * w->rows * w->K, &nested);
     // Workspace first (on this thread), so that running out of memory is known before any work.
     if (nested) {
         void *ws = NULL;

@@ -186,9 +186,10 @@ void gemm_run(const GemmProblem *p);
 // slowed down by another process hands blocks to the others. Shared by the f32 and bf16 GEMMs.
 void gemm_choose_grid(int M, int N, int K, int threads, int mr, int nr, double fma_per_cycle, double a_cost,
                       double b_cost, int *tm_out, int *tn_out);
-// The threads a product gets: 1 when it is small (<= 2 MFLOP) or called inside a parallel region
-// (*nested = 1 then: it must not use the per-thread pools), else all of OpenMP's (at most 256).
-int gemm_threads_for(const GemmProblem *g, int *nested);
+// The threads a product gets: 1 when it is small (<= 2 MFLOP and at most 1 MB of weights packed
+// at load, weight_bytes) or called inside a parallel region (*nested = 1 then: it must not use
+// the per-thread pools), else all of OpenMP's (at most 256).
+int gemm_threads_for(const GemmProblem *g, double weight_bytes, int *nested);
 // C = bias_m[i] + bias_n[j] + beta*C (C not read if beta == 0): a product with K = 0.
 void gemm_bias_beta(const GemmProblem *g);
 
