@@ -360,6 +360,47 @@ static void test_gemm_narrow(const char *isa) {
     }
 }
 
+// The kernel set's optional attention helpers against attention.c's portable loops (the same
+// multiplications, so the same bits): O^T (rows x 128, stride 128) rescaled per column, then
+// written back as rows of queries times 1/l. Head dims 33, 40, 64, 512; 1-128 queries.
+static void test_attention_helpers(const char *isa) {
+    const GemmKernelInfo *ki = gemm_kernel_info();
+    if (!ki->scale_columns && !ki->finish_rows) return;
+    static const int dims[] = {33, 40, 64, 512}, queries[] = {1, 13, 16, 31, 100, 128};
+    const int br = 128;
+    for (int t = 0; t < 4; t++)
+        for (int u = 0; u < 6; u++) {
+            int hd = dims[t], nq = queries[u], ld_out = hd + 5;
+            float *o = rand_buf((size_t)hd * br, 71 + t), *o_ref = malloc((size_t)hd * br * sizeof(float));
+            float *scale = rand_buf(br, 72 + u), *out = malloc((size_t)nq * ld_out * sizeof(float));
+            float *out_ref = malloc((size_t)nq * ld_out * sizeof(float));
+            memcpy(o_ref, o, (size_t)hd * br * sizeof(float));
+            fill_nan(out, (size_t)nq * ld_out);
+            memcpy(out_ref, out, (size_t)nq * ld_out * sizeof(float));
+            if (ki->scale_columns) {
+                ki->scale_columns(o, hd, nq, br, scale);
+                for (int d = 0; d < hd; d++)
+                    for (int j = 0; j < nq; j++) o_ref[d * br + j] *= scale[j];
+                CHECK(memcmp(o, o_ref, (size_t)hd * br * sizeof(float)) == 0,
+                      "%s scale_columns hd=%d width=%d: not the bits of the loop (or a column past the width changed)",
+                      isa, hd, nq);
+            }
+            if (ki->finish_rows) {
+                ki->finish_rows(o_ref, hd, nq, br, scale, out, ld_out);
+                for (int j = 0; j < nq; j++)
+                    for (int d = 0; d < hd; d++) out_ref[(size_t)j * ld_out + d] = o_ref[d * br + j] * scale[j];
+                // the 5 padding floats of every row must stay NaN: memcmp compares their bits too
+                CHECK(memcmp(out, out_ref, (size_t)nq * ld_out * sizeof(float)) == 0,
+                      "%s finish_rows hd=%d nq=%d: not the bits of the loop (or wrote past a row)", isa, hd, nq);
+            }
+            free(o);
+            free(o_ref);
+            free(scale);
+            free(out);
+            free(out_ref);
+        }
+}
+
 static void test_packed(const char *isa) {
     const GemmKernelInfo *other = strcmp(isa, "scalar") != 0 ? gemm_kernel_scalar() : NULL;
     static const ConvCase cases[] = {
@@ -462,6 +503,7 @@ int main(void) {
         test_conv(isa, &arena);
         test_packed(isa);
         test_gemm_narrow(isa);
+        test_attention_helpers(isa);
         test_attention(isa, NULL);
         test_attention(isa, &arena);
         CHECK(arena.used == 0, "%s: the kernels left %zu bytes of the arena in use", isa, arena.used);

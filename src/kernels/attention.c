@@ -113,8 +113,12 @@ static void mask_causal(float *s, int nkt, int nr, int k0, int q_first) {
 }
 
 // O^T columns *= corr (the softmax's rescaling of what the earlier key tiles added).
-static void rescale_o(AttnWork *w, int hd, int br, int width) {
+static void rescale_o(const GemmKernelInfo *ki, AttnWork *w, int hd, int br, int width) {
     const float *corr = w->corr;
+    if (ki->scale_columns) {
+        ki->scale_columns(w->o, hd, width, br, corr);
+        return;
+    }
     for (int d = 0; d < hd; d++) {
         float *od = w->o + (size_t)d * br;
 #pragma omp simd
@@ -123,9 +127,13 @@ static void rescale_o(AttnWork *w, int hd, int br, int width) {
 }
 
 // out = O / l for the tile's nq queries (the O^T tile transposed back; 1/l reuses corr's storage).
-static void tile_finish(AttnWork *w, float *out, int ld, int nq, int hd, int br) {
+static void tile_finish(const GemmKernelInfo *ki, AttnWork *w, float *out, int ld, int nq, int hd, int br) {
     float *inv = w->corr;
     for (int j = 0; j < nq; j++) inv[j] = w->l[j] > 0.0f ? 1.0f / w->l[j] : 0.0f;
+    if (ki->finish_rows) {
+        ki->finish_rows(w->o, hd, nq, br, inv, out, ld);
+        return;
+    }
     for (int j0 = 0; j0 < nq; j0 += 8) {
         int jn = nq - j0 < 8 ? nq - j0 : 8;
         for (int d = 0; d < hd; d++) {
@@ -168,7 +176,7 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
             ki->softmax_step(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
         }
         // O^T columns *= corr, then O^T += V^T P^T
-        rescale_o(w, hd, br, slivers * nr);
+        rescale_o(ki, w, hd, br, slivers * nr);
         for (int js = 0; js < slivers; js++)
             for (int d0 = 0; d0 < hd; d0 += mr) {
                 int rows = hd - d0 < mr ? hd - d0 : mr;
@@ -176,7 +184,7 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
                           w->o + (size_t)d0 * br + js * nr, br, rows, nr, 1.0f, NULL, NULL);
             }
     }
-    tile_finish(w, out, ld, nq, hd, br);
+    tile_finish(ki, w, out, ld, nq, hd, br);
 }
 
 // ---- The bf16 path ------------------------------------------------------------------------
@@ -245,7 +253,7 @@ static void attend_tile_bf16(const GemmKernelInfo *ki, const float *q, float *ou
             // the softmax step, and P^T rows 2p, 2p+1 -> pair row p in place, in one pass
             gemm_bf16_softmax_pairs(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
         }
-        rescale_o(w, hd, br, slivers * nr);
+        rescale_o(ki, w, hd, br, slivers * nr);
         for (int js = 0; js < slivers; js++)
             for (int d0 = 0; d0 < hd; d0 += mr) {
                 int rows = hd - d0 < mr ? hd - d0 : mr;
@@ -254,7 +262,7 @@ static void attend_tile_bf16(const GemmKernelInfo *ki, const float *q, float *ou
                                 rows, nr, 1.0f);
             }
     }
-    tile_finish(w, out, ld, nq, hd, br);
+    tile_finish(ki, w, out, ld, nq, hd, br);
 }
 
 size_t attention_scratch_bytes(int Nk, int head_dim) {

@@ -185,8 +185,44 @@ AVX512_FUNC static void pack_a_rows_avx512(const float *src, int64_t lda, int m,
     }
 }
 
-static const GemmKernelInfo k_avx512 = {"avx512", MR, NR, 168, 384, 4096, micro_avx512, softmax_step_avx512,
-                                        micro_narrow_avx512, pack_a_rows_avx512};
+// GemmKernelInfo.scale_columns: o[d*ld + j] *= corr[j], 16 columns at a time.
+AVX512_FUNC static void scale_columns_avx512(float *o, int rows, int width, int ld, const float *corr) {
+    for (int j = 0; j < width; j += 16) {
+        __mmask16 k = width - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (width - j)) - 1);
+        __m512 c = _mm512_maskz_loadu_ps(k, corr + j);
+        for (int d = 0; d < rows; d++) {
+            float *od = o + (size_t)d * ld + j;
+            _mm512_mask_storeu_ps(od, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, od), c));
+        }
+    }
+}
+
+// GemmKernelInfo.finish_rows: out[j*ld_out + d] = o[d*ld + j] * inv[j], by 16 x 16 blocks
+// transposed in registers (rows and queries past the ends are masked).
+AVX512_FUNC static void finish_rows_avx512(const float *o, int rows, int nq, int ld, const float *inv, float *out,
+                                           int64_t ld_out) {
+    for (int j0 = 0; j0 < nq; j0 += 16) {
+        int jn = nq - j0 < 16 ? nq - j0 : 16;
+        __mmask16 kj = jn == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << jn) - 1);
+        for (int d0 = 0; d0 < rows; d0 += 16) {
+            int dn = rows - d0 < 16 ? rows - d0 : 16;
+            __mmask16 kd = dn == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << dn) - 1);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < dn ? _mm512_maskz_loadu_ps(kj, o + (size_t)(d0 + i) * ld + j0) : _mm512_setzero_ps();
+            transpose16(r);  // r[j] = o[d0..d0+15][j0 + j]
+            for (int j = 0; j < jn; j++)
+                _mm512_mask_storeu_ps(out + (j0 + j) * ld_out + d0, kd, _mm512_mul_ps(r[j], _mm512_set1_ps(inv[j0 + j])));
+        }
+    }
+}
+
+static const GemmKernelInfo k_avx512 = {"avx512",           MR,
+                                        NR,                 168,
+                                        384,                4096,
+                                        micro_avx512,       softmax_step_avx512,
+                                        micro_narrow_avx512, pack_a_rows_avx512,
+                                        scale_columns_avx512, finish_rows_avx512};
 
 const GemmKernelInfo *gemm_kernel_avx512(void) { return &k_avx512; }
 

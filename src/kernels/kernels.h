@@ -139,6 +139,13 @@ typedef struct GemmKernelInfo {
     // row-major matrix (row i at src + i*lda), kc columns: dst[p*mr + i] = src[i*lda + p], rows
     // m..mr-1 zero.
     void (*pack_a_rows)(const float *src, int64_t lda, int m, int kc, float *dst);
+    // Optional (NULL: attention.c's portable loops), the attention's running output O^T
+    // (o[d*ld + j], d < rows head dims, j queries): scale_columns does o[d*ld + j] *= corr[j]
+    // for j < width (the online softmax's rescale); finish_rows writes
+    // out[j*ld_out + d] = o[d*ld + j] * inv[j] for j < nq (O / l, back in rows of queries).
+    // The same multiplications as the loops, so the same bits.
+    void (*scale_columns)(float *o, int rows, int width, int ld, const float *corr);
+    void (*finish_rows)(const float *o, int rows, int nq, int ld, const float *inv, float *out, int64_t ld_out);
 } GemmKernelInfo;
 
 // The kernel set in use: the forced one (test hook), else the one for sd_cpu_isa().
