@@ -38,6 +38,13 @@ static inline double max_abs_diff(const float *a, const float *b, long n) {
 }
 
 // The OpenMP thread count for what follows (tests compare 1 and 2 threads bit for bit).
+// 1 if the first n columns of m rows of a (row stride lda) have the bits of those of b (ldb).
+static inline int same_leading_columns(const float *a, long lda, const float *b, long ldb, int m, int n) {
+    int same = 1;
+    for (int i = 0; i < m; i++) same &= memcmp(a + i * lda, b + i * ldb, (size_t)n * sizeof(float)) == 0;
+    return same;
+}
+
 static inline void set_threads(int n) {
 #ifdef _OPENMP
     omp_set_num_threads(n);

@@ -100,8 +100,8 @@ static int batchnorm_train(NormLayer *n, const float *x, float *y, int B, int HW
 int norm_layer_forward(NormLayer *n, const float *x, float *y, int B, int HW, int training, float *mean, float *rstd) {
     if (n->kind == NORM_GROUP) {
         // the statistics kept for the backward are those the output was normalised with
-        groupnorm_forward_stats(x, y, n->weight->data, n->bias->data, B, n->channels, HW, n->groups, n->eps,
-                                mean && rstd ? mean : NULL, mean && rstd ? rstd : NULL);
+        groupnorm_forward_stats(x, y, n->weight->data, n->bias->data, B, n->channels, HW, n->groups, n->eps, mean,
+                                rstd);
         return 0;
     }
     if (training) return batchnorm_train(n, x, y, B, HW, mean, rstd);

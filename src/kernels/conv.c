@@ -30,11 +30,6 @@ typedef struct {
 
 enum { MAX_SEGMENTS = 80 };
 
-// One run of output pixels on the same output row inside a micro-panel.
-typedef struct {
-    int oh, ow, count, col;  // output row, first output column, length, first column in the micro-panel
-} PixelRun;
-
 // Short copies and zero fills (a run is at most nr floats): fixed 8-float
 // chunks that the compiler turns into vector moves instead of libc calls.
 static inline void copy_floats(float *dst, const float *src, int n) {
@@ -48,11 +43,9 @@ static inline void zero_floats(float *dst, int n) {
     for (int t = 0; t < n; t++) dst[t] = 0.0f;
 }
 
-// Splits the n (<= MAX_SEGMENTS) output pixels first_pixel.. of a micro-panel into runs along
-// output rows; returns the number of runs.
-static int split_runs(int first_pixel, int n, int Wo, PixelRun *runs) {
+int conv_split_runs(int first_pixel, int n, int Wo, PixelRun *runs, int max_runs) {
     int nruns = 0;
-    for (int col = 0; col < n && nruns < MAX_SEGMENTS;) {
+    for (int col = 0; col < n && nruns < max_runs;) {
         int pix = first_pixel + col, oh = pix / Wo, ow = pix % Wo;
         int cnt = Wo - ow < n - col ? Wo - ow : n - col;
         runs[nruns].oh = oh;
@@ -73,7 +66,7 @@ static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr
     for (int jr = 0; jr < nc; jr += nr) {
         int n = nc - jr < nr ? nc - jr : nr;
         float *d = dst + (size_t)jr * kc;
-        int nruns = split_runs(j0 + jr, n, Wo, runs);
+        int nruns = conv_split_runs(j0 + jr, n, Wo, runs, MAX_SEGMENTS);
         int ci = (p0 / KW) / KH, kh = (p0 / KW) % KH, kw = p0 % KW;
         for (int p = 0; p < kc; p++) {
             float *row = d + (size_t)p * nr;
@@ -135,7 +128,7 @@ __attribute__((target("avx512f"))) static void pack_conv_b_s1_avx512(const void 
     for (int jr = 0; jr < nc; jr += nr) {
         int n = nc - jr < nr ? nc - jr : nr;
         float *d = dst + (size_t)jr * kc;
-        int nruns = split_runs(j0 + jr, n, Wo, runs);
+        int nruns = conv_split_runs(j0 + jr, n, Wo, runs, MAX_SEGMENTS);
         // per run and kernel column: the lanes that fall inside the map (the mask of the 32)
         // and the input column that lane 0 would read
         uint32_t mask[32][MAX_KW_FAST];

@@ -252,8 +252,6 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
     }
 }
 
-// K == 0, or no memory for the pack buffers: C = bias + beta*C, then C += alpha op(A) B with
-// no workspace but a 64-float stack row of B (a slow path that should never run in practice).
 void gemm_bias_beta(const GemmProblem *g) {
     for (int i = 0; i < g->M; i++) {
         float *c = g->c + (int64_t)i * g->ldc;
@@ -280,6 +278,8 @@ int gemm_threads_for(const GemmProblem *g, double weight_bytes, int *nested) {
 #endif
 }
 
+// K == 0, or no memory for the pack buffers: C = bias + beta*C, then C += alpha op(A) B with
+// no workspace but a 64-float stack row of B (a slow path that should never run in practice).
 static void gemm_unblocked(const GemmProblem *g) {
     gemm_bias_beta(g);
     float brow[64];

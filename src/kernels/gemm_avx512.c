@@ -144,13 +144,10 @@ AVX512_FUNC static void micro_narrow_avx512(int k, const float *a0, const float 
         a1 += MR;
         b += NR;
     }
-    __mmask16 k0, k1;
-    tile_column_masks(n, &k0, &k1);  // n <= 16: k1 is empty
     const __m512 acc[2 * MR] = {
         c00, c01, c02, c03, c04, c05, c06, c07, c08, c09, c10, c11, c12, c13, c14, c15, c16, c17, c18, c19,
         c20, c21, c22, c23, c24, c25, c26, c27};
-    for (int i = 0; i < m; i++)
-        tile_store_row(c + (long)i * ldc, acc[i], _mm512_setzero_ps(), k0, k1, beta, bias_m ? bias_m + i : NULL, bias_n);
+    tile_store_narrow(c, ldc, m, n, acc, beta, bias_m, bias_n);
 }
 
 // The online-softmax step of GemmKernelInfo, 16 query columns at a time.
@@ -176,7 +173,7 @@ AVX512_FUNC static void softmax_step_avx512(float *s, int rows, float *m, float 
 AVX512_FUNC static void pack_a_rows_avx512(const float *src, int64_t lda, int m, int kc, float *dst) {
     for (int pb = 0; pb < kc; pb += 16) {
         int pn = kc - pb < 16 ? kc - pb : 16;
-        __mmask16 cols = pn == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << pn) - 1);
+        __mmask16 cols = first_lanes16(pn);
         __m512 r[16];
         for (int i = 0; i < 16; i++)
             r[i] = i < m ? _mm512_maskz_loadu_ps(cols, src + i * lda + pb) : _mm512_setzero_ps();
@@ -188,7 +185,7 @@ AVX512_FUNC static void pack_a_rows_avx512(const float *src, int64_t lda, int m,
 // GemmKernelInfo.scale_columns: o[d*ld + j] *= corr[j], 16 columns at a time.
 AVX512_FUNC static void scale_columns_avx512(float *o, int rows, int width, int ld, const float *corr) {
     for (int j = 0; j < width; j += 16) {
-        __mmask16 k = width - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (width - j)) - 1);
+        __mmask16 k = first_lanes16(width - j);
         __m512 c = _mm512_maskz_loadu_ps(k, corr + j);
         for (int d = 0; d < rows; d++) {
             float *od = o + (size_t)d * ld + j;
@@ -203,10 +200,10 @@ AVX512_FUNC static void finish_rows_avx512(const float *o, int rows, int nq, int
                                            int64_t ld_out) {
     for (int j0 = 0; j0 < nq; j0 += 16) {
         int jn = nq - j0 < 16 ? nq - j0 : 16;
-        __mmask16 kj = jn == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << jn) - 1);
+        __mmask16 kj = first_lanes16(jn);
         for (int d0 = 0; d0 < rows; d0 += 16) {
             int dn = rows - d0 < 16 ? rows - d0 : 16;
-            __mmask16 kd = dn == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << dn) - 1);
+            __mmask16 kd = first_lanes16(dn);
             __m512 r[16];
             for (int i = 0; i < 16; i++)
                 r[i] = i < dn ? _mm512_maskz_loadu_ps(kj, o + (size_t)(d0 + i) * ld + j0) : _mm512_setzero_ps();
@@ -217,11 +214,8 @@ AVX512_FUNC static void finish_rows_avx512(const float *o, int rows, int nq, int
     }
 }
 
-static const GemmKernelInfo k_avx512 = {"avx512",           MR,
-                                        NR,                 168,
-                                        384,                4096,
-                                        micro_avx512,       softmax_step_avx512,
-                                        micro_narrow_avx512, pack_a_rows_avx512,
+static const GemmKernelInfo k_avx512 = {"avx512", MR, NR, 168, 384, 4096,
+                                        micro_avx512, softmax_step_avx512, micro_narrow_avx512, pack_a_rows_avx512,
                                         scale_columns_avx512, finish_rows_avx512};
 
 const GemmKernelInfo *gemm_kernel_avx512(void) { return &k_avx512; }

@@ -14,10 +14,15 @@
 
 #define AVX512_TILE_FUNC __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
 
+// The mask of the first n lanes of 16 (none for n <= 0, all for n >= 16).
+static inline __mmask16 first_lanes16(int n) {
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
 // The masks of the first n (<= 32) columns: k0 for columns 0..15, k1 for 16..31.
-AVX512_TILE_FUNC static inline void tile_column_masks(int n, __mmask16 *k0, __mmask16 *k1) {
-    *k0 = n >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << n) - 1);
-    *k1 = n >= 32 ? (__mmask16)0xFFFF : n <= 16 ? (__mmask16)0 : (__mmask16)((1u << (n - 16)) - 1);
+static inline void tile_column_masks(int n, __mmask16 *k0, __mmask16 *k1) {
+    *k0 = first_lanes16(n);
+    *k1 = first_lanes16(n - 16);
 }
 
 // One row: v = acc + bias_m_i + bias_n; C = beta*C + v (C read only if beta != 0).
@@ -48,6 +53,15 @@ AVX512_TILE_FUNC static inline void tile_store(float *c, int ldc, int m, int n, 
     tile_column_masks(n, &k0, &k1);
     for (int i = 0; i < m; i++)
         tile_store_row(c + (ptrdiff_t)i * ldc, acc[2 * i], acc[2 * i + 1], k0, k1, beta, bias_m ? bias_m + i : NULL,
+                       bias_n);
+}
+
+// The narrow tiles' epilogue (a B micro-panel of n <= 16 columns): row i < m is acc[i] alone.
+AVX512_TILE_FUNC static inline void tile_store_narrow(float *c, int ldc, int m, int n, const __m512 *acc, float beta,
+                                                      const float *bias_m, const float *bias_n) {
+    __mmask16 k0 = first_lanes16(n);
+    for (int i = 0; i < m; i++)
+        tile_store_row(c + (ptrdiff_t)i * ldc, acc[i], _mm512_setzero_ps(), k0, 0, beta, bias_m ? bias_m + i : NULL,
                        bias_n);
 }
 

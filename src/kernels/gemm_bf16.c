@@ -207,10 +207,7 @@ BF16_FUNC static void micro_narrow_bf16(int kp, const uint32_t *a0, const uint32
         a1 += MR;
         b += NR;
     }
-    __mmask16 k0, k1;
-    tile_column_masks(n, &k0, &k1);  // n <= 16: k1 is empty
-    for (int i = 0; i < m; i++)
-        tile_store_row(c + (long)i * ldc, acc[i], _mm512_setzero_ps(), k0, k1, beta, bias_m ? bias_m + i : NULL, bias_n);
+    tile_store_narrow(c, ldc, m, n, acc, beta, bias_m, bias_n);
 }
 
 BF16_FUNC static void micro_bf16(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n,
@@ -265,10 +262,6 @@ BF16_FUNC static void micro_bf16(int kp, const uint32_t *a, const uint32_t *b, f
 
 // ---- Rounding and packing the f32 operand ----------------------------------------------------
 
-static inline __mmask16 first_lanes(int n) {
-    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
-}
-
 // 16 words: word j = pair (even[j], odd[j]), both rounded to nearest even by vcvtne2ps2bf16.
 BF16_FUNC static inline __m512i pair_words16(__m512 even, __m512 odd) {
     // cvtne2ps gives bf16 lanes 0..15 = even, 16..31 = odd; interleave them: lane 2j = even[j], 2j+1 = odd[j].
@@ -280,11 +273,19 @@ BF16_FUNC static inline __m512i pair_words16(__m512 even, __m512 odd) {
 // width (<= 32) words: word j < n = pair (even[j], odd[j]) (odd may be NULL: zeros), words n.. = 0.
 BF16_FUNC static inline void pack_pair_rows(const float *even, const float *odd, int n, int width, uint32_t *dst) {
     for (int h = 0; h < width; h += 16) {
-        __mmask16 k = first_lanes(n - h);
+        __mmask16 k = first_lanes16(n - h);
         __m512 e = _mm512_maskz_loadu_ps(k, even + h);
         __m512 o = odd ? _mm512_maskz_loadu_ps(k, odd + h) : _mm512_setzero_ps();
-        _mm512_mask_storeu_epi32(dst + h, first_lanes(width - h), pair_words16(e, o));
+        _mm512_mask_storeu_epi32(dst + h, first_lanes16(width - h), pair_words16(e, o));
     }
+}
+
+// 32 contiguous values of a row (those past `left` read as 0) rounded to 32 bf16 in k order:
+// already 16 pair words (src[2q], src[2q+1]).
+BF16_FUNC static inline __m512 round_pairs32(const float *src, int left) {
+    __m512 lo = _mm512_maskz_loadu_ps(first_lanes16(left), src);
+    __m512 hi = left > 16 ? _mm512_maskz_loadu_ps(first_lanes16(left - 16), src + 16) : _mm512_setzero_ps();
+    return (__m512)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
 // A row of kc contiguous values (k, k+1, ...) as ceil(kc/2) pair words, written
@@ -292,10 +293,7 @@ BF16_FUNC static inline void pack_pair_rows(const float *even, const float *odd,
 BF16_FUNC static inline void pack_row_pairs(const float *src, int kc, uint32_t *dst, int stride) {
     uint32_t words[16];
     for (int t = 0; t < kc; t += 32) {
-        // 32 values in k order round to 32 bf16 in k order: already 16 pair words.
-        __m512 lo = _mm512_maskz_loadu_ps(first_lanes(kc - t), src + t);
-        __m512 hi = kc - t > 16 ? _mm512_maskz_loadu_ps(first_lanes(kc - t - 16), src + t + 16) : _mm512_setzero_ps();
-        _mm512_storeu_si512(words, (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+        _mm512_storeu_si512(words, (__m512i)round_pairs32(src + t, kc - t));
         int pairs = (kc - t + 1) / 2 < 16 ? (kc - t + 1) / 2 : 16;
         uint32_t *d = dst + (size_t)(t / 2) * stride;
         for (int q = 0; q < pairs; q++) d[(size_t)q * stride] = words[q];
@@ -358,17 +356,8 @@ BF16_FUNC static void pack_a_bf16(const GemmProblem *g, int i0, int mc, int p0, 
             const float *src = g->a + (int64_t)(i0 + ir) * g->lda + p0;
             for (int t = 0; t < kc; t += 32) {
                 __m512 r[16];
-                for (int i = 0; i < 16; i++) {
-                    if (i < m) {
-                        const float *row = src + (int64_t)i * g->lda + t;
-                        __m512 lo = _mm512_maskz_loadu_ps(first_lanes(kc - t), row);
-                        __m512 hi = kc - t > 16 ? _mm512_maskz_loadu_ps(first_lanes(kc - t - 16), row + 16)
-                                                : _mm512_setzero_ps();
-                        r[i] = (__m512)_mm512_cvtne2ps_pbh(hi, lo);
-                    } else {
-                        r[i] = _mm512_setzero_ps();
-                    }
-                }
+                for (int i = 0; i < 16; i++)
+                    r[i] = i < m ? round_pairs32(src + (int64_t)i * g->lda + t, kc - t) : _mm512_setzero_ps();
                 transpose16(r);
                 int pairs = (kc - t + 1) / 2 < 16 ? (kc - t + 1) / 2 : 16;
                 for (int q = 0; q < pairs; q++)
@@ -554,8 +543,8 @@ enum { PANEL_GROUP = NC_A / NR };
 
 typedef struct {
     int nruns;
-    int32_t base[NR];    // offset in xp of the run's first pixel at kh = kw = 0
-    int count[NR], col[NR];
+    PixelRun run[NR];  // conv_split_runs
+    int32_t base[NR];  // offset in xp of run r's first pixel at kh = kw = 0
 } PixelRuns;
 
 // Row k of X_col over a micro-panel's pixels as 32 bf16 lanes (lanes past the pixels are 0).
@@ -566,15 +555,15 @@ BF16_FUNC static inline __m512i conv_row(const ConvPairsCtx *cx, int k, const Pi
         // (base >= col because Wp >= Wo, so the address is inside xp; masked lanes are not read).
         __m512i v = _mm512_setzero_si512();
         for (int r = 0; r < pr->nruns; r++) {
-            __mmask32 lanes = (__mmask32)((((uint64_t)1 << pr->count[r]) - 1) << pr->col[r]);
-            v = _mm512_mask_loadu_epi16(v, lanes, src + pr->base[r] - pr->col[r]);
+            __mmask32 lanes = (__mmask32)((((uint64_t)1 << pr->run[r].count) - 1) << pr->run[r].col);
+            v = _mm512_mask_loadu_epi16(v, lanes, src + pr->base[r] - pr->run[r].col);
         }
         return v;
     }
     memset(tmp, 0, NR * sizeof(uint16_t));
     for (int r = 0; r < pr->nruns; r++) {
         const uint16_t *in = src + pr->base[r];
-        for (int t = 0; t < pr->count[r]; t++) tmp[pr->col[r] + t] = in[t * cx->stride];
+        for (int t = 0; t < pr->run[r].count; t++) tmp[pr->run[r].col + t] = in[t * cx->stride];
     }
     return _mm512_loadu_si512(tmp);
 }
@@ -597,16 +586,8 @@ BF16_FUNC static void pack_conv_pairs(const void *vctx, int p0, int kc, int j0, 
         for (int g = 0; g < npan; g++) {
             int jr = jg + g * NR, n = nc - jr < NR ? nc - jr : NR;
             PixelRuns *pr = &prs[g];
-            pr->nruns = 0;
-            for (int c = 0; c < n;) {
-                int pix = j0 + jr + c, oh = pix / Wo, ow = pix % Wo;
-                int cnt = Wo - ow < n - c ? Wo - ow : n - c;
-                pr->base[pr->nruns] = (oh * cx->Wp + ow) * s;
-                pr->count[pr->nruns] = cnt;
-                pr->col[pr->nruns] = c;
-                pr->nruns++;
-                c += cnt;
-            }
+            pr->nruns = conv_split_runs(j0 + jr, n, Wo, pr->run, NR);
+            for (int r = 0; r < pr->nruns; r++) pr->base[r] = (pr->run[r].oh * cx->Wp + pr->run[r].ow) * s;
         }
         for (int q = 0; q < kp; q++) {
             for (int g = 0; g < npan; g++) {
@@ -628,7 +609,7 @@ BF16_FUNC static void round_padded_plane(const float *x, int H, int W, int pad_t
         const float *src = x + (size_t)h * W;
         uint16_t *out = plane + (size_t)(h + pad_top) * Wp + pad_left;
         for (int t = 0; t < W; t += 16) {
-            __mmask16 k = first_lanes(W - t);
+            __mmask16 k = first_lanes16(W - t);
             __m256bh b = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(k, src + t));
             _mm256_mask_storeu_epi16(out + t, k, (__m256i)b);
         }

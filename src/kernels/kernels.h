@@ -112,6 +112,14 @@ void adaptive_avg_pool2d(const float *x, float *y, int N, int C, int H, int W, i
 // ---- Kernel internals (gemm.c, gemm_<isa>.c, conv.c, attention.c) -----------
 // Models do not need these; they are shared by the kernels and their tests.
 
+// One run of a convolution's output pixels on one output row inside a micro-panel.
+typedef struct {
+    int oh, ow, count, col;  // output row, first output column, length, first column in the micro-panel
+} PixelRun;
+// The n output pixels first_pixel.. of a micro-panel (Wo pixels per output row) split into runs
+// along output rows, at most max_runs; returns the number of runs (conv.c, gemm_bf16.c).
+int conv_split_runs(int first_pixel, int n, int Wo, PixelRun *runs, int max_runs);
+
 // Packed-panel GEMM machinery (BLIS-style). A micro-kernel computes one
 // mr x nr tile from a packed A micro-panel (k steps of mr values: a[p*mr + i])
 // and a packed B micro-panel (k steps of nr values: b[p*nr + j]):
