@@ -85,6 +85,28 @@ static void check_softmax_pairs(int rows) {
     free(s2);
 }
 
+// gemm_bf16_rows_to_panel against bf16_from_f32(scale * x) value by value: rows past `rows`
+// and the half word past an odd kc are zero, and nothing past the panel is written.
+static void check_rows_to_panel(int rows, int kc, int width, float scale) {
+    const int ld = kc + 3, kp = (kc + 1) / 2;
+    float *src = malloc((size_t)rows * ld * sizeof(float));
+    uint32_t *dst = malloc(((size_t)kp * width + 16) * sizeof(uint32_t));
+    test_fill(src, (long)rows * ld, 7 + kc);
+    for (size_t i = 0; i < (size_t)kp * width + 16; i++) dst[i] = 0xDEADBEEFu;
+    gemm_bf16_rows_to_panel(src, ld, rows, kc, scale, dst, width);
+    int bad = 0;
+    for (int q = 0; q < kp; q++)
+        for (int i = 0; i < width; i++) {
+            uint32_t lo = i < rows ? bf16_from_f32(scale * src[(size_t)i * ld + 2 * q]) : 0;
+            uint32_t hi = i < rows && 2 * q + 1 < kc ? bf16_from_f32(scale * src[(size_t)i * ld + 2 * q + 1]) : 0;
+            bad += dst[(size_t)q * width + i] != (lo | hi << 16);
+        }
+    for (int t = 0; t < 16; t++) bad += dst[(size_t)kp * width + t] != 0xDEADBEEFu;
+    CHECK(bad == 0, "gemm_bf16_rows_to_panel rows %d kc %d width %d scale %g: %d words wrong", rows, kc, width, scale, bad);
+    free(src);
+    free(dst);
+}
+
 int main(void) {
     if (!gemm_bf16_supported()) {
         float x = 1.0f, y = 0.0f;
@@ -92,6 +114,11 @@ int main(void) {
               "attention_forward_bf16 must fail without AVX512_BF16");
         printf("SKIP test_attention_bf16: no AVX512_BF16 here (or AVX-512 not in use)\n");
         return test_report("test_attention_bf16");
+    }
+    int panel_rows[] = {1, 13, 14, 17, 32};
+    for (int i = 0; i < 5; i++) {
+        check_rows_to_panel(panel_rows[i] < 14 ? panel_rows[i] : 14, 33 + 31 * i, 14, 1.0f);  // K's panels
+        check_rows_to_panel(panel_rows[i], 64 + 7 * i, 32, 0.125f + i);                      // Q^T * scale
     }
     int tile_rows[] = {1, 2, 13, 14, 27, 128, 255, 256};
     for (int i = 0; i < 8; i++) check_softmax_pairs(tile_rows[i]);
@@ -102,6 +129,7 @@ int main(void) {
     check_case(1, 2, 77, 77, 64, 1, &arena);    // causal (CLIP text)
     check_case(1, 2, 50, 64, 33, 0, NULL);      // odd head_dim (a zero in the last pair), heap workspace
     check_case(1, 1, 64, 64, 512, 0, &arena);   // the VAE mid-block's head_dim
+    check_case(1, 1, 40, 30, 520, 0, &arena);   // past 512 (the bf16 path has no head_dim limit)
     check_case(1, 20, 16, 16, 64, 0, &arena);   // 4x4 map, many heads
     arena_free(&arena);
     return test_report("test_attention_bf16");

@@ -196,19 +196,13 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
 //   vp: V^T as A panels over key pairs [d panel][key pair][14]     word (V[2q][d], V[2q+1][d])
 //   qp: Q^T * scale as B panels        [query sliver][d pair][32]
 //   s:  S^T in f32, then P^T in pairs of key rows, in place (row q <- rows 2q, 2q+1)
-enum { BF16_MAX_HD = 512 };  // head_dim of the scaled-query row buffer (the models use 40-512)
 
 static void pack_kv_bf16(const float *k, const float *v, int ld, int nk, int hd, AttnWork *w) {
     const int mr = 14, hdp = (hd + 1) / 2, nkp = (nk + 1) / 2;
     uint32_t *kp = (uint32_t *)w->kp, *vp = (uint32_t *)w->vp;
-    for (int k0 = 0; k0 < nk; k0 += mr) {
-        uint32_t *dst = kp + (size_t)(k0 / mr) * hdp * mr;
-        for (int i = 0; i < mr; i++) {
-            if (k0 + i < nk) gemm_bf16_row_pairs(k + (int64_t)(k0 + i) * ld, hd, dst + i, mr);
-            else
-                for (int q = 0; q < hdp; q++) dst[(size_t)q * mr + i] = 0;
-        }
-    }
+    for (int k0 = 0; k0 < nk; k0 += mr)
+        gemm_bf16_rows_to_panel(k + (int64_t)k0 * ld, ld, nk - k0 < mr ? nk - k0 : mr, hd, 1.0f,
+                                kp + (size_t)(k0 / mr) * hdp * mr, mr);
     for (int d0 = 0; d0 < hd; d0 += mr) {
         uint32_t *dst = vp + (size_t)(d0 / mr) * nkp * mr;
         int cols = hd - d0 < mr ? hd - d0 : mr;
@@ -224,19 +218,9 @@ static void attend_tile_bf16(const GemmKernelInfo *ki, const float *q, float *ou
     const int mr = 14, nr = 32, br = query_tile(ki), bc = key_tile(ki);
     const int hdp = (hd + 1) / 2, nkp = (nk_packed + 1) / 2, slivers = (nq + nr - 1) / nr;
     uint32_t *qp = (uint32_t *)w->qp;
-    float row[BF16_MAX_HD];
     for (int js = 0; js < slivers; js++) {
-        uint32_t *dst = qp + (size_t)js * hdp * nr;
         int cols = nq - js * nr < nr ? nq - js * nr : nr;
-        for (int j = 0; j < nr; j++) {
-            if (j < cols) {
-                const float *src = q + (int64_t)(js * nr + j) * ld;
-                for (int d = 0; d < hd; d++) row[d] = scale * src[d];
-                gemm_bf16_row_pairs(row, hd, dst + j, nr);
-            } else {
-                for (int p = 0; p < hdp; p++) dst[(size_t)p * nr + j] = 0;
-            }
-        }
+        gemm_bf16_rows_to_panel(q + (int64_t)js * nr * ld, ld, cols, hd, scale, qp + (size_t)js * hdp * nr, nr);
     }
     tile_start(w, slivers * nr, hd, br);
 
@@ -359,7 +343,7 @@ int attention_forward_bf16(const float *q, const float *k, const float *v, float
         return sd_errorf("attention_forward_bf16: this CPU has no AVX512_BF16 (or AVX-512 is not in use)");
     const GemmKernelInfo *ki = gemm_kernel_info();
     // the bf16 tiles are 14 x 32, the AVX-512 f32 kernel set's too (its tile sizes lay out the work)
-    if (ki->mr != 14 || ki->nr != 32 || head_dim > BF16_MAX_HD)
+    if (ki->mr != 14 || ki->nr != 32)
         return attention_run(q, k, v, out, B, heads, Nq, Nk, head_dim, scale, causal, scratch, 0);
     return attention_run(q, k, v, out, B, heads, Nq, Nk, head_dim, scale, causal, scratch, 1);
 }

@@ -280,23 +280,32 @@ BF16_FUNC static inline void pack_pair_rows(const float *even, const float *odd,
     }
 }
 
-// 32 contiguous values of a row (those past `left` read as 0) rounded to 32 bf16 in k order:
-// already 16 pair words (src[2q], src[2q+1]).
-BF16_FUNC static inline __m512 round_pairs32(const float *src, int left) {
+// 32 contiguous values of a row times scale (those past `left` read as 0) rounded to 32 bf16 in
+// k order: already 16 pair words (src[2q], src[2q+1]). scale = 1 changes no bits.
+BF16_FUNC static inline __m512 round_pairs32(const float *src, int left, __m512 scale) {
     __m512 lo = _mm512_maskz_loadu_ps(first_lanes16(left), src);
     __m512 hi = left > 16 ? _mm512_maskz_loadu_ps(first_lanes16(left - 16), src + 16) : _mm512_setzero_ps();
-    return (__m512)_mm512_cvtne2ps_pbh(hi, lo);
+    return (__m512)_mm512_cvtne2ps_pbh(_mm512_mul_ps(hi, scale), _mm512_mul_ps(lo, scale));
 }
 
-// A row of kc contiguous values (k, k+1, ...) as ceil(kc/2) pair words, written
-// with a stride: dst[q * stride] = pair (src[2q], src[2q+1]) (a zero past kc).
-BF16_FUNC static inline void pack_row_pairs(const float *src, int kc, uint32_t *dst, int stride) {
-    uint32_t words[16];
-    for (int t = 0; t < kc; t += 32) {
-        _mm512_storeu_si512(words, (__m512i)round_pairs32(src + t, kc - t));
-        int pairs = (kc - t + 1) / 2 < 16 ? (kc - t + 1) / 2 : 16;
-        uint32_t *d = dst + (size_t)(t / 2) * stride;
-        for (int q = 0; q < pairs; q++) d[(size_t)q * stride] = words[q];
+// `rows` rows of kc contiguous values (ld apart) times scale, as a panel of `width` rows and
+// ceil(kc/2) pair words: dst[q*width + i] = pair (scale*src[i][2q], scale*src[i][2q+1]); rows
+// [rows, width) are zeros. 16 rows at a time: 32 values of each round to 16 pair words in k
+// order, and the 16 vectors are transposed so that pair q of the 16 rows is one vector.
+BF16_FUNC static void pack_rows_transposed(const float *src, int64_t ld, int rows, int kc, float scale, uint32_t *dst,
+                                           int width) {
+    const __m512 vscale = _mm512_set1_ps(scale);
+    for (int i0 = 0; i0 < width; i0 += 16) {
+        __mmask16 lanes = first_lanes16(width - i0);
+        for (int t = 0; t < kc; t += 32) {
+            __m512 r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i0 + i < rows ? round_pairs32(src + (int64_t)(i0 + i) * ld + t, kc - t, vscale) : _mm512_setzero_ps();
+            transpose16(r);
+            int pairs = (kc - t + 1) / 2 < 16 ? (kc - t + 1) / 2 : 16;
+            for (int q = 0; q < pairs; q++)
+                _mm512_mask_storeu_ps(dst + (size_t)(t / 2 + q) * width + i0, lanes, r[q]);
+        }
     }
 }
 
@@ -330,14 +339,7 @@ BF16_FUNC static void pack_b_bf16(const GemmProblem *g, int p0, int kc, int j0, 
         // B stored N x K: column j of op(B) is a contiguous row of b.
         for (int jr = 0; jr < nc; jr += NR) {
             int n = nc - jr < NR ? nc - jr : NR;
-            uint32_t *d = dst + (size_t)jr * kp;
-            for (int j = 0; j < NR; j++) {
-                if (j < n) {
-                    pack_row_pairs(g->b + (int64_t)(j0 + jr + j) * g->ldb + p0, kc, d + j, NR);
-                } else {
-                    for (int q = 0; q < kp; q++) d[(size_t)q * NR + j] = 0;
-                }
-            }
+            pack_rows_transposed(g->b + (int64_t)(j0 + jr) * g->ldb + p0, g->ldb, n, kc, 1.0f, dst + (size_t)jr * kp, NR);
         }
     }
 }
@@ -350,19 +352,8 @@ BF16_FUNC static void pack_a_bf16(const GemmProblem *g, int i0, int mc, int p0, 
         int m = mc - ir < MR ? mc - ir : MR;
         uint32_t *d = dst + (size_t)ir * kp;
         if (!g->trans_a) {
-            // A is M x K: each row is contiguous in k. 32 values of a row round to 16 pair words
-            // in k order; the 14 rows' vectors (and two zero rows) are transposed so that pair q
-            // of all rows is one vector, stored as the panel's 14 words for q. Rows past m are 0.
-            const float *src = g->a + (int64_t)(i0 + ir) * g->lda + p0;
-            for (int t = 0; t < kc; t += 32) {
-                __m512 r[16];
-                for (int i = 0; i < 16; i++)
-                    r[i] = i < m ? round_pairs32(src + (int64_t)i * g->lda + t, kc - t) : _mm512_setzero_ps();
-                transpose16(r);
-                int pairs = (kc - t + 1) / 2 < 16 ? (kc - t + 1) / 2 : 16;
-                for (int q = 0; q < pairs; q++)
-                    _mm512_mask_storeu_ps(d + (size_t)(t / 2 + q) * MR, (__mmask16)0x3FFF, r[q]);
-            }
+            // A is M x K: each row is contiguous in k.
+            pack_rows_transposed(g->a + (int64_t)(i0 + ir) * g->lda + p0, g->lda, m, kc, 1.0f, d, MR);
         } else {
             // A is K x M: for each k the MR values are contiguous.
             for (int q = 0; q < kp; q++) {
@@ -690,8 +681,8 @@ void gemm_bf16_pair_rows(const float *even, const float *odd, int n, int width, 
     pack_pair_rows(even, odd, n, width, dst);
 }
 
-void gemm_bf16_row_pairs(const float *src, int kc, uint32_t *dst, int stride) {
-    pack_row_pairs(src, kc, dst, stride);
+void gemm_bf16_rows_to_panel(const float *src, int64_t ld, int rows, int kc, float scale, uint32_t *dst, int width) {
+    pack_rows_transposed(src, ld, rows, kc, scale, dst, width);
 }
 
 // The AVX-512 online-softmax step (softmax_step_avx512) and the pairing of P's rows
@@ -729,8 +720,8 @@ void gemm_bf16_micro(int kp, const uint32_t *a, const uint32_t *b, float *c, int
 void gemm_bf16_pair_rows(const float *even, const float *odd, int n, int width, uint32_t *dst) {
     (void)even, (void)odd, (void)n, (void)width, (void)dst;
 }
-void gemm_bf16_row_pairs(const float *src, int kc, uint32_t *dst, int stride) {
-    (void)src, (void)kc, (void)dst, (void)stride;
+void gemm_bf16_rows_to_panel(const float *src, int64_t ld, int rows, int kc, float scale, uint32_t *dst, int width) {
+    (void)src, (void)ld, (void)rows, (void)kc, (void)scale, (void)dst, (void)width;
 }
 void gemm_bf16_softmax_pairs(float *s, int rows, float *m, float *l, float *corr) {
     (void)s, (void)rows, (void)m, (void)l, (void)corr;

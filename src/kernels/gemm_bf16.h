@@ -81,10 +81,11 @@ int attention_forward_bf16(const float *q, const float *k, const float *v, float
 // Kernel internals for attention.c (call only when gemm_bf16_supported()): the 14 x 32 tile
 // C = beta C + sum over kp pairs (panels as in Bf16Packed: a[q*14 + i], b[q*32 + j]); width
 // (<= 32) words from two f32 rows (word j = pair (even[j], odd[j]), odd may be NULL: zeros,
-// words n.. zero); one f32 row of kc values as ceil(kc/2) pair words dst[q*stride].
+// words n.. zero); `rows` f32 rows of kc values (ld apart) times scale as a panel of `width`
+// rows: dst[q*width + i] = pair (scale*src[i][2q], scale*src[i][2q+1]), rows past `rows` zero.
 void gemm_bf16_micro(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta);
 void gemm_bf16_pair_rows(const float *even, const float *odd, int n, int width, uint32_t *dst);
-void gemm_bf16_row_pairs(const float *src, int kc, uint32_t *dst, int stride);
+void gemm_bf16_rows_to_panel(const float *src, int64_t ld, int rows, int kc, float scale, uint32_t *dst, int width);
 // The online-softmax step (GemmKernelInfo.softmax_step of the AVX-512 set) on a 32-column score
 // tile of `rows` rows, and P's rows paired in place (pair row p = gemm_bf16_pair_rows of rows
 // 2p, 2p+1, at s + 32p): one pass, the same bits as the two steps.
