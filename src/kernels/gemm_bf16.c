@@ -299,8 +299,18 @@ BF16_FUNC static void pack_rows_transposed(const float *src, int64_t ld, int row
         __mmask16 lanes = first_lanes16(width - i0);
         for (int t = 0; t < kc; t += 32) {
             __m512 r[16];
-            for (int i = 0; i < 16; i++)
-                r[i] = i0 + i < rows ? round_pairs32(src + (int64_t)(i0 + i) * ld + t, kc - t, vscale) : _mm512_setzero_ps();
+            for (int i = 0; i < 16; i++) {
+                if (i0 + i >= rows) {
+                    r[i] = _mm512_setzero_ps();
+                    continue;
+                }
+                const float *row = src + (int64_t)(i0 + i) * ld + t;
+                // the rows are activations just written by another layer, often not in L2:
+                // fetch this row's next 32 values (two t steps ahead) while these round
+                _mm_prefetch((const char *)(row + 64), _MM_HINT_T0);
+                _mm_prefetch((const char *)(row + 80), _MM_HINT_T0);
+                r[i] = round_pairs32(row, kc - t, vscale);
+            }
             transpose16(r);
             int pairs = (kc - t + 1) / 2 < 16 ? (kc - t + 1) / 2 : 16;
             for (int q = 0; q < pairs; q++)
@@ -583,6 +593,15 @@ BF16_FUNC static void pack_conv_pairs(const void *vctx, int p0, int kc, int j0, 
         for (int q = 0; q < kp; q++) {
             for (int g = 0; g < npan; g++) {
                 uint32_t *d = dst + (size_t)(jg + g * NR) * kp + (size_t)q * NR;
+                // a new input channel every kh*kw rows is a plane not read yet: fetch the pixels
+                // of the k row 8 rows (4 pairs) ahead, the first and last of each run
+                if (s == 1 && 2 * q + 8 < kc) {
+                    const uint16_t *ahead = cx->xp + cx->koff[p0 + 2 * q + 8];
+                    for (int r = 0; r < prs[g].nruns; r++) {
+                        _mm_prefetch((const char *)(ahead + prs[g].base[r]), _MM_HINT_T0);
+                        _mm_prefetch((const char *)(ahead + prs[g].base[r] + prs[g].run[r].count - 1), _MM_HINT_T0);
+                    }
+                }
                 __m512i even = conv_row(cx, p0 + 2 * q, &prs[g], tmp);
                 __m512i odd = 2 * q + 1 < kc ? conv_row(cx, p0 + 2 * q + 1, &prs[g], tmp) : _mm512_setzero_si512();
                 _mm512_storeu_si512(d, _mm512_permutex2var_epi16(even, lo, odd));
