@@ -175,8 +175,11 @@ AVX512_FUNC static void pack_a_rows_avx512(const float *src, int64_t lda, int m,
         int pn = kc - pb < 16 ? kc - pb : 16;
         __mmask16 cols = first_lanes16(pn);
         __m512 r[16];
-        for (int i = 0; i < 16; i++)
+        for (int i = 0; i < 16; i++) {
+            // the rows are far apart (lda): fetch each row's next 16 values two steps ahead
+            if (i < m) _mm_prefetch((const char *)(src + i * lda + pb + 32), _MM_HINT_T0);
             r[i] = i < m ? _mm512_maskz_loadu_ps(cols, src + i * lda + pb) : _mm512_setzero_ps();
+        }
         transpose16(r);
         for (int q = 0; q < pn; q++) _mm512_mask_storeu_ps(dst + (size_t)(pb + q) * MR, (__mmask16)0x3FFF, r[q]);
     }
