@@ -111,8 +111,10 @@ static void test_gemm(const char *isa) {
 
 // The same product with 1, 2 and 3 threads must give the same bits (large enough to be threaded).
 static void test_gemm_threads(const char *isa) {
-    static const int shapes[][5] = {{300, 500, 700, 0, 0}, {1100, 40, 300, 1, 0}, {64, 1300, 333, 0, 1}};
-    for (int s = 0; s < 3; s++) {
+    // the last two split rows only, so B is packed once and shared (3 k blocks in the last)
+    static const int shapes[][5] = {{300, 500, 700, 0, 0}, {64, 1300, 333, 0, 1}, {1100, 40, 300, 1, 0},
+                                    {900, 20, 1000, 0, 1}};
+    for (int s = 0; s < 4; s++) {
         int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2], ta = shapes[s][3], tb = shapes[s][4];
         float *A = rand_buf((size_t)M * K, 21), *B = rand_buf((size_t)K * N, 22);
         float *C1 = malloc((size_t)M * N * sizeof(float)), *C2 = malloc((size_t)M * N * sizeof(float));
@@ -235,6 +237,8 @@ static void test_conv(const char *isa, Arena *arena) {
     check_conv(isa, big, arena, 1);
     ConvCase big2 = {1, 48, 25, 23, 40, 3, 2, 0, 0, 1, 1, 1};
     check_conv(isa, big2, arena, 1);
+    ConvCase small_map = {1, 150, 4, 4, 300, 3, 1, 1, 1, 1, 1, 1};  // 4x4 map: B shared by the row blocks
+    check_conv(isa, small_map, arena, 1);
 }
 
 // ---- Weights packed at load ------------------------------------------------------

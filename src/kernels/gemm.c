@@ -326,6 +326,36 @@ void gemm_choose_grid(int M, int N, int K, int threads, int mr, int nr, double f
     *tn_out = bn;
 }
 
+// The shared B panel (gemm_run): one buffer kept between calls, used only by the calling
+// thread's gemm_run (a nested call runs on one thread and never shares). Returns -1 when B is
+// too big to be worth it (over 8 MB) or there is no memory, and the blocks pack B themselves.
+static float *g_shared_b;
+static size_t g_shared_b_floats;
+
+static int shared_b_panel(GemmPackedWeights *pw, const GemmKernelInfo *ki, int N, int K) {
+    int padded = (N + ki->nr - 1) / ki->nr * ki->nr;
+    size_t floats = (size_t)padded * (size_t)K;
+    if (floats > ((size_t)2 << 20)) return -1;
+    if (g_shared_b_floats < floats) {
+        free(g_shared_b);
+        void *p = NULL;
+        if (posix_memalign(&p, 64, floats * sizeof(float)) != 0) p = NULL;
+        g_shared_b = (float *)p;
+        g_shared_b_floats = p ? floats : 0;
+        if (!p) return -1;
+    }
+    memset(pw, 0, sizeof(*pw));
+    pw->kernel = ki;
+    pw->rows = N;
+    pw->K = K;
+    pw->width = ki->nr;
+    pw->kc = ki->kc;
+    pw->padded_rows = padded;
+    pw->as_b = 1;
+    pw->data = g_shared_b;
+    return 0;
+}
+
 void gemm_run(const GemmProblem *g) {
     if (g->M <= 0 || g->N <= 0) return;
     if (g->K <= 0) {
@@ -361,9 +391,31 @@ void gemm_run(const GemmProblem *g) {
                      packed_in_place(g->packed_a, ki, g->alpha) ? 0.25 : 1.0,
                      packed_in_place(g->packed_b, ki, 1.0f) ? 0.25 : 1.0, &tm, &tn);
     const int panels_m = (g->M + ki->mr - 1) / ki->mr, panels_n = (g->N + ki->nr - 1) / ki->nr;
+    // A grid of row blocks only (tn == 1) would have every block pack all of B: when B is
+    // small (a convolution on a 4x4 or 8x8 map: K x 16-64 pixels) it is packed once, all of
+    // K, in the layout of weights packed at load, and read in place by every block.
+    GemmProblem shared = *g;
+    GemmPackedWeights shared_b;
+    const GemmProblem *run = g;
+    int pack_shared = tn == 1 && tm > 1 && !g->packed_b &&
+                      shared_b_panel(&shared_b, ki, g->N, g->K) == 0;
+    if (pack_shared) {
+        shared.packed_b = &shared_b;
+        run = &shared;
+    }
+    const int kblocks = (g->K + ki->kc - 1) / ki->kc;
 #pragma omp parallel num_threads(threads)
     {
         int tid = omp_get_thread_num();
+        if (pack_shared) {
+#pragma omp for schedule(static)
+            for (int kb = 0; kb < kblocks; kb++) {
+                int pc = kb * ki->kc, kc = g->K - pc < ki->kc ? g->K - pc : ki->kc;
+                float *dst = shared_b.data + (size_t)pc * shared_b.padded_rows;
+                if (g->pack_b) g->pack_b(g->pack_b_ctx, pc, kc, 0, g->N, ki->nr, dst);
+                else pack_b_plain(g, pc, kc, 0, g->N, ki->nr, dst);
+            }
+        }
 #pragma omp for schedule(dynamic, 1)
         for (int blk = 0; blk < tm * tn; blk++) {
             int ti = blk / tn, tj = blk % tn;
@@ -371,7 +423,7 @@ void gemm_run(const GemmProblem *g) {
             int n0 = (int)((int64_t)panels_n * tj / tn) * ki->nr, n1 = (int)((int64_t)panels_n * (tj + 1) / tn) * ki->nr;
             if (m1 > g->M) m1 = g->M;
             if (n1 > g->N) n1 = g->N;
-            if (m0 < m1 && n0 < n1) gemm_block(g, ki, m0, m1, n0, n1, g_pool[tid], g_pool[tid] + a_floats);
+            if (m0 < m1 && n0 < n1) gemm_block(run, ki, m0, m1, n0, n1, g_pool[tid], g_pool[tid] + a_floats);
         }
     }
 #endif
