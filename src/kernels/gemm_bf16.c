@@ -626,6 +626,22 @@ BF16_FUNC static void round_padded_plane(const float *x, int H, int W, int pad_t
     }
 }
 
+// The padded bf16 input, kept between calls up to 32 MB (a UNet's maps; the VAE's 512x512 ones
+// are allocated per call): a fresh buffer each call was a fresh set of pages for the kernel to
+// fault in and zero (the calling thread's only; a nested call allocates its own).
+enum { PLANE_CACHE_MAX = 32 << 20 };
+static void *g_plane_cache;
+static size_t g_plane_cache_bytes;
+
+static uint16_t *plane_cache_get(size_t bytes) {
+    if (g_plane_cache_bytes < bytes) {
+        free(g_plane_cache);
+        g_plane_cache = sd_alloc_large(bytes);
+        g_plane_cache_bytes = g_plane_cache ? bytes : 0;
+    }
+    return (uint16_t *)g_plane_cache;
+}
+
 int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16Packed *weight, const float *bias,
                         int Cout, Conv2dGeometry g, float *y) {
     const int KH = g.kernel_h, KW = g.kernel_w, K = Cin * KH * KW;
@@ -659,21 +675,23 @@ int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16
     }
     const int Hp = H + g.pad_top + g.pad_bottom, Wp = W + g.pad_left + g.pad_right;
     if ((int64_t)Cin * Hp * Wp >= INT32_MAX) return sd_errorf("conv2d_forward_bf16: input of %d x %d x %d too large", Cin, Hp, Wp);
-    uint16_t *xp = sd_alloc_large((size_t)Cin * Hp * Wp * sizeof(uint16_t));
+    int threads = 1, nested = 0;
+#ifdef _OPENMP
+    nested = omp_in_parallel();
+    if (!nested) threads = omp_get_max_threads();
+#endif
+    size_t xp_bytes = (size_t)Cin * Hp * Wp * sizeof(uint16_t);
+    int cached = !nested && xp_bytes <= PLANE_CACHE_MAX;
+    uint16_t *xp = cached ? plane_cache_get(xp_bytes) : sd_alloc_large(xp_bytes);
     int32_t *koff = malloc((size_t)K * sizeof(int32_t));
     if (!xp || !koff) {
-        free(xp);
+        if (!cached) free(xp);
         free(koff);
         return sd_errorf("conv2d_forward_bf16: out of memory for a %d x %d x %d bf16 input", Cin, Hp, Wp);
     }
-    for (int k = 0; k < K; k++) {
-        int ci = k / (KH * KW), kh = k / KW % KH, kw = k % KW;
-        koff[k] = (int32_t)(((int64_t)ci * Hp + kh) * Wp + kw);
-    }
-    int threads = 1;
-#ifdef _OPENMP
-    if (!omp_in_parallel()) threads = omp_get_max_threads();
-#endif
+    for (int ci = 0, k = 0; ci < Cin; ci++)  // k = (ci*KH + kh)*KW + kw
+        for (int kh = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++) koff[k++] = (int32_t)(((int64_t)ci * Hp + kh) * Wp + kw);
     ConvPairsCtx cx = {xp, koff, Wp, g.stride, Wo};
     int rc = 0;
     for (int n = 0; n < N && rc == 0; n++) {
@@ -685,7 +703,7 @@ int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16
         p.c = y + (int64_t)n * Cout * Ho * Wo;
         rc = gemm_bf16_drive(&p, weight, pack_conv_pairs, &cx);
     }
-    free(xp);
+    if (!cached) free(xp);
     free(koff);
     return rc;
 }

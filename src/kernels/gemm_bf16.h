@@ -67,7 +67,7 @@ int linear_forward_bf16_cf(const float *x, const Bf16Packed *W, const float *b, 
 // conv2d_forward (kernels.h) in bf16: y[N,Cout,Ho,Wo] = conv(x[N,Cin,H,W], weight) + bias[Cout]
 // (bias may be NULL), weight packed as side GEMM_BF16_A from the (Cout, Cin*kh*kw) f32 weight.
 // Each sample is rounded to bf16 once into a zero-padded copy (Cin x (H+pads) x (W+pads)
-// uint16, from sd_alloc_large for the call), from which the implicit im2col is read in pairs.
+// uint16; kept between calls up to 32 MB), from which the implicit im2col is read in pairs.
 // Returns 0 or -1.
 int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16Packed *weight, const float *bias,
                         int Cout, Conv2dGeometry g, float *y);
