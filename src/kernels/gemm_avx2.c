@@ -119,7 +119,7 @@ AVX2_FUNC static void softmax_step_avx2(float *s, int rows, float *m, float *l, 
 }
 
 static const GemmKernelInfo k_avx2 = {"avx2", MR, NR, 144, 256, 4096, micro_avx2, softmax_step_avx2, NULL, NULL,
-                                      NULL, NULL};
+                                      NULL, NULL, NULL};
 
 const GemmKernelInfo *gemm_kernel_avx2(void) { return &k_avx2; }
 

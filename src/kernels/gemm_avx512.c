@@ -21,7 +21,7 @@ enum { MR = 14, NR = 32 };
 // (4 or 8), so the accumulator array stays in registers.
 AVX512_FUNC static inline __attribute__((always_inline)) void micro_short_avx512(
     const int rows, int k, const float *a, const float *b, float *c, int ldc, int m, int n, float beta,
-    const float *bias_m, const float *bias_n) {
+    const float *bias_m, const float *bias_n, const char *fetch, int fetch_step) {
     __m512 acc[2 * 8];
 #pragma GCC unroll 16
     for (int i = 0; i < 2 * rows; i++) acc[i] = _mm512_setzero_ps();
@@ -31,6 +31,7 @@ AVX512_FUNC static inline __attribute__((always_inline)) void micro_short_avx512
         // from memory: fetch it 4 KB ahead; else B comes from L2 and A streams, as below.
         _mm_prefetch((const char *)(rows <= 4 ? b + 1024 : b + 8 * NR), _MM_HINT_T0);
         _mm_prefetch((const char *)(a + 1024), _MM_HINT_T0);
+        if (fetch_step) _mm_prefetch(fetch + (long)p * fetch_step, _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int i = 0; i < rows; i++) {
             __m512 ai = _mm512_set1_ps(a[i]);
@@ -43,14 +44,17 @@ AVX512_FUNC static inline __attribute__((always_inline)) void micro_short_avx512
     tile_store(c, ldc, m, n, acc, beta, bias_m, bias_n);
 }
 
-AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, float *c, int ldc, int m, int n,
-                                     float beta, const float *bias_m, const float *bias_n) {
+// The tile, and while it runs (fetch_step > 0) one cache line fetched per k step at
+// fetch + p * fetch_step (GemmKernelInfo.micro_fetch).
+AVX512_FUNC static inline __attribute__((always_inline)) void micro_tile_avx512(
+    int k, const float *a, const float *b, float *c, int ldc, int m, int n, float beta, const float *bias_m,
+    const float *bias_n, const char *fetch, int fetch_step) {
     if (m <= 4) {
-        micro_short_avx512(4, k, a, b, c, ldc, m, n, beta, bias_m, bias_n);
+        micro_short_avx512(4, k, a, b, c, ldc, m, n, beta, bias_m, bias_n, fetch, fetch_step);
         return;
     }
     if (m <= 8) {
-        micro_short_avx512(8, k, a, b, c, ldc, m, n, beta, bias_m, bias_n);
+        micro_short_avx512(8, k, a, b, c, ldc, m, n, beta, bias_m, bias_n, fetch, fetch_step);
         return;
     }
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
@@ -72,6 +76,7 @@ AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, floa
         // load stream from memory, and only this far ahead does the fetch hide DRAM latency.
         _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
         _mm_prefetch((const char *)(a + 1024), _MM_HINT_T0);
+        if (fetch_step) _mm_prefetch(fetch + (long)p * fetch_step, _MM_HINT_T0);
         ai = _mm512_set1_ps(a[0]);  c00 = _mm512_fmadd_ps(ai, b0, c00); c01 = _mm512_fmadd_ps(ai, b1, c01);
         ai = _mm512_set1_ps(a[1]);  c10 = _mm512_fmadd_ps(ai, b0, c10); c11 = _mm512_fmadd_ps(ai, b1, c11);
         ai = _mm512_set1_ps(a[2]);  c20 = _mm512_fmadd_ps(ai, b0, c20); c21 = _mm512_fmadd_ps(ai, b1, c21);
@@ -93,6 +98,19 @@ AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, floa
         c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71, c80, c81, c90, c91,
         ca0, ca1, cb0, cb1, cc0, cc1, cd0, cd1};
     tile_store(c, ldc, m, n, acc, beta, bias_m, bias_n);
+}
+
+AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, float *c, int ldc, int m, int n,
+                                     float beta, const float *bias_m, const float *bias_n) {
+    micro_tile_avx512(k, a, b, c, ldc, m, n, beta, bias_m, bias_n, NULL, 0);
+}
+
+// GemmKernelInfo.micro_fetch: fetch_bytes (<= 64 per k step) spread evenly over the k loop.
+AVX512_FUNC static void micro_fetch_avx512(int k, const float *a, const float *b, float *c, int ldc, int m, int n,
+                                           float beta, const float *bias_m, const float *bias_n, const char *fetch,
+                                           int fetch_bytes) {
+    int step = (fetch_bytes + k - 1) / k;
+    micro_tile_avx512(k, a, b, c, ldc, m, n, beta, bias_m, bias_n, fetch, step < 64 ? step : 64);
 }
 
 // The narrow tile for a micro-panel of B with at most 16 real columns (a 4x4 map's 16
@@ -219,7 +237,7 @@ AVX512_FUNC static void finish_rows_avx512(const float *o, int rows, int nq, int
 
 static const GemmKernelInfo k_avx512 = {"avx512", MR, NR, 168, 384, 4096,
                                         micro_avx512, softmax_step_avx512, micro_narrow_avx512, pack_a_rows_avx512,
-                                        scale_columns_avx512, finish_rows_avx512};
+                                        scale_columns_avx512, finish_rows_avx512, micro_fetch_avx512};
 
 const GemmKernelInfo *gemm_kernel_avx512(void) { return &k_avx512; }
 

@@ -163,7 +163,7 @@ BF16_FUNC static inline __m512 dp(__m512 acc, const uint32_t *a, __m512i b) {
 // MR wide), the same dot products in the same order per C element, so the same bits.
 BF16_FUNC static inline __attribute__((always_inline)) void micro_short_bf16(
     const int rows, int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta,
-    const float *bias_m, const float *bias_n) {
+    const float *bias_m, const float *bias_n, const char *fetch, int fetch_step) {
     __m512 acc[2 * 8];
 #pragma GCC unroll 16
     for (int i = 0; i < 2 * rows; i++) acc[i] = _mm512_setzero_ps();
@@ -173,6 +173,7 @@ BF16_FUNC static inline __attribute__((always_inline)) void micro_short_bf16(
         // fetch it 4 KB ahead
         _mm_prefetch((const char *)(rows <= 4 ? b + 1024 : b + 8 * NR), _MM_HINT_T0);
         _mm_prefetch((const char *)(a + MR * 64), _MM_HINT_T0);
+        if (fetch_step) _mm_prefetch(fetch + (long)q * fetch_step, _MM_HINT_T0);
 #pragma GCC unroll 8
         for (int i = 0; i < rows; i++) {
             acc[2 * i] = dp(acc[2 * i], a + i, b0);
@@ -210,14 +211,17 @@ BF16_FUNC static void micro_narrow_bf16(int kp, const uint32_t *a0, const uint32
     tile_store_narrow(c, ldc, m, n, acc, beta, bias_m, bias_n);
 }
 
-BF16_FUNC static void micro_bf16(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n,
-                                 float beta, const float *bias_m, const float *bias_n) {
+// The tile, and while it runs (fetch_step > 0) one cache line fetched per k pair at
+// fetch + q * fetch_step (the next weight micro-panel of side BT, as gemm.c does for f32).
+BF16_FUNC static inline __attribute__((always_inline)) void micro_tile_bf16(
+    int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta, const float *bias_m,
+    const float *bias_n, const char *fetch, int fetch_step) {
     if (m <= 4) {
-        micro_short_bf16(4, kp, a, b, c, ldc, m, n, beta, bias_m, bias_n);
+        micro_short_bf16(4, kp, a, b, c, ldc, m, n, beta, bias_m, bias_n, fetch, fetch_step);
         return;
     }
     if (m <= 8) {
-        micro_short_bf16(8, kp, a, b, c, ldc, m, n, beta, bias_m, bias_n);
+        micro_short_bf16(8, kp, a, b, c, ldc, m, n, beta, bias_m, bias_n, fetch, fetch_step);
         return;
     }
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps();
@@ -237,6 +241,7 @@ BF16_FUNC static void micro_bf16(int kp, const uint32_t *a, const uint32_t *b, f
         // Packed weights of side A stream from memory when N is small (each A panel meets only
         // N/32 B panels): fetch 64 pairs (3.5 KiB) ahead. 1280x64x11520 went from 260 to 350 GFLOP/s.
         _mm_prefetch((const char *)(a + MR * 64), _MM_HINT_T0);
+        if (fetch_step) _mm_prefetch(fetch + (long)q * fetch_step, _MM_HINT_T0);
         c00 = dp(c00, a + 0, b0);  c01 = dp(c01, a + 0, b1);
         c10 = dp(c10, a + 1, b0);  c11 = dp(c11, a + 1, b1);
         c20 = dp(c20, a + 2, b0);  c21 = dp(c21, a + 2, b1);
@@ -258,6 +263,19 @@ BF16_FUNC static void micro_bf16(int kp, const uint32_t *a, const uint32_t *b, f
         c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71, c80, c81, c90, c91,
         ca0, ca1, cb0, cb1, cc0, cc1, cd0, cd1};
     tile_store(c, ldc, m, n, acc, beta, bias_m, bias_n);
+}
+
+BF16_FUNC static void micro_bf16(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n,
+                                 float beta, const float *bias_m, const float *bias_n) {
+    micro_tile_bf16(kp, a, b, c, ldc, m, n, beta, bias_m, bias_n, NULL, 0);
+}
+
+// micro_bf16, and fetch_bytes (at most 64 per k pair) from `fetch` spread evenly over its loop.
+BF16_FUNC static void micro_fetch_bf16(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n,
+                                       float beta, const float *bias_m, const float *bias_n, const char *fetch,
+                                       int fetch_bytes) {
+    int step = (fetch_bytes + kp - 1) / kp;
+    micro_tile_bf16(kp, a, b, c, ldc, m, n, beta, bias_m, bias_n, fetch, step < 64 ? step : 64);
 }
 
 // ---- Rounding and packing the f32 operand ----------------------------------------------------
@@ -407,6 +425,11 @@ BF16_FUNC static void gemm_bf16_block(const BlockArgs *ba, int m0, int m1, int n
             float beta = first ? g->beta : 1.0f;
             for (int ic = m0; ic < m1; ic += MC) {
                 int mc = m1 - ic < MC ? m1 - ic : MC;
+                // side BT: the weights are B and stream from memory; each of the `tiles` tiles on
+                // a micro-panel fetches its slice of the next one (gemm.c's gemm_block says why)
+                const int tiles = (mc + MR - 1) / MR;
+                const int fetch = !side_a && tiles >= 2;
+                const int slice = (int)(((size_t)kp * NR * sizeof(uint32_t) + tiles - 1) / tiles);
                 if (!side_a) pack_a_bf16(g, ic, mc, pc, kc, ba->pack);
                 for (int jr = 0; jr < nc; jr += NR) {
                     int n = nc - jr < NR ? nc - jr : NR;
@@ -429,7 +452,11 @@ BF16_FUNC static void gemm_bf16_block(const BlockArgs *ba, int m0, int m1, int n
                             ir += MR;
                             continue;
                         }
-                        micro_bf16(kp, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
+                        if (fetch && jr + NR < nc)
+                            micro_fetch_bf16(kp, a, b, c, g->ldc, m, n, beta, bias_m, bias_n,
+                                             (const char *)(b + panel_words) + (size_t)(ir / MR) * slice, slice);
+                        else
+                            micro_bf16(kp, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
                     }
                 }
             }

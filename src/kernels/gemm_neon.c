@@ -99,7 +99,7 @@ static void softmax_step_neon(float *s, int rows, float *m, float *l, float *cor
 }
 
 static const GemmKernelInfo k_neon = {"neon", MR, NR, 128, 256, 2048, micro_neon, softmax_step_neon, NULL, NULL,
-                                      NULL, NULL};
+                                      NULL, NULL, NULL};
 
 const GemmKernelInfo *gemm_kernel_neon(void) { return &k_neon; }
 

@@ -51,6 +51,6 @@ static void softmax_step_scalar(float *s, int rows, float *m, float *l, float *c
 }
 
 static const GemmKernelInfo k_scalar = {"scalar", MR, NR, 128, 256, 2048, micro_scalar, softmax_step_scalar, NULL,
-                                        NULL, NULL, NULL};
+                                        NULL, NULL, NULL, NULL};
 
 const GemmKernelInfo *gemm_kernel_scalar(void) { return &k_scalar; }

@@ -154,6 +154,11 @@ typedef struct GemmKernelInfo {
     // The same multiplications as the loops, so the same bits.
     void (*scale_columns)(float *o, int rows, int width, int ld, const float *corr);
     void (*finish_rows)(const float *o, int rows, int nq, int ld, const float *inv, float *out, int64_t ld_out);
+    // Optional (NULL: `micro`, no fetch): `micro`, and while it runs, fetch_bytes bytes from
+    // `fetch` brought into cache, spread over its k loop (at most 64 bytes, one line, per k step).
+    // gemm.c uses it for weights packed as B: the next micro-panel, a slice per tile.
+    void (*micro_fetch)(int k, const float *a, const float *b, float *c, int ldc, int m, int n, float beta,
+                        const float *bias_m, const float *bias_n, const char *fetch, int fetch_bytes);
 } GemmKernelInfo;
 
 // The kernel set in use: the forced one (test hook), else the one for sd_cpu_isa().
