@@ -1,4 +1,4 @@
-// Core: tensors, the scratch arena, errors, threads.
+// Core: tensors, the scratch arena, kept workspaces, errors, threads.
 #include "core/error.h"
 #include "core/runtime.h"
 #include "core/tensor.h"
@@ -58,9 +58,26 @@ static void test_errors_and_threads(void) {
     CHECK(sd_now() >= t0, "monotonic clock");
 }
 
+// sd_kept_buffer: the same block while it is big enough (its contents kept), a new one when not.
+static void test_kept_buffer(void) {
+    void *buf = NULL;
+    size_t cap = 0;
+    float *a = sd_kept_buffer(&buf, &cap, 100 * sizeof(float));
+    CHECK(a && a == buf && cap == 100 * sizeof(float) && ((uintptr_t)a % 64) == 0, "first block: %p cap %zu", (void *)a,
+          cap);
+    a[99] = 7.0f;
+    float *b = sd_kept_buffer(&buf, &cap, 50 * sizeof(float));
+    CHECK(b == a && cap == 100 * sizeof(float) && b[99] == 7.0f, "a smaller request keeps the block");
+    float *c = sd_kept_buffer(&buf, &cap, ((size_t)3 << 20));
+    CHECK(c && c == buf && cap == ((size_t)3 << 20), "a bigger request grows it (cap %zu)", cap);
+    c[((size_t)3 << 20) / sizeof(float) - 1] = 1.0f;  // all of it is usable (ASan checks)
+    free(buf);
+}
+
 int main(void) {
     test_tensor();
     test_arena();
+    test_kept_buffer();
     test_errors_and_threads();
     return test_report("test_core");
 }

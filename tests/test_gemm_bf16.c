@@ -225,12 +225,7 @@ static void check_product(Spec sp, unsigned long long seed) {
 
     Bf16Packed w;
     CHECK(gemm_bf16_pack_weights(&w, W, wrows, K, sp.side) == 0, "pack: %s", sd_last_error());
-    GemmProblem g;
-    memset(&g, 0, sizeof g);
-    g.M = M;
-    g.N = N;
-    g.K = K;
-    g.alpha = 1.0f;
+    GemmProblem g = {.M = M, .N = N, .K = K, .alpha = 1.0f};
     g.bias_m = sp.bias_m ? bm : NULL;
     g.bias_n = sp.bias_n ? bn : NULL;
     g.beta = sp.beta;
@@ -598,12 +593,7 @@ static void test_conv_bf16(void) {
 // test_threads' product: X is A (side BT), B (side A) or the image of a conv's pack_b.
 static GemmProblem thread_problem(int side, int conv, int M, int N, int K, float *X, float *bias, ConvCtx *cx,
                                   float *C) {
-    GemmProblem g;
-    memset(&g, 0, sizeof g);
-    g.M = M;
-    g.N = N;
-    g.K = K;
-    g.alpha = 1.0f;
+    GemmProblem g = {.M = M, .N = N, .K = K, .alpha = 1.0f};
     if (side == GEMM_BF16_BT) {
         g.a = X;
         g.lda = K;

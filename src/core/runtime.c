@@ -97,3 +97,12 @@ void *sd_alloc_large(size_t bytes) {
 #endif
     return p;
 }
+
+void *sd_kept_buffer(void **buf, size_t *cap, size_t bytes) {
+    if (*cap < bytes) {
+        free(*buf);
+        *buf = sd_alloc_large(bytes);
+        *cap = *buf ? bytes : 0;
+    }
+    return *buf;
+}

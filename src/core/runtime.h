@@ -24,5 +24,9 @@ double sd_now(void);
 // misses in the GEMM).
 // NULL if out of memory. Release with free().
 void *sd_alloc_large(size_t bytes);
+// A workspace kept between calls (*buf, *cap bytes, both 0 at first): returns *buf once it holds
+// at least `bytes`, replacing it (contents dropped) by a bigger sd_alloc_large block when it does
+// not; NULL if out of memory (then *buf is NULL and *cap 0). Not thread-safe: one per caller.
+void *sd_kept_buffer(void **buf, size_t *cap, size_t bytes);
 
 #endif

@@ -167,26 +167,24 @@ static void pack_b_plain(const GemmProblem *g, int p0, int kc, int j0, int nc, i
     }
 }
 
+// The B panel of any problem: the implicit B's callback (a convolution's im2col) or op(B).
+static void pack_b_panel(const GemmProblem *g, int p0, int kc, int j0, int nc, int nr, float *dst) {
+    if (g->pack_b) g->pack_b(g->pack_b_ctx, p0, kc, j0, nc, nr, dst);
+    else pack_b_plain(g, p0, kc, j0, nc, nr, dst);
+}
+
 // ---- Per-thread pack buffers -----------------------------------------------------
 // Kept between calls (like a BLAS library's workspace): one block per thread,
 // allocated by that thread, grown when a larger blocking asks for more.
 
 enum { MAX_POOL_THREADS = 256 };
-static float *g_pool[MAX_POOL_THREADS];
-static size_t g_pool_floats[MAX_POOL_THREADS];
+static void *g_pool[MAX_POOL_THREADS];
+static size_t g_pool_bytes[MAX_POOL_THREADS];
 
 static float *pool_get(int tid, size_t floats, float **to_free) {
     *to_free = NULL;
-    if (tid >= 0 && tid < MAX_POOL_THREADS) {
-        if (g_pool_floats[tid] < floats) {
-            free(g_pool[tid]);
-            void *p = NULL;
-            if (posix_memalign(&p, 64, floats * sizeof(float)) != 0) p = NULL;
-            g_pool[tid] = (float *)p;
-            g_pool_floats[tid] = p ? floats : 0;
-        }
-        return g_pool[tid];
-    }
+    if (tid >= 0 && tid < MAX_POOL_THREADS)
+        return (float *)sd_kept_buffer(&g_pool[tid], &g_pool_bytes[tid], floats * sizeof(float));
     void *p = NULL;
     if (posix_memalign(&p, 64, floats * sizeof(float)) != 0) return NULL;
     *to_free = (float *)p;
@@ -211,13 +209,7 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
         int nc = n1 - jc < NC ? n1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
-            if (b_packed) {
-                // nothing to pack
-            } else if (g->pack_b) {
-                g->pack_b(g->pack_b_ctx, pc, kc, jc, nc, nr, bp);
-            } else {
-                pack_b_plain(g, pc, kc, jc, nc, nr, bp);
-            }
+            if (!b_packed) pack_b_panel(g, pc, kc, jc, nc, nr, bp);
             // The first k block applies beta and the biases; later ones accumulate into C.
             int first = pc == 0;
             float beta = first ? g->beta : 1.0f;
@@ -298,8 +290,7 @@ static void gemm_unblocked(const GemmProblem *g) {
     for (int j0 = 0; j0 < g->N; j0 += 64) {
         int nc = g->N - j0 < 64 ? g->N - j0 : 64;
         for (int p = 0; p < g->K; p++) {
-            if (g->pack_b) g->pack_b(g->pack_b_ctx, p, 1, j0, nc, 64, brow);
-            else pack_b_plain(g, p, 1, j0, nc, 64, brow);
+            pack_b_panel(g, p, 1, j0, nc, 64, brow);
             for (int i = 0; i < g->M; i++) {
                 float a = g->alpha * (g->packed_a  ? gemm_packed_at(g->packed_a, i, p)
                                       : g->trans_a ? g->a[(int64_t)p * g->lda + i]
@@ -338,33 +329,33 @@ void gemm_choose_grid(int M, int N, int K, int threads, int mr, int nr, double f
     *tn_out = bn;
 }
 
+// The description of rows x K floats at data in the layout of gemm_pack_weights (kernels.h):
+// panels of ki->nr rows (as_b) or ki->mr rows, k block by k block of ki->kc.
+static void packed_layout(GemmPackedWeights *pw, const GemmKernelInfo *ki, int rows, int K, int as_b, float *data) {
+    const int width = as_b ? ki->nr : ki->mr;
+    memset(pw, 0, sizeof(*pw));
+    pw->kernel = ki;
+    pw->rows = rows;
+    pw->K = K;
+    pw->width = width;
+    pw->kc = ki->kc;
+    pw->padded_rows = (rows + width - 1) / width * width;
+    pw->as_b = as_b;
+    pw->data = data;
+}
+
 // The shared B panel (gemm_run): one buffer kept between calls, used only by the calling
 // thread's gemm_run (a nested call runs on one thread and never shares). Returns -1 when B is
 // too big to be worth it (over 8 MB) or there is no memory, and the blocks pack B themselves.
-static float *g_shared_b;
-static size_t g_shared_b_floats;
+static void *g_shared_b;
+static size_t g_shared_b_bytes;
 
 static int shared_b_panel(GemmPackedWeights *pw, const GemmKernelInfo *ki, int N, int K) {
-    int padded = (N + ki->nr - 1) / ki->nr * ki->nr;
-    size_t floats = (size_t)padded * (size_t)K;
+    size_t floats = (size_t)((N + ki->nr - 1) / ki->nr * ki->nr) * (size_t)K;
     if (floats > ((size_t)2 << 20)) return -1;
-    if (g_shared_b_floats < floats) {
-        free(g_shared_b);
-        void *p = NULL;
-        if (posix_memalign(&p, 64, floats * sizeof(float)) != 0) p = NULL;
-        g_shared_b = (float *)p;
-        g_shared_b_floats = p ? floats : 0;
-        if (!p) return -1;
-    }
-    memset(pw, 0, sizeof(*pw));
-    pw->kernel = ki;
-    pw->rows = N;
-    pw->K = K;
-    pw->width = ki->nr;
-    pw->kc = ki->kc;
-    pw->padded_rows = padded;
-    pw->as_b = 1;
-    pw->data = g_shared_b;
+    float *data = (float *)sd_kept_buffer(&g_shared_b, &g_shared_b_bytes, floats * sizeof(float));
+    if (!data) return -1;
+    packed_layout(pw, ki, N, K, 1, data);
     return 0;
 }
 
@@ -388,7 +379,7 @@ void gemm_run(const GemmProblem *g) {
         }
     }
     if (threads <= 1) {
-        float *buf = nested ? extra : g_pool[0];
+        float *buf = nested ? extra : (float *)g_pool[0];
         gemm_block(g, ki, 0, g->M, 0, g->N, buf, buf + a_floats);
         free(extra);
         return;
@@ -423,9 +414,7 @@ void gemm_run(const GemmProblem *g) {
 #pragma omp for schedule(static)
             for (int kb = 0; kb < kblocks; kb++) {
                 int pc = kb * ki->kc, kc = g->K - pc < ki->kc ? g->K - pc : ki->kc;
-                float *dst = shared_b.data + (size_t)pc * shared_b.padded_rows;
-                if (g->pack_b) g->pack_b(g->pack_b_ctx, pc, kc, 0, g->N, ki->nr, dst);
-                else pack_b_plain(g, pc, kc, 0, g->N, ki->nr, dst);
+                pack_b_panel(g, pc, kc, 0, g->N, ki->nr, shared_b.data + (size_t)pc * shared_b.padded_rows);
             }
         }
 #pragma omp for schedule(dynamic, 1)
@@ -435,7 +424,7 @@ void gemm_run(const GemmProblem *g) {
             int n0 = (int)((int64_t)panels_n * tj / tn) * ki->nr, n1 = (int)((int64_t)panels_n * (tj + 1) / tn) * ki->nr;
             if (m1 > g->M) m1 = g->M;
             if (n1 > g->N) n1 = g->N;
-            if (m0 < m1 && n0 < n1) gemm_block(run, ki, m0, m1, n0, n1, g_pool[tid], g_pool[tid] + a_floats);
+            if (m0 < m1 && n0 < n1) gemm_block(run, ki, m0, m1, n0, n1, (float *)g_pool[tid], (float *)g_pool[tid] + a_floats);
         }
     }
 #endif
@@ -500,14 +489,7 @@ int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, in
             }
         }
     }
-    pw->kernel = ki;
-    pw->rows = rows;
-    pw->K = K;
-    pw->width = width;
-    pw->kc = KC;
-    pw->padded_rows = padded;
-    pw->as_b = as_b;
-    pw->data = data;
+    packed_layout(pw, ki, rows, K, as_b, data);
     return 0;
 }
 

@@ -660,15 +660,6 @@ enum { PLANE_CACHE_MAX = 32 << 20 };
 static void *g_plane_cache;
 static size_t g_plane_cache_bytes;
 
-static uint16_t *plane_cache_get(size_t bytes) {
-    if (g_plane_cache_bytes < bytes) {
-        free(g_plane_cache);
-        g_plane_cache = sd_alloc_large(bytes);
-        g_plane_cache_bytes = g_plane_cache ? bytes : 0;
-    }
-    return (uint16_t *)g_plane_cache;
-}
-
 int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16Packed *weight, const float *bias,
                         int Cout, Conv2dGeometry g, float *y) {
     const int KH = g.kernel_h, KW = g.kernel_w, K = Cin * KH * KW;
@@ -709,7 +700,7 @@ int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16
 #endif
     size_t xp_bytes = (size_t)Cin * Hp * Wp * sizeof(uint16_t);
     int cached = !nested && xp_bytes <= PLANE_CACHE_MAX;
-    uint16_t *xp = cached ? plane_cache_get(xp_bytes) : sd_alloc_large(xp_bytes);
+    uint16_t *xp = cached ? sd_kept_buffer(&g_plane_cache, &g_plane_cache_bytes, xp_bytes) : sd_alloc_large(xp_bytes);
     int32_t *koff = malloc((size_t)K * sizeof(int32_t));
     if (!xp || !koff) {
         if (!cached) free(xp);
