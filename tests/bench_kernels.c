@@ -92,6 +92,37 @@ static void run_gemm(void *p) {
           g->N);
 }
 
+// The same product with both operands packed at load (GemmPackedWeights): no packing in the
+// timed call, so the row shows what the micro-kernels and the cache blocking reach alone.
+typedef struct {
+    GemmProblem problem;
+    GemmPackedWeights a, b;
+} PrepackedGemmCtx;
+
+static void run_gemm_prepacked(void *p) {
+    PrepackedGemmCtx *g = p;
+    gemm_run(&g->problem);
+}
+
+static void bench_gemm_prepacked(const GemmCtx *g) {
+    PrepackedGemmCtx pg;
+    memset(&pg, 0, sizeof(pg));
+    float *bt = malloc((size_t)g->N * g->K * sizeof(float));  // B^T: the layout packs B's columns as rows
+    if (!bt) return;
+    for (int p = 0; p < g->K; p++)
+        for (int j = 0; j < g->N; j++) bt[(size_t)j * g->K + p] = g->B[(size_t)p * g->N + j];
+    if (gemm_pack_weights(&pg.a, g->A, g->M, g->K, 0) == 0 && gemm_pack_weights(&pg.b, bt, g->N, g->K, 1) == 0) {
+        pg.problem = (GemmProblem){.M = g->M, .N = g->N, .K = g->K, .alpha = 1.0f, .c = g->C, .ldc = g->N,
+                                   .packed_a = &pg.a, .packed_b = &pg.b};
+        char name[96];
+        snprintf(name, sizeof(name), "gemm %dx%dx%d [A, B packed at load]", g->M, g->N, g->K);
+        report(name, 2.0 * g->M * g->N * g->K, time_best(run_gemm_prepacked, &pg, g_min_total));
+    }
+    gemm_packed_weights_free(&pg.a);
+    gemm_packed_weights_free(&pg.b);
+    free(bt);
+}
+
 static void bench_gemm(int quick) {
     // M x N x K (+ trans flags): square, the UNet's convs as GEMMs (Cout x HW x Cin*9), its linear layers.
     static const struct {
@@ -126,6 +157,7 @@ static void bench_gemm(int quick) {
         snprintf(label, sizeof(label), "%s", name);
         report(label, 2.0 * g.M * g.N * g.K, t);
         printf("    (%s)\n", cases[i].what);
+        if (!strcmp(cases[i].what, "square")) bench_gemm_prepacked(&g);
         free(g.A);
         free(g.B);
         free(g.C);
