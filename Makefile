@@ -19,7 +19,7 @@ BENCH_SRC := $(wildcard tests/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB      := $(BUILD)/libsatdifuser.a
 
-.PHONY: all test asan bench clean demo
+.PHONY: all test asan bench clean demo fuzz
 all: satdifuser$(EXE_SUFFIX) $(LIB)
 
 $(BUILD)/%.o: %.c
@@ -68,6 +68,30 @@ demo: satdifuser$(EXE_SUFFIX)
 	./satdifuser predict --model tests/data/tiny_pipeline --head $(DEMO_OUT)/run \
 	  --input tests/data/demo/images/s4_r1_c1.npy --out $(DEMO_OUT)/s4_r1_c1_prediction.png
 	@echo "demo done: metrics in $(DEMO_OUT)/run/metrics_test.json, prediction $(DEMO_OUT)/s4_r1_c1_prediction.png"
+
+# libFuzzer targets for the file decoders (tests/fuzz, docs/fuzzing.md); needs clang.
+# Not part of `make test`. Run e.g. build/fuzz/fuzz_png -max_total_time=60 CORPUS_DIR
+FUZZ_CC    ?= clang
+FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+              -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Isrc -I.
+FUZZ_BASE  := src/core/error.c src/io/file.c
+FUZZ_SRC_png         := src/io/png.c src/io/inflate.c
+FUZZ_SRC_inflate     := src/io/inflate.c
+FUZZ_SRC_tiff        := src/io/tiff.c src/io/inflate.c src/io/npy.c
+FUZZ_SRC_npy         := src/io/npy.c
+FUZZ_SRC_json        := src/io/json.c
+FUZZ_SRC_safetensors := src/io/safetensors.c src/io/json.c
+FUZZ_TARGETS := png inflate tiff npy json safetensors
+fuzz:
+	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then \
+	  mkdir -p build/fuzz && \
+	  for t in $(FUZZ_TARGETS); do \
+	    case $$t in png) s="$(FUZZ_SRC_png)";; inflate) s="$(FUZZ_SRC_inflate)";; tiff) s="$(FUZZ_SRC_tiff)";; \
+	      npy) s="$(FUZZ_SRC_npy)";; json) s="$(FUZZ_SRC_json)";; safetensors) s="$(FUZZ_SRC_safetensors)";; esac; \
+	    echo "$(FUZZ_CC) ... tests/fuzz/fuzz_$$t.c -> build/fuzz/fuzz_$$t"; \
+	    $(FUZZ_CC) $(FUZZ_FLAGS) tests/fuzz/fuzz_$$t.c $$s $(FUZZ_BASE) -lm -o build/fuzz/fuzz_$$t || exit 1; \
+	  done; \
+	else echo "make fuzz: clang with libFuzzer is needed ($(FUZZ_CC) not found; set FUZZ_CC=...)"; fi
 
 clean:
 	rm -rf build build-asan satdifuser satdifuser-asan $(DEMO_OUT)

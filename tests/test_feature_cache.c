@@ -74,6 +74,19 @@ int main(void) {
     CHECK(feature_cache_write(path, feats, 1, 2, NULL, 0, &meta) == 0, "write 1 step");
     CHECK(feature_cache_validate(path, &meta) == -1 && strstr(sd_last_error(), "feat.1.0"), "missing tensor: %s",
           sd_last_error());
+    // Metadata sizes outside int: (int)4294967300 == 4 used to match the 4-row tensors.
+    FeatureMeta wrap;
+    make_meta(&wrap, "A satellite image");
+    feature_meta_set(&wrap, "scales", "[[4294967300, 4], [2, 3]]");
+    CHECK(feature_cache_write(path, feats, 2, 2, NULL, 0, &wrap) == 0, "write wrapped scales");
+    CHECK(feature_file_open(&f, path) == -1 && strstr(sd_last_error(), "scales[0]") && strstr(sd_last_error(), path),
+          "scales outside int: %s", sd_last_error());
+    feature_meta_set(&wrap, "scales", "[[4, 4], [2, 3]]");
+    feature_meta_set(&wrap, "save_timesteps", "[47, 4294967341]");
+    CHECK(feature_cache_write(path, feats, 2, 2, NULL, 0, &wrap) == 0, "write wrapped steps");
+    CHECK(feature_file_open(&f, path) == -1 && strstr(sd_last_error(), "save_timesteps[1]"), "step outside int: %s",
+          sd_last_error());
+    feature_meta_free(&wrap);
     // Not a feature file at all.
     StWriteEntry e = st_entry_f32("x", &latent);
     st_write(path, &e, 1, NULL, NULL, 0);

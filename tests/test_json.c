@@ -1,5 +1,7 @@
 // JSON parser: valid documents parse to the right values; malformed ones are
 // rejected with a position, never a crash.
+#include <time.h>
+
 #include "io/json.h"
 #include "core/error.h"
 #include "tests/test_util.h"
@@ -96,9 +98,49 @@ static void test_int64(void) {
     CHECK(strcmp(buf, "\"a\\\"b\\\\c\\n\\u0001\"") == 0, "escape: %s", buf);
 }
 
+// Found while fuzzing (docs/fuzzing.md).
+static void test_fuzz_regressions(void) {
+    // Duplicate keys were found by comparing each key with all earlier ones:
+    // 100k keys (1 MB) took 13 s, a 100 MB safetensors header would take days.
+    // Now sorted once per object; the error still names the key.
+    int nkeys = 200000;
+    char *big = (char *)malloc((size_t)nkeys * 32 + 64);  // "k199999":199999, is 17 bytes
+    size_t n = 0;
+    big[n++] = '{';
+    for (int i = 0; i < nkeys; i++) n += (size_t)sprintf(big + n, "%s\"k%d\":%d", i ? "," : "", i, i);
+    n += (size_t)sprintf(big + n, "}");
+    JsonValue v;
+    clock_t t0 = clock();
+    int rc = json_parse(big, n, "big", &v);
+    double secs = (double)(clock() - t0) / CLOCKS_PER_SEC;
+    CHECK(rc == 0 && v.count == nkeys, "%d keys: %s", nkeys, sd_last_error());
+    CHECK(secs < 10.0, "%d keys parsed in %.1f s (was quadratic)", nkeys, secs);
+    int x = 0;
+    CHECK(json_get_int(&v, "k123456", 0, &x) == 0 && x == 123456, "k123456 = %d", x);
+    json_free(&v);
+    n -= 1;  // a duplicate of the first key at the end
+    n += (size_t)sprintf(big + n, ",\"k0\":1}");
+    CHECK(json_parse(big, n, "big", &v) != 0 && strstr(sd_last_error(), "duplicate key \"k0\"") &&
+              strstr(sd_last_error(), "big: invalid JSON at line 1"),
+          "duplicate among %d keys: %s", nkeys, sd_last_error());
+    free(big);
+    const char *nested = "{\"a\": {\"x\": 1, \"y\": 2, \"x\": 3}, \"b\": 0}";
+    CHECK(!parses(nested) && strstr(sd_last_error(), "duplicate key \"x\""), "nested duplicate: %s", sd_last_error());
+    CHECK(parses("{\"a\": {\"x\": 1}, \"b\": {\"x\": 1}}"), "same key in two objects is fine");
+    // Int lists: a whole number outside int was silently wrapped ((int)4294967304 == 8).
+    const char *doc = "{\"l\": [1, 4294967304], \"n\": -3000000000, \"ok\": [2147483647, -2147483647]}";
+    CHECK(json_parse(doc, strlen(doc), "list", &v) == 0, "parse: %s", sd_last_error());
+    int list[2];
+    CHECK(json_get_int_list(&v, "l", 2, list) != 0 && strstr(sd_last_error(), "'l'[1]"), "%s", sd_last_error());
+    CHECK(json_get_int_list(&v, "n", 2, list) != 0 && strstr(sd_last_error(), "'n'"), "%s", sd_last_error());
+    CHECK(json_get_int_list(&v, "ok", 2, list) == 0 && list[0] == 2147483647 && list[1] == -2147483647, "int range");
+    json_free(&v);
+}
+
 int main(void) {
     test_valid();
     test_malformed();
     test_int64();
+    test_fuzz_regressions();
     return test_report("test_json");
 }

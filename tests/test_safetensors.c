@@ -145,12 +145,42 @@ static void test_malformed(void) {
     CHECK(opens(full), "the full file opens");
 }
 
+// Found while fuzzing (docs/fuzzing.md).
+static void test_fuzz_regressions(void) {
+    // Two tensors of the same name: the JSON parser refuses it and names the key
+    // (the check used to compare every key with all earlier ones: quadratic).
+    expect_reject("dup_name.safetensors",
+                  "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]},"
+                  "\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[1,2]}}", 2, "duplicate key \"w\"");
+    // st_require's nearest names with names longer than its 1 KB buffer: the
+    // next snprintf started past the end of the buffer.
+    static char names[3][1501];
+    float a[1] = {1};
+    StWriteEntry e[3];
+    memset(e, 0, sizeof(e));
+    for (int i = 0; i < 3; i++) {
+        memset(names[i], 'a' + i, 1500);
+        names[i][1500] = '\0';
+        e[i].name = names[i], e[i].dtype = DT_F32, e[i].ndim = 1, e[i].shape[0] = 1, e[i].data = a;
+    }
+    char path[512];
+    snprintf(path, sizeof(path), "%s/long_names.safetensors", g_dir);
+    CHECK(st_write(path, e, 3, NULL, NULL, 0) == 0, "write: %s", sd_last_error());
+    SafeTensors st;
+    CHECK(st_open(&st, path) == 0, "open: %s", sd_last_error());
+    const StEntry *found;
+    CHECK(st_require(&st, "x", &found) != 0 && strstr(sd_last_error(), "no tensor named 'x' (3 tensors; nearest: 'aaa"),
+          "%.120s", sd_last_error());
+    st_close(&st);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof(g_dir), "/tmp/sd_test_st_%d", (int)getpid());
     mkdir(g_dir, 0755);
     test_roundtrip();
     test_half_conversions();
     test_malformed();
+    test_fuzz_regressions();
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", g_dir);

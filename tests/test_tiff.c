@@ -166,6 +166,36 @@ static void test_malformed(void) {
     CHECK(tiff_decode(f, sizeof(f), &img) != 0, "%s", sd_last_error());
 }
 
+// Reproducers found while fuzzing (tests/data/fuzz, docs/fuzzing.md): each must
+// be refused with a message naming the problem.
+static void test_fuzz_regressions(void) {
+    static const struct {
+        const char *file, *msg;
+    } cases[] = {
+        // 1x1 image, 16 bands, 2^30 x 2^30 tiles: the tile byte size wrapped to 0 in
+        // 64 bits, a 0-byte buffer was allocated and the copy read past it
+        {"tiff_tile_overflow.tif", "tile of 1073741824x1073741824 pixels of 16 bytes is too large"},
+        {"tiff_tile_overflow_pred.tif", "too large"},  // same with predictor 2 (wrote past it)
+        // 2^30 x 2^30 x 16 bands, planar, 1x1 tiles: image size and tile count wrapped to 0,
+        // a 0-byte buffer was returned as the image
+        {"tiff_size_wrap.tif", "over the limit"},
+        // a 2 GiB uncompressed strip backed by 16 bytes: 2 GiB were allocated before failing
+        {"tiff_strip_past_data.tif", "chunk 0: 16 bytes of data (compression none) cannot decode to the 2147483648"},
+        // found by fuzz_tiff: a 1.5 KB file declaring a 256x256x10825 16-bit image whose
+        // first tile lies past the end: 1.4 GB were allocated before the check
+        {"tiff_chunk_past_eof_oom.tif", "chunk 0: 29790 bytes at offset 31283 run past the end of the file"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char path[256];
+        snprintf(path, sizeof(path), "tests/data/fuzz/%s", cases[i].file);
+        TiffImage img;
+        int rc = tiff_read(path, &img);
+        CHECK(rc != 0 && img.data == NULL && strstr(sd_last_error(), cases[i].msg) && strstr(sd_last_error(), path),
+              "%s must be rejected with '%s': %s", path, cases[i].msg, rc ? sd_last_error() : "decoded");
+        if (rc == 0) tiff_free(&img);
+    }
+}
+
 // ---------------------------------------------------------------------------
 
 static void test_image_load(void) {
@@ -321,6 +351,7 @@ int main(void) {
     test_own_files();
     test_truncation();
     test_malformed();
+    test_fuzz_regressions();
     test_image_load();
     const char *root = data_root();
     if (root) test_shared(root);

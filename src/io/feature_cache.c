@@ -152,8 +152,9 @@ static int read_layout(FeatureFile *f, const char *path) {
     f->n_scales = scales.count;
     for (int i = 0; i < steps.count; i++) {
         int64_t v;
-        if (json_as_int64(&steps.items[i], &v)) {
-            sd_errorf("%s: metadata save_timesteps[%d] is not an integer", path, i);
+        // (int)v of a larger whole number would wrap silently
+        if (json_as_int64(&steps.items[i], &v) || v < 0 || v > 2147483647) {
+            sd_errorf("%s: metadata save_timesteps[%d] is not a step index (0..2^31-1)", path, i);
             goto done;
         }
         f->save_steps[i] = (int)v;
@@ -161,8 +162,9 @@ static int read_layout(FeatureFile *f, const char *path) {
     for (int s = 0; s < scales.count; s++) {
         const JsonValue *hw = &scales.items[s];
         int64_t h, w;
-        if (hw->type != JSON_ARRAY || hw->count != 2 || json_as_int64(&hw->items[0], &h) || json_as_int64(&hw->items[1], &w)) {
-            sd_errorf("%s: metadata scales[%d] is not [H, W]", path, s);
+        if (hw->type != JSON_ARRAY || hw->count != 2 || json_as_int64(&hw->items[0], &h) ||
+            json_as_int64(&hw->items[1], &w) || h < 1 || w < 1 || h > 2147483647 || w > 2147483647) {
+            sd_errorf("%s: metadata scales[%d] is not [H, W] of sizes 1..2^31-1", path, s);
             goto done;
         }
         f->scale_h[s] = (int)h;

@@ -227,9 +227,9 @@ int st_require(const SafeTensors *st, const char *name, const StEntry **out) {
     }
     char near[1024] = "";
     size_t n = 0;
-    for (int k = 0; k < 3 && best[k] >= 0; k++)
-        n += (size_t)snprintf(near + n, n < sizeof(near) ? sizeof(near) - n : 0, "%s'%s'", k ? ", " : "",
-                              st->entries[best[k]].name);
+    // stop once full: near + n past the end of the array is not a valid pointer (long names)
+    for (int k = 0; k < 3 && best[k] >= 0 && n < sizeof(near); k++)
+        n += (size_t)snprintf(near + n, sizeof(near) - n, "%s'%s'", k ? ", " : "", st->entries[best[k]].name);
     return sd_errorf("%s: no tensor named '%s' (%d tensors; nearest: %s)", st->path, name, st->count,
                      st->count ? near : "none");
 }

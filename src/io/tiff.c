@@ -393,6 +393,23 @@ static int decode_chunk(const TiffFile *t, const Layout *L, TiffImage *img, uint
     return 0;
 }
 
+// Bytes chunk `index` decodes to (the last strip may be short).
+static size_t chunk_need(const Layout *L, const TiffImage *img, uint64_t index) {
+    uint64_t k = index % (L->across * L->down), y0 = (k / L->across) * L->chunk_h, rows = L->chunk_h;
+    if (!L->tiled && y0 + rows > (uint64_t)img->height) rows = (uint64_t)img->height - y0;
+    return (size_t)(rows * L->chunk_w) * (size_t)(L->planar == 2 ? 1 : L->spp) * (size_t)L->bytes;
+}
+
+// Most bytes a codec can produce from n input bytes.
+static uint64_t max_decoded(int compression, uint64_t n) {
+    switch (compression) {
+    case 5: return (n * 8 / 9 + 1) * 4096;  // LZW: codes of 9+ bits, a string is at most 4096 bytes
+    case 8: case 32946: return n * 1032 + 1032;  // Deflate: 258 bytes per 2-bit length/distance pair
+    case 32773: return n * 64 + 128;  // PackBits: 2 bytes give at most 128
+    default: return n;
+    }
+}
+
 static int read_layout(const TiffFile *t, TiffImage *img, Layout *L) {
     uint64_t w, h, spp, comp, photo, planar, pred;
     if (!find_tag(t, TAG_IMAGE_WIDTH) || !find_tag(t, TAG_IMAGE_LENGTH)) return sd_errorf("ImageWidth/ImageLength missing");
@@ -433,11 +450,13 @@ static int read_layout(const TiffFile *t, TiffImage *img, Layout *L) {
     img->dtype = types[fmt - 1][bi];
     img->bytes_per_sample = (int)(bits / 8);
     if (pred == 3 && fmt != 3) return sd_errorf("floating-point predictor on integer samples");
-    uint64_t total = w * h * spp * (bits / 8);
-    if (total > TIFF_MAX_PIXEL_BYTES)
-        return sd_errorf("image %llux%llux%llu of %llu-bit samples needs %llu bytes, over the limit of %llu",
+    // w * h < 2^62 and spp * bytes < 2^19: test by division, as the full
+    // product could wrap past 2^64 to a small number.
+    if (w * h > TIFF_MAX_PIXEL_BYTES / (spp * (bits / 8)))
+        return sd_errorf("image %llux%llux%llu of %llu-bit samples needs %.0f bytes, over the limit of %llu",
                          (unsigned long long)w, (unsigned long long)h, (unsigned long long)spp,
-                         (unsigned long long)bits, (unsigned long long)total, (unsigned long long)TIFF_MAX_PIXEL_BYTES);
+                         (unsigned long long)bits, (double)(w * h) * (double)(spp * (bits / 8)),
+                         (unsigned long long)TIFF_MAX_PIXEL_BYTES);
     L->spp = (int)spp, L->bytes = (int)(bits / 8), L->planar = (int)planar;
     L->compression = (int)comp, L->predictor = (int)pred;
     L->tiled = find_tag(t, TAG_TILE_WIDTH) != NULL;
@@ -457,8 +476,13 @@ static int read_layout(const TiffFile *t, TiffImage *img, Layout *L) {
     if (L->chunk_w == 0 || L->chunk_h == 0 || L->chunk_w > 0x7fffffff || L->chunk_h > 0x7fffffff)
         return sd_errorf("%s size %llux%llu is invalid", L->tiled ? "tile" : "strip", (unsigned long long)L->chunk_w,
                          (unsigned long long)L->chunk_h);
-    uint64_t chunk_bytes = L->chunk_w * L->chunk_h * (planar == 2 ? 1 : spp) * (bits / 8);
-    if (chunk_bytes > TIFF_MAX_PIXEL_BYTES) return sd_errorf("%s of %llu bytes is too large", L->tiled ? "tile" : "strip", (unsigned long long)chunk_bytes);
+    // As for the image size: a tile of 2^30 x 2^30 x 16 bytes wrapped to 0 and
+    // passed, then the copy read past the 0-byte tile buffer.
+    uint64_t pixel_bytes = (planar == 2 ? 1 : spp) * (bits / 8);
+    if (L->chunk_w * L->chunk_h > TIFF_MAX_PIXEL_BYTES / pixel_bytes)
+        return sd_errorf("%s of %llux%llu pixels of %llu bytes is too large (over %llu bytes)", L->tiled ? "tile" : "strip",
+                         (unsigned long long)L->chunk_w, (unsigned long long)L->chunk_h, (unsigned long long)pixel_bytes,
+                         (unsigned long long)TIFF_MAX_PIXEL_BYTES);
     if (!L->offsets || !L->counts)
         return sd_errorf("%s offsets or byte counts missing", L->tiled ? "tile" : "strip");
     L->across = (w + L->chunk_w - 1) / L->chunk_w;
@@ -544,13 +568,31 @@ int tiff_decode(const uint8_t *buf, size_t len, TiffImage *img) {
         rc = read_layout(t, img, &L);
     }
     if (!rc) rc = read_geo(t, img);
+    // Chunk data past the end of the file, or too short to decode to the chunk's
+    // size, is refused before anything is allocated: a 1.5 KB file declaring a
+    // 1.4 GB image (or a 2 GB tile) was allocated in full, then failed on chunk 0.
+    // Chunks without data (count 0) are sparse and stay zero; the chunk buffer
+    // is sized for the largest chunk that has data.
+    size_t max_need = 0;
+    for (uint64_t i = 0; !rc && i < L.nchunks; i++) {
+        uint64_t off, count;
+        if ((rc = tag_uint(t, L.offsets, i, &off)) || (rc = tag_uint(t, L.counts, i, &count)) || count == 0) continue;
+        size_t need = chunk_need(&L, img, i);
+        if (!in_file(t, off, count))
+            rc = sd_errorf("chunk %llu: %llu bytes at offset %llu run past the end of the file (%zu bytes)",
+                           (unsigned long long)i, (unsigned long long)count, (unsigned long long)off, t->len);
+        else if (need > max_decoded(L.compression, count))
+            rc = sd_errorf("chunk %llu: %llu bytes of data (compression %s) cannot decode to the %zu bytes it needs",
+                           (unsigned long long)i, (unsigned long long)count, tiff_compression_name(L.compression), need);
+        if (need > max_need) max_need = need;
+    }
     uint8_t *raw = NULL, *tmp = NULL;
     if (!rc) {
         size_t total = (size_t)img->width * (size_t)img->height * (size_t)img->bands * (size_t)img->bytes_per_sample;
-        size_t chunk = (size_t)(L.chunk_w * L.chunk_h) * (size_t)(L.planar == 2 ? 1 : L.spp) * (size_t)L.bytes;
+        size_t row = (size_t)L.chunk_w * (size_t)(L.planar == 2 ? 1 : L.spp) * (size_t)L.bytes;
         img->data = calloc(total, 1);
-        raw = (uint8_t *)malloc(chunk);
-        tmp = (uint8_t *)malloc((size_t)L.chunk_w * (size_t)(L.planar == 2 ? 1 : L.spp) * (size_t)L.bytes);
+        raw = (uint8_t *)malloc(max_need ? max_need : 1);
+        tmp = (uint8_t *)malloc(max_need ? row : 1);  // predictor 3 row scratch; row <= max_need
         if (!img->data || !raw || !tmp) rc = sd_errorf("out of memory for a %dx%dx%d image", img->width, img->height, img->bands);
     }
     for (uint64_t i = 0; !rc && i < L.nchunks; i++) rc = decode_chunk(t, &L, img, i, raw, tmp);
