@@ -111,10 +111,9 @@ static void test_gemm(const char *isa) {
 
 // The same product with 1, 2 and 3 threads must give the same bits (large enough to be threaded).
 static void test_gemm_threads(const char *isa) {
-    // The last two (the smallest that every kernel set cuts into a grid of rows and columns,
-    // at 2 and at 3 threads) take the shared-panel split (gemm_rows_shared_b: 3-4 k blocks, so
-    // both panel buffers are used more than once); {200, 4200, 800} two NC panels of columns;
-    // {900, 20, 1000} a grid of rows with all of B packed once and shared (3 k blocks)
+    // The last two are the smallest that every kernel set cuts into a grid of both rows and
+    // columns at 2 and at 3 threads (3-4 k blocks); {200, 4200, 800} has two NC panels of
+    // columns; {900, 20, 1000} is a grid of rows with all of B packed once and shared (3 k blocks)
     static const int shapes[][5] = {{300, 500, 700, 0, 0}, {64, 1300, 333, 0, 1}, {1100, 40, 300, 1, 0},
                                     {900, 20, 1000, 0, 1},  {200, 4200, 800, 0, 0}, {944, 948, 800, 0, 0},
                                     {720, 884, 800, 1, 0}};

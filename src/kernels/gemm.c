@@ -198,70 +198,60 @@ static int packed_in_place(const GemmPackedWeights *pw, const GemmKernelInfo *ki
     return pw && pw->kernel == ki && alpha == 1.0f;
 }
 
-// One k block of one thread's block of C: rows [m0, m1) x columns [jc, jc+nc) += A[:, pc:pc+kc] times
-// the B panel (packed: micro-panel jr at bp + jr*kc; or read in place from the weights packed at load).
-static void gemm_macro(const GemmProblem *g, const GemmKernelInfo *ki, int m0, int m1, int jc, int nc, int pc,
-                       int kc, float *ap, const float *bp) {
-    const int mr = ki->mr, nr = ki->nr, MC = ki->mc;
+static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, int m1, int n0, int n1, float *ap,
+                       float *bp) {
+    const int mr = ki->mr, nr = ki->nr, MC = ki->mc, KC = ki->kc, NC = ki->nc, K = g->K;
     // Weights packed at load are read in place: the micro-panel of rows [i, i+mr) for the k block
     // starting at pc is at data + pc*padded_rows + i*kc (see gemm_pack_weights; i a multiple of mr).
     const float *a_packed = packed_in_place(g->packed_a, ki, g->alpha) ? g->packed_a->data : NULL;
     const float *b_packed = packed_in_place(g->packed_b, ki, 1.0f) ? g->packed_b->data : NULL;
-    // The first k block applies beta and the biases; later ones accumulate into C.
-    int first = pc == 0;
-    float beta = first ? g->beta : 1.0f;
-    for (int ic = m0; ic < m1; ic += MC) {
-        int mc = m1 - ic < MC ? m1 - ic : MC;
-        // Weights packed as B stream from memory (a linear's): the first of the `tiles`
-        // tiles on a micro-panel would fetch it at two lines per k step, more than one
-        // core's share of DRAM, and the others find it in L2. Instead each tile fetches its
-        // slice of the next micro-panel while it runs: an even stream (64 x 1280 x 1280
-        // from memory +7-14%).
-        const int tiles = (mc + mr - 1) / mr;
-        const int fetch = b_packed && ki->micro_fetch && tiles >= 2;
-        const int slice = (int)(((size_t)nr * kc * sizeof(float) + tiles - 1) / tiles);
-        if (!a_packed) pack_a(g, ic, mc, pc, kc, mr, ki->pack_a_rows, ap);
-        for (int jr = 0; jr < nc; jr += nr) {
-            int n = nc - jr < nr ? nc - jr : nr;
-            const float *bias_n = first && g->bias_n ? g->bias_n + jc + jr : NULL;
-            const float *b = b_packed ? b_packed + (size_t)pc * g->packed_b->padded_rows + (size_t)(jc + jr) * kc
-                                      : bp + (size_t)jr * kc;
-            const int narrow = ki->micro_narrow && 2 * n <= nr;
-            for (int ir = 0; ir < mc; ir += mr) {
-                int m = mc - ir < mr ? mc - ir : mr;
-                const float *bias_m = first && g->bias_m ? g->bias_m + ic + ir : NULL;
-                const float *a = a_packed ? a_packed + (size_t)pc * g->packed_a->padded_rows + (size_t)(ic + ir) * kc
-                                          : ap + (size_t)ir * kc;
-                float *c = g->c + (int64_t)(ic + ir) * g->ldc + jc + jr;
-                if (narrow && mc - ir > mr) {
-                    // two A micro-panels against a half-empty B micro-panel (their A data is
-                    // mr*kc floats apart in both the packed weights and the pack buffer)
-                    int m2 = mc - ir < 2 * mr ? mc - ir : 2 * mr;
-                    ki->micro_narrow(kc, a, a + (size_t)mr * kc, b, c, g->ldc, m2, n, beta, bias_m, bias_n);
-                    ir += mr;
-                    continue;
-                }
-                if (fetch && jr + nr < nc)
-                    ki->micro_fetch(kc, a, b, c, g->ldc, m, n, beta, bias_m, bias_n,
-                                    (const char *)(b + (size_t)nr * kc) + (size_t)(ir / mr) * slice, slice);
-                else
-                    ki->micro(kc, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
-            }
-        }
-    }
-}
-
-// One thread's block of C, rows [m0, m1) x columns [n0, n1): the BLIS loops, packing its own B panels.
-static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, int m1, int n0, int n1, float *ap,
-                       float *bp) {
-    const int NC = ki->nc, KC = ki->kc, K = g->K;
-    const int b_in_place = packed_in_place(g->packed_b, ki, 1.0f);
     for (int jc = n0; jc < n1; jc += NC) {
         int nc = n1 - jc < NC ? n1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
-            if (!b_in_place) pack_b_panel(g, pc, kc, jc, nc, ki->nr, bp);
-            gemm_macro(g, ki, m0, m1, jc, nc, pc, kc, ap, bp);
+            if (!b_packed) pack_b_panel(g, pc, kc, jc, nc, nr, bp);
+            // The first k block applies beta and the biases; later ones accumulate into C.
+            int first = pc == 0;
+            float beta = first ? g->beta : 1.0f;
+            for (int ic = m0; ic < m1; ic += MC) {
+                int mc = m1 - ic < MC ? m1 - ic : MC;
+                // Weights packed as B stream from memory (a linear's): the first of the `tiles`
+                // tiles on a micro-panel would fetch it at two lines per k step, more than one
+                // core's share of DRAM, and the others find it in L2. Instead each tile fetches its
+                // slice of the next micro-panel while it runs: an even stream (64 x 1280 x 1280
+                // from memory +7-14%).
+                const int tiles = (mc + mr - 1) / mr;
+                const int fetch = b_packed && ki->micro_fetch && tiles >= 2;
+                const int slice = (int)(((size_t)nr * kc * sizeof(float) + tiles - 1) / tiles);
+                if (!a_packed) pack_a(g, ic, mc, pc, kc, mr, ki->pack_a_rows, ap);
+                for (int jr = 0; jr < nc; jr += nr) {
+                    int n = nc - jr < nr ? nc - jr : nr;
+                    const float *bias_n = first && g->bias_n ? g->bias_n + jc + jr : NULL;
+                    const float *b = b_packed ? b_packed + (size_t)pc * g->packed_b->padded_rows + (size_t)(jc + jr) * kc
+                                              : bp + (size_t)jr * kc;
+                    const int narrow = ki->micro_narrow && 2 * n <= nr;
+                    for (int ir = 0; ir < mc; ir += mr) {
+                        int m = mc - ir < mr ? mc - ir : mr;
+                        const float *bias_m = first && g->bias_m ? g->bias_m + ic + ir : NULL;
+                        const float *a = a_packed ? a_packed + (size_t)pc * g->packed_a->padded_rows + (size_t)(ic + ir) * kc
+                                                  : ap + (size_t)ir * kc;
+                        float *c = g->c + (int64_t)(ic + ir) * g->ldc + jc + jr;
+                        if (narrow && mc - ir > mr) {
+                            // two A micro-panels against a half-empty B micro-panel (their A data is
+                            // mr*kc floats apart in both the packed weights and the pack buffer)
+                            int m2 = mc - ir < 2 * mr ? mc - ir : 2 * mr;
+                            ki->micro_narrow(kc, a, a + (size_t)mr * kc, b, c, g->ldc, m2, n, beta, bias_m, bias_n);
+                            ir += mr;
+                            continue;
+                        }
+                        if (fetch && jr + nr < nc)
+                            ki->micro_fetch(kc, a, b, c, g->ldc, m, n, beta, bias_m, bias_n,
+                                            (const char *)(b + (size_t)nr * kc) + (size_t)(ir / mr) * slice, slice);
+                        else
+                            ki->micro(kc, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
+                    }
+                }
+            }
         }
     }
 }
@@ -354,14 +344,11 @@ static void packed_layout(GemmPackedWeights *pw, const GemmKernelInfo *ki, int r
     pw->data = data;
 }
 
-// The B shared by all threads of one gemm_run (all of a small B, or the alternating panels of
-// gemm_rows_shared_b): one buffer kept between calls, used only by the calling thread's gemm_run
-// (a nested call runs on one thread and never shares).
+// The shared B panel (gemm_run): one buffer kept between calls, used only by the calling
+// thread's gemm_run (a nested call runs on one thread and never shares). Returns -1 when B is
+// too big to be worth it (over 8 MB) or there is no memory, and the blocks pack B themselves.
 static void *g_shared_b;
 static size_t g_shared_b_bytes;
-
-// All of a small B packed once for a grid of row blocks. Returns -1 when B is too big to be
-// worth it (over 8 MB) or there is no memory, and the blocks pack B themselves.
 
 static int shared_b_panel(GemmPackedWeights *pw, const GemmKernelInfo *ki, int N, int K) {
     size_t floats = (size_t)((N + ki->nr - 1) / ki->nr * ki->nr) * (size_t)K;
@@ -371,47 +358,6 @@ static int shared_b_panel(GemmPackedWeights *pw, const GemmKernelInfo *ki, int N
     packed_layout(pw, ki, N, K, 1, data);
     return 0;
 }
-
-#ifdef _OPENMP
-// Both operands packed per call (a plain sgemm; a convolution or linear whose weights were not
-// packed at load): any grid of blocks packs A once per block column and B once per block row,
-// so the 2 x 2 grid of a square product packs each twice. Instead, as in BLIS and OpenBLAS, the
-// threads split the rows of C and share each B panel: every thread packs its share of the
-// panel's micro-panels into a shared buffer, all wait, then each multiplies its own rows
-// (packing its own A blocks) by the whole panel. Each operand is packed once in all (1024^3 at
-// 2 threads: +3.6%, median of 8 alternated processes; 2048^3 unchanged).
-// Two panel buffers alternate, so one barrier per panel is enough: a thread packing panel s+1
-// has passed panel s's barrier, so every thread has finished panel s-1, the last user of that buffer.
-// The same micro-kernel calls on the same packed values as gemm_block: the same bits.
-static void gemm_rows_shared_b(const GemmProblem *g, const GemmKernelInfo *ki, int threads, float *panels,
-                               size_t panel_floats) {
-    const int mr = ki->mr, nr = ki->nr, NC = ki->nc, KC = ki->kc;
-    const int panels_m = (g->M + mr - 1) / mr;
-#pragma omp parallel num_threads(threads)
-    {
-        const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
-        int m0 = (int)((int64_t)panels_m * tid / nth) * mr, m1 = (int)((int64_t)panels_m * (tid + 1) / nth) * mr;
-        if (m1 > g->M) m1 = g->M;
-        int step = 0;
-        for (int jc = 0; jc < g->N; jc += NC) {
-            const int nc = g->N - jc < NC ? g->N - jc : NC;
-            // this thread's micro-panels of the panel: [q0, q1)
-            const int micro_panels = (nc + nr - 1) / nr;
-            const int q0 = micro_panels * tid / nth, q1 = micro_panels * (tid + 1) / nth;
-            for (int pc = 0; pc < g->K; pc += KC, step++) {
-                const int kc = g->K - pc < KC ? g->K - pc : KC;
-                float *bp = panels + (size_t)(step & 1) * panel_floats;
-                if (q0 < q1) {
-                    int j0 = q0 * nr, j1 = q1 * nr < nc ? q1 * nr : nc;
-                    pack_b_panel(g, pc, kc, jc + j0, j1 - j0, nr, bp + (size_t)j0 * kc);
-                }
-#pragma omp barrier
-                if (m0 < m1) gemm_macro(g, ki, m0, m1, jc, nc, pc, kc, (float *)g_pool[tid], bp);
-            }
-        }
-    }
-}
-#endif
 
 void gemm_run(const GemmProblem *g) {
     if (g->M <= 0 || g->N <= 0) return;
@@ -448,23 +394,6 @@ void gemm_run(const GemmProblem *g) {
                      packed_in_place(g->packed_a, ki, g->alpha) ? 0.25 : 1.0,
                      packed_in_place(g->packed_b, ki, 1.0f) ? 0.25 : 1.0, &tm, &tn);
     const int panels_m = (g->M + ki->mr - 1) / ki->mr, panels_n = (g->N + ki->nr - 1) / ki->nr;
-    // A grid that cuts both rows and columns with both operands packed per call packs each twice:
-    // the shared-panel split instead, when every thread has enough rows and enough work per panel
-    // between barriers (>= 4M multiply-adds, ~40 us). Not for grids of rows or of columns: they
-    // pack the small operand twice at most, and sharing the big one costs more (a conv's im2col
-    // shared by rows: 15-35% slower, its B panels read from L3 by both cores).
-    if (tm > 1 && tn > 1 && !packed_in_place(g->packed_a, ki, g->alpha) && !packed_in_place(g->packed_b, ki, 1.0f) &&
-        panels_m >= 4 * threads) {
-        const int nc = g->N < ki->nc ? g->N : ki->nc, kc = g->K < ki->kc ? g->K : ki->kc;
-        const size_t panel_floats = (size_t)kc * (size_t)((nc + ki->nr - 1) / ki->nr * ki->nr);
-        float *panels = (double)g->M / threads * nc * kc >= 4e6
-                            ? (float *)sd_kept_buffer(&g_shared_b, &g_shared_b_bytes, 2 * panel_floats * sizeof(float))
-                            : NULL;
-        if (panels) {
-            gemm_rows_shared_b(g, ki, threads, panels, panel_floats);
-            return;
-        }
-    }
     // A grid of row blocks only (tn == 1) would have every block pack all of B: when B is
     // small (a convolution on a 4x4 or 8x8 map: K x 16-64 pixels) it is packed once, all of
     // K, in the layout of weights packed at load, and read in place by every block.
