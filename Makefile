@@ -81,13 +81,20 @@ FUZZ_SRC_tiff        := src/io/tiff.c src/io/inflate.c src/io/npy.c
 FUZZ_SRC_npy         := src/io/npy.c
 FUZZ_SRC_json        := src/io/json.c
 FUZZ_SRC_safetensors := src/io/safetensors.c src/io/json.c
-FUZZ_TARGETS := png inflate tiff npy json safetensors
+FUZZ_SRC_image       := src/io/image.c src/io/png.c src/io/tiff.c src/io/npy.c src/io/inflate.c
+FUZZ_SRC_labels      := src/io/labels.c src/io/png.c src/io/npy.c src/io/inflate.c
+# dataset.c needs the feature layout of src/fusion, which links the fusers and their kernels
+FUZZ_SRC_feature_cache := src/io/feature_cache.c src/train/dataset.c src/io/labels.c src/io/safetensors.c \
+              src/io/json.c src/io/png.c src/io/npy.c src/io/inflate.c src/core/tensor.c src/core/runtime.c \
+              $(wildcard src/fusion/*.c) $(wildcard src/kernels/*.c)
+FUZZ_TARGETS := png inflate tiff npy json safetensors image labels feature_cache
 fuzz:
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then \
 	  mkdir -p build/fuzz && \
 	  for t in $(FUZZ_TARGETS); do \
 	    case $$t in png) s="$(FUZZ_SRC_png)";; inflate) s="$(FUZZ_SRC_inflate)";; tiff) s="$(FUZZ_SRC_tiff)";; \
-	      npy) s="$(FUZZ_SRC_npy)";; json) s="$(FUZZ_SRC_json)";; safetensors) s="$(FUZZ_SRC_safetensors)";; esac; \
+	      npy) s="$(FUZZ_SRC_npy)";; json) s="$(FUZZ_SRC_json)";; safetensors) s="$(FUZZ_SRC_safetensors)";; \
+	      image) s="$(FUZZ_SRC_image)";; labels) s="$(FUZZ_SRC_labels)";; feature_cache) s="$(FUZZ_SRC_feature_cache)";; esac; \
 	    echo "$(FUZZ_CC) ... tests/fuzz/fuzz_$$t.c -> build/fuzz/fuzz_$$t"; \
 	    $(FUZZ_CC) $(FUZZ_FLAGS) tests/fuzz/fuzz_$$t.c $$s $(FUZZ_BASE) -lm -o build/fuzz/fuzz_$$t || exit 1; \
 	  done; \

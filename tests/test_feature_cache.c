@@ -3,10 +3,13 @@
 #include "tests/test_util.h"
 
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
 #include "io/feature_cache.h"
+#include "io/npy.h"
+#include "train/dataset.h"
 
 static void make_meta(FeatureMeta *m, const char *prompt) {
     feature_meta_init(m);
@@ -14,6 +17,50 @@ static void make_meta(FeatureMeta *m, const char *prompt) {
     feature_meta_set(m, "save_timesteps", "[47, 45]");
     feature_meta_set(m, "scales", "[[4, 4], [2, 3]]");
     feature_meta_set(m, "feature_dims", "{\"4\": [3], \"3\": [2]}");
+}
+
+// dataset_open (src/train/dataset.c) on files found while writing fuzz_feature_cache.
+static void test_dataset_regressions(void) {
+    char dir[256], path[512];
+    snprintf(dir, sizeof(dir), "/tmp/satdifuser_test_ds_%d", (int)getpid());
+    mkdir(dir, 0755);
+    snprintf(path, sizeof(path), "%s/a.safetensors", dir);
+    float dummy[12] = {0};
+    const char *keys[2] = {"feature_dims", "save_timesteps"}, *values[2] = {"{\"4\": [3]}", "[47]"};
+    LabelRow row;
+    memset(&row, 0, sizeof(row));
+    row.image = (char *)"a";
+    LabelSet ls;
+    memset(&ls, 0, sizeof(ls));
+    ls.path = (char *)"labels.csv";
+    ls.count = 1;
+    ls.rows = &row;
+    ls.num_classes = 1;
+    Dataset d;
+    // feat.0.0 of shape (3, 0, 4): no data, so any channel count passes the file's checks
+    // ((int)4294967299 == 3 matched feature_dims); the 0 height gave empty feature batches.
+    StWriteEntry e = {"feat.0.0", DT_F32, 3, {3, 0, 4}, dummy};
+    CHECK(st_write(path, &e, 1, keys, values, 2) == 0, "write (3, 0, 4): %s", sd_last_error());
+    int rc = dataset_open(&d, dir, &ls, 1, 255);
+    CHECK(rc != 0 && strstr(sd_last_error(), "'feat.0.0' has dimension 1 of size 0") && strstr(sd_last_error(), path),
+          "0-height features: %s", rc ? sd_last_error() : "accepted");
+    if (rc == 0) dataset_close(&d);
+    // A 0x5 NPY segmentation mask: every target of the run would have been empty.
+    e = (StWriteEntry){"feat.0.0", DT_F32, 3, {3, 1, 4}, dummy};
+    CHECK(st_write(path, &e, 1, keys, values, 2) == 0, "write (3, 1, 4): %s", sd_last_error());
+    char mask[512];
+    snprintf(mask, sizeof(mask), "%s/m.npy", dir);
+    int64_t shape[2] = {0, 5};
+    CHECK(npy_write(mask, NPY_UINT8, 2, shape, dummy) == 0, "write 0x5 mask: %s", sd_last_error());
+    row.mask_path = mask;
+    ls.task = LABELS_SEGMENTATION;
+    rc = dataset_open(&d, dir, &ls, 1, 255);
+    CHECK(rc != 0 && strstr(sd_last_error(), "m.npy: a mask must be a 2-D (H, W) array of sizes 1..2^31-1"),
+          "empty mask: %s", rc ? sd_last_error() : "accepted");
+    if (rc == 0) dataset_close(&d);
+    remove(mask);
+    remove(path);
+    rmdir(dir);
 }
 
 int main(void) {
@@ -96,5 +143,6 @@ int main(void) {
     feature_meta_free(&meta);
     for (int i = 0; i < 4; i++) tensor_free(&feats[i]);
     tensor_free(&latent);
+    test_dataset_regressions();
     return test_report("test_feature_cache");
 }

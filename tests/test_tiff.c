@@ -5,6 +5,8 @@
 // ground-truth .npy and its .json facts.
 #include "tests/test_util.h"
 
+#include <sys/resource.h>
+
 #include "core/error.h"
 #include "io/image.h"
 #include "io/json.h"
@@ -221,6 +223,28 @@ static void test_image_load(void) {
     if (!rc && npy_read("tests/data/tiff_mm_i16_lzw_pred2_tiled_planar.npy", &a) == 0) {
         CHECK(im.data[360 + 17 * 20 + 19] == ((const int16_t *)a.data)[360 + 17 * 20 + 19], "last sample of band 1");
         npy_free(&a);
+    }
+    image_free(&im);
+    // A 122-byte sparse TIFF (one strip of byte count 0) of 16384x16384 8-bit
+    // samples: all zeros, legal. image_load wrote every float and so committed
+    // 1 GiB of RAM (peak RSS 1.3 GB; 8 GiB for a 46340x46340 file); zero samples
+    // are now left as untouched calloc pages.
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    long rss0 = ru.ru_maxrss;
+    rc = image_load("tests/data/fuzz/image_sparse_tiff_rss.tif", &im);
+    CHECK(rc == 0 && im.channels == 1 && im.height == 16384 && im.width == 16384 && im.src_dtype_bits == 8,
+          "sparse TIFF: %s", sd_last_error());
+    if (!rc) {
+        CHECK(im.data[0] == 0.0f && im.data[(size_t)16384 * 16384 - 1] == 0.0f && !signbit(im.data[12345]),
+              "sparse TIFF samples are +0");
+        getrusage(RUSAGE_SELF, &ru);
+#if defined(__SANITIZE_ADDRESS__)
+        (void)rss0;  // ASan's allocator and shadow memory change the RSS
+#else
+        CHECK(ru.ru_maxrss - rss0 < 700L * 1024, "sparse TIFF: peak RSS grew by %ld MB (the floats were written)",
+              (ru.ru_maxrss - rss0) / 1024);
+#endif
     }
     image_free(&im);
 }

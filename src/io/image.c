@@ -1,6 +1,7 @@
 // Image loading front end: sniff the format, decode, convert to float (C, H, W).
 #include "io/image.h"
 
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,8 @@ static int sniff(const char *path, int *format) {
 static int alloc_image(Image *img, int c, int h, int w, const char *path) {
     img->channels = c, img->height = h, img->width = w;
     size_t n = (size_t)c * (size_t)h * (size_t)w;
-    img->data = (float *)malloc(n ? n * sizeof(float) : 1);
+    // calloc: zero pages stay untouched (see load_tiff)
+    img->data = (float *)calloc(n ? n : 1, sizeof(float));
     if (!img->data) return sd_errorf("%s: out of memory for a %dx%dx%d float image", path, c, h, w);
     return 0;
 }
@@ -98,7 +100,14 @@ static int load_tiff(const char *path, Image *img) {
     if (tiff_read(path, &t)) return -1;
     int rc = alloc_image(img, t.bands, t.height, t.width, path);
     size_t n = (size_t)t.bands * (size_t)t.height * (size_t)t.width;
-    for (size_t i = 0; !rc && i < n; i++) img->data[i] = sample_to_float(t.data, i, t.dtype);
+    // A sparse TIFF (chunks of byte count 0) of a few hundred bytes may declare up to
+    // TIFF_MAX_PIXEL_BYTES of zeros, left as untouched calloc pages; writing every float
+    // would commit 4-32x that (1.3 GB of RAM for a 122-byte 16384x16384 8-bit file).
+    // So zero samples are skipped (the buffer is already +0.0); -0.0 is still written.
+    for (size_t i = 0; !rc && i < n; i++) {
+        float v = sample_to_float(t.data, i, t.dtype);
+        if (v != 0.0f || signbit(v)) img->data[i] = v;
+    }
     img->src_dtype_bits = t.bytes_per_sample * 8;
     img->is_float = t.dtype == NPY_FLOAT32 || t.dtype == NPY_FLOAT64;
     img->is_signed = t.dtype == NPY_INT8 || t.dtype == NPY_INT16 || t.dtype == NPY_INT32 || t.dtype == NPY_INT64;

@@ -27,11 +27,12 @@ static int mask_size(const char *path, int *h, int *w) {
     if (len > 4 && !strcmp(path + len - 4, ".npy")) {
         NpyArray a;
         if (npy_read(path, &a)) return SD_FAIL;
-        int ok = a.ndim == 2;
+        // an empty (0-row) mask would make every target empty; a size past int would wrap in the casts
+        int ok = a.ndim == 2 && a.shape[0] >= 1 && a.shape[1] >= 1 && a.shape[0] <= 2147483647 && a.shape[1] <= 2147483647;
         *h = ok ? (int)a.shape[0] : 0;
         *w = ok ? (int)a.shape[1] : 0;
         npy_free(&a);
-        return ok ? 0 : sd_errorf("%s: a mask must be 2-D (H, W)", path);
+        return ok ? 0 : sd_errorf("%s: a mask must be a 2-D (H, W) array of sizes 1..2^31-1", path);
     }
     PngImage img;
     if (png_read(path, &img)) return SD_FAIL;
@@ -100,6 +101,16 @@ int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, i
             dataset_close(d);
             return SD_FAIL;
         }
+        // sizes 1..2^31-1 before the casts: a 0 height leaves no data (numel 0) for any
+        // channel count, and (int) of 2^32 + 4 channels would then match a layout of 4
+        for (int k = nd - 3; k < nd; k++)
+            if (e->shape[k] < 1 || e->shape[k] > 2147483647) {
+                sd_errorf("%s: tensor '%s' has dimension %d of size %lld, expected 1..2^31-1", path, name, k,
+                          (long long)e->shape[k]);
+                st_close(&st);
+                dataset_close(d);
+                return SD_FAIL;
+            }
         d->C[s] = (int)e->shape[nd - 3];
         d->H[s] = (int)e->shape[nd - 2];
         d->W[s] = (int)e->shape[nd - 1];
