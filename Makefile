@@ -90,15 +90,14 @@ FUZZ_SRC_feature_cache := src/io/feature_cache.c src/train/dataset.c src/io/labe
 FUZZ_TARGETS := png inflate tiff npy json safetensors image labels feature_cache
 fuzz:
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then \
-	  mkdir -p build/fuzz && \
-	  for t in $(FUZZ_TARGETS); do \
-	    case $$t in png) s="$(FUZZ_SRC_png)";; inflate) s="$(FUZZ_SRC_inflate)";; tiff) s="$(FUZZ_SRC_tiff)";; \
-	      npy) s="$(FUZZ_SRC_npy)";; json) s="$(FUZZ_SRC_json)";; safetensors) s="$(FUZZ_SRC_safetensors)";; \
-	      image) s="$(FUZZ_SRC_image)";; labels) s="$(FUZZ_SRC_labels)";; feature_cache) s="$(FUZZ_SRC_feature_cache)";; esac; \
-	    echo "$(FUZZ_CC) ... tests/fuzz/fuzz_$$t.c -> build/fuzz/fuzz_$$t"; \
-	    $(FUZZ_CC) $(FUZZ_FLAGS) tests/fuzz/fuzz_$$t.c $$s $(FUZZ_BASE) -lm -o build/fuzz/fuzz_$$t || exit 1; \
-	  done; \
+	  $(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build/fuzz/fuzz_%); \
 	else echo "make fuzz: clang with libFuzzer is needed ($(FUZZ_CC) not found; set FUZZ_CC=...)"; fi
+
+# fuzz_<name> is tests/fuzz/fuzz_<name>.c with the sources FUZZ_SRC_<name> (rebuilt when they change)
+.SECONDEXPANSION:
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_util.h $$(FUZZ_SRC_$$*) $(FUZZ_BASE)
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(FUZZ_FLAGS) $< $(FUZZ_SRC_$*) $(FUZZ_BASE) -lm -o $@
 
 clean:
 	rm -rf build build-asan satdifuser satdifuser-asan $(DEMO_OUT)

@@ -7,10 +7,7 @@
 #include "fusion/fuser.h"
 
 static int json_int_value(const JsonValue *v, const char *what, int *out) {
-    int64_t x;
-    if (!v || v->type != JSON_NUMBER || json_as_int64(v, &x) || x < -2147483647 || x > 2147483647)
-        return sd_errorf("%s: expected an integer", what);
-    *out = (int)x;
+    if (json_as_int(v, out)) return sd_errorf("%s: expected an integer", what);
     return 0;
 }
 

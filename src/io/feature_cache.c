@@ -151,24 +151,21 @@ static int read_layout(FeatureFile *f, const char *path) {
     f->n_steps = steps.count;
     f->n_scales = scales.count;
     for (int i = 0; i < steps.count; i++) {
-        int64_t v;
-        // (int)v of a larger whole number would wrap silently
-        if (json_as_int64(&steps.items[i], &v) || v < 0 || v > 2147483647) {
+        if (json_as_int(&steps.items[i], &f->save_steps[i]) || f->save_steps[i] < 0) {
             sd_errorf("%s: metadata save_timesteps[%d] is not a step index (0..2^31-1)", path, i);
             goto done;
         }
-        f->save_steps[i] = (int)v;
     }
     for (int s = 0; s < scales.count; s++) {
         const JsonValue *hw = &scales.items[s];
-        int64_t h, w;
-        if (hw->type != JSON_ARRAY || hw->count != 2 || json_as_int64(&hw->items[0], &h) ||
-            json_as_int64(&hw->items[1], &w) || h < 1 || w < 1 || h > 2147483647 || w > 2147483647) {
+        int h, w;
+        if (hw->type != JSON_ARRAY || hw->count != 2 || json_as_int(&hw->items[0], &h) ||
+            json_as_int(&hw->items[1], &w) || h < 1 || w < 1) {
             sd_errorf("%s: metadata scales[%d] is not [H, W] of sizes 1..2^31-1", path, s);
             goto done;
         }
-        f->scale_h[s] = (int)h;
-        f->scale_w[s] = (int)w;
+        f->scale_h[s] = h;
+        f->scale_w[s] = w;
         f->scale_c[s] = 0;
     }
     for (int i = 0; i < f->n_steps; i++)

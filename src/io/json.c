@@ -343,13 +343,17 @@ int json_as_int64(const JsonValue *v, int64_t *out) {
     return 0;
 }
 
+int json_as_int(const JsonValue *v, int *out) {
+    int64_t i;
+    if (json_as_int64(v, &i) || i < -2147483647 || i > 2147483647) return SD_FAIL;
+    *out = (int)i;
+    return 0;
+}
+
 int json_get_int(const JsonValue *obj, const char *key, int dflt, int *out) {
     const JsonValue *v = json_get(obj, key);
     if (!v || v->type == JSON_NULL) { *out = dflt; return 0; }
-    int64_t i;
-    if (json_as_int64(v, &i) || i < -2147483647 || i > 2147483647)
-        return sd_errorf("'%s': expected a whole number", key);
-    *out = (int)i;
+    if (json_as_int(v, out)) return sd_errorf("'%s': expected a whole number", key);
     return 0;
 }
 
@@ -380,21 +384,16 @@ int json_get_string(const JsonValue *obj, const char *key, const char *dflt, con
 int json_get_int_list(const JsonValue *obj, const char *key, int count, int *out) {
     const JsonValue *v = json_get(obj, key);
     if (!v || v->type == JSON_NULL) return sd_errorf("'%s': missing", key);
-    int64_t x;
-    // Values outside int are refused: (int)x would silently wrap them.
+    int x;
     if (v->type == JSON_NUMBER) {
-        if (json_as_int64(v, &x) || x < -2147483647 || x > 2147483647)
-            return sd_errorf("'%s': expected a whole number", key);
-        for (int i = 0; i < count; i++) out[i] = (int)x;
+        if (json_as_int(v, &x)) return sd_errorf("'%s': expected a whole number", key);
+        for (int i = 0; i < count; i++) out[i] = x;
         return 0;
     }
     if (v->type != JSON_ARRAY) return sd_errorf("'%s': expected a number or a list", key);
     if (v->count != count) return sd_errorf("'%s': %d entries, expected %d", key, v->count, count);
-    for (int i = 0; i < count; i++) {
-        if (json_as_int64(&v->items[i], &x) || x < -2147483647 || x > 2147483647)
-            return sd_errorf("'%s'[%d]: expected a whole number", key, i);
-        out[i] = (int)x;
-    }
+    for (int i = 0; i < count; i++)
+        if (json_as_int(&v->items[i], &out[i])) return sd_errorf("'%s'[%d]: expected a whole number", key, i);
     return 0;
 }
 

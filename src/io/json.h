@@ -40,6 +40,8 @@ int json_get_string(const JsonValue *obj, const char *key, const char *dflt, con
 int json_get_int_list(const JsonValue *obj, const char *key, int count, int *out);
 // Whole number check for a number value: fits int64 exactly.
 int json_as_int64(const JsonValue *v, int64_t *out);
+// The same for an int: a whole number in -2^31+1 .. 2^31-1 (a cast of a larger one would wrap).
+int json_as_int(const JsonValue *v, int *out);
 
 // Appends the JSON text of s as a quoted, escaped string to buf (for writers).
 // Returns the number of characters that would have been written.

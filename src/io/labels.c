@@ -156,7 +156,7 @@ static int check_duplicates(const LabelSet *ls) {
     return rc;
 }
 
-#define LABELS_MAX_LINE 8191
+enum { LABELS_MAX_LINE = 8191 };  // bytes of a CSV line, newline included
 
 int labels_load(const char *path, LabelTask task, LabelSet *out) {
     memset(out, 0, sizeof(*out));

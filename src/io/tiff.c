@@ -345,22 +345,34 @@ static void swap_samples(uint8_t *p, size_t n, int bytes) {
         }
 }
 
+// Samples per chunk pixel: all bands when interleaved, one band per plane when planar.
+static size_t chunk_samples_per_pixel(const Layout *L) { return L->planar == 2 ? 1 : (size_t)L->spp; }
+
+// Rows of chunk `index` (the last strip may be short) and the bytes it decodes to.
+static uint64_t chunk_rows(const Layout *L, const TiffImage *img, uint64_t index) {
+    uint64_t k = index % (L->across * L->down), y0 = (k / L->across) * L->chunk_h, rows = L->chunk_h;
+    if (!L->tiled && y0 + rows > (uint64_t)img->height) rows = (uint64_t)img->height - y0;
+    return rows;
+}
+
+static size_t chunk_need(const Layout *L, const TiffImage *img, uint64_t index) {
+    return (size_t)(chunk_rows(L, img, index) * L->chunk_w) * chunk_samples_per_pixel(L) * (size_t)L->bytes;
+}
+
+// Decodes chunk `index` into img. Its data lies inside the file (tiff_decode checked every
+// chunk before allocating anything).
 static int decode_chunk(const TiffFile *t, const Layout *L, TiffImage *img, uint64_t index, uint8_t *raw,
                         uint8_t *tmp) {
     uint64_t plane = L->planar == 2 ? index / (L->across * L->down) : 0;
     uint64_t k = index % (L->across * L->down);
     uint64_t x0 = (k % L->across) * L->chunk_w, y0 = (k / L->across) * L->chunk_h;
-    uint64_t rows = L->chunk_h;
-    if (!L->tiled && y0 + rows > (uint64_t)img->height) rows = (uint64_t)img->height - y0;  // last strip
-    size_t spc = L->planar == 2 ? 1 : (size_t)L->spp;  // samples per chunk pixel
+    uint64_t rows = chunk_rows(L, img, index);
+    size_t spc = chunk_samples_per_pixel(L);
     size_t row_samples = (size_t)L->chunk_w * spc, row_bytes = row_samples * (size_t)L->bytes;
-    size_t need = (size_t)rows * row_bytes;
+    size_t need = chunk_need(L, img, index);
     uint64_t off, count;
     if (tag_uint(t, L->offsets, index, &off) || tag_uint(t, L->counts, index, &count)) return -1;
     if (count == 0) return 0;  // sparse chunk (no data written): left as zeros
-    if (!in_file(t, off, count))
-        return sd_errorf("chunk %llu: %llu bytes at offset %llu run past the end of the file (%zu bytes)",
-                         (unsigned long long)index, (unsigned long long)count, (unsigned long long)off, t->len);
     size_t got = 0;
     if (decompress(L->compression, t->buf + off, (size_t)count, raw, need, &got))
         return sd_error_context("chunk %llu (%s)", (unsigned long long)index, tiff_compression_name(L->compression));
@@ -391,13 +403,6 @@ static int decode_chunk(const TiffFile *t, const Layout *L, TiffImage *img, uint
         }
     }
     return 0;
-}
-
-// Bytes chunk `index` decodes to (the last strip may be short).
-static size_t chunk_need(const Layout *L, const TiffImage *img, uint64_t index) {
-    uint64_t k = index % (L->across * L->down), y0 = (k / L->across) * L->chunk_h, rows = L->chunk_h;
-    if (!L->tiled && y0 + rows > (uint64_t)img->height) rows = (uint64_t)img->height - y0;
-    return (size_t)(rows * L->chunk_w) * (size_t)(L->planar == 2 ? 1 : L->spp) * (size_t)L->bytes;
 }
 
 // Most bytes a codec can produce from n input bytes.
@@ -478,7 +483,7 @@ static int read_layout(const TiffFile *t, TiffImage *img, Layout *L) {
                          (unsigned long long)L->chunk_h);
     // As for the image size: a tile of 2^30 x 2^30 x 16 bytes wrapped to 0 and
     // passed, then the copy read past the 0-byte tile buffer.
-    uint64_t pixel_bytes = (planar == 2 ? 1 : spp) * (bits / 8);
+    uint64_t pixel_bytes = chunk_samples_per_pixel(L) * (bits / 8);
     if (L->chunk_w * L->chunk_h > TIFF_MAX_PIXEL_BYTES / pixel_bytes)
         return sd_errorf("%s of %llux%llu pixels of %llu bytes is too large (over %llu bytes)", L->tiled ? "tile" : "strip",
                          (unsigned long long)L->chunk_w, (unsigned long long)L->chunk_h, (unsigned long long)pixel_bytes,
@@ -589,7 +594,7 @@ int tiff_decode(const uint8_t *buf, size_t len, TiffImage *img) {
     uint8_t *raw = NULL, *tmp = NULL;
     if (!rc) {
         size_t total = (size_t)img->width * (size_t)img->height * (size_t)img->bands * (size_t)img->bytes_per_sample;
-        size_t row = (size_t)L.chunk_w * (size_t)(L.planar == 2 ? 1 : L.spp) * (size_t)L.bytes;
+        size_t row = (size_t)L.chunk_w * chunk_samples_per_pixel(&L) * (size_t)L.bytes;
         img->data = calloc(total, 1);
         raw = (uint8_t *)malloc(max_need ? max_need : 1);
         tmp = (uint8_t *)malloc(max_need ? row : 1);  // predictor 3 row scratch; row <= max_need

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "io/feature_cache.h"
+#include "tests/fuzz/fuzz_util.h"
 #include "train/dataset.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
@@ -26,10 +27,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     }
     char path[128];
     snprintf(path, sizeof path, "%s/a.safetensors", dir);
-    FILE *fp = fopen(path, "wb");
-    if (!fp) return 0;
-    fwrite(data, 1, size, fp);
-    fclose(fp);
+    if (fuzz_write_file(path, data, size)) return 0;
 
     FeatureFile f;
     if (feature_file_open(&f, path) == 0) {

@@ -11,15 +11,13 @@
 #include <unistd.h>
 
 #include "io/image.h"
+#include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     if (size < 1) return 0;
     char path[64];
     snprintf(path, sizeof path, "/dev/shm/fuzz_image_%d.img", (int)getpid());
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    fwrite(data + 1, 1, size - 1, f);
-    fclose(f);
+    if (fuzz_write_file(path, data + 1, size - 1)) return 0;
     Image img;
     if (image_load_npy_layout(path, (ImageNpyLayout)(data[0] % 3), &img) == 0) {
         if (img.channels < 1 || img.height < 1 || img.width < 1) __builtin_trap();  // an empty image is not valid

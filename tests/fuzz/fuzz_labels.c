@@ -16,13 +16,7 @@
 #include <unistd.h>
 
 #include "io/labels.h"
-
-static void write_file(const char *path, const unsigned char *p, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return;
-    fwrite(p, 1, n, f);
-    fclose(f);
-}
+#include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     if (size < 1) return 0;
@@ -50,14 +44,14 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     if (!csv) return 0;
     memcpy(csv, data, csv_len);
     csv[0] = '#';
-    write_file(path, csv, csv_len);
+    if (fuzz_write_file(path, csv, csv_len)) return 0;
     free(csv);
     int hw = 1 + (mask_len > 0 ? mask[0] % 16 : 0);
     if (mask) {  // byte 0 of the mask part is the size, the rest the file
         const unsigned char *body = mask_len ? mask + 1 : mask;
         size_t body_len = mask_len ? mask_len - 1 : 0;
-        write_file(mpng, body, body_len);
-        write_file(mnpy, body, body_len);
+        fuzz_write_file(mpng, body, body_len);
+        fuzz_write_file(mnpy, body, body_len);
     }
     LabelSet ls;
     if (labels_load(path, task, &ls) == 0) {

@@ -13,14 +13,12 @@
 #include <unistd.h>
 
 #include "io/safetensors.h"
+#include "tests/fuzz/fuzz_util.h"
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     char path[64];
     snprintf(path, sizeof path, "/dev/shm/fuzz_st_%d.safetensors", (int)getpid());
-    FILE *f = fopen(path, "wb");
-    if (!f) return 0;
-    fwrite(data, 1, size, f);
-    fclose(f);
+    if (fuzz_write_file(path, data, size)) return 0;
     SafeTensors st;
     if (st_open(&st, path) == 0) {
         for (int i = 0; i < st.count; i++) {
