@@ -6,6 +6,9 @@ SAN     ?=
 CFLAGS  ?=
 CFLAGS  += -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE $(OPT) -g -Wall -Wextra -fopenmp -Isrc -I. $(SAN)
 LDLIBS  += $(SAN) -fopenmp -lm
+# 64-bit file offsets and inode numbers on 32-bit hosts (armhf): without it readdir fails
+# with EOVERFLOW on large file systems. A no-op on 64-bit hosts.
+CFLAGS  += -D_FILE_OFFSET_BITS=64
 
 # The library: every module but the command-line front end.
 LIB_DIRS := core io kernels models fusion heads train golden

@@ -132,7 +132,17 @@ check 'cmp -s "$T/t1/s4_r2_c2.safetensors" "$T/t2/s4_r2_c2.safetensors"' "1 and 
 "$BIN" extract --model "$MODEL" --input "$T/in" --out "$T/x" --precision bf17 > "$T/err.txt" 2>&1
 check '[ $? -eq 2 ] && grep -q "precision" "$T/err.txt"' "bad --precision"
 $X --input "$T/in/sub/s4_r2_c2.npy" --out "$T/bf16" --precision bf16 > /dev/null 2> "$T/bf16.err"; rc=$?
-if grep -q avx512_bf16 /proc/cpuinfo 2>/dev/null; then
+# The binary says whether bf16 runs here ("bf16: yes" in `version`); /proc/cpuinfo would not do:
+# under qemu-user it lists the host's flags, not the emulated CPU's.
+bf16=$("$BIN" version | sed -n 's/.*bf16: \([a-z]*\).*/\1/p')
+check '[ "$bf16" = yes ] || [ "$bf16" = no ]' "satdifuser version names whether bf16 runs ($("$BIN" version))"
+# An independent witness where there is one: an x86 binary on the AVX-512 path runs natively (qemu-user
+# has no AVX-512), so there /proc/cpuinfo must agree with it.
+if "$BIN" version | grep -q "simd: avx512" && [ -r /proc/cpuinfo ]; then
+  cpu=no; grep -q avx512_bf16 /proc/cpuinfo && cpu=yes
+  check '[ "$bf16" = "$cpu" ]' "the binary says bf16 $bf16, /proc/cpuinfo says $cpu"
+fi
+if [ "$bf16" = yes ]; then
   check '[ $rc -eq 0 ] && grep -q "compute_precision" "$T/bf16/s4_r2_c2.safetensors"' "--precision bf16 run and marked"
 else
   check '[ $rc -eq 2 ] && grep -q "AVX512_BF16" "$T/bf16.err"' "--precision bf16 refused without AVX512_BF16"

@@ -7,6 +7,7 @@
 #include "cli/cli.h"
 #include "core/error.h"
 #include "core/runtime.h"
+#include "kernels/gemm_bf16.h"
 
 static const struct {
     const char *name;
@@ -81,7 +82,10 @@ int main(int argc, char **argv) {
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
-        printf("satdifuser %s (simd: %s, threads: %d)\n", SATDIFUSER_VERSION, sd_isa_name(sd_cpu_isa()), sd_threads());
+        // bf16: whether `--precision bf16` can run here (tests ask this, not /proc/cpuinfo,
+        // which under qemu-user shows the host's CPU)
+        printf("satdifuser %s (simd: %s, bf16: %s, threads: %d)\n", SATDIFUSER_VERSION, sd_isa_name(sd_cpu_isa()),
+               gemm_bf16_supported() ? "yes" : "no", sd_threads());
         return 0;
     }
     for (size_t i = 0; i < sizeof(g_commands) / sizeof(g_commands[0]); i++)

@@ -2,6 +2,7 @@
 // compares, reports. Every output.* tensor of a case must be compared by its
 // handler; one that is not is a failure ("not compared").
 #include <dirent.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -197,30 +198,40 @@ static int collect(const char *dir, char ***list, int *n, int *cap, int depth) {
             if (!l) return sd_errorf("out of memory");
             *list = l;
         }
-        (*list)[(*n)++] = strdup(dir);
+        if (!((*list)[*n] = strdup(dir))) return sd_errorf("out of memory");
+        (*n)++;
         return 0;
     }
     if (depth > 8) return 0;
+    // A folder that cannot be read is an error at any depth: skipping it would report
+    // fewer cases than exist (a 32-bit build without _FILE_OFFSET_BITS=64 got EOVERFLOW
+    // from readdir and reported "0 passed, 0 failed").
     DIR *d = opendir(dir);
-    if (!d) return depth == 0 ? sd_errorf("%s: cannot open folder", dir) : 0;
+    if (!d) return sd_errorf("%s: cannot open folder: %s", dir, strerror(errno));
     char **subs = NULL;
-    int ns = 0, cs = 0;
+    int ns = 0, cs = 0, rc = 0;
     struct dirent *ent;
-    while ((ent = readdir(d))) {
+    for (;;) {
+        errno = 0;  // readdir returns NULL both at the end and on an error
+        ent = readdir(d);
+        if (!ent) {
+            if (errno) rc = sd_errorf("%s: cannot read folder: %s", dir, strerror(errno));
+            break;
+        }
         if (ent->d_name[0] == '.') continue;
         snprintf(path, sizeof(path), "%s/%s", dir, ent->d_name);
         if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) continue;
         if (ns == cs) {
             cs = cs ? cs * 2 : 16;
             char **s = (char **)realloc(subs, (size_t)cs * sizeof(char *));
-            if (!s) break;
+            if (!s) { rc = sd_errorf("out of memory"); break; }
             subs = s;
         }
-        subs[ns++] = strdup(path);
+        if (!(subs[ns] = strdup(path))) { rc = sd_errorf("out of memory"); break; }
+        ns++;
     }
     closedir(d);
     if (ns > 1) qsort(subs, (size_t)ns, sizeof(char *), cmp_str);
-    int rc = 0;
     for (int i = 0; i < ns; i++) {
         if (!rc) rc = collect(subs[i], list, n, cap, depth + 1);
         free(subs[i]);
