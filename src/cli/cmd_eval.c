@@ -5,21 +5,26 @@
 
 #include "cli/cli.h"
 #include "core/error.h"
+#include "train/checkpoint.h"
 #include "train/trainer.h"
 
 static void eval_usage(FILE *f) {
     fprintf(f,
             "usage: satdifuser eval --run RUN_DIR --features DIR --labels FILE [--split test|val|train]\n"
-            "                       [--weights FILE] [--batch-size N] [--json OUT] [--ignore-value V]\n\n"
+            "                       [--weights FILE] [--batch-size N] [--json OUT] [--ignore-value V]\n"
+            "                       [--moe-counter continue|restart]\n\n"
             "Evaluates the head of a training run (RUN_DIR/head_config.json + RUN_DIR/best.safetensors,\n"
             "or --weights) on one split, with the original's metrics: accuracy and macro-P/R F1\n"
             "(classification), micro F1 (multi-label), IoU/mIoU and F1 per class (segmentation).\n"
-            "Prints a table and writes the metrics as JSON (default RUN_DIR/metrics_<split>.json).\n");
+            "Prints a table and writes the metrics as JSON (default RUN_DIR/metrics_<split>.json).\n"
+            "An MoE head's call counters continue from RUN_DIR/moe_counter.json (where train's final test\n"
+            "started, as run.py's final test), so eval reproduces that test; --moe-counter restart starts\n"
+            "them at 0 (dense until warmup_steps calls), as a fresh process of the original would.\n");
 }
 
 int cmd_eval(int argc, char **argv) {
     const char *run = NULL, *features = NULL, *labels_path = NULL, *split_name_arg = "test", *weights = NULL, *json_out = NULL;
-    int batch = 32, ignore_value = 255;
+    int batch = 32, ignore_value = 255, moe_restart = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { eval_usage(stdout); return 0; }
@@ -33,6 +38,8 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--json")) json_out = v;
         else if (!strcmp(a, "--batch-size")) batch = atoi(v);
         else if (!strcmp(a, "--ignore-value")) ignore_value = atoi(v);
+        else if (!strcmp(a, "--moe-counter") && (!strcmp(v, "continue") || !strcmp(v, "restart"))) moe_restart = v[0] == 'r';
+        else if (!strcmp(a, "--moe-counter")) { fprintf(stderr, "satdifuser eval: --moe-counter '%s': expected continue or restart\n", v); return 2; }
         else { fprintf(stderr, "satdifuser eval: unknown option '%s'\n", a); eval_usage(stderr); return 2; }
     }
     if (!run || !features || !labels_path) { eval_usage(stderr); return 2; }
@@ -71,6 +78,9 @@ int cmd_eval(int argc, char **argv) {
     if (head_model_init(&model, &hc)) goto fail;
     snprintf(wpath, sizeof(wpath), "%s/best.safetensors", run);
     if (head_model_load(&model, weights ? weights : wpath)) goto fail;
+    int found = 0;
+    if (!moe_restart && moe_counter_read(run, &model, &found)) goto fail;
+    if (found) fprintf(stderr, "moe: call counters continue from %s/moe_counter.json (--moe-counter restart: from 0)\n", run);
     if (evaluate(&model, &data, rows, n, batch, &ev)) goto fail;
     eval_result_print(&ev, &labels, split_name_arg);
     snprintf(jpath, sizeof(jpath), "%s/metrics_%s.json", run, split_name_arg);

@@ -19,6 +19,7 @@
 #include "io/json.h"
 #include "io/png.h"
 #include "io/safetensors.h"
+#include "train/checkpoint.h"
 
 static void predict_usage(FILE *f) {
     fprintf(f,
@@ -28,7 +29,9 @@ static void predict_usage(FILE *f) {
             "Segmentation: PRED is a PNG of class indices with a colour palette, at the image's size.\n"
             "Classification: PRED is a JSON file with the class and the probabilities (also printed).\n"
             "  --features FILE   use an existing feature file instead of extracting (then --model and\n"
-            "                    --input are not needed)\n");
+            "                    --input are not needed)\n"
+            "  --moe-counter continue|restart   an MoE head's call counters: continue from\n"
+            "                    RUN_DIR/moe_counter.json as train's final test (default), or start at 0\n");
 }
 
 // Reads a string value of the metadata JSON object, or NULL.
@@ -160,6 +163,7 @@ static int load_features(const char *path, const HeadConfig *hc, FusionInput *in
 
 int cmd_predict(int argc, char **argv) {
     const char *model = NULL, *run = NULL, *input = NULL, *out = NULL, *weights = NULL, *features = NULL;
+    int moe_restart = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { predict_usage(stdout); return 0; }
@@ -171,6 +175,8 @@ int cmd_predict(int argc, char **argv) {
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--weights")) weights = v;
         else if (!strcmp(a, "--features")) features = v;
+        else if (!strcmp(a, "--moe-counter") && (!strcmp(v, "continue") || !strcmp(v, "restart"))) moe_restart = v[0] == 'r';
+        else if (!strcmp(a, "--moe-counter")) { fprintf(stderr, "satdifuser predict: --moe-counter '%s': expected continue or restart\n", v); return 2; }
         else { fprintf(stderr, "satdifuser predict: unknown option '%s'\n", a); predict_usage(stderr); return 2; }
     }
     if (!run || !out || (!features && (!model || !input))) { predict_usage(stderr); return 2; }
@@ -213,6 +219,8 @@ int cmd_predict(int argc, char **argv) {
     if (head_model_init(&m, &hc)) goto done;
     snprintf(path, sizeof(path), "%s/best.safetensors", run);
     if (head_model_load(&m, weights ? weights : path)) goto done;
+    int found = 0;  // MoE: the call counters go on from where train's final test started (checkpoint.h)
+    if (!moe_restart && moe_counter_read(run, &m, &found)) goto done;
     head_model_set_mode(&m, 0, 0);
     if (head_model_forward(&m, &in)) goto done;
     const float *logits = head_model_logits(&m);

@@ -4,8 +4,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <errno.h>
 
 #include "core/error.h"
+#include "io/json.h"
 
 int checkpoint_save(const char *path, const HeadModel *m, const Adam *adam, const TrainState *ts) {
     const ParamSet *ps = &m->params;
@@ -109,5 +112,50 @@ int checkpoint_load(const char *path, HeadModel *m, Adam *adam, TrainState *ts) 
         if ((rc = st_entry_to_i64(&st, e, &adam->state[k].step))) break;
     }
     st_close(&st);
+    return rc;
+}
+
+// ---------------------------------------------------------------------------
+// The MoE call counters of a run folder (see checkpoint.h).
+
+static int is_calls_moe(const HeadModel *m) {
+    return m->cfg.fuser.kind == FUSER_MOE && !m->cfg.fuser.moe_count_train_steps;
+}
+
+int moe_counter_write(const char *run_dir, const HeadModel *m) {
+    if (!is_calls_moe(m)) return 0;
+    char path[4200], tmp[4300];
+    snprintf(path, sizeof(path), "%s/moe_counter.json", run_dir);
+    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return sd_errorf("%s: cannot write: %s", tmp, strerror(errno));
+    fprintf(f, "{\"moe_global_step\": [");
+    for (int s = 0; s < m->fuser.moe.num_scales; s++)
+        fprintf(f, "%s%lld", s ? ", " : "", (long long)m->fuser.moe.scales[s].global_step);
+    fprintf(f, "], \"warmup_steps\": %d, \"when\": \"start of train's final test\"}\n", m->cfg.fuser.warmup_steps);
+    if (fclose(f) != 0 || rename(tmp, path) != 0) return sd_errorf("%s: write failed", path);
+    return 0;
+}
+
+int moe_counter_read(const char *run_dir, HeadModel *m, int *found) {
+    *found = 0;
+    if (!is_calls_moe(m)) return 0;
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/moe_counter.json", run_dir);
+    if (access(path, F_OK) != 0) return 0;
+    JsonValue j;
+    if (json_parse_file(path, &j)) return SD_FAIL;
+    const JsonValue *a = json_get(&j, "moe_global_step");
+    MoEFuser *moe = &m->fuser.moe;
+    int rc = 0;
+    if (!a || a->type != JSON_ARRAY || a->count != moe->num_scales)
+        rc = sd_errorf("%s: 'moe_global_step' must be a list of %d counters (one per scale)", path, moe->num_scales);
+    for (int s = 0; !rc && s < moe->num_scales; s++) {
+        int64_t v;
+        if (json_as_int64(&a->items[s], &v) || v < 0) rc = sd_errorf("%s: moe_global_step[%d] is not a counter", path, s);
+        else moe->scales[s].global_step = v;
+    }
+    json_free(&j);
+    if (!rc) *found = 1;
     return rc;
 }

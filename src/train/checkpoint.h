@@ -27,4 +27,15 @@ typedef struct {
 int checkpoint_save(const char *path, const HeadModel *m, const Adam *adam, const TrainState *ts);
 int checkpoint_load(const char *path, HeadModel *m, Adam *adam, TrainState *ts);
 
+// RUN/moe_counter.json: the MoE call counters (one per scale) as train's final test
+// starts, i.e. the live counters at the end of training. run.py's final test loads the
+// best weights into the live model, so its non-persistent global_step buffers keep
+// counting from there; `eval` and `predict` continue from this file by default to
+// reproduce that test. Written only for the released counter ("calls"); with
+// "train_steps" the counters travel in the weights file's metadata instead.
+int moe_counter_write(const char *run_dir, const HeadModel *m);
+// Sets m's counters from RUN/moe_counter.json. *found = 0 (and m unchanged) when m is
+// not a "calls" MoE or the file is absent; an unreadable or malformed file is an error.
+int moe_counter_read(const char *run_dir, HeadModel *m, int *found);
+
 #endif

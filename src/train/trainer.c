@@ -458,7 +458,8 @@ int train_run(const TrainOptions *o) {
         goto done;
     }
     if (early) fprintf(stderr, "early stop: %d evaluations without improvement\n", ts.no_improve);
-    // final test with the best checkpoint
+    // final test with the best checkpoint; the MoE counters go on from the live ones (run.py), recorded for eval
+    if (moe_counter_write(o->out_dir, &model)) goto done;
     if (n_test) {
         if (head_model_load(&model, best_path)) goto done;
         EvalResult ev;
