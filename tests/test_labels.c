@@ -149,6 +149,39 @@ static void test_fuzz_regressions(void) {
     }
 }
 
+// issue 18, finding 1: eval set num_classes from the head config over the names' count; a head of
+// 4 classes with 2 names read class_names[2] (json_escape(NULL): exit 139) and labels_free freed
+// class_names[2..3] (free(0x21)); 6 names for 4 classes were ignored silently.
+static void test_class_count(void) {
+    LabelSet ls;
+    char buf[16];
+    const char *p = write_file("n2.csv", "# classes: water,forest\nx1,train,1\nx2,val,0\n");
+    CHECK(labels_load(p, LABELS_CLASSIFICATION, &ls) == 0 && ls.num_names == 2, "load: %s", sd_last_error());
+    int rc = labels_set_num_classes(&ls, 4, "run/head_config.json");
+    CHECK(rc != 0 && strstr(sd_last_error(), "n2.csv names 2 classes") && strstr(sd_last_error(), "run/head_config.json has 4"),
+          "fewer names than classes: %s", rc ? sd_last_error() : "accepted");
+    CHECK(ls.num_classes == 2, "a refused count leaves the set as it was (%d)", ls.num_classes);
+    rc = labels_set_num_classes(&ls, 1, "--num-classes");
+    CHECK(rc != 0 && strstr(sd_last_error(), "names 2 classes") && strstr(sd_last_error(), "--num-classes has 1"),
+          "more names than classes: %s", rc ? sd_last_error() : "accepted");
+    CHECK(labels_set_num_classes(&ls, 2, "x") == 0 && !strcmp(labels_class_name(&ls, 1, buf, sizeof(buf)), "forest"),
+          "as many names as classes");
+    CHECK(!strcmp(labels_class_name(&ls, 2, buf, sizeof(buf)), "2"), "a class past the names is its number");
+    labels_free(&ls);  // frees exactly the 2 names (ASan: no invalid free)
+    // without names any count is taken, and classes are their numbers
+    p = write_file("n0.csv", "x1,train,1\nx2,val,0\n");
+    CHECK(labels_load(p, LABELS_CLASSIFICATION, &ls) == 0 && ls.num_classes == 2 && ls.num_names == 0, "no names");
+    CHECK(labels_set_num_classes(&ls, 7, "head") == 0 && ls.num_classes == 7, "no names: 7 classes taken");
+    CHECK(!strcmp(labels_class_name(&ls, 6, buf, sizeof(buf)), "6"), "no names: class 6 is '6'");
+    CHECK(labels_set_num_classes(&ls, 0, "head") != 0, "0 classes refused");
+    labels_free(&ls);
+    // a segmentation set (the crash's other path) the same
+    p = write_file("n3.csv", "# classes: a,b,c\nx1,train,m.png\n");
+    CHECK(labels_load(p, LABELS_SEGMENTATION, &ls) == 0, "seg load: %s", sd_last_error());
+    CHECK(labels_set_num_classes(&ls, 5, "head") != 0 && strstr(sd_last_error(), "names 3 classes"), "seg: fewer names");
+    labels_free(&ls);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof(g_dir), "/tmp/sd_test_labels_%d", (int)getpid());
     mkdir(g_dir, 0755);
@@ -157,6 +190,7 @@ int main(void) {
     test_segmentation();
     test_bad();
     test_fuzz_regressions();
+    test_class_count();
     char cmd[512];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
     if (system(cmd) != 0) printf("note: could not remove %s\n", g_dir);

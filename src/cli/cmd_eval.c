@@ -69,7 +69,7 @@ int cmd_eval(int argc, char **argv) {
                      : hc.task == TASK_MULTILABEL ? LABELS_MULTILABEL
                                                   : LABELS_CLASSIFICATION;
     if (labels_load(labels_path, task, &labels)) goto fail;
-    labels.num_classes = hc.num_classes;
+    if (labels_set_num_classes(&labels, hc.num_classes, path)) goto fail;  // path: the head config
     rows = (int *)malloc((size_t)labels.count * sizeof(int));
     if (!rows) { sd_errorf("out of memory"); goto fail; }
     int n = labels_split(&labels, split, rows);

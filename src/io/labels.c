@@ -50,7 +50,7 @@ void labels_free(LabelSet *ls) {
     }
     free(ls->rows);
     if (ls->class_names)
-        for (int i = 0; i < ls->num_classes; i++) free(ls->class_names[i]);
+        for (int i = 0; i < ls->num_names; i++) free(ls->class_names[i]);
     free(ls->class_names);
     free(ls->path);
     memset(ls, 0, sizeof(*ls));
@@ -77,6 +77,7 @@ static int parse_class_names(LabelSet *ls, char *list, int lineno) {
     ls->class_names = (char **)calloc((size_t)n, sizeof(char *));
     if (!ls->class_names) return sd_errorf("out of memory");
     ls->num_classes = n;
+    ls->num_names = n;
     char **f = (char **)calloc((size_t)n, sizeof(char *));
     if (!f) return sd_errorf("out of memory");
     split_fields(list, ',', f, n);
@@ -231,6 +232,22 @@ int labels_split(const LabelSet *ls, SplitKind split, int *rows_out) {
     for (int i = 0; i < ls->count; i++)
         if (ls->rows[i].split == split) rows_out[n++] = i;
     return n;
+}
+
+int labels_set_num_classes(LabelSet *ls, int num_classes, const char *source) {
+    if (num_classes < 1) return sd_errorf("%s: %d classes: expected at least 1", source, num_classes);
+    if (ls->class_names && ls->num_names != num_classes)
+        return sd_errorf("%s names %d class%s on its '# classes:' line, but %s has %d: give exactly one name per "
+                         "class, in index order (or remove the line to use class numbers)",
+                         ls->path, ls->num_names, ls->num_names == 1 ? "" : "es", source, num_classes);
+    ls->num_classes = num_classes;
+    return 0;
+}
+
+const char *labels_class_name(const LabelSet *ls, int c, char *buf, int size) {
+    if (ls && ls->class_names && c >= 0 && c < ls->num_names) return ls->class_names[c];
+    snprintf(buf, (size_t)size, "%d", c);
+    return buf;
 }
 
 int labels_check_classes(const LabelSet *ls) {

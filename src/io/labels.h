@@ -37,7 +37,9 @@ typedef struct {
     int count;
     LabelRow *rows;
     int num_classes;     // from "# classes:", else 1 + the largest class index seen
-    char **class_names;  // num_classes names (NULL if none given)
+    char **class_names;  // num_names names (NULL if none given)
+    int num_names;       // how many names the "# classes:" line gave (0: none); always num_classes
+                         // after labels_set_num_classes, which refuses any other count
 } LabelSet;
 
 // Parses the CSV for the task. Errors name the file, the line and the field.
@@ -45,6 +47,14 @@ int labels_load(const char *path, LabelTask task, LabelSet *out);
 void labels_free(LabelSet *ls);
 // Indices of the rows of one split, in file order; returns how many (n <= count).
 int labels_split(const LabelSet *ls, SplitKind split, int *rows_out);
+
+// Sets the number of classes the model has (--num-classes, a head config: `source` names it
+// in the error). With class names, their count must be exactly num_classes: fewer names would
+// leave classes unnamed, more would be ignored silently; both are errors naming the file, the
+// counts and what to change. Without names any count is taken (indices are checked later).
+int labels_set_num_classes(LabelSet *ls, int num_classes, const char *source);
+// The name of class c, or its number written into buf when the labels name no classes.
+const char *labels_class_name(const LabelSet *ls, int c, char *buf, int size);
 
 // Checks every class index of a classification / multi-label set against
 // ls->num_classes (which the caller may have set from --num-classes or a head

@@ -131,12 +131,6 @@ static int evaluate_impl(HeadModel *m, Dataset *d, const int *rows, int n, int b
     return 0;
 }
 
-static const char *class_name(const LabelSet *ls, int c, char *buf, size_t size) {
-    if (ls && ls->class_names && c < ls->num_classes) return ls->class_names[c];
-    snprintf(buf, size, "%d", c);
-    return buf;
-}
-
 void eval_result_print(const EvalResult *r, const LabelSet *labels, const char *split) {
     char buf[32];
     printf("%s: %d images, loss %.4f\n", split, r->count, r->loss);
@@ -149,7 +143,7 @@ void eval_result_print(const EvalResult *r, const LabelSet *labels, const char *
         printf("  mIoU %.2f  mF1 %.2f  pixel accuracy %.2f\n", r->miou, r->mf1, r->macc);
         printf("  %-24s %8s %8s\n", "class", "IoU", "F1");
         for (int c = 0; c < r->num_classes; c++)
-            printf("  %-24s %8.2f %8.2f\n", class_name(labels, c, buf, sizeof(buf)), r->per_class_iou[c],
+            printf("  %-24s %8.2f %8.2f\n", labels_class_name(labels, c, buf, (int)sizeof(buf)), r->per_class_iou[c],
                    r->per_class_f1[c]);
     }
 }
@@ -165,12 +159,12 @@ int eval_result_write_json(const EvalResult *r, const LabelSet *labels, const ch
     if (r->task == LABELS_SEGMENTATION) {
         fprintf(f, ", \"mIoU\": %.6g, \"mF1\": %.6g, \"mAcc\": %.6g, \"IoU\": {", r->miou, r->mf1, r->macc);
         for (int c = 0; c < r->num_classes; c++) {
-            json_escape(class_name(labels, c, buf, sizeof(buf)), esc, sizeof(esc));
+            json_escape(labels_class_name(labels, c, buf, (int)sizeof(buf)), esc, sizeof(esc));
             fprintf(f, "%s%s: %.6g", c ? ", " : "", esc, r->per_class_iou[c]);
         }
         fprintf(f, "}, \"F1\": {");
         for (int c = 0; c < r->num_classes; c++) {
-            json_escape(class_name(labels, c, buf, sizeof(buf)), esc, sizeof(esc));
+            json_escape(labels_class_name(labels, c, buf, (int)sizeof(buf)), esc, sizeof(esc));
             fprintf(f, "%s%s: %.6g", c ? ", " : "", esc, r->per_class_f1[c]);
         }
         fprintf(f, "}");
@@ -312,12 +306,8 @@ int train_run(const TrainOptions *o) {
     sched.warmup_epochs = o->warmup_epochs;
     if (lr_schedule_check(&sched)) return SD_FAIL;  // before anything is written
     if (labels_load(o->labels_path, o->task, &labels)) return SD_FAIL;
-    int num_classes = o->num_classes ? o->num_classes : labels.num_classes;
-    if (o->num_classes && labels.class_names && o->num_classes != labels.num_classes) {
-        sd_errorf("--num-classes %d but %s names %d classes", o->num_classes, o->labels_path, labels.num_classes);
-        goto done;
-    }
-    labels.num_classes = num_classes;
+    if (o->num_classes && labels_set_num_classes(&labels, o->num_classes, "--num-classes")) goto done;
+    int num_classes = labels.num_classes;
     if (num_classes < 1) { sd_errorf("%s: no classes (add a '# classes:' line or give --num-classes)", o->labels_path); goto done; }
     train_rows = (int *)malloc((size_t)labels.count * sizeof(int));
     val_rows = (int *)malloc((size_t)labels.count * sizeof(int));
