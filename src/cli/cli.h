@@ -12,6 +12,9 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_import_head(int argc, char **argv);
+// convert --out FILE.safetensors: the checkpoint's tensors (under `key` if not NULL) as stored.
+int convert_tensors(const char *from, const char *key, const char *out, int force, int quiet);
 
 // Parses "--threads N" anywhere in argv (removing it) and starts the thread
 // pool; returns -1 with a message on a bad value.

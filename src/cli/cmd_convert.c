@@ -24,6 +24,7 @@
 #include "io/json.h"
 #include "io/ldm_names.h"
 #include "io/safetensors.h"
+#include "io/torch_file.h"
 #include "models/clip.h"
 #include "models/unet.h"
 #include "models/vae.h"
@@ -32,12 +33,19 @@
 
 static void convert_usage(FILE *f) {
     fprintf(f,
-            "usage: satdifuser convert --from FILE.safetensors --out DIR [options]\n\n"
+            "usage: satdifuser convert --from FILE --out DIR [options]\n"
+            "       satdifuser convert --from FILE --out FILE.safetensors [--key PATH] [--force]\n\n"
             "Converts a single-file Stable Diffusion checkpoint in the original LDM/CompVis layout\n"
             "(model.diffusion_model.*, first_stage_model.*, cond_stage_model.*: SD 1.x with CLIP-L, SD 2.x\n"
-            "with OpenCLIP) into a diffusers pipeline folder for `satdifuser extract --model DIR`.\n\n"
-            "  --from FILE          the checkpoint (.safetensors; .ckpt pickles are not read)\n"
+            "with OpenCLIP) into a diffusers pipeline folder for `satdifuser extract --model DIR`.\n"
+            "With --out FILE.safetensors it writes instead the tensors of any checkpoint, dtypes and values\n"
+            "unchanged, as one safetensors file (docs/pytorch-checkpoints.md).\n\n"
+            "  --from FILE          the checkpoint: .safetensors, or a PyTorch .ckpt / .pt / .pth / .bin (read\n"
+            "                       without Python; a Lightning .ckpt's weights are its \"state_dict\")\n"
             "  --out DIR            the pipeline folder to create (must not exist, unless --force)\n"
+            "  --out FILE.safetensors  write the checkpoint's tensors, named by their dotted paths\n"
+            "  --key PATH           only the tensors under this entry, named relative to it (\"decoder_net\" for\n"
+            "                       SatDiFuser run.py's checkpoints, \"state_dict\", dotted paths for nesting)\n"
             "  --config-from DIR    take unet/, vae/, text_encoder/ config.json, scheduler/ and model_index.json\n"
             "                       from an existing diffusers folder of the same model (checked against the\n"
             "                       shapes), and its tokenizer/ unless --tokenizer; otherwise the configs are\n"
@@ -565,7 +573,7 @@ static int verify_pipeline(const char *dir) {
 // ---------------------------------------------------------------------------
 
 typedef struct {
-    const char *from, *out, *config_from, *tokenizer, *prediction;
+    const char *from, *out, *config_from, *tokenizer, *prediction, *key;
     DtypeMode dtype;
     int ema, force, verify, quiet, image_size;
 } Args;
@@ -604,6 +612,8 @@ static int parse_args(int argc, char **argv, Args *a) {
             a->config_from = v;
         else if (!strcmp(o, "--tokenizer"))
             a->tokenizer = v;
+        else if (!strcmp(o, "--key"))
+            a->key = v;
         else if (!strcmp(o, "--prediction-type")) {
             if (strcmp(v, "epsilon") && strcmp(v, "v_prediction"))
                 return sd_errorf("--prediction-type '%s': expected epsilon or v_prediction", v);
@@ -623,26 +633,12 @@ static int parse_args(int argc, char **argv, Args *a) {
         } else
             return sd_errorf("unknown option '%s'", o);
     }
-    if (!a->from) return sd_errorf("--from FILE.safetensors is required");
+    if (!a->from) return sd_errorf("--from FILE is required");
     if (!a->out) return sd_errorf("--out DIR is required");
     size_t n = strlen(a->out);
     while (n > 1 && a->out[n - 1] == '/') n--;
     if (n == 0 || n + 32 >= PATH_LEN / 2) return sd_errorf("--out '%s': not a usable path", a->out);
     return 0;
-}
-
-// A clearer message than "bad header" for the usual wrong inputs.
-static void explain_open_failure(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return;
-    unsigned char b[4] = {0};
-    size_t n = fread(b, 1, 4, f);
-    fclose(f);
-    if (n >= 2 && ((b[0] == 'P' && b[1] == 'K') || b[0] == 0x80))
-        sd_errorf(
-            "%s: a PyTorch pickle (.ckpt / .pt), not safetensors: satdifuser reads only safetensors (convert it "
-            "with safetensors.torch.save_file(torch.load(f)[\"state_dict\"], ...) where Python is available)",
-            path);
 }
 
 // Loads DIR/<sub>/<file> when --config-from has it (*have = 1).
@@ -672,6 +668,9 @@ int cmd_convert(int argc, char **argv) {
         convert_usage(stderr);
         return 2;
     }
+    size_t out_len = strlen(a.out);
+    if (out_len > 12 && !strcmp(a.out + out_len - 12, ".safetensors"))
+        return convert_tensors(a.from, a.key, a.out, a.force, a.quiet);
     char out[PATH_LEN], tmp[PATH_LEN], old[PATH_LEN], path[PATH_LEN], dir[PATH_LEN];
     snprintf(out, sizeof(out), "%s", a.out);
     for (size_t n = strlen(out); n > 1 && out[n - 1] == '/'; n--) out[n - 1] = 0;
@@ -709,10 +708,7 @@ int cmd_convert(int argc, char **argv) {
                                                         "scheduler_config.json", "model_index.json"};
     LdmShapes shapes;
 
-    if (st_open(&st, a.from)) {
-        explain_open_failure(a.from);
-        goto fail;
-    }
+    if (a.key ? st_open_torch(&st, a.from, a.key) : st_open_weights(&st, a.from)) goto fail;
     st_opened = 1;
     for (int i = 0; i < LDM_PARTS + 2; i++)
         if (load_config_from(a.config_from, cfg_sub[i], cfg_file[i], &cfg[i], &have[i], cfg_path[i], PATH_LEN))

@@ -32,7 +32,10 @@ static void extract_usage(FILE *f) {
             "VAE-encodes each image, DDIM-inverts its latent and stores the UNet decoder features\n"
             "(SatDiFuser's feature pyramid) as OUT/<name>.safetensors, one file per image.\n\n"
             "  --model DIR          diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/,\n"
-            "                       tokenizer/, scheduler/), safetensors weights in f32 or f16\n"
+            "                       tokenizer/, scheduler/); weights as safetensors or PyTorch .bin (sharded\n"
+            "                       too), f32, f16 or bf16\n"
+            "  --unet DIR           take the UNet from this folder instead of MODEL/unet (DiffusionSat's\n"
+            "                       release: --unet ROOT/checkpoint-150000/unet)\n"
             "  --input PATH         an image (PNG, TIFF/GeoTIFF, NPY), a folder (searched recursively for\n"
             "                       .png .tif .tiff .npy), or a text file listing images, one per line\n"
             "                       (relative paths are relative to the list's folder; '#' starts a comment)\n"
@@ -79,7 +82,7 @@ static int should_stop(void *ctx) {
 // Options.
 
 typedef struct {
-    const char *model, *input, *out, *prompt, *bands, *scale, *layers, *save_steps, *save_t;
+    const char *model, *unet, *input, *out, *prompt, *bands, *scale, *layers, *save_steps, *save_t;
     int size, steps, latent_sample, f16, shard_k, shard_n, quiet, by_config, bf16;
     uint64_t seed;
 } Args;
@@ -126,6 +129,7 @@ static int parse_args(int argc, char **argv, Args *a) {
         if (i + 1 >= argc) return sd_errorf("%s: missing value", o);
         const char *val = argv[++i];
         if (!strcmp(o, "--model")) a->model = val;
+        else if (!strcmp(o, "--unet")) a->unet = val;
         else if (!strcmp(o, "--input")) a->input = val;
         else if (!strcmp(o, "--out")) a->out = val;
         else if (!strcmp(o, "--prompt")) a->prompt = val;
@@ -360,18 +364,29 @@ static uint64_t hash_file(uint64_t h, const char *path) {
     return h;
 }
 
-static uint64_t model_fingerprint(const char *dir) {
-    static const char *const files[] = {"unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-                                        "unet/diffusion_pytorch_model.fp16.safetensors", "vae/config.json",
-                                        "vae/diffusion_pytorch_model.safetensors", "vae/diffusion_pytorch_model.fp16.safetensors",
-                                        "text_encoder/config.json", "text_encoder/model.safetensors",
-                                        "text_encoder/model.fp16.safetensors", "tokenizer/vocab.json", "tokenizer/merges.txt",
-                                        "scheduler/scheduler_config.json"};
+// A hash of the configs, tokenizer and weight files (their sizes and first / last MB) of
+// the model folder and of the --unet folder when given.
+static uint64_t model_fingerprint(const char *dir, const char *unet_dir) {
+    static const char *const configs[] = {"vae/config.json", "text_encoder/config.json", "tokenizer/vocab.json",
+                                          "tokenizer/merges.txt", "scheduler/scheduler_config.json"};
     uint64_t h = 0xcbf29ce484222325ull;
-    char path[4096];
-    for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, files[k]);
+    char path[8192], unet[4096];
+    if (unet_dir) snprintf(unet, sizeof(unet), "%s", unet_dir);
+    else snprintf(unet, sizeof(unet), "%s/unet", dir);
+    snprintf(path, sizeof(path), "%s/config.json", unet);
+    h = hash_file(h, path);
+    for (size_t k = 0; k < sizeof(configs) / sizeof(configs[0]); k++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, configs[k]);
         h = hash_file(h, path);
+    }
+    const char *folders[3] = {unet, "vae", "text_encoder"};
+    for (int f = 0; f < 3; f++) {
+        const char *const *names = diffusion_weight_file_names(f == 2);
+        for (int i = 0; names[i]; i++) {
+            if (f == 0) snprintf(path, sizeof(path), "%s/%s", unet, names[i]);
+            else snprintf(path, sizeof(path), "%s/%s/%s", dir, folders[f], names[i]);
+            h = hash_file(h, path);
+        }
     }
     return h;
 }
@@ -421,7 +436,7 @@ static int expected_meta(const Args *a, const DiffusionModel *m, const ExtractOp
     strcat(layers, "]");
     char prompt_json[2048];
     json_escape(a->prompt, prompt_json, sizeof(prompt_json));
-    int rc = feature_meta_setf(meta, "model_fingerprint", "%016llx", (unsigned long long)model_fingerprint(a->model)) ||
+    int rc = feature_meta_setf(meta, "model_fingerprint", "%016llx", (unsigned long long)model_fingerprint(a->model, a->unet)) ||
              feature_meta_set(meta, "prompt", a->prompt) ||
              feature_meta_setf(meta, "num_inference_steps", "%d", o->walk.num_inference_steps) ||
              feature_meta_set(meta, "save_timesteps", steps) || feature_meta_set(meta, "save_t", ts) ||
@@ -480,7 +495,7 @@ static int write_prompt_embedding(DiffusionModel *m, const Args *a, const char *
     if (diffusion_model_prompt(m, a->prompt, &emb)) return -1;
     char path[8192], fp[32];
     snprintf(path, sizeof(path), "%s/text_embedding.safetensors", out_dir);
-    snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)model_fingerprint(a->model));
+    snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)model_fingerprint(a->model, a->unet));
     SafeTensors st;
     struct stat sb;
     if (stat(path, &sb) == 0 && st_open(&st, path) == 0) {  // already there for this prompt and model: keep it
@@ -589,7 +604,7 @@ int cmd_extract(int argc, char **argv) {
 
     if (collect_inputs(a.input, &list)) goto fail;
     if (nn_set_precision(a.bf16 ? NN_BF16 : NN_F32)) goto fail;
-    if (diffusion_model_load(&model, a.model, 0)) goto fail;
+    if (diffusion_model_load(&model, a.model, a.unet, 0)) goto fail;
     model_loaded = 1;
     if (a.save_steps || a.save_t) {
         int vals[DDIM_MAX_SAVE], n;

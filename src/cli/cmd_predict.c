@@ -28,6 +28,8 @@ static void predict_usage(FILE *f) {
             "on (RUN_DIR/features_meta.json), then the head (RUN_DIR/best.safetensors or --weights).\n"
             "Segmentation: PRED is a PNG of class indices with a colour palette, at the image's size.\n"
             "Classification: PRED is a JSON file with the class and the probabilities (also printed).\n"
+            "  --unet DIR        the UNet's folder when it is not MODEL/unet (DiffusionSat's release:\n"
+            "                    --unet ROOT/checkpoint-150000/unet)\n"
             "  --features FILE   use an existing feature file instead of extracting (then --model and\n"
             "                    --input are not needed)\n"
             "  --moe-counter continue|restart   an MoE head's call counters: continue from\n"
@@ -41,12 +43,16 @@ static const char *meta_string(const JsonValue *meta, const char *key) {
 }
 
 // Runs `satdifuser extract` for one image into tmp_dir with the run's settings.
-static int extract_to(const char *model, const char *image, const char *tmp_dir, const JsonValue *meta) {
+static int extract_to(const char *model, const char *unet, const char *image, const char *tmp_dir, const JsonValue *meta) {
     char *argv[48];
     int argc = 0;
     char steps_list[256] = "", layers_list[256] = "", size_s[32] = "", seed_s[32] = "";
     argv[argc++] = (char *)"--model";
     argv[argc++] = (char *)model;
+    if (unet) {
+        argv[argc++] = (char *)"--unet";
+        argv[argc++] = (char *)unet;
+    }
     argv[argc++] = (char *)"--input";
     argv[argc++] = (char *)image;
     argv[argc++] = (char *)"--out";
@@ -162,7 +168,7 @@ static int load_features(const char *path, const HeadConfig *hc, FusionInput *in
 }
 
 int cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *run = NULL, *input = NULL, *out = NULL, *weights = NULL, *features = NULL;
+    const char *model = NULL, *unet = NULL, *run = NULL, *input = NULL, *out = NULL, *weights = NULL, *features = NULL;
     int moe_restart = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -170,6 +176,7 @@ int cmd_predict(int argc, char **argv) {
         if (!v) { fprintf(stderr, "satdifuser predict: %s needs a value\n", a); return 2; }
         i++;
         if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--unet")) unet = v;
         else if (!strcmp(a, "--head")) run = v;
         else if (!strcmp(a, "--input")) input = v;
         else if (!strcmp(a, "--out")) out = v;
@@ -201,7 +208,7 @@ int cmd_predict(int argc, char **argv) {
         snprintf(path, sizeof(path), "%s/features_meta.json", run);
         if (json_parse_file(path, &meta)) goto done;
         snprintf(tmp_dir, sizeof(tmp_dir), "%s.features.tmp.%d", out, (int)getpid());
-        if (extract_to(model, input, tmp_dir, &meta)) goto done;
+        if (extract_to(model, unet, input, tmp_dir, &meta)) goto done;
         // the file's name is the image's stem
         const char *base = strrchr(input, '/');
         base = base ? base + 1 : input;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "io/torch_file.h"
 
 const char *dtype_name(DType dt) {
     static const char *names[] = {"F32", "F16", "BF16", "F64", "I64", "I32", "I16", "I8", "U8", "BOOL"};
@@ -120,7 +121,7 @@ static int parse_entry(const char *path, const char *name, const JsonValue *v, s
     return 0;
 }
 
-int st_open(SafeTensors *st, const char *path) {
+static int st_open_safetensors(SafeTensors *st, const char *path) {
     memset(st, 0, sizeof(*st));
     int fd = open(path, O_RDONLY);
     if (fd < 0) return sd_errorf("%s: cannot open: %s", path, strerror(errno));
@@ -187,8 +188,92 @@ int st_open(SafeTensors *st, const char *path) {
     return 0;
 }
 
+// A sharded checkpoint: {"metadata": {...}, "weight_map": {"tensor name": "shard file", ...}}
+// beside its shards (transformers' *.safetensors.index.json / *.bin.index.json). Every shard
+// is opened (each may be safetensors or PyTorch) and their entries listed as one file.
+static int st_open_sharded(SafeTensors *st, const char *path) {
+    memset(st, 0, sizeof(*st));
+    st->metadata.type = JSON_NULL;
+    JsonValue index;
+    if (json_parse_file(path, &index)) return SD_FAIL;
+    const JsonValue *map = json_get(&index, "weight_map");
+    if (!map || map->type != JSON_OBJECT || map->count == 0) {
+        json_free(&index);
+        return sd_errorf("%s: no \"weight_map\" object: not a sharded checkpoint index", path);
+    }
+    // the folder of the index: shard names are relative to it and may not leave it
+    size_t dir_len = strlen(path);
+    while (dir_len > 0 && path[dir_len - 1] != '/') dir_len--;
+    int rc = 0;
+    st->path = strdup(path);
+    st->shards = (SafeTensors *)calloc((size_t)map->count, sizeof(SafeTensors));
+    const char **shard_names = (const char **)calloc((size_t)map->count, sizeof(char *));
+    if (!st->path || !st->shards || !shard_names) rc = sd_errorf("out of memory");
+    for (int i = 0; i < map->count && !rc; i++) {
+        const char *file = map->items[i].string;
+        if (map->items[i].type != JSON_STRING || !*file || strchr(file, '/') || !strcmp(file, "..")) {
+            rc = sd_errorf("%s: weight_map['%s'] is not a file name in the index's folder", path, map->keys[i]);
+            break;
+        }
+        int known = 0;
+        for (int k = 0; k < st->num_shards && !known; k++) known = !strcmp(shard_names[k], file);
+        if (known) continue;
+        char shard_path[4096];
+        if (dir_len + strlen(file) >= sizeof(shard_path)) { rc = sd_errorf("%s: path too long", path); break; }
+        memcpy(shard_path, path, dir_len);
+        memcpy(shard_path + dir_len, file, strlen(file) + 1);
+        if (st_open(&st->shards[st->num_shards], shard_path)) { rc = sd_error_context("%s", path); break; }
+        shard_names[st->num_shards++] = file;
+    }
+    int total = 0;
+    for (int k = 0; k < st->num_shards; k++) total += st->shards[k].count;
+    if (!rc && !(st->entries = (StEntry *)calloc((size_t)(total ? total : 1), sizeof(StEntry)))) rc = sd_errorf("out of memory");
+    for (int k = 0; k < st->num_shards && !rc; k++)
+        for (int i = 0; i < st->shards[k].count && !rc; i++) {
+            const StEntry *e = &st->shards[k].entries[i];
+            if (st_find(st, e->name)) { rc = sd_errorf("%s: tensor '%s' is in two shards", path, e->name); break; }
+            st->entries[st->count] = *e;
+            if (!(st->entries[st->count].name = strdup(e->name))) { rc = sd_errorf("out of memory"); break; }
+            st->count++;
+        }
+    // every tensor the index names must be in the shard it names
+    for (int i = 0; i < map->count && !rc; i++) {
+        const StEntry *e = st_find(st, map->keys[i]);
+        if (!e) rc = sd_errorf("%s: tensor '%s' is listed in weight_map but not in its shard '%s'", path, map->keys[i],
+                               map->items[i].string);
+    }
+    free(shard_names);
+    json_free(&index);
+    if (rc) st_close(st);
+    return rc;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+int st_open(SafeTensors *st, const char *path) {
+    memset(st, 0, sizeof(*st));
+    if (ends_with(path, ".index.json")) return st_open_sharded(st, path);
+    // A PyTorch checkpoint starts with a zip header or a pickle; a safetensors file with an
+    // 8-byte header length and then '{'.
+    unsigned char head[16];
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) return sd_errorf("%s: cannot open: %s", path, strerror(errno));
+    ssize_t got = read(fd, head, sizeof(head));
+    close(fd);
+    if (got == (ssize_t)sizeof(head) && head[8] != '{' && torch_file_sniff(head, sizeof(head)))
+        return st_open_torch(st, path, NULL);
+    return st_open_safetensors(st, path);
+}
+
 void st_close(SafeTensors *st) {
     if (st->map) munmap(st->map, st->map_size);
+    for (int i = 0; i < st->num_owned; i++) free(st->owned[i]);
+    free(st->owned);
+    for (int i = 0; i < st->num_shards; i++) st_close(&st->shards[i]);
+    free(st->shards);
     for (int i = 0; i < st->count; i++) free(st->entries[i].name);
     free(st->entries);
     json_free(&st->metadata);
@@ -234,17 +319,34 @@ int st_require(const SafeTensors *st, const char *name, const StEntry **out) {
                      st->count ? near : "none");
 }
 
+// The file's elements are little-endian whatever the host's byte order (safetensors, and the
+// PyTorch storages read into entries): read byte by byte (on a little-endian host gcc and clang
+// make each of these one load).
+static uint16_t le16(const unsigned char *b) { return (uint16_t)(b[0] | (b[1] << 8)); }
+static uint32_t le32(const unsigned char *b) {
+    return (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+}
+static uint64_t le64(const unsigned char *b) { return (uint64_t)le32(b) | ((uint64_t)le32(b + 4) << 32); }
+
+// 1 on a little-endian host: only there may an F32 tensor's bytes be used in place.
+static int host_little_endian(void) {
+    const uint16_t one = 1;
+    unsigned char b;
+    memcpy(&b, &one, 1);
+    return b == 1;
+}
+
 int st_entry_to_f32(const SafeTensors *st, const StEntry *e, float *dst) {
     const unsigned char *p = e->data;
     for (int64_t i = 0; i < e->numel; i++) {
         switch (e->dtype) {
-        case DT_F32: { float v; memcpy(&v, p + 4 * i, 4); dst[i] = v; break; }
-        case DT_F16: { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = f16_to_f32(h); break; }
-        case DT_BF16: { uint16_t h; memcpy(&h, p + 2 * i, 2); dst[i] = bf16_to_f32(h); break; }
-        case DT_F64: { double v; memcpy(&v, p + 8 * i, 8); dst[i] = (float)v; break; }
-        case DT_I64: { int64_t v; memcpy(&v, p + 8 * i, 8); dst[i] = (float)v; break; }
-        case DT_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); dst[i] = (float)v; break; }
-        case DT_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); dst[i] = (float)v; break; }
+        case DT_F32: { uint32_t u = le32(p + 4 * i); float v; memcpy(&v, &u, 4); dst[i] = v; break; }
+        case DT_F16: dst[i] = f16_to_f32(le16(p + 2 * i)); break;
+        case DT_BF16: dst[i] = bf16_to_f32(le16(p + 2 * i)); break;
+        case DT_F64: { uint64_t u = le64(p + 8 * i); double v; memcpy(&v, &u, 8); dst[i] = (float)v; break; }
+        case DT_I64: dst[i] = (float)(int64_t)le64(p + 8 * i); break;
+        case DT_I32: dst[i] = (float)(int32_t)le32(p + 4 * i); break;
+        case DT_I16: dst[i] = (float)(int16_t)le16(p + 2 * i); break;
         case DT_I8: dst[i] = (float)(int8_t)p[i]; break;
         case DT_U8: case DT_BOOL: dst[i] = (float)p[i]; break;
         }
@@ -257,9 +359,9 @@ int st_entry_to_i64(const SafeTensors *st, const StEntry *e, int64_t *dst) {
     const unsigned char *p = e->data;
     for (int64_t i = 0; i < e->numel; i++) {
         switch (e->dtype) {
-        case DT_I64: memcpy(&dst[i], p + 8 * i, 8); break;
-        case DT_I32: { int32_t v; memcpy(&v, p + 4 * i, 4); dst[i] = v; break; }
-        case DT_I16: { int16_t v; memcpy(&v, p + 2 * i, 2); dst[i] = v; break; }
+        case DT_I64: dst[i] = (int64_t)le64(p + 8 * i); break;
+        case DT_I32: dst[i] = (int32_t)le32(p + 4 * i); break;
+        case DT_I16: dst[i] = (int16_t)le16(p + 2 * i); break;
         case DT_I8: dst[i] = (int8_t)p[i]; break;
         case DT_U8: case DT_BOOL: dst[i] = p[i]; break;
         default: return sd_errorf("%s: tensor '%s' is %s, expected an integer dtype", st->path, e->name, dtype_name(e->dtype));
@@ -290,7 +392,7 @@ int st_load(const SafeTensors *st, const char *name, int ndim, const int *shape,
         if (e->shape[i] > 2147483647) return sd_errorf("%s: tensor '%s': dimension too large", st->path, name);
         out->shape[i] = (int)e->shape[i];
     }
-    if (e->dtype == DT_F32 && ((uintptr_t)e->data % 4) == 0) {
+    if (e->dtype == DT_F32 && ((uintptr_t)e->data % 4) == 0 && host_little_endian()) {
         out->data = (float *)(uintptr_t)e->data;  // read-only mapping: callers must not write
         out->owns_data = 0;
         return 0;
@@ -398,16 +500,26 @@ int st_write(const char *path, const StWriteEntry *entries, int n, const char *c
         const StWriteEntry *e = &entries[i];
         int64_t numel = 1;
         for (int d = 0; d < e->ndim; d++) numel *= e->shape[d];
-        if (e->dtype == DT_F16) {
+        if (e->dtype == DT_F16 && !e->raw) {
             const float *src = (const float *)e->data;
             for (int64_t k = 0; ok && k < numel; k++) {
                 uint16_t v = f32_to_f16(src[k]);
                 unsigned char b[2] = {(unsigned char)(v & 0xFF), (unsigned char)(v >> 8)};
                 ok = fwrite(b, 1, 2, f) == 2;
             }
-        } else {
+        } else if (host_little_endian() || dtype_size(e->dtype) == 1) {
             size_t bytes = (size_t)numel * (size_t)dtype_size(e->dtype);
-            ok = bytes == 0 || fwrite(e->data, 1, bytes, f) == bytes;  // little-endian hosts only
+            ok = bytes == 0 || fwrite(e->data, 1, bytes, f) == bytes;
+        } else {  // big-endian host: each element's bytes reversed, a buffer at a time
+            const unsigned char *src = (const unsigned char *)e->data;
+            const size_t size = (size_t)dtype_size(e->dtype), per = 4096 / size;
+            unsigned char buf[4096];
+            for (int64_t k = 0; ok && k < numel; k += (int64_t)per) {
+                size_t m = numel - k < (int64_t)per ? (size_t)(numel - k) : per;
+                for (size_t j = 0; j < m; j++)
+                    for (size_t b = 0; b < size; b++) buf[j * size + b] = src[(k + (int64_t)j) * size + size - 1 - b];
+                ok = fwrite(buf, 1, m * size, f) == m * size;
+            }
         }
     }
     ok = (fflush(f) == 0) && ok;
@@ -423,9 +535,28 @@ int st_write(const char *path, const StWriteEntry *entries, int n, const char *c
     return 0;
 }
 
+int st_write_copy(const SafeTensors *st, const char *path, const char *const *metadata_keys,
+                  const char *const *metadata_values, int n_meta) {
+    StWriteEntry *w = (StWriteEntry *)calloc((size_t)(st->count ? st->count : 1), sizeof(StWriteEntry));
+    if (!w) return sd_errorf("out of memory");
+    for (int i = 0; i < st->count; i++) {
+        const StEntry *e = &st->entries[i];
+        w[i].name = e->name;
+        w[i].dtype = e->dtype;
+        w[i].ndim = e->ndim;
+        for (int d = 0; d < e->ndim; d++) w[i].shape[d] = e->shape[d];
+        w[i].data = e->data;
+        w[i].raw = 1;
+    }
+    int rc = st_write(path, w, st->count, metadata_keys, metadata_values, n_meta);
+    free(w);
+    return rc;
+}
+
 void st_release_pages(const SafeTensors *st, const void *p, size_t bytes) {
 #ifdef MADV_DONTNEED
     const unsigned char *lo = (const unsigned char *)p, *hi = lo + bytes;
+    for (int i = 0; i < st->num_shards; i++) st_release_pages(&st->shards[i], p, bytes);
     if (!st->map || lo < st->map || hi > st->map + st->map_size) return;
     if (bytes < ((size_t)1 << 16)) return;  // at most a page or two to gain: not worth a system call
     long page = sysconf(_SC_PAGESIZE);

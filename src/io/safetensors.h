@@ -32,17 +32,28 @@ typedef struct {
     const unsigned char *data;  // points into the mapping
 } StEntry;
 
-typedef struct {
+typedef struct SafeTensors {
     char *path;
     unsigned char *map;
     size_t map_size;
     int count;
     StEntry *entries;
     JsonValue metadata;  // the "__metadata__" object (JSON_NULL when absent)
+    // PyTorch checkpoints (io/torch_file.h): tensor data copied out of the file
+    // (views with other strides, big-endian records), freed by st_close.
+    unsigned char **owned;
+    int num_owned;
+    // A sharded checkpoint (st_open on a *.index.json): the shard files the entries point into.
+    struct SafeTensors *shards;
+    int num_shards;
 } SafeTensors;
 
 #define ST_MAX_HEADER (100u << 20)  // 100 MB, the limit the reference implementation uses
 
+// Opens a tensor file by its content: safetensors, a PyTorch checkpoint (.bin, .pt,
+// .pth, .ckpt: zip or legacy format, read by io/torch_file.c without running anything),
+// or a sharded checkpoint's index (*.safetensors.index.json, *.bin.index.json: the
+// shards' tensors as one file).
 int st_open(SafeTensors *st, const char *path);
 void st_close(SafeTensors *st);
 // NULL if there is no such tensor (no message).
@@ -75,11 +86,16 @@ typedef struct {
     int ndim;
     int64_t shape[ST_MAX_DIMS];
     const void *data;  // float* for F32/F16, int64_t* for I64, int32_t* for I32
+    int raw;           // 1: data already holds the dtype's little-endian bytes (any dtype, no conversion)
 } StWriteEntry;
 
 // metadata_keys/values: `n_meta` string pairs (may be 0).
 int st_write(const char *path, const StWriteEntry *entries, int n, const char *const *metadata_keys,
              const char *const *metadata_values, int n_meta);
+// Writes every tensor of an open file as it is stored (dtype and bytes unchanged), with
+// the given metadata, to a new safetensors file.
+int st_write_copy(const SafeTensors *st, const char *path, const char *const *metadata_keys,
+                  const char *const *metadata_values, int n_meta);
 // Helper to fill an entry from a float tensor.
 StWriteEntry st_entry_f32(const char *name, const Tensor *t);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 
 #include "core/error.h"
@@ -18,23 +19,51 @@ static int file_exists(const char *path) {
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
 }
 
-// The first of the candidate weight files present in dir/sub.
-static int find_weights(const char *dir, const char *sub, const char *const *names, int n, char *out, size_t size) {
-    for (int i = 0; i < n; i++) {
-        snprintf(out, size, "%s/%s/%s", dir, sub, names[i]);
+// The weight files a component folder may hold, in the order they are preferred:
+// safetensors wins over a PyTorch .bin when both exist (diffusers and transformers
+// do the same), a single file over a sharded one.
+static const char *const UNET_WEIGHT_FILES[] = {
+    "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors",
+    "diffusion_pytorch_model.safetensors.index.json", "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.fp16.bin", "diffusion_pytorch_model.bin.index.json", NULL};
+static const char *const TEXT_WEIGHT_FILES[] = {
+    "model.safetensors", "model.fp16.safetensors", "model.safetensors.index.json",
+    "pytorch_model.bin", "pytorch_model.fp16.bin", "pytorch_model.bin.index.json", NULL};
+
+const char *const *diffusion_weight_file_names(int text_encoder) {
+    return text_encoder ? TEXT_WEIGHT_FILES : UNET_WEIGHT_FILES;
+}
+
+// The first of the candidate weight files present in the component folder `dir`.
+static int find_weights(const char *dir, const char *const *names, char *out, size_t size) {
+    for (int i = 0; names[i]; i++) {
+        snprintf(out, size, "%s/%s", dir, names[i]);
         if (file_exists(out)) return 0;
     }
-    char bin[4096];
-    snprintf(bin, sizeof(bin), "%s/%s/diffusion_pytorch_model.bin", dir, sub);
-    int has_bin = file_exists(bin);
-    snprintf(bin, sizeof(bin), "%s/%s/pytorch_model.bin", dir, sub);
-    has_bin |= file_exists(bin);
-    if (has_bin)
-        return sd_errorf("%s/%s: only PyTorch .bin weights found; satdifuser reads safetensors (%s): convert them with "
-                         "diffusers' save_pretrained(safe_serialization=True)",
-                         dir, sub, names[0]);
-    return sd_errorf("%s/%s: no weights file (looked for %s%s%s)", dir, sub, names[0], n > 1 ? ", " : "",
-                     n > 1 ? names[1] : "");
+    return sd_errorf("%s: no weights file (looked for %s, %s, %s, %s and their fp16 / sharded forms)", dir, names[0],
+                     names[2], names[3], names[5]);
+}
+
+// DiffusionSat's release has no unet/ at its root: the UNet is in checkpoint-<step>/unet.
+static int explain_missing_unet(const char *dir) {
+    DIR *d = opendir(dir);
+    char found[1024] = "";
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)))
+            if (!strncmp(e->d_name, "checkpoint-", 11)) {
+                char sub[4096];
+                struct stat sb;
+                snprintf(sub, sizeof(sub), "%s/%s/unet", dir, e->d_name);
+                if (stat(sub, &sb) == 0 && S_ISDIR(sb.st_mode) && strcmp(e->d_name, found) > 0)
+                    snprintf(found, sizeof(found), "%s", e->d_name);  // the last in name order
+            }
+        closedir(d);
+    }
+    if (found[0])
+        return sd_errorf("%s has no unet/ folder but has %s/unet (a DiffusionSat release layout): pass --unet %s/%s/unet",
+                         dir, found, dir, found);
+    return sd_errorf("%s/unet: missing (the pipeline folder needs unet/, or give the UNet folder with --unet DIR)", dir);
 }
 
 static int load_json(const char *dir, const char *sub, const char *file, JsonValue *out) {
@@ -44,13 +73,10 @@ static int load_json(const char *dir, const char *sub, const char *file, JsonVal
     return json_parse_file(path, out);
 }
 
-int diffusion_model_load(DiffusionModel *m, const char *dir, int use_metadata) {
+int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_dir, int use_metadata) {
     memset(m, 0, sizeof(*m));
-    char path[4096];
+    char path[8192], sub[4096];
     JsonValue cfg;
-    static const char *const unet_files[] = {"diffusion_pytorch_model.safetensors",
-                                             "diffusion_pytorch_model.fp16.safetensors"};
-    static const char *const text_files[] = {"model.safetensors", "model.fp16.safetensors"};
     m->dir = strdup(dir);
     if (!m->dir) return sd_errorf("out of memory");
     struct stat sb;
@@ -65,22 +91,39 @@ int diffusion_model_load(DiffusionModel *m, const char *dir, int use_metadata) {
                          "tokenizer/, scheduler/)",
                          path);
     }
-    // UNet
-    if (load_json(dir, "unet", "config.json", &cfg)) goto fail;
-    if (find_weights(dir, "unet", unet_files, 2, path, sizeof(path)) || st_open(&m->unet_st, path)) {
+    // UNet: DIR/unet, or the folder --unet names (DiffusionSat: ROOT/checkpoint-150000/unet)
+    if (unet_dir) {
+        if (stat(unet_dir, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            diffusion_model_free(m);
+            return sd_errorf("--unet %s: not a folder (it wants a UNet folder with config.json and weights)", unet_dir);
+        }
+        snprintf(sub, sizeof(sub), "%s", unet_dir);
+    } else {
+        snprintf(sub, sizeof(sub), "%s/unet", dir);
+        if (stat(sub, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+            explain_missing_unet(dir);
+            diffusion_model_free(m);
+            return SD_FAIL;
+        }
+    }
+    snprintf(path, sizeof(path), "%s/config.json", sub);
+    if (!file_exists(path)) { sd_errorf("%s: missing (a UNet folder needs config.json)", path); goto fail; }
+    if (json_parse_file(path, &cfg)) goto fail;
+    if (find_weights(sub, UNET_WEIGHT_FILES, path, sizeof(path)) || st_open(&m->unet_st, path)) {
         json_free(&cfg);
         goto fail;
     }
     if (unet_load(&m->unet, &cfg, &m->unet_st, "", use_metadata)) {
         json_free(&cfg);
-        sd_error_context("%s/unet", dir);
+        sd_error_context("%s", sub);
         goto fail;
     }
     json_free(&cfg);
     m->loaded_unet = 1;
     // VAE encoder
     if (load_json(dir, "vae", "config.json", &cfg)) goto fail;
-    if (find_weights(dir, "vae", unet_files, 2, path, sizeof(path)) || st_open(&m->vae_st, path)) {
+    snprintf(sub, sizeof(sub), "%s/vae", dir);
+    if (find_weights(sub, UNET_WEIGHT_FILES, path, sizeof(path)) || st_open(&m->vae_st, path)) {
         json_free(&cfg);
         goto fail;
     }
@@ -100,7 +143,8 @@ int diffusion_model_load(DiffusionModel *m, const char *dir, int use_metadata) {
         goto fail;
     }
     json_free(&cfg);
-    if (find_weights(dir, "text_encoder", text_files, 2, path, sizeof(path)) || st_open(&m->text_st, path)) goto fail;
+    snprintf(sub, sizeof(sub), "%s/text_encoder", dir);
+    if (find_weights(sub, TEXT_WEIGHT_FILES, path, sizeof(path)) || st_open(&m->text_st, path)) goto fail;
     if (clip_text_load(&m->text, &tcfg, &m->text_st, NULL)) {
         sd_error_context("%s/text_encoder", dir);
         goto fail;

@@ -28,7 +28,8 @@
 #include "models/vae.h"
 
 // A diffusers pipeline folder: model_index.json, unet/, vae/, text_encoder/,
-// tokenizer/, scheduler/ (each with its config and safetensors weights, f32 or f16).
+// tokenizer/, scheduler/ (each with its config and weights: safetensors or PyTorch .bin,
+// f32, f16 or bf16).
 typedef struct {
     char *dir;
     SafeTensors unet_st, vae_st, text_st;  // must outlive the models (f32 weights are views)
@@ -46,9 +47,15 @@ typedef struct {
     int loaded_unet, loaded_vae, loaded_text, loaded_tok, loaded_sched;
 } DiffusionModel;
 
-// Loads every part; a missing or broken part is an error naming the file.
+// Loads every part; a missing or broken part is an error naming the file. Each component
+// folder may hold safetensors, PyTorch .bin or sharded (*.index.json) weights.
+// unet_dir: the UNet's folder when it is not dir/unet (DiffusionSat's release keeps it in
+// ROOT/checkpoint-150000/unet), or NULL.
 // use_metadata: as unet_load (-1 follows the config; SatDiFuser uses 0).
-int diffusion_model_load(DiffusionModel *m, const char *dir, int use_metadata);
+int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_dir, int use_metadata);
+// The weight file names a component folder may hold, in order of preference
+// (NULL-terminated): the UNet's and VAE's (text_encoder 0) or the text encoder's (1).
+const char *const *diffusion_weight_file_names(int text_encoder);
 void diffusion_model_free(DiffusionModel *m);
 
 // The prompt embedding text_encoder(tokenizer(prompt, padding="max_length",
