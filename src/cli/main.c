@@ -19,8 +19,9 @@ static const struct {
     {"eval", cmd_eval, "evaluate a trained head on cached features"},
     {"predict", cmd_predict, "image to class or segmentation map"},
     {"golden", cmd_golden, "run golden cases (folders of case.json + safetensors) against this implementation"},
-    {"info", cmd_info, "list the tensors and metadata of a safetensors file"},
-    {"convert", cmd_convert, "single-file SD checkpoint (LDM layout .safetensors) -> diffusers pipeline folder"},
+    {"info", cmd_info, "list the tensors and metadata of a safetensors or PyTorch (.bin .pt .pth .ckpt) file"},
+    {"convert", cmd_convert, "single-file SD checkpoint (.safetensors, .ckpt) -> diffusers folder; any checkpoint -> safetensors"},
+    {"import-head", cmd_import_head, "run folder from a head trained by the original run.py (.pth)"},
 };
 
 static void usage(FILE *f) {
