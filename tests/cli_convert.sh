@@ -7,7 +7,7 @@
 # - --dtype f32 (exact widening of the f16 weights) gives the same features too; --dtype f16 loads;
 # - configs missing from --config-from are built (scheduler and model_index byte-identical to the
 #   pipeline's); without a tokenizer the output says it must be added, --tokenizer adds it;
-# - bad input (not safetensors, a pickle, a diffusers file, unguessable configs), an existing --out,
+# - bad input (not safetensors, a broken zip, a diffusers file, unguessable configs), an existing --out,
 #   and a conversion stopped by SIGTERM leave nothing behind (no OUT, no OUT.tmp.*).
 # Usage: sh tests/cli_convert.sh ./satdifuser   (from the repository root); prints RESULT <pass> <fail>.
 BIN=$1
@@ -116,7 +116,7 @@ $C --from "$T/text.safetensors" --out "$T/b1" > "$T/b1.err" 2>&1
 check '[ $? -eq 1 ] && grep -q "text.safetensors" "$T/b1.err" && nothing_left "$T/b1"' "not safetensors: $(cat "$T/b1.err")"
 printf 'PK\003\004 pretend zip' > "$T/model.ckpt"
 $C --from "$T/model.ckpt" --out "$T/b2" > "$T/b2.err" 2>&1
-check '[ $? -eq 1 ] && grep -q "model.ckpt: a PyTorch pickle" "$T/b2.err" && nothing_left "$T/b2"' "pickle: $(cat "$T/b2.err")"
+check '[ $? -eq 1 ] && grep -q "model.ckpt: no zip end-of-central-directory record" "$T/b2.err" && nothing_left "$T/b2"' "broken zip: $(cat "$T/b2.err")"
 $C --from "$PIPE/unet/diffusion_pytorch_model.safetensors" --out "$T/b3" > "$T/b3.err" 2>&1
 check '[ $? -eq 1 ] && grep -q "unet/diffusion_pytorch_model.safetensors: already diffusers" "$T/b3.err" && nothing_left "$T/b3"' \
   "diffusers file: $(cat "$T/b3.err")"
