@@ -64,7 +64,7 @@ demo: satdifuser$(EXE_SUFFIX)
 	./satdifuser extract --model tests/data/tiny_pipeline --input tests/data/demo/images \
 	  --out $(DEMO_OUT)/features --size 64 --bands 3,2,1 --scale clip
 	./satdifuser train --features $(DEMO_OUT)/features --labels tests/data/demo/labels.csv --task seg \
-	  --fuser gw --out $(DEMO_OUT)/run --epochs 30 --warmup-epochs 2 --batch-size 6 --eval-every 3 \
+	  --fuser gw --out $(DEMO_OUT)/run --force --epochs 30 --warmup-epochs 2 --batch-size 6 --eval-every 3 \
 	  --patience 0 --lr 0.01 --projection-dim 32 --num-norm-groups 8 --channels 32
 	./satdifuser eval --run $(DEMO_OUT)/run --features $(DEMO_OUT)/features \
 	  --labels tests/data/demo/labels.csv --split test

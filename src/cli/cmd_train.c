@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/error.h"
@@ -15,7 +16,9 @@ static void train_usage(FILE *f) {
             "Trains a fusion module + head on the features `satdifuser extract` cached in DIR, with the\n"
             "labels of FILE (docs/labels-format.md), as the original run.py: Adam, per-epoch warmup +\n"
             "cosine LR, validation every N steps, best checkpoint kept, early stopping, final test.\n"
-            "Ctrl-C stops after the current step and saves a checkpoint; --resume continues it.\n\n"
+            "Ctrl-C stops after the current step, saves the checkpoint and exits 130; --resume continues\n"
+            "it. A second Ctrl-C stops at once (the last checkpoint stays whole). An --out folder that\n"
+            "holds a run is refused unless --resume (continue) or --force (start over).\n\n"
             "  --fuser gw|lw|moe|concat|single   fusion (default gw)\n"
             "  --batch-size N        32          --val-batch-size N   (batch size)\n"
             "  --epochs N            40          --warmup-epochs N    5\n"
@@ -27,9 +30,12 @@ static void train_usage(FILE *f) {
             "  --ignore-value V      mask value ignored by loss and metrics (255)\n"
             "  --max-steps N         stop after N steps in total (checkpoint kept; for quick runs)\n"
             "  --resume              continue RUN_DIR/checkpoint.safetensors\n"
-            "  --quiet               no progress line\n"
+            "  --force               start over in a RUN_DIR that holds a run (its run files are deleted)\n"
+            "  --quiet               no progress (else: one line on a terminal, plain lines in a log file)\n"
             "head options (the original constructors' names, defaults as released):\n"
-            "  --projection-dim N    384         --num-norm-groups N  32\n"
+            "  --projection-dim N    384 (fusion output channels; a classifier's fuser gets N too: the\n"
+            "                        released classifier keeps it at 384 and runs only with 384)\n"
+            "  --num-norm-groups N   32\n"
             "  --num-experts N       8           --top-k N            2\n"
             "  --warmup-steps N      MoE dense warm-up calls (300 classifiers, 500 segmenters)\n"
             "  --temperature X       gating temperature (1.0)\n"
@@ -38,9 +44,27 @@ static void train_usage(FILE *f) {
             "  --head-json TEXT      any other head config keys as a JSON object\n");
 }
 
+// The first SIGINT/SIGTERM asks the loop to stop after its step (it saves the checkpoint); the second
+// stops at once: the checkpoint is written to a temporary file and renamed, so the last one stays
+// whole, and the temporary file of a write in progress is removed here. Only async-signal-safe calls.
+static char g_tmp_files[2][4200];
+
+static void say(const char *s) {
+    ssize_t r = write(2, s, strlen(s));
+    (void)r;
+}
+
 static void on_signal(int sig) {
-    (void)sig;
-    g_train_stop = 1;
+    if (!g_train_stop) {
+        g_train_stop = sig;
+        say(sig == SIGINT ? "\nsatdifuser train: Ctrl-C: stopping after this step, checkpoint kept (Ctrl-C again stops "
+                            "at once)\n"
+                          : "\nsatdifuser train: SIGTERM: stopping after this step, checkpoint kept\n");
+        return;
+    }
+    for (int k = 0; k < 2; k++) unlink(g_tmp_files[k]);
+    say("\nsatdifuser train: stopped at once; the last checkpoint is kept (continue with --resume)\n");
+    _exit(128 + sig);
 }
 
 int cmd_train(int argc, char **argv) {
@@ -56,6 +80,7 @@ int cmd_train(int argc, char **argv) {
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { train_usage(stdout); return 0; }
         if (!strcmp(a, "--resume")) { o.resume = 1; continue; }
+        if (!strcmp(a, "--force")) { o.force = 1; continue; }
         if (!strcmp(a, "--quiet")) { o.quiet = 1; continue; }
         if (!strcmp(a, "--corrected")) { corrected = 1; continue; }
         if (!v) { fprintf(stderr, "satdifuser train: %s needs a value\n", a); return 2; }
@@ -118,6 +143,10 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     if (label_task_from_name(task, &o.task)) { fprintf(stderr, "satdifuser train: %s\n", sd_last_error()); return 2; }
+    if (o.resume && o.force) {
+        fprintf(stderr, "satdifuser train: --resume continues the run in --out, --force starts it over: give one\n");
+        return 2;
+    }
     if (o.batch_size < 1 || o.val_batch_size < 1 || o.epochs < 1 || o.lr <= 0) {
         fprintf(stderr, "satdifuser train: batch sizes, --epochs and --lr must be positive\n");
         return 2;
@@ -135,6 +164,13 @@ int cmd_train(int argc, char **argv) {
         return 2;
     }
     if (!val_batch_given) o.val_batch_size = o.batch_size;
+    if (!corrected && projection_dim && o.task != LABELS_SEGMENTATION &&
+        !(head_json && strstr(head_json, "\"fuser_projection_dim\""))) {
+        // the released classifiers build their fuser at its default 384 (LinearClassifierDecoderMixin does not
+        // pass projection_dim on) and the Linear at N: they run only at 384. The fuser gets N too.
+        extra_len += (size_t)snprintf(extra + extra_len, sizeof(extra) - extra_len, ", \"fuser_projection_dim\": %s",
+                                      projection_dim);
+    }
     if (corrected) {
         extra_len += (size_t)snprintf(extra + extra_len, sizeof(extra) - extra_len, "%s\"lw_advance_channels\": true",
                                       extra_len ? ", " : "");
@@ -157,9 +193,18 @@ int cmd_train(int argc, char **argv) {
         snprintf(merged, sizeof(merged), "{%s}", extra);
         o.head_json = merged;
     }
-    signal(SIGINT, on_signal);
-    signal(SIGTERM, on_signal);
-    if (train_run(&o)) {
+    o.plain_progress = !isatty(2);
+    snprintf(g_tmp_files[0], sizeof(g_tmp_files[0]), "%s/checkpoint.safetensors.tmp.%d", o.out_dir, (int)getpid());
+    snprintf(g_tmp_files[1], sizeof(g_tmp_files[1]), "%s/best.safetensors.tmp.%d", o.out_dir, (int)getpid());
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int rc = train_run(&o);
+    if (rc == TRAIN_STOPPED) return 128 + g_train_stop;
+    if (rc) {
         fprintf(stderr, "\nsatdifuser train: %s\n", sd_last_error());
         return 1;
     }

@@ -1,12 +1,15 @@
 // The training loop of run.py on cached features. See trainer.h.
 #include "train/trainer.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "core/runtime.h"
@@ -60,7 +63,63 @@ static int batch_loss(const HeadModel *m, const Dataset *d, int B, float *loss, 
     }
 }
 
-static int evaluate_impl(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out) {
+// ---------------------------------------------------------------------------
+// Progress on stderr: on a terminal one line rewritten in place (at most 10 times a second); on a file
+// or a pipe plain lines, at most one every PLAIN_EVERY seconds, so a log stays readable.
+
+enum { PLAIN_EVERY = 5 };
+
+typedef struct {
+    int mode;        // 0 quiet, 1 terminal, 2 plain lines
+    double t_line;   // when the last progress line was printed
+    int open_len;    // terminal: length of the line on screen (0: none)
+} Progress;
+
+static void format_hms(double s, char *buf, size_t size) {
+    if (!(s >= 0) || s > 1e8) { snprintf(buf, size, "?"); return; }
+    long t = (long)(s + 0.5);
+    snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+}
+
+// A progress line, printed when `force` or when the last one is old enough.
+static void progress_line(Progress *p, int force, const char *fmt, ...) {
+    if (!p || !p->mode) return;
+    double now = sd_now();
+    if (!force && now - p->t_line < (p->mode == 1 ? 0.1 : PLAIN_EVERY)) return;
+    p->t_line = now;
+    char text[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    if (len < 0) return;
+    if (len >= (int)sizeof(text)) len = (int)sizeof(text) - 1;
+    if (p->mode == 1) {  // over the previous line: blanks where it was longer
+        fprintf(stderr, "\r%s%*s", text, p->open_len > len ? p->open_len - len : 0, "");
+        p->open_len = len;
+    } else {
+        fprintf(stderr, "%s\n", text);
+    }
+    fflush(stderr);
+}
+
+// A line that stays (results, notes), after the progress line on a terminal.
+static void progress_note(Progress *p, const char *fmt, ...) {
+    if (!p || !p->mode) return;
+    if (p->open_len) fputc('\n', stderr);
+    p->open_len = 0;
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    fflush(stderr);
+}
+
+// Evaluation, with progress under the name `what` (pg may be NULL). With `interruptible`, it stops
+// between batches once g_train_stop is set and returns 1 (out is then freed).
+static int evaluate_impl(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out, Progress *pg,
+                         const char *what, int interruptible) {
     memset(out, 0, sizeof(*out));
     if (batch > n && n > 0) batch = n;  // buffers for the images there are, not for a huge --val-batch-size
     const LabelSet *ls = d->labels;
@@ -78,10 +137,14 @@ static int evaluate_impl(HeadModel *m, Dataset *d, const int *rows, int n, int b
     }
     MultiLabelCounts mlc = {0, 0, 0};
     head_model_set_mode(m, 0, 0);
-    double loss_sum = 0.0;
-    int rc = 0;
+    double loss_sum = 0.0, t0 = sd_now();
+    int rc = 0, nb = (n + batch - 1) / batch;
     for (int start = 0; start < n && !rc; start += batch) {
-        int B = n - start < batch ? n - start : batch;
+        int B = n - start < batch ? n - start : batch, b = start / batch;
+        if (interruptible && g_train_stop) { free(preds); return 1; }
+        char left[32] = "";
+        if (b) format_hms((sd_now() - t0) / b * (nb - b), left, sizeof(left));
+        if (what) progress_line(pg, 0, "%s: batch %d/%d%s%s", what, b + 1, nb, b ? ", left " : "", left);
         FusionInput in;
         float loss = 0.0f;
         if ((rc = dataset_load_batch(d, rows + start, B, &in))) break;
@@ -177,12 +240,16 @@ int eval_result_write_json(const EvalResult *r, const LabelSet *labels, const ch
     return 0;
 }
 
+// 0 done, 1 interrupted (g_train_stop), SD_FAIL; out is freed unless 0.
+static int evaluate_split(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out, Progress *pg,
+                          const char *what, int interruptible) {
+    int rc = evaluate_impl(m, d, rows, n, batch, out, pg, what, interruptible);
+    if (rc) eval_result_free(out);  // the confusion matrices of a failed or stopped evaluation
+    return rc;
+}
+
 int evaluate(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out) {
-    if (evaluate_impl(m, d, rows, n, batch, out)) {
-        eval_result_free(out);  // the confusion matrices of a failed evaluation
-        return SD_FAIL;
-    }
-    return 0;
+    return evaluate_split(m, d, rows, n, batch, out, NULL, NULL, 0) ? SD_FAIL : 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -275,12 +342,48 @@ static int write_features_meta(const Dataset *d, const LabelSet *ls, int row, co
     return rc;
 }
 
-static void progress(const TrainOptions *o, int epoch, int step, int steps, int64_t global_step, double loss, double lr,
-                     double rate) {
-    if (o->quiet) return;
-    fprintf(stderr, "\repoch %d/%d  step %d/%d  (global %lld)  loss %.4f  lr %.3g  %.2f steps/s   ", epoch + 1,
-            o->epochs, step, steps, (long long)global_step, loss, lr, rate);
-    fflush(stderr);
+// The files of a run folder. A folder holding any of them is a run: train refuses it without
+// --resume (continue) or --force (start over: they are deleted first).
+static const char *const k_run_files[] = {"head_config.json", "features_meta.json", "checkpoint.safetensors",
+                                          "best.safetensors", "log.jsonl", "metrics.json", "moe_counter.json"};
+enum { N_RUN_FILES = sizeof(k_run_files) / sizeof(k_run_files[0]) };
+
+static int check_run_dir(const TrainOptions *o) {
+    char path[4200], found[512] = "";
+    size_t n = 0;
+    for (int k = 0; k < N_RUN_FILES; k++) {
+        snprintf(path, sizeof(path), "%s/%s", o->out_dir, k_run_files[k]);
+        struct stat sb;
+        if (stat(path, &sb) == 0) n += (size_t)snprintf(found + n, sizeof(found) - n, "%s%s", n ? ", " : "", k_run_files[k]);
+        if (n >= sizeof(found)) n = sizeof(found) - 1;
+    }
+    if (o->resume || o->force || !n) return 0;
+    return sd_errorf("%s holds a training run (%s): continue it with --resume, or start over with --force (which "
+                     "deletes those files), or give another --out", o->out_dir, found);
+}
+
+// --force: the old run's files go before the new run writes any. Also temporary files a killed run left
+// (<file>.tmp, <file>.tmp.<pid>), with --resume too: the files they would have replaced are whole.
+static int clear_run_dir(const TrainOptions *o) {
+    char path[4200];
+    for (int k = 0; o->force && k < N_RUN_FILES; k++) {
+        snprintf(path, sizeof(path), "%s/%s", o->out_dir, k_run_files[k]);
+        if (unlink(path) != 0 && errno != ENOENT) return sd_errorf("%s: cannot delete (--force): %s", path, strerror(errno));
+    }
+    DIR *d = opendir(o->out_dir);
+    if (!d) return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        for (int k = 0; k < N_RUN_FILES; k++) {
+            size_t len = strlen(k_run_files[k]);
+            if (!strncmp(e->d_name, k_run_files[k], len) && !strncmp(e->d_name + len, ".tmp", 4)) {
+                snprintf(path, sizeof(path), "%s/%s", o->out_dir, e->d_name);
+                unlink(path);
+            }
+        }
+    }
+    closedir(d);
+    return 0;
 }
 
 int train_run(const TrainOptions *o) {
@@ -291,20 +394,29 @@ int train_run(const TrainOptions *o) {
     memset(&model, 0, sizeof(model));
     memset(&adam, 0, sizeof(adam));
     memset(&data, 0, sizeof(data));
+    memset(&labels, 0, sizeof(labels));
     int rc = SD_FAIL;
-    char path[4096], best_path[4096], log_path[4096];
+    char path[4096], best_path[4096], log_path[4096], what[96];
     int *train_rows = NULL, *val_rows = NULL, *test_rows = NULL;
     char *head_cfg_text = NULL;
     float *dlogits = NULL;  // d loss / d logits of a training batch
     FILE *log = NULL;
     JsonValue head_json;
     memset(&head_json, 0, sizeof(head_json));
+    Progress pg = {o->quiet ? 0 : o->plain_progress ? 2 : 1, 0.0, 0};
 
+    if (check_run_dir(o)) return SD_FAIL;  // before anything is read
     if (o->head_json && !o->resume && check_head_json(o->head_json)) return SD_FAIL;
     LrSchedule sched = lr_schedule_default(o->lr, o->epochs);
     sched.min_lr = o->min_lr;
     sched.warmup_epochs = o->warmup_epochs;
     if (lr_schedule_check(&sched)) return SD_FAIL;  // before anything is written
+    // UPerNet's BatchNorm needs 2 values per channel in training and its 1x1 pooling branch has one per
+    // image: segmentation batches need 2 images (the original fails on a batch of 1, mid-run).
+    int min_batch = o->task == LABELS_SEGMENTATION ? 2 : 1;
+    if (o->batch_size < min_batch)
+        return sd_errorf("--batch-size %d: segmentation trains UPerNet, whose BatchNorm needs at least 2 images per "
+                         "batch (its 1x1 pooling branch has one value per channel per image)", o->batch_size);
     if (labels_load(o->labels_path, o->task, &labels)) return SD_FAIL;
     if (o->num_classes && labels_set_num_classes(&labels, o->num_classes, "--num-classes")) goto done;
     int num_classes = labels.num_classes;
@@ -317,14 +429,29 @@ int train_run(const TrainOptions *o) {
     int n_val = labels_split(&labels, SPLIT_VAL, val_rows);
     int n_test = labels_split(&labels, SPLIT_TEST, test_rows);
     if (n_train == 0 || n_val == 0) { sd_errorf("%s: the train and val splits must not be empty (train %d, val %d)", o->labels_path, n_train, n_val); goto done; }
-    int max_batch = o->batch_size > o->val_batch_size ? o->batch_size : o->val_batch_size;
-    // no batch is larger than the largest split: a huge --batch-size must not allocate for images that do not exist
-    int max_split = n_train > n_val ? n_train : n_val;
-    if (n_test > max_split) max_split = n_test;
-    if (max_batch > max_split) max_batch = max_split;
+    if (n_train < min_batch) { sd_errorf("%s: 1 train image: segmentation needs 2 (UPerNet's BatchNorm)", o->labels_path); goto done; }
+    // A last batch below min_batch joins the one before (a deliberate difference, docs/training.md).
+    int steps_per_epoch = (n_train + o->batch_size - 1) / o->batch_size;
+    int last_batch = n_train - (steps_per_epoch - 1) * o->batch_size, merged = 0;
+    if (last_batch < min_batch) {
+        steps_per_epoch--;
+        last_batch += o->batch_size;
+        merged = 1;
+    }
+    // no batch is larger than its split: a huge --batch-size must not allocate for images that do not exist
+    int train_batch = steps_per_epoch == 1 || last_batch > o->batch_size ? last_batch : o->batch_size;
+    int eval_n = n_val > n_test ? n_val : n_test;
+    int max_batch = o->val_batch_size < eval_n ? o->val_batch_size : eval_n;
+    if (train_batch > max_batch) max_batch = train_batch;
+    progress_note(&pg, "train: %d train, %d val, %d test images; %d step%s per epoch (batch %d%s), %d epochs -> %s",
+                  n_train, n_val, n_test, steps_per_epoch, steps_per_epoch == 1 ? "" : "s", o->batch_size,
+                  merged ? ", the last batch of 1 joined to the one before: BatchNorm" : "", o->epochs, o->out_dir);
+    progress_line(&pg, 1, "checking %d feature files in %s%s", labels.count, o->features_dir,
+                  o->task == LABELS_SEGMENTATION ? " and their masks" : "");
     if (dataset_open(&data, o->features_dir, &labels, max_batch, o->ignore_value)) goto done;
 
     mkdir(o->out_dir, 0755);
+    if (clear_run_dir(o)) goto done;
     snprintf(path, sizeof(path), "%s/head_config.json", o->out_dir);
     if (o->resume) {
         if (json_parse_file(path, &head_json)) { sd_error_context("--resume"); goto done; }
@@ -356,43 +483,53 @@ int train_run(const TrainOptions *o) {
     snprintf(log_path, sizeof(log_path), "%s/log.jsonl", o->out_dir);
     if (o->resume) {
         if (checkpoint_load(path, &model, &adam, &ts)) goto done;
-        fprintf(stderr, "resuming %s at epoch %d, step %d of the epoch (global step %lld)\n", o->out_dir, ts.epoch + 1,
-                ts.step_in_epoch, (long long)ts.global_step);
+        progress_note(&pg, "resuming %s at epoch %d, step %d of the epoch (global step %lld)", o->out_dir, ts.epoch + 1,
+                      ts.step_in_epoch, (long long)ts.global_step);
     }
     log = fopen(log_path, o->resume ? "a" : "w");
     if (!log) { sd_errorf("%s: cannot write: %s", log_path, strerror(errno)); goto done; }
 
     AdamConfig acfg = adam_config_default(o->lr, o->weight_decay);
-    int steps_per_epoch = (n_train + o->batch_size - 1) / o->batch_size;
     int eval_every = o->eval_every <= 0 || o->eval_every > steps_per_epoch ? steps_per_epoch : o->eval_every;
     int stopped = 0, early = 0;
+    int64_t total_steps = (int64_t)o->epochs * steps_per_epoch, start_step = ts.global_step;
+    if (o->max_steps && o->max_steps < total_steps) total_steps = o->max_steps;
+    double t_train = sd_now();
+    const int start_epoch = ts.epoch, start_at_epoch_start = ts.step_in_epoch == 0;
 
     for (int epoch = ts.epoch; epoch < o->epochs && !stopped && !early; epoch++) {
-        if (epoch == ts.epoch && ts.step_in_epoch == 0) {
+        // (once: `epoch == ts.epoch` alone held at every epoch, as ts.epoch follows the loop)
+        if (epoch == start_epoch && start_at_epoch_start) {
             // run.py evaluates val and test before the first epoch of a (re)start
             EvalResult ev;
-            if (evaluate(&model, &data, val_rows, n_val, o->val_batch_size, &ev)) goto done;
-            fprintf(log, "{\"event\": \"eval\", \"split\": \"val\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g, \"loss\": %.6g}\n",
-                    epoch, (long long)ts.global_step, ev.main_metric, ev.loss);
-            eval_result_free(&ev);
-            if (n_test) {
-                if (evaluate(&model, &data, test_rows, n_test, o->val_batch_size, &ev)) goto done;
-                fprintf(log, "{\"event\": \"eval\", \"split\": \"test\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g}\n",
-                        epoch, (long long)ts.global_step, ev.main_metric);
+            int r = evaluate_split(&model, &data, val_rows, n_val, o->val_batch_size, &ev, &pg, "val before training", 1);
+            if (r < 0) goto done;
+            if (r == 0) {
+                fprintf(log, "{\"event\": \"eval\", \"split\": \"val\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g, \"loss\": %.6g}\n",
+                        epoch, (long long)ts.global_step, ev.main_metric, ev.loss);
+                progress_note(&pg, "val before training: metric %.4f", ev.main_metric);
                 eval_result_free(&ev);
             }
+            if (r == 0 && n_test) {
+                r = evaluate_split(&model, &data, test_rows, n_test, o->val_batch_size, &ev, &pg, "test before training", 1);
+                if (r < 0) goto done;
+                if (r == 0) {
+                    fprintf(log, "{\"event\": \"eval\", \"split\": \"test\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g}\n",
+                            epoch, (long long)ts.global_step, ev.main_metric);
+                    eval_result_free(&ev);
+                }
+            }
+            t_train = sd_now();  // the ETA counts the training steps (with their validations) only
         }
         acfg.lr = lr_schedule_at(&sched, epoch);
         int *order = (int *)malloc((size_t)n_train * sizeof(int));
         if (!order) { sd_errorf("out of memory"); goto done; }
         memcpy(order, train_rows, (size_t)n_train * sizeof(int));
         dataset_shuffle(order, n_train, o->seed, epoch);
-        double t0 = sd_now();
-        int steps_done = 0;
         for (int step = ts.step_in_epoch; step < steps_per_epoch; step++) {
             if (g_train_stop || (o->max_steps && ts.global_step >= o->max_steps)) { stopped = 1; break; }
             int start = step * o->batch_size;
-            int B = n_train - start < o->batch_size ? n_train - start : o->batch_size;
+            int B = step == steps_per_epoch - 1 ? last_batch : o->batch_size;
             FusionInput in;
             float loss;
             params_zero_grads(&model.params);
@@ -406,19 +543,30 @@ int train_run(const TrainOptions *o) {
             memset(dlogits, 0, nlog * sizeof(float));
             if (batch_loss(&model, &data, B, &loss, dlogits) || head_model_backward(&model, dlogits)) { free(order); goto done; }
             if (adam_step(&adam, &model.params, &acfg)) { free(order); goto done; }
-            steps_done++;
             ts.step_in_epoch = step + 1;
             fprintf(log, "{\"event\": \"step\", \"epoch\": %d, \"global_step\": %lld, \"loss\": %.6g, \"lr\": %.6g}\n", epoch,
                     (long long)ts.global_step, loss, acfg.lr);
-            progress(o, epoch, step + 1, steps_per_epoch, ts.global_step, loss, acfg.lr, steps_done / (sd_now() - t0 + 1e-9));
+            // ETA: the time per step so far (validations included) times the steps left (early stopping may end sooner)
+            double spent = sd_now() - t_train, per_step = spent / (double)(ts.global_step - start_step);
+            char eta[32];
+            format_hms(per_step * (double)(total_steps - ts.global_step), eta, sizeof(eta));
+            progress_line(&pg, ts.global_step == start_step + 1 || (pg.mode == 1 && step + 1 == steps_per_epoch),
+                          "epoch %d/%d  step %d/%d  (%lld/%lld)  loss %.4f  lr %.3g  %.3g s/step  ETA %s", epoch + 1,
+                          o->epochs, step + 1, steps_per_epoch, (long long)ts.global_step, (long long)total_steps, loss,
+                          acfg.lr, per_step, eta);
             if (ts.global_step % eval_every == 0) {
                 EvalResult ev;
-                if (evaluate(&model, &data, val_rows, n_val, o->val_batch_size, &ev)) { free(order); goto done; }
+                snprintf(what, sizeof(what), "val at step %lld", (long long)ts.global_step);
+                if (evaluate_split(&model, &data, val_rows, n_val, o->val_batch_size, &ev, &pg, what, 0)) { free(order); goto done; }
                 double metric = ev.main_metric;
                 int improved = metric > ts.best_metric;  // run.py: strictly better
                 fprintf(log, "{\"event\": \"eval\", \"split\": \"val\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g, \"loss\": %.6g, \"best\": %s}\n",
                         epoch + 1, (long long)ts.global_step, metric, ev.loss, improved ? "true" : "false");
-                if (!o->quiet) fprintf(stderr, "\n  val metric %.4f%s\n", metric, improved ? " (best so far, saved)" : "");
+                if (improved || pg.mode == 1)  // plain lines: the others only as often as progress lines
+                    progress_note(&pg, "  val at step %lld: metric %.4f%s", (long long)ts.global_step, metric,
+                                  improved ? " (best so far, saved)" : "");
+                else
+                    progress_line(&pg, 0, "  val at step %lld: metric %.4f", (long long)ts.global_step, metric);
                 eval_result_free(&ev);
                 if (improved) {
                     ts.best_metric = metric;
@@ -440,20 +588,23 @@ int train_run(const TrainOptions *o) {
             ts.epoch = epoch;
         }
         if (checkpoint_save(path, &model, &adam, &ts)) goto done;
-        if (!o->quiet) fprintf(stderr, "\n");
     }
     if (stopped) {
+        if (pg.open_len) fputc('\n', stderr);  // said even with --quiet
         fprintf(stderr, "stopped at global step %lld; checkpoint saved, continue with --resume\n", (long long)ts.global_step);
-        rc = 0;
+        rc = g_train_stop ? TRAIN_STOPPED : 0;
         goto done;
     }
-    if (early) fprintf(stderr, "early stop: %d evaluations without improvement\n", ts.no_improve);
+    if (early) progress_note(&pg, "early stop: %d evaluations without improvement", ts.no_improve);
+    else progress_note(&pg, "training done (%lld steps)", (long long)ts.global_step);
     // final test with the best checkpoint; the MoE counters go on from the live ones (run.py), recorded for eval
     if (moe_counter_write(o->out_dir, &model)) goto done;
     if (n_test) {
         if (head_model_load(&model, best_path)) goto done;
         EvalResult ev;
-        if (evaluate(&model, &data, test_rows, n_test, o->val_batch_size, &ev)) goto done;
+        if (evaluate_split(&model, &data, test_rows, n_test, o->val_batch_size, &ev, &pg, "test (best checkpoint)", 0)) goto done;
+        if (pg.open_len) fputc('\n', stderr);
+        pg.open_len = 0;
         eval_result_print(&ev, &labels, "test (best checkpoint)");
         snprintf(path, sizeof(path), "%s/metrics.json", o->out_dir);
         int w = eval_result_write_json(&ev, &labels, "test", path);

@@ -33,8 +33,10 @@ typedef struct {
     int ignore_value;            // segmentation mask value to ignore (255)
     int num_classes;             // 0: from the labels
     int resume;                  // continue from out_dir/checkpoint.safetensors
+    int force;                   // start over in a folder that holds a run (its run files are deleted)
     int max_steps;               // stop after this many steps in total (0: no limit; tests)
-    int quiet;                   // no progress bar
+    int quiet;                   // no progress
+    int plain_progress;          // progress as plain lines (stderr is a file or a pipe), not one \r line
     const char *head_json;       // extra head config keys as a JSON object text (projection_dim, num_experts, ...)
 } TrainOptions;
 
@@ -60,9 +62,15 @@ int evaluate(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalRe
 int eval_result_write_json(const EvalResult *r, const LabelSet *labels, const char *split, const char *path);
 void eval_result_print(const EvalResult *r, const LabelSet *labels, const char *split);
 
+// 0: done; TRAIN_STOPPED: stopped by g_train_stop (checkpoint saved, --resume continues); SD_FAIL: error.
+// Refuses, before reading anything, a folder that holds a run (head_config.json, checkpoint, log, ...)
+// unless o->resume or o->force.
+enum { TRAIN_STOPPED = 1 };
 int train_run(const TrainOptions *o);
 
-// Set by SIGINT/SIGTERM: the loop finishes its step, saves and returns.
+// Set (to the signal number) by the CLI's SIGINT/SIGTERM handler: the loop finishes its step (a
+// validation that step runs included; the evaluations before the first epoch stop between batches),
+// saves the checkpoint and returns TRAIN_STOPPED.
 extern volatile int g_train_stop;
 
 #endif
