@@ -5,7 +5,7 @@
 #   checkpoint-150000/unet) gives the same feature tensors as the same weights in safetensors, and a root
 #   without unet/ names the --unet option;
 # - info lists .pth tensors and top-level entries; convert --out FILE.safetensors [--key] copies tensors
-#   exactly; a Lightning .ckpt converts to a pipeline folder like the safetensors checkpoint;
+#   exactly; a Lightning .ckpt converts to the same pipeline folder as the safetensors checkpoint;
 # - import-head makes a run folder eval/predict accept from run.py's checkpoints;
 # - hostile files: exit 1, nothing executed, nothing written.
 # Usage: sh tests/cli_torch.sh ./satdifuser   (from the repository root); prints RESULT <pass> <fail>.
@@ -90,5 +90,12 @@ check '[ $n -gt 20 ] && [ $refused -eq $n ]' "hostile files: $refused of $n refu
 check '[ ! -e /tmp/satdifuser_hostile_executed ]' "a hostile payload ran"
 $S info "$TD/hostile/control_ok.pt" > "$T/ok" 2>&1
 check '[ $? -eq 0 ] && grep -q "^  w  .*F32  (2, 2)" "$T/ok"' "the control file loads: $(cat "$T/ok")"
+
+# 5. the LDM single-file conversion from a Lightning .ckpt (weights under "state_dict"): the same
+# pipeline folder as from the same tensors in safetensors (weights_tools/make_ldm_ckpt.py)
+$S convert --from "$ROOT/tests/data/tiny_ldm.ckpt" --out "$T/cv_ckpt" --config-from "$ROOT/tests/data/tiny_pipeline" --quiet > "$T/cv1" 2>&1
+check '[ $? -eq 0 ]' "convert .ckpt: $(cat "$T/cv1")"
+$S convert --from "$ROOT/tests/data/tiny_ldm.safetensors" --out "$T/cv_st" --config-from "$ROOT/tests/data/tiny_pipeline" --quiet > "$T/cv2" 2>&1
+check 'diff -r "$T/cv_ckpt" "$T/cv_st" > /dev/null' ".ckpt and .safetensors convert to other folders"
 
 echo "RESULT $pass $fail"

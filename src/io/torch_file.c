@@ -468,6 +468,12 @@ static int add_tensor(Flattener *fl, const PyValue *t) {
     size_t elsize = (size_t)dtype_size(e->dtype), bytes = (size_t)e->numel * elsize;
     const unsigned char *src = s->data ? s->data + (size_t)t->offset * elsize : NULL;
     if (e->numel == 0) contiguous = 1;
+    // A view with more elements than its storage repeats elements (stride 0, an expand()):
+    // a checkpoint stores data, not broadcasts, so a huge one is refused rather than copied.
+    if (e->numel > s->numel && bytes > ((size_t)1 << 28))
+        return sd_errorf("%s: tensor '%s': a view of %lld elements over a storage of %lld (an expanded tensor of "
+                         "%zu MB): refused",
+                         tf->path, name, (long long)e->numel, (long long)s->numel, bytes >> 20);
     if (contiguous && (!tf->big_endian || elsize == 1)) {
         e->data = src ? src : (const unsigned char *)"";
     } else {
