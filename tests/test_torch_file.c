@@ -193,6 +193,12 @@ static void test_pickle_opcodes(void) {
     }
     pickle_doc_free(&doc);
 
+    // MARK then DICT on an empty stack: an empty dict (found by fuzz_pickle: NULL + 0 under UBSan)
+    static const unsigned char mark_dict[] = {'(', 'd', '.'};
+    rc = load_bytes(mark_dict, sizeof(mark_dict), &doc, &r);
+    CHECK(rc == 0 && r->kind == PY_DICT && r->count == 0, "MARK DICT on an empty stack: %s", sd_last_error());
+    pickle_doc_free(&doc);
+
     // refusals
     static const unsigned char os_system[] = {0x80, 2, 'c', 'o', 's', '\n', 's', 'y', 's', 't', 'e', 'm', '\n',
                                               'X', 4, 0, 0, 0, 't', 'r', 'u', 'e', 0x85, 'R', '.'};

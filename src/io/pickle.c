@@ -628,6 +628,9 @@ int pickle_load(PickleDoc *doc, const char *path, const unsigned char *buf, size
     u.hooks = hooks;
     *root = NULL;
     int stopped = 0, rc = 0;
+    // a stack from the start: `u.stack + first` of an empty MARK ... DICT is then never NULL + 0
+    u.stack_cap = 64;
+    if (!(u.stack = (PyValue **)malloc(u.stack_cap * sizeof(PyValue *)))) return sd_errorf("out of memory");
     while (!stopped && !rc) rc = step(&u, &stopped);
     if (!rc) {
         if (u.sp != 1 || u.num_marks)
