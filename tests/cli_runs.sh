@@ -8,6 +8,8 @@
 #      once with the checkpoint whole; a folder holding a run is refused without --resume / --force;
 #      progress as plain lines (no \r) in a log file; a last segmentation batch of 1 image (BatchNorm
 #      cannot train on it) joins the one before; --projection-dim with a classifier.
+#   8. output folders are checked before any computing (extract, train, eval, predict): a read-only
+#      --out (SKIP when running as root makes it writable anyway) and /sys (unwritable even for root).
 # Usage: sh tests/cli_runs.sh ./satdifuser   (from the repository root); prints RESULT <pass> <fail>.
 BIN=$1
 case "$BIN" in /*) ;; *) BIN="$(pwd)/$BIN" ;; esac
@@ -150,5 +152,37 @@ kill -STOP $pid; kill -INT $pid; kill -TERM $pid; kill -CONT $pid
 wait $pid; rc=$?; kill $WD 2>/dev/null
 check '{ [ $rc -eq 130 ] || [ $rc -eq 143 ]; } && grep -q "stopped at once" "$T/sig3.log" && $BIN info "$T/sig3/checkpoint.safetensors" > /dev/null 2>&1 && [ -z "$(ls "$T/sig3" | grep tmp)" ]' \
   "SIGINT + SIGTERM: exit $rc, $(tail -n 2 "$T/sig3.log" | tr '\n' ' ')"
+
+# --- finding 8: unwritable output locations, found before any computing ---
+MODEL="$(pwd)/tests/data/tiny_pipeline"
+IMG="$(pwd)/tests/data/demo/images/s2_r0_c0.npy"
+mkdir -p "$T/ro"; chmod 555 "$T/ro"
+unwritable="/sys"
+if touch "$T/ro/probe" 2>/dev/null; then
+  echo "SKIP cli_runs: a read-only --out is writable for this user (root): only $unwritable is checked"
+  rm -f "$T/ro/probe"
+else
+  unwritable="$T/ro $unwritable"
+fi
+for dir in $unwritable; do
+  $S train --features "$D/features" --labels "$T/c3.csv" --task cls $HEAD --epochs 2 --warmup-epochs 1 --out "$dir/run" > "$T/w1.log" 2>&1
+  rc=$?
+  check '[ $rc -eq 1 ] && grep -q "^satdifuser train: --out $dir/run: cannot create it in $dir" "$T/w1.log" && ! grep -q "checking" "$T/w1.log"' \
+    "train --out $dir/run: exit $rc, $(tail -n 1 "$T/w1.log")"
+  $S extract --model "$MODEL" --input "$IMG" --out "$dir/feat" --size 32 --bands 3,2,1 > "$T/w2.log" 2>&1
+  rc=$?
+  check '[ $rc -eq 2 ] && grep -q "^satdifuser extract: --out $dir/feat: cannot create it in $dir" "$T/w2.log" && ! grep -q "^extract: " "$T/w2.log"' \
+    "extract --out $dir/feat: exit $rc, $(tail -n 1 "$T/w2.log")"
+  $S eval --run "$T/cls" --features "$D/features" --labels "$T/c3.csv" --json "$dir/m.json" > "$T/w3.log" 2>&1
+  rc=$?
+  check '[ $rc -eq 1 ] && grep -q "json $dir/m.json: cannot create it in $dir" "$T/w3.log" && ! grep -q "accuracy" "$T/w3.log"' \
+    "eval --json $dir/m.json: exit $rc, $(tail -n 1 "$T/w3.log")"
+  $S predict --model "$MODEL" --head "$T/cls" --input "$IMG" --out "$dir/p.json" > "$T/w4.log" 2>&1
+  rc=$?
+  check '[ $rc -eq 2 ] && grep -q "out $dir/p.json: cannot create it in $dir" "$T/w4.log"' "predict --out $dir/p.json: exit $rc, $(tail -n 1 "$T/w4.log")"
+done
+chmod 755 "$T/ro"
+$S train --features "$D/features" --labels "$T/c3.csv" --task cls $HEAD --epochs 1 --warmup-epochs 0 --out "$T/a/b/run" > "$T/w5.log" 2>&1
+check '[ $? -eq 0 ] && [ -f "$T/a/b/run/best.safetensors" ] && [ -z "$(ls -A "$T/a/b/run" | grep probe)" ]' "train --out in new folders, no probe file left ($(tail -n 1 "$T/w5.log"))"
 
 echo "RESULT $pass $fail"

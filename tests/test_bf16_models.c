@@ -15,7 +15,7 @@
 
 static int extract(const char *dir, const Tensor *image, FeaturePyramid *p) {
     DiffusionModel m;
-    if (diffusion_model_load(&m, dir, NULL, 0)) return -1;
+    if (diffusion_model_load(&m, dir, NULL, 0, NULL)) return -1;
     ExtractOptions o;
     extract_options_default(&o);
     int rc = features_extract(&m, &o, image, p);

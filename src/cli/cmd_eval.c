@@ -5,6 +5,7 @@
 
 #include "cli/cli.h"
 #include "core/error.h"
+#include "io/outdir.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
 
@@ -63,7 +64,9 @@ int cmd_eval(int argc, char **argv) {
     memset(&labels, 0, sizeof(labels));
     int rc = 1, *rows = NULL;
     snprintf(path, sizeof(path), "%s/head_config.json", run);
+    snprintf(jpath, sizeof(jpath), "%s/metrics_%s.json", run, split_name_arg);
     if (json_parse_file(path, &cfg_json)) goto fail_nojson;
+    if (outfile_check(json_out ? json_out : jpath, json_out ? "--json" : "metrics")) goto fail;  // before evaluating
     if (head_config_from_json(&hc, &cfg_json)) { sd_error_context("%s", path); goto fail; }
     LabelTask task = hc.task == TASK_SEGMENTATION ? LABELS_SEGMENTATION
                      : hc.task == TASK_MULTILABEL ? LABELS_MULTILABEL
@@ -83,7 +86,6 @@ int cmd_eval(int argc, char **argv) {
     if (found) fprintf(stderr, "moe: call counters continue from %s/moe_counter.json (--moe-counter restart: from 0)\n", run);
     if (evaluate(&model, &data, rows, n, batch, &ev)) goto fail;
     eval_result_print(&ev, &labels, split_name_arg);
-    snprintf(jpath, sizeof(jpath), "%s/metrics_%s.json", run, split_name_arg);
     if (eval_result_write_json(&ev, &labels, split_name_arg, json_out ? json_out : jpath)) goto fail;
     printf("metrics: %s\n", json_out ? json_out : jpath);
     rc = 0;

@@ -604,7 +604,7 @@ int cmd_extract(int argc, char **argv) {
 
     if (collect_inputs(a.input, &list)) goto fail;
     if (nn_set_precision(a.bf16 ? NN_BF16 : NN_F32)) goto fail;
-    if (diffusion_model_load(&model, a.model, a.unet, 0)) goto fail;
+    if (diffusion_model_load(&model, a.model, a.unet, 0, a.prompt)) goto fail;
     model_loaded = 1;
     if (a.save_steps || a.save_t) {
         int vals[DDIM_MAX_SAVE], n;

@@ -17,6 +17,7 @@
 #include "core/error.h"
 #include "heads/head.h"
 #include "io/json.h"
+#include "io/outdir.h"
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
@@ -187,6 +188,10 @@ int cmd_predict(int argc, char **argv) {
         else { fprintf(stderr, "satdifuser predict: unknown option '%s'\n", a); predict_usage(stderr); return 2; }
     }
     if (!run || !out || (!features && (!model || !input))) { predict_usage(stderr); return 2; }
+    if (outfile_check(out, "--out")) {  // before the image is computed
+        fprintf(stderr, "satdifuser predict: %s\n", sd_last_error());
+        return 2;
+    }
 
     char path[4096], tmp_dir[4096] = "", feat_path[4096];
     JsonValue cfg_json, meta;

@@ -73,7 +73,31 @@ static int load_json(const char *dir, const char *sub, const char *file, JsonVal
     return json_parse_file(path, out);
 }
 
-int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_dir, int use_metadata) {
+// The text encoder of m->dir (its config into m->text_config, its weights into m->text).
+static int load_text_encoder(DiffusionModel *m) {
+    JsonValue cfg;
+    char path[8192], sub[4096];
+    if (load_json(m->dir, "text_encoder", "config.json", &cfg)) return SD_FAIL;
+    int rc = clip_text_config_from_json(&cfg, &m->text_config);
+    json_free(&cfg);
+    if (rc) return sd_error_context("%s/text_encoder/config.json", m->dir);
+    snprintf(sub, sizeof(sub), "%s/text_encoder", m->dir);
+    if (find_weights(sub, TEXT_WEIGHT_FILES, path, sizeof(path)) || st_open(&m->text_st, path)) return SD_FAIL;
+    if (clip_text_load(&m->text, &m->text_config, &m->text_st, NULL)) {
+        st_close(&m->text_st);
+        return sd_error_context("%s", sub);
+    }
+    m->loaded_text = 1;
+    return 0;
+}
+
+static void release_text_encoder(DiffusionModel *m) {
+    if (m->loaded_text) clip_text_free(&m->text);
+    st_close(&m->text_st);
+    m->loaded_text = 0;
+}
+
+int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_dir, int use_metadata, const char *prompt) {
     memset(m, 0, sizeof(*m));
     char path[8192], sub[4096];
     JsonValue cfg;
@@ -90,6 +114,22 @@ int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_di
         return sd_errorf("%s: missing: not a diffusers pipeline folder (model_index.json, unet/, vae/, text_encoder/, "
                          "tokenizer/, scheduler/)",
                          path);
+    }
+    // Text encoder and tokenizer first: with a prompt, its embedding is computed and the text
+    // encoder freed before the UNet and the VAE are loaded (it is needed once per prompt).
+    if (load_text_encoder(m)) goto fail;
+    snprintf(path, sizeof(path), "%s/tokenizer", dir);
+    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
+        sd_errorf("%s: missing (the pipeline folder needs tokenizer/vocab.json and merges.txt)", path);
+        goto fail;
+    }
+    if (clip_tokenizer_load_dir(&m->tokenizer, path, NULL, &m->max_length)) goto fail;
+    m->loaded_tok = 1;
+    if (m->max_length > m->text_config.max_position_embeddings) m->max_length = m->text_config.max_position_embeddings;
+    if (prompt) {
+        const float *emb;
+        m->release_text = 1;
+        if (diffusion_model_prompt(m, prompt, &emb)) goto fail;
     }
     // UNet: DIR/unet, or the folder --unet names (DiffusionSat: ROOT/checkpoint-150000/unet)
     if (unet_dir) {
@@ -134,36 +174,11 @@ int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_di
     }
     json_free(&cfg);
     m->loaded_vae = 1;
-    // Text encoder
-    if (load_json(dir, "text_encoder", "config.json", &cfg)) goto fail;
-    ClipTextConfig tcfg;
-    if (clip_text_config_from_json(&cfg, &tcfg)) {
-        json_free(&cfg);
-        sd_error_context("%s/text_encoder/config.json", dir);
-        goto fail;
-    }
-    json_free(&cfg);
-    snprintf(sub, sizeof(sub), "%s/text_encoder", dir);
-    if (find_weights(sub, TEXT_WEIGHT_FILES, path, sizeof(path)) || st_open(&m->text_st, path)) goto fail;
-    if (clip_text_load(&m->text, &tcfg, &m->text_st, NULL)) {
-        sd_error_context("%s/text_encoder", dir);
-        goto fail;
-    }
-    m->loaded_text = 1;
-    if (tcfg.hidden_size != m->unet.cross_attention_dim[0]) {
+    if (m->text_config.hidden_size != m->unet.cross_attention_dim[0]) {
         sd_errorf("%s: the text encoder's hidden_size %d differs from the UNet's cross_attention_dim %d", dir,
-                  tcfg.hidden_size, m->unet.cross_attention_dim[0]);
+                  m->text_config.hidden_size, m->unet.cross_attention_dim[0]);
         goto fail;
     }
-    // Tokenizer
-    snprintf(path, sizeof(path), "%s/tokenizer", dir);
-    if (stat(path, &sb) != 0 || !S_ISDIR(sb.st_mode)) {
-        sd_errorf("%s: missing (the pipeline folder needs tokenizer/vocab.json and merges.txt)", path);
-        goto fail;
-    }
-    if (clip_tokenizer_load_dir(&m->tokenizer, path, NULL, &m->max_length)) goto fail;
-    m->loaded_tok = 1;
-    if (m->max_length > tcfg.max_position_embeddings) m->max_length = tcfg.max_position_embeddings;
     // Scheduler
     if (load_json(dir, "scheduler", "scheduler_config.json", &m->scheduler_config)) goto fail;
     DdimConfig scfg;
@@ -182,13 +197,12 @@ fail:
 void diffusion_model_free(DiffusionModel *m) {
     if (m->loaded_unet) unet_free(&m->unet);
     if (m->loaded_vae) vae_encoder_free(&m->vae);
-    if (m->loaded_text) clip_text_free(&m->text);
+    release_text_encoder(m);
     if (m->loaded_tok) clip_tokenizer_free(&m->tokenizer);
     if (m->loaded_sched) ddim_free(&m->scheduler);
     json_free(&m->scheduler_config);
     st_close(&m->unet_st);
     st_close(&m->vae_st);
-    st_close(&m->text_st);
     free(m->cached_prompt);
     free(m->cached_embedding);
     free(m->dir);
@@ -200,6 +214,7 @@ int diffusion_model_prompt(DiffusionModel *m, const char *prompt, const float **
         *embedding = m->cached_embedding;
         return 0;
     }
+    if (!m->loaded_text && load_text_encoder(m)) return sd_error_context("prompt '%s'", prompt);
     int L = m->max_length > 0 ? m->max_length : CLIP_MAX_LENGTH, D = m->text.config.hidden_size;
     int64_t *ids = (int64_t *)malloc((size_t)L * sizeof(int64_t));
     float *emb = (float *)malloc((size_t)L * (size_t)D * sizeof(float));
@@ -221,6 +236,7 @@ int diffusion_model_prompt(DiffusionModel *m, const char *prompt, const float **
     m->L = L;
     m->D = D;
     *embedding = emb;
+    if (m->release_text) release_text_encoder(m);  // another prompt loads it again
     return 0;
 }
 

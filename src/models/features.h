@@ -35,7 +35,8 @@ typedef struct {
     SafeTensors unet_st, vae_st, text_st;  // must outlive the models (f32 weights are views)
     UNet unet;
     VaeEncoder vae;
-    ClipTextModel text;
+    ClipTextModel text;        // loaded while needed (see release_text)
+    ClipTextConfig text_config;
     ClipTokenizer tokenizer;
     int max_length;            // tokenizer model_max_length (77)
     DdimScheduler scheduler;
@@ -45,6 +46,7 @@ typedef struct {
     float *cached_embedding;   // (1, L, D)
     int L, D;
     int loaded_unet, loaded_vae, loaded_text, loaded_tok, loaded_sched;
+    int release_text;          // 1: the text encoder is freed once a prompt is embedded (reloaded for another)
 } DiffusionModel;
 
 // Loads every part; a missing or broken part is an error naming the file. Each component
@@ -52,7 +54,10 @@ typedef struct {
 // unet_dir: the UNet's folder when it is not dir/unet (DiffusionSat's release keeps it in
 // ROOT/checkpoint-150000/unet), or NULL.
 // use_metadata: as unet_load (-1 follows the config; SatDiFuser uses 0).
-int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_dir, int use_metadata);
+// prompt: when not NULL, the text encoder is loaded first, this prompt embedded (cached) and the
+// text encoder freed before the UNet and VAE are loaded: it is needed once per prompt, and the
+// SD 2.1 text encoder is 1.36 GB in f32. A later call with another prompt loads it again.
+int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_dir, int use_metadata, const char *prompt);
 // The weight file names a component folder may hold, in order of preference
 // (NULL-terminated): the UNet's and VAE's (text_encoder 0) or the text encoder's (1).
 const char *const *diffusion_weight_file_names(int text_encoder);

@@ -13,6 +13,8 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "figures/figures.h"
+#include "io/outdir.h"
 #include "train/adam.h"
 #include "train/checkpoint.h"
 #include "train/head_backward.h"
@@ -362,6 +364,20 @@ static int check_run_dir(const TrainOptions *o) {
                      "deletes those files), or give another --out", o->out_dir, found);
 }
 
+// mkdir -p
+static int make_dirs(const char *dir) {
+    char buf[4096];
+    if (snprintf(buf, sizeof(buf), "%s", dir) >= (int)sizeof(buf)) return sd_errorf("%s: path too long", dir);
+    for (char *p = buf + 1;; p++) {
+        if (*p != '/' && *p) continue;
+        char c = *p;
+        *p = '\0';
+        if (mkdir(buf, 0755) != 0 && errno != EEXIST) return sd_errorf("%s: cannot create folder: %s", buf, strerror(errno));
+        *p = c;
+        if (!c) return 0;
+    }
+}
+
 // --force: the old run's files go before the new run writes any. Also temporary files a killed run left
 // (<file>.tmp, <file>.tmp.<pid>), with --resume too: the files they would have replaced are whole.
 static int clear_run_dir(const TrainOptions *o) {
@@ -405,7 +421,7 @@ int train_run(const TrainOptions *o) {
     memset(&head_json, 0, sizeof(head_json));
     Progress pg = {o->quiet ? 0 : o->plain_progress ? 2 : 1, 0.0, 0};
 
-    if (check_run_dir(o)) return SD_FAIL;  // before anything is read
+    if (check_run_dir(o) || outdir_check(o->out_dir, "--out")) return SD_FAIL;  // before anything is read
     if (o->head_json && !o->resume && check_head_json(o->head_json)) return SD_FAIL;
     LrSchedule sched = lr_schedule_default(o->lr, o->epochs);
     sched.min_lr = o->min_lr;
@@ -450,7 +466,7 @@ int train_run(const TrainOptions *o) {
                   o->task == LABELS_SEGMENTATION ? " and their masks" : "");
     if (dataset_open(&data, o->features_dir, &labels, max_batch, o->ignore_value)) goto done;
 
-    mkdir(o->out_dir, 0755);
+    if (make_dirs(o->out_dir)) goto done;
     if (clear_run_dir(o)) goto done;
     snprintf(path, sizeof(path), "%s/head_config.json", o->out_dir);
     if (o->resume) {
@@ -608,6 +624,7 @@ int train_run(const TrainOptions *o) {
         eval_result_print(&ev, &labels, "test (best checkpoint)");
         snprintf(path, sizeof(path), "%s/metrics.json", o->out_dir);
         int w = eval_result_write_json(&ev, &labels, "test", path);
+        if (!w) figures_after_eval(o->out_dir, "test", &ev, &labels);  // RUN/confusion_test.{json,png}
         eval_result_free(&ev);
         if (w) goto done;
         printf("metrics: %s\n", path);
@@ -617,6 +634,7 @@ int train_run(const TrainOptions *o) {
 done:
     free(dlogits);
     if (log) fclose(log);
+    if (rc == 0) figures_after_train(o->out_dir);  // RUN/training_curves.png from log.jsonl
     json_free(&head_json);
     free(head_cfg_text);
     free(train_rows);
