@@ -22,6 +22,7 @@
 #include "core/runtime.h"
 #include "io/feature_cache.h"
 #include "io/image.h"
+#include "io/outdir.h"
 #include "models/features.h"
 #include "models/nn.h"
 #include "models/preprocess.h"
@@ -560,6 +561,10 @@ int cmd_extract(int argc, char **argv) {
     if (parse_args(argc, argv, &a)) {
         fprintf(stderr, "satdifuser extract: %s\n\n", sd_last_error());
         extract_usage(stderr);
+        return 2;
+    }
+    if (outdir_check(a.out, "--out")) {  // before any image is computed (issue 18)
+        fprintf(stderr, "satdifuser extract: %s\n", sd_last_error());
         return 2;
     }
     int status = 2, failed = 0, done_count = 0, skipped = 0;
