@@ -59,6 +59,9 @@ static void extract_usage(FILE *f) {
             "  --scale MODE         4095 | 255 | clip | minmax:STATS.json | auto (default auto: 8-bit files /255,\n"
             "                       other integers /4095, floats clipped to [0,1]); STATS.json = {\"min\":[..],\"max\":[..]}\n"
             "  --shard K/N          process only the images i with i mod N == K (K from 0), over the sorted list\n"
+            "  --batch B            run up to B images of one size through the VAE and the UNet together\n"
+            "                       (default 1; the features are the same bits as one by one, and larger\n"
+            "                       products keep the cores busier at the small 8x8 / 4x4 UNet levels)\n"
             "  --quiet              no progress lines\n"
             "Progress goes to stderr. Exit status: 0 all done, 1 some image failed, 2 usage or model error,\n"
             "130/143 stopped by SIGINT/SIGTERM (rerun the same command to resume).\n");
@@ -84,7 +87,7 @@ static int should_stop(void *ctx) {
 
 typedef struct {
     const char *model, *unet, *input, *out, *prompt, *bands, *scale, *layers, *save_steps, *save_t;
-    int size, steps, latent_sample, f16, shard_k, shard_n, quiet, by_config, bf16;
+    int size, steps, latent_sample, f16, shard_k, shard_n, quiet, by_config, bf16, batch;
     uint64_t seed;
 } Args;
 
@@ -120,6 +123,7 @@ static int parse_args(int argc, char **argv, Args *a) {
     a->size = 256;
     a->steps = 50;
     a->shard_n = 1;
+    a->batch = 1;
     a->scale = "auto";
     a->layers = "attn1,conv2";
     for (int i = 0; i < argc; i++) {
@@ -143,6 +147,9 @@ static int parse_args(int argc, char **argv, Args *a) {
             if (parse_int(o, val, 8, 8192, &v)) return -1;
             if (v % 8) return sd_errorf("--size %ld: must be a multiple of 8 (the VAE downsamples by 8)", v);
             a->size = (int)v;
+        } else if (!strcmp(o, "--batch")) {
+            if (parse_int(o, val, 1, 64, &v)) return -1;
+            a->batch = (int)v;
         } else if (!strcmp(o, "--steps")) {
             if (parse_int(o, val, 1, 1000, &v)) return -1;
             a->steps = (int)v;
@@ -519,36 +526,124 @@ static int write_prompt_embedding(DiffusionModel *m, const Args *a, const char *
     return st_write(path, &e, 1, keys, vals, 3);
 }
 
-// Loads, preprocesses and extracts one image, then writes its file.
-static int extract_one(DiffusionModel *m, const ExtractOptions *o, const PreprocessOptions *pre, const Args *a,
-                       const FeatureMeta *expect, const Item *it, const char *target) {
+// One image of a group: loaded and preprocessed, then its features.
+typedef struct {
+    const Item *item;
+    const char *target;
     Image img;
-    memset(&img, 0, sizeof(img));
-    Tensor x = {0};
-    FeaturePyramid p = {0};
-    FeatureMeta meta;
-    feature_meta_init(&meta);
-    int rc = -1, bands[3];
-    if (image_load(it->path, &img)) goto done;
+    Tensor x;            // (1, 3, H, W) in [-1, 1]
+    int bands[3];
+    int rc;              // 0 written, -1 failed (sd_last_error() was printed)
+} GroupImage;
+
+static int prepare_one(const PreprocessOptions *pre, const Args *a, GroupImage *g) {
+    if (image_load(g->item->path, &g->img)) return -1;
     PreprocessOptions po = *pre;
     if (!strcmp(a->scale, "auto"))
-        po.scale = img.is_float ? SCALE_CLIP : (img.src_dtype_bits == 8 ? SCALE_DIV255 : SCALE_DIV4095);
-    if (preprocess_choose_bands(&po, img.channels, it->path, bands)) goto done;
-    if (preprocess_image(img.data, img.channels, img.height, img.width, &po, it->path, &x)) goto done;
-    if (features_extract(m, o, &x, &p)) {
-        sd_error_context("%s", it->path);
-        goto done;
-    }
+        po.scale = g->img.is_float ? SCALE_CLIP : (g->img.src_dtype_bits == 8 ? SCALE_DIV255 : SCALE_DIV4095);
+    if (preprocess_choose_bands(&po, g->img.channels, g->item->path, g->bands)) return -1;
+    return preprocess_image(g->img.data, g->img.channels, g->img.height, g->img.width, &po, g->item->path, &g->x);
+}
+
+static int write_one(const FeaturePyramid *p, const Args *a, const FeatureMeta *expect, GroupImage *g) {
+    FeatureMeta meta;
+    feature_meta_init(&meta);
+    int rc = -1;
     for (int i = 0; i < expect->count; i++)
         if (feature_meta_set(&meta, expect->keys[i], expect->values[i])) goto done;
-    if (file_meta(&p, it, &img, bands, &meta) || feature_meta_set(&meta, "model", a->model)) goto done;
-    rc = feature_cache_write(target, p.feats, p.n_steps, p.n_scales, &p.latent, a->f16, &meta);
+    if (file_meta(p, g->item, &g->img, g->bands, &meta) || feature_meta_set(&meta, "model", a->model)) goto done;
+    rc = feature_cache_write(g->target, p->feats, p->n_steps, p->n_scales, &p->latent, a->f16, &meta);
 done:
     feature_meta_free(&meta);
-    feature_pyramid_free(&p);
-    tensor_free(&x);
-    image_free(&img);
     return rc;
+}
+
+// Extracts up to --batch images: each is loaded and preprocessed, then consecutive images of one
+// size go through the VAE and the UNet together (features_extract_batch: the same bits as one by
+// one) and each file is written. g[i].rc tells which failed; their messages are printed here.
+static void extract_group(DiffusionModel *m, const ExtractOptions *o, const PreprocessOptions *pre, const Args *a,
+                          const FeatureMeta *expect, GroupImage *g, int n) {
+    for (int i = 0; i < n; i++) {
+        g[i].rc = prepare_one(pre, a, &g[i]);
+        if (g[i].rc) fprintf(stderr, "error: %s\n", sd_last_error());
+    }
+    for (int i = 0; i < n;) {
+        if (g[i].rc) { i++; continue; }
+        int k = i + 1;  // [i, k): images of one size
+        while (k < n && !g[k].rc && g[k].x.shape[2] == g[i].x.shape[2] && g[k].x.shape[3] == g[i].x.shape[3]) k++;
+        int B = k - i, rc = -1;
+        const int64_t per = tensor_numel(&g[i].x);
+        Tensor batch = {0};
+        FeaturePyramid *p = (FeaturePyramid *)calloc((size_t)B, sizeof(FeaturePyramid));
+        if (p && tensor_alloc(&batch, 4, (int[4]){B, g[i].x.shape[1], g[i].x.shape[2], g[i].x.shape[3]}, "batch") == 0) {
+            for (int b = 0; b < B; b++) memcpy(batch.data + b * per, g[i + b].x.data, (size_t)per * sizeof(float));
+            rc = features_extract_batch(m, o, &batch, p);
+        } else if (!p) {
+            sd_errorf("out of memory");
+        }
+        char why[2048];
+        snprintf(why, sizeof(why), "%s", sd_last_error());
+        for (int b = 0; b < B; b++) {
+            GroupImage *gi = &g[i + b];
+            if (rc) {
+                gi->rc = -1;
+                if (!g_stop_signal) fprintf(stderr, "error: %s: %s\n", gi->item->path, why);
+                continue;
+            }
+            gi->rc = write_one(&p[b], a, expect, gi);
+            if (gi->rc) fprintf(stderr, "error: %s\n", sd_last_error());
+            feature_pyramid_free(&p[b]);
+        }
+        tensor_free(&batch);
+        free(p);
+        i = k;
+    }
+    for (int i = 0; i < n; i++) {
+        tensor_free(&g[i].x);
+        image_free(&g[i].img);
+    }
+}
+
+// The counters of a run and the images waiting for their group.
+typedef struct {
+    int mine, seen, done_count, failed, embedding_kept;
+    double t0;
+    long test_stop_after;
+    GroupImage *group;
+    int n_group;
+} RunState;
+
+// Extracts the waiting group, then counts and reports each image.
+static void flush_group(DiffusionModel *m, const ExtractOptions *o, const PreprocessOptions *pre, const Args *a,
+                        const FeatureMeta *expect, RunState *r) {
+    if (r->n_group == 0) return;
+    double ti = sd_now();
+    extract_group(m, o, pre, a, expect, r->group, r->n_group);
+    double each = (sd_now() - ti) / r->n_group;
+    for (int i = 0; i < r->n_group; i++) {
+        GroupImage *g = &r->group[i];
+        if (g->rc) {
+            if (!g_stop_signal) r->failed++;
+        } else {
+            r->done_count++;
+            // once this run's settings have produced a file, its prompt embedding goes beside it
+            if (!r->embedding_kept) {
+                if (write_prompt_embedding(m, a, a->out)) fprintf(stderr, "warning: %s\n", sd_last_error());
+                else r->embedding_kept = 1;
+            }
+            if (!a->quiet) {
+                double now = sd_now(), rate = r->done_count / (now - r->t0 > 1e-9 ? now - r->t0 : 1e-9);
+                char left[32];
+                format_seconds((r->mine - r->seen) / rate, left, sizeof(left));
+                fprintf(stderr, "[%d/%d] %s (%.2f s%s; %.3g images/s, %s left)\n", r->seen - r->n_group + i + 1, r->mine,
+                        g->item->name, each, r->n_group > 1 ? " each, batched" : "", rate, left);
+            }
+        }
+        free((char *)g->target);
+        memset(g, 0, sizeof(*g));
+    }
+    r->n_group = 0;
+    if (r->test_stop_after >= 0 && r->done_count >= r->test_stop_after) raise(SIGTERM);
 }
 
 int cmd_extract(int argc, char **argv) {
@@ -643,12 +738,17 @@ int cmd_extract(int argc, char **argv) {
         fprintf(stderr, "extract: %d image%s%s, %d call%s of the UNet each, features at t = %s -> %s\n", mine,
                 mine == 1 ? "" : "s", a.shard_n > 1 ? " in this shard" : "", walk.n_calls, walk.n_calls == 1 ? "" : "s",
                 feature_meta_get(&expect, "save_t"), a.out);
-    double t0 = sd_now();
-    int seen = 0, embedding_kept = 0;
+    RunState run;
+    memset(&run, 0, sizeof(run));
+    run.mine = mine;
+    run.t0 = sd_now();
+    run.test_stop_after = test_stop_after;
+    run.group = (GroupImage *)calloc((size_t)a.batch, sizeof(GroupImage));
+    if (!run.group) { sd_errorf("out of memory"); goto fail; }
     for (int i = 0; i < list.n && !g_stop_signal; i++) {
         if (i % a.shard_n != a.shard_k) continue;
         const Item *it = &list.items[i];
-        seen++;
+        run.seen++;
         char target[8192];
         snprintf(target, sizeof(target), "%s/%s.safetensors", a.out, it->name);
         struct stat sb;
@@ -658,7 +758,7 @@ int cmd_extract(int argc, char **argv) {
                 failed++;
             } else {
                 skipped++;
-                if (!embedding_kept && write_prompt_embedding(&model, &a, a.out) == 0) embedding_kept = 1;
+                if (!run.embedding_kept && write_prompt_embedding(&model, &a, a.out) == 0) run.embedding_kept = 1;
             }
             continue;
         }
@@ -671,27 +771,16 @@ int cmd_extract(int argc, char **argv) {
             continue;
         }
         remove_stale_temps(target);
-        double ti = sd_now();
-        if (extract_one(&model, &o, &pre, &a, &expect, it, target)) {
-            if (g_stop_signal) break;
-            fprintf(stderr, "error: %s\n", sd_last_error());
-            failed++;
-            continue;
-        }
-        done_count++;
-        // once this run's settings have produced a file, its prompt embedding goes beside it
-        if (!embedding_kept) {
-            if (write_prompt_embedding(&model, &a, a.out)) fprintf(stderr, "warning: %s\n", sd_last_error());
-            else embedding_kept = 1;
-        }
-        if (!a.quiet) {
-            double now = sd_now(), rate = done_count / (now - t0 > 1e-9 ? now - t0 : 1e-9);
-            char left[32];
-            format_seconds((mine - seen) / rate, left, sizeof(left));
-            fprintf(stderr, "[%d/%d] %s (%.2f s; %.3g images/s, %s left)\n", seen, mine, it->name, now - ti, rate, left);
-        }
-        if (test_stop_after >= 0 && done_count >= test_stop_after) raise(SIGTERM);
+        GroupImage *g = &run.group[run.n_group];
+        g->item = it;
+        if (!(g->target = strdup(target))) { sd_errorf("out of memory"); goto fail; }
+        if (++run.n_group == a.batch) flush_group(&model, &o, &pre, &a, &expect, &run);
     }
+    if (!g_stop_signal) flush_group(&model, &o, &pre, &a, &expect, &run);
+    for (int i = 0; i < run.n_group; i++) free((char *)run.group[i].target);  // a stop left them waiting
+    free(run.group);
+    done_count = run.done_count;
+    failed += run.failed;
     if (g_stop_signal) {
         fprintf(stderr, "extract: stopped by signal %d after %d new file%s; run the same command again to resume\n",
                 (int)g_stop_signal, done_count, done_count == 1 ? "" : "s");
@@ -700,7 +789,7 @@ int cmd_extract(int argc, char **argv) {
     }
     if (!a.quiet || failed)
         fprintf(stderr, "extract: %d written, %d already done, %d failed (%.1f s)\n", done_count, skipped, failed,
-                sd_now() - t0);
+                sd_now() - run.t0);
     status = failed ? 1 : 0;
     goto cleanup;
 usage:

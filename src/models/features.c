@@ -337,8 +337,22 @@ static int pyramid_layout(const UNet *u, const ModuleCaptures *cap, int h, int w
     return 0;
 }
 
-// Concatenates one save step's captures into its scales: feats[slot * n_scales + s] (1, C_s, H_s, W_s).
-static int pyramid_fill(FeaturePyramid *p, const ModuleCaptures *cap, int slot) {
+static int pyramid_copy_layout(FeaturePyramid *dst, const FeaturePyramid *src) {
+    dst->n_layers = src->n_layers;
+    dst->n_scales = src->n_scales;
+    memcpy(dst->scale_h, src->scale_h, sizeof(dst->scale_h));
+    memcpy(dst->scale_w, src->scale_w, sizeof(dst->scale_w));
+    memcpy(dst->scale_c, src->scale_c, sizeof(dst->scale_c));
+    memcpy(dst->layer_scale, src->layer_scale, sizeof(dst->layer_scale));
+    memcpy(dst->layer_channels, src->layer_channels, sizeof(dst->layer_channels));
+    for (int k = 0; k < src->n_layers; k++)
+        if (!(dst->layer_path[k] = strdup(src->layer_path[k]))) return sd_errorf("out of memory");
+    return 0;
+}
+
+// Concatenates one save step's captures of batch element b (of captures made at batch B) into its
+// scales: feats[slot * n_scales + s] (1, C_s, H_s, W_s).
+static int pyramid_fill(FeaturePyramid *p, const ModuleCaptures *cap, int slot, int b) {
     for (int s = 0; s < p->n_scales; s++) {
         Tensor *dst = &p->feats[slot * p->n_scales + s];
         int shape[4] = {1, p->scale_c[s], p->scale_h[s], p->scale_w[s]};
@@ -350,12 +364,13 @@ static int pyramid_fill(FeaturePyramid *p, const ModuleCaptures *cap, int slot) 
             int C = p->layer_channels[k];
             if (!t || !t->data) return sd_errorf("feature layer '%s' was not captured", p->layer_path[k]);
             float *out = dst->data + (int64_t)c0 * hw;
+            const float *src = t->data + (int64_t)b * C * hw;  // element b of (B, C, h, w) or (B, h*w, C)
             if (t->ndim == 4) {
-                memcpy(out, t->data, (size_t)C * (size_t)hw * sizeof(float));
+                memcpy(out, src, (size_t)C * (size_t)hw * sizeof(float));
             } else {
                 // (1, h*w, C) -> (1, C, h, w): reshape(B, h, w, C).permute(0, 3, 1, 2)
                 for (int q = 0; q < hw; q++)
-                    for (int c = 0; c < C; c++) out[(int64_t)c * hw + q] = t->data[(int64_t)q * C + c];
+                    for (int c = 0; c < C; c++) out[(int64_t)c * hw + q] = src[(int64_t)q * C + c];
             }
             c0 += C;
         }
@@ -363,23 +378,27 @@ static int pyramid_fill(FeaturePyramid *p, const ModuleCaptures *cap, int slot) 
     return 0;
 }
 
-int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOptions *o, const float *latent, int h,
-                         int w, const float *text, int L, int keep_history, FeaturePyramid *out) {
-    memset(out, 0, sizeof(*out));
+int features_from_latents(const UNet *unet, DdimScheduler *sched, const ExtractOptions *o, const float *latents, int B,
+                          int h, int w, const float *text, int L, int keep_history, FeaturePyramid *out) {
+    for (int b = 0; b < B; b++) memset(&out[b], 0, sizeof(out[b]));
+    if (B < 1) return sd_errorf("features_from_latents: batch %d", B);
+    if (keep_history && B != 1) return sd_errorf("features_from_latents: the latent history is kept for batch 1 only");
     DdimWalk walk;
     ModuleCaptures cap = {0};
     char **paths = NULL;
     int n_paths = 0, rc = -1, have_layout = 0;
-    const int C = unet->in_channels;
-    const int64_t n = (int64_t)C * h * w;
-    float *x = NULL, *eps = NULL;
+    const int C = unet->in_channels, D = unet->cross_attention_dim[0];
+    const int64_t n = (int64_t)C * h * w;  // one latent
+    float *x = NULL, *eps = NULL, *context = NULL, *timesteps = NULL;
     // One scratch arena for the whole walk: a fresh one per call would fault its pages in each time.
     Arena arena = {0};
     if (ddim_walk_plan(sched, &o->walk, &walk)) return -1;
-    out->n_steps = walk.n_save;
-    for (int k = 0; k < walk.n_save; k++) {
-        out->save_index[k] = walk.save_index[k];
-        out->save_t[k] = walk.save_t[k];
+    for (int b = 0; b < B; b++) {
+        out[b].n_steps = walk.n_save;
+        for (int k = 0; k < walk.n_save; k++) {
+            out[b].save_index[k] = walk.save_index[k];
+            out[b].save_t[k] = walk.save_t[k];
+        }
     }
     if (unet_up_block_paths(unet, o->suffixes, o->n_suffixes, &paths, &n_paths)) goto done;
     if (n_paths == 0) {
@@ -388,19 +407,28 @@ int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOp
         goto done;
     }
     if (captures_init(&cap, (const char *const *)paths, n_paths)) goto done;
-    x = (float *)malloc((size_t)n * sizeof(float));
-    eps = (float *)malloc((size_t)unet_output_floats(unet, 1, h, w) * sizeof(float));
+    // the B latents walk together: one UNet call of batch B per step, the same t and prompt for all
+    x = (float *)malloc((size_t)(n * B) * sizeof(float));
+    eps = (float *)malloc((size_t)unet_output_floats(unet, B, h, w) * sizeof(float));
+    context = (float *)malloc((size_t)B * (size_t)L * (size_t)D * sizeof(float));
+    timesteps = (float *)malloc((size_t)B * sizeof(float));
     int shape[4] = {1, C, h, w};
-    if (!x || !eps || tensor_alloc(&out->latent, 4, shape, "latent")) {
+    if (!x || !eps || !context || !timesteps) {
         sd_errorf("out of memory");
         goto done;
     }
-    if (arena_init(&arena, unet_arena_bytes(unet, 1, h, w, L))) goto done;
-    memcpy(out->latent.data, latent, (size_t)n * sizeof(float));
-    memcpy(x, latent, (size_t)n * sizeof(float));
-    out->feats = (Tensor *)calloc((size_t)(walk.n_save * PYRAMID_MAX_SCALES + 1), sizeof(Tensor));
-    if (keep_history) out->noisy_latents = (Tensor *)calloc((size_t)walk.n_calls + 1, sizeof(Tensor));
-    if (!out->feats || (keep_history && !out->noisy_latents)) {
+    for (int b = 0; b < B; b++) {
+        if (tensor_alloc(&out[b].latent, 4, shape, "latent")) goto done;
+        memcpy(out[b].latent.data, latents + b * n, (size_t)n * sizeof(float));
+        memcpy(context + (size_t)b * L * D, text, (size_t)L * D * sizeof(float));
+    }
+    if (arena_init(&arena, unet_arena_bytes(unet, B, h, w, L))) goto done;
+    memcpy(x, latents, (size_t)(n * B) * sizeof(float));
+    for (int b = 0; b < B; b++) {
+        out[b].feats = (Tensor *)calloc((size_t)(walk.n_save * PYRAMID_MAX_SCALES + 1), sizeof(Tensor));
+        if (!out[b].feats) { sd_errorf("out of memory"); goto done; }
+    }
+    if (keep_history && !(out->noisy_latents = (Tensor *)calloc((size_t)walk.n_calls + 1, sizeof(Tensor)))) {
         sd_errorf("out of memory");
         goto done;
     }
@@ -411,22 +439,25 @@ int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOp
             goto done;
         }
         int save = c->save_slot >= 0;
-        float t = c->t_unet;
+        for (int b = 0; b < B; b++) timesteps[b] = c->t_unet;
         if (save) captures_clear(&cap);
-        if (unet_forward_growing(unet, x, 1, h, w, &t, text, L, NULL, save ? &cap : NULL, &arena, eps)) {
-            sd_error_context("UNet call %d (t = %g)", i, (double)t);
+        if (unet_forward_growing(unet, x, B, h, w, timesteps, context, L, NULL, save ? &cap : NULL, &arena, eps)) {
+            sd_error_context("UNet call %d (t = %g)", i, (double)c->t_unet);
             goto done;
         }
         if (save) {
             if (captures_check_filled(&cap, "unet")) goto done;
-            if (!have_layout) {
-                if (pyramid_layout(unet, &cap, h, w, out)) goto done;
+            if (!have_layout) {  // from the first captures; every batch element has the same
+                if (pyramid_layout(unet, &cap, h, w, &out[0])) goto done;
+                for (int b = 1; b < B; b++)
+                    if (pyramid_copy_layout(&out[b], &out[0])) goto done;
                 have_layout = 1;
             }
-            if (pyramid_fill(out, &cap, c->save_slot)) goto done;
+            for (int b = 0; b < B; b++)
+                if (pyramid_fill(&out[b], &cap, c->save_slot, b)) goto done;
         }
         if (c->advance) {
-            ddim_step(&walk, c, x, eps, x, NULL, n);
+            ddim_step(&walk, c, x, eps, x, NULL, n * B);  // element-wise: each latent as alone
             if (keep_history) {
                 if (tensor_alloc(&out->noisy_latents[out->n_noisy], 4, shape, "noisy latent")) goto done;
                 memcpy(out->noisy_latents[out->n_noisy++].data, x, (size_t)n * sizeof(float));
@@ -440,24 +471,33 @@ done:
     if (paths) unet_paths_free(paths, n_paths);
     free(x);
     free(eps);
+    free(context);
+    free(timesteps);
     ddim_walk_free(&walk);
-    if (rc) feature_pyramid_free(out);
+    if (rc)
+        for (int b = 0; b < B; b++) feature_pyramid_free(&out[b]);
     return rc;
 }
 
-int features_extract(DiffusionModel *m, const ExtractOptions *o, const Tensor *image, FeaturePyramid *out) {
-    memset(out, 0, sizeof(*out));
-    if (image->ndim != 4 || image->shape[0] != 1 || image->shape[1] != m->vae.in_channels)
-        return sd_errorf("extract: image must be (1, %d, H, W)", m->vae.in_channels);
-    const int H = image->shape[2], W = image->shape[3];
+int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOptions *o, const float *latent, int h,
+                         int w, const float *text, int L, int keep_history, FeaturePyramid *out) {
+    return features_from_latents(unet, sched, o, latent, 1, h, w, text, L, keep_history, out);
+}
+
+int features_extract_batch(DiffusionModel *m, const ExtractOptions *o, const Tensor *images, FeaturePyramid *out) {
+    const int B = images->ndim == 4 ? images->shape[0] : 0;
+    for (int b = 0; b < B; b++) memset(&out[b], 0, sizeof(out[b]));
+    if (images->ndim != 4 || B < 1 || images->shape[1] != m->vae.in_channels)
+        return sd_errorf("extract: images must be (B, %d, H, W)", m->vae.in_channels);
+    const int H = images->shape[2], W = images->shape[3];
     const float *text;
     if (diffusion_model_prompt(m, o->prompt, &text)) return -1;
     int h, w;
     vae_latent_size(&m->vae, H, W, &h, &w);
-    const int64_t n = (int64_t)m->vae.latent_channels * h * w;
-    float *mean = (float *)malloc((size_t)n * sizeof(float));
-    float *logvar = (float *)malloc((size_t)n * sizeof(float));
-    float *z0 = (float *)malloc((size_t)n * sizeof(float));
+    const int64_t n = (int64_t)m->vae.latent_channels * h * w;  // one latent
+    float *mean = (float *)malloc((size_t)(n * B) * sizeof(float));
+    float *logvar = (float *)malloc((size_t)(n * B) * sizeof(float));
+    float *z0 = (float *)malloc((size_t)(n * B) * sizeof(float));
     int rc = -1;
     if (!mean || !logvar || !z0) {
         sd_errorf("out of memory");
@@ -467,13 +507,21 @@ int features_extract(DiffusionModel *m, const ExtractOptions *o, const Tensor *i
         sd_errorf("the VAE makes %d latent channels, the UNet takes %d", m->vae.latent_channels, m->unet.in_channels);
         goto done;
     }
-    // z0 = latent_dist.mean (or .sample()) * scaling_factor
-    if (vae_encode_run(&m->vae, image->data, 1, H, W, mean, logvar, NULL)) goto done;
-    vae_latent(mean, logvar, n, m->vae.scaling_factor, o->latent_sample, o->seed, z0);
-    rc = features_from_latent(&m->unet, &m->scheduler, o, z0, h, w, text, m->L, 0, out);
+    // z0 = latent_dist.mean (or .sample()) * scaling_factor; a sample draws the same noise for each
+    // image as when it is extracted alone
+    if (vae_encode_run(&m->vae, images->data, B, H, W, mean, logvar, NULL)) goto done;
+    for (int b = 0; b < B; b++) vae_latent(mean + b * n, logvar + b * n, n, m->vae.scaling_factor, o->latent_sample, o->seed, z0 + b * n);
+    rc = features_from_latents(&m->unet, &m->scheduler, o, z0, B, h, w, text, m->L, 0, out);
 done:
     free(mean);
     free(logvar);
     free(z0);
     return rc;
+}
+
+int features_extract(DiffusionModel *m, const ExtractOptions *o, const Tensor *image, FeaturePyramid *out) {
+    memset(out, 0, sizeof(*out));
+    if (image->ndim != 4 || image->shape[0] != 1 || image->shape[1] != m->vae.in_channels)
+        return sd_errorf("extract: image must be (1, %d, H, W)", m->vae.in_channels);
+    return features_extract_batch(m, o, image, out);
 }

@@ -106,12 +106,21 @@ typedef struct {
 
 // Runs the extraction of one image (1, 3, H, W) in [-1, 1].
 int features_extract(DiffusionModel *m, const ExtractOptions *o, const Tensor *image, FeaturePyramid *out);
+// The same for B images of one size (B, 3, H, W) at once: out[0..B) (one VAE call and one UNet call
+// per step for all of them). Every image's features have the bits of its own features_extract: the
+// layers are per sample, and each output element of a product sums over K in the same order whatever
+// the number of rows (tests/test_extract_batch.c).
+int features_extract_batch(DiffusionModel *m, const ExtractOptions *o, const Tensor *images, FeaturePyramid *out);
 
 // The same from a given clean latent and text embedding (no VAE, no text
 // encoder): what the ddim_inversion golden cases run. keep_history: fill
 // out->noisy_latents with x after every advancing call.
 int features_from_latent(const UNet *unet, DdimScheduler *sched, const ExtractOptions *o, const float *latent, int h,
                          int w, const float *text, int L, int keep_history, FeaturePyramid *out);
+// B latents (B, C, h, w) walked together (text: one (L, D) embedding for all): out[0..B).
+// keep_history needs B = 1.
+int features_from_latents(const UNet *unet, DdimScheduler *sched, const ExtractOptions *o, const float *latents, int B,
+                          int h, int w, const float *text, int L, int keep_history, FeaturePyramid *out);
 
 void feature_pyramid_free(FeaturePyramid *p);
 
