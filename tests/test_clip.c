@@ -27,6 +27,7 @@ static char g_path[256];
 // Writes the weights as a CLIPTextModel state_dict (names behind `prefix`); fp16 when half.
 static int write_weights(const Weights *w, const char *prefix, int half, int skip_final_bias) {
     StWriteEntry e[64];
+    memset(e, 0, sizeof(e));  // fields not set below (raw) must be 0
     static char names[64][160];
     int n = 0;
 #define ADD(name_fmt, layer, ptr, d0, d1)                                                       \
