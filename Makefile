@@ -11,7 +11,7 @@ LDLIBS  += $(SAN) -fopenmp -lm
 CFLAGS  += -D_FILE_OFFSET_BITS=64
 
 # The library: every module but the command-line front end.
-LIB_DIRS := core io kernels models fusion heads train golden
+LIB_DIRS := core io kernels models fusion heads train golden figures
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c)
@@ -71,6 +71,13 @@ demo: satdifuser$(EXE_SUFFIX)
 	./satdifuser predict --model tests/data/tiny_pipeline --head $(DEMO_OUT)/run \
 	  --input tests/data/demo/images/s4_r1_c1.npy --out $(DEMO_OUT)/s4_r1_c1_prediction.png
 	@echo "demo done: metrics in $(DEMO_OUT)/run/metrics_test.json, prediction $(DEMO_OUT)/s4_r1_c1_prediction.png"
+	@# figures (docs/figures.md); train and eval wrote run/training_curves.png and run/confusion_test.png
+	./satdifuser figures features --features $(DEMO_OUT)/features --id s4_r1_c1,s2_r0_c0 \
+	  --out $(DEMO_OUT)/features_pca.png
+	./satdifuser figures mixing --run $(DEMO_OUT)/run --out $(DEMO_OUT)/mixing_weights.png
+	./satdifuser figures overlay --pred $(DEMO_OUT)/s4_r1_c1_prediction.png --input tests/data/demo/images/s4_r1_c1.npy \
+	  --labels tests/data/demo/labels.csv --out $(DEMO_OUT)/s4_r1_c1_overlay.png
+	@echo "figures: $(DEMO_OUT)/run/training_curves.png $(DEMO_OUT)/run/confusion_test.png $(DEMO_OUT)/features_pca.png $(DEMO_OUT)/mixing_weights.png $(DEMO_OUT)/s4_r1_c1_overlay.png"
 
 # libFuzzer targets for the file decoders (tests/fuzz, docs/fuzzing.md); needs clang.
 # Not part of `make test`. Run e.g. build/fuzz/fuzz_png -max_total_time=60 CORPUS_DIR

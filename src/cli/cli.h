@@ -13,6 +13,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_import_head(int argc, char **argv);
+int cmd_figures(int argc, char **argv);
 // convert --out FILE.safetensors: the checkpoint's tensors (under `key` if not NULL) as stored.
 int convert_tensors(const char *from, const char *key, const char *out, int force, int quiet);
 

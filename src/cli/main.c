@@ -21,6 +21,7 @@ static const struct {
     {"golden", cmd_golden, "run golden cases (folders of case.json + safetensors) against this implementation"},
     {"info", cmd_info, "list the tensors and metadata of a safetensors or PyTorch (.bin .pt .pth .ckpt) file"},
     {"convert", cmd_convert, "single-file SD checkpoint (.safetensors, .ckpt) -> diffusers folder; any checkpoint -> safetensors"},
+    {"figures", cmd_figures, "PNG figures from features, runs and predictions (PCA, fusion weights, curves, ...)"},
     {"import-head", cmd_import_head, "run folder from a head trained by the original run.py (.pth)"},
 };
 

@@ -1,0 +1,138 @@
+// satdifuser figures: pictures of what the features, the fusion and the heads see, drawn from the
+// files the pipeline writes (feature cache, run folder, predictions). See docs/figures.md.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "core/error.h"
+#include "figures/figures.h"
+
+static void figures_usage(FILE *f) {
+    fprintf(f,
+            "usage: satdifuser figures <figure> [options] [--out FILE.png]\n\n"
+            "Draws a figure as a PNG from the files the pipeline already wrote (nothing is recomputed\n"
+            "but a PCA). train writes RUN/training_curves.png and RUN/confusion_test.png, eval\n"
+            "RUN/confusion_<split>.png, without being asked. Figures (docs/figures.md):\n\n"
+            "  features   every captured stream (layer x timestep) of one or more images, PCA to RGB;\n"
+            "             several ids share one PCA basis, so a colour means the same in each\n"
+            "             --features DIR --id ID[,ID...] [--scale S] [--panel PX] [--input IMG] [--bands 3,2,1]\n"
+            "             e.g. satdifuser figures features --features demo_out/features --id s4_r1_c1,s2_r0_c0 \\\n"
+            "                    --out demo_out/features_pca.png\n"
+            "  mixing     the global fuser's softmax mixing weights, timesteps x layers per scale, in %%\n"
+            "             --run RUN (fuser gw)         e.g. satdifuser figures mixing --run demo_out/run\n"
+            "  confusion  confusion matrix of an evaluation (counts and row-normalised)\n"
+            "             --run RUN [--split test]     e.g. satdifuser figures confusion --run demo_out/run\n"
+            "  curves     training curves: loss per step, validation metric, learning rate\n"
+            "             --run RUN                    e.g. satdifuser figures curves --run demo_out/run\n"
+            "  overlay    predict's segmentation PNG over its image, the ground truth and a class legend\n"
+            "             --pred PRED.png --input IMG [--labels CSV] [--id ID] [--bands 3,2,1] [--alpha A]\n"
+            "             [--max-size PX] [--num-classes N]\n"
+            "             e.g. satdifuser figures overlay --pred demo_out/s4_r1_c1_prediction.png \\\n"
+            "                    --input tests/data/demo/images/s4_r1_c1.npy --labels tests/data/demo/labels.csv \\\n"
+            "                    --out demo_out/s4_r1_c1_overlay.png\n"
+            "  topk       a classification's top-k class probabilities (predict's JSON) as bars\n"
+            "             --pred PRED.json [--labels CSV] [--k 5]\n"
+            "             e.g. satdifuser figures topk --pred pred.json --labels labels.csv --out top5.png\n\n"
+            "--out defaults to RUN/mixing_weights.png, RUN/confusion_<split>.png, RUN/training_curves.png\n"
+            "for the run figures; the others need it.\n");
+}
+
+static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
+    char *end = NULL;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) {
+        fprintf(stderr, "satdifuser figures: %s '%s': expected a whole number from %d to %d\n", opt, v, lo, hi);
+        return 2;
+    }
+    *out = (int)x;
+    return 0;
+}
+
+int cmd_figures(int argc, char **argv) {
+    if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+        figures_usage(argc < 1 ? stderr : stdout);
+        return argc < 1 ? 2 : 0;
+    }
+    const char *fig = argv[0], *out = NULL, *run = NULL, *split = "test", *features = NULL, *ids = NULL, *input = NULL;
+    const char *bands = NULL, *pred = NULL, *labels = NULL, *id = NULL;
+    int scale = -1, panel = 0, k = 5, max_size = 0, num_classes = 0;
+    double alpha = 0.5;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) { figures_usage(stdout); return 0; }
+        if (!v) { fprintf(stderr, "satdifuser figures: %s needs a value\n", a); return 2; }
+        i++;
+        int bad = 0;
+        if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--run")) run = v;
+        else if (!strcmp(a, "--split")) split = v;
+        else if (!strcmp(a, "--features")) features = v;
+        else if (!strcmp(a, "--id")) ids = v;
+        else if (!strcmp(a, "--input")) input = v;
+        else if (!strcmp(a, "--bands")) bands = v;
+        else if (!strcmp(a, "--pred")) pred = v;
+        else if (!strcmp(a, "--labels")) labels = v;
+        else if (!strcmp(a, "--scale")) bad = parse_int(a, v, 0, 7, &scale);
+        else if (!strcmp(a, "--panel")) bad = parse_int(a, v, 8, 512, &panel);
+        else if (!strcmp(a, "--k")) bad = parse_int(a, v, 1, 256, &k);
+        else if (!strcmp(a, "--max-size")) bad = parse_int(a, v, 16, 8192, &max_size);
+        else if (!strcmp(a, "--num-classes")) bad = parse_int(a, v, 1, 256, &num_classes);
+        else if (!strcmp(a, "--alpha")) {
+            char *end = NULL;
+            alpha = strtod(v, &end);
+            if (!*v || *end || !(alpha > 0 && alpha <= 1)) { fprintf(stderr, "satdifuser figures: --alpha '%s': expected a number in (0, 1]\n", v); return 2; }
+        } else { fprintf(stderr, "satdifuser figures: unknown option '%s' for '%s'\n", a, fig); figures_usage(stderr); return 2; }
+        if (bad) return bad;
+        if (!strcmp(a, "--id")) id = v;
+    }
+    char def_out[4200];
+    int rc;
+#define NEED(cond, what)                                                                        \
+    if (!(cond)) {                                                                              \
+        fprintf(stderr, "satdifuser figures %s: %s (satdifuser figures --help)\n", fig, what); \
+        return 2;                                                                               \
+    }
+    if (!strcmp(fig, "features")) {
+        NEED(features && ids && out, "needs --features DIR, --id ID[,ID...] and --out FILE.png");
+        // split the comma list in a copy
+        char *list = strdup(ids);
+        const char *idv[17];
+        int n = 0;
+        if (!list) { fprintf(stderr, "satdifuser figures: out of memory\n"); return 1; }
+        for (char *tok = strtok(list, ","); tok && n < 17; tok = strtok(NULL, ",")) idv[n++] = tok;
+        FeatureFigure ff = {features, idv, n, scale, panel, input, bands};
+        rc = fig_features(&ff, out);
+        free(list);
+    } else if (!strcmp(fig, "mixing")) {
+        NEED(run, "needs --run RUN");
+        if (!out) snprintf(def_out, sizeof(def_out), "%s/mixing_weights.png", run), out = def_out;
+        rc = fig_mixing(run, out);
+    } else if (!strcmp(fig, "confusion")) {
+        NEED(run, "needs --run RUN");
+        if (!out) snprintf(def_out, sizeof(def_out), "%s/confusion_%s.png", run, split), out = def_out;
+        rc = fig_confusion(run, split, out);
+    } else if (!strcmp(fig, "curves")) {
+        NEED(run, "needs --run RUN");
+        if (!out) snprintf(def_out, sizeof(def_out), "%s/training_curves.png", run), out = def_out;
+        rc = fig_curves(run, out);
+    } else if (!strcmp(fig, "overlay")) {
+        NEED(pred && input && out, "needs --pred PRED.png, --input IMG and --out FILE.png");
+        OverlayFigure o = {pred, input, labels, id, bands, num_classes, (float)alpha, max_size};
+        rc = fig_overlay(&o, out);
+    } else if (!strcmp(fig, "topk")) {
+        NEED(pred && out, "needs --pred PRED.json and --out FILE.png");
+        rc = fig_topk(pred, labels, k, out);
+    } else {
+        fprintf(stderr, "satdifuser figures: unknown figure '%s'\n\n", fig);
+        figures_usage(stderr);
+        return 2;
+    }
+#undef NEED
+    if (rc) {
+        fprintf(stderr, "satdifuser figures %s: %s\n", fig, sd_last_error());
+        return 1;
+    }
+    printf("figure: %s\n", out);
+    return 0;
+}

@@ -1,0 +1,60 @@
+// Figures drawn from the files the pipeline writes (docs/figures.md): each reads its numbers from a
+// feature cache, a run folder or a prediction, so it can be redrawn without recomputing.
+//   fig_features   PCA of every captured stream of one or more images to RGB (a shared basis)
+//   fig_mixing     the global fuser's softmax mixing weights (timesteps x layers, per scale)
+//   fig_confusion  the confusion matrix of an evaluation (counts and row-normalised)
+//   fig_curves     training curves from log.jsonl (loss, validation metric, learning rate)
+//   fig_overlay    a segmentation map over its image, the ground truth beside it, a class legend
+//   fig_topk       a classification's top-k class probabilities as bars
+// Every one writes a PNG; errors name the missing file, tensor, image id or argument.
+#ifndef SD_FIGURES_FIGURES_H
+#define SD_FIGURES_FIGURES_H
+
+#include "io/labels.h"
+#include "train/trainer.h"
+
+typedef struct {
+    const char *features_dir;
+    const char *const *ids;  // image ids (feature files <dir>/<id>.safetensors)
+    int n_ids;
+    int scale;               // -1: every scale, else that one only
+    int panel;               // panel side in pixels (0: 64)
+    const char *input;       // the image to show beside the features (NULL: the feature file's "source")
+    const char *bands;       // 1-based bands of it, e.g. "3,2,1" (NULL: the feature file's bands_used)
+} FeatureFigure;
+
+int fig_features(const FeatureFigure *f, const char *out);
+int fig_mixing(const char *run_dir, const char *out);
+int fig_confusion(const char *run_dir, const char *split, const char *out);
+int fig_curves(const char *run_dir, const char *out);
+
+typedef struct {
+    const char *pred;        // predict's PNG of class indices
+    const char *input;       // the image it was made from
+    const char *labels;      // labels CSV (class names; the ground-truth mask of `id` if it has one), or NULL
+    const char *id;          // image id in the labels (NULL: the input's file stem)
+    const char *bands;       // 1-based bands shown, e.g. "3,2,1" (NULL: 1,2,3 or the only band)
+    int num_classes;         // 0: from the labels, else the largest index in the map + 1
+    float alpha;             // opacity of the class colours over the image (0.5)
+    int max_side;            // preview: maps larger than this are downsampled (0: 512)
+} OverlayFigure;
+
+int fig_overlay(const OverlayFigure *o, const char *out);
+int fig_topk(const char *pred_json, const char *labels_path, int k, const char *out);
+
+// Written by train (after its final test) and eval without being asked: RUN/confusion_<split>.json
+// (the counts, rows = label, columns = prediction) and RUN/confusion_<split>.png; train also writes
+// RUN/training_curves.png. A failure is reported on stderr as a warning: the run itself is done.
+void figures_after_eval(const char *run_dir, const char *split, const EvalResult *ev, const LabelSet *labels);
+void figures_after_train(const char *run_dir);
+
+// Helpers shared by the figure files (figures_util.c).
+// An image file as display RGB (h x w x 3, malloc'd): bands (1-based list "3,2,1", or NULL: 1,2,3, or
+// band 1 as gray), each stretched from its 2nd to its 98th percentile.
+int figure_load_rgb(const char *path, const char *bands, uint8_t **rgb, int *w, int *h);
+// "up_blocks.3.attentions.0.transformer_blocks.0.attn1" -> "up3.A0" ("R" for resnets).
+void figure_short_layer_name(const char *path, char *out, size_t size);
+// A run folder file's path, or an error naming what is missing and which command writes it.
+int figure_run_file(const char *run_dir, const char *name, const char *made_by, char *path, size_t size);
+
+#endif
