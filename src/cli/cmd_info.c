@@ -1,7 +1,8 @@
 // satdifuser info FILE...: what a weights, cache or checkpoint file holds. Safetensors files,
 // PyTorch checkpoints (.bin .pt .pth .ckpt, read without running anything) and sharded
 // *.index.json: the tensors (name, dtype, shape) and the metadata, or for a PyTorch dict
-// checkpoint its other top-level entries (epoch, config, ...).
+// checkpoint its other top-level entries (epoch, config, ...). HDF5 files (by content): the
+// datasets (name, dtype, shape, storage) and attributes (cmd_geobench.c).
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,7 +19,8 @@ static void info_usage(FILE *f) {
                "tensors named by their dotted path, other top-level entries listed) or a sharded *.index.json.\n"
                "  --digest    also print a 64-bit FNV-1a hash of each tensor's bytes (compare tensors of two\n"
                "              files whatever their metadata or container)\n"
-               "  --key PATH  PyTorch files: only the tensors under this entry (e.g. decoder_net, state_dict)\n");
+               "  --key PATH  PyTorch files: only the tensors under this entry (e.g. decoder_net, state_dict)\n"
+               "An HDF5 file (GEO-Bench sample .hdf5) lists its datasets (dtype, shape, storage) and attributes.\n");
 }
 
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
@@ -42,6 +44,10 @@ int cmd_info(int argc, char **argv) {
     for (int a = 0; a < argc; a++) {
         if (!strcmp(argv[a], "--digest")) continue;
         if (!strcmp(argv[a], "--key")) { a++; continue; }
+        if (is_hdf5_file(argv[a])) {  // HDF5 (GEO-Bench samples): datasets and attributes
+            rc |= info_hdf5(argv[a]);
+            continue;
+        }
         SafeTensors st;
         if (key ? st_open_torch(&st, argv[a], key) : st_open(&st, argv[a])) {
             fprintf(stderr, "satdifuser info: %s\n", sd_last_error());
