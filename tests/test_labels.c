@@ -83,7 +83,11 @@ static void test_bad(void) {
         {"b6.csv", "x1,train,-1\n"},
         {"b7.csv", "image,split,label\n"},
         {"b8.csv", "x1,train,1,extra\n"},
-        {"b9.csv", "a/b,train,1\n"},
+        {"b9.csv", "/abs/b,train,1\n"},
+        {"b10.csv", "a/../../b,train,1\n"},
+        {"b11.csv", "a//b,train,1\n"},
+        {"b12.csv", "./b,train,1\n"},
+        {"b13.csv", "a/,train,1\n"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         LabelSet ls;
@@ -94,7 +98,12 @@ static void test_bad(void) {
         CHECK(strstr(sd_last_error(), bad[i][0]) != NULL, "%s: error names the file: %s", bad[i][0], sd_last_error());
         if (rc == 0) labels_free(&ls);
     }
+    // class folders (issue 18, finding 3): ids are paths relative to the feature cache
     LabelSet ls;
+    const char *p = write_file("folders.csv", "Forest/Forest_1,train,0\nRiver/sub/River_7,val,1\n");
+    CHECK(labels_load(p, LABELS_CLASSIFICATION, &ls) == 0 && ls.count == 2 && !strcmp(ls.rows[1].image, "River/sub/River_7"),
+          "ids with '/': %s", sd_last_error());
+    labels_free(&ls);
     CHECK(labels_load("/nonexistent/labels.csv", LABELS_CLASSIFICATION, &ls) != 0, "missing file");
     LabelTask t;
     CHECK(label_task_from_name("seg", &t) == 0 && t == LABELS_SEGMENTATION && label_task_from_name("detection", &t) != 0, "task names");

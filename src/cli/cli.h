@@ -12,6 +12,7 @@ int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_labels(int argc, char **argv);
 int cmd_import_head(int argc, char **argv);
 int cmd_geobench(int argc, char **argv);
 // info FILE.hdf5 (cmd_geobench.c): 1 if the file starts with the HDF5 signature; the listing.

@@ -18,6 +18,7 @@ static const struct {
     {"train", cmd_train, "train a fusion module and head on cached features"},
     {"eval", cmd_eval, "evaluate a trained head on cached features"},
     {"predict", cmd_predict, "image to class or segmentation map"},
+    {"labels", cmd_labels, "labels CSV from class folders (labels from-folders DIR --out FILE)"},
     {"golden", cmd_golden, "run golden cases (folders of case.json + safetensors) against this implementation"},
     {"info", cmd_info, "list the tensors and metadata of a safetensors or PyTorch (.bin .pt .pth .ckpt) file"},
     {"convert", cmd_convert, "single-file SD checkpoint (.safetensors, .ckpt) -> diffusers folder; any checkpoint -> safetensors"},

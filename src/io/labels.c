@@ -91,6 +91,23 @@ static int parse_class_names(LabelSet *ls, char *list, int lineno) {
     return rc;
 }
 
+// An image id is a path relative to the feature cache (class folders: "Forest/Forest_1"): no
+// absolute path, no empty, "." or ".." component, so <cache>/<id>.safetensors stays inside the cache.
+static const char *bad_image_id(const char *id) {
+    if (id[0] == '/') return "an absolute path (ids are relative to the feature folder)";
+    for (const char *c = id; *c;) {
+        const char *e = strchr(c, '/');
+        size_t n = e ? (size_t)(e - c) : strlen(c);
+        if (n == 0) return "empty path component";
+        if ((n == 1 && c[0] == '.') || (n == 2 && c[0] == '.' && c[1] == '.'))
+            return "'.' and '..' are not allowed (ids are relative to the feature folder)";
+        if (!e) break;
+        if (!e[1]) return "ends with '/'";
+        c = e + 1;
+    }
+    return NULL;
+}
+
 // Parses one data line into row r. `dir` is the CSV's folder.
 static int parse_row(LabelSet *ls, char *line, int lineno, const char *dir, LabelRow *row) {
     char *f[3];
@@ -99,7 +116,8 @@ static int parse_row(LabelSet *ls, char *line, int lineno, const char *dir, Labe
     if (n == 2 && ls->task == LABELS_MULTILABEL) f[n++] = (char *)"";  // no labels on
     if (n != 3) return sd_errorf("%s:%d: expected 3 fields (image,split,label), got %d", ls->path, lineno, n);
     if (!*f[0]) return sd_errorf("%s:%d: empty image id", ls->path, lineno);
-    if (strchr(f[0], '/')) return sd_errorf("%s:%d: image id '%s' must not contain '/'", ls->path, lineno, f[0]);
+    const char *why = bad_image_id(f[0]);
+    if (why) return sd_errorf("%s:%d: image id '%s': %s", ls->path, lineno, f[0], why);
     if (!strcmp(f[1], "train")) row->split = SPLIT_TRAIN;
     else if (!strcmp(f[1], "val")) row->split = SPLIT_VAL;
     else if (!strcmp(f[1], "test")) row->split = SPLIT_TEST;

@@ -7,8 +7,9 @@
 //   chip_0003,test,masks/0003.png  segmentation: a mask (PNG gray/palette or NPY integer), path
 //                                  relative to the CSV's folder; pixel value = class index
 //
-// `image` is the image id: the stem of its feature file (<id>.safetensors) in
-// the feature cache. `split` is train, val or test.
+// `image` is the image id: the path of its feature file (<id>.safetensors) relative
+// to the feature cache, e.g. "Forest/Forest_1" for class folders (no absolute path,
+// no "." or ".."). `split` is train, val or test.
 #ifndef SD_LABELS_H
 #define SD_LABELS_H
 
