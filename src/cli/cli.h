@@ -14,11 +14,12 @@ int cmd_predict(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_labels(int argc, char **argv);
 int cmd_import_head(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+int cmd_figures(int argc, char **argv);
 int cmd_geobench(int argc, char **argv);
 // info FILE.hdf5 (cmd_geobench.c): 1 if the file starts with the HDF5 signature; the listing.
 int is_hdf5_file(const char *path);
 int info_hdf5(const char *path);
-int cmd_figures(int argc, char **argv);
 // convert --out FILE.safetensors: the checkpoint's tensors (under `key` if not NULL) as stored.
 int convert_tensors(const char *from, const char *key, const char *out, int force, int quiet);
 

@@ -23,6 +23,7 @@
 #include "io/feature_cache.h"
 #include "io/image.h"
 #include "io/outdir.h"
+#include "kernels/kernels.h"
 #include "models/features.h"
 #include "models/nn.h"
 #include "models/preprocess.h"
@@ -343,61 +344,8 @@ static int mkdirs(const char *path) {
     return 0;
 }
 
-// FNV-1a over the model's configs and, for each weights file, its size and
-// its first and last bytes: tells two checkpoints of one architecture apart.
-static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n) {
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
-static uint64_t hash_file(uint64_t h, const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return h;
-    static unsigned char buf[1 << 16];
-    fseek(f, 0, SEEK_END);
-    long size = ftell(f);
-    h = fnv1a(h, (const unsigned char *)&size, sizeof(size));
-    fseek(f, 0, SEEK_SET);
-    for (long done = 0; done < (1L << 20);) {  // first MB
-        size_t n = fread(buf, 1, sizeof(buf), f);
-        if (!n) break;
-        h = fnv1a(h, buf, n);
-        done += (long)n;
-    }
-    if (size > (1L << 20) && fseek(f, size - (long)sizeof(buf), SEEK_SET) == 0) {
-        size_t n = fread(buf, 1, sizeof(buf), f);
-        h = fnv1a(h, buf, n);
-    }
-    fclose(f);
-    return h;
-}
-
-// A hash of the configs, tokenizer and weight files (their sizes and first / last MB) of
-// the model folder and of the --unet folder when given.
-static uint64_t model_fingerprint(const char *dir, const char *unet_dir) {
-    static const char *const configs[] = {"vae/config.json", "text_encoder/config.json", "tokenizer/vocab.json",
-                                          "tokenizer/merges.txt", "scheduler/scheduler_config.json"};
-    uint64_t h = 0xcbf29ce484222325ull;
-    char path[8192], unet[4096];
-    if (unet_dir) snprintf(unet, sizeof(unet), "%s", unet_dir);
-    else snprintf(unet, sizeof(unet), "%s/unet", dir);
-    snprintf(path, sizeof(path), "%s/config.json", unet);
-    h = hash_file(h, path);
-    for (size_t k = 0; k < sizeof(configs) / sizeof(configs[0]); k++) {
-        snprintf(path, sizeof(path), "%s/%s", dir, configs[k]);
-        h = hash_file(h, path);
-    }
-    const char *folders[3] = {unet, "vae", "text_encoder"};
-    for (int f = 0; f < 3; f++) {
-        const char *const *names = diffusion_weight_file_names(f == 2);
-        for (int i = 0; names[i]; i++) {
-            if (f == 0) snprintf(path, sizeof(path), "%s/%s", unet, names[i]);
-            else snprintf(path, sizeof(path), "%s/%s/%s", dir, folders[f], names[i]);
-            h = hash_file(h, path);
-        }
-    }
-    return h;
-}
+// The model's fingerprint (models/features.h): tells two checkpoints of one architecture apart.
+static uint64_t model_fingerprint(const char *dir, const char *unet_dir) { return diffusion_model_fingerprint(dir, unet_dir); }
 
 // Removes "<target>.tmp.<pid>" files left by a killed run (pid no longer alive).
 static void remove_stale_temps(const char *target) {
@@ -706,6 +654,10 @@ int cmd_extract(int argc, char **argv) {
     if (nn_set_precision(a.bf16 ? NN_BF16 : NN_F32)) goto fail;
     if (diffusion_model_load(&model, a.model, a.unet, 0, a.prompt)) goto fail;
     model_loaded = 1;
+    if (model.pack_repacked && !a.quiet)
+        fprintf(stderr, "note: %s was packed for the %s kernels (%s here): %d weights packed again at load; `satdifuser "
+                        "pack` on this machine makes a file that loads without it\n",
+                a.model, st_metadata(&model.pack_st, "pack.isa"), gemm_kernel_info()->name, model.pack_repacked);
     if (a.save_steps || a.save_t) {
         int vals[DDIM_MAX_SAVE], n;
         if (parse_list(a.save_steps ? "--save-steps" : "--save-t", a.save_steps ? a.save_steps : a.save_t, vals, DDIM_MAX_SAVE,

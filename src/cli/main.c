@@ -23,6 +23,7 @@ static const struct {
     {"info", cmd_info, "list the tensors and metadata of a safetensors or PyTorch (.bin .pt .pth .ckpt) file"},
     {"convert", cmd_convert, "single-file SD checkpoint (.safetensors, .ckpt) -> diffusers folder; any checkpoint -> safetensors"},
     {"figures", cmd_figures, "PNG figures from features, runs and predictions (PCA, fusion weights, curves, ...)"},
+    {"pack", cmd_pack, "a model folder as one packed file that loads by mapping it (extract --model FILE)"},
     {"import-head", cmd_import_head, "run folder from a head trained by the original run.py (.pth)"},
 };
 

@@ -451,6 +451,11 @@ static int sb_string(StrBuf *b, const char *s) {
 
 int st_write(const char *path, const StWriteEntry *entries, int n, const char *const *metadata_keys,
              const char *const *metadata_values, int n_meta) {
+    return st_write_aligned(path, entries, n, metadata_keys, metadata_values, n_meta, 8);
+}
+
+int st_write_aligned(const char *path, const StWriteEntry *entries, int n, const char *const *metadata_keys,
+                     const char *const *metadata_values, int n_meta, int align) {
     StrBuf h = {0};
     size_t offset = 0;
     int fail = sb_append(&h, "{", 1);
@@ -483,7 +488,7 @@ int st_write(const char *path, const StWriteEntry *entries, int n, const char *c
         offset += bytes;
     }
     fail |= sb_append(&h, "}", 1);
-    while (!fail && (h.n % 8) != 0) fail |= sb_append(&h, " ", 1);  // keep the data 8-byte aligned
+    while (!fail && ((8 + h.n) % (size_t)align) != 0) fail |= sb_append(&h, " ", 1);  // the data starts aligned
     if (fail) { free(h.s); return sd_errorf("%s: out of memory building the header", path); }
 
     size_t plen = strlen(path);
@@ -507,7 +512,7 @@ int st_write(const char *path, const StWriteEntry *entries, int n, const char *c
                 unsigned char b[2] = {(unsigned char)(v & 0xFF), (unsigned char)(v >> 8)};
                 ok = fwrite(b, 1, 2, f) == 2;
             }
-        } else if (host_little_endian() || dtype_size(e->dtype) == 1) {
+        } else if (e->raw || host_little_endian() || dtype_size(e->dtype) == 1) {  // bytes as they are
             size_t bytes = (size_t)numel * (size_t)dtype_size(e->dtype);
             ok = bytes == 0 || fwrite(e->data, 1, bytes, f) == bytes;
         } else {  // big-endian host: each element's bytes reversed, a buffer at a time

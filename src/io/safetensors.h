@@ -92,6 +92,11 @@ typedef struct {
 // metadata_keys/values: `n_meta` string pairs (may be 0).
 int st_write(const char *path, const StWriteEntry *entries, int n, const char *const *metadata_keys,
              const char *const *metadata_values, int n_meta);
+// The same with the data section starting at a multiple of `align` bytes from the file's start
+// (a multiple of 8; st_write uses 8). Tensors follow each other: a caller that needs a tensor
+// aligned puts padding entries before it (models/pack.c).
+int st_write_aligned(const char *path, const StWriteEntry *entries, int n, const char *const *metadata_keys,
+                     const char *const *metadata_values, int n_meta, int align);
 // Writes every tensor of an open file as it is stored (dtype and bytes unchanged), with
 // the given metadata, to a new safetensors file.
 int st_write_copy(const SafeTensors *st, const char *path, const char *const *metadata_keys,

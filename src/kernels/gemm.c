@@ -10,6 +10,7 @@
 // increasing) whatever the grid and whichever thread, so the bits do not
 // depend on the thread count.
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -494,8 +495,17 @@ int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, in
 }
 
 void gemm_packed_weights_free(GemmPackedWeights *pw) {
-    free(pw->data);
+    if (!pw->borrowed) free(pw->data);
     memset(pw, 0, sizeof(*pw));
+}
+
+void gemm_packed_weights_view(GemmPackedWeights *pw, const float *data, int rows, int K, int as_b) {
+    packed_layout(pw, gemm_kernel_info(), rows, K, as_b, (float *)(uintptr_t)data);
+    pw->borrowed = 1;
+}
+
+size_t gemm_packed_floats(int rows, int K, int width) {
+    return (size_t)((rows + width - 1) / width * width) * (size_t)K;
 }
 
 float gemm_packed_at(const GemmPackedWeights *pw, int r, int p) {

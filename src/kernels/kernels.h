@@ -33,11 +33,17 @@ typedef struct GemmPackedWeights {
     int padded_rows;  // rows rounded up to a multiple of width
     int as_b;         // 0: A operand (panels of mr), 1: B^T operand (panels of nr)
     float *data;      // padded_rows * K floats, 64-byte aligned
+    int borrowed;     // 1: data belongs to someone else (a mapped packed model file): not freed
 } GemmPackedWeights;
 
 // Packs W (rows x K) for the kernel set in use; returns -1 (with a message) if out of memory.
 int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, int as_b);
 void gemm_packed_weights_free(GemmPackedWeights *pw);
+// Weights already in the packed layout of the kernel set in use (read from a packed model file,
+// models/pack.h): pw describes `data` (padded_rows * K floats, 64-byte aligned), which stays the
+// caller's. The floats the layout needs: gemm_packed_floats.
+void gemm_packed_weights_view(GemmPackedWeights *pw, const float *data, int rows, int K, int as_b);
+size_t gemm_packed_floats(int rows, int K, int width);
 // W[r][p] read back from the packed layout.
 float gemm_packed_at(const GemmPackedWeights *pw, int r, int p);
 // y[rows,out] = x[rows,in] W^T + b with W packed as_b (out = W->rows, in = W->K); row r of x

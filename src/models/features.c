@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 
 #include "core/error.h"
+#include "models/pack.h"
 
 // ---------------------------------------------------------------------------
 // Loading a diffusers pipeline folder.
@@ -44,6 +45,62 @@ static int find_weights(const char *dir, const char *const *names, char *out, si
                      names[2], names[3], names[5]);
 }
 
+// FNV-1a over a file's size and its first and last bytes (a weights file is too big to read whole).
+static uint64_t fnv1a(uint64_t h, const unsigned char *p, size_t n) {
+    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t hash_file(uint64_t h, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return h;
+    unsigned char buf[1 << 14];
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    h = fnv1a(h, (const unsigned char *)&size, sizeof(size));
+    fseek(f, 0, SEEK_SET);
+    for (long done = 0; done < (1L << 20);) {  // first MB
+        size_t n = fread(buf, 1, sizeof(buf), f);
+        if (!n) break;
+        h = fnv1a(h, buf, n);
+        done += (long)n;
+    }
+    if (size > (1L << 20) && fseek(f, size - (long)(1 << 16), SEEK_SET) == 0)  // last 64 KB
+        for (int k = 0; k < 4; k++) {
+            size_t n = fread(buf, 1, sizeof(buf), f);
+            if (!n) break;
+            h = fnv1a(h, buf, n);
+        }
+    fclose(f);
+    return h;
+}
+
+uint64_t diffusion_model_fingerprint(const char *dir, const char *unet_dir) {
+    struct stat sb;
+    if (stat(dir, &sb) == 0 && S_ISREG(sb.st_mode)) return model_pack_fingerprint(dir);
+    static const char *const configs[] = {"vae/config.json", "text_encoder/config.json", "tokenizer/vocab.json",
+                                          "tokenizer/merges.txt", "scheduler/scheduler_config.json"};
+    uint64_t h = 0xcbf29ce484222325ull;
+    char path[8192], unet[4096];
+    if (unet_dir) snprintf(unet, sizeof(unet), "%s", unet_dir);
+    else snprintf(unet, sizeof(unet), "%s/unet", dir);
+    snprintf(path, sizeof(path), "%s/config.json", unet);
+    h = hash_file(h, path);
+    for (size_t k = 0; k < sizeof(configs) / sizeof(configs[0]); k++) {
+        snprintf(path, sizeof(path), "%s/%s", dir, configs[k]);
+        h = hash_file(h, path);
+    }
+    for (int f = 0; f < 3; f++) {
+        const char *const *names = diffusion_weight_file_names(f == 2);
+        for (int i = 0; names[i]; i++) {
+            if (f == 0) snprintf(path, sizeof(path), "%s/%s", unet, names[i]);
+            else snprintf(path, sizeof(path), "%s/%s/%s", dir, f == 1 ? "vae" : "text_encoder", names[i]);
+            h = hash_file(h, path);
+        }
+    }
+    return h;
+}
+
 // DiffusionSat's release has no unet/ at its root: the UNet is in checkpoint-<step>/unet.
 static int explain_missing_unet(const char *dir) {
     DIR *d = opendir(dir);
@@ -75,6 +132,7 @@ static int load_json(const char *dir, const char *sub, const char *file, JsonVal
 
 // The text encoder of m->dir (its config into m->text_config, its weights into m->text).
 static int load_text_encoder(DiffusionModel *m) {
+    if (m->is_pack) return model_pack_load_text_encoder(m);
     JsonValue cfg;
     char path[8192], sub[4096];
     if (load_json(m->dir, "text_encoder", "config.json", &cfg)) return SD_FAIL;
@@ -99,6 +157,10 @@ static void release_text_encoder(DiffusionModel *m) {
 
 int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_dir, int use_metadata, const char *prompt) {
     memset(m, 0, sizeof(*m));
+    if (model_pack_path_is_file(dir)) {
+        if (unet_dir) return sd_errorf("--unet %s: a packed model file holds its UNet (--unet is for folders)", unet_dir);
+        return model_pack_load(m, dir, use_metadata, prompt);
+    }
     char path[8192], sub[4096];
     JsonValue cfg;
     m->dir = strdup(dir);
@@ -203,6 +265,7 @@ void diffusion_model_free(DiffusionModel *m) {
     json_free(&m->scheduler_config);
     st_close(&m->unet_st);
     st_close(&m->vae_st);
+    if (m->is_pack) st_close(&m->pack_st);  // after the models: their weights point into it
     free(m->cached_prompt);
     free(m->cached_embedding);
     free(m->dir);

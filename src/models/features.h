@@ -47,9 +47,14 @@ typedef struct {
     int L, D;
     int loaded_unet, loaded_vae, loaded_text, loaded_tok, loaded_sched;
     int release_text;          // 1: the text encoder is freed once a prompt is embedded (reloaded for another)
+    // A packed model file (models/pack.h) instead of a folder: every part's weights are in pack_st.
+    int is_pack;
+    SafeTensors pack_st;
+    int pack_repacked;         // weights read back from another kernel set's layout and packed again
 } DiffusionModel;
 
-// Loads every part; a missing or broken part is an error naming the file. Each component
+// Loads every part; a missing or broken part is an error naming the file. dir may also be a
+// packed model file (models/pack.h: `satdifuser pack`), loaded by mapping it. Each component
 // folder may hold safetensors, PyTorch .bin or sharded (*.index.json) weights.
 // unet_dir: the UNet's folder when it is not dir/unet (DiffusionSat's release keeps it in
 // ROOT/checkpoint-150000/unet), or NULL.
@@ -58,6 +63,10 @@ typedef struct {
 // text encoder freed before the UNet and VAE are loaded: it is needed once per prompt, and the
 // SD 2.1 text encoder is 1.36 GB in f32. A later call with another prompt loads it again.
 int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_dir, int use_metadata, const char *prompt);
+// A hash of the model's configs, tokenizer and weight files (sizes and first / last bytes): two
+// checkpoints of one architecture get different ones. Feature files record it; a packed model file
+// (models/pack.h) records the one of the folder it was packed from, so its features match that folder's.
+uint64_t diffusion_model_fingerprint(const char *dir, const char *unet_dir);
 // The weight file names a component folder may hold, in order of preference
 // (NULL-terminated): the UNet's and VAE's (text_encoder 0) or the text encoder's (1).
 const char *const *diffusion_weight_file_names(int text_encoder);

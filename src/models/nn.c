@@ -27,15 +27,32 @@ int nn_precision(void) {
     return g_precision;
 }
 
+static int meta_int(const SafeTensors *st, const char *key) {
+    const char *v = st_metadata(st, key);
+    return v ? atoi(v) : 0;
+}
+
 void nn_weights_init(NnWeights *w, const SafeTensors *st, const char *prefix) {
     memset(w, 0, sizeof(*w));
     w->st = st;
     w->bf16 = nn_precision() == NN_BF16;
     snprintf(w->prefix, sizeof(w->prefix), "%s", prefix ? prefix : "");
+    // a packed model file says which layout its panels have (models/pack.c)
+    w->pack_mr = meta_int(st, "pack.mr");
+    w->pack_nr = meta_int(st, "pack.nr");
+    w->pack_kc = meta_int(st, "pack.kc");
+    const GemmKernelInfo *ki = gemm_kernel_info();
+    const char *isa = st_metadata(st, "pack.isa");
+    w->pack_same = isa && !strcmp(isa, ki->name) && w->pack_mr == ki->mr && w->pack_nr == ki->nr && w->pack_kc == ki->kc;
 }
 
 void nn_weights_free(NnWeights *w) {
     for (int i = 0; i < w->n_loaded; i++) tensor_free(w->loaded[i]);
+    for (int i = 0; i < w->n_loaded; i++) free(w->loaded_names[i]);
+    for (int i = 0; i < w->n_packed; i++) free(w->packed_names[i]);
+    free(w->loaded_names);
+    free(w->packed_names);
+    w->loaded_names = w->packed_names = NULL;
     free(w->loaded);
     w->loaded = NULL;
     w->n_loaded = w->cap_loaded = 0;
@@ -49,20 +66,23 @@ void nn_weights_free(NnWeights *w) {
     w->n_packed_bf16 = w->cap_packed_bf16 = 0;
 }
 
-// Every packed weight is remembered so that nn_weights_free releases it.
-static int remember_packed(NnWeights *w, GemmPackedWeights *pw) {
+// Every packed weight is remembered (with its name) so that nn_weights_free releases it.
+static int remember_packed(NnWeights *w, GemmPackedWeights *pw, const char *name) {
     if (w->n_packed == w->cap_packed) {
         int cap = w->cap_packed ? 2 * w->cap_packed : 256;
         GemmPackedWeights **l = (GemmPackedWeights **)realloc(w->packed, (size_t)cap * sizeof(*l));
-        if (!l) {
+        char **names = (char **)realloc(w->packed_names, (size_t)cap * sizeof(*names));
+        if (l) w->packed = l;
+        if (names) w->packed_names = names;
+        if (!l || !names) {
             gemm_packed_weights_free(pw);
             return sd_errorf("out of memory loading weights");
         }
-        w->packed = l;
         w->cap_packed = cap;
     }
+    w->packed_names[w->n_packed] = strdup(name);
     w->packed[w->n_packed++] = pw;
-    return 0;
+    return w->packed_names[w->n_packed - 1] ? 0 : sd_errorf("out of memory loading weights");
 }
 
 static int remember_packed_bf16(NnWeights *w, Bf16Packed *p) {
@@ -80,21 +100,24 @@ static int remember_packed_bf16(NnWeights *w, Bf16Packed *p) {
     return 0;
 }
 
-// Packs rows x K weights for the precision in use: f32 panels (pw) or bf16 (pb).
+// Packs rows x K weights for the precision in use: f32 panels (pw) or bf16 (pb). packed_name:
+// the name the panels have in a packed model file.
 static int pack_for_precision(NnWeights *w, const float *data, GemmPackedWeights *pw, Bf16Packed *pb, int rows, int K,
-                              int as_b) {
+                              int as_b, const char *packed_name) {
     if (w->bf16) {
         if (gemm_bf16_pack_weights(pb, data, rows, K, as_b ? GEMM_BF16_BT : GEMM_BF16_A)) return SD_FAIL;
         return remember_packed_bf16(w, pb);
     }
     if (gemm_pack_weights(pw, data, rows, K, as_b)) return SD_FAIL;
-    return remember_packed(w, pw);
+    return remember_packed(w, pw, packed_name);
 }
 
 // Packs a loaded weight t (viewed as rows x K) for the GEMM, then releases t: a view's pages of
 // the file mapping are dropped (they come back from the file if read again), an owned copy is freed.
 static int pack_weight(NnWeights *w, Tensor *t, GemmPackedWeights *pw, Bf16Packed *pb, int rows, int K, int as_b) {
-    if (pack_for_precision(w, t->data, pw, pb, rows, K, as_b)) return SD_FAIL;
+    char packed_name[NN_NAME_MAX + 8];
+    snprintf(packed_name, sizeof(packed_name), "%s.packed", w->loaded_names[w->n_loaded - 1]);
+    if (pack_for_precision(w, t->data, pw, pb, rows, K, as_b, packed_name)) return SD_FAIL;
     if (!t->owns_data) st_release_pages(w->st, t->data, (size_t)rows * K * sizeof(float));
     tensor_free(t);
     memset(t, 0, sizeof(*t));
@@ -113,8 +136,13 @@ static const char *full_name(const NnWeights *w, const char *name, char *buf) {
 }
 
 int nn_weights_has(const NnWeights *w, const char *name) {
-    char buf[NN_NAME_MAX];
-    return st_find(w->st, full_name(w, name, buf)) != NULL;
+    char buf[NN_NAME_MAX], packed[NN_NAME_MAX + 16];
+    if (st_find(w->st, full_name(w, name, buf))) return 1;
+    if (!w->pack_kc) return 0;
+    snprintf(packed, sizeof(packed), "%s.packed", buf);  // a weight of a packed model file
+    if (st_find(w->st, packed)) return 1;
+    snprintf(packed, sizeof(packed), "%s.packed.0", buf);
+    return st_find(w->st, packed) != NULL;
 }
 
 // A weight with NaN/Inf (a corrupt or bit-flipped file) would turn every feature into NaN without a word.
@@ -126,26 +154,65 @@ static int check_finite(const NnWeights *w, const char *full, Tensor *t) {
     return sd_errorf("%s: tensor '%s' has %lld NaN/Inf values", w->st->path, full, (long long)bad);
 }
 
-static int remember(NnWeights *w, Tensor *t) {
+static int remember(NnWeights *w, Tensor *t, const char *full_name) {
     if (w->n_loaded == w->cap_loaded) {
         int cap = w->cap_loaded ? 2 * w->cap_loaded : 256;
         Tensor **l = (Tensor **)realloc(w->loaded, (size_t)cap * sizeof(Tensor *));
-        if (!l) {
+        char **names = (char **)realloc(w->loaded_names, (size_t)cap * sizeof(*names));
+        if (l) w->loaded = l;
+        if (names) w->loaded_names = names;
+        if (!l || !names) {
             tensor_free(t);
             return sd_errorf("out of memory loading weights");
         }
-        w->loaded = l;
         w->cap_loaded = cap;
     }
+    w->loaded_names[w->n_loaded] = strdup(full_name);
     w->loaded[w->n_loaded++] = t;
-    return 0;
+    return w->loaded_names[w->n_loaded - 1] ? 0 : sd_errorf("out of memory loading weights");
+}
+
+// The panels "<full>" of a packed model file as rows x K weights (as_b as gemm_pack_weights):
+// used in place when the file has the layout of the kernel set in use and the precision is f32,
+// else read back from the file's layout and packed again. *found = 0 (and nothing done) when the
+// file has no such entry.
+static int load_from_pack(NnWeights *w, const char *full, GemmPackedWeights *pw, Bf16Packed *pb, int rows, int K,
+                          int as_b, int *found) {
+    *found = 0;
+    if (!w->pack_kc) return 0;
+    const StEntry *e = st_find(w->st, full);
+    if (!e) return 0;
+    *found = 1;
+    int width = as_b ? w->pack_nr : w->pack_mr;
+    if (width <= 0 || e->dtype != DT_F32 || (size_t)e->numel != gemm_packed_floats(rows, K, width))
+        return sd_errorf("%s: '%s' is not %d x %d weights in panels of %d (%s, %lld floats)", w->st->path, full, rows,
+                         K, width, dtype_name(e->dtype), (long long)e->numel);
+    if (w->pack_same && !w->bf16 && ((uintptr_t)e->data % 64) == 0) {
+        gemm_packed_weights_view(pw, (const float *)(const void *)e->data, rows, K, as_b);
+        return remember_packed(w, pw, full);
+    }
+    // another kernel set's layout (or bf16 compute): back to rows x K, then packed for this one
+    GemmPackedWeights file = {0};
+    file.rows = rows, file.K = K, file.width = width, file.kc = w->pack_kc, file.as_b = as_b;
+    file.padded_rows = (rows + width - 1) / width * width;
+    float *tmp = (float *)malloc((size_t)rows * K * sizeof(float)), *panels = (float *)malloc((size_t)e->numel * sizeof(float));
+    if (!tmp || !panels) { free(tmp); free(panels); return sd_errorf("out of memory repacking '%s'", full); }
+    memcpy(panels, e->data, (size_t)e->numel * sizeof(float));  // the mapping may not be 4-byte aligned
+    file.data = panels;
+    for (int r = 0; r < rows; r++)
+        for (int p = 0; p < K; p++) tmp[(size_t)r * K + p] = gemm_packed_at(&file, r, p);
+    free(panels);
+    int rc = pack_for_precision(w, tmp, pw, pb, rows, K, as_b, full);
+    free(tmp);
+    w->pack_repacked++;
+    return rc;
 }
 
 int nn_weights_load(NnWeights *w, const char *name, int ndim, const int *shape, Tensor *t) {
     char buf[NN_NAME_MAX];
     if (st_load(w->st, full_name(w, name, buf), ndim, shape, t)) return SD_FAIL;
     if (check_finite(w, buf, t)) return SD_FAIL;
-    return remember(w, t);
+    return remember(w, t, buf);
 }
 
 int nn_weights_load_as(NnWeights *w, const char *name, int ndim, const int *shape, Tensor *t) {
@@ -163,7 +230,16 @@ int nn_weights_load_as(NnWeights *w, const char *name, int ndim, const int *shap
     if (check_finite(w, buf, t)) return SD_FAIL;
     t->ndim = ndim;
     for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
-    return remember(w, t);
+    return remember(w, t, buf);
+}
+
+// The weight `name` ("conv_in.weight") from a packed model file's "<prefix><name><suffix>"
+// (suffix ".packed", or ".packed.0" / ".packed.1" for halves); *found = 0 if it is not one.
+static int from_pack(NnWeights *w, const char *name, const char *suffix, GemmPackedWeights *pw, Bf16Packed *pb,
+                     int rows, int K, int as_b, int *found) {
+    char full[NN_NAME_MAX], packed[NN_NAME_MAX + 16];
+    snprintf(packed, sizeof(packed), "%s%s", full_name(w, name, full), suffix);
+    return load_from_pack(w, packed, pw, pb, rows, K, as_b, found);
 }
 
 static int load_bias(NnWeights *w, const char *name, int n, int has_bias, Tensor *t) {
@@ -181,8 +257,10 @@ int nn_linear_load(NnWeights *w, NnLinear *l, const char *name, int in, int out,
     l->in = in;
     l->out = out;
     snprintf(buf, sizeof(buf), "%s.weight", name);
-    if (nn_weights_load(w, buf, 2, shape, &l->weight)) return SD_FAIL;
-    if (pack_weight(w, &l->weight, &l->packed, &l->bf16, out, in, 1)) return SD_FAIL;
+    int found;
+    if (from_pack(w, buf, ".packed", &l->packed, &l->bf16, out, in, 1, &found)) return SD_FAIL;
+    if (!found && (nn_weights_load(w, buf, 2, shape, &l->weight) || pack_weight(w, &l->weight, &l->packed, &l->bf16, out, in, 1)))
+        return SD_FAIL;
     return load_bias(w, name, out, has_bias, &l->bias);
 }
 
@@ -193,10 +271,14 @@ int nn_linear_load_conv1x1(NnWeights *w, NnLinear *l, const char *name, int in, 
     l->in = in;
     l->out = out;
     snprintf(buf, sizeof(buf), "%s.weight", name);
-    if (nn_weights_load(w, buf, 4, shape, &l->weight)) return SD_FAIL;
-    l->weight.ndim = 2;  // same memory, seen as (out, in)
-    l->weight.shape[2] = l->weight.shape[3] = 0;
-    if (pack_weight(w, &l->weight, &l->packed, &l->bf16, out, in, 1)) return SD_FAIL;
+    int found;
+    if (from_pack(w, buf, ".packed", &l->packed, &l->bf16, out, in, 1, &found)) return SD_FAIL;
+    if (!found) {
+        if (nn_weights_load(w, buf, 4, shape, &l->weight)) return SD_FAIL;
+        l->weight.ndim = 2;  // same memory, seen as (out, in)
+        l->weight.shape[2] = l->weight.shape[3] = 0;
+        if (pack_weight(w, &l->weight, &l->packed, &l->bf16, out, in, 1)) return SD_FAIL;
+    }
     return load_bias(w, name, out, has_bias, &l->bias);
 }
 
@@ -207,8 +289,10 @@ int nn_linear_load_any(NnWeights *w, NnLinear *l, const char *name, int in, int 
     l->in = in;
     l->out = out;
     snprintf(buf, sizeof(buf), "%s.weight", name);
-    if (nn_weights_load_as(w, buf, 2, shape, &l->weight)) return SD_FAIL;
-    if (pack_weight(w, &l->weight, &l->packed, &l->bf16, out, in, 1)) return SD_FAIL;
+    int found;
+    if (from_pack(w, buf, ".packed", &l->packed, &l->bf16, out, in, 1, &found)) return SD_FAIL;
+    if (!found && (nn_weights_load_as(w, buf, 2, shape, &l->weight) || pack_weight(w, &l->weight, &l->packed, &l->bf16, out, in, 1)))
+        return SD_FAIL;
     return load_bias(w, name, out, has_bias, &l->bias);
 }
 
@@ -220,16 +304,25 @@ int nn_linear_load_halves(NnWeights *w, NnLinear *first, NnLinear *second, const
     memset(second, 0, sizeof(*second));
     first->in = second->in = in;
     first->out = second->out = out;
-    char full[NN_NAME_MAX];
+    char full[NN_NAME_MAX], name0[NN_NAME_MAX + 16], name1[NN_NAME_MAX + 16];
     snprintf(buf, sizeof(buf), "%s.weight", name);
-    if (st_load(w->st, full_name(w, buf, full), 2, shape, &whole)) return SD_FAIL;
-    if (check_finite(w, full, &whole)) return SD_FAIL;
-    // both halves packed from the one loaded tensor, which is then released as pack_weight does
-    int rc = pack_for_precision(w, whole.data, &first->packed, &first->bf16, out, in, 1) ||
-             pack_for_precision(w, whole.data + (int64_t)out * in, &second->packed, &second->bf16, out, in, 1);
-    if (!rc && !whole.owns_data) st_release_pages(w->st, whole.data, (size_t)2 * out * in * sizeof(float));
-    tensor_free(&whole);
-    if (rc) return SD_FAIL;
+    int found0, found1;
+    if (from_pack(w, buf, ".packed.0", &first->packed, &first->bf16, out, in, 1, &found0) ||
+        from_pack(w, buf, ".packed.1", &second->packed, &second->bf16, out, in, 1, &found1))
+        return SD_FAIL;
+    if (found0 != found1) return sd_errorf("%s: only one half of '%s' is packed", w->st->path, buf);
+    if (!found0) {
+        if (st_load(w->st, full_name(w, buf, full), 2, shape, &whole)) return SD_FAIL;
+        if (check_finite(w, full, &whole)) return SD_FAIL;
+        snprintf(name0, sizeof(name0), "%s.packed.0", full);
+        snprintf(name1, sizeof(name1), "%s.packed.1", full);
+        // both halves packed from the one loaded tensor, which is then released as pack_weight does
+        int rc = pack_for_precision(w, whole.data, &first->packed, &first->bf16, out, in, 1, name0) ||
+                 pack_for_precision(w, whole.data + (int64_t)out * in, &second->packed, &second->bf16, out, in, 1, name1);
+        if (!rc && !whole.owns_data) st_release_pages(w->st, whole.data, (size_t)2 * out * in * sizeof(float));
+        tensor_free(&whole);
+        if (rc) return SD_FAIL;
+    }
     // the bias (2*out) belongs to `first`; `second` views its upper half
     if (load_bias(w, name, 2 * out, 1, &first->bias)) return SD_FAIL;
     second->bias = tensor_view(first->bias.data + out, 1, &out);
@@ -245,8 +338,10 @@ int nn_conv2d_load(NnWeights *w, NnConv2d *c, const char *name, int cin, int cou
     c->cout = cout;
     c->geom = geom;
     snprintf(buf, sizeof(buf), "%s.weight", name);
-    if (nn_weights_load(w, buf, 4, shape, &c->weight)) return SD_FAIL;
-    if (pack_weight(w, &c->weight, &c->packed, &c->bf16, cout, cin * kernel * kernel, 0)) return SD_FAIL;
+    int found, K = cin * kernel * kernel;
+    if (from_pack(w, buf, ".packed", &c->packed, &c->bf16, cout, K, 0, &found)) return SD_FAIL;
+    if (!found && (nn_weights_load(w, buf, 4, shape, &c->weight) || pack_weight(w, &c->weight, &c->packed, &c->bf16, cout, K, 0)))
+        return SD_FAIL;
     return load_bias(w, name, cout, has_bias, &c->bias);
 }
 

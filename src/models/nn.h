@@ -31,6 +31,14 @@ typedef struct {
     Bf16Packed **packed_bf16;    // the same for bf16 compute
     int n_packed_bf16, cap_packed_bf16;
     int bf16;                    // 1: linear and conv weights packed for the bf16 GEMM (nn_set_precision)
+    // Names, for the packed model file's writer (models/pack.h): the full name of loaded[i]
+    // and of packed[i] ("<name>.packed", "<name>.packed.0" / ".1" for the two halves of a GEGLU).
+    char **loaded_names, **packed_names;
+    // st is a packed model file: its weights are stored as "<name>.packed" in the panel layout
+    // of the kernel set it was packed for (panels of pack_mr / pack_nr rows, k blocks of pack_kc).
+    // pack_same: the kernel set in use has that layout, so the panels are used in place from the
+    // mapping; otherwise they are read back and packed again at load (pack_repacked counts them).
+    int pack_mr, pack_nr, pack_kc, pack_same, pack_repacked;
 } NnWeights;
 
 // The compute precision of the models loaded from now on: NN_F32 (the default) or NN_BF16
