@@ -15,6 +15,8 @@
 #include "figures/font.h"
 #include "figures/pca.h"
 #include "figures/plots.h"
+#include "heads/head.h"
+#include "io/json.h"
 #include "io/feature_cache.h"
 #include "io/npy.h"
 #include "io/png.h"
@@ -437,6 +439,67 @@ static void test_features_figure(void) {
     CHECK(fig_features(&no_dir, out) == -1 && strstr(sd_last_error(), "no such folder"), "no folder: %s", sd_last_error());
 }
 
+// A run folder with a head at its constructor values (mixing weights 1, gate convs 0): the softmax
+// weights, gates and gate probabilities are then uniform, which the figures must show.
+static int make_run(const char *run, const char *fuser) {
+    char cfg[600], path[700];
+    snprintf(cfg, sizeof(cfg), "{\"task\": \"classification\", \"fuser\": \"%s\", \"feature_dims\": {\"4\": [3, 2], \"2\": [2]}, "
+             "\"save_timesteps\": [47, 45], \"num_classes\": 2, \"projection_dim\": 8, \"fuser_projection_dim\": 8, "
+             "\"num_norm_groups\": 1, \"num_experts\": 4, \"top_k\": 2}", fuser);
+    mkdir(run, 0755);
+    snprintf(path, sizeof(path), "%s/head_config.json", run);
+    write_text(path, cfg);
+    JsonValue j;
+    HeadConfig hc;
+    HeadModel m;
+    memset(&m, 0, sizeof(m));
+    int rc = json_parse(cfg, strlen(cfg), "cfg", &j);
+    if (!rc) rc = head_config_from_json(&hc, &j);
+    if (!rc) rc = head_model_init(&m, &hc);
+    snprintf(path, sizeof(path), "%s/best.safetensors", run);
+    if (!rc) rc = head_model_save(&m, path);
+    head_model_free(&m);
+    json_free(&j);
+    return rc;
+}
+
+static void test_fusion_figures(void) {
+    char run[600], feats[600], out[700];
+    snprintf(feats, sizeof(feats), "%s/feats", g_dir);
+    snprintf(out, sizeof(out), "%s/fusion.png", g_dir);
+    uint8_t *rgb = NULL;
+    int w, h;
+    // gw: all 3 streams x 2 timesteps get 1/6; lo == hi maps to the middle of viridis, #21918c
+    snprintf(run, sizeof(run), "%s/run_gw", g_dir);
+    CHECK(make_run(run, "gw") == 0, "gw run: %s", sd_last_error());
+    CHECK(fig_mixing(run, out) == 0, "mixing: %s", sd_last_error());
+    CHECK(decode_rgb(out, &rgb, &w, &h) == 0, "mixing PNG decodes");
+    int mid = 0;
+    for (int p = 0; rgb && p < w * h; p++) {
+        const uint8_t *q = rgb + 3 * p;
+        mid += q[0] == 0x21 && q[1] == 0x91 && q[2] == 0x8c;
+    }
+    // 6 cells of 40 x 22 minus their "16.67" text, plus the colour bar's middle rows
+    CHECK(mid > 6 * 40 * 22 / 2, "uniform weights drawn in viridis(0.5): %d pixels", mid);
+    free(rgb);
+    CHECK(fig_gates(run, feats, "img_a", NULL, NULL, out) == -1 && strstr(sd_last_error(), "'gw'"), "gates of gw: %s", sd_last_error());
+    // lw: zero gate convs give 1/K at every pixel
+    snprintf(run, sizeof(run), "%s/run_lw", g_dir);
+    CHECK(make_run(run, "lw") == 0, "lw run: %s", sd_last_error());
+    CHECK(fig_gates(run, feats, "img_a", NULL, NULL, out) == 0, "gates: %s", sd_last_error());
+    CHECK(decode_rgb(out, &rgb, &w, &h) == 0, "gates PNG decodes");
+    free(rgb);
+    CHECK(fig_gates(run, feats, "nope", NULL, NULL, out) == -1 && strstr(sd_last_error(), "'nope' is not in the feature cache"),
+          "gates, unknown id: %s", sd_last_error());
+    // moe: zero gate conv, uniform 1/E = 25%
+    snprintf(run, sizeof(run), "%s/run_moe", g_dir);
+    CHECK(make_run(run, "moe") == 0, "moe run: %s", sd_last_error());
+    CHECK(fig_moe(run, feats, "img_b", NULL, "test", out) == 0, "moe: %s", sd_last_error());
+    CHECK(decode_rgb(out, &rgb, &w, &h) == 0, "moe PNG decodes");
+    free(rgb);
+    CHECK(fig_moe(run, feats, NULL, NULL, "test", out) == -1 && strstr(sd_last_error(), "--id"), "moe without id or labels: %s", sd_last_error());
+}
+
 static void test_overlay(void) {
     // a 32x32 map of classes 0..2 (class 3 absent) over a gray-ramp image
     enum { S = 32 };
@@ -509,6 +572,7 @@ int main(void) {
     test_pca();
     test_run_figures();
     test_features_figure();
+    test_fusion_figures();
     test_overlay();
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);

@@ -21,6 +21,15 @@ static void figures_usage(FILE *f) {
             "                    --out demo_out/features_pca.png\n"
             "  mixing     the global fuser's softmax mixing weights, timesteps x layers per scale, in %%\n"
             "             --run RUN (fuser gw)         e.g. satdifuser figures mixing --run demo_out/run\n"
+            "  gates      the localized fuser's per-pixel gate of every stream of one image, over it\n"
+            "             --run RUN (fuser lw) --features DIR --id ID [--input IMG] [--bands 3,2,1]\n"
+            "             e.g. satdifuser figures gates --run run_lw --features demo_out/features --id s4_r1_c1 \\\n"
+            "                    --out gates.png\n"
+            "  moe        the mixture of experts' routing: one image's gate probabilities (--id) and, with\n"
+            "             --labels, the experts chosen over a split and the gate probability per class\n"
+            "             --run RUN (fuser moe) --features DIR [--id ID] [--labels CSV] [--split test]\n"
+            "             e.g. satdifuser figures moe --run run_moe --features demo_out/features --id s4_r1_c1 \\\n"
+            "                    --labels tests/data/demo/labels.csv --out moe.png\n"
             "  confusion  confusion matrix of an evaluation (counts and row-normalised)\n"
             "             --run RUN [--split test]     e.g. satdifuser figures confusion --run demo_out/run\n"
             "  curves     training curves: loss per step, validation metric, learning rate\n"
@@ -116,6 +125,12 @@ int cmd_figures(int argc, char **argv) {
         NEED(run, "needs --run RUN");
         if (!out) snprintf(def_out, sizeof(def_out), "%s/training_curves.png", run), out = def_out;
         rc = fig_curves(run, out);
+    } else if (!strcmp(fig, "gates")) {
+        NEED(run && features && id && out, "needs --run RUN, --features DIR, --id ID and --out FILE.png");
+        rc = fig_gates(run, features, id, input, bands, out);
+    } else if (!strcmp(fig, "moe")) {
+        NEED(run && features && (id || labels) && out, "needs --run RUN, --features DIR, --id ID and/or --labels CSV, --out FILE.png");
+        rc = fig_moe(run, features, id, labels, split, out);
     } else if (!strcmp(fig, "overlay")) {
         NEED(pred && input && out, "needs --pred PRED.png, --input IMG and --out FILE.png");
         OverlayFigure o = {pred, input, labels, id, bands, num_classes, (float)alpha, max_size};

@@ -4,6 +4,8 @@
 //   fig_mixing     the global fuser's softmax mixing weights (timesteps x layers, per scale)
 //   fig_confusion  the confusion matrix of an evaluation (counts and row-normalised)
 //   fig_curves     training curves from log.jsonl (loss, validation metric, learning rate)
+//   fig_gates      the localized fuser's per-pixel gates over the image (a forward of the head)
+//   fig_moe        the mixture of experts' routing: one image, a split, per class
 //   fig_overlay    a segmentation map over its image, the ground truth beside it, a class legend
 //   fig_topk       a classification's top-k class probabilities as bars
 // Every one writes a PNG; errors name the missing file, tensor, image id or argument.
@@ -40,6 +42,14 @@ typedef struct {
 } OverlayFigure;
 
 int fig_overlay(const OverlayFigure *o, const char *out);
+// Figure 3: the localized fuser's per-pixel gate of every stream of one image, over the image
+// (input / bands: as FeatureFigure). Figure 4: the MoE gate probabilities of one image (id) and,
+// with labels_path, the experts chosen over a split (bars per scale) and the mean gate probability
+// per class. Both run the head of RUN (best weights, MoE counters as eval) on the feature cache.
+int fig_gates(const char *run_dir, const char *features_dir, const char *id, const char *input, const char *bands,
+              const char *out);
+int fig_moe(const char *run_dir, const char *features_dir, const char *id, const char *labels_path, const char *split,
+            const char *out);
 int fig_topk(const char *pred_json, const char *labels_path, int k, const char *out);
 
 // Written by train (after its final test) and eval without being asked: RUN/confusion_<split>.json
