@@ -91,6 +91,29 @@ check '[ ! -e /tmp/satdifuser_hostile_executed ]' "a hostile payload ran"
 $S info "$TD/hostile/control_ok.pt" > "$T/ok" 2>&1
 check '[ $? -eq 0 ] && grep -q "^  w  .*F32  (2, 2)" "$T/ok"' "the control file loads: $(cat "$T/ok")"
 
+# 5. golden cases with weights.bin (torch.save of the same state_dict, weights_tools/make_golden_bin.py)
+# in place of weights.safetensors: every case passes; a wrong .bin fails; safetensors wins beside a .bin
+GB="$TD/golden_bin"
+gcases="unet_metadata vae_encoder_a clip_text_gelu head_gw_multilabel_t2 train_gw_multilabel"
+mkdir -p "$T/gbin"
+for c in $gcases; do
+  mkdir -p "$T/gbin/$c"
+  cp "$ROOT/golden/$c/case.json" "$ROOT/golden/$c/tensors.safetensors" "$T/gbin/$c/"
+  cp "$GB/$c.weights.bin" "$T/gbin/$c/weights.bin"
+done
+$S golden "$T/gbin" > "$T/g1" 2>&1; rc=$?
+check '[ $rc -eq 0 ] && [ "$(grep -c "^PASS" "$T/g1")" -eq 5 ] && grep -q "^golden: 5 passed, 0 failed" "$T/g1" && [ -z "$(ls "$T"/gbin/*/weights.safetensors 2>/dev/null)" ]' \
+  "golden cases with weights.bin: $(grep -E "^(FAIL|golden:)|error" "$T/g1")"
+mkdir -p "$T/gbad/head_gw_multilabel_t2"
+cp "$T/gbin/head_gw_multilabel_t2/case.json" "$T/gbin/head_gw_multilabel_t2/tensors.safetensors" "$T/gbad/head_gw_multilabel_t2/"
+cp "$GB/train_gw_multilabel.weights.bin" "$T/gbad/head_gw_multilabel_t2/weights.bin"
+$S golden "$T/gbad" > "$T/g2" 2>&1
+check '[ $? -eq 1 ] && ! grep -q "^PASS" "$T/g2"' "another case's weights.bin passed: $(tail -3 "$T/g2")"
+cp "$ROOT/golden/head_gw_multilabel_t2/weights.safetensors" "$T/gbad/head_gw_multilabel_t2/"
+printf 'PK broken' > "$T/gbad/head_gw_multilabel_t2/weights.bin"
+$S golden "$T/gbad" > "$T/g3" 2>&1
+check '[ $? -eq 0 ] && grep -q "^PASS" "$T/g3"' "weights.safetensors beside a broken weights.bin: $(tail -3 "$T/g3")"
+
 # 5. the LDM single-file conversion from a Lightning .ckpt (weights under "state_dict"): the same
 # pipeline folder as from the same tensors in safetensors (weights_tools/make_ldm_ckpt.py)
 $S convert --from "$ROOT/tests/data/tiny_ldm.ckpt" --out "$T/cv_ckpt" --config-from "$ROOT/tests/data/tiny_pipeline" --quiet > "$T/cv1" 2>&1

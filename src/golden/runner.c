@@ -137,6 +137,7 @@ static int run_case(const char *dir, int verbose, GoldenSummary *sum) {
     }
     snprintf(path, sizeof(path), "%s/weights.safetensors", dir);
     struct stat sb;
+    if (stat(path, &sb) != 0) snprintf(path, sizeof(path), "%s/weights.bin", dir);  // torch.save'd state_dict
     if (stat(path, &sb) == 0 && st_open(&gc.weights, path)) goto fail;
     snprintf(path, sizeof(path), "%s/tensors.safetensors", dir);
     if (st_open(&gc.tensors, path)) goto fail;
