@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,8 +28,12 @@ static void predict_usage(FILE *f) {
             "usage: satdifuser predict --model DIR --head RUN_DIR --input IMG --out PRED [--weights FILE]\n\n"
             "Runs the frozen diffusion backbone on IMG with the extraction settings the head was trained\n"
             "on (RUN_DIR/features_meta.json), then the head (RUN_DIR/best.safetensors or --weights).\n"
-            "Segmentation: PRED is a PNG of class indices with a colour palette, at the image's size.\n"
-            "Classification: PRED is a JSON file with the class and the probabilities (also printed).\n"
+            "Segmentation: PRED must be NAME.png, a PNG of class indices with a colour palette, at the\n"
+            "image's size. Classification: PRED must be NAME.json, the class, its name and the scores\n"
+            "(also printed). Class names come from the training labels (RUN_DIR/classes.json).\n"
+            "  --bands LIST, --scale MODE, --precision f32|bf16   replace the run's preprocessing or\n"
+            "                    precision for this image, as `satdifuser extract` takes them (extract\n"
+            "                    --help); e.g. --bands 4,3,2 for a 13-band scene of a head trained on RGB\n"
             "  --unet DIR        the UNet's folder when it is not MODEL/unet (DiffusionSat's release:\n"
             "                    --unet ROOT/checkpoint-150000/unet)\n"
             "  --features FILE   use an existing feature file instead of extracting (then --model and\n"
@@ -44,8 +49,11 @@ static const char *meta_string(const JsonValue *meta, const char *key) {
 }
 
 // Runs `satdifuser extract` for one image into tmp_dir with the run's settings.
-static int extract_to(const char *model, const char *unet, const char *image, const char *tmp_dir, const JsonValue *meta) {
-    char *argv[48];
+// `user` (n_user strings, option and value pairs: --bands/--scale/--precision) go last, so they replace the
+// run's values: extract's own parser reads them (one parser for both commands). *size: the resize target.
+static int extract_to(const char *model, const char *unet, const char *image, const char *tmp_dir, const JsonValue *meta,
+                      char **user, int n_user, int *size_out) {
+    char *argv[64];
     int argc = 0;
     char steps_list[256] = "", layers_list[256] = "", size_s[32] = "", seed_s[32] = "";
     argv[argc++] = (char *)"--model";
@@ -108,7 +116,9 @@ static int extract_to(const char *model, const char *unet, const char *image, co
             argv[argc++] = (char *)"--size";
             argv[argc++] = size_s;
         }
+        *size_out = size;
     }
+    for (int k = 0; k < n_user; k++) argv[argc++] = user[k];
     argv[argc] = NULL;
     int rc = cmd_extract(argc, argv);
     json_free(&pre);
@@ -168,9 +178,55 @@ static int load_features(const char *path, const HeadConfig *hc, FusionInput *in
     return rc;
 }
 
+// --out by extension: a segmentation map is a PNG, a class a JSON file; anything else is refused
+// before the image is computed (a JSON file named .png helps nobody).
+static int check_out_extension(const char *out, HeadTask task) {
+    const char *base = strrchr(out, '/'), *dot;
+    base = base ? base + 1 : out;
+    dot = strrchr(base, '.');
+    const char *ext = dot ? dot : "";
+    int seg = task == TASK_SEGMENTATION;
+    if (seg && !strcasecmp(ext, ".png")) return 0;
+    if (!seg && !strcasecmp(ext, ".json")) return 0;
+    if (seg)
+        return sd_errorf("--out %s: a segmentation head writes a PNG map of class indices with a palette: give "
+                         "--out NAME.png%s", out, !strcasecmp(ext, ".tif") || !strcasecmp(ext, ".tiff")
+                                                      ? " (GeoTIFF output is not written yet)" : "");
+    return sd_errorf("--out %s: a %s head writes JSON (the class, its name and the scores): give --out NAME.json", out,
+                     head_task_name(task));
+}
+
+// RUN/classes.json ({"class_names": [...]}, written by train when the labels name the classes), or
+// an empty value when absent. A count other than the head's is an error.
+static int read_class_names(const char *run, int num_classes, JsonValue *names) {
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/classes.json", run);
+    memset(names, 0, sizeof(*names));
+    if (access(path, F_OK) != 0) return 0;
+    JsonValue j;
+    if (json_parse_file(path, &j)) return SD_FAIL;
+    const JsonValue *list = json_get(&j, "class_names");
+    int ok = list && list->type == JSON_ARRAY && list->count == num_classes;
+    for (int c = 0; ok && c < list->count; c++) ok = list->items[c].type == JSON_STRING;
+    if (!ok) {
+        json_free(&j);
+        return sd_errorf("%s: expected \"class_names\": a list of %d strings (the head's classes)", path, num_classes);
+    }
+    *names = j;
+    return 0;
+}
+
+static const char *class_name(const JsonValue *names, int c, char *buf, size_t size) {
+    const JsonValue *list = names->type == JSON_OBJECT ? json_get(names, "class_names") : NULL;
+    if (list && c < list->count) return list->items[c].string;
+    snprintf(buf, size, "%d", c);
+    return buf;
+}
+
 int cmd_predict(int argc, char **argv) {
     const char *model = NULL, *unet = NULL, *run = NULL, *input = NULL, *out = NULL, *weights = NULL, *features = NULL;
-    int moe_restart = 0;
+    int moe_restart = 0, n_user = 0;
+    char *user[6];  // --bands, --scale, --precision with their values, for extract
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { predict_usage(stdout); return 0; }
@@ -183,20 +239,32 @@ int cmd_predict(int argc, char **argv) {
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--weights")) weights = v;
         else if (!strcmp(a, "--features")) features = v;
+        else if (!strcmp(a, "--bands") || !strcmp(a, "--scale") || !strcmp(a, "--precision")) {
+            for (int k = 0; k < n_user; k += 2)
+                if (!strcmp(user[k], a)) { fprintf(stderr, "satdifuser predict: %s given twice\n", a); return 2; }
+            user[n_user++] = argv[i - 1];
+            user[n_user++] = argv[i];
+        }
         else if (!strcmp(a, "--moe-counter") && (!strcmp(v, "continue") || !strcmp(v, "restart"))) moe_restart = v[0] == 'r';
         else if (!strcmp(a, "--moe-counter")) { fprintf(stderr, "satdifuser predict: --moe-counter '%s': expected continue or restart\n", v); return 2; }
         else { fprintf(stderr, "satdifuser predict: unknown option '%s'\n", a); predict_usage(stderr); return 2; }
     }
     if (!run || !out || (!features && (!model || !input))) { predict_usage(stderr); return 2; }
+    if (features && n_user) {
+        fprintf(stderr, "satdifuser predict: --bands, --scale and --precision apply to an extraction, not to --features\n");
+        return 2;
+    }
     if (outfile_check(out, "--out")) {  // before the image is computed
         fprintf(stderr, "satdifuser predict: %s\n", sd_last_error());
         return 2;
     }
 
-    char path[4096], tmp_dir[4096] = "", feat_path[4096];
-    JsonValue cfg_json, meta;
+    char path[4096], tmp_dir[4096] = "", feat_path[4096], num[16];
+    JsonValue cfg_json, meta, names;
     memset(&cfg_json, 0, sizeof(cfg_json));
     memset(&meta, 0, sizeof(meta));
+    memset(&names, 0, sizeof(names));
+    int size = 0;
     HeadModel m;
     memset(&m, 0, sizeof(m));
     float *bufs[FUSION_MAX_TIMESTEPS * FUSION_MAX_SCALES];
@@ -207,13 +275,15 @@ int cmd_predict(int argc, char **argv) {
     if (json_parse_file(path, &cfg_json)) goto done;
     HeadConfig hc;
     if (head_config_from_json(&hc, &cfg_json)) { sd_error_context("%s", path); goto done; }
+    if (check_out_extension(out, hc.task)) { rc = 2; goto done; }  // before the image is computed
+    if (read_class_names(run, hc.num_classes, &names)) goto done;
     if (features) {
         snprintf(feat_path, sizeof(feat_path), "%s", features);
     } else {
         snprintf(path, sizeof(path), "%s/features_meta.json", run);
         if (json_parse_file(path, &meta)) goto done;
         snprintf(tmp_dir, sizeof(tmp_dir), "%s.features.tmp.%d", out, (int)getpid());
-        if (extract_to(model, unet, input, tmp_dir, &meta)) goto done;
+        if (extract_to(model, unet, input, tmp_dir, &meta, user, n_user, &size)) goto done;
         // the file's name is the image's stem
         const char *base = strrchr(input, '/');
         base = base ? base + 1 : input;
@@ -224,6 +294,10 @@ int cmd_predict(int argc, char **argv) {
     int src_h, src_w;
     FusionInput in;
     if (load_features(feat_path, &hc, &in, bufs, &nbufs, &src_h, &src_w)) goto done;
+    int shorter = src_h < src_w ? src_h : src_w;
+    if (size > 0 && shorter > 2 * size)  // a scene, not a chip: say what the model saw
+        fprintf(stderr, "note: %s is %dx%d; as the training images, it was resized to %d on its shorter side (%.1fx "
+                        "smaller) before the model saw it\n", input, src_w, src_h, size, (double)shorter / size);
     if (hc.task == TASK_SEGMENTATION && src_h > 0 && src_w > 0) {  // the map at the image's own size
         hc.output_h = src_h;
         hc.output_w = src_w;
@@ -255,7 +329,9 @@ int cmd_predict(int argc, char **argv) {
         if (png_write(out, pixels, W, H, 1, palette, C)) goto done;
         printf("segmentation map %dx%d (%d classes) written to %s\n", W, H, C, out);
         for (int c = 0; c < C; c++)
-            if (counts[c]) printf("  class %d: %.1f%% of the pixels\n", c, 100.0 * counts[c] / (H * W));
+            if (counts[c])
+                printf("  class %d %s: %.1f%% of the pixels\n", c, class_name(&names, c, num, sizeof(num)),
+                       100.0 * counts[c] / (H * W));
     } else {
         FILE *f = fopen(out, "w");
         if (!f) { sd_errorf("%s: cannot write: %s", out, strerror(errno)); goto done; }
@@ -265,14 +341,33 @@ int cmd_predict(int argc, char **argv) {
         // softmax (single-label) or sigmoid (multi-label) scores
         double mx = logits[best], sum = 0.0;
         for (int c = 0; c < C; c++) sum += exp(logits[c] - mx);
-        fprintf(f, "{\"task\": \"%s\", \"class\": %d, \"scores\": [", head_task_name(hc.task), best);
+        char esc[1024];
+        json_escape(class_name(&names, best, num, sizeof(num)), esc, sizeof(esc));
+        fprintf(f, "{\"task\": \"%s\", \"class\": %d, \"class_name\": %s, \"scores\": [", head_task_name(hc.task),
+                best, esc);
+        double p_best = 0.0;
         for (int c = 0; c < C; c++) {
             double p = hc.task == TASK_MULTILABEL ? 1.0 / (1.0 + exp(-logits[c])) : exp(logits[c] - mx) / sum;
+            if (c == best) p_best = p;
             fprintf(f, "%s%.6g", c ? ", " : "", p);
         }
-        fprintf(f, "]}\n");
-        fclose(f);
-        printf("class %d (%s scores in %s)\n", best, hc.task == TASK_MULTILABEL ? "sigmoid" : "softmax", out);
+        fprintf(f, "], \"class_names\": [");
+        for (int c = 0; c < C; c++) {
+            json_escape(class_name(&names, c, num, sizeof(num)), esc, sizeof(esc));
+            fprintf(f, "%s%s", c ? ", " : "", esc);
+        }
+        fprintf(f, "]");
+        if (hc.task == TASK_MULTILABEL) {  // the classes the head says are present (sigmoid > 0.5, as the metrics)
+            fprintf(f, ", \"present\": [");
+            for (int c = 0, k = 0; c < C; c++)
+                if (logits[c] > 0.0f) fprintf(f, "%s%d", k++ ? ", " : "", c);
+            fprintf(f, "]");
+        }
+        fprintf(f, "}\n");
+        int bad = fclose(f) != 0;
+        if (bad) { sd_errorf("%s: write failed", out); goto done; }
+        printf("class %d %s (%s %.3f; all scores in %s)\n", best, class_name(&names, best, num, sizeof(num)),
+               hc.task == TASK_MULTILABEL ? "sigmoid" : "softmax", p_best, out);
     }
     rc = 0;
 done:
@@ -288,5 +383,6 @@ done:
     head_model_free(&m);
     json_free(&cfg_json);
     json_free(&meta);
+    json_free(&names);
     return rc;
 }

@@ -318,6 +318,24 @@ static int write_text_file(const char *path, const char *text) {
     return 0;
 }
 
+// run_dir/classes.json: {"class_names": [...]} from the labels' "# classes:" line, for predict's output.
+static int write_class_names(const LabelSet *ls, const char *path) {
+    size_t cap = 64;
+    for (int c = 0; c < ls->num_names; c++) cap += 6 * strlen(ls->class_names[c]) + 8;  // \u00XX at worst
+    char *text = (char *)malloc(cap), *esc = (char *)malloc(cap);
+    if (!text || !esc) { free(text); free(esc); return sd_errorf("out of memory"); }
+    size_t n = (size_t)snprintf(text, cap, "{\"class_names\": [");
+    for (int c = 0; c < ls->num_names; c++) {
+        json_escape(ls->class_names[c], esc, cap);
+        n += (size_t)snprintf(text + n, cap - n, "%s%s", c ? ", " : "", esc);
+    }
+    snprintf(text + n, cap - n, "]}\n");
+    int rc = write_text_file(path, text);
+    free(text);
+    free(esc);
+    return rc;
+}
+
 // run_dir/features_meta.json: the first training file's metadata (prompt, steps,
 // save steps, layers, preprocessing), so predict can extract a new image the same way.
 static int write_features_meta(const Dataset *d, const LabelSet *ls, int row, const char *path) {
@@ -347,7 +365,8 @@ static int write_features_meta(const Dataset *d, const LabelSet *ls, int row, co
 // The files of a run folder. A folder holding any of them is a run: train refuses it without
 // --resume (continue) or --force (start over: they are deleted first).
 static const char *const k_run_files[] = {"head_config.json", "features_meta.json", "checkpoint.safetensors",
-                                          "best.safetensors", "log.jsonl", "metrics.json", "moe_counter.json"};
+                                          "best.safetensors", "log.jsonl", "metrics.json", "moe_counter.json",
+                                          "classes.json"};
 enum { N_RUN_FILES = sizeof(k_run_files) / sizeof(k_run_files[0]) };
 
 static int check_run_dir(const TrainOptions *o) {
@@ -488,6 +507,8 @@ int train_run(const TrainOptions *o) {
         if (write_text_file(path, head_cfg_text)) goto done;
         snprintf(path, sizeof(path), "%s/features_meta.json", o->out_dir);
         if (write_features_meta(&data, &labels, train_rows[0], path)) goto done;
+        snprintf(path, sizeof(path), "%s/classes.json", o->out_dir);
+        if (labels.class_names && write_class_names(&labels, path)) goto done;
     }
     if (params_alloc_grads(&model.params) || adam_init(&adam, &model.params)) goto done;
 
