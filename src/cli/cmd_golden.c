@@ -9,7 +9,8 @@
 static void golden_usage(FILE *f) {
     fprintf(f,
             "usage: satdifuser golden [--verbose] [--only TEXT] [--allow-unimplemented] [--allow-empty] DIR...\n\n"
-            "Runs every golden case (a folder with case.json, weights.safetensors, tensors.safetensors)\n"
+            "Runs every golden case (a folder with case.json, weights.safetensors - or a PyTorch weights.bin -\n"
+            "and tensors.safetensors)\n"
             "found under the folders, prints the max abs and max rel error of each compared tensor,\n"
             "and exits 1 if any case fails. A case whose module is not implemented counts as a failure\n"
             "unless --allow-unimplemented is given (then it is counted as skipped; `make test` uses this).\n"

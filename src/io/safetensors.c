@@ -315,8 +315,8 @@ int st_require(const SafeTensors *st, const char *name, const StEntry **out) {
     // stop once full: near + n past the end of the array is not a valid pointer (long names)
     for (int k = 0; k < 3 && best[k] >= 0 && n < sizeof(near); k++)
         n += (size_t)snprintf(near + n, sizeof(near) - n, "%s'%s'", k ? ", " : "", st->entries[best[k]].name);
-    return sd_errorf("%s: no tensor named '%s' (%d tensors; nearest: %s)", st->path, name, st->count,
-                     st->count ? near : "none");
+    return sd_errorf("%s: no tensor named '%s' (%d tensors; nearest: %s)", st->path ? st->path : "(no weights file)",
+                     name, st->count, st->count ? near : "none");
 }
 
 // The file's elements are little-endian whatever the host's byte order (safetensors, and the
