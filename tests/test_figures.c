@@ -498,6 +498,15 @@ static void test_fusion_figures(void) {
     CHECK(decode_rgb(out, &rgb, &w, &h) == 0, "moe PNG decodes");
     free(rgb);
     CHECK(fig_moe(run, feats, NULL, NULL, "test", out) == -1 && strstr(sd_last_error(), "--id"), "moe without id or labels: %s", sd_last_error());
+    // the three fusions side by side, one PCA basis
+    char r_gw[600], r_lw[600];
+    snprintf(r_gw, sizeof(r_gw), "%s/run_gw", g_dir);
+    snprintf(r_lw, sizeof(r_lw), "%s/run_lw", g_dir);
+    const char *runs[3] = {r_gw, r_lw, run}, *ids[2] = {"img_a", "img_b"};
+    CHECK(fig_fused(runs, 3, feats, ids, 2, 0, out) == 0, "fused: %s", sd_last_error());
+    CHECK(decode_rgb(out, &rgb, &w, &h) == 0, "fused PNG decodes");
+    free(rgb);
+    CHECK(fig_fused(runs, 3, feats, ids, 2, 4, out) == -1 && strstr(sd_last_error(), "--scale 4"), "fused, bad scale: %s", sd_last_error());
 }
 
 static void test_overlay(void) {

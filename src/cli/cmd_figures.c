@@ -30,6 +30,11 @@ static void figures_usage(FILE *f) {
             "             --run RUN (fuser moe) --features DIR [--id ID] [--labels CSV] [--split test]\n"
             "             e.g. satdifuser figures moe --run run_moe --features demo_out/features --id s4_r1_c1 \\\n"
             "                    --labels tests/data/demo/labels.csv --out moe.png\n"
+            "  fused      the paper's Fig. 4: each run's fused map at one scale for the same images, side by\n"
+            "             side, PCA to RGB with one shared basis\n"
+            "             --runs RUN[,RUN...] --features DIR --id ID[,ID...] [--scale S]\n"
+            "             e.g. satdifuser figures fused --runs run_gw,run_lw,run_moe --features demo_out/features \\\n"
+            "                    --id s4_r1_c1,s2_r0_c0 --out fused.png\n"
             "  confusion  confusion matrix of an evaluation (counts and row-normalised)\n"
             "             --run RUN [--split test]     e.g. satdifuser figures confusion --run demo_out/run\n"
             "  curves     training curves: loss per step, validation metric, learning rate\n"
@@ -64,7 +69,7 @@ int cmd_figures(int argc, char **argv) {
         return argc < 1 ? 2 : 0;
     }
     const char *fig = argv[0], *out = NULL, *run = NULL, *split = "test", *features = NULL, *ids = NULL, *input = NULL;
-    const char *bands = NULL, *pred = NULL, *labels = NULL, *id = NULL;
+    const char *bands = NULL, *pred = NULL, *labels = NULL, *id = NULL, *runs = NULL;
     int scale = -1, panel = 0, k = 5, max_size = 0, num_classes = 0;
     double alpha = 0.5;
     for (int i = 1; i < argc; i++) {
@@ -75,6 +80,7 @@ int cmd_figures(int argc, char **argv) {
         int bad = 0;
         if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--run")) run = v;
+        else if (!strcmp(a, "--runs")) runs = v;
         else if (!strcmp(a, "--split")) split = v;
         else if (!strcmp(a, "--features")) features = v;
         else if (!strcmp(a, "--id")) ids = v;
@@ -131,6 +137,16 @@ int cmd_figures(int argc, char **argv) {
     } else if (!strcmp(fig, "moe")) {
         NEED(run && features && (id || labels) && out, "needs --run RUN, --features DIR, --id ID and/or --labels CSV, --out FILE.png");
         rc = fig_moe(run, features, id, labels, split, out);
+    } else if (!strcmp(fig, "fused")) {
+        NEED(runs && features && ids && out, "needs --runs RUN[,RUN...], --features DIR, --id ID[,ID...] and --out FILE.png");
+        char *rl = strdup(runs), *il = strdup(ids);
+        const char *rv[8], *iv[9];
+        int nr = 0, ni = 0;
+        for (char *t = rl ? strtok(rl, ",") : NULL; t && nr < 8; t = strtok(NULL, ",")) rv[nr++] = t;
+        for (char *t = il ? strtok(il, ",") : NULL; t && ni < 9; t = strtok(NULL, ",")) iv[ni++] = t;
+        rc = rl && il ? fig_fused(rv, nr, features, iv, ni, scale, out) : sd_errorf("out of memory");
+        free(rl);
+        free(il);
     } else if (!strcmp(fig, "overlay")) {
         NEED(pred && input && out, "needs --pred PRED.png, --input IMG and --out FILE.png");
         OverlayFigure o = {pred, input, labels, id, bands, num_classes, (float)alpha, max_size};

@@ -12,6 +12,7 @@
 #include "figures/colormap.h"
 #include "figures/figures.h"
 #include "figures/font.h"
+#include "figures/pca.h"
 #include "figures/plots.h"
 #include "heads/head.h"
 #include "io/feature_cache.h"
@@ -400,5 +401,102 @@ done:
     feature_file_close(&ff);
     head_model_free(&m);
     json_free(&cfg);
+    return rc;
+}
+
+// ---- figure 4b (the paper's Fig. 4): the fused map of each fusion, side by side ------------------------
+
+int fig_fused(const char *const *runs, int n_runs, const char *features_dir, const char *const *ids, int n_ids,
+              int scale, const char *out) {
+    enum { MAX_RUNS = 6, MAX_IDS = 8 };
+    if (n_runs < 1 || n_runs > MAX_RUNS) return sd_errorf("--runs: give 1 to %d run folders (got %d)", MAX_RUNS, n_runs);
+    if (n_ids < 1 || n_ids > MAX_IDS) return sd_errorf("--id: give 1 to %d image ids (got %d)", MAX_IDS, n_ids);
+    float *maps[MAX_RUNS][MAX_IDS] = {{0}};
+    uint8_t *rgb[MAX_RUNS][MAX_IDS] = {{0}}, *img[MAX_IDS] = {0};
+    int iw[MAX_IDS] = {0}, ih[MAX_IDS] = {0}, P = 0, H = 0, W = 0, rc = SD_FAIL;
+    char kind[MAX_RUNS][16];
+    PcaAccum acc;
+    PcaBasis basis;
+    memset(&acc, 0, sizeof(acc));
+    memset(&basis, 0, sizeof(basis));
+    Canvas c = {0, 0, NULL};
+    if (scale < 0) scale = 0;
+    for (int r = 0; r < n_runs; r++) {
+        HeadModel m;
+        JsonValue cfg;
+        int bad = load_run_model(runs[r], &m, &cfg);
+        if (!bad && scale >= m.cfg.layout.num_scales) bad = sd_errorf("--scale %d: %s has scales 0..%d", scale, runs[r], m.cfg.layout.num_scales - 1);
+        snprintf(kind[r], sizeof(kind[r]), "%s", bad ? "?" : fuser_kind_name(m.cfg.fuser.kind));
+        for (int n = 0; n < n_ids && !bad; n++) {
+            Tensor bufs[FUSION_MAX_TIMESTEPS * FUSION_MAX_SCALES];
+            memset(bufs, 0, sizeof(bufs));
+            FeatureFile ff;
+            memset(&ff, 0, sizeof(ff));
+            FusionInput in;
+            bad = load_image(features_dir, ids[n], &m, &in, bufs, &ff) || head_model_forward(&m, &in);
+            if (!bad) {
+                int p = m.cfg.fuser.projection_dim, h = in.H[scale], w = in.W[scale];
+                if (P && (p != P || h != H || w != W))
+                    bad = sd_errorf("%s: fused maps of %d channels at %dx%d, %s's %d at %dx%d: a shared basis needs the same size",
+                                    runs[r], p, h, w, runs[0], P, H, W);
+                P = p; H = h; W = w;
+                maps[r][n] = bad ? NULL : (float *)malloc((size_t)P * H * W * sizeof(float));
+                if (!bad && !maps[r][n]) bad = sd_errorf("out of memory");
+                if (!bad) memcpy(maps[r][n], m.fuser.fused[scale].data, (size_t)P * H * W * sizeof(float));
+            }
+            if (!bad && r == 0) {  // the image, from the feature file's source
+                const char *src = feature_file_meta(&ff, "source"), *bu = feature_file_meta(&ff, "bands_used");
+                char bands[64] = "";
+                if (bu && bu[0] == '[') {
+                    size_t k = 0;
+                    for (const char *q = bu + 1; *q && *q != ']' && k + 1 < sizeof(bands); q++)
+                        if (*q != ' ') bands[k++] = *q;
+                    bands[k] = 0;
+                }
+                if (src && figure_load_rgb(src, bands[0] ? bands : NULL, &img[n], &iw[n], &ih[n])) img[n] = NULL;
+                sd_clear_error();
+            }
+            for (int i = 0; i < FUSION_MAX_TIMESTEPS * FUSION_MAX_SCALES; i++) tensor_free(&bufs[i]);
+            feature_file_close(&ff);
+        }
+        head_model_free(&m);
+        json_free(&cfg);
+        if (bad) goto done;
+    }
+    // one PCA basis over every run's and image's fused pixels: colours compare across fusions
+    if (pca_accum_init(&acc, P)) goto done;
+    for (int r = 0; r < n_runs; r++)
+        for (int n = 0; n < n_ids; n++) pca_accum_add(&acc, maps[r][n], (int64_t)H * W);
+    if (pca_fit(&acc, &basis)) goto done;
+    for (int r = 0; r < n_runs; r++)
+        for (int n = 0; n < n_ids; n++) {
+            rgb[r][n] = (uint8_t *)malloc((size_t)H * W * 3);
+            if (!rgb[r][n] || pca_to_rgb(&basis, maps[r][n], (int64_t)H * W, rgb[r][n])) { sd_errorf("out of memory"); goto done; }
+        }
+    int Pp = 128, gap = 8, th = FONT_LINE + 2, margin = 12, label_w = 90;
+    int Wc = margin + label_w + (n_runs + 1) * (Pp + gap) + margin, Hc = 2 * FONT_LINE + 16 + n_ids * (Pp + th + gap) + margin;
+    if (Wc < 560) Wc = 560;
+    if (canvas_init(&c, Wc, Hc, RGB_WHITE)) goto done;
+    char line[512], title[64];
+    snprintf(line, sizeof(line), "Fused feature maps at scale %d (%dx%d, %d channels), PCA to RGB with one basis for all", scale, H, W, P);
+    draw_text(&c, margin, 6, line, RGB_BLACK, 1);
+    draw_text(&c, margin, 6 + FONT_LINE + 2, "columns: the image, then each run's fuser output (best weights); rows: images", RGB_GRAY, 1);
+    for (int n = 0; n < n_ids; n++) {
+        int y = 2 * FONT_LINE + 16 + n * (Pp + th + gap);
+        draw_text(&c, margin, y + th + Pp / 2 - FONT_H / 2, text_fit(ids[n], label_w - 4, title, sizeof(title)), RGB_BLACK, 1);
+        if (img[n]) panel_draw(&c, (Rect){margin + label_w, y, Pp, Pp + th}, img[n], iw[n], ih[n], "input");
+        for (int r = 0; r < n_runs; r++) {
+            snprintf(title, sizeof(title), "%s", kind[r]);
+            panel_draw(&c, (Rect){margin + label_w + (r + 1) * (Pp + gap), y, Pp, Pp + th}, rgb[r][n], W, H, title);
+        }
+    }
+    rc = canvas_write_png(&c, out);
+done:
+    canvas_free(&c);
+    pca_accum_free(&acc);
+    pca_basis_free(&basis);
+    for (int r = 0; r < MAX_RUNS; r++)
+        for (int n = 0; n < MAX_IDS; n++) { free(maps[r][n]); free(rgb[r][n]); }
+    for (int n = 0; n < MAX_IDS; n++) free(img[n]);
     return rc;
 }

@@ -50,6 +50,10 @@ int fig_gates(const char *run_dir, const char *features_dir, const char *id, con
               const char *out);
 int fig_moe(const char *run_dir, const char *features_dir, const char *id, const char *labels_path, const char *split,
             const char *out);
+// Figure 4b (the paper's Fig. 4): the fused map at one scale of each run (e.g. gw, lw, moe) for the
+// same images, side by side, PCA to RGB with one basis over all of them.
+int fig_fused(const char *const *runs, int n_runs, const char *features_dir, const char *const *ids, int n_ids,
+              int scale, const char *out);
 int fig_topk(const char *pred_json, const char *labels_path, int k, const char *out);
 
 // Written by train (after its final test) and eval without being asked: RUN/confusion_<split>.json
