@@ -18,7 +18,7 @@ D="$ROOT/tests/data/demo/images"
   echo "$D/s4_r2_c2.npy"; echo "$D/s2_r0_c0.npy"; } > "$T/list.txt"
 X="extract --model $ROOT/tests/data/tiny_pipeline --input $T/list.txt --size 64 --scale clip --quiet"
 $BIN --threads 2 $X --out "$T/b1" > "$T/e1" 2>&1
-check '[ $? -eq 0 ] && [ "$(ls "$T/b1" | grep -c safetensors)" -eq 7 ]' "batch 1: $(cat "$T/e1")"
+check '[ $? -eq 0 ] && [ "$(ls -A "$T/b1" | grep -c safetensors)" -eq 7 ]' "batch 1: $(cat "$T/e1")"
 for t in 1 2; do
   $BIN --threads $t $X --out "$T/b3_$t" --batch 3 > "$T/e3" 2>&1
   check '[ $? -eq 0 ]' "batch 3, $t threads: $(cat "$T/e3")"

@@ -266,19 +266,6 @@ static int scan_dir(ItemList *l, const char *root, const char *rel, int depth) {
     return rc;
 }
 
-// The first bytes name the format (PNG, TIFF, NPY): anything else is read as a list.
-static int looks_like_image(const char *path) {
-    unsigned char b[8] = {0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(b, 1, sizeof(b), f);
-    fclose(f);
-    if (n >= 8 && !memcmp(b, "\x89PNG\r\n\x1a\n", 8)) return 1;
-    if (n >= 4 && (!memcmp(b, "II*\0", 4) || !memcmp(b, "MM\0*", 4) || !memcmp(b, "II+\0", 4) || !memcmp(b, "MM\0+", 4))) return 1;
-    if (n >= 6 && !memcmp(b, "\x93NUMPY", 6)) return 1;
-    return is_image_name(path);
-}
-
 static int read_list_file(ItemList *l, const char *list) {
     FILE *f = fopen(list, "r");
     if (!f) return sd_errorf("%s: cannot open: %s", list, strerror(errno));
@@ -313,13 +300,22 @@ static int collect_inputs(const char *input, ItemList *l) {
     struct stat sb;
     if (stat(input, &sb) != 0) return sd_errorf("--input %s: %s", input, strerror(errno));
     int rc;
+    char what[96];
+    int kind = S_ISDIR(sb.st_mode) ? 0 : image_file_kind(input, what, sizeof(what));  // by content, not by name
+    if (kind < 0) return -1;
     if (S_ISDIR(sb.st_mode)) rc = scan_dir(l, input, "", 0);
-    else if (looks_like_image(input)) {
+    else if (kind == IMAGE_FILE_IMAGE) {
         char name[4096];
         const char *base = strrchr(input, '/');
         rc = make_name(base ? base + 1 : input, name, sizeof(name)) || list_add(l, input, name);
-    } else rc = read_list_file(l, input);
+    } else if (kind == IMAGE_FILE_TEXT) rc = read_list_file(l, input);
+    else return sd_errorf("--input %s: %s, neither an image satdifuser reads (PNG, TIFF/GeoTIFF, NPY) nor a text "
+                          "list of images", input, what);
     if (rc) return -1;
+    for (int i = 0; i < l->n; i++)  // the cache's own file (cli.h)
+        if (!strcmp(l->items[i].name, PROMPT_EMBEDDING_NAME))
+            return sd_errorf("%s: the name '%s' is the feature folder's prompt embedding: rename the image",
+                             l->items[i].path, PROMPT_EMBEDDING_NAME);
     if (l->n == 0) return sd_errorf("--input %s: no images found (.png .tif .tiff .npy)", input);
     qsort(l->items, (size_t)l->n, sizeof(Item), cmp_item);
     for (int i = 1; i < l->n; i++)
@@ -443,20 +439,22 @@ static int file_meta(const FeaturePyramid *p, const Item *it, const Image *img, 
     return rc ? -1 : 0;
 }
 
-// OUT/text_embedding.safetensors: the prompt's embedding (1, L, D), computed once
-// per model and prompt and kept next to the features that used it (the
-// features' metadata names the same prompt and model fingerprint).
+// OUT/.prompt_embedding.safetensors (PROMPT_EMBEDDING_NAME, a name no image takes: collect_inputs
+// refuses it): the prompt's embedding (1, L, D), computed once per model and prompt and kept next to
+// the features that used it (the features' metadata names the same prompt and model fingerprint).
+// Caches made before keep theirs as OUT/text_embedding.safetensors, which is still read.
 static int write_prompt_embedding(DiffusionModel *m, const Args *a, const char *out_dir) {
     const float *emb;
     if (diffusion_model_prompt(m, a->prompt, &emb)) return -1;
     char path[8192], fp[32];
-    snprintf(path, sizeof(path), "%s/text_embedding.safetensors", out_dir);
     snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)model_fingerprint(a->model, a->unet));
     SafeTensors st;
     struct stat sb;
-    if (stat(path, &sb) == 0 && st_open(&st, path) == 0) {  // already there for this prompt and model: keep it
+    for (int old = 1; old >= 0; old--) {  // already there for this prompt and model (old name or new): keep it
+        snprintf(path, sizeof(path), "%s/%s.safetensors", out_dir, old ? "text_embedding" : PROMPT_EMBEDDING_NAME);
+        if (stat(path, &sb) != 0 || st_open(&st, path) != 0) continue;
         const char *p = st_metadata(&st, "prompt"), *f = st_metadata(&st, "model_fingerprint");
-        int same = p && f && !strcmp(p, a->prompt) && !strcmp(f, fp);
+        int same = p && f && !strcmp(p, a->prompt) && !strcmp(f, fp) && st_find(&st, "text_embedding");
         st_close(&st);
         if (same) return 0;
     }

@@ -374,7 +374,7 @@ done:
     if (rc) fprintf(stderr, "satdifuser predict: %s\n", sd_last_error());
     if (tmp_dir[0]) {  // remove the temporary feature file, the prompt embedding beside it, and the folder
         unlink(feat_path);
-        snprintf(path, sizeof(path), "%s/text_embedding.safetensors", tmp_dir);
+        snprintf(path, sizeof(path), "%s/%s.safetensors", tmp_dir, PROMPT_EMBEDDING_NAME);
         unlink(path);
         rmdir(tmp_dir);
     }

@@ -1,6 +1,7 @@
 // Image loading front end: sniff the format, decode, convert to float (C, H, W).
 #include "io/image.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -14,22 +15,82 @@
 
 enum { FORMAT_UNKNOWN, FORMAT_PNG, FORMAT_TIFF, FORMAT_NPY };
 
+// The decoded formats by their signatures.
+static int format_of(const uint8_t *head, size_t n) {
+    if (n >= 8 && memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0) return FORMAT_PNG;
+    if (n >= 4 && (memcmp(head, "II*\0", 4) == 0 || memcmp(head, "MM\0*", 4) == 0 || memcmp(head, "II+\0", 4) == 0 ||
+                   memcmp(head, "MM\0+", 4) == 0))
+        return FORMAT_TIFF;
+    if (n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0) return FORMAT_NPY;
+    return FORMAT_UNKNOWN;
+}
+
+// Other formats a user may hand us, by their signatures, to name them in the error.
+static const char *other_format(const uint8_t *h, size_t n) {
+    static const struct { const char *magic; size_t len, at; const char *name; } known[] = {
+        {"\xff\xd8\xff", 3, 0, "a JPEG image"},
+        {"\x89HDF\r\n\x1a\n", 8, 0, "an HDF5 file"},
+        {"GIF8", 4, 0, "a GIF image"},
+        {"WEBP", 4, 8, "a WebP image"},
+        {"\0\0\0\x0cjP  ", 8, 0, "a JPEG 2000 image"},
+        {"\xffO\xffQ", 4, 0, "a JPEG 2000 codestream"},
+        {"PK\x03\x04", 4, 0, "a zip archive (a PyTorch checkpoint?)"},
+        {"\x1f\x8b", 2, 0, "a gzip file"},
+        {"BZh", 3, 0, "a bzip2 file"},
+        {"\xfd" "7zXZ", 5, 0, "an xz file"},
+        {"%PDF", 4, 0, "a PDF document"},
+        {"CDF\x01", 4, 0, "a NetCDF file"},
+        {"CDF\x02", 4, 0, "a NetCDF file"},
+        {"\x80\x02", 2, 0, "a Python pickle"},
+    };
+    for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
+        if (n >= known[k].at + known[k].len && !memcmp(h + known[k].at, known[k].magic, known[k].len)) return known[k].name;
+    if (n >= 10 && h[8] == '{' && h[9] == '"' && h[4] == 0 && h[5] == 0 && h[6] == 0 && h[7] == 0)
+        return "a safetensors file";  // 8-byte little-endian header length, then the JSON header
+    if (n >= 2 && h[0] == 'B' && h[1] == 'M') return "a BMP image";
+    return NULL;
+}
+
+int image_file_kind(const char *path, char *what, int size) {
+    uint8_t head[4096];
+    FILE *f = fopen(path, "rb");
+    if (!f) return sd_errorf("%s: cannot open: %s", path, strerror(errno));
+    size_t n = fread(head, 1, sizeof(head), f);
+    fclose(f);
+    int format = format_of(head, n);
+    if (format != FORMAT_UNKNOWN) {
+        snprintf(what, (size_t)size, "%s", format == FORMAT_PNG ? "PNG" : format == FORMAT_TIFF ? "TIFF" : "NPY");
+        return IMAGE_FILE_IMAGE;
+    }
+    // text: no NUL and at most 1% control bytes other than tab, newline, carriage return, form feed
+    size_t control = 0;
+    int nul = 0;
+    for (size_t i = 0; i < n; i++) {
+        nul |= head[i] == 0;
+        control += head[i] < 32 && head[i] != '\t' && head[i] != '\n' && head[i] != '\r' && head[i] != '\f';
+    }
+    const char *name = other_format(head, n);
+    if (!nul && control * 100 <= n && !(name && n >= 2 && head[0] >= 0x80)) {
+        snprintf(what, (size_t)size, "text");
+        return IMAGE_FILE_TEXT;
+    }
+    if (name) snprintf(what, (size_t)size, "%s", name);
+    else snprintf(what, (size_t)size, "binary data (starts with %02x %02x %02x %02x)", n > 0 ? head[0] : 0,
+                  n > 1 ? head[1] : 0, n > 2 ? head[2] : 0, n > 3 ? head[3] : 0);
+    return IMAGE_FILE_OTHER;
+}
+
 static int sniff(const char *path, int *format) {
     uint8_t head[8] = {0};
     FILE *f = fopen(path, "rb");
     if (!f) return sd_errorf("cannot open %s", path);
     size_t n = fread(head, 1, sizeof(head), f);
     fclose(f);
-    *format = FORMAT_UNKNOWN;
-    if (n >= 8 && memcmp(head, "\x89PNG\r\n\x1a\n", 8) == 0) *format = FORMAT_PNG;
-    else if (n >= 4 && (memcmp(head, "II*\0", 4) == 0 || memcmp(head, "MM\0*", 4) == 0 ||
-                        memcmp(head, "II+\0", 4) == 0 || memcmp(head, "MM\0+", 4) == 0))
-        *format = FORMAT_TIFF;
-    else if (n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0) *format = FORMAT_NPY;
+    *format = format_of(head, n);
     if (*format == FORMAT_UNKNOWN) {
-        const char *dot = strrchr(path, '.');
-        return sd_errorf("%s: unknown image format%s%s (supported: PNG, TIFF/GeoTIFF, NPY)", path,
-                         dot ? ", extension " : "", dot ? dot : "");
+        char what[96];
+        if (image_file_kind(path, what, sizeof(what)) < 0) return -1;
+        return sd_errorf("%s: unknown image format: %s (satdifuser reads PNG, TIFF/GeoTIFF, NPY)", path, what);
     }
     return 0;
 }

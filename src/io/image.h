@@ -26,6 +26,14 @@ typedef enum { IMAGE_NPY_AUTO = 0, IMAGE_NPY_CHW, IMAGE_NPY_HWC } ImageNpyLayout
 // TIFF: IFD 0, every band. NPY: 2-D is (H, W); 3-D see ImageNpyLayout; 4-D
 // and more only with leading dimensions of size 1.
 int image_load(const char *path, Image *img);
+
+// What a file is, by its content (never its name): IMAGE_FILE_IMAGE for the formats image_load
+// decodes (PNG, TIFF/GeoTIFF, NPY), IMAGE_FILE_TEXT for text (no NUL, almost no control bytes in
+// its first 4 KB: a list of images), IMAGE_FILE_OTHER for anything else. `what` (size >= 48)
+// names it: "PNG", "a JPEG image", "an HDF5 file", "binary data (starts with ff 00 ...)", "text".
+// Returns -1 (error set) when the file cannot be read.
+enum { IMAGE_FILE_IMAGE = 1, IMAGE_FILE_TEXT = 2, IMAGE_FILE_OTHER = 3 };
+int image_file_kind(const char *path, char *what, int size);
 int image_load_npy_layout(const char *path, ImageNpyLayout layout, Image *img);
 void image_free(Image *img);
 

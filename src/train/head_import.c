@@ -80,7 +80,8 @@ static int pick_feature_file(const char *path, char *out, size_t size) {
     char best[512] = "";
     while ((e = readdir(d))) {
         size_t n = strlen(e->d_name);
-        if (n < 13 || strcmp(e->d_name + n - 12, ".safetensors") || strstr(e->d_name, "text_embedding")) continue;
+        if (n < 13 || strcmp(e->d_name + n - 12, ".safetensors") || strstr(e->d_name, "text_embedding") || e->d_name[0] == '.')
+            continue;  // not the prompt embedding (.prompt_embedding.safetensors; text_embedding before)
         if (!best[0] || strcmp(e->d_name, best) < 0) snprintf(best, sizeof(best), "%s", e->d_name);
     }
     closedir(d);

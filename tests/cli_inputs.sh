@@ -1,0 +1,68 @@
+#!/bin/sh
+# Issue 18, finding 5 (part): inputs recognised by their content, not their name. A binary --input
+# (random bytes, a JPEG, an HDF5 file) is one clear line and exit 2, not read as a list of garbage
+# paths; a text list is still a list whatever its name; an image under a wrong extension is read.
+# The prompt embedding lives at OUT/.prompt_embedding.safetensors, so an image named
+# text_embedding.npy gets its own feature file; a cache made before (text_embedding.safetensors)
+# is still read.
+# Usage: sh tests/cli_inputs.sh ./satdifuser   (from the repository root); prints RESULT <pass> <fail>.
+BIN=$1
+case "$BIN" in /*) ;; *) BIN="$(pwd)/$BIN" ;; esac
+ROOT=$(pwd)
+MODEL="$ROOT/tests/data/tiny_pipeline"
+CHIP="$ROOT/tests/data/demo/images/s2_r0_c0.npy"
+T=$(mktemp -d /tmp/satdifuser_cli_inputs.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL cli_inputs: $*"; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+S="$BIN --threads 1"
+X="--model $MODEL --size 32 --bands 3,2,1 --scale clip"
+
+# binary inputs: one line on stderr, exit 2, nothing extracted
+head -c 4096 /dev/urandom > "$T/random.bin"
+{ printf '\377\330\377\340\000\020JFIF\000\001\001\000\000\001\000\001\000\000'; head -c 2000 /dev/urandom; } > "$T/photo.jpg"
+{ printf '\211HDF\r\n\032\n\000\000\000\000'; head -c 500 /dev/zero; } > "$T/sample.hdf5"
+cp "$T/photo.jpg" "$T/fake.png"
+for case in "random.bin:binary data (starts with" "photo.jpg:a JPEG image" "sample.hdf5:an HDF5 file" "fake.png:a JPEG image"; do
+  f=${case%%:*}; want=${case#*:}
+  $S extract $X --input "$T/$f" --out "$T/o_$f" > "$T/e.log" 2>&1
+  rc=$?
+  check '[ $rc -eq 2 ] && [ $(wc -l < "$T/e.log") -eq 1 ] && grep -qF "$want" "$T/e.log" && grep -qF "$f" "$T/e.log" && [ -z "$(ls "$T/o_$f" 2>/dev/null)" ]' \
+    "--input $f: exit $rc, $(wc -l < "$T/e.log") line(s): $(head -c 300 "$T/e.log")"
+done
+# a JPEG inside a folder (named .png): the decoder names the format, the other images are extracted
+mkdir -p "$T/dir"; cp "$CHIP" "$T/dir/good.npy"; cp "$T/photo.jpg" "$T/dir/bad.png"
+$S extract $X --input "$T/dir" --out "$T/od" --quiet > "$T/d.log" 2>&1
+check '[ $? -eq 1 ] && grep -q "bad.png: unknown image format: a JPEG image" "$T/d.log" && [ -f "$T/od/good.safetensors" ]' \
+  "a JPEG named .png in a folder ($(cat "$T/d.log"))"
+# text lists are lists whatever their name; an image is an image whatever its name
+printf '# list\n%s\n' "$CHIP" > "$T/list.dat"
+$S extract $X --input "$T/list.dat" --out "$T/ol" --quiet > "$T/l.log" 2>&1
+check '[ $? -eq 0 ] && [ -f "$T/ol/s2_r0_c0.safetensors" ]' "a text list named .dat ($(cat "$T/l.log"))"
+cp "$CHIP" "$T/chip.data"
+$S extract $X --input "$T/chip.data" --out "$T/oi" --quiet > "$T/i.log" 2>&1
+check '[ $? -eq 0 ] && [ -f "$T/oi/chip.safetensors" ]' "an NPY named .data ($(cat "$T/i.log"))"
+
+# the prompt embedding: its own name, an image named text_embedding gets its features
+mkdir -p "$T/te"; cp "$CHIP" "$T/te/text_embedding.npy"; cp "$CHIP" "$T/te/other.npy"
+$S extract $X --input "$T/te" --out "$T/ot" --quiet > "$T/t.log" 2>&1
+check '[ $? -eq 0 ] && [ -f "$T/ot/.prompt_embedding.safetensors" ]' "the prompt embedding at OUT/.prompt_embedding.safetensors ($(cat "$T/t.log"))"
+check '$BIN info "$T/ot/text_embedding.safetensors" 2>/dev/null | grep -q "feat.0.0" && $BIN info "$T/ot/.prompt_embedding.safetensors" 2>/dev/null | grep -q "text_embedding"' \
+  "an image named text_embedding has its feature file, the embedding its own"
+$S extract $X --input "$T/te" --out "$T/ot" --quiet > "$T/t2.log" 2>&1
+check '[ $? -eq 0 ]' "rerun: both files validate ($(cat "$T/t2.log"))"
+cp "$CHIP" "$T/.prompt_embedding.npy"
+$S extract $X --input "$T/.prompt_embedding.npy" --out "$T/ox" > "$T/x.log" 2>&1
+check '[ $? -eq 2 ] && grep -q "prompt embedding: rename the image" "$T/x.log"' "an image of the reserved name is refused ($(cat "$T/x.log"))"
+# a cache made before: its text_embedding.safetensors is read (kept, not written again under the new name)
+mkdir -p "$T/old"; cp "$CHIP" "$T/old/a.npy"
+$S extract $X --input "$T/old" --out "$T/oo" --quiet > /dev/null 2>&1
+mv "$T/oo/.prompt_embedding.safetensors" "$T/oo/text_embedding.safetensors"
+cp "$CHIP" "$T/old/b.npy"
+$S extract $X --input "$T/old" --out "$T/oo" --quiet > "$T/o.log" 2>&1
+check '[ $? -eq 0 ] && [ -f "$T/oo/b.safetensors" ] && [ -f "$T/oo/text_embedding.safetensors" ] && [ ! -e "$T/oo/.prompt_embedding.safetensors" ]' \
+  "an old cache's text_embedding.safetensors is read and kept ($(cat "$T/o.log"); $(ls -A "$T/oo" | tr '\n' ' '))"
+
+echo "RESULT $pass $fail"
