@@ -125,6 +125,26 @@ static void run_child(void (*fn)(const void *, Result *), const void *arg, Resul
     if (got != sizeof(*res)) snprintf(res->msg, sizeof(res->msg), "the child died (status %d)", status);
 }
 
+// The FMA peak of all threads (value, GFLOP/s) and the thread count (seconds field).
+static void child_peak(const void *arg, Result *r) {
+    (void)arg;
+    int threads = sd_threads();
+    r->value = measure_peak(sd_cpu_isa(), threads);
+    r->seconds = threads;
+    r->ok = 1;
+}
+
+static void child_pack(const void *arg, Result *r) {
+    (void)arg;
+    double t0 = sd_now();
+    if (model_pack_write(g_dir, NULL, g_pack, r->msg, sizeof(r->msg))) {
+        snprintf(r->msg, sizeof(r->msg), "%s", sd_last_error());
+        return;
+    }
+    r->seconds = sd_now() - t0;
+    r->ok = 1;
+}
+
 // Loads the model (the folder or the packed file) and times it; value = weights repacked.
 static void child_load(const void *arg, Result *r) {
     const char *path = (const char *)arg;
@@ -229,17 +249,17 @@ int main(int argc, char **argv) {
         return 0;
     }
     snprintf(g_pack, sizeof(g_pack), "%s/pipeline.sdpack", cache);
-    // packed once (the fingerprint of the folder says whether the file is current)
+    // packed once (the fingerprint of the folder says whether the file is current), in a child: the
+    // parent must not start OpenMP's threads, or the forked children would wait for them forever
+    Result packed, folder, pack, pack2, pss, peak_res;
     if (!model_pack_path_is_file(g_pack) || model_pack_fingerprint(g_pack) != diffusion_model_fingerprint(g_dir, NULL)) {
-        char summary[256];
-        double t0 = sd_now();
-        if (model_pack_write(g_dir, NULL, g_pack, summary, sizeof(summary))) {
-            printf("SKIP bench_jobs: pack: %s\n", sd_last_error());
+        run_child(child_pack, NULL, &packed);
+        if (!packed.ok) {
+            printf("SKIP bench_jobs: pack: %s\n", packed.msg);
             return 0;
         }
-        printf("packed %s: %s in %.1f s\n", g_pack, summary, sd_now() - t0);
+        printf("packed %s: %s in %.1f s\n", g_pack, packed.msg, packed.seconds);
     }
-    Result folder, pack, pack2, pss;
     run_child(child_load, g_pack, &pack);  // warms the page cache for the file
     run_child(child_load, g_dir, &folder);
     run_child(child_load, g_pack, &pack2);
@@ -258,9 +278,9 @@ int main(int argc, char **argv) {
     else
         printf("two processes: failed: %s\n", pss.msg);
     if (!quick) {
-        SdIsa isa = sd_cpu_isa();
-        int threads = sd_threads();
-        double peak = measure_peak(isa, threads) * 1e9;
+        run_child(child_peak, NULL, &peak_res);
+        double peak = peak_res.value * 1e9;
+        int threads = (int)peak_res.seconds;
         double gflop = extract_flops(256, 10);
         printf("fp32 FMA peak %.1f GFLOP/s (%d threads, register-only loop, measured now)\n", peak * 1e-9, threads);
         int batches[2] = {1, 4};
