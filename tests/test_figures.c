@@ -41,6 +41,7 @@ static int decode_rgb(const char *path, uint8_t **rgb, int *w, int *h) {
 static void test_canvas(void) {
     Canvas c;
     CHECK(canvas_init(&c, 20, 10, RGB_BLACK) == 0, "init");
+    canvas_free(&c);
     CHECK(canvas_init(&c, 0, 10, RGB_BLACK) == -1 && strstr(sd_last_error(), "figure size"), "bad size refused");
     canvas_init(&c, 20, 10, RGB_BLACK);
     // alpha: 0.5 * 255 + 0.5 * 0 = 127.5 -> 128 (round to nearest); 0.25 * 200 + 0.75 * 40 = 80
@@ -397,6 +398,58 @@ static void test_run_figures(void) {
     CHECK(fig_mixing(run, out) == -1 && strstr(sd_last_error(), "best.safetensors"), "mixing without weights: %s", sd_last_error());
 }
 
+// The hooks train and eval call: RUN/confusion_<split>.json with rows = label for both tasks (the
+// segmentation matrix arrives with rows = prediction, as the original's), its PNG, the curves.
+static void test_hooks(void) {
+    char run[600], path[700];
+    snprintf(run, sizeof(run), "%s/run_hooks", g_dir);
+    mkdir(run, 0755);
+    LabelSet ls;
+    memset(&ls, 0, sizeof(ls));
+    char n0[] = "water", n1[] = "land";
+    char *names[2] = {n0, n1};
+    ls.class_names = names;
+    ls.num_names = 2;
+    ls.num_classes = 2;
+    EvalResult ev;
+    memset(&ev, 0, sizeof(ev));
+    float seg[4] = {5, 2, 7, 11};  // [pred][label]: pred 0 / label 1 = 2, pred 1 / label 0 = 7
+    ev.task = LABELS_SEGMENTATION;
+    ev.num_classes = 2;
+    ev.seg_confusion = seg;
+    figures_after_eval(run, "val", &ev, &ls);
+    snprintf(path, sizeof(path), "%s/confusion_val.json", run);
+    JsonValue j;
+    CHECK(json_parse_file(path, &j) == 0, "confusion JSON written: %s", sd_last_error());
+    const JsonValue *counts = json_get(&j, "counts"), *classes = json_get(&j, "classes");
+    CHECK(counts && counts->count == 2 && counts->items[0].items[1].number == 7 && counts->items[1].items[0].number == 2 &&
+              counts->items[0].items[0].number == 5 && counts->items[1].items[1].number == 11,
+          "segmentation counts transposed to rows = label");
+    CHECK(classes && classes->count == 2 && !strcmp(classes->items[1].string, "land"), "class names");
+    json_free(&j);
+    snprintf(path, sizeof(path), "%s/confusion_val.png", run);
+    uint8_t *rgb = NULL;
+    int w, h;
+    CHECK(decode_rgb(path, &rgb, &w, &h) == 0, "confusion PNG written and decodes");
+    free(rgb);
+    int64_t cls[4] = {3, 1, 0, 4};  // [label][pred]
+    memset(&ev, 0, sizeof(ev));
+    ev.task = LABELS_CLASSIFICATION;
+    ev.num_classes = 2;
+    ev.confusion = cls;
+    figures_after_eval(run, "test", &ev, &ls);
+    snprintf(path, sizeof(path), "%s/confusion_test.json", run);
+    CHECK(json_parse_file(path, &j) == 0, "classification confusion JSON");
+    counts = json_get(&j, "counts");
+    CHECK(counts && counts->items[0].items[1].number == 1 && counts->items[1].items[0].number == 0, "classification rows = label");
+    json_free(&j);
+    // curves: a run without log.jsonl gets a warning, not a failure or a file
+    figures_after_train(run);
+    snprintf(path, sizeof(path), "%s/training_curves.png", run);
+    struct stat sb;
+    CHECK(stat(path, &sb) != 0, "no curves without a log");
+}
+
 static void test_features_figure(void) {
     char dir[512], path[700], out[700];
     snprintf(dir, sizeof(dir), "%s/feats", g_dir);
@@ -580,6 +633,7 @@ int main(void) {
     test_plots();
     test_pca();
     test_run_figures();
+    test_hooks();
     test_features_figure();
     test_fusion_figures();
     test_overlay();
