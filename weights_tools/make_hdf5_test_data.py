@@ -158,7 +158,129 @@ def layouts_file(name, libver):
     w.close()
 
 
+# ---- GEO-Bench-style task folders (tests/data/geobench/<task>) ---------------------------------
+# Written as geobench's write_sample_hdf5 does (geobench/dataset.py @4777011): one root dataset per
+# band named by the band, the label band as dataset `label`, and the root attribute `pickle` =
+# str(pickle.dumps(attr_dict)) with each band's attributes, `bands_order` and, for classification,
+# `label`. geobench's classes are stood in for by classes of the same module and name (the pickle
+# stores only those). Beside each task, expected/: the export as numpy computes it (images float32
+# (C, H, W), masks uint8, labels.csv without its first comment line).
+import pickle
+import sys
+import types
+
+GB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "data", "geobench")
+
+
+def _standin_module(name, classes):
+    mod = types.ModuleType(name)
+    for cls_name in classes:
+        cls = type(cls_name, (), {"__module__": name, "__init__": lambda self, **kw: self.__dict__.update(kw)})
+        setattr(mod, cls_name, cls)
+    sys.modules[name] = mod
+    return mod
+
+
+sys.modules["geobench"] = types.ModuleType("geobench")
+gbd = _standin_module("geobench.dataset", ["SpectralBand", "Sentinel2", "TaskSpecifications"])
+gbl = _standin_module("geobench.label", ["Classification", "MultiLabelClassification", "SemanticSegmentation"])
+sys.modules["geobench"].dataset = gbd
+sys.modules["geobench"].label = gbl
+
+
+def write_sample(path, bands, label_band, label):
+    attr = {}
+    order = []
+    with h5py.File(path, "w") as fp:
+        items = list(bands.items()) + ([("label", label_band)] if label_band is not None else [])
+        if label is not None:
+            attr["label"] = label
+        for name, data in items:
+            fp.create_dataset(name=name, data=data)
+            info = gbd.SpectralBand(name=name, alt_names=(name.lower(),), spatial_resolution=10, wavelength=0.5)
+            attr[name] = dict(date=None, date_id=None, spatial_resolution=10, band_info=info, meta_info=None,
+                              transform=None, crs=None)
+            order.append(name)
+        attr["bands_order"] = order
+        fp.attrs["pickle"] = str(pickle.dumps(attr))
+
+
+def task_folder(name, kind, n, band_names, dtype, classes, seed):
+    r = np.random.default_rng(seed)
+    d = os.path.join(GB, name)
+    exp = os.path.join(d, "expected")
+    os.makedirs(os.path.join(exp, "images"))
+    if kind == "seg":
+        os.makedirs(os.path.join(exp, "masks"))
+    names = ["s%03d_%s" % (i, name) for i in range(n)]
+    splits = {"train": names[: n - 2], "valid": names[n - 2: n - 1], "test": names[n - 1:]}
+    label_map = {}
+    stats = {}
+    rows = []
+    for i, s in enumerate(names):
+        bands = {}
+        for b in band_names:
+            if dtype == "int16":
+                bands[b] = r.integers(0, 4000, size=(8, 8)).astype(np.int16)
+            else:
+                bands[b] = r.random((8, 8)).astype(np.float32)
+        split = "train" if s in splits["train"] else "val" if s in splits["valid"] else "test"
+        mask = None
+        label = None
+        if kind == "cls":
+            c = i % len(classes)
+            label = np.int64(c) if i == 0 else c         # a numpy scalar once, else an int
+            label_map.setdefault(str(c), []).append(s)
+            stats[s] = [1.0 if k == c else 0.0 for k in range(len(classes))]
+            rows.append("%s,%s,%d" % (s, split, c))
+        elif kind == "multilabel":
+            v = (r.random(len(classes)) < 0.4).astype(np.int64)
+            v[i % len(classes)] = 1
+            label = v                                     # a numpy array, as bigearthnet's converter
+            stats[s] = [float(x) for x in v]
+            rows.append("%s,%s,%s" % (s, split, ";".join(str(k) for k in range(len(classes)) if v[k])))
+        else:
+            mask = r.integers(0, len(classes), size=(8, 8)).astype(np.int64)
+            stats[s] = [float((mask == k).mean()) for k in range(len(classes))]
+            np.save(os.path.join(exp, "masks", s + ".npy"), mask.astype(np.uint8))
+            rows.append("%s,%s,masks/%s.npy" % (s, split, s))
+        write_sample(os.path.join(d, s + ".hdf5"), bands, mask, label)
+        np.save(os.path.join(exp, "images", s + ".npy"), np.stack([bands[b] for b in band_names]).astype(np.float32))
+    with open(os.path.join(d, "default_partition.json"), "w") as f:
+        json.dump(splits, f, indent=2)
+    half = {"train": splits["train"][: (n - 2) // 2], "valid": splits["valid"], "test": splits["test"]}
+    with open(os.path.join(d, "0.50x_train_partition.json"), "w") as f:
+        json.dump(half, f, indent=2)
+    if kind == "cls":
+        with open(os.path.join(d, "label_map.json"), "w") as f:
+            json.dump(label_map, f, indent=2)
+    with open(os.path.join(d, "label_stats.json"), "w") as f:
+        json.dump(stats, f, indent=2)
+    lt = {"cls": gbl.Classification(n_classes=len(classes), class_names=classes),
+          "multilabel": gbl.MultiLabelClassification(n_classes=len(classes), class_name=classes),
+          "seg": gbl.SemanticSegmentation(n_classes=len(classes), class_names=classes)}[kind]
+    with open(os.path.join(d, "task_specs.pkl"), "wb") as f:
+        pickle.dump(gbd.TaskSpecifications(dataset_name=name, patch_size=(8, 8), n_time_steps=1,
+                                           bands_info=[], label_type=lt), f)
+    head = ""
+    if classes:
+        head = "# classes: " + ",".join(c.replace(",", ";") for c in classes) + "\n"
+    with open(os.path.join(exp, "labels.csv"), "w") as f:
+        f.write(head + "image,split,label\n" + "\n".join(rows) + "\n")
+
+
+def geobench_tasks():
+    if os.path.isdir(GB):
+        shutil.rmtree(GB)
+    task_folder("m-tiny-cls", "cls", 8, ["02 - Blue", "03 - Green", "04 - Red"], "int16",
+                ["Forest", "River", "Sea, Lake"], 1)
+    task_folder("m-tiny-multilabel", "multilabel", 6, ["B02", "B03", "B04", "B08"], "float32",
+                ["a", "b", "c", "d", "e"], 2)
+    task_folder("m-tiny-seg", "seg", 5, ["Red", "Green", "Blue"], "float32", ["water", "tree", "field", "road"], 3)
+
+
 def main():
+    geobench_tasks()
     if os.path.isdir(OUT):
         shutil.rmtree(OUT)
     os.makedirs(OUT)

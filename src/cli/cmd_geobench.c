@@ -7,6 +7,7 @@
 
 #include "cli/cli.h"
 #include "core/error.h"
+#include "io/geobench.h"
 #include "io/hdf5.h"
 
 static void print_shape(int ndim, const uint64_t *shape) {
@@ -100,4 +101,64 @@ int is_hdf5_file(const char *path) {
     size_t n = fread(sig, 1, 8, fp);
     fclose(fp);
     return h5_is_hdf5(sig, n);
+}
+
+static void geobench_usage(FILE *f) {
+    fprintf(f,
+            "usage: satdifuser geobench export TASKDIR --out DIR [--partition NAME] [--bands NAMES] [--quiet]\n"
+            "Reads a GEO-Bench task folder (one <sample>.hdf5 per sample, NAME_partition.json, label_map.json or\n"
+            "label_stats.json, task_specs.pkl) and writes, for every sample of the partition:\n"
+            "  DIR/images/<sample>.npy   the bands as float32 (C, H, W), values as stored in the file\n"
+            "  DIR/masks/<sample>.npy    segmentation: the 'label' dataset (uint8 when the values fit)\n"
+            "  DIR/labels.csv            docs/labels-format.md: split from the partition (valid -> val), the\n"
+            "                            label, and '# classes:' when task_specs.pkl names the classes\n"
+            "  --partition NAME  NAME_partition.json (default: default), e.g. 0.10x_train\n"
+            "  --bands NAMES     comma-separated band names, in that order (default: the sample's bands_order\n"
+            "                    without the label)\n"
+            "DIR must be new or empty; it is written under another name and renamed when complete.\n");
+}
+
+int cmd_geobench(int argc, char **argv) {
+    if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
+        geobench_usage(argc < 1 ? stderr : stdout);
+        return argc < 1 ? 2 : 0;
+    }
+    if (strcmp(argv[0], "export") != 0) {
+        fprintf(stderr, "satdifuser geobench: unknown subcommand '%s'\n", argv[0]);
+        geobench_usage(stderr);
+        return 2;
+    }
+    const char *task = NULL, *out = NULL, *partition = "default", *bands = NULL;
+    int quiet = 0;
+    for (int a = 1; a < argc; a++) {
+        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) {
+            geobench_usage(stdout);
+            return 0;
+        } else if (!strcmp(argv[a], "--quiet")) {
+            quiet = 1;
+        } else if ((!strcmp(argv[a], "--out") || !strcmp(argv[a], "--partition") || !strcmp(argv[a], "--bands")) &&
+                   a + 1 < argc) {
+            const char **dst = argv[a][2] == 'o' ? &out : argv[a][2] == 'p' ? &partition : &bands;
+            *dst = argv[++a];
+        } else if (argv[a][0] == '-') {
+            fprintf(stderr, "satdifuser geobench export: unknown option or missing value '%s'\n", argv[a]);
+            geobench_usage(stderr);
+            return 2;
+        } else if (!task) {
+            task = argv[a];
+        } else {
+            fprintf(stderr, "satdifuser geobench export: one TASKDIR only ('%s')\n", argv[a]);
+            return 2;
+        }
+    }
+    if (!task || !out) {
+        fprintf(stderr, "satdifuser geobench export: TASKDIR and --out DIR are required\n");
+        geobench_usage(stderr);
+        return 2;
+    }
+    if (gb_export(task, out, partition, bands, quiet)) {
+        fprintf(stderr, "satdifuser geobench export: %s\n", sd_last_error());
+        return 1;
+    }
+    return 0;
 }

@@ -25,6 +25,7 @@ static const struct {
     {"figures", cmd_figures, "PNG figures from features, runs and predictions (PCA, fusion weights, curves, ...)"},
     {"pack", cmd_pack, "a model folder as one packed file that loads by mapping it (extract --model FILE)"},
     {"import-head", cmd_import_head, "run folder from a head trained by the original run.py (.pth)"},
+    {"geobench", cmd_geobench, "GEO-Bench task folder (HDF5 samples) -> images/*.npy, masks/*.npy, labels.csv"},
 };
 
 static void usage(FILE *f) {

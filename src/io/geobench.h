@@ -1,0 +1,80 @@
+// GEO-Bench task folders (ServiceNow/geo-bench): one HDF5 file per sample
+// (<sample>.hdf5: one root dataset per band, named by the band; the segmentation mask as
+// dataset `label`; a root attribute `pickle` holding the Python repr of a pickled dict with
+// `bands_order` and, for classification, `label`), a partition per split sweep
+// (<name>_partition.json: {"train": [...], "valid": [...], "test": [...]}), and the labels
+// in label_map.json (classification: class index -> sample names) or label_stats.json
+// (per sample: one-hot, multi-hot or, for segmentation, class fractions).
+// Read without Python: the pickle goes through io/pickle.c (geobench's classes stay inert
+// placeholders), numpy arrays and scalars in it are decoded from their pickled state.
+#ifndef SD_GEOBENCH_H
+#define SD_GEOBENCH_H
+
+#include <stdint.h>
+
+#include "io/hdf5.h"
+
+typedef enum { GB_TASK_CLS, GB_TASK_MULTILABEL, GB_TASK_SEG } GbTaskType;
+
+#define GB_MAX_BANDS 64
+#define GB_MAX_CLASSES 1024
+
+// What a sample's `pickle` attribute says.
+typedef struct {
+    int num_bands;                 // bands_order, in file order (the label band included)
+    char *bands[GB_MAX_BANDS];
+    int has_label;                 // 1: an int label, 2: a vector (multi-label)
+    int64_t label;
+    int label_len;
+    int64_t *label_vec;
+} GbSampleMeta;
+
+// Decodes a Python bytes repr (b'\x80\x04...' or b"...") into *out (malloc'd).
+int gb_bytes_literal(const char *s, size_t len, uint8_t **out, size_t *out_len);
+// Reads the sample's pickle attribute (`path` for messages).
+int gb_sample_meta(const H5File *f, GbSampleMeta *m);
+void gb_sample_meta_free(GbSampleMeta *m);
+
+typedef struct {
+    char *dir, *partition;
+    int num_samples;
+    char **names;                  // sample names in partition order: train, then valid, then test
+    int *split;                    // 0 train, 1 val, 2 test
+    GbTaskType type;
+    int num_classes;               // 0 when unknown (segmentation without label stats)
+    char **class_names;            // NULL or num_classes names (task_specs.pkl)
+    int64_t *cls;                  // classification: label per sample (-1: not in label_map.json)
+    double **stats;                // label_stats.json vector per sample (NULL if absent), num_stats long
+    int num_stats;
+} GbTask;
+
+// Reads TASKDIR/<partition>_partition.json, label_map.json / label_stats.json and the class
+// names of task_specs.pkl; decides the task type from them and from the first sample's file.
+int gb_task_open(GbTask *t, const char *dir, const char *partition);
+void gb_task_free(GbTask *t);
+
+// One sample: the image (C, H, W) float32 of the named bands (NULL/"" = the sample's
+// bands_order without the label), the mask (seg: H x W int64), and the label (cls: *label;
+// multi-label: label_vec[num_classes] 0/1). Every source of the label that the folder has is
+// read and must agree.
+typedef struct {
+    int C, H, W;
+    float *image;
+    char *band_names[GB_MAX_BANDS];
+    int64_t *mask;                 // seg: H*W values
+    int mask_h, mask_w;
+    int64_t label;                 // cls
+    int64_t *label_vec;            // multi-label: num_classes entries
+} GbSample;
+
+int gb_load_sample(const GbTask *t, int index, const char *bands, GbSample *s);
+void gb_sample_free(GbSample *s);
+
+// The band names of a sample file, comma-separated into out (for messages).
+void gb_list_bands(const H5File *f, char *out, size_t size);
+
+// satdifuser geobench export: OUT/images/<sample>.npy, OUT/masks/<sample>.npy (seg),
+// OUT/labels.csv; written into a temporary folder beside OUT and renamed at the end.
+int gb_export(const char *dir, const char *out, const char *partition, const char *bands, int quiet);
+
+#endif

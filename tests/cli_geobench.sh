@@ -1,0 +1,89 @@
+#!/bin/sh
+# Issue 19: GEO-Bench task folders. `satdifuser geobench export` on the tiny task folders of
+# tests/data/geobench (written by weights_tools/make_hdf5_test_data.py as geobench writes
+# samples: h5py datasets per band, a pickled attribute, partitions, label_map.json /
+# label_stats.json, task_specs.pkl) against the export numpy computed (expected/: images and
+# masks byte for byte, labels.csv line for line); partitions, --bands, the real chesapeake
+# samples, `info` on HDF5, and bad input (missing partition, sample file or band, labels that
+# disagree, a corrupt file): exit 1, a message naming file / sample / field, nothing written.
+# Usage: sh tests/cli_geobench.sh ./satdifuser   (from the repository root); prints RESULT <pass> <fail>.
+BIN=$1
+case "$BIN" in /*) ;; *) BIN="$(pwd)/$BIN" ;; esac
+ROOT=$(pwd)
+GB="$ROOT/tests/data/geobench"
+T=$(mktemp -d /tmp/satdifuser_cli_geobench.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+pass=0; fail=0
+ok() { pass=$((pass + 1)); }
+bad() { fail=$((fail + 1)); echo "FAIL cli_geobench: $*"; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+S="$BIN --threads 1"
+
+# 1. the three task types against numpy's export
+for t in cls multilabel seg; do
+  $S geobench export "$GB/m-tiny-$t" --out "$T/$t" --quiet > "$T/$t.log" 2>&1
+  check '[ $? -eq 0 ]' "export m-tiny-$t: $(cat "$T/$t.log")"
+  check 'tail -n +2 "$T/$t/labels.csv" | cmp -s - "$GB/m-tiny-$t/expected/labels.csv"' "m-tiny-$t: labels.csv differs from expected"
+  n=0; same=0
+  for f in "$GB/m-tiny-$t"/expected/images/*.npy "$GB/m-tiny-$t"/expected/masks/*.npy; do
+    [ -f "$f" ] || continue
+    n=$((n + 1)); cmp -s "$f" "$T/$t/${f#$GB/m-tiny-$t/expected/}" && same=$((same + 1))
+  done
+  check '[ $n -ge 5 ] && [ $same -eq $n ]' "m-tiny-$t: $same of $n arrays byte-identical to numpy's"
+done
+check 'head -n 2 "$T/cls/labels.csv" | grep -q "^# classes: Forest,River,Sea; Lake$"' "class names from task_specs.pkl (comma -> ;)"
+check '[ ! -d "$T/cls/masks" ] && [ -d "$T/seg/masks" ]' "classification writes no masks, segmentation does"
+
+# 2. another partition, and --bands in another order (channel bytes moved with the band)
+$S geobench export "$GB/m-tiny-cls" --out "$T/half" --partition 0.50x_train --quiet > "$T/half.log" 2>&1
+check '[ $? -eq 0 ] && [ $(grep -c ",train," "$T/half/labels.csv") -eq 3 ] && [ $(ls "$T/half/images" | wc -l) -eq 5 ]' \
+  "--partition 0.50x_train: 3 train rows, 5 images ($(cat "$T/half.log"))"
+$S geobench export "$GB/m-tiny-cls" --out "$T/bands" --bands "04 - Red, 02 - Blue" --quiet > "$T/bands.log" 2>&1
+check '[ $? -eq 0 ] && head -c 128 "$T/bands/images/s003_m-tiny-cls.npy" | grep -q "(2, 8, 8)"' "--bands: 2 channels ($(cat "$T/bands.log"))"
+e="$GB/m-tiny-cls/expected/images/s003_m-tiny-cls.npy"; g="$T/bands/images/s003_m-tiny-cls.npy"
+check '[ "$(tail -c +$((129 + 512)) "$e" | head -c 256 | od -An -tx1)" = "$(tail -c +129 "$g" | head -c 256 | od -An -tx1)" ] &&
+       [ "$(tail -c +129 "$e" | head -c 256 | od -An -tx1)" = "$(tail -c +$((129 + 256)) "$g" | head -c 256 | od -An -tx1)" ]' \
+  "--bands '04 - Red, 02 - Blue': channels are red then blue"
+
+# 3. the real GEO-Bench chesapeake samples (their own partition lists every sample in every split:
+#    refused; a copy with one split per sample exports, arrays checked in tests/test_hdf5.c)
+CH=""
+for d in /work/shared/data/geobench/cvpr_chesapeake_landcover ../shared/data/geobench/cvpr_chesapeake_landcover; do
+  [ -f "$d/id_000051.hdf5" ] && CH=$d && break
+done
+if [ -n "$CH" ]; then
+  $S geobench export "$CH" --out "$T/ch0" > "$T/ch0.log" 2>&1
+  check '[ $? -eq 1 ] && grep -q "id_000051.*listed twice.*train.*valid" "$T/ch0.log" && [ ! -e "$T/ch0" ]' "a sample in two splits: $(cat "$T/ch0.log")"
+  mkdir "$T/chc"; cp "$CH"/* "$T/chc/"; chmod u+w "$T/chc"/*
+  printf '{"train": ["id_000051", "id_000138"], "valid": ["id_000181"], "test": ["id_000184", "id_000367"]}' > "$T/chc/default_partition.json"
+  $S geobench export "$T/chc" --out "$T/ch" > "$T/ch.log" 2>&1
+  check '[ $? -eq 0 ] && grep -q "task seg, 7 classes" "$T/ch/labels.csv" && grep -q "^id_000181,val,masks/id_000181.npy$" "$T/ch/labels.csv"' "chesapeake: $(cat "$T/ch.log")"
+  check 'head -c 128 "$T/ch/images/id_000051.npy" | grep -q "<f4.*(4, 256, 256)" && head -c 128 "$T/ch/masks/id_000051.npy" | grep -q "|u1.*(256, 256)"' "chesapeake: image (4, 256, 256) float32, mask uint8"
+  $S info "$CH/id_000051.hdf5" > "$T/info.log" 2>&1
+  check '[ $? -eq 0 ] && grep -q "^  NearInfrared  *float32 (LE)  *(256, 256) contiguous$" "$T/info.log" && grep -q "attribute pickle: vlen string" "$T/info.log"' "info FILE.hdf5: $(head -c 400 "$T/info.log")"
+else
+  echo "SKIP cli_geobench: ../shared/data/geobench not found"
+fi
+
+# 4. bad input: exit 1, the file / sample / field named, nothing written (no OUT, no OUT.partial-*)
+nothing() { [ ! -e "$T/x" ] && [ -z "$(ls -d "$T"/x.partial-* 2>/dev/null)" ]; }
+$S geobench export "$GB/m-tiny-cls" --out "$T/x" --partition 0.25x_train > "$T/e1" 2>&1
+check '[ $? -eq 1 ] && grep -q "0.25x_train_partition.json" "$T/e1" && nothing' "missing partition: $(cat "$T/e1")"
+cp -r "$GB/m-tiny-cls" "$T/c2"; rm "$T/c2/s004_m-tiny-cls.hdf5"
+$S geobench export "$T/c2" --out "$T/x" > "$T/e2" 2>&1
+check '[ $? -eq 1 ] && grep -q "s004_m-tiny-cls.hdf5: sample .s004_m-tiny-cls. of partition .default. has no file" "$T/e2" && nothing' "sample without its file: $(cat "$T/e2")"
+$S geobench export "$GB/m-tiny-cls" --out "$T/x" --bands "04 - Red,NIR" > "$T/e3" 2>&1
+check '[ $? -eq 1 ] && grep -q "has no band .NIR.; it has .02 - Blue., .03 - Green., .04 - Red." "$T/e3" && nothing' "unknown band: $(cat "$T/e3")"
+cp -r "$GB/m-tiny-cls" "$T/c4"; sed 's/"s001_m-tiny-cls"/"s001_m-tiny-cls-moved"/; s/"s000_m-tiny-cls"/"s001_m-tiny-cls"/' "$GB/m-tiny-cls/label_map.json" > "$T/c4/label_map.json"
+$S geobench export "$T/c4" --out "$T/x" > "$T/e4" 2>&1
+check '[ $? -eq 1 ] && grep -q "s001_m-tiny-cls.hdf5: the pickled .label. is 1 but label_map.json says 0" "$T/e4" && nothing' "labels disagree: $(cat "$T/e4")"
+cp -r "$GB/m-tiny-seg" "$T/c5"; head -c 1500 "$GB/m-tiny-seg/s002_m-tiny-seg.hdf5" > "$T/c5/s002_m-tiny-seg.hdf5"
+$S geobench export "$T/c5" --out "$T/x" > "$T/e5" 2>&1
+check '[ $? -eq 1 ] && grep -q "s002_m-tiny-seg.hdf5" "$T/e5" && grep -q "sample .s002_m-tiny-seg." "$T/e5" && nothing' "corrupt HDF5: $(cat "$T/e5")"
+mkdir "$T/x"; : > "$T/x/keep"
+$S geobench export "$GB/m-tiny-cls" --out "$T/x" > "$T/e6" 2>&1
+check '[ $? -eq 1 ] && grep -q "not an empty folder" "$T/e6" && [ -f "$T/x/keep" ]' "a non-empty --out is kept: $(cat "$T/e6")"
+
+echo "cli_geobench.sh: $pass passed, $fail failed"
+echo "RESULT $pass $fail"
+[ $fail -eq 0 ]
