@@ -300,8 +300,24 @@ static void test_shared(const char *root) {
         good &= shape && shape->count == a.ndim;
         for (int k = 0; good && k < a.ndim; k++) good &= (double)a.shape[k] == shape->items[k].number;
         CHECK(good, "%s: descr %s / shape / offset differ", path, descr);
+        // The index hashes the payload as stored, in the descr's byte order; npy_read gives host
+        // order, so put the bytes back first (a no-op on a little-endian host for '<' files).
         char hex[65];
-        sha256_hex((const uint8_t *)a.data, (size_t)a.count * (size_t)a.itemsize, hex);
+        size_t nbytes = (size_t)a.count * (size_t)a.itemsize;
+        uint8_t *stored = (uint8_t *)malloc(nbytes ? nbytes : 1);
+        if (!stored) { CHECK(0, "out of memory"); npy_free(&a); continue; }
+        memcpy(stored, a.data, nbytes);
+        const uint16_t one = 1;
+        const int host_le = *(const uint8_t *)&one == 1, file_le = descr[0] != '>';
+        if (host_le != file_le && a.itemsize > 1)
+            for (int64_t k = 0; k < a.count; k++)
+                for (int b = 0; b < a.itemsize / 2; b++) {
+                    uint8_t *x = stored + (size_t)k * (size_t)a.itemsize, t = x[b];
+                    x[b] = x[a.itemsize - 1 - b];
+                    x[a.itemsize - 1 - b] = t;
+                }
+        sha256_hex(stored, nbytes, hex);
+        free(stored);
         int same_sha = strcmp(hex, sha) == 0;
         CHECK(same_sha, "%s: payload sha256 %s, index %s", path, hex, sha);
         float *v;

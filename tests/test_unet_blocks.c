@@ -219,12 +219,23 @@ static void test_resnet(int Cin, int C, int scale_shift, float osf) {
     }
     SafeTensors st;
     snprintf(g_tmp, sizeof(g_tmp), "/tmp/test_unet_blocks_%d.safetensors", (int)getpid());
-    CHECK(wb_write(&wb, g_tmp, &st) == 0, "write weights: %s", sd_last_error());
+    if (wb_write(&wb, g_tmp, &st)) {  // nothing below can run without the weights
+        CHECK(0, "write weights: %s", sd_last_error());
+        wb_free(&wb);
+        return;
+    }
     NnWeights w;
     nn_weights_init(&w, &st, "");
     ResnetBlock2D r;
     int rc = resnet_block_load(&w, &r, "r", Cin, C, T, G, 1e-5f, osf, scale_shift);
     CHECK(rc == 0, "resnet load: %s", sd_last_error());
+    if (rc) {  // stop: the block's fields are not set
+        nn_weights_free(&w);
+        st_close(&st);
+        unlink(g_tmp);
+        wb_free(&wb);
+        return;
+    }
 
     float *x = malloc(sizeof(float) * B * Cin * HW), *temb = malloc(sizeof(float) * B * T);
     float *got = malloc(sizeof(float) * B * C * HW), *want = malloc(sizeof(float) * B * C * HW);
@@ -294,11 +305,23 @@ static void test_downsample(int padding) {
     wb_add(&wb, "d.conv.bias", 1, (int[1]){C}, 0.1f, 0.0f);
     SafeTensors st;
     snprintf(g_tmp, sizeof(g_tmp), "/tmp/test_unet_blocks_%d.safetensors", (int)getpid());
-    wb_write(&wb, g_tmp, &st);
+    if (wb_write(&wb, g_tmp, &st)) {
+        CHECK(0, "write weights: %s", sd_last_error());
+        wb_free(&wb);
+        return;
+    }
     NnWeights w;
     nn_weights_init(&w, &st, "");
     Downsample2D d;
-    CHECK(downsample_load(&w, &d, "d", C, padding) == 0, "downsample load");
+    int rc = downsample_load(&w, &d, "d", C, padding);
+    CHECK(rc == 0, "downsample load: %s", sd_last_error());
+    if (rc) {
+        nn_weights_free(&w);
+        st_close(&st);
+        unlink(g_tmp);
+        wb_free(&wb);
+        return;
+    }
     int Ho, Wo, rh, rw;
     downsample_out_size(&d, H, W, &Ho, &Wo);
     float x[2 * 3 * 7 * 6], got[2 * 3 * 4 * 4], want[2 * 3 * 4 * 4];
@@ -364,12 +387,23 @@ static void test_transformer(int linear, int only_cross) {
     wb_add(&wb, "t.proj_out.bias", 1, sc, 0.1f, 0.0f);
     SafeTensors st;
     snprintf(g_tmp, sizeof(g_tmp), "/tmp/test_unet_blocks_%d.safetensors", (int)getpid());
-    wb_write(&wb, g_tmp, &st);
+    if (wb_write(&wb, g_tmp, &st)) {
+        CHECK(0, "write weights: %s", sd_last_error());
+        wb_free(&wb);
+        return;
+    }
     NnWeights w;
     nn_weights_init(&w, &st, "");
     Transformer2D t;
     int rc = transformer2d_load(&w, &t, "t", C, heads, hd, Dc, 2, linear, only_cross);
     CHECK(rc == 0, "transformer load: %s", sd_last_error());
+    if (rc) {
+        nn_weights_free(&w);
+        st_close(&st);
+        unlink(g_tmp);
+        wb_free(&wb);
+        return;
+    }
 
     float x[2 * 8 * 12], x0[2 * 8 * 12], ctx[2 * 5 * 6], want[2 * 8 * 12];
     test_fill(x, B * C * HW, 11);
@@ -483,17 +517,36 @@ static void test_unet_properties(void) {
         return;
     }
     JsonValue *cfg = (JsonValue *)json_get(&root, "config");
+    // Each step needs the one before: a failure stops the test (the sizes below would be 0).
     SafeTensors st, tens;
     snprintf(path, sizeof(path), "%s/weights.safetensors", dir);
-    CHECK(st_open(&st, path) == 0, "open weights");
+    if (st_open(&st, path)) {
+        CHECK(0, "open weights: %s", sd_last_error());
+        json_free(&root);
+        return;
+    }
     snprintf(path, sizeof(path), "%s/tensors.safetensors", dir);
-    CHECK(st_open(&tens, path) == 0, "open tensors");
+    if (st_open(&tens, path)) {
+        CHECK(0, "open tensors: %s", sd_last_error());
+        st_close(&st);
+        json_free(&root);
+        return;
+    }
     UNet u;
-    CHECK(unet_load(&u, cfg, &st, "", -1) == 0, "unet load: %s", sd_last_error());
     Tensor sample, ts, ctx;
-    st_load(&tens, "input.sample", 0, NULL, &sample);
-    st_load(&tens, "input.timestep", 0, NULL, &ts);
-    st_load(&tens, "input.encoder_hidden_states", 0, NULL, &ctx);
+    memset(&sample, 0, sizeof(sample)), memset(&ts, 0, sizeof(ts)), memset(&ctx, 0, sizeof(ctx));
+    int loaded = unet_load(&u, cfg, &st, "", -1) == 0;
+    if (!loaded || st_load(&tens, "input.sample", 0, NULL, &sample) || st_load(&tens, "input.timestep", 0, NULL, &ts) ||
+        st_load(&tens, "input.encoder_hidden_states", 0, NULL, &ctx) || sample.ndim != 4 || ctx.ndim != 3) {
+        CHECK(0, "unet load and inputs: %s", sd_last_error());
+        if (loaded) unet_free(&u);
+        tensor_free(&sample), tensor_free(&ts), tensor_free(&ctx);
+        st_close(&st);
+        st_close(&tens);
+        json_free(&root);
+        return;
+    }
+    CHECK(1, "unet load");
     int B = sample.shape[0], h = sample.shape[2], w = sample.shape[3], L = ctx.shape[1];
     int64_t n = unet_output_floats(&u, B, h, w);
     float *o1 = malloc(n * sizeof(float)), *o2 = malloc(n * sizeof(float)), *o3 = malloc(n * sizeof(float));
