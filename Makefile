@@ -55,6 +55,32 @@ asan:
 bench: satdifuser$(EXE_SUFFIX) $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE} GOMP_SPINCOUNT=$${GOMP_SPINCOUNT:-2000} $$b || exit 1; done
 
+# Cross builds run under qemu-user: arm64 (NEON and scalar paths), armhf (32-bit), s390x
+# (big-endian). Each builds into build-<arch>/ and runs the unit tests, every golden case on
+# each ISA path of the target and the CLI scripts (tests/run_cross.sh, docs/edge.md). Slow:
+# not part of `make test`. Needs (Debian 12):
+#   apt-get install gcc-aarch64-linux-gnu gcc-arm-linux-gnueabihf gcc-s390x-linux-gnu \
+#     libgomp1-arm64-cross libgomp1-armhf-cross libgomp1-s390x-cross qemu-user
+CROSS_TRIPLET_arm64 := aarch64-linux-gnu
+CROSS_TRIPLET_armhf := arm-linux-gnueabihf
+CROSS_TRIPLET_s390x := s390x-linux-gnu
+CROSS_QEMU_arm64 := qemu-aarch64
+CROSS_QEMU_armhf := qemu-arm
+CROSS_QEMU_s390x := qemu-s390x
+CROSS_ISAS_arm64 := neon scalar
+CROSS_ISAS_armhf := scalar
+CROSS_ISAS_s390x := scalar
+CROSS_ARCHS := arm64 armhf s390x
+.PHONY: $(CROSS_ARCHS:%=test-%) $(CROSS_ARCHS:%=cross-%)
+$(CROSS_ARCHS:%=cross-%): cross-%:
+	$(MAKE) BUILD=build-$* CC=$(CROSS_TRIPLET_$*)-gcc build-$*/satdifuser $(TEST_SRC:tests/%.c=build-$*/tests/%)
+$(CROSS_ARCHS:%=test-%): test-%: cross-%
+	@sh tests/run_cross.sh "$*" "$(CROSS_QEMU_$*) -cpu max -L /usr/$(CROSS_TRIPLET_$*)" "$(CROSS_ISAS_$*)" \
+	  build-$*/satdifuser $(TEST_SRC:tests/%.c=build-$*/tests/%)
+# the CLI inside build-<arch>/ (a cross build's binary must not take the native one's place)
+$(BUILD)/satdifuser: $(CLI_OBJ) $(LIB)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
 # The main job on the bundled default: a tiny random diffusion pipeline and 27 real
 # Sentinel-2 chips with land-cover masks (tests/data/demo): extract -> train -> eval -> predict.
 DEMO_OUT ?= demo_out

@@ -1,0 +1,89 @@
+#!/bin/sh
+# A cross build's test suite under qemu-user (make test-arm64 / test-armhf / test-s390x):
+# every unit test program, every golden case on each ISA path the target has, the CLI scripts.
+# Ends with "N passed, N failed" like run_tests.sh and exits non-zero on any failure.
+# Usage: run_cross.sh ARCH "QEMU ARGS" "ISAS" SATDIFUSER TEST_BIN...
+#   e.g. run_cross.sh arm64 "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" "neon scalar" build-arm64/satdifuser ...
+# Golden cases listed for ARCH in tests/cross_slow.txt (reason given there) run on the first ISA
+# path only, unless CROSS_FULL=1; they are counted and printed, never dropped silently.
+# Threads: SATDIFUSER_THREADS=1 unless set (the build machine is shared; results do not
+# depend on the thread count, which the native suite checks).
+arch=$1; qemu=$2; isas=$3; bin=$4; shift 4
+root=$(pwd)
+command -v ${qemu%% *} > /dev/null 2>&1 || { echo "run_cross.sh: ${qemu%% *} not found (apt-get install qemu-user)"; exit 2; }
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}; export OMP_WAIT_POLICY
+GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-2000}; export GOMP_SPINCOUNT
+SATDIFUSER_THREADS=${SATDIFUSER_THREADS:-1}; export SATDIFUSER_THREADS
+# The CLI scripts call "$BIN ..." directly: a wrapper runs the binary under qemu.
+wrap="$root/$(dirname "$bin")/satdifuser-qemu"
+printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$qemu" "$root/$bin" > "$wrap" && chmod +x "$wrap"
+echo "== $arch: $("$wrap" version)"
+passed=0; failed=0
+t_start=$(date +%s)
+
+for t in "$@"; do
+  name=$(basename "$t")
+  t0=$(date +%s)
+  out=$($qemu "$t" 2>&1); rc=$?
+  res=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)
+  if [ -z "$res" ]; then
+    printf '%s\n' "$out" | tail -n 30
+    echo "$name: crashed or printed no RESULT line (exit $rc)"
+    failed=$((failed + 1)); continue
+  fi
+  p=$(echo "$res" | cut -d' ' -f2); f=$(echo "$res" | cut -d' ' -f3)
+  printf '%s\n' "$out" | grep -v '^RESULT ' | grep -E '^FAIL|^SKIP'
+  [ "$rc" -ne 0 ] && [ "$f" -eq 0 ] && { echo "$name: exit $rc"; f=1; }
+  echo "$name: $p passed, $f failed ($(( $(date +%s) - t0 )) s)"
+  passed=$((passed + p)); failed=$((failed + f))
+done
+
+# Golden cases: ours and the independent ones beside the repository, on each ISA path.
+dirs="golden"
+[ -d ../shared/golden ] && dirs="$dirs ../shared/golden"
+slow=$(sed -n "s/^$arch[ 	]\{1,\}\([^ 	#]*\).*/\1/p" tests/cross_slow.txt 2>/dev/null)
+first=1
+for isa in $isas; do
+  t0=$(date +%s)
+  skipped=""
+  if [ $first -eq 0 ] && [ -n "$slow" ] && [ "${CROSS_FULL:-0}" != 1 ]; then skipped=$slow; fi
+  gp=0; gf=0
+  for d in $dirs; do
+    for c in $(find "$d" -name case.json | sort); do
+      case_dir=$(dirname "$c")
+      skip=0
+      for s in $skipped; do [ "$case_dir" = "$s" ] && skip=1; done
+      if [ $skip -eq 1 ]; then echo "SLOW (not run on the $isa path, tests/cross_slow.txt): $case_dir"; continue; fi
+      gout=$(SATDIFUSER_ISA=$isa "$wrap" golden "$case_dir" 2>&1); grc=$?
+      gsum=$(printf '%s\n' "$gout" | grep '^golden: ' | tail -n 1)
+      if [ -z "$gsum" ]; then
+        printf '%s\n' "$gout" | tail -n 5; echo "FAIL $case_dir ($isa path): crashed (exit $grc)"; gf=$((gf + 1)); continue
+      fi
+      if [ "$gsum" = "golden: 1 passed, 0 failed, 0 not implemented" ] && [ $grc -eq 0 ]; then
+        gp=$((gp + 1))
+        [ "${CROSS_VERBOSE:-0}" = 1 ] && printf '%s\n' "$gout" | grep -E '^PASS|ok '
+      else
+        printf '%s\n' "$gout" | grep -E '^FAIL|FAIL |MISSING|SHAPE|NOT COMPARED|error:|NOT IMPL'
+        echo "FAIL $case_dir ($isa path, exit $grc)"; gf=$((gf + 1))
+      fi
+    done
+  done
+  echo "golden on the $isa path: $gp passed, $gf failed ($(( $(date +%s) - t0 )) s)"
+  passed=$((passed + gp)); failed=$((failed + gf))
+  first=0
+done
+
+# The CLI test scripts (tests/cli_*.sh) with the wrapped binary.
+for s in tests/cli_*.sh; do
+  [ -f "$s" ] || continue
+  t0=$(date +%s)
+  out=$(sh "$s" "$wrap" 2>&1); rc=$?
+  res=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)
+  if [ -z "$res" ]; then printf '%s\n' "$out" | tail -n 20; echo "$s: no RESULT line"; failed=$((failed + 1)); continue; fi
+  printf '%s\n' "$out" | grep -E '^FAIL'
+  p=$(echo "$res" | cut -d' ' -f2); f=$(echo "$res" | cut -d' ' -f3)
+  echo "$(basename "$s"): $p passed, $f failed ($(( $(date +%s) - t0 )) s)"
+  passed=$((passed + p)); failed=$((failed + f))
+done
+echo "$arch: $passed passed, $failed failed ($(( $(date +%s) - t_start )) s under qemu)"
+[ "$failed" -eq 0 ]
