@@ -1,5 +1,6 @@
 // The element-wise and normalisation kernels (activations.c, norm.c, fused.c) on
-// every ISA path this CPU runs (forced in turn with gemm_force_isa), against naive
+// every ISA path this CPU runs (scalar, AVX2, AVX-512 on x86-64; scalar, NEON on
+// arm64; forced in turn with gemm_force_isa), against naive
 // double references with stated bounds; odd sizes, in place, 1 vs 2 threads
 // bit-identical, the same bits across SIMD paths, fused GroupNorm+SiLU equal to the
 // unfused sequence, NaN and inf.
@@ -482,13 +483,14 @@ static void test_threads(const char *isa_name, const float *x) {
 
 int main(void) {
     set_threads(2);
-    const int isas[] = {ISA_SCALAR, ISA_AVX2, ISA_AVX512};
+    enum { N_ISAS = 4 };
+    const int isas[N_ISAS] = {ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON};
     float *x = alloc_floats(kBig);
     test_fill(x, kBig, 5);
     for (int64_t i = 0; i < kBig; i++) x[i] = 4.0f * x[i] + 0.25f;
-    float *outs[3][N_OPS] = {{0}};
-    int ran[3] = {0, 0, 0};
-    for (int t = 0; t < 3; t++) {
+    float *outs[N_ISAS][N_OPS] = {{0}};
+    int ran[N_ISAS] = {0};
+    for (int t = 0; t < N_ISAS; t++) {
         if (gemm_force_isa(isas[t]) != 0) continue;
         const char *name = sd_isa_name((SdIsa)isas[t]);
         CHECK(eltwise_isa() == isas[t], "eltwise_isa() follows gemm_force_isa(%s)", name);
@@ -506,19 +508,28 @@ int main(void) {
         ran[t] = 1;
     }
     gemm_force_isa(-1);
-    // Normalisation: the same bits on every path; activations: AVX2 and AVX-512 agree bit for bit.
-    for (int t = 1; t < 3; t++) {
+    // Normalisation and add/scale: the same bits on every path as the scalar loops; activations:
+    // AVX2 and AVX-512 agree bit for bit (NEON computes what AVX2 does, but never runs beside it).
+    for (int t = 1; t < N_ISAS; t++) {
         if (!ran[t]) continue;
         for (int k = 0; k < N_OPS; k++) {
             int norm = k >= 5 && k != 7, vs_scalar = norm || k == 9;
             if (vs_scalar && ran[0])
                 CHECK(same_bits(outs[0][k], outs[t][k], kBig), "%s: %s differs from scalar", kOpNames[k],
                       sd_isa_name((SdIsa)isas[t]));
-            if (t == 2 && ran[1])
-                CHECK(same_bits(outs[1][k], outs[2][k], kBig), "%s: avx2 and avx512 differ", kOpNames[k]);
+            if (isas[t] == ISA_AVX512 && ran[1])
+                CHECK(same_bits(outs[1][k], outs[t][k], kBig), "%s: avx2 and avx512 differ", kOpNames[k]);
         }
     }
-    for (int t = 0; t < 3; t++)
+    int simd_paths = 0;
+    for (int t = 1; t < N_ISAS; t++) simd_paths += ran[t];
+#if defined(__x86_64__) || defined(__aarch64__)
+    // a SIMD build that tested only the scalar loops would pass without testing what it runs
+    CHECK(simd_paths > 0 || sd_cpu_isa() == ISA_SCALAR, "no SIMD path was tested on this %s CPU",
+          sd_isa_name(sd_cpu_isa()));
+#endif
+    printf("%d SIMD path(s) tested beside the scalar loops\n", simd_paths);
+    for (int t = 0; t < N_ISAS; t++)
         if (ran[t]) free_outputs(outs[t]);
     free(x);
     return test_report("test_norm_act_simd");

@@ -9,7 +9,7 @@
 // except in the rare case a sum sits within 1e-16 of a float rounding boundary).
 // One pass instead of two saves a read of maps larger than the caches (VAE at 512).
 // Sums go to 16 lanes (element i of each row to lane i % 16, in order), added in a
-// fixed pairwise order at the end: the AVX-512, AVX2 and scalar paths give the same bits.
+// fixed pairwise order at the end: the AVX-512, AVX2, NEON and scalar paths give the same bits.
 //
 // The normalisation itself is ((v - mean) * rstd) * gamma + beta in float with
 // no FMA contraction (C99 mode keeps the scalar loops from contracting), as before:
@@ -26,6 +26,9 @@
 #include <immintrin.h>
 #define AVX512_FUNC __attribute__((target("avx512f,avx512dq,fma")))
 #define AVX2_FUNC __attribute__((target("avx2,fma")))
+#endif
+#if defined(__aarch64__)
+#include <arm_neon.h>
 #endif
 
 // Maps smaller than this run on the calling thread (starting a parallel region costs more).
@@ -150,6 +153,50 @@ AVX2_FUNC static void stats_avx2(const float *x, int rows, int64_t len, int64_t 
 }
 #endif
 
+#if defined(__aarch64__)
+// NEON: the 16 lanes in 8 q registers of 2 doubles each (lane pair j holds lanes 2j, 2j+1);
+// the tail goes through a zero-padded copy whose padding lanes add +0 (no change to a sum).
+static void stats_neon(const float *x, int rows, int64_t len, int64_t stride, const float *row_add, double K,
+                       double s1[16], double s2[16]) {
+    float64x2_t vk = vdupq_n_f64(K), a[8], q[8];
+    for (int j = 0; j < 8; j++) a[j] = q[j] = vdupq_n_f64(0.0);
+    for (int r = 0; r < rows; r++) {
+        const float *xr = x + (int64_t)r * stride;
+        float32x4_t va = vdupq_n_f32(row_add ? row_add[r] : 0.0f);
+        for (int64_t i = 0; i < len; i += 16) {
+            int64_t rem = len - i;
+            const float *p = xr + i;
+            float buf[16];
+            if (rem < 16) {
+                memset(buf, 0, sizeof(buf));
+                memcpy(buf, p, (size_t)rem * sizeof(float));
+                p = buf;
+            }
+            for (int h = 0; h < 4; h++) {
+                float32x4_t v = vld1q_f32(p + 4 * h);
+                if (row_add) v = vaddq_f32(v, va);
+                float64x2_t d0 = vsubq_f64(vcvt_f64_f32(vget_low_f32(v)), vk);
+                float64x2_t d1 = vsubq_f64(vcvt_high_f64_f32(v), vk);
+                if (rem < 16) {  // lanes past the row: +0 (d would be -K)
+                    if (4 * h >= rem) d0 = vdupq_n_f64(0.0);
+                    else if (4 * h + 1 >= rem) d0 = vsetq_lane_f64(0.0, d0, 1);
+                    if (4 * h + 2 >= rem) d1 = vdupq_n_f64(0.0);
+                    else if (4 * h + 3 >= rem) d1 = vsetq_lane_f64(0.0, d1, 1);
+                }
+                a[2 * h] = vaddq_f64(a[2 * h], d0);
+                a[2 * h + 1] = vaddq_f64(a[2 * h + 1], d1);
+                q[2 * h] = vaddq_f64(q[2 * h], vmulq_f64(d0, d0));
+                q[2 * h + 1] = vaddq_f64(q[2 * h + 1], vmulq_f64(d1, d1));
+            }
+        }
+    }
+    for (int j = 0; j < 8; j++) {
+        vst1q_f64(s1 + 2 * j, a[j]);
+        vst1q_f64(s2 + 2 * j, q[j]);
+    }
+}
+#endif
+
 static void stats_sums(const float *x, int rows, int64_t len, int64_t stride, const float *row_add, double K,
                        double s1[16], double s2[16], int isa) {
 #if defined(__x86_64__)
@@ -159,6 +206,12 @@ static void stats_sums(const float *x, int rows, int64_t len, int64_t stride, co
     }
     if (isa == ISA_AVX2) {
         stats_avx2(x, rows, len, stride, row_add, K, s1, s2);
+        return;
+    }
+#endif
+#if defined(__aarch64__)
+    if (isa == ISA_NEON) {
+        stats_neon(x, rows, len, stride, row_add, K, s1, s2);
         return;
     }
 #endif
@@ -241,6 +294,22 @@ AVX2_FUNC static void apply_avx2(const float *x, float *y, int64_t n, const floa
 }
 #endif
 
+#if defined(__aarch64__)
+// vmulq/vaddq: separate roundings, no fused multiply-add, as the scalar loop.
+static void apply_neon(const float *x, float *y, int64_t n, const float *add, float mean, float rstd, float scale,
+                       float shift) {
+    float32x4_t va = vdupq_n_f32(add ? *add : 0.0f), m = vdupq_n_f32(mean), rs = vdupq_n_f32(rstd);
+    float32x4_t sc = vdupq_n_f32(scale), b = vdupq_n_f32(shift);
+    int64_t i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t v = vld1q_f32(x + i);
+        if (add) v = vaddq_f32(v, va);
+        vst1q_f32(y + i, vaddq_f32(vmulq_f32(vmulq_f32(vsubq_f32(v, m), rs), sc), b));
+    }
+    apply_scalar(x + i, y + i, n - i, add, mean, rstd, scale, shift);
+}
+#endif
+
 void norm_apply_span(const float *x, float *y, int64_t n, const float *add, float mean, float rstd, float scale,
                      float shift, int isa) {
 #if defined(__x86_64__)
@@ -250,6 +319,12 @@ void norm_apply_span(const float *x, float *y, int64_t n, const float *add, floa
     }
     if (isa == ISA_AVX2) {
         apply_avx2(x, y, n, add, mean, rstd, scale, shift);
+        return;
+    }
+#endif
+#if defined(__aarch64__)
+    if (isa == ISA_NEON) {
+        apply_neon(x, y, n, add, mean, rstd, scale, shift);
         return;
     }
 #endif
@@ -298,6 +373,21 @@ AVX2_FUNC static void apply_rows_avx2(const float *x, float *y, int n, float mea
 }
 #endif
 
+#if defined(__aarch64__)
+static void apply_rows_neon(const float *x, float *y, int n, float mean, float rstd, const float *gamma,
+                            const float *beta) {
+    float32x4_t m = vdupq_n_f32(mean), rs = vdupq_n_f32(rstd), one = vdupq_n_f32(1.0f), zero = vdupq_n_f32(0.0f);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        float32x4_t g = gamma ? vld1q_f32(gamma + i) : one;
+        float32x4_t b = beta ? vld1q_f32(beta + i) : zero;
+        float32x4_t v = vld1q_f32(x + i);
+        vst1q_f32(y + i, vaddq_f32(vmulq_f32(vmulq_f32(vsubq_f32(v, m), rs), g), b));
+    }
+    apply_rows_scalar(x + i, y + i, n - i, mean, rstd, gamma ? gamma + i : NULL, beta ? beta + i : NULL);
+}
+#endif
+
 static void apply_rows(const float *x, float *y, int n, float mean, float rstd, const float *gamma, const float *beta,
                        int isa) {
 #if defined(__x86_64__)
@@ -307,6 +397,12 @@ static void apply_rows(const float *x, float *y, int n, float mean, float rstd, 
     }
     if (isa == ISA_AVX2) {
         apply_rows_avx2(x, y, n, mean, rstd, gamma, beta);
+        return;
+    }
+#endif
+#if defined(__aarch64__)
+    if (isa == ISA_NEON) {
+        apply_rows_neon(x, y, n, mean, rstd, gamma, beta);
         return;
     }
 #endif
