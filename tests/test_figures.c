@@ -494,11 +494,11 @@ static void test_features_figure(void) {
 
 // A run folder with a head at its constructor values (mixing weights 1, gate convs 0): the softmax
 // weights, gates and gate probabilities are then uniform, which the figures must show.
-static int make_run(const char *run, const char *fuser) {
-    char cfg[600], path[700];
+static int make_run_extra(const char *run, const char *fuser, const char *extra) {
+    char cfg[700], path[700];
     snprintf(cfg, sizeof(cfg), "{\"task\": \"classification\", \"fuser\": \"%s\", \"feature_dims\": {\"4\": [3, 2], \"2\": [2]}, "
              "\"save_timesteps\": [47, 45], \"num_classes\": 2, \"projection_dim\": 8, \"fuser_projection_dim\": 8, "
-             "\"num_norm_groups\": 1, \"num_experts\": 4, \"top_k\": 2}", fuser);
+             "\"num_norm_groups\": 1, \"num_experts\": 4, \"top_k\": 2%s}", fuser, extra);
     mkdir(run, 0755);
     snprintf(path, sizeof(path), "%s/head_config.json", run);
     write_text(path, cfg);
@@ -515,6 +515,8 @@ static int make_run(const char *run, const char *fuser) {
     json_free(&j);
     return rc;
 }
+
+static int make_run(const char *run, const char *fuser) { return make_run_extra(run, fuser, ""); }
 
 static void test_fusion_figures(void) {
     char run[600], feats[600], out[700];
@@ -560,6 +562,28 @@ static void test_fusion_figures(void) {
     CHECK(decode_rgb(out, &rgb, &w, &h) == 0, "fused PNG decodes");
     free(rgb);
     CHECK(fig_fused(runs, 3, feats, ids, 2, 4, out) == -1 && strstr(sd_last_error(), "--scale 4"), "fused, bad scale: %s", sd_last_error());
+    // every expert's output: a dense call, so all 4 experts x 2 timesteps are drawn, uniform gates 25%
+    CHECK(fig_experts(run, feats, "img_a", 0, out) == 0, "experts: %s", sd_last_error());
+    CHECK(decode_rgb(out, &rgb, &w, &h) == 0, "experts PNG decodes");
+    free(rgb);
+    CHECK(fig_experts(r_gw, feats, "img_a", 0, out) == -1 && strstr(sd_last_error(), "'gw'"), "experts of gw: %s", sd_last_error());
+    // single-stream runs: one curve per stream over the timesteps; their metrics.json are read
+    char s1[600], s2[600], path[700];
+    snprintf(s1, sizeof(s1), "%s/single_47", g_dir);
+    snprintf(s2, sizeof(s2), "%s/single_45", g_dir);
+    CHECK(make_run_extra(s1, "single", ", \"single_stream\": 1, \"single_timestep\": 47") == 0, "single run: %s", sd_last_error());
+    CHECK(make_run_extra(s2, "single", ", \"single_stream\": 1, \"single_timestep\": 45") == 0, "single run 2");
+    const char *sruns[2] = {s1, s2};
+    CHECK(fig_single(sruns, 2, out) == -1 && strstr(sd_last_error(), "metrics.json"), "single without metrics: %s", sd_last_error());
+    snprintf(path, sizeof(path), "%s/metrics.json", s1);
+    write_text(path, "{\"accuracy\": 60}");
+    snprintf(path, sizeof(path), "%s/metrics_test.json", s2);
+    write_text(path, "{\"accuracy\": 75}");
+    CHECK(fig_single(sruns, 2, out) == 0, "single: %s", sd_last_error());
+    CHECK(decode_rgb(out, &rgb, &w, &h) == 0, "single PNG decodes");
+    free(rgb);
+    const char *mixed[2] = {s1, r_gw};
+    CHECK(fig_single(mixed, 2, out) == -1 && strstr(sd_last_error(), "'gw'"), "single with a gw run: %s", sd_last_error());
 }
 
 static void test_overlay(void) {

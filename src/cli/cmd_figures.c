@@ -35,6 +35,13 @@ static void figures_usage(FILE *f) {
             "             --runs RUN[,RUN...] --features DIR --id ID[,ID...] [--scale S]\n"
             "             e.g. satdifuser figures fused --runs run_gw,run_lw,run_moe --features demo_out/features \\\n"
             "                    --id s4_r1_c1,s2_r0_c0 --out fused.png\n"
+            "  experts    the paper's Fig. 5: every MoE expert's output for one image at one scale\n"
+            "             --run RUN (fuser moe) --features DIR --id ID [--scale S]\n"
+            "             e.g. satdifuser figures experts --run run_moe --features demo_out/features --id s4_r1_c1 \\\n"
+            "                    --out experts.png\n"
+            "  single     the paper's Fig. 3: the test metric of --fuser single runs per stream and timestep\n"
+            "             --runs RUN[,RUN...]          e.g. satdifuser figures single --runs s0_47,s0_45,s3_47,s3_45 \\\n"
+            "                                                 --out single.png\n"
             "  confusion  confusion matrix of an evaluation (counts and row-normalised)\n"
             "             --run RUN [--split test]     e.g. satdifuser figures confusion --run demo_out/run\n"
             "  curves     training curves: loss per step, validation metric, learning rate\n"
@@ -137,6 +144,17 @@ int cmd_figures(int argc, char **argv) {
     } else if (!strcmp(fig, "moe")) {
         NEED(run && features && (id || labels) && out, "needs --run RUN, --features DIR, --id ID and/or --labels CSV, --out FILE.png");
         rc = fig_moe(run, features, id, labels, split, out);
+    } else if (!strcmp(fig, "single")) {
+        NEED(runs && out, "needs --runs RUN[,RUN...] and --out FILE.png");
+        char *rl = strdup(runs);
+        const char *rv[65];
+        int nr = 0;
+        for (char *t = rl ? strtok(rl, ",") : NULL; t && nr < 65; t = strtok(NULL, ",")) rv[nr++] = t;
+        rc = rl ? fig_single(rv, nr, out) : sd_errorf("out of memory");
+        free(rl);
+    } else if (!strcmp(fig, "experts")) {
+        NEED(run && features && id && out, "needs --run RUN, --features DIR, --id ID and --out FILE.png");
+        rc = fig_experts(run, features, id, scale, out);
     } else if (!strcmp(fig, "fused")) {
         NEED(runs && features && ids && out, "needs --runs RUN[,RUN...], --features DIR, --id ID[,ID...] and --out FILE.png");
         char *rl = strdup(runs), *il = strdup(ids);

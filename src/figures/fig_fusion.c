@@ -500,3 +500,89 @@ done:
     for (int n = 0; n < MAX_IDS; n++) free(img[n]);
     return rc;
 }
+
+// ---- figure 4b (the paper's Fig. 5): every expert's output for one image --------------------------------
+
+int fig_experts(const char *run_dir, const char *features_dir, const char *id, int scale, const char *out) {
+    HeadModel m;
+    JsonValue cfg;
+    FeatureFile ff;
+    memset(&ff, 0, sizeof(ff));
+    Tensor bufs[FUSION_MAX_TIMESTEPS * FUSION_MAX_SCALES];
+    memset(bufs, 0, sizeof(bufs));
+    PcaAccum acc;
+    PcaBasis basis;
+    memset(&acc, 0, sizeof(acc));
+    memset(&basis, 0, sizeof(basis));
+    uint8_t *rgb = NULL, *img = NULL;
+    int iw = 0, ih = 0, rc = SD_FAIL;
+    Canvas c = {0, 0, NULL};
+    FusionInput in;
+    if (load_run_model(run_dir, &m, &cfg)) goto done;
+    if (m.cfg.fuser.kind != FUSER_MOE) {
+        sd_errorf("%s: the run's fuser is '%s'; experts belong to the mixture of experts (--fuser moe)", run_dir,
+                  fuser_kind_name(m.cfg.fuser.kind));
+        goto done;
+    }
+    const FeatureLayout *fl = &m.cfg.layout;
+    MoEFuser *mf = &m.fuser.moe;
+    if (scale < 0) scale = 0;
+    if (scale >= fl->num_scales) { sd_errorf("--scale %d: the run has scales 0..%d", scale, fl->num_scales - 1); goto done; }
+    // every expert runs (a dense call: the counter far below warmup) and every call's outputs are kept;
+    // the gate probabilities do not depend on the counter
+    head_model_set_mode(&m, 0, 1);
+    moe_set_global_step(mf, -((int64_t)1 << 40));
+    if (load_image(features_dir, id, &m, &in, bufs, &ff) || head_model_forward(&m, &in)) goto done;
+    int T = fl->num_timesteps, E = mf->num_experts, P = m.cfg.fuser.projection_dim, H = in.H[scale], W = in.W[scale];
+    int64_t hw = (int64_t)H * W;
+    if (pca_accum_init(&acc, P)) goto done;
+    for (int k = 0; k < T; k++)
+        for (int e = 0; e < E; e++) pca_accum_add(&acc, mf->kept_runs[(size_t)(scale * T + k) * E + e].out.data, hw);
+    if (pca_fit(&acc, &basis)) goto done;
+    rgb = (uint8_t *)malloc((size_t)hw * 3);
+    if (!rgb) { sd_errorf("out of memory"); goto done; }
+    const char *src = feature_file_meta(&ff, "source"), *bu = feature_file_meta(&ff, "bands_used");
+    char bands[64] = "";
+    if (bu && bu[0] == '[') {
+        size_t q = 0;
+        for (const char *p = bu + 1; *p && *p != ']' && q + 1 < sizeof(bands); p++)
+            if (*p != ' ') bands[q++] = *p;
+        bands[q] = 0;
+    }
+    if (src && figure_load_rgb(src, bands[0] ? bands : NULL, &img, &iw, &ih)) img = NULL;
+    sd_clear_error();
+    int Pp = 80, gap = 6, th = FONT_LINE + 2, margin = 12, label_w = 44;
+    int Wc = margin + label_w + (E + 1) * (Pp + gap) + margin, Hc = 3 * FONT_LINE + 16 + T * (Pp + th + gap) + margin;
+    char line[512], line2[512], title[32];
+    snprintf(line, sizeof(line), "Every expert's output for image %s at scale %d (%dx%d), PCA to RGB with one basis", id, scale, H, W);
+    snprintf(line2, sizeof(line2), "%s; rows: timesteps; titles: the expert's gate probability (%%), top-%d routing takes the largest",
+             run_dir, m.cfg.fuser.top_k);
+    if (Wc < text_width(line2, 1) + 2 * margin) Wc = text_width(line2, 1) + 2 * margin;
+    if (canvas_init(&c, Wc, Hc, RGB_WHITE)) goto done;
+    draw_text(&c, margin, 6, line, RGB_BLACK, 1);
+    draw_text(&c, margin, 6 + FONT_LINE + 2, line2, RGB_GRAY, 1);
+    for (int k = 0; k < T; k++) {
+        int y = 3 * FONT_LINE + 12 + k * (Pp + th + gap);
+        row_label(&ff, fl, k, line, sizeof(line));
+        draw_text(&c, margin, y + th + Pp / 2 - FONT_H / 2, line, RGB_BLACK, 1);
+        if (img && k == 0) panel_draw(&c, (Rect){margin + label_w, y, Pp, Pp + th}, img, iw, ih, "input");
+        const MoECall *cl = &mf->calls[scale * T + k];
+        for (int e = 0; e < E; e++) {
+            if (pca_to_rgb(&basis, mf->kept_runs[(size_t)(scale * T + k) * E + e].out.data, hw, rgb)) goto done;
+            snprintf(title, sizeof(title), "e%d %.0f%%", e, 100.0 * cl->probs.data[e]);
+            panel_draw(&c, (Rect){margin + label_w + (e + 1) * (Pp + gap), y, Pp, Pp + th}, rgb, W, H, title);
+        }
+    }
+    rc = canvas_write_png(&c, out);
+done:
+    canvas_free(&c);
+    free(rgb);
+    free(img);
+    pca_accum_free(&acc);
+    pca_basis_free(&basis);
+    for (int i = 0; i < FUSION_MAX_TIMESTEPS * FUSION_MAX_SCALES; i++) tensor_free(&bufs[i]);
+    feature_file_close(&ff);
+    head_model_free(&m);
+    json_free(&cfg);
+    return rc;
+}

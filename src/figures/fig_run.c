@@ -385,3 +385,84 @@ void figures_after_train(const char *run_dir) {
     if (fig_curves(run_dir, png)) fprintf(stderr, "warning: training curves figure not written: %s\n", sd_last_error());
     else printf("figure: %s\n", png);
 }
+
+// ---- figure 4b (the paper's Fig. 3): a metric per module and timestep, from single-stream runs ------------
+
+int fig_single(const char *const *runs, int n_runs, const char *out) {
+    enum { MAX_RUNS = 64, MAX_SERIES = 16 };
+    if (n_runs < 1 || n_runs > MAX_RUNS) return sd_errorf("--runs: give 1 to %d run folders (got %d)", MAX_RUNS, n_runs);
+    int stream[MAX_RUNS], series_of[MAX_SERIES], ns = 0, task = -1;
+    double t_of[MAX_RUNS], metric[MAX_RUNS];
+    char names[MAX_SERIES][40];
+    for (int r = 0; r < n_runs; r++) {
+        HeadConfig hc;
+        if (read_head_config(runs[r], &hc)) return SD_FAIL;
+        if (hc.fuser.kind != FUSER_SINGLE)
+            return sd_errorf("%s: the run's fuser is '%s'; this figure compares --fuser single runs", runs[r],
+                             fuser_kind_name(hc.fuser.kind));
+        if (task >= 0 && (int)hc.task != task) return sd_errorf("%s: another task than %s's", runs[r], runs[0]);
+        task = (int)hc.task;
+        const FeatureLayout *fl = &hc.layout;
+        // the timestep: single_timestep (a step index; -1: the largest), its UNet t from features_meta.json
+        int pos = 0;
+        for (int i = 0; i < fl->num_timesteps; i++) {
+            if (hc.fuser.single_timestep < 0 && fl->timesteps[i] > fl->timesteps[pos]) pos = i;
+            if (hc.fuser.single_timestep >= 0 && fl->timesteps[i] == hc.fuser.single_timestep) pos = i;
+        }
+        RunNames rn;
+        run_names(runs[r], fl, &rn);
+        t_of[r] = rn.t[pos] >= 0 ? rn.t[pos] : fl->timesteps[pos];
+        int l = hc.fuser.single_stream < fl->num_streams[0] ? hc.fuser.single_stream : fl->num_streams[0] - 1;
+        stream[r] = l;
+        // the metric of the final test (train's metrics.json, or eval's metrics_test.json)
+        char path[4200];
+        JsonValue j;
+        snprintf(path, sizeof(path), "%s/metrics_test.json", runs[r]);
+        if (json_parse_file(path, &j)) {
+            sd_clear_error();
+            if (figure_run_file(runs[r], "metrics.json", "satdifuser train (its final test) or eval", path, sizeof(path)) ||
+                json_parse_file(path, &j))
+                return SD_FAIL;
+        }
+        const char *key = hc.task == TASK_SEGMENTATION ? "mIoU" : hc.task == TASK_MULTILABEL ? "F1" : "accuracy";
+        int bad = json_get_double(&j, key, NAN, &metric[r]);
+        json_free(&j);
+        if (bad || isnan(metric[r])) return sd_errorf("%s: no '%s'", path, key);
+        int k = 0;
+        while (k < ns && series_of[k] != l) k++;
+        if (k == ns) {
+            if (ns == MAX_SERIES) return sd_errorf("more than %d streams", MAX_SERIES);
+            series_of[ns] = l;
+            snprintf(names[ns], sizeof(names[ns]), "%s (%s)", rn.layer[l], strstr(rn.layer[l], ".A") ? "self-attention" : strstr(rn.layer[l], ".R") ? "ResNet" : "stream");
+            ns++;
+        }
+    }
+    // one curve per stream, its points by timestep
+    double xs[MAX_SERIES][MAX_RUNS], ys[MAX_SERIES][MAX_RUNS];
+    Series s[MAX_SERIES];
+    for (int k = 0; k < ns; k++) {
+        int n = 0;
+        for (int r = 0; r < n_runs; r++)
+            if (stream[r] == series_of[k]) {
+                int at = n++;
+                while (at > 0 && xs[k][at - 1] > t_of[r]) { xs[k][at] = xs[k][at - 1]; ys[k][at] = ys[k][at - 1]; at--; }
+                xs[k][at] = t_of[r];
+                ys[k][at] = metric[r];
+            }
+        Series one = {xs[k], ys[k], n, colormap_class(k), names[k], 1};
+        s[k] = one;
+    }
+    Canvas c;
+    int margin = 12, W = 640, H = 400;
+    if (canvas_init(&c, W, H, RGB_WHITE)) return SD_FAIL;
+    const char *mname = task == TASK_SEGMENTATION ? "test mIoU (%)" : task == TASK_MULTILABEL ? "test micro F1" : "test accuracy";
+    char line[256];
+    snprintf(line, sizeof(line), "One stream at one timestep (--fuser single): %s of %d runs", mname, n_runs);
+    draw_text(&c, margin, 6, line, RGB_BLACK, 1);
+    draw_text(&c, margin, 6 + FONT_LINE + 2, "each curve: a stream (its scale-0 layer; other scales use the same index)", RGB_GRAY, 1);
+    Axes ax = {NULL, "UNet timestep t", mname, 0, 1};
+    lineplot_draw(&c, (Rect){margin, 2 * FONT_LINE + 14, W - 2 * margin, H - 2 * FONT_LINE - 14 - margin}, s, ns, &ax);
+    int rc = canvas_write_png(&c, out);
+    canvas_free(&c);
+    return rc;
+}

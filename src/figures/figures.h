@@ -29,6 +29,9 @@ int fig_features(const FeatureFigure *f, const char *out);
 int fig_mixing(const char *run_dir, const char *out);
 int fig_confusion(const char *run_dir, const char *split, const char *out);
 int fig_curves(const char *run_dir, const char *out);
+// Figure 4b (the paper's Fig. 3): the test metric of --fuser single runs, one curve per stream over
+// the UNet timestep of each run (metrics_test.json or metrics.json, head_config.json, features_meta.json).
+int fig_single(const char *const *runs, int n_runs, const char *out);
 
 typedef struct {
     const char *pred;        // predict's PNG of class indices
@@ -52,6 +55,9 @@ int fig_moe(const char *run_dir, const char *features_dir, const char *id, const
             const char *out);
 // Figure 4b (the paper's Fig. 4): the fused map at one scale of each run (e.g. gw, lw, moe) for the
 // same images, side by side, PCA to RGB with one basis over all of them.
+// Figure 4b (the paper's Fig. 5): every MoE expert's output at one scale for one image (all experts
+// run: a dense call), rows = timesteps, PCA to RGB with one basis, titled with the gate probability.
+int fig_experts(const char *run_dir, const char *features_dir, const char *id, int scale, const char *out);
 int fig_fused(const char *const *runs, int n_runs, const char *features_dir, const char *const *ids, int n_ids,
               int scale, const char *out);
 int fig_topk(const char *pred_json, const char *labels_path, int k, const char *out);

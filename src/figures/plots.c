@@ -186,9 +186,11 @@ void lineplot_draw(Canvas *c, Rect r, const Series *s, int ns, const Axes *ax) {
     if (!(yhi >= ylo)) { ylo = 0; yhi = 1; }
     if (xhi == xlo) { xlo -= 0.5; xhi += 0.5; }
     if (yhi == ylo) { double d = fabs(ylo) > 0 ? fabs(ylo) * 0.1 : 0.5; ylo -= d; yhi += d; }
-    double pad = (yhi - ylo) * 0.05;
+    double pad = (yhi - ylo) * 0.05, xpad = (xhi - xlo) * 0.02;  // points off the frame
     ylo -= pad;
     yhi += pad;
+    xlo -= xpad;
+    xhi += xpad;
     // plot area: left room for tick labels and the y title, bottom for tick labels and the x title
     int left = 8 * FONT_ADV + (ax->ylabel ? FONT_LINE + 4 : 0), top = ax->title ? FONT_LINE + 6 : 4;
     int bottom = FONT_LINE + 6 + (ax->xlabel ? FONT_LINE + 2 : 0), right = 8;
