@@ -266,7 +266,9 @@ int st_open(SafeTensors *st, const char *path) {
     if (got == (ssize_t)sizeof(head) && head[8] != '{' && torch_file_sniff(head, sizeof(head)))
         return st_open_torch(st, path, NULL);
     // a PyTorch file name whose content is neither: say what a PyTorch checkpoint should be
-    if (ends_with(path, ".bin") || ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".ckpt"))
+    int looks_safetensors = got == (ssize_t)sizeof(head) && head[8] == '{';
+    if (!looks_safetensors &&
+        (ends_with(path, ".bin") || ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".ckpt")))
         return st_open_torch(st, path, NULL);
     return st_open_safetensors(st, path);
 }
