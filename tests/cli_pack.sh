@@ -22,8 +22,11 @@ X="--input $IMG --size 64 --bands 3,2,1 --scale clip"
 # tensors and metadata of a feature file but the model path it records
 content() { $S info --digest "$1" | tail -n +2 | grep -v ' metadata model = '; }
 
-$S pack --model "$PIPE" --out "$T/tiny.sdpack" > "$T/p1" 2>&1
-check '[ $? -eq 0 ] && grep -q "packed for" "$T/p1"' "pack: $(cat "$T/p1")"
+$S pack --model "$PIPE" --out "$T/tiny.sdpack" > "$T/p1" 2>&1; rc=$?
+if grep -q "big-endian" "$T/p1"; then  # refused with its reason on big-endian hosts (s390x under qemu)
+  echo "SKIP cli_pack: packed model files are for little-endian machines"; echo "RESULT 0 0"; exit 0
+fi
+check '[ $rc -eq 0 ] && grep -q "packed for" "$T/p1"' "pack: $(cat "$T/p1")"
 $S info "$T/tiny.sdpack" > "$T/i1" 2>&1
 check '[ $? -eq 0 ] && grep -q "metadata pack.format = satdifuser-pack/1" "$T/i1" && grep -q "weight.packed " "$T/i1"' "info on a pack"
 $S extract --model "$PIPE" $X --out "$T/f_dir" --quiet

@@ -15,6 +15,13 @@
 
 enum { PACK_ALIGN = 64, PACK_MAX_META = 32 };
 
+// The panels are written and mapped in the host's byte order: packed files are for little-endian
+// machines (every x86-64 and arm64 Linux); a big-endian host uses the model folder.
+static int host_is_little_endian(void) {
+    const uint16_t one = 1;
+    return *(const unsigned char *)&one == 1;
+}
+
 int model_pack_path_is_file(const char *path) {
     struct stat sb;
     return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
@@ -108,6 +115,8 @@ int model_pack_write(const char *dir, const char *unet_dir, const char *out_path
                          "checkpoint with `satdifuser convert` first)",
                          dir);
     if (nn_precision() != NN_F32) return sd_errorf("pack writes f32 panels: run it without --precision bf16");
+    if (!host_is_little_endian())
+        return sd_errorf("packed model files are for little-endian machines (this one is big-endian): use the model folder");
     DiffusionModel m;
     // -1: the SatUNet's metadata embeddings are kept when its config has them (extract skips them)
     if (diffusion_model_load(&m, dir, unet_dir, -1, NULL)) return SD_FAIL;
@@ -227,6 +236,10 @@ static int load_tokenizer(DiffusionModel *m) {
 
 int model_pack_load(DiffusionModel *m, const char *path, int use_metadata, const char *prompt) {
     memset(m, 0, sizeof(*m));
+    if (!host_is_little_endian())
+        return sd_errorf("%s: packed model files are for little-endian machines (this one is big-endian): use the model "
+                         "folder",
+                         path);
     if (!(m->dir = strdup(path))) return sd_errorf("out of memory");
     m->is_pack = 1;
     if (st_open(&m->pack_st, path)) { free(m->dir); m->dir = NULL; m->is_pack = 0; return SD_FAIL; }
