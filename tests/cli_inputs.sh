@@ -4,7 +4,8 @@
 # paths; a text list is still a list whatever its name; an image under a wrong extension is read.
 # The prompt embedding lives at OUT/.prompt_embedding.safetensors, so an image named
 # text_embedding.npy gets its own feature file; a cache made before (text_embedding.safetensors)
-# is still read.
+# is still read. Finding 2 (part): features of images of another aspect ratio are refused when the
+# dataset opens, naming both files, both shapes and how many differ.
 # Usage: sh tests/cli_inputs.sh ./satdifuser   (from the repository root); prints RESULT <pass> <fail>.
 BIN=$1
 case "$BIN" in /*) ;; *) BIN="$(pwd)/$BIN" ;; esac
@@ -64,5 +65,16 @@ cp "$CHIP" "$T/old/b.npy"
 $S extract $X --input "$T/old" --out "$T/oo" --quiet > "$T/o.log" 2>&1
 check '[ $? -eq 0 ] && [ -f "$T/oo/b.safetensors" ] && [ -f "$T/oo/text_embedding.safetensors" ] && [ ! -e "$T/oo/.prompt_embedding.safetensors" ]' \
   "an old cache's text_embedding.safetensors is read and kept ($(cat "$T/o.log"); $(ls -A "$T/oo" | tr '\n' ' '))"
+
+# mixed image sizes: refused before training, both files and shapes named
+mkdir -p "$T/mx"
+for i in s2_r0_c0 s2_r0_c1 s3_r0_c0 s4_r0_c0; do cp "$ROOT/tests/data/demo/images/$i.npy" "$T/mx/"; done
+cp "$ROOT/tests/data/tiff_mm_f32_lzw_pred3_rgb.tif" "$T/mx/wide.tif"  # 30x40: 32x42 at --size 32
+$S extract --model "$MODEL" --input "$T/mx" --out "$T/omx" --size 32 --scale clip --quiet > /dev/null 2>&1
+printf 'image,split,label\ns2_r0_c0,train,0\ns2_r0_c1,train,1\ns3_r0_c0,val,0\nwide,val,1\ns4_r0_c0,test,1\n' > "$T/mx.csv"
+$S train --features "$T/omx" --labels "$T/mx.csv" --task cls --projection-dim 16 --num-norm-groups 4 --quiet --out "$T/mxrun" > "$T/mx.log" 2>&1
+rc=$?
+check '[ $rc -eq 1 ] && grep -q "different sizes: .wide. has .feat.0.0. of shape (48, 4, 5) where .s2_r0_c0. (the first) has (48, 4, 4); 1 of 5 files" "$T/mx.log" && grep -q "\[3, 30, 40\] vs \[4, 32, 32\]" "$T/mx.log" && [ ! -e "$T/mxrun/head_config.json" ]' \
+  "mixed sizes: exit $rc, $(cat "$T/mx.log")"
 
 echo "RESULT $pass $fail"

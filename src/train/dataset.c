@@ -59,6 +59,52 @@ static int check_labels(const Dataset *d) {
     return rc;
 }
 
+// Every labelled file has the first file's feature shapes, checked when the dataset opens (the headers
+// only): a batch holds one shape, and images of other sizes or aspect ratios give other feature sizes.
+// The error names the first file that differs, both shapes, both source images' sizes and how many
+// files differ, instead of failing at the first batch that holds one, mid-run.
+static int check_shapes(const Dataset *d) {
+    const LabelSet *ls = d->labels;
+    char path[4096], name[64], first[96] = "", bad_src[96] = "", bad_shape[160] = "";
+    int bad_row = -1, bad_s = 0, n_bad = 0;
+    for (int r = 0; r < ls->count; r++) {
+        SafeTensors st;
+        dataset_file(d, ls->rows[r].image, path, sizeof(path));
+        if (st_open(&st, path)) return SD_FAIL;
+        int differs = 0;
+        for (int i = 0; i < d->num_timesteps && !differs; i++)
+            for (int s = 0; s < d->num_scales && !differs; s++) {
+                snprintf(name, sizeof(name), "feat.%d.%d", i, s);
+                const StEntry *e;
+                if (st_require(&st, name, &e)) { st_close(&st); return SD_FAIL; }
+                int nd = e->ndim;
+                differs = nd < 3 || e->shape[nd - 3] != d->C[s] || e->shape[nd - 2] != d->H[s] || e->shape[nd - 1] != d->W[s] ||
+                          e->numel != (int64_t)d->C[s] * d->H[s] * d->W[s];
+                if (differs && bad_row < 0) bad_s = s;
+                if (differs && bad_row < 0)
+                    snprintf(bad_shape, sizeof(bad_shape), "'%s' of shape (%lld, %lld, %lld)", name,
+                             nd >= 3 ? (long long)e->shape[nd - 3] : 0LL, nd >= 2 ? (long long)e->shape[nd - 2] : 0LL,
+                             (long long)e->shape[nd - 1]);
+            }
+        const char *src = st_metadata(&st, "source_shape");
+        if (r == 0) snprintf(first, sizeof(first), "%s", src ? src : "?");
+        if (differs && bad_row < 0) {
+            bad_row = r;
+            snprintf(bad_src, sizeof(bad_src), "%s", src ? src : "?");
+        }
+        n_bad += differs;
+        st_close(&st);
+    }
+    if (bad_row < 0) return 0;
+    return sd_errorf("feature files of different sizes: '%s' has %s where '%s' (the first) has (%d, %d, %d); %d of "
+                     "%d files differ from the first (source images [bands, height, width] %s vs %s). A batch holds "
+                     "one size: give the images one size and aspect ratio before extracting (extract --size sets "
+                     "only the shorter side; the longer one follows the aspect ratio)",
+                     ls->rows[bad_row].image, bad_shape, ls->rows[0].image, d->C[bad_s], d->H[bad_s], d->W[bad_s], n_bad,
+                     ls->count,
+                     bad_src, first);
+}
+
 int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, int max_batch, int ignore_value) {
     memset(d, 0, sizeof(*d));
     d->dir = strdup(features_dir);
@@ -127,6 +173,7 @@ int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, i
         }
     }
     st_close(&st);
+    if (check_shapes(d)) { dataset_close(d); return SD_FAIL; }
     if (labels->task == LABELS_SEGMENTATION) {
         if (mask_size(labels->rows[0].mask_path, &d->mask_h, &d->mask_w)) {
             dataset_close(d);  // e.g. a class index given where a segmentation run wants a mask path
