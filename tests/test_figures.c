@@ -586,6 +586,63 @@ static void test_fusion_figures(void) {
     CHECK(fig_single(mixed, 2, out) == -1 && strstr(sd_last_error(), "'gw'"), "single with a gw run: %s", sd_last_error());
 }
 
+// One softmax row against the full attention matrix, and figure 5 on the tiny pipeline: the query
+// row's attn1 output recomputed from the figure's probabilities matches the model's own forward.
+static void test_attention(void) {
+    enum { N = 12, HEADS = 3, HD = 4, DIM = HEADS * HD };
+    float Q[N * DIM], K[N * DIM], p[HEADS * N];
+    test_fill(Q, N * DIM, 5);
+    test_fill(K, N * DIM, 6);
+    float scale = 0.5f;
+    double worst = 0, rowsum_err = 0;
+    for (int i = 0; i < N; i++) {
+        CHECK(attention_row(Q + i * DIM, K, N, HEADS, HD, scale, p) == 0, "attention_row");
+        for (int h = 0; h < HEADS; h++) {
+            // the full matrix S = scale * Q_h K_h^T, a row-wise softmax, row i
+            double S[N][N], sum = 0;
+            for (int a = 0; a < N; a++)
+                for (int b = 0; b < N; b++) {
+                    double d = 0;
+                    for (int k = 0; k < HD; k++) d += (double)Q[a * DIM + h * HD + k] * K[b * DIM + h * HD + k];
+                    S[a][b] = scale * d;
+                }
+            for (int b = 0; b < N; b++) sum += exp(S[i][b]);
+            double rs = 0;
+            for (int b = 0; b < N; b++) {
+                worst = fmax(worst, fabs(p[h * N + b] - exp(S[i][b]) / sum));
+                rs += p[h * N + b];
+            }
+            rowsum_err = fmax(rowsum_err, fabs(rs - 1));
+        }
+    }
+    CHECK(worst < 1e-6 && rowsum_err < 1e-5, "one row vs the full softmax: %.3g (row sums %.3g)", worst, rowsum_err);
+    struct stat sb;
+    if (stat("tests/data/tiny_pipeline/unet", &sb) != 0) {
+        printf("SKIP figure 5: tests/data/tiny_pipeline not found (run from the repository root)\n");
+        return;
+    }
+    char out[700];
+    snprintf(out, sizeof(out), "%s/attention.png", g_dir);
+    const char *layers[2] = {"up_blocks.3.attentions.0", "up_blocks.1.attentions.2"};  // 1 head; 3 heads
+    for (int k = 0; k < 2; k++) {
+        AttentionFigure af = {"tests/data/tiny_pipeline", NULL, "tests/data/demo/images/s4_r1_c1.npy", "3,2,1", "clip", 64,
+                              NULL, layers[k], 45, 20, 8, -1.0};
+        CHECK(fig_attention(&af, out) == 0, "attention %s: %s", layers[k], sd_last_error());
+        CHECK(af.check >= 0 && af.check < 1e-5, "attention %s: recomputed attn1 output off by %.3g", layers[k], af.check);
+        uint8_t *rgb = NULL;
+        int w, h;
+        CHECK(decode_rgb(out, &rgb, &w, &h) == 0, "attention PNG decodes");
+        free(rgb);
+    }
+    AttentionFigure bad = {"tests/data/tiny_pipeline", NULL, "tests/data/demo/images/s4_r1_c1.npy", NULL, NULL, 64, NULL, NULL, -1, 32, 0, 0};
+    CHECK(fig_attention(&bad, out) == -1 && strstr(sd_last_error(), "outside the 32x32 image"), "query outside: %s", sd_last_error());
+    bad.qx = 0;
+    bad.layer = "up_blocks.0.attentions.0";
+    CHECK(fig_attention(&bad, out) == -1 && strstr(sd_last_error(), "not in this UNet's decoder"), "layer without attention: %s", sd_last_error());
+    bad.layer = "down_blocks.1";
+    CHECK(fig_attention(&bad, out) == -1 && strstr(sd_last_error(), "expected up_blocks.B.attentions.J"), "bad layer name: %s", sd_last_error());
+}
+
 static void test_overlay(void) {
     // a 32x32 map of classes 0..2 (class 3 absent) over a gray-ramp image
     enum { S = 32 };
@@ -661,6 +718,7 @@ int main(void) {
     test_features_figure();
     test_fusion_figures();
     test_overlay();
+    test_attention();
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf %s", g_dir);
     if (system(cmd) != 0) printf("note: %s not removed\n", g_dir);

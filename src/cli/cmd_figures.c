@@ -42,6 +42,13 @@ static void figures_usage(FILE *f) {
             "  single     the paper's Fig. 3: the test metric of --fuser single runs per stream and timestep\n"
             "             --runs RUN[,RUN...]          e.g. satdifuser figures single --runs s0_47,s0_45,s3_47,s3_45 \\\n"
             "                                                 --out single.png\n"
+            "  attention  where one pixel looks: the attn1 probabilities of a query pixel over the feature map of\n"
+            "             a decoder transformer at a saved step (extracts the image; one softmax row per head)\n"
+            "             --model DIR --input IMG --query X,Y [--layer up_blocks.B.attentions.J] [--step 47]\n"
+            "             [--bands 3,2,1] [--value-scale 4095|255|clip] [--size 256] [--unet DIR] [--prompt TEXT]\n"
+            "             e.g. satdifuser figures attention --model tests/data/tiny_pipeline \\\n"
+            "                    --input tests/data/demo/images/s4_r1_c1.npy --bands 3,2,1 --value-scale clip --size 64 \\\n"
+            "                    --query 20,8 --out attention.png\n"
             "  confusion  confusion matrix of an evaluation (counts and row-normalised)\n"
             "             --run RUN [--split test]     e.g. satdifuser figures confusion --run demo_out/run\n"
             "  curves     training curves: loss per step, validation metric, learning rate\n"
@@ -77,6 +84,8 @@ int cmd_figures(int argc, char **argv) {
     }
     const char *fig = argv[0], *out = NULL, *run = NULL, *split = "test", *features = NULL, *ids = NULL, *input = NULL;
     const char *bands = NULL, *pred = NULL, *labels = NULL, *id = NULL, *runs = NULL;
+    const char *model = NULL, *unet = NULL, *query = NULL, *layer = NULL, *value_scale = NULL, *prompt = NULL;
+    int size = 0, step = -1;
     int scale = -1, panel = 0, k = 5, max_size = 0, num_classes = 0;
     double alpha = 0.5;
     for (int i = 1; i < argc; i++) {
@@ -88,6 +97,14 @@ int cmd_figures(int argc, char **argv) {
         if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--run")) run = v;
         else if (!strcmp(a, "--runs")) runs = v;
+        else if (!strcmp(a, "--model")) model = v;
+        else if (!strcmp(a, "--unet")) unet = v;
+        else if (!strcmp(a, "--query")) query = v;
+        else if (!strcmp(a, "--layer")) layer = v;
+        else if (!strcmp(a, "--value-scale")) value_scale = v;
+        else if (!strcmp(a, "--prompt")) prompt = v;
+        else if (!strcmp(a, "--size")) bad = parse_int(a, v, 8, 4096, &size);
+        else if (!strcmp(a, "--step")) bad = parse_int(a, v, 0, 1000, &step);
         else if (!strcmp(a, "--split")) split = v;
         else if (!strcmp(a, "--features")) features = v;
         else if (!strcmp(a, "--id")) ids = v;
@@ -144,6 +161,16 @@ int cmd_figures(int argc, char **argv) {
     } else if (!strcmp(fig, "moe")) {
         NEED(run && features && (id || labels) && out, "needs --run RUN, --features DIR, --id ID and/or --labels CSV, --out FILE.png");
         rc = fig_moe(run, features, id, labels, split, out);
+    } else if (!strcmp(fig, "attention")) {
+        NEED(model && input && query && out, "needs --model DIR, --input IMG, --query X,Y and --out FILE.png");
+        int qx, qy;
+        char extra;
+        if (sscanf(query, "%d,%d%c", &qx, &qy, &extra) != 2) {
+            fprintf(stderr, "satdifuser figures: --query '%s': expected X,Y (a pixel of the input image)\n", query);
+            return 2;
+        }
+        AttentionFigure af = {model, unet, input, bands, value_scale, size, prompt, layer, step, qx, qy, 0.0};
+        rc = fig_attention(&af, out);
     } else if (!strcmp(fig, "single")) {
         NEED(runs && out, "needs --runs RUN[,RUN...] and --out FILE.png");
         char *rl = strdup(runs);

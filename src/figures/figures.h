@@ -62,6 +62,25 @@ int fig_fused(const char *const *runs, int n_runs, const char *features_dir, con
               int scale, const char *out);
 int fig_topk(const char *pred_json, const char *labels_path, int k, const char *out);
 
+// Figure 5: the attn1 probabilities of one query pixel (qx, qy in the input image) over the feature
+// map of a decoder transformer at a saved step, from an extraction of the image (fig_attention.c).
+typedef struct {
+    const char *model, *unet;   // pipeline folder (and its UNet folder when elsewhere, or NULL)
+    const char *input;          // the image
+    const char *bands, *scale;  // as extract: "3,2,1" (NULL: auto), "4095" | "255" | "clip" (NULL: 4095)
+    int size;                   // as extract (0: 256)
+    const char *prompt;         // NULL: extract's default
+    const char *layer;          // "up_blocks.B.attentions.J" (NULL: the first of the largest decoder block)
+    int step;                   // save step index (-1: 47)
+    int qx, qy;
+    double check;               // set: max |attn1 output of the query row recomputed from these
+                                // probabilities - the captured one| / max |captured| (a self-check)
+} AttentionFigure;
+int fig_attention(AttentionFigure *a, const char *out);
+// One query row of self-attention per head: p[h * N + j] = softmax_j(scale * q_h . K[j]_h), q holds
+// heads * head_dim values, K is (N, heads * head_dim).
+int attention_row(const float *q, const float *K, int N, int heads, int head_dim, float scale, float *p);
+
 // Written by train (after its final test) and eval without being asked: RUN/confusion_<split>.json
 // (the counts, rows = label, columns = prediction) and RUN/confusion_<split>.png; train also writes
 // RUN/training_curves.png. A failure is reported on stderr as a warning: the run itself is done.
