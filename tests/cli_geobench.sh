@@ -84,6 +84,26 @@ mkdir "$T/x"; : > "$T/x/keep"
 $S geobench export "$GB/m-tiny-cls" --out "$T/x" > "$T/e6" 2>&1
 check '[ $? -eq 1 ] && grep -q "not an empty folder" "$T/e6" && [ -f "$T/x/keep" ]' "a non-empty --out is kept: $(cat "$T/e6")"
 
+# 5. extract --input TASKDIR: the same feature tensors as from the exported NPY files with the same
+#    options; --bands by name = by index into bands_order; --partition; names not in the file
+X="$S extract --model $ROOT/tests/data/tiny_pipeline --size 64 --quiet"
+tensors() { for f in "$1"/*.safetensors; do echo "$(basename "$f")"; $S info --digest "$f" | sed 1d | grep -v "metadata"; done; }
+$X --input "$GB/m-tiny-seg" --out "$T/ft_seg" > "$T/x1" 2>&1
+check '[ $? -eq 0 ] && [ $(ls "$T/ft_seg" | wc -l) -eq 5 ]' "extract --input TASKDIR: $(cat "$T/x1")"
+$X --input "$T/seg/images" --out "$T/fn_seg" > "$T/x2" 2>&1
+check '[ $? -eq 0 ] && tensors "$T/ft_seg" | grep -q "feat.0.0 .*F32" && [ "$(tensors "$T/ft_seg")" = "$(tensors "$T/fn_seg")" ]' "seg: task-folder features differ from the exported NPY's ($(cat "$T/x2"))"
+$X --input "$GB/m-tiny-cls" --out "$T/ft_cls" --bands "04 - Red,03 - Green,02 - Blue" --scale 4095 > "$T/x3" 2>&1
+$X --input "$T/cls/images" --out "$T/fn_cls" --bands 3,2,1 --scale 4095 > "$T/x4" 2>&1
+check '[ $(ls "$T/ft_cls" | wc -l) -eq 8 ] && [ "$(tensors "$T/ft_cls")" = "$(tensors "$T/fn_cls")" ]' "cls --bands by name: features differ ($(cat "$T/x3" "$T/x4"))"
+$X --input "$GB/m-tiny-cls" --out "$T/fn_cls2" --bands 3,2,1 --scale 4095 > "$T/x5" 2>&1
+check '[ "$(tensors "$T/fn_cls2")" = "$(tensors "$T/fn_cls")" ]' "cls --bands by index on the task folder ($(cat "$T/x5"))"
+$X --input "$GB/m-tiny-cls" --out "$T/fh" --partition 0.50x_train > "$T/x6" 2>&1
+check '[ $? -eq 0 ] && [ $(ls "$T/fh" | wc -l) -eq 5 ]' "--partition 0.50x_train: 5 samples ($(cat "$T/x6"))"
+$X --input "$GB/m-tiny-cls" --out "$T/fx" --bands "04 - Red,NIR,02 - Blue" > "$T/x7" 2>&1
+check '[ $? -eq 1 ] && grep -q "no band .NIR. (--bands); the bands are .02 - Blue., .03 - Green., .04 - Red." "$T/x7"' "unknown band name: $(cat "$T/x7")"
+$X --input "$GB/m-tiny-cls" --out "$T/fx" --partition nope > "$T/x8" 2>&1
+check '[ $? -ne 0 ] && grep -q "nope_partition.json" "$T/x8"' "missing partition: $(cat "$T/x8")"
+
 echo "cli_geobench.sh: $pass passed, $fail failed"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

@@ -27,6 +27,7 @@
 #include "models/features.h"
 #include "models/nn.h"
 #include "models/preprocess.h"
+#include "io/geobench.h"
 
 static void extract_usage(FILE *f) {
     fprintf(f,
@@ -40,7 +41,10 @@ static void extract_usage(FILE *f) {
             "                       release: --unet ROOT/checkpoint-150000/unet)\n"
             "  --input PATH         an image (PNG, TIFF/GeoTIFF, NPY), a folder (searched recursively for\n"
             "                       .png .tif .tiff .npy), or a text file listing images, one per line\n"
-            "                       (relative paths are relative to the list's folder; '#' starts a comment)\n"
+            "                       (relative paths are relative to the list's folder; '#' starts a comment),\n"
+            "                       or a GEO-Bench task folder (<sample>.hdf5, default_partition.json: every\n"
+            "                       sample of --partition, as `geobench export` writes it, <sample>.safetensors)\n"
+            "  --partition NAME     GEO-Bench: NAME_partition.json (default: default)\n"
             "  --out DIR            feature cache folder; <name> is the image's path relative to the input\n"
             "                       folder (or list), without its extension\n"
             "  --size N             shorter side after resizing, a multiple of 8 (default 256; 512 for SD 2.1 768)\n"
@@ -56,7 +60,8 @@ static void extract_usage(FILE *f) {
             "  --dtype f32|f16      storage precision of the features (computation is float32)\n"
             "  --precision f32|bf16 compute precision of the linear and conv layers (default f32; bf16 needs\n"
             "                       AVX512_BF16: ~1.8x faster, ~1%% relative error in the features, docs/bf16.md)\n"
-            "  --bands LIST         1-based R,G,B bands (default: 1,2,3 for 3-4 bands, 4,3,2 for 12-13 bands)\n"
+            "  --bands LIST         1-based R,G,B bands (default: 1,2,3 for 3-4 bands, 4,3,2 for 12-13 bands);\n"
+            "                       GEO-Bench samples: band names too (\"04 - Red,03 - Green,02 - Blue\")\n"
             "  --scale MODE         4095 | 255 | clip | minmax:STATS.json | auto (default auto: 8-bit files /255,\n"
             "                       other integers /4095, floats clipped to [0,1]); STATS.json = {\"min\":[..],\"max\":[..]}\n"
             "  --shard K/N          process only the images i with i mod N == K (K from 0), over the sorted list\n"
@@ -87,7 +92,7 @@ static int should_stop(void *ctx) {
 // Options.
 
 typedef struct {
-    const char *model, *unet, *input, *out, *prompt, *bands, *scale, *layers, *save_steps, *save_t;
+    const char *model, *unet, *input, *out, *prompt, *bands, *scale, *layers, *save_steps, *save_t, *partition;
     int size, steps, latent_sample, f16, shard_k, shard_n, quiet, by_config, bf16, batch;
     uint64_t seed;
 } Args;
@@ -140,6 +145,7 @@ static int parse_args(int argc, char **argv, Args *a) {
         else if (!strcmp(o, "--out")) a->out = val;
         else if (!strcmp(o, "--prompt")) a->prompt = val;
         else if (!strcmp(o, "--bands")) a->bands = val;
+        else if (!strcmp(o, "--partition")) a->partition = val;
         else if (!strcmp(o, "--scale")) a->scale = val;
         else if (!strcmp(o, "--layers")) a->layers = val;
         else if (!strcmp(o, "--save-steps")) a->save_steps = val;
@@ -296,10 +302,25 @@ static int read_list_file(ItemList *l, const char *list) {
 
 static int cmp_item(const void *a, const void *b) { return strcmp(((const Item *)a)->name, ((const Item *)b)->name); }
 
-static int collect_inputs(const char *input, ItemList *l) {
+static int collect_inputs(const char *input, const char *partition, ItemList *l) {
     struct stat sb;
     if (stat(input, &sb) != 0) return sd_errorf("--input %s: %s", input, strerror(errno));
     int rc;
+    if (S_ISDIR(sb.st_mode) && (partition || gb_is_task_dir(input, NULL))) {  // GEO-Bench (io/geobench.h)
+        GbTask t;
+        if (gb_partition_open(&t, input, partition)) return -1;
+        char path[4096];
+        int e = 0;
+        for (int i = 0; i < t.num_samples && !e; i++) {
+            snprintf(path, sizeof(path), "%s/%s.hdf5", input, t.names[i]);
+            e = list_add(l, path, t.names[i]);
+        }
+        gb_task_free(&t);
+        if (e) return -1;
+        qsort(l->items, (size_t)l->n, sizeof(Item), cmp_item);
+        return 0;
+    }
+    if (partition) return sd_errorf("--partition %s: --input %s is not a GEO-Bench task folder", partition, input);
     char what[96];
     int kind = S_ISDIR(sb.st_mode) ? 0 : image_file_kind(input, what, sizeof(what));  // by content, not by name
     if (kind < 0) return -1;
@@ -483,8 +504,10 @@ typedef struct {
 } GroupImage;
 
 static int prepare_one(const PreprocessOptions *pre, const Args *a, GroupImage *g) {
-    if (image_load(g->item->path, &g->img)) return -1;
+    if (gb_image_load(g->item->path, &g->img)) return -1;  // GEO-Bench HDF5 samples too (io/geobench.h)
     PreprocessOptions po = *pre;
+    if (a->bands && pre->n_bands == 0 && gb_band_indices(g->item->path, a->bands, po.bands, 3, &po.n_bands))
+        return -1;  // --bands by name
     if (!strcmp(a->scale, "auto"))
         po.scale = g->img.is_float ? SCALE_CLIP : (g->img.src_dtype_bits == 8 ? SCALE_DIV255 : SCALE_DIV4095);
     if (preprocess_choose_bands(&po, g->img.channels, g->item->path, g->bands)) return -1;
@@ -634,8 +657,9 @@ int cmd_extract(int argc, char **argv) {
     PreprocessOptions pre;
     preprocess_options_default(&pre);
     pre.size = a.size;
-    if (a.bands && parse_list("--bands", a.bands, pre.bands, 3, &pre.n_bands, 1, 100000)) goto usage;
-    if (a.bands && pre.n_bands != 3) { sd_errorf("--bands '%s': give 3 bands (R,G,B)", a.bands); goto usage; }
+    int band_names = a.bands && strspn(a.bands, "0123456789, ") != strlen(a.bands);  // names: per image
+    if (a.bands && !band_names && parse_list("--bands", a.bands, pre.bands, 3, &pre.n_bands, 1, 100000)) goto usage;
+    if (a.bands && !band_names && pre.n_bands != 3) { sd_errorf("--bands '%s': give 3 bands (R,G,B)", a.bands); goto usage; }
     if (!strcmp(a.scale, "4095")) pre.scale = SCALE_DIV4095;
     else if (!strcmp(a.scale, "255")) pre.scale = SCALE_DIV255;
     else if (!strcmp(a.scale, "clip")) pre.scale = SCALE_CLIP;
@@ -648,7 +672,7 @@ int cmd_extract(int argc, char **argv) {
         goto usage;
     }
 
-    if (collect_inputs(a.input, &list)) goto fail;
+    if (collect_inputs(a.input, a.partition, &list)) goto fail;
     if (nn_set_precision(a.bf16 ? NN_BF16 : NN_F32)) goto fail;
     if (diffusion_model_load(&model, a.model, a.unet, 0, a.prompt)) goto fail;
     model_loaded = 1;

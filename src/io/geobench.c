@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "io/file.h"
 #include "io/geobench.h"
+#include "io/image.h"
 #include "io/json.h"
 #include "io/pickle.h"
 
@@ -263,7 +264,8 @@ static int read_task_specs(GbTask *t) {
     return rc;
 }
 
-static int read_partition(GbTask *t) {
+// allow_repeat: a sample listed in two splits is kept once (extract), else refused (export).
+static int read_partition(GbTask *t, int allow_repeat) {
     char path[4096];
     snprintf(path, sizeof(path), "%s/%s_partition.json", t->dir, t->partition);
     if (!file_exists(path))
@@ -303,11 +305,25 @@ static int read_partition(GbTask *t) {
     if (rc == 0) qsort(sorted, (size_t)t->num_samples, sizeof(NameIndex), cmp_name);
     static const char *split_names[] = {"train", "valid", "test"};
     for (int i = 1; rc == 0 && i < t->num_samples; i++)
-        if (strcmp(sorted[i - 1].name, sorted[i].name) == 0)
+        if (strcmp(sorted[i - 1].name, sorted[i].name) == 0 && allow_repeat) {
+            t->split[sorted[i].index] = -1;  // removed below
+        } else if (strcmp(sorted[i - 1].name, sorted[i].name) == 0)
             rc = sd_errorf("%s: sample '%s' is listed twice (in '%s' and in '%s'); a sample belongs to one split",
                            path, sorted[i].name, split_names[t->split[sorted[i - 1].index]],
                            split_names[t->split[sorted[i].index]]);
     free(sorted);
+    if (rc == 0 && allow_repeat) {  // drop the repeats, keep the partition order
+        int k = 0;
+        for (int i = 0; i < t->num_samples; i++) {
+            if (t->split[i] < 0) {
+                free(t->names[i]);
+                continue;
+            }
+            t->names[k] = t->names[i];
+            t->split[k++] = t->split[i];
+        }
+        t->num_samples = k;
+    }
     return rc;
 }
 
@@ -373,7 +389,7 @@ int gb_task_open(GbTask *t, const char *dir, const char *partition) {
     t->dir = strdup(dir);
     t->partition = strdup(partition && partition[0] ? partition : "default");
     if (!t->dir || !t->partition) return sd_errorf("out of memory");
-    int rc = read_partition(t);
+    int rc = read_partition(t, 0);
     NameIndex *sorted = rc == 0 ? malloc(sizeof(NameIndex) * (size_t)t->num_samples) : NULL;
     if (rc == 0 && !sorted) rc = sd_errorf("out of memory");
     for (int i = 0; rc == 0 && i < t->num_samples; i++) sorted[i] = (NameIndex){t->names[i], i};
@@ -629,5 +645,111 @@ int gb_load_sample(const GbTask *t, int idx, const char *bands, GbSample *s) {
     gb_sample_meta_free(&m);
     h5_close(&f);
     if (rc) gb_sample_free(s);
+    return rc;
+}
+
+// ---- extract --input TASKDIR ------------------------------------------------------------------
+
+int gb_is_task_dir(const char *dir, const char *partition) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s_partition.json", dir, partition && partition[0] ? partition : "default");
+    return file_exists(path);
+}
+
+int gb_partition_open(GbTask *t, const char *dir, const char *partition) {
+    memset(t, 0, sizeof(*t));
+    t->dir = strdup(dir);
+    t->partition = strdup(partition && partition[0] ? partition : "default");
+    if (!t->dir || !t->partition) return sd_errorf("out of memory");
+    int rc = read_partition(t, 1);
+    if (rc) gb_task_free(t);
+    return rc;
+}
+
+// The non-label names of bands_order (or, without the attribute, every 2-D dataset but `label`).
+static int default_bands(const H5File *f, char **names, int *n) {
+    GbSampleMeta m;
+    if (gb_sample_meta(f, &m)) return -1;
+    *n = 0;
+    for (int i = 0; i < m.num_bands; i++)
+        if (strncmp(m.bands[i], "label", 5) != 0) names[(*n)++] = strdup(m.bands[i]);
+    int from_pickle = m.num_bands;
+    gb_sample_meta_free(&m);
+    for (int i = 0; from_pickle == 0 && i < f->num_datasets && *n < GB_MAX_BANDS; i++)
+        if (strcmp(f->datasets[i].name, "label") != 0 && f->datasets[i].ndim == 2)
+            names[(*n)++] = strdup(f->datasets[i].name);
+    return *n ? 0 : sd_errorf("%s: no bands (no bands_order, no 2-D dataset)", f->path);
+}
+
+int gb_image_load(const char *path, Image *img) {
+    memset(img, 0, sizeof(*img));
+    FILE *fp = fopen(path, "rb");
+    unsigned char sig[8] = {0};
+    size_t got = fp ? fread(sig, 1, 8, fp) : 0;
+    if (fp) fclose(fp);
+    if (!h5_is_hdf5(sig, got)) return image_load(path, img);
+    H5File f;
+    if (h5_open(&f, path)) return -1;
+    char *names[GB_MAX_BANDS] = {0};
+    int n = 0, rc = default_bands(&f, names, &n);
+    float *band = NULL;
+    for (int b = 0; rc == 0 && b < n; b++) {
+        const H5Dataset *d = h5_find(&f, names[b]);
+        if (!d || d->ndim != 2 || d->shape[0] == 0 || d->shape[1] == 0 || d->shape[0] > 65536 || d->shape[1] > 65536 ||
+            (b > 0 && (d->shape[0] != (uint64_t)img->height || d->shape[1] != (uint64_t)img->width))) {
+            rc = sd_errorf("%s: band '%s' is missing, not 2-D or not the size of the first band", path, names[b]);
+            break;
+        }
+        if (b == 0) {
+            img->height = (int)d->shape[0];
+            img->width = (int)d->shape[1];
+            img->data = malloc(sizeof(float) * (size_t)n * (size_t)img->height * (size_t)img->width);
+            if (!img->data) rc = sd_errorf("out of memory");
+        }
+        size_t hw = (size_t)img->height * (size_t)img->width;
+        if (rc == 0 && (rc = h5_read_f32(&f, d, &band)) == 0) memcpy(img->data + (size_t)b * hw, band, hw * sizeof(float));
+        free(band);
+        band = NULL;
+    }
+    // as `geobench export` writes it: float32 samples (so --scale auto clips, as for its NPY)
+    img->channels = n;
+    img->src_dtype_bits = 32;
+    img->is_float = 1;
+    for (int b = 0; b < n; b++) free(names[b]);
+    h5_close(&f);
+    if (rc) image_free(img);
+    return rc;
+}
+
+int gb_band_indices(const char *path, const char *list, int *idx, int max, int *n) {
+    FILE *fp = fopen(path, "rb");
+    unsigned char sig[8] = {0};
+    size_t got = fp ? fread(sig, 1, 8, fp) : 0;
+    if (fp) fclose(fp);
+    if (!h5_is_hdf5(sig, got))
+        return sd_errorf("%s: --bands '%s' names bands, which only GEO-Bench HDF5 samples have here (GeoTIFF band "
+                         "descriptions are not read); give 1-based band numbers", path, list);
+    H5File f;
+    if (h5_open(&f, path)) return -1;
+    char *have[GB_MAX_BANDS] = {0}, *want[GB_MAX_BANDS] = {0};
+    int nh = 0, nw = 0, rc = default_bands(&f, have, &nh);
+    if (rc == 0) rc = split_bands(list, want, &nw, path);
+    if (rc == 0 && nw > max) rc = sd_errorf("%s: --bands '%s' names %d bands, at most %d", path, list, nw, max);
+    for (int i = 0; rc == 0 && i < nw; i++) {
+        idx[i] = 0;
+        for (int k = 0; k < nh; k++)
+            if (strcmp(want[i], have[k]) == 0) idx[i] = k + 1;
+        if (!idx[i]) {
+            char names[2048];
+            size_t m = 0;
+            names[0] = 0;
+            for (int k = 0; k < nh && m + 1 < sizeof(names); k++)
+                m += (size_t)snprintf(names + m, sizeof(names) - m, "%s'%s'", k ? ", " : "", have[k]);
+            rc = sd_errorf("%s: no band '%s' (--bands); the bands are %s", path, want[i], names);
+        }
+    }
+    *n = nw;
+    for (int i = 0; i < GB_MAX_BANDS; i++) free(have[i]), free(want[i]);
+    h5_close(&f);
     return rc;
 }

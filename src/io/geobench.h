@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "io/hdf5.h"
+#include "io/image.h"
 
 typedef enum { GB_TASK_CLS, GB_TASK_MULTILABEL, GB_TASK_SEG } GbTaskType;
 
@@ -72,6 +73,16 @@ void gb_sample_free(GbSample *s);
 
 // The band names of a sample file, comma-separated into out (for messages).
 void gb_list_bands(const H5File *f, char *out, size_t size);
+
+// extract --input TASKDIR: 1 if DIR holds <partition>_partition.json (default: default); the
+// partition's samples (names only, a sample listed in two splits kept once).
+int gb_is_task_dir(const char *dir, const char *partition);
+int gb_partition_open(GbTask *t, const char *dir, const char *partition);
+// Loads an image: a GEO-Bench HDF5 sample as its exported NPY reads (the bands_order bands
+// without the label, float32, is_float), any other file through image_load (io/image.h).
+int gb_image_load(const char *path, Image *img);
+// --bands by name: 1-based indices of the names (comma-separated) in the sample's bands_order.
+int gb_band_indices(const char *path, const char *names, int *idx, int max, int *n);
 
 // satdifuser geobench export: OUT/images/<sample>.npy, OUT/masks/<sample>.npy (seg),
 // OUT/labels.csv; written into a temporary folder beside OUT and renamed at the end.
