@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "core/error.h"
 
@@ -31,5 +32,26 @@ int read_whole_file(const char *path, uint8_t **data, size_t *len, size_t max_by
     fclose(f);
     *data = buf;
     *len = (size_t)n;
+    return 0;
+}
+
+int write_text_atomic(const char *path, const char *text) {
+    size_t n = strlen(path) + 8;
+    char *tmp = (char *)malloc(n);
+    if (!tmp) return sd_errorf("out of memory");
+    snprintf(tmp, n, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) {
+        free(tmp);
+        return sd_errorf("%s: cannot write: %s", path, strerror(errno));
+    }
+    int ok = fputs(text, f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0) {
+        unlink(tmp);
+        free(tmp);
+        return sd_errorf("%s: write failed", path);
+    }
+    free(tmp);
     return 0;
 }

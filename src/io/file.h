@@ -8,5 +8,8 @@
 // Reads the whole file into a malloc'd buffer (*data, *len bytes). Files over
 // max_bytes are refused (0: no limit). Messages start with the path.
 int read_whole_file(const char *path, uint8_t **data, size_t *len, size_t max_bytes);
+// Writes text to path through path.tmp renamed into place (a stopped run leaves the old file or
+// the new one, never half of it). Messages start with the path.
+int write_text_atomic(const char *path, const char *text);
 
 #endif

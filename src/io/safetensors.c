@@ -258,17 +258,11 @@ int st_open(SafeTensors *st, const char *path) {
     if (ends_with(path, ".index.json")) return st_open_sharded(st, path);
     // A PyTorch checkpoint starts with a zip header or a pickle; a safetensors file with an
     // 8-byte header length and then '{'.
-    unsigned char head[16];
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) return sd_errorf("%s: cannot open: %s", path, strerror(errno));
-    ssize_t got = read(fd, head, sizeof(head));
-    close(fd);
-    if (got == (ssize_t)sizeof(head) && head[8] != '{' && torch_file_sniff(head, sizeof(head)))
-        return st_open_torch(st, path, NULL);
+    int kind = torch_file_path_kind(path);
+    if (kind < 0) return sd_errorf("%s: cannot open: %s", path, strerror(errno));
+    if (kind == 1) return st_open_torch(st, path, NULL);
     // a PyTorch file name whose content is neither: say what a PyTorch checkpoint should be
-    int looks_safetensors = got == (ssize_t)sizeof(head) && head[8] == '{';
-    if (!looks_safetensors &&
-        (ends_with(path, ".bin") || ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".ckpt")))
+    if (kind == 0 && (ends_with(path, ".bin") || ends_with(path, ".pt") || ends_with(path, ".pth") || ends_with(path, ".ckpt")))
         return st_open_torch(st, path, NULL);
     return st_open_safetensors(st, path);
 }
@@ -411,6 +405,28 @@ int st_load(const SafeTensors *st, const char *name, int ndim, const int *shape,
 const char *st_metadata(const SafeTensors *st, const char *key) {
     const JsonValue *v = json_get(&st->metadata, key);
     return v && v->type == JSON_STRING ? v->string : NULL;
+}
+
+char *st_metadata_json(const SafeTensors *st) {
+    size_t cap = 1024;
+    for (int k = 0; k < st->metadata.count; k++)
+        cap += 6 * (strlen(st->metadata.keys[k]) + strlen(st->metadata.items[k].string)) + 16;  // \u00XX at worst
+    char *text = (char *)malloc(cap), *esc = (char *)malloc(cap);
+    if (!text || !esc) {
+        free(text);
+        free(esc);
+        return NULL;
+    }
+    size_t n = (size_t)snprintf(text, cap, "{\n");
+    for (int k = 0; k < st->metadata.count; k++) {
+        json_escape(st->metadata.keys[k], esc, cap);
+        n += (size_t)snprintf(text + n, cap - n, "%s  %s: ", k ? ",\n" : "", esc);
+        json_escape(st->metadata.items[k].string, esc, cap);
+        n += (size_t)snprintf(text + n, cap - n, "%s", esc);
+    }
+    snprintf(text + n, cap - n, "\n}\n");
+    free(esc);
+    return text;
 }
 
 // ---------------------------------------------------------------------------

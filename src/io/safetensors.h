@@ -76,6 +76,9 @@ int st_entry_to_f32(const SafeTensors *st, const StEntry *e, float *dst);
 int st_entry_to_i64(const SafeTensors *st, const StEntry *e, int64_t *dst);
 // A metadata value, or NULL.
 const char *st_metadata(const SafeTensors *st, const char *key);
+// The whole metadata as the text of a JSON object ({"key": "value", ...}, one pair a line),
+// malloc'd; NULL when out of memory. (A run folder's features_meta.json.)
+char *st_metadata_json(const SafeTensors *st);
 
 // ---------------------------------------------------------------------------
 // Writer: tensors are gathered then written at once to a temporary file that

@@ -636,13 +636,18 @@ static int open_view(SafeTensors *st, const char *path, const char *key, int aut
 
 int st_open_torch(SafeTensors *st, const char *path, const char *key) { return open_view(st, path, key, 0); }
 
-int st_open_weights(SafeTensors *st, const char *path) {
+int torch_file_path_kind(const char *path) {
     unsigned char head[16];
     int fd = open(path, O_RDONLY);
-    if (fd < 0) return sd_errorf("%s: cannot open: %s", path, strerror(errno));
+    if (fd < 0) return -1;
     ssize_t got = read(fd, head, sizeof(head));
     close(fd);
-    if (got == (ssize_t)sizeof(head) && head[8] != '{' && torch_file_sniff(head, sizeof(head)))
-        return open_view(st, path, NULL, 1);
+    if (got != (ssize_t)sizeof(head)) return 0;
+    if (head[8] == '{') return 2;  // an 8-byte header length, then the JSON header: safetensors
+    return torch_file_sniff(head, sizeof(head)) ? 1 : 0;
+}
+
+int st_open_weights(SafeTensors *st, const char *path) {
+    if (torch_file_path_kind(path) == 1) return open_view(st, path, NULL, 1);
     return st_open(st, path);
 }

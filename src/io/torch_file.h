@@ -35,6 +35,9 @@ typedef struct {
 
 // 1 if the bytes look like a PyTorch checkpoint (zip archive or legacy pickle).
 int torch_file_sniff(const unsigned char *buf, size_t size);
+// What the first bytes of the file at path say: 1 a PyTorch checkpoint, 2 safetensors, 0 neither
+// (or too short), -1 it cannot be opened.
+int torch_file_path_kind(const char *path);
 int torch_file_open(TorchFile *tf, const char *path);
 void torch_file_close(TorchFile *tf);
 

@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "heads/head.h"
+#include "io/file.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "io/torch_file.h"
@@ -100,38 +101,6 @@ static int fuser_width(const SafeTensors *st) {
             return (int)e->shape[0];
     }
     return 0;
-}
-
-static int write_text(const char *path, const char *text) {
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return sd_errorf("%s: cannot write: %s", path, strerror(errno));
-    int ok = fputs(text, f) >= 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) return sd_errorf("%s: write failed", path);
-    return 0;
-}
-
-// features_meta.json: the feature file's metadata, so predict extracts new images the same way.
-static int write_meta_json(const SafeTensors *feat, const char *path) {
-    size_t cap = 1024;
-    for (int k = 0; k < feat->metadata.count; k++)
-        cap += 2 * (strlen(feat->metadata.keys[k]) + strlen(feat->metadata.items[k].string)) + 16;
-    char *text = (char *)malloc(cap), *esc = (char *)malloc(cap);
-    if (!text || !esc) { free(text); free(esc); return sd_errorf("out of memory"); }
-    size_t n = (size_t)snprintf(text, cap, "{\n");
-    for (int k = 0; k < feat->metadata.count; k++) {
-        json_escape(feat->metadata.keys[k], esc, cap);
-        n += (size_t)snprintf(text + n, cap - n, "%s  %s: ", k ? ",\n" : "", esc);
-        json_escape(feat->metadata.items[k].string, esc, cap);
-        n += (size_t)snprintf(text + n, cap - n, "%s", esc);
-    }
-    snprintf(text + n, cap - n, "\n}\n");
-    int rc = write_text(path, text);
-    free(text);
-    free(esc);
-    return rc;
 }
 
 int head_import(const HeadImportOptions *o, char *summary, int summary_size) {
@@ -265,9 +234,13 @@ int head_import(const HeadImportOptions *o, char *summary, int summary_size) {
     snprintf(path, sizeof(path), "%s/best.safetensors", o->out_dir);
     if (head_model_save(&model, path)) goto done;
     snprintf(path, sizeof(path), "%s/features_meta.json", o->out_dir);
-    if (write_meta_json(&feat, path)) goto done;
+    char *meta = st_metadata_json(&feat);
+    if (!meta) { sd_errorf("out of memory"); goto done; }
+    int meta_rc = write_text_atomic(path, meta);
+    free(meta);
+    if (meta_rc) goto done;
     snprintf(path, sizeof(path), "%s/head_config.json", o->out_dir);  // last: its presence marks a complete run folder
-    if (write_text(path, text)) goto done;
+    if (write_text_atomic(path, text)) goto done;
     if (summary)
         snprintf(summary, (size_t)summary_size, "%s %s head, %d classes, projection %d (fuser %d), epoch %d, step %d",
                  fuser, task, num_classes, projection_dim, model.cfg.fuser.projection_dim, epoch, step);

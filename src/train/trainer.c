@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "io/file.h"
 #include "core/runtime.h"
 #include "figures/figures.h"
 #include "io/outdir.h"
@@ -307,17 +308,6 @@ static char *build_head_config(const TrainOptions *o, const Dataset *d, int num_
     return s;
 }
 
-static int write_text_file(const char *path, const char *text) {
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f) return sd_errorf("%s: cannot write: %s", path, strerror(errno));
-    int ok = fputs(text, f) >= 0;
-    ok = fclose(f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0) return sd_errorf("%s: write failed", path);
-    return 0;
-}
-
 // run_dir/classes.json: {"class_names": [...]} from the labels' "# classes:" line, for predict's output.
 static int write_class_names(const LabelSet *ls, const char *path) {
     size_t cap = 64;
@@ -330,7 +320,7 @@ static int write_class_names(const LabelSet *ls, const char *path) {
         n += (size_t)snprintf(text + n, cap - n, "%s%s", c ? ", " : "", esc);
     }
     snprintf(text + n, cap - n, "]}\n");
-    int rc = write_text_file(path, text);
+    int rc = write_text_atomic(path, text);
     free(text);
     free(esc);
     return rc;
@@ -343,22 +333,11 @@ static int write_features_meta(const Dataset *d, const LabelSet *ls, int row, co
     dataset_file(d, ls->rows[row].image, file, sizeof(file));
     SafeTensors st;
     if (st_open(&st, file)) return SD_FAIL;
-    size_t cap = 1024;
-    for (int k = 0; k < st.metadata.count; k++) cap += 2 * (strlen(st.metadata.keys[k]) + strlen(st.metadata.items[k].string)) + 16;
-    char *text = (char *)malloc(cap), *esc = (char *)malloc(cap);
-    if (!text || !esc) { free(text); free(esc); st_close(&st); return sd_errorf("out of memory"); }
-    size_t n = (size_t)snprintf(text, cap, "{\n");
-    for (int k = 0; k < st.metadata.count; k++) {
-        json_escape(st.metadata.keys[k], esc, cap);
-        n += (size_t)snprintf(text + n, cap - n, "%s  %s: ", k ? ",\n" : "", esc);
-        json_escape(st.metadata.items[k].string, esc, cap);
-        n += (size_t)snprintf(text + n, cap - n, "%s", esc);
-    }
-    snprintf(text + n, cap - n, "\n}\n");
+    char *text = st_metadata_json(&st);
     st_close(&st);
-    int rc = write_text_file(path, text);
+    if (!text) return sd_errorf("out of memory");
+    int rc = write_text_atomic(path, text);
     free(text);
-    free(esc);
     return rc;
 }
 
@@ -504,7 +483,7 @@ int train_run(const TrainOptions *o) {
     if (head_model_init(&model, &hc)) goto done;
     if (!o->resume) {
         head_init_weights(&model.params, o->seed);
-        if (write_text_file(path, head_cfg_text)) goto done;
+        if (write_text_atomic(path, head_cfg_text)) goto done;
         snprintf(path, sizeof(path), "%s/features_meta.json", o->out_dir);
         if (write_features_meta(&data, &labels, train_rows[0], path)) goto done;
         snprintf(path, sizeof(path), "%s/classes.json", o->out_dir);
