@@ -104,6 +104,23 @@ check '[ $? -eq 1 ] && grep -q "no band .NIR. (--bands); the bands are .02 - Blu
 $X --input "$GB/m-tiny-cls" --out "$T/fx" --partition nope > "$T/x8" 2>&1
 check '[ $? -ne 0 ] && grep -q "nope_partition.json" "$T/x8"' "missing partition: $(cat "$T/x8")"
 
+# 6. --shard auto: a SLURM array (sbatch --array=1-3) covers the task once, same tensors as one process
+for id in 1 2 3; do
+  SLURM_ARRAY_TASK_ID=$id SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_MAX=3 SLURM_ARRAY_TASK_COUNT=3 SLURM_ARRAY_TASK_STEP=1 \
+    $X --input "$GB/m-tiny-cls" --out "$T/fs" --bands "04 - Red,03 - Green,02 - Blue" --scale 4095 --shard auto > "$T/s$id" 2>&1
+  check '[ $? -eq 0 ]' "--shard auto, task $id: $(cat "$T/s$id")"
+done
+check '[ "$(tensors "$T/fs")" = "$(tensors "$T/ft_cls")" ]' "--shard auto over 3 tasks: not the features of one process"
+SLURM_ARRAY_TASK_ID=5 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_MAX=15 SLURM_ARRAY_TASK_COUNT=8 SLURM_ARRAY_TASK_STEP=2 \
+  $X --input "$GB/m-tiny-cls" --out "$T/fs2" --shard auto > "$T/s5" 2>&1
+$X --input "$GB/m-tiny-cls" --out "$T/fs3" --shard 2/8 > "$T/s6" 2>&1
+check '[ "$(ls "$T/fs2")" = "$(ls "$T/fs3")" ] && [ $(ls "$T/fs2" | wc -l) -eq 1 ]' "--array=1-15:2, task id 5 is shard 2/8 ($(cat "$T/s5"))"
+env -u SLURM_ARRAY_TASK_ID $X --input "$GB/m-tiny-cls" --out "$T/fs4" --shard auto > "$T/s7" 2>&1
+check '[ $? -eq 2 ] && grep -q "SLURM_ARRAY_TASK_ID is not set" "$T/s7"' "--shard auto outside an array job: $(cat "$T/s7")"
+SLURM_ARRAY_TASK_ID=3 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_MAX=7 SLURM_ARRAY_TASK_COUNT=3 \
+  $X --input "$GB/m-tiny-cls" --out "$T/fs4" --shard auto > "$T/s8" 2>&1
+check '[ $? -eq 2 ] && grep -q "not evenly spaced" "$T/s8"' "--array=1,3,7 refused: $(cat "$T/s8")"
+
 echo "cli_geobench.sh: $pass passed, $fail failed"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

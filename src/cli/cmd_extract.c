@@ -28,6 +28,7 @@
 #include "models/nn.h"
 #include "models/preprocess.h"
 #include "io/geobench.h"
+#include "cli/shard.h"
 
 static void extract_usage(FILE *f) {
     fprintf(f,
@@ -64,7 +65,8 @@ static void extract_usage(FILE *f) {
             "                       GEO-Bench samples: band names too (\"04 - Red,03 - Green,02 - Blue\")\n"
             "  --scale MODE         4095 | 255 | clip | minmax:STATS.json | auto (default auto: 8-bit files /255,\n"
             "                       other integers /4095, floats clipped to [0,1]); STATS.json = {\"min\":[..],\"max\":[..]}\n"
-            "  --shard K/N          process only the images i with i mod N == K (K from 0), over the sorted list\n"
+            "  --shard K/N          process only the images i with i mod N == K (K from 0), over the sorted list;\n"
+            "                       auto: K/N of a SLURM array job (SLURM_ARRAY_TASK_ID, _MIN/_MAX/_STEP/_COUNT)\n"
             "  --batch B            run up to B images of one size through the VAE and the UNet together\n"
             "                       (default 1; the features are the same bits as one by one, and larger\n"
             "                       products keep the cores busier at the small 8x8 / 4x4 UNet levels)\n"
@@ -181,7 +183,9 @@ static int parse_args(int argc, char **argv, Args *a) {
             else return sd_errorf("--precision '%s': expected f32 or bf16", val);
         } else if (!strcmp(o, "--shard")) {
             int k, n, used = 0;
-            if (sscanf(val, "%d/%d%n", &k, &n, &used) != 2 || val[used] || n < 1 || k < 0 || k >= n)
+            if (!strcmp(val, "auto")) {  // SLURM job arrays (cli/shard.c)
+                if (shard_from_slurm(&k, &n)) return -1;
+            } else if (sscanf(val, "%d/%d%n", &k, &n, &used) != 2 || val[used] || n < 1 || k < 0 || k >= n)
                 return sd_errorf("--shard '%s': expected K/N with 0 <= K < N (K counts from 0)", val);
             a->shard_k = k, a->shard_n = n;
         } else {
