@@ -19,6 +19,7 @@
 #include "heads/head.h"
 #include "io/json.h"
 #include "io/outdir.h"
+#include "figures/figures.h"
 #include "io/png.h"
 #include "io/safetensors.h"
 #include "train/checkpoint.h"
@@ -328,6 +329,18 @@ int cmd_predict(int argc, char **argv) {
         for (int c = 0; c < C; c++) palette_colour(c, palette + 3 * c);
         if (png_write(out, pixels, W, H, 1, palette, C)) goto done;
         printf("segmentation map %dx%d (%d classes) written to %s\n", W, H, C, out);
+        if (input) {  // a picture of it without being asked: the map over the image with a legend (figure 6)
+            char overlay[4200];
+            snprintf(overlay, sizeof(overlay), "%.*s_overlay.png", (int)(strlen(out) - 4), out);
+            OverlayFigure fig;
+            memset(&fig, 0, sizeof(fig));
+            fig.pred = out;
+            fig.input = input;
+            fig.num_classes = C;
+            fig.alpha = 0.5f;
+            if (fig_overlay(&fig, overlay)) fprintf(stderr, "warning: no overlay picture: %s\n", sd_last_error());
+            else printf("  overlay over the image: %s\n", overlay);
+        }
         for (int c = 0; c < C; c++)
             if (counts[c])
                 printf("  class %d %s: %.1f%% of the pixels\n", c, class_name(&names, c, num, sizeof(num)),
