@@ -4,8 +4,10 @@
 # Ends with "N passed, N failed" like run_tests.sh and exits non-zero on any failure.
 # Usage: run_cross.sh ARCH "QEMU ARGS" "ISAS" SATDIFUSER TEST_BIN...
 #   e.g. run_cross.sh arm64 "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" "neon scalar" build-arm64/satdifuser ...
-# Golden cases listed for ARCH in tests/cross_slow.txt (reason given there) run on the first ISA
-# path only, unless CROSS_FULL=1; they are counted and printed, never dropped silently.
+# tests/cross_slow.txt lists, per ARCH, what is too slow under qemu (with the reason): a golden case
+# there runs on the first ISA path only, a test program or CLI script is not run; unless CROSS_FULL=1.
+# Each is printed as SLOW with its reason, never dropped silently. CROSS_SKIP_CLI=1 leaves out the
+# CLI scripts (printed too).
 # Threads: SATDIFUSER_THREADS=1 unless set (the build machine is shared; results do not
 # depend on the thread count, which the native suite checks).
 arch=$1; qemu=$2; isas=$3; bin=$4; shift 4
@@ -20,9 +22,16 @@ printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$qemu" "$root/$bin" > "$wrap" && chmod 
 echo "== $arch: $("$wrap" version)"
 passed=0; failed=0
 t_start=$(date +%s)
+# slow_reason NAME: the reason tests/cross_slow.txt gives for NAME on this arch (empty: not listed)
+slow_reason() {
+  [ "${CROSS_FULL:-0}" = 1 ] && return
+  awk -v a="$arch" -v n="$1" '$1 == a && $2 == n { $1 = ""; $2 = ""; sub(/^ +/, ""); print; exit }' tests/cross_slow.txt 2>/dev/null
+}
 
 for t in "$@"; do
   name=$(basename "$t")
+  why=$(slow_reason "$name")
+  if [ -n "$why" ]; then echo "SLOW (not run, tests/cross_slow.txt): $name: $why"; continue; fi
   t0=$(date +%s)
   out=$($qemu "$t" 2>&1); rc=$?
   res=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)
@@ -41,19 +50,16 @@ done
 # Golden cases: ours and the independent ones beside the repository, on each ISA path.
 dirs="golden"
 [ -d ../shared/golden ] && dirs="$dirs ../shared/golden"
-slow=$(sed -n "s/^$arch[ 	]\{1,\}\([^ 	#]*\).*/\1/p" tests/cross_slow.txt 2>/dev/null)
 first=1
 for isa in $isas; do
   t0=$(date +%s)
-  skipped=""
-  if [ $first -eq 0 ] && [ -n "$slow" ] && [ "${CROSS_FULL:-0}" != 1 ]; then skipped=$slow; fi
   gp=0; gf=0
   for d in $dirs; do
     for c in $(find "$d" -name case.json | sort); do
       case_dir=$(dirname "$c")
-      skip=0
-      for s in $skipped; do [ "$case_dir" = "$s" ] && skip=1; done
-      if [ $skip -eq 1 ]; then echo "SLOW (not run on the $isa path, tests/cross_slow.txt): $case_dir"; continue; fi
+      why=""
+      [ $first -eq 0 ] && why=$(slow_reason "$case_dir")
+      if [ -n "$why" ]; then echo "SLOW (not run on the $isa path, tests/cross_slow.txt): $case_dir: $why"; continue; fi
       gout=$(SATDIFUSER_ISA=$isa "$wrap" golden "$case_dir" 2>&1); grc=$?
       gsum=$(printf '%s\n' "$gout" | grep '^golden: ' | tail -n 1)
       if [ -z "$gsum" ]; then
@@ -74,8 +80,11 @@ for isa in $isas; do
 done
 
 # The CLI test scripts (tests/cli_*.sh) with the wrapped binary.
+[ "${CROSS_SKIP_CLI:-0}" = 1 ] && echo "CLI scripts not run (CROSS_SKIP_CLI=1): $(ls tests/cli_*.sh | wc -l) scripts"
 for s in tests/cli_*.sh; do
-  [ -f "$s" ] || continue
+  [ -f "$s" ] && [ "${CROSS_SKIP_CLI:-0}" != 1 ] || continue
+  why=$(slow_reason "$(basename "$s")")
+  if [ -n "$why" ]; then echo "SLOW (not run, tests/cross_slow.txt): $s: $why"; continue; fi
   t0=$(date +%s)
   out=$(sh "$s" "$wrap" 2>&1); rc=$?
   res=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)

@@ -202,6 +202,19 @@ static void test_names(void) {
 // ---------------------------------------------------------------------------
 // The tiny checkpoint against the tiny pipeline.
 
+// ldm_tensor_read gives the file's little-endian bytes: to host order (a no-op on little-endian hosts).
+static void le_to_host(void *p, int64_t n, int size) {
+    const uint16_t one = 1;
+    if (*(const unsigned char *)&one == 1) return;
+    unsigned char *b = (unsigned char *)p;
+    for (int64_t k = 0; k < n; k++)
+        for (int i = 0; i < size / 2; i++) {
+            unsigned char t = b[k * size + i];
+            b[k * size + i] = b[k * size + size - 1 - i];
+            b[k * size + size - 1 - i] = t;
+        }
+}
+
 static float *entry_f32(const SafeTensors *st, const StEntry *e) {
     float *x = (float *)malloc((size_t)(e->numel > 0 ? e->numel : 1) * sizeof(float));
     if (x && st_entry_to_f32(st, e, x)) {
@@ -231,8 +244,9 @@ static void compare_part(const LdmPlan *plan, LdmPart part, const char *weights,
         int same_shape = e->ndim == t->ndim && e->dtype == t->src->dtype;
         for (int d = 0; same_shape && d < e->ndim; d++) same_shape = e->shape[d] == t->shape[d];
         float *want = entry_f32(&ref, e), *got = (float *)malloc((size_t)t->numel * sizeof(float));
-        int same = same_shape && want && got && !ldm_tensor_read(t, 0, t->numel, DT_F32, got) &&
-                   memcmp(want, got, (size_t)t->numel * sizeof(float)) == 0;
+        int same = same_shape && want && got && !ldm_tensor_read(t, 0, t->numel, DT_F32, got);
+        if (same) le_to_host(got, t->numel, 4);
+        same = same && memcmp(want, got, (size_t)t->numel * sizeof(float)) == 0;
         // F16 output of an F16 source: the stored bits themselves
         if (same && t->src->dtype == DT_F16) {
             uint16_t *h = (uint16_t *)malloc((size_t)t->numel * 2);
@@ -289,6 +303,8 @@ static void test_tiny_roundtrip(void) {
         float a[4];
         uint16_t h[4];
         CHECK(!ldm_tensor_read(q, 3, 4, DT_F32, a) && !ldm_tensor_read(q, 3, 4, DT_F16, h), "read a slice");
+        le_to_host(a, 4, 4);
+        le_to_host(h, 4, 2);
         int ok = 1;
         for (int i = 0; i < 4; i++) ok &= f16_to_f32(h[i]) == f16_to_f32(f32_to_f16(a[i]));
         CHECK(ok, "F32 -> F16 conversion of a slice");
@@ -490,7 +506,9 @@ static void test_variants(void) {
             SafeTensors ref;
             if (t && !st_open(&ref, PIPE "/unet/diffusion_pytorch_model.safetensors")) {
                 float got[8], *want = entry_f32(&ref, st_find(&ref, "conv_in.bias"));
-                CHECK(want && !ldm_tensor_read(t, 0, 8, DT_F32, got) && got[3] == 2 * want[3], "--ema values");
+                int read = want && !ldm_tensor_read(t, 0, 8, DT_F32, got);
+                if (read) le_to_host(got, 8, 4);
+                CHECK(read && got[3] == 2 * want[3], "--ema values");
                 free(want);
                 st_close(&ref);
             }

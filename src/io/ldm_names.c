@@ -889,23 +889,28 @@ int ldm_tensor_read(const LdmTensor *t, int64_t first, int64_t count, DType dtyp
     for (int64_t k = 0; k < count; k++) {
         const unsigned char *b = p + k * size;
         float v;
-        if (e->dtype == DT_F32) {
-            memcpy(&v, b, 4);
+        if (e->dtype == DT_F32) {  // little-endian whatever the host (big-endian: s390x)
+            uint32_t u = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
+            memcpy(&v, &u, 4);
         } else if (e->dtype == DT_F16) {
             v = f16_to_f32((uint16_t)(b[0] | (b[1] << 8)));
         } else if (e->dtype == DT_BF16) {
             v = bf16_to_f32((uint16_t)(b[0] | (b[1] << 8)));
         } else if (e->dtype == DT_F64) {
+            uint64_t u = 0;
+            for (int i = 7; i >= 0; i--) u = (u << 8) | b[i];
             double x;
-            memcpy(&x, b, 8);
+            memcpy(&x, &u, 8);
             v = (float)x;
         } else {
             return sd_errorf("tensor '%s': dtype %s is not a float type", e->name, dtype_name(e->dtype));
         }
-        if (dtype == DT_F32)
-            ((float *)dst)[k] = v;
-        else
-            ((uint16_t *)dst)[k] = f32_to_f16(v);
+        // out as the file's little-endian bytes (the caller writes dst as it is)
+        unsigned char *o = (unsigned char *)dst + k * dtype_size(dtype);
+        uint32_t u;
+        if (dtype == DT_F32) memcpy(&u, &v, 4);
+        else u = f32_to_f16(v);
+        for (int i = 0; i < dtype_size(dtype); i++) o[i] = (unsigned char)(u >> (8 * i));
     }
     return 0;
 }

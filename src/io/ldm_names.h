@@ -107,7 +107,8 @@ typedef struct {
 int ldm_plan_build(const SafeTensors *st, int text_layers, int use_ema, LdmPlan *plan);
 void ldm_plan_free(LdmPlan *plan);
 const LdmTensor *ldm_plan_find(const LdmPlan *plan, LdmPart part, const char *name);
-// Converts elements [first, first + count) of a planned tensor to `dtype` (DT_F32 or DT_F16) into dst.
+// Converts elements [first, first + count) of a planned tensor to `dtype` (DT_F32 or DT_F16) into dst,
+// as little-endian bytes (the safetensors data, whatever the host's byte order).
 int ldm_tensor_read(const LdmTensor *t, int64_t first, int64_t count, DType dtype, void *dst);
 
 // The diffusers / transformers config values the tensor shapes determine.
