@@ -21,7 +21,7 @@ void groupnorm_silu_forward(const float *x, float *y, const float *gamma, const 
 
 // The SIMD path of the element-wise and normalisation kernels: the GEMM's
 // (gemm_kernel_info(), so $SATDIFUSER_ISA and the gemm_force_isa() test hook apply):
-// ISA_AVX512, ISA_AVX2 or ISA_SCALAR (NEON machines take the scalar loops).
+// ISA_AVX512, ISA_AVX2, ISA_NEON or ISA_SCALAR.
 int eltwise_isa(void);
 
 // Mean and rstd = 1/sqrt(var + eps) (biased variance) of the rows*len values

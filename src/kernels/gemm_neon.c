@@ -1,6 +1,8 @@
 // NEON micro-kernel (AArch64): an 8 x 8 tile of C in 16 q registers; each k
 // step loads 8 values of packed B (two q) and 8 of packed A (two q) and does
-// 16 FMAs by lane. Compiles to nothing but a NULL getter elsewhere.
+// 16 FMAs by lane. Also the kernel set's A packer and attention helpers (4 x 4
+// transposes; the same values and products as the portable loops, so the same bits).
+// Compiles to nothing but a NULL getter elsewhere.
 #include "kernels/kernels.h"
 
 #if defined(__aarch64__)
@@ -98,8 +100,69 @@ static void softmax_step_neon(float *s, int rows, float *m, float *l, float *cor
     }
 }
 
-static const GemmKernelInfo k_neon = {"neon", MR, NR, 128, 256, 2048, micro_neon, softmax_step_neon, NULL, NULL,
-                                      NULL, NULL, NULL};
+// c[j] = column j of the 4 x 4 block r (r[i] = row i).
+static inline void transpose4(const float32x4_t r[4], float32x4_t c[4]) {
+    float32x4x2_t t01 = vtrnq_f32(r[0], r[1]), t23 = vtrnq_f32(r[2], r[3]);
+    c[0] = vcombine_f32(vget_low_f32(t01.val[0]), vget_low_f32(t23.val[0]));
+    c[1] = vcombine_f32(vget_low_f32(t01.val[1]), vget_low_f32(t23.val[1]));
+    c[2] = vcombine_f32(vget_high_f32(t01.val[0]), vget_high_f32(t23.val[0]));
+    c[3] = vcombine_f32(vget_high_f32(t01.val[1]), vget_high_f32(t23.val[1]));
+}
+
+// GemmKernelInfo.pack_a_rows: dst[p*8 + i] = src[i*lda + p] (rows m..7 zero), 4 columns of the
+// 8 rows at a time as two 4 x 4 transposes; the last kc % 4 columns one by one.
+static void pack_a_rows_neon(const float *src, int64_t lda, int m, int kc, float *dst) {
+    const float32x4_t zero = vdupq_n_f32(0.0f);
+    int p = 0;
+    for (; p + 4 <= kc; p += 4) {
+        float32x4_t r[8], c[4], c2[4];
+        for (int i = 0; i < MR; i++) r[i] = i < m ? vld1q_f32(src + i * lda + p) : zero;
+        transpose4(r, c);
+        transpose4(r + 4, c2);
+        for (int q = 0; q < 4; q++) {
+            vst1q_f32(dst + (size_t)(p + q) * MR, c[q]);
+            vst1q_f32(dst + (size_t)(p + q) * MR + 4, c2[q]);
+        }
+    }
+    for (; p < kc; p++)
+        for (int i = 0; i < MR; i++) dst[(size_t)p * MR + i] = i < m ? src[i * lda + p] : 0.0f;
+}
+
+// GemmKernelInfo.scale_columns: o[d*ld + j] *= corr[j], 4 columns at a time (the same products).
+static void scale_columns_neon(float *o, int rows, int width, int ld, const float *corr) {
+    int j = 0;
+    for (; j + 4 <= width; j += 4) {
+        float32x4_t c = vld1q_f32(corr + j);
+        for (int d = 0; d < rows; d++) {
+            float *od = o + (size_t)d * ld + j;
+            vst1q_f32(od, vmulq_f32(vld1q_f32(od), c));
+        }
+    }
+    for (; j < width; j++)
+        for (int d = 0; d < rows; d++) o[(size_t)d * ld + j] *= corr[j];
+}
+
+// GemmKernelInfo.finish_rows: out[j*ld_out + d] = o[d*ld + j] * inv[j], by 4 x 4 blocks
+// transposed in registers; the edges (rows % 4, nq % 4) one by one.
+static void finish_rows_neon(const float *o, int rows, int nq, int ld, const float *inv, float *out, int64_t ld_out) {
+    int j0 = 0;
+    for (; j0 + 4 <= nq; j0 += 4) {
+        int d0 = 0;
+        for (; d0 + 4 <= rows; d0 += 4) {
+            float32x4_t r[4], c[4];
+            for (int i = 0; i < 4; i++) r[i] = vld1q_f32(o + (size_t)(d0 + i) * ld + j0);
+            transpose4(r, c);  // c[j] = o[d0..d0+3][j0 + j]
+            for (int j = 0; j < 4; j++) vst1q_f32(out + (j0 + j) * ld_out + d0, vmulq_n_f32(c[j], inv[j0 + j]));
+        }
+        for (; d0 < rows; d0++)
+            for (int j = j0; j < j0 + 4; j++) out[j * ld_out + d0] = o[(size_t)d0 * ld + j] * inv[j];
+    }
+    for (; j0 < nq; j0++)
+        for (int d = 0; d < rows; d++) out[j0 * ld_out + d] = o[(size_t)d * ld + j0] * inv[j0];
+}
+
+static const GemmKernelInfo k_neon = {"neon", MR, NR, 128, 256, 2048, micro_neon, softmax_step_neon, NULL,
+                                      pack_a_rows_neon, scale_columns_neon, finish_rows_neon, NULL};
 
 const GemmKernelInfo *gemm_kernel_neon(void) { return &k_neon; }
 
