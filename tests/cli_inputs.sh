@@ -1,6 +1,6 @@
 #!/bin/sh
 # Issue 18, finding 5 (part): inputs recognised by their content, not their name. A binary --input
-# (random bytes, a JPEG, an HDF5 file) is one clear line and exit 2, not read as a list of garbage
+# (random bytes, a GIF, an HDF5 file) is one clear line and exit 2, not read as a list of garbage
 # paths; a text list is still a list whatever its name; an image under a wrong extension is read.
 # The prompt embedding lives at OUT/.prompt_embedding.safetensors, so an image named
 # text_embedding.npy gets its own feature file; a cache made before (text_embedding.safetensors)
@@ -23,21 +23,21 @@ X="--model $MODEL --size 32 --bands 3,2,1 --scale clip"
 
 # binary inputs: one line on stderr, exit 2, nothing extracted
 head -c 4096 /dev/urandom > "$T/random.bin"
-{ printf '\377\330\377\340\000\020JFIF\000\001\001\000\000\001\000\001\000\000'; head -c 2000 /dev/urandom; } > "$T/photo.jpg"
+{ printf 'GIF89a\020\000\020\000\200\000\000'; head -c 2000 /dev/urandom; } > "$T/photo.gif"
 { printf '\211HDF\r\n\032\n\000\000\000\000'; head -c 500 /dev/zero; } > "$T/sample.hdf5"
-cp "$T/photo.jpg" "$T/fake.png"
-for case in "random.bin:binary data (starts with" "photo.jpg:a JPEG image" "sample.hdf5:an HDF5 file" "fake.png:a JPEG image"; do
+cp "$T/photo.gif" "$T/fake.png"
+for case in "random.bin:binary data (starts with" "photo.gif:a GIF image" "sample.hdf5:an HDF5 file" "fake.png:a GIF image"; do
   f=${case%%:*}; want=${case#*:}
   $S extract $X --input "$T/$f" --out "$T/o_$f" > "$T/e.log" 2>&1
   rc=$?
   check '[ $rc -eq 2 ] && [ $(wc -l < "$T/e.log") -eq 1 ] && grep -qF "$want" "$T/e.log" && grep -qF "$f" "$T/e.log" && [ -z "$(ls "$T/o_$f" 2>/dev/null)" ]' \
     "--input $f: exit $rc, $(wc -l < "$T/e.log") line(s): $(head -c 300 "$T/e.log")"
 done
-# a JPEG inside a folder (named .png): the decoder names the format, the other images are extracted
-mkdir -p "$T/dir"; cp "$CHIP" "$T/dir/good.npy"; cp "$T/photo.jpg" "$T/dir/bad.png"
+# a GIF inside a folder (named .png): the decoder names the format, the other images are extracted
+mkdir -p "$T/dir"; cp "$CHIP" "$T/dir/good.npy"; cp "$T/photo.gif" "$T/dir/bad.png"
 $S extract $X --input "$T/dir" --out "$T/od" --quiet > "$T/d.log" 2>&1
-check '[ $? -eq 1 ] && grep -q "bad.png: unknown image format: a JPEG image" "$T/d.log" && [ -f "$T/od/good.safetensors" ]' \
-  "a JPEG named .png in a folder ($(cat "$T/d.log"))"
+check '[ $? -eq 1 ] && grep -q "bad.png: unknown image format: a GIF image" "$T/d.log" && [ -f "$T/od/good.safetensors" ]' \
+  "a GIF named .png in a folder ($(cat "$T/d.log"))"
 # text lists are lists whatever their name; an image is an image whatever its name
 printf '# list\n%s\n' "$CHIP" > "$T/list.dat"
 $S extract $X --input "$T/list.dat" --out "$T/ol" --quiet > "$T/l.log" 2>&1

@@ -9,11 +9,12 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "io/jpeg.h"
 #include "io/npy.h"
 #include "io/png.h"
 #include "io/tiff.h"
 
-enum { FORMAT_UNKNOWN, FORMAT_PNG, FORMAT_TIFF, FORMAT_NPY };
+enum { FORMAT_UNKNOWN, FORMAT_PNG, FORMAT_TIFF, FORMAT_NPY, FORMAT_JPEG };
 
 // The decoded formats by their signatures.
 static int format_of(const uint8_t *head, size_t n) {
@@ -22,6 +23,7 @@ static int format_of(const uint8_t *head, size_t n) {
                    memcmp(head, "MM\0+", 4) == 0))
         return FORMAT_TIFF;
     if (n >= 6 && memcmp(head, "\x93NUMPY", 6) == 0) return FORMAT_NPY;
+    if (n >= 3 && memcmp(head, "\xff\xd8\xff", 3) == 0) return FORMAT_JPEG;
     return FORMAT_UNKNOWN;
 }
 
@@ -59,7 +61,8 @@ int image_file_kind(const char *path, char *what, int size) {
     fclose(f);
     int format = format_of(head, n);
     if (format != FORMAT_UNKNOWN) {
-        snprintf(what, (size_t)size, "%s", format == FORMAT_PNG ? "PNG" : format == FORMAT_TIFF ? "TIFF" : "NPY");
+        snprintf(what, (size_t)size, "%s",
+                 format == FORMAT_PNG ? "PNG" : format == FORMAT_TIFF ? "TIFF" : format == FORMAT_JPEG ? "JPEG" : "NPY");
         return IMAGE_FILE_IMAGE;
     }
     // text: no NUL and at most 1% control bytes other than tab, newline, carriage return, form feed
@@ -90,7 +93,7 @@ static int sniff(const char *path, int *format) {
     if (*format == FORMAT_UNKNOWN) {
         char what[96];
         if (image_file_kind(path, what, sizeof(what)) < 0) return -1;
-        return sd_errorf("%s: unknown image format: %s (satdifuser reads PNG, TIFF/GeoTIFF, NPY)", path, what);
+        return sd_errorf("%s: unknown image format: %s (satdifuser reads PNG, JPEG, TIFF/GeoTIFF, NPY)", path, what);
     }
     return 0;
 }
@@ -137,6 +140,19 @@ static int load_png(const char *path, Image *img) {
         img->src_dtype_bits = p.bit_depth == 16 ? 16 : 8;
     }
     png_free(&p);
+    return rc;
+}
+
+// 8-bit gray or RGB (YCbCr converted as libjpeg does), interleaved -> planar floats 0..255.
+static int load_jpeg(const char *path, Image *img) {
+    JpegImage j;
+    if (jpeg_read(path, &j)) return -1;
+    int rc = alloc_image(img, j.channels, j.height, j.width, path);
+    size_t hw = (size_t)j.width * (size_t)j.height;
+    for (size_t i = 0; !rc && i < hw; i++)
+        for (int k = 0; k < j.channels; k++) img->data[(size_t)k * hw + i] = j.pixels[i * (size_t)j.channels + (size_t)k];
+    img->src_dtype_bits = 8;
+    jpeg_free(&j);
     return rc;
 }
 
@@ -229,6 +245,7 @@ int image_load_npy_layout(const char *path, ImageNpyLayout layout, Image *img) {
     if (sniff(path, &format)) return -1;
     if (format == FORMAT_PNG) rc = load_png(path, img);
     else if (format == FORMAT_TIFF) rc = load_tiff(path, img);
+    else if (format == FORMAT_JPEG) rc = load_jpeg(path, img);
     else rc = load_npy(path, layout, img);
     if (rc) image_free(img);
     return rc;
