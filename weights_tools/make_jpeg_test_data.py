@@ -24,6 +24,10 @@ import numpy as np
 from PIL import Image
 
 OUT = "tests/data/jpeg"
+# libjpeg-turbo's testimages (a git snapshot's files, e.g. `git show HEAD:testimages/X`):
+# testorig/testimg* under the IJG License, monkey12.jpg under the 3-clause BSD License
+# (testimages/LICENSE.txt). Files already in OUT are kept when this folder is absent.
+LJT = os.environ.get("LJT_TESTIMAGES", "/tmp/ljt")
 SHARED = next((p for p in ("/work/shared/data", "../shared/data") if os.path.isdir(p)), None)
 index = []
 
@@ -217,7 +221,8 @@ def own_jpeg(img, sampling, restart=0, per_component_scans=False, adobe_rgb=Fals
 def main():
     os.makedirs(OUT, exist_ok=True)
     for f in os.listdir(OUT):
-        os.remove(os.path.join(OUT, f))
+        if not f.startswith("ljt_") or os.path.isdir(LJT):
+            os.remove(os.path.join(OUT, f))
     rgb = synthetic(48, 40, 1)
     odd = synthetic(17, 13, 2)
     write_ok("gray_baseline", pil_jpeg(rgb.convert("L"), quality=80))
@@ -257,6 +262,15 @@ def main():
         write_ok("naip_id_000051_progressive", pil_jpeg(naip, quality=90, progressive=True, subsampling=1))
         kod = Image.open(f"{SHARED}/png/image-png-extra/kodim23.png").convert("RGB").crop((200, 100, 520, 340))
         write_ok("kodim23_crop_q92_420", pil_jpeg(kod, quality=92))
+    # libjpeg-turbo's test images: two decodable, arithmetic-coded and 12-bit ones refused
+    for f, kind in (("testorig.jpg", "ok"), ("testimgint.jpg", "ok"), ("testimgari.jpg", "refuse"),
+                    ("monkey12.jpg", "refuse")):
+        name = "ljt_" + f[:-4]
+        if os.path.isdir(LJT):
+            data = open(f"{LJT}/{f}", "rb").read()
+            write_ok(name, data) if kind == "ok" else write_bad(name, data, kind)
+        elif os.path.exists(f"{OUT}/{name}.jpg"):
+            index.append((name + ".jpg", kind))
     # corrupt and unsupported files
     base = pil_jpeg(rgb, quality=75, subsampling=2)
     prog = pil_jpeg(rgb, quality=75, progressive=True)
