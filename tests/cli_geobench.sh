@@ -121,6 +121,26 @@ SLURM_ARRAY_TASK_ID=3 SLURM_ARRAY_TASK_MIN=1 SLURM_ARRAY_TASK_MAX=7 SLURM_ARRAY_
   $X --input "$GB/m-tiny-cls" --out "$T/fs4" --shard auto > "$T/s8" 2>&1
 check '[ $? -eq 2 ] && grep -q "not evenly spaced" "$T/s8"' "--array=1,3,7 refused: $(cat "$T/s8")"
 
+# 7. extract --check: nothing computed or written; missing, half-written, other settings listed
+chk() { $X --input "$GB/m-tiny-cls" --out "$T/ft_cls" --bands "04 - Red,03 - Green,02 - Blue" "$@" --check > "$T/ck" 2>&1; }
+chk --scale 4095
+check '[ $? -eq 0 ] && grep -q "8 done, 0 missing, 0 half-written, 0 made with other settings" "$T/ck"' "--check on a complete folder: $(cat "$T/ck")"
+rm "$T/ft_cls/s005_m-tiny-cls.safetensors"; mv "$T/ft_cls/s006_m-tiny-cls.safetensors" "$T/ft_cls/s006_m-tiny-cls.safetensors.tmp.2147483646"
+before=$(ls "$T/ft_cls")
+chk --scale 4095
+check '[ $? -eq 1 ] && grep -q "^missing: s005_m-tiny-cls$" "$T/ck" && grep -q "^half-written: s006_m-tiny-cls (.*tmp.2147483646, writer gone)$" "$T/ck" &&
+       grep -q "6 done, 1 missing, 1 half-written, 0 made" "$T/ck" && [ "$(ls "$T/ft_cls")" = "$before" ]' "--check lists missing and half-written, writes nothing: $(cat "$T/ck")"
+chk --scale clip
+check '[ $? -eq 1 ] && grep -q "0 done, 1 missing, 1 half-written, 6 made with other settings" "$T/ck" && grep -q "^other settings or broken: s000_m-tiny-cls: .*scale" "$T/ck"' "--check with another --scale: $(cat "$T/ck")"
+
+# 8. geobench's alt_names (pack_to_3d matches them: the original asks m-eurosat for "04","03","02")
+$S geobench export "$GB/m-tiny-seg" --out "$T/alt" --bands "red,green,blue" --quiet > "$T/a1" 2>&1
+n=0; same=0
+for f in "$GB/m-tiny-seg"/expected/images/*.npy; do n=$((n + 1)); cmp -s "$f" "$T/alt/images/${f##*/}" && same=$((same + 1)); done
+check '[ $n -eq 5 ] && [ $same -eq 5 ]' "export --bands red,green,blue (alt names) = the default bands ($(cat "$T/a1"))"
+$X --input "$GB/m-tiny-cls" --out "$T/falt" --bands "04 - red,03 - green,02 - blue" --scale 4095 > "$T/a2" 2>&1
+check '[ $? -eq 0 ] && [ "$(tensors "$T/falt")" = "$(tensors "$T/fn_cls")" ]' "extract --bands by alt names ($(cat "$T/a2"))"
+
 echo "cli_geobench.sh: $pass passed, $fail failed"
 echo "RESULT $pass $fail"
 [ $fail -eq 0 ]

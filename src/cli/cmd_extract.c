@@ -29,6 +29,7 @@
 #include "models/preprocess.h"
 #include "io/geobench.h"
 #include "cli/shard.h"
+#include "cli/extract_check.h"
 
 static void extract_usage(FILE *f) {
     fprintf(f,
@@ -71,6 +72,8 @@ static void extract_usage(FILE *f) {
             "                       (default 1; the features are the same bits as one by one, and larger\n"
             "                       products keep the cores busier at the small 8x8 / 4x4 UNet levels)\n"
             "  --quiet              no progress lines\n"
+            "  --check              compute nothing: list the images whose feature file is missing,\n"
+            "                       half-written or made with other settings (exit 0 when none is)\n"
             "Progress goes to stderr. Exit status: 0 all done, 1 some image failed, 2 usage or model error,\n"
             "130/143 stopped by SIGINT/SIGTERM (rerun the same command to resume).\n");
 }
@@ -95,7 +98,7 @@ static int should_stop(void *ctx) {
 
 typedef struct {
     const char *model, *unet, *input, *out, *prompt, *bands, *scale, *layers, *save_steps, *save_t, *partition;
-    int size, steps, latent_sample, f16, shard_k, shard_n, quiet, by_config, bf16, batch;
+    int size, steps, latent_sample, f16, shard_k, shard_n, quiet, by_config, bf16, batch, check;
     uint64_t seed;
 } Args;
 
@@ -138,6 +141,7 @@ static int parse_args(int argc, char **argv, Args *a) {
         const char *o = argv[i];
         long v;
         if (!strcmp(o, "--quiet")) { a->quiet = 1; continue; }
+        if (!strcmp(o, "--check")) { a->check = 1; continue; }
         if (o[0] != '-' || o[1] != '-') return sd_errorf("unexpected argument '%s'", o);
         if (i + 1 >= argc) return sd_errorf("%s: missing value", o);
         const char *val = argv[++i];
@@ -698,6 +702,14 @@ int cmd_extract(int argc, char **argv) {
     }
     if (ddim_walk_plan(&model.scheduler, &o.walk, &walk)) goto fail;  // checks the save steps up front
     if (expected_meta(&a, &model, &o, &walk, &expect)) goto fail;
+    if (a.check) {  // list what is missing, half-written or made otherwise; compute nothing (extract_check.c)
+        const char **names = (const char **)malloc(sizeof(char *) * (size_t)list.n);
+        if (!names) { sd_errorf("out of memory"); goto fail; }
+        for (int i = 0; i < list.n; i++) names[i] = list.items[i].name;
+        status = extract_check(a.out, names, list.n, a.shard_k, a.shard_n, &expect);
+        free(names);
+        goto cleanup;
+    }
     if (mkdirs(a.out)) goto fail;
 
     struct sigaction sa;

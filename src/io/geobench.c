@@ -181,6 +181,15 @@ int gb_sample_meta(const H5File *f, GbSampleMeta *m) {
         else if (!(m->bands[m->num_bands++] = strdup(s->s)))
             rc = sd_errorf("out of memory");
     }
+    for (int i = 0; rc == 0 && i < m->num_bands; i++) {  // root[band]["band_info"].alt_names
+        const PyValue *attrs = py_dict_get(root, m->bands[i]);
+        const PyValue *info = attrs && attrs->kind == PY_DICT ? py_dict_get(attrs, "band_info") : NULL;
+        const PyValue *st = info && info->kind == PY_OBJECT ? info->state : NULL;
+        const PyValue *alt = st && st->kind == PY_DICT ? py_dict_get(st, "alt_names") : NULL;
+        for (int k = 0, n = 0; alt && (alt->kind == PY_TUPLE || alt->kind == PY_LIST) && k < alt->count; k++)
+            if (alt->items[k]->kind == PY_STR && n < GB_MAX_ALT - 1 && !(m->alt[i][n++] = strdup(alt->items[k]->s)))
+                rc = sd_errorf("out of memory");
+    }
     if (rc == 0) {
         int k = py_label(py_dict_get(root, "label"), &m->label, &m->label_vec, &m->label_len);
         if (k < 0) rc = sd_errorf("%s: 'label' is not an int, a list of ints or a numpy integer array", where);
@@ -192,8 +201,20 @@ int gb_sample_meta(const H5File *f, GbSampleMeta *m) {
     return rc;
 }
 
+const char *gb_resolve_band(const GbSampleMeta *m, const char *want) {
+    for (int i = 0; i < m->num_bands; i++)
+        if (strcmp(m->bands[i], want) == 0) return m->bands[i];
+    for (int i = 0; i < m->num_bands; i++)
+        for (int k = 0; k < GB_MAX_ALT && m->alt[i][k]; k++)
+            if (strcmp(m->alt[i][k], want) == 0) return m->bands[i];
+    return NULL;
+}
+
 void gb_sample_meta_free(GbSampleMeta *m) {
-    for (int i = 0; i < m->num_bands; i++) free(m->bands[i]);
+    for (int i = 0; i < m->num_bands; i++) {
+        free(m->bands[i]);
+        for (int k = 0; k < GB_MAX_ALT; k++) free(m->alt[i][k]);
+    }
     free(m->label_vec);
     memset(m, 0, sizeof(*m));
 }
@@ -567,7 +588,8 @@ int gb_load_sample(const GbTask *t, int idx, const char *bands, GbSample *s) {
     s->C = nb;
     float *band = NULL;
     for (int b = 0; rc == 0 && b < nb; b++) {
-        const H5Dataset *d = h5_find(&f, s->band_names[b]);
+        const char *real = gb_resolve_band(&m, s->band_names[b]);  // an alt name ("red") -> its band
+        const H5Dataset *d = h5_find(&f, real ? real : s->band_names[b]);
         if (!d) {
             char have[2048];
             gb_list_bands(&f, have, sizeof(have));
@@ -732,13 +754,17 @@ int gb_band_indices(const char *path, const char *list, int *idx, int max, int *
     H5File f;
     if (h5_open(&f, path)) return -1;
     char *have[GB_MAX_BANDS] = {0}, *want[GB_MAX_BANDS] = {0};
+    GbSampleMeta m;
+    memset(&m, 0, sizeof(m));
     int nh = 0, nw = 0, rc = default_bands(&f, have, &nh);
+    if (rc == 0) rc = gb_sample_meta(&f, &m);
     if (rc == 0) rc = split_bands(list, want, &nw, path);
     if (rc == 0 && nw > max) rc = sd_errorf("%s: --bands '%s' names %d bands, at most %d", path, list, nw, max);
     for (int i = 0; rc == 0 && i < nw; i++) {
+        const char *real = gb_resolve_band(&m, want[i]);  // a band's own name or one of its alt_names
         idx[i] = 0;
         for (int k = 0; k < nh; k++)
-            if (strcmp(want[i], have[k]) == 0) idx[i] = k + 1;
+            if (strcmp(real ? real : want[i], have[k]) == 0) idx[i] = k + 1;
         if (!idx[i]) {
             char names[2048];
             size_t m = 0;
@@ -750,6 +776,7 @@ int gb_band_indices(const char *path, const char *list, int *idx, int max, int *
     }
     *n = nw;
     for (int i = 0; i < GB_MAX_BANDS; i++) free(have[i]), free(want[i]);
+    gb_sample_meta_free(&m);
     h5_close(&f);
     return rc;
 }

@@ -19,11 +19,13 @@ typedef enum { GB_TASK_CLS, GB_TASK_MULTILABEL, GB_TASK_SEG } GbTaskType;
 
 #define GB_MAX_BANDS 64
 #define GB_MAX_CLASSES 1024
+#define GB_MAX_ALT 8
 
 // What a sample's `pickle` attribute says.
 typedef struct {
     int num_bands;                 // bands_order, in file order (the label band included)
     char *bands[GB_MAX_BANDS];
+    char *alt[GB_MAX_BANDS][GB_MAX_ALT];  // each band's geobench alt_names ("red", "04", ...), NULL-ended
     int has_label;                 // 1: an int label, 2: a vector (multi-label)
     int64_t label;
     int label_len;
@@ -32,6 +34,9 @@ typedef struct {
 
 // Decodes a Python bytes repr (b'\x80\x04...' or b"...") into *out (malloc'd).
 int gb_bytes_literal(const char *s, size_t len, uint8_t **out, size_t *out_len);
+// The band of bands_order that `want` names: its own name, else one of its alt_names (as
+// geobench's pack_to_3d matches them); NULL if none.
+const char *gb_resolve_band(const GbSampleMeta *m, const char *want);
 // Reads the sample's pickle attribute (`path` for messages).
 int gb_sample_meta(const H5File *f, GbSampleMeta *m);
 void gb_sample_meta_free(GbSampleMeta *m);
