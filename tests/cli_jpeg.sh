@@ -1,7 +1,7 @@
 #!/bin/sh
 # JPEG inputs end to end (issue 18): `extract --input photo.jpg` with the tiny pipeline gives the
 # same feature tensors as the same pixels decoded by libjpeg-turbo (python3-pil, the .npy beside each
-# test file); gray and progressive JPEGs and a list file naming JPEGs work; a truncated JPEG and an
+# test file); gray and progressive JPEGs, a list file naming JPEGs and class folders of .jpg/.jpeg work; a truncated JPEG and an
 # arithmetic-coded one are refused with one message naming the file, nothing written.
 # Usage: sh tests/cli_jpeg.sh ./satdifuser   (from the repository root); prints RESULT <pass> <fail>.
 BIN=$1
@@ -44,6 +44,14 @@ printf '%s\n%s\n' "$J/rgb_420.jpg" "$J/sampling_411.jpg" > "$T/list.txt"
 $S extract $X --input "$T/list.txt" --out "$T/ol" --quiet > "$T/l.log" 2>&1
 check '[ $? -eq 0 ] && [ -f "$T/ol/rgb_420.safetensors" ] && [ -f "$T/ol/sampling_411.safetensors" ]' \
   "a list of JPEGs: $(head -c 300 "$T/l.log")"
+
+# a class-folder dataset of JPEGs (EuroSAT / UC Merced style): .jpg and .jpeg are found in folder scans
+mkdir -p "$T/cls/Forest" "$T/cls/River"
+cp "$J/rgb_420.jpg" "$T/cls/Forest/f1.jpg"; cp "$J/progressive_420.jpg" "$T/cls/Forest/f2.JPEG"
+cp "$J/naip_id_000138_q85_420.jpg" "$T/cls/River/r1.jpeg"
+$S extract $X --input "$T/cls" --out "$T/oc" --quiet > "$T/c.log" 2>&1
+check '[ $? -eq 0 ] && [ -f "$T/oc/Forest/f1.safetensors" ] && [ -f "$T/oc/Forest/f2.safetensors" ] && [ -f "$T/oc/River/r1.safetensors" ]' \
+  "class folders of JPEGs: $(head -c 300 "$T/c.log"; ls -R "$T/oc" 2>/dev/null | tr '\n' ' ')"
 
 # refused: one line naming the file and the reason, no feature file
 for case in "bad_trunc_base_70:truncated" "bad_sof9_arith:arithmetic" "bad_cmyk:CMYK"; do

@@ -236,7 +236,7 @@ static void list_free(ItemList *l) {
 static int is_image_name(const char *name) {
     const char *dot = strrchr(name, '.');
     if (!dot) return 0;
-    static const char *const ext[] = {".png", ".tif", ".tiff", ".npy"};
+    static const char *const ext[] = {".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg"};
     for (size_t k = 0; k < sizeof(ext) / sizeof(ext[0]); k++)
         if (!strcasecmp(dot, ext[k])) return 1;
     return 0;
