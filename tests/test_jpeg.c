@@ -104,6 +104,42 @@ static void test_truncation(void) {
     }
 }
 
+// A progressive file followed by n more DC refinement scans (1 bit per block each): the scan
+// count is capped at 1000, so that a few bytes per scan cannot buy a walk over the whole frame.
+static void test_scan_cap(void) {
+    FILE *f = fopen(DIR "/progressive_gray.jpg", "rb");
+    CHECK(f != NULL, "cannot open progressive_gray.jpg");
+    if (!f) return;
+    static uint8_t buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    size_t sof = 0, scans = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (buf[i] == 0xFF && buf[i + 1] == 0xC2 && !sof) sof = i;
+        if (buf[i] == 0xFF && buf[i + 1] == 0xDA) scans++;
+    }
+    CHECK(sof > 0 && n > 2 && buf[n - 2] == 0xFF && buf[n - 1] == 0xD9, "progressive_gray.jpg: no SOF2 or EOI");
+    if (!sof) return;
+    int extra[2] = {1000 - (int)scans, 1001 - (int)scans};
+    for (int k = 0; k < 2; k++) {
+        size_t len = n - 2 + (size_t)extra[k] * 14 + 2;
+        uint8_t *b = (uint8_t *)malloc(len), *p = b + n - 2;
+        memcpy(b, buf, n - 2);
+        for (int s = 0; s < extra[k]; s++, p += 14) {
+            // SOS: 1 component (the frame's), Ss = Se = 0, Ah = 1, Al = 0; 30 blocks = 30 bits of data
+            const uint8_t sos[14] = {0xFF, 0xDA, 0, 8, 1, buf[sof + 10], 0, 0, 0, 0x10, 0, 0, 0, 0};
+            memcpy(p, sos, 14);
+        }
+        p[0] = 0xFF, p[1] = 0xD9;
+        JpegImage img;
+        int rc = jpeg_decode(b, len, "many_scans", &img);
+        if (k == 0) CHECK(rc == 0, "1000 scans: %s", sd_last_error());
+        else CHECK(rc != 0 && strstr(sd_last_error(), "more than 1000 scans"), "1001 scans: rc %d, %s", rc, sd_last_error());
+        if (!rc) jpeg_free(&img);
+        free(b);
+    }
+}
+
 static void test_image_load(void) {
     Image img;
     int rc = image_load(DIR "/rgb_420.jpg", &img);
@@ -128,6 +164,7 @@ static void test_image_load(void) {
 int main(void) {
     test_files();
     test_truncation();
+    test_scan_cap();
     test_image_load();
     return test_report("test_jpeg");
 }

@@ -16,6 +16,8 @@
 #include "io/file.h"
 #include "io/jpeg_priv.h"
 
+#define JPEG_MAX_SCANS 1000
+
 static int be16(const uint8_t *p) { return p[0] << 8 | p[1]; }
 
 static const char *sof_kind(int m) {
@@ -224,6 +226,10 @@ static int decode(JpegDecoder *d, JpegImage *img) {
             if (n != 2) rc = sd_errorf("%s: DRI: segment of %d bytes, expected 2", d->name, n);
             else d->restart_interval = be16(p);
         } else if (m == 0xDA) {
+            // each scan walks the whole frame: a few bytes per scan must not buy unbounded time
+            // (progressive files have about 10 scans; libjpeg-turbo's tools stop at 500)
+            if (scans >= JPEG_MAX_SCANS)
+                return sd_errorf("%s: more than %d scans (corrupt or hostile file)", d->name, JPEG_MAX_SCANS);
             rc = parse_sos(d, p, n);
             if (!rc) rc = jpeg_decode_scan(d);
             scans++;
