@@ -74,11 +74,18 @@ static void idct_1d(int64_t i0, int64_t i1, int64_t i2, int64_t i3, int64_t i4, 
     out[3] = tmp13 + tmp0, out[4] = tmp13 - tmp0;
 }
 
-// jpeg_idct_islow: columns into a workspace scaled by 2^PASS1_BITS, then rows.
-// The all-zero-AC shortcuts of jidctint.c give the same numbers, so they are omitted.
+// jpeg_idct_islow: columns into a workspace scaled by 2^PASS1_BITS, then rows. The
+// shortcuts for an all-zero AC column (DC << PASS1_BITS) and row (DC descaled) are those of
+// jidctint.c; they give the numbers of the full transform, only faster.
 static void idct_islow(const int16_t *coef, const uint16_t *q, uint8_t *out, size_t stride) {
     int64_t ws[64], o[8];
     for (int x = 0; x < 8; x++) {
+        const int16_t *c = coef + x;
+        if (!(c[8] | c[16] | c[24] | c[32] | c[40] | c[48] | c[56])) {
+            int64_t dc = (int64_t)c[0] * q[x] * (1 << PASS1_BITS);
+            for (int y = 0; y < 8; y++) ws[y * 8 + x] = (int)dc;
+            continue;
+        }
         int64_t in[8];
         for (int y = 0; y < 8; y++) in[y] = (int64_t)coef[y * 8 + x] * q[y * 8 + x];
         idct_1d(in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], o);
@@ -86,6 +93,11 @@ static void idct_islow(const int16_t *coef, const uint16_t *q, uint8_t *out, siz
     }
     for (int y = 0; y < 8; y++) {
         const int64_t *w = ws + y * 8;
+        if (!(w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7])) {
+            uint8_t v = range_limit(descale(w[0], PASS1_BITS + 3));
+            memset(out + (size_t)y * stride, v, 8);
+            continue;
+        }
         idct_1d(w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7], o);
         for (int x = 0; x < 8; x++) out[(size_t)y * stride + x] = range_limit(descale(o[x], CONST_BITS + PASS1_BITS + 3));
     }
