@@ -12,6 +12,7 @@
 #define H5_MAX_GROUP_DEPTH 32
 #define H5_MAX_OBJECTS 100000
 #define H5_MAX_HEADER_CHUNKS 4096
+#define H5_MAX_VLEN_STRINGS 4096
 
 int h5_is_hdf5(const uint8_t *buf, size_t len) {
     return len >= 8 && memcmp(buf, "\x89HDF\r\n\x1a\n", 8) == 0;
@@ -292,6 +293,9 @@ static int parse_attr(void *ctx, const uint8_t *p, size_t n) {
         parse_space(f, sp, space_size, &a->ndim, a->shape, &a->count, a->name))
         return sd_error_context("attribute '%s' of '%s'", a->name, al->obj);
     if (a->type.kind == H5T_UNSUPPORTED) return 0;
+    // Each variable-length string is a walk through its heap collection: a hostile file could make
+    // many strings cost (count x collection size). More than this many are listed, not decoded.
+    if (a->type.kind == H5T_VLEN_STRING && a->count > H5_MAX_VLEN_STRINGS) return 0;
     uint64_t bytes = a->count * (uint64_t)a->type.size;
     if (a->type.size <= 0 || a->count > (uint64_t)(n - c.pos) || bytes > (uint64_t)(n - c.pos))
         return sd_errorf("%s: '%s': attribute '%s' holds %llu values of %d bytes but its message has %zu bytes left",
@@ -545,6 +549,7 @@ typedef struct {
     H5File *f;
     uint64_t *groups;  // object header addresses of the groups on the current path (cycles)
     int num_objects;
+    uint64_t work;     // object header bytes parsed: many links to one big header cannot loop for long
 } Walk;
 
 static int visit(Walk *w, uint64_t addr, const char *path, int depth);
@@ -634,8 +639,15 @@ static int visit(Walk *w, uint64_t addr, const char *path, int depth) {
         return sd_error_context("'%s'", path[0] ? path : "/");
     }
     int is_dataset = 0;
-    for (int i = 0; i < ml.n; i++)
+    for (int i = 0; i < ml.n; i++) {
         if (ml.m[i].type == 8) is_dataset = 1;
+        w->work += 8 + ml.m[i].n;
+    }
+    if (w->work > 64 * (uint64_t)f->len + ((uint64_t)1 << 20)) {
+        free(ml.m);
+        return sd_errorf("%s: '%s': the links reach object headers more than 64 times the file's size (links "
+                         "repeating one object?)", f->path, path);
+    }
     if (is_dataset) {
         H5Dataset d;
         memset(&d, 0, sizeof(d));
@@ -724,7 +736,7 @@ int h5_open_mem(H5File *f, const char *name, const uint8_t *buf, size_t len) {
         sd_errorf("%s: superblock is cut short or has base address past the file", name);
         goto fail;
     }
-    Walk w = {f, NULL, 0};
+    Walk w = {f, NULL, 0, 0};
     w.groups = calloc(H5_MAX_GROUP_DEPTH + 2, sizeof(uint64_t));
     if (!w.groups) {
         sd_errorf("%s: out of memory", name);

@@ -1,13 +1,14 @@
 // A read-only HDF5 reader, our own code (no libhdf5), for the files h5py writes:
 // GEO-Bench samples (one dataset per band, a `label` dataset, a vlen-string attribute).
-// Supported: superblock versions 0, 1, 2 and 3; object headers v1 and v2 (with
-// continuation blocks); groups as symbol tables (v1 B-tree + local heap + symbol nodes)
-// and as link messages (compact, or dense: fractal heap + v2 B-tree); hard links only;
-// dataspaces (scalar and simple; null for attributes); integer (1/2/4/8 bytes, signed or
-// not) and IEEE float (2/4/8 bytes) datatypes in both byte orders; fixed-length strings and
-// variable-length strings (global heap) for attributes; data layout messages v3 and v4 with
-// compact, contiguous and chunked storage, chunks found through a v1 B-tree, a single chunk
-// or a fixed array (paged or not); the deflate (1), shuffle (2) and fletcher32 (3) filters.
+// Supported: superblock versions 0, 1 (untested: h5py cannot write one), 2 and 3; object
+// headers v1 and v2 (with continuation blocks); groups as symbol tables (v1 B-tree + local
+// heap + symbol nodes) and as link messages (compact, or dense: fractal heap + v2 B-tree);
+// hard links only; dataspaces (scalar and simple; null for attributes); integer (1/2/4/8
+// bytes, signed or not) and IEEE float (2/4/8 bytes) datatypes in both byte orders;
+// fixed-length strings and variable-length strings (global heap, up to 4096 per attribute)
+// for attributes; data layout messages v3 and v4 with compact, contiguous and chunked
+// storage, chunks found through a v1 B-tree, a single chunk, an implicit index or a fixed
+// array (paged or not); the deflate (1), shuffle (2) and fletcher32 (3) filters.
 // Anything else (other filters, extensible-array / v2-B-tree chunk indexes, virtual
 // layouts, compound / enum / reference types, shared messages, external files) is refused
 // with a message naming the file, the object and the feature.

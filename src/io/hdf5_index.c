@@ -527,7 +527,8 @@ int h5_unfilter(const H5File *f, const H5Dataset *d, uint32_t mask, const uint8_
                 break;
             }
             size_t count = len / es;
-            for (size_t b = 0; b < es; b++)
+            if (es == 1 || count == 0) count = 0, es = 1;  // nothing was shuffled (as H5Zshuffle.c)
+            for (size_t b = 0; b < es && count; b++)
                 for (size_t k = 0; k < count; k++) dst[k * es + b] = cur[b * count + k];
             memcpy(dst + count * es, cur + count * es, len - count * es);
             n = len;

@@ -110,9 +110,13 @@ int h5_read(const H5File *f, const H5Dataset *d, void **out) {
             cc.chunk_bytes *= d->chunk[i];
             nchunks *= cc.grid[i];
         }
-        if (cc.chunk_bytes > H5_MAX_DATA_BYTES || cc.chunk_bytes > plausible) {
-            rc = sd_errorf("%s: dataset '%s': chunks of %llu bytes are more than the reader allows", f->path, d->name,
-                           (unsigned long long)cc.chunk_bytes);
+        // Every chunk is decoded whole: with chunks no larger than the dataset in any dimension
+        // (as HDF5 requires for fixed shapes) the grid is at most 2^ndim times the data.
+        uint64_t grid_limit = ((uint64_t)1 << d->ndim) * bytes + ((uint64_t)1 << 20);
+        if (cc.chunk_bytes > H5_MAX_DATA_BYTES || cc.chunk_bytes > plausible || nchunks > grid_limit / cc.chunk_bytes) {
+            rc = sd_errorf("%s: dataset '%s': %llu chunks of %llu bytes for %llu bytes of data are more than the "
+                           "reader allows (chunks larger than the dataset?)", f->path, d->name,
+                           (unsigned long long)nchunks, (unsigned long long)cc.chunk_bytes, (unsigned long long)bytes);
         } else {
             cc.seen = calloc((size_t)nchunks, 1);
             cc.chunk = malloc((size_t)cc.chunk_bytes);
