@@ -192,17 +192,26 @@ int lw_backward(LocalFuser *g, const FeatureLayout *fl, int B, const int *H, con
         float *dm = zalloc((size_t)n_out), *dy = zalloc((size_t)n_out);
         int rc = SD_FAIL;
         if (!dg || !da || !dm || !dy) goto scale_done;
-        // dg[b, q, p] = sum_c dfused[b, c, p] y_q[b, c, p]
+        // dg[b, q, p] = sum_c dfused[b, c, p] y_q[b, c, p], summed over c in order in double. Pixels
+        // run in chunks, the channels outside: rows are read contiguously (a loop over c inside, with
+        // its stride of HW floats, hit one cache set per pixel: 2-3x the whole GW backward at 32x32).
+        // Same sums in the same order, so the same bits.
 #pragma omp parallel for collapse(2) schedule(static)
         for (int b = 0; b < B; b++) {
             for (int q = 0; q < K; q++) {
                 const float *y = g->outputs[first_call + q].data + (int64_t)b * P * HW;
                 const float *d = df + (int64_t)b * P * HW;
                 float *o = dg + ((int64_t)b * K + q) * HW;
-                for (int p = 0; p < HW; p++) {
-                    double acc = 0.0;
-                    for (int c = 0; c < P; c++) acc += (double)d[(int64_t)c * HW + p] * y[(int64_t)c * HW + p];
-                    o[p] = (float)acc;
+                enum { CHUNK = 256 };
+                double acc[CHUNK];
+                for (int p0 = 0; p0 < HW; p0 += CHUNK) {
+                    const int np = HW - p0 < CHUNK ? HW - p0 : CHUNK;
+                    for (int j = 0; j < np; j++) acc[j] = 0.0;
+                    for (int c = 0; c < P; c++) {
+                        const float *dc = d + (int64_t)c * HW + p0, *yc = y + (int64_t)c * HW + p0;
+                        for (int j = 0; j < np; j++) acc[j] += (double)dc[j] * yc[j];
+                    }
+                    for (int j = 0; j < np; j++) o[p0 + j] = (float)acc[j];
                 }
             }
         }
