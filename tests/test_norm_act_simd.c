@@ -134,8 +134,17 @@ static void test_activation_accuracy(const char *isa_name, int simd) {
         add_inplace(y, z + 1, n - 1);
         scale_inplace(z, 0.3f, n);
         ok = 1;
-        for (int64_t i = 0; i < n - 1; i++) ok &= y[i] == x[i] + x[i + 1];
-        for (int64_t i = 0; i < n; i++) ok &= z[i] == x[i] * 0.3f;
+        // exact: the kernels compute the same sum and product; the volatile stores round them to float
+        // (with FLT_EVAL_METHOD 1, s390x gcc -std=c99, an unstored x + y stays in double)
+        for (int64_t i = 0; i < n - 1; i++) {
+            volatile float want = x[i] + x[i + 1];
+            ok &= y[i] == want;
+        }
+        const float s = 0.3f;  // a float: under FLT_EVAL_METHOD 1 the constant 0.3f itself may stay a double
+        for (int64_t i = 0; i < n; i++) {
+            volatile float want = x[i] * s;
+            ok &= z[i] == want;
+        }
         CHECK(ok, "%s add / scale", isa_name);
         free(y);
         free(z);
