@@ -369,9 +369,6 @@ static int mkdirs(const char *path) {
     return 0;
 }
 
-// The model's fingerprint (models/features.h): tells two checkpoints of one architecture apart.
-static uint64_t model_fingerprint(const char *dir, const char *unet_dir) { return diffusion_model_fingerprint(dir, unet_dir); }
-
 // Removes "<target>.tmp.<pid>" files left by a killed run (pid no longer alive).
 static void remove_stale_temps(const char *target) {
     char dir[8192];
@@ -417,7 +414,7 @@ static int expected_meta(const Args *a, const DiffusionModel *m, const ExtractOp
     strcat(layers, "]");
     char prompt_json[2048];
     json_escape(a->prompt, prompt_json, sizeof(prompt_json));
-    int rc = feature_meta_setf(meta, "model_fingerprint", "%016llx", (unsigned long long)model_fingerprint(a->model, a->unet)) ||
+    int rc = feature_meta_setf(meta, "model_fingerprint", "%016llx", (unsigned long long)diffusion_model_fingerprint(a->model, a->unet)) ||
              feature_meta_set(meta, "prompt", a->prompt) ||
              feature_meta_setf(meta, "num_inference_steps", "%d", o->walk.num_inference_steps) ||
              feature_meta_set(meta, "save_timesteps", steps) || feature_meta_set(meta, "save_t", ts) ||
@@ -476,7 +473,7 @@ static int write_prompt_embedding(DiffusionModel *m, const Args *a, const char *
     const float *emb;
     if (diffusion_model_prompt(m, a->prompt, &emb)) return -1;
     char path[8192], fp[32];
-    snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)model_fingerprint(a->model, a->unet));
+    snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)diffusion_model_fingerprint(a->model, a->unet));
     SafeTensors st;
     struct stat sb;
     for (int old = 1; old >= 0; old--) {  // already there for this prompt and model (old name or new): keep it

@@ -243,17 +243,22 @@ int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_di
     }
     // Scheduler
     if (load_json(dir, "scheduler", "scheduler_config.json", &m->scheduler_config)) goto fail;
-    DdimConfig scfg;
     snprintf(path, sizeof(path), "%s/scheduler/scheduler_config.json", dir);
-    if (ddim_config_from_json(&m->scheduler_config, path, &scfg)) goto fail;
-    int rc = ddim_init(&m->scheduler, &scfg);
-    ddim_config_free(&scfg);
-    if (rc) goto fail;
-    m->loaded_sched = 1;
+    if (diffusion_model_init_scheduler(m, path)) goto fail;
     return 0;
 fail:
     diffusion_model_free(m);
     return -1;
+}
+
+int diffusion_model_init_scheduler(DiffusionModel *m, const char *source) {
+    DdimConfig scfg;
+    if (ddim_config_from_json(&m->scheduler_config, source, &scfg)) return SD_FAIL;
+    int rc = ddim_init(&m->scheduler, &scfg);
+    ddim_config_free(&scfg);
+    if (rc) return SD_FAIL;
+    m->loaded_sched = 1;
+    return 0;
 }
 
 void diffusion_model_free(DiffusionModel *m) {

@@ -67,6 +67,8 @@ int diffusion_model_load(DiffusionModel *m, const char *dir, const char *unet_di
 // checkpoints of one architecture get different ones. Feature files record it; a packed model file
 // (models/pack.h) records the one of the folder it was packed from, so its features match that folder's.
 uint64_t diffusion_model_fingerprint(const char *dir, const char *unet_dir);
+// m->scheduler from m->scheduler_config (already parsed); source names it in messages. Sets loaded_sched.
+int diffusion_model_init_scheduler(DiffusionModel *m, const char *source);
 // The weight file names a component folder may hold, in order of preference
 // (NULL-terminated): the UNet's and VAE's (text_encoder 0) or the text encoder's (1).
 const char *const *diffusion_weight_file_names(int text_encoder);

@@ -275,14 +275,9 @@ int model_pack_load(DiffusionModel *m, const char *path, int use_metadata, const
         goto fail;
     }
     if (meta_json(&m->pack_st, "config.scheduler", &m->scheduler_config)) goto fail;
-    DdimConfig scfg;
     char source[4200];
     snprintf(source, sizeof(source), "%s[config.scheduler]", path);
-    if (ddim_config_from_json(&m->scheduler_config, source, &scfg)) goto fail;
-    rc = ddim_init(&m->scheduler, &scfg);
-    ddim_config_free(&scfg);
-    if (rc) goto fail;
-    m->loaded_sched = 1;
+    if (diffusion_model_init_scheduler(m, source)) goto fail;
     return 0;
 fail:
     diffusion_model_free(m);
