@@ -37,7 +37,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_pytorch import blas_name  # noqa: E402  (which libblas.so.3 the system selects)
+from bench_pytorch import apply_bench_env, blas_name, load_average  # noqa: E402  (shared bench setup)
 
 # The same configs as tests/bench_models.c.
 UNET_CONFIG = dict(
@@ -66,15 +66,8 @@ CASES = [
 ]
 
 
-MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"
 
 
-def load_average():
-    try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError):
-        return -1.0
 
 
 def setup_imports():
@@ -206,16 +199,7 @@ def main():
     ap.add_argument("--malloc", choices=("no-mmap", "default"), default="no-mmap",
                     help="no-mmap: glibc malloc keeps freed memory (no page faults on every big tensor)")
     args = ap.parse_args()
-    if args.malloc == "no-mmap" and MALLOC_TUNABLES not in os.environ.get("GLIBC_TUNABLES", ""):
-        # glibc reads its tunables at start-up: run again with them set.
-        old = os.environ.get("GLIBC_TUNABLES", "")
-        os.environ["GLIBC_TUNABLES"] = (old + ":" if old else "") + MALLOC_TUNABLES
-        if os.environ.get("SATDIFUSER_BENCH_REEXEC") != "1":
-            os.environ["SATDIFUSER_BENCH_REEXEC"] = "1"
-            sys.stdout.flush()
-            os.execv(sys.executable, [sys.executable] + sys.argv)
-    if args.openblas_coretype:
-        os.environ["OPENBLAS_CORETYPE"] = args.openblas_coretype
+    apply_bench_env(args)
     load_start = load_average()
     try:
         import torch

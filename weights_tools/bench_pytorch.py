@@ -54,6 +54,33 @@ ATTENTIONS = [  # (heads, Nq, Nk, head_dim)
 ]
 
 
+# glibc malloc without mmap for big blocks: torch's tensors then do not page-fault on every allocation
+# (the C code reuses its buffers).
+MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"
+
+
+def load_average():
+    try:
+        with open("/proc/loadavg") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError):
+        return -1.0
+
+
+def apply_bench_env(args):
+    """--malloc no-mmap (glibc reads its tunables at start-up: the process runs again with them set)
+    and --openblas-coretype, as the model and training benches take them."""
+    if args.malloc == "no-mmap" and MALLOC_TUNABLES not in os.environ.get("GLIBC_TUNABLES", ""):
+        old = os.environ.get("GLIBC_TUNABLES", "")
+        os.environ["GLIBC_TUNABLES"] = (old + ":" if old else "") + MALLOC_TUNABLES
+        if os.environ.get("SATDIFUSER_BENCH_REEXEC") != "1":
+            os.environ["SATDIFUSER_BENCH_REEXEC"] = "1"
+            sys.stdout.flush()
+            os.execv(sys.executable, [sys.executable] + sys.argv)
+    if args.openblas_coretype:
+        os.environ["OPENBLAS_CORETYPE"] = args.openblas_coretype
+
+
 def blas_name():
     try:
         out = subprocess.run(["update-alternatives", "--query", "libblas.so.3-x86_64-linux-gnu"],

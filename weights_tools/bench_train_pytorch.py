@@ -32,7 +32,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from bench_pytorch import blas_name  # noqa: E402  (which libblas.so.3 the system selects)
+from bench_pytorch import apply_bench_env, blas_name, load_average  # noqa: E402  (shared bench setup)
 
 FEATURE_DIMS = {"32": [320] * 6, "16": [640] * 6, "8": [1280] * 6, "4": [1280] * 3}
 SAVE_TIMESTEPS = [47, 45, 40]
@@ -43,15 +43,8 @@ PAIRS = [
     ("gw_linear", "gw", False, 5), ("lw_linear", "lw", False, 5), ("moe_linear", "moe", False, 3),
     ("gw_upernet", "gw", True, 4), ("lw_upernet", "lw", True, 4), ("moe_upernet", "moe", True, 3),
 ]
-MALLOC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=1099511627776"
 
 
-def load_average():
-    try:
-        with open("/proc/loadavg") as f:
-            return float(f.read().split()[0])
-    except (OSError, ValueError):
-        return -1.0
 
 
 def make_model(fuser, seg):
@@ -92,15 +85,7 @@ def main():
                     help="OPENBLAS_CORETYPE for torch's BLAS (default SkylakeX; '' keeps the environment's)")
     ap.add_argument("--malloc", choices=("no-mmap", "default"), default="no-mmap")
     args = ap.parse_args()
-    if args.malloc == "no-mmap" and MALLOC_TUNABLES not in os.environ.get("GLIBC_TUNABLES", ""):
-        old = os.environ.get("GLIBC_TUNABLES", "")
-        os.environ["GLIBC_TUNABLES"] = (old + ":" if old else "") + MALLOC_TUNABLES
-        if os.environ.get("SATDIFUSER_BENCH_REEXEC") != "1":
-            os.environ["SATDIFUSER_BENCH_REEXEC"] = "1"
-            sys.stdout.flush()
-            os.execv(sys.executable, [sys.executable] + sys.argv)
-    if args.openblas_coretype:
-        os.environ["OPENBLAS_CORETYPE"] = args.openblas_coretype
+    apply_bench_env(args)
     load_start = load_average()
     try:
         import torch
