@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "core/runtime.h"
 #include "io/feature_cache.h"
+#include "io/file.h"
 #include "io/image.h"
 #include "io/outdir.h"
 #include "kernels/kernels.h"
@@ -253,31 +254,11 @@ static int make_name(const char *rel, char *out, size_t size) {
     return out[0] ? 0 : sd_errorf("'%s': no file name", rel);
 }
 
-static int scan_dir(ItemList *l, const char *root, const char *rel, int depth) {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s%s%s", root, rel[0] ? "/" : "", rel);
-    DIR *d = opendir(path);
-    if (!d) return sd_errorf("%s: cannot open folder: %s", path, strerror(errno));
-    struct dirent *e;
-    int rc = 0;
-    while (!rc && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;
-        char sub[4096], full[4096], name[4096];
-        if (snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name) >= (int)sizeof(sub) ||
-            snprintf(full, sizeof(full), "%s/%s", root, sub) >= (int)sizeof(full)) {
-            rc = sd_errorf("%s/%s: path too long", path, e->d_name);
-            break;
-        }
-        struct stat sb;
-        if (stat(full, &sb) != 0) continue;
-        if (S_ISDIR(sb.st_mode)) {
-            if (depth < 16) rc = scan_dir(l, root, sub, depth + 1);
-        } else if (S_ISREG(sb.st_mode) && is_image_name(e->d_name)) {
-            rc = make_name(sub, name, sizeof(name)) || list_add(l, full, name);
-        }
-    }
-    closedir(d);
-    return rc;
+// An image file of the input folder becomes an item named by its relative path without extension.
+static int on_input_file(void *ctx, const char *rel, const char *full, const char *name) {
+    char item[4096];
+    if (!is_image_name(name)) return 0;
+    return make_name(rel, item, sizeof(item)) || list_add((ItemList *)ctx, full, item);
 }
 
 static int read_list_file(ItemList *l, const char *list) {
@@ -332,7 +313,7 @@ static int collect_inputs(const char *input, const char *partition, ItemList *l)
     char what[96];
     int kind = S_ISDIR(sb.st_mode) ? 0 : image_file_kind(input, what, sizeof(what));  // by content, not by name
     if (kind < 0) return -1;
-    if (S_ISDIR(sb.st_mode)) rc = scan_dir(l, input, "", 0);
+    if (S_ISDIR(sb.st_mode)) rc = walk_files(input, on_input_file, l);
     else if (kind == IMAGE_FILE_IMAGE) {
         char name[4096];
         const char *base = strrchr(input, '/');

@@ -1,9 +1,11 @@
 #include "io/file.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -55,3 +57,34 @@ int write_text_atomic(const char *path, const char *text) {
     free(tmp);
     return 0;
 }
+
+typedef int (*WalkFn)(void *ctx, const char *rel, const char *full, const char *name);
+
+static int walk_dir(const char *root, const char *rel, int depth, WalkFn on_file, void *ctx) {
+    char path[4096];
+    snprintf(path, sizeof(path), "%s%s%s", root, rel[0] ? "/" : "", rel);
+    DIR *d = opendir(path);
+    if (!d) return sd_errorf("%s: cannot open folder: %s", path, strerror(errno));
+    struct dirent *e;
+    int rc = 0;
+    while (!rc && (e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;  // hidden files, "." and ".."
+        char sub[4096], full[4096];
+        if (snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name) >= (int)sizeof(sub) ||
+            snprintf(full, sizeof(full), "%s/%s", root, sub) >= (int)sizeof(full)) {
+            rc = sd_errorf("%s/%s: path too long", path, e->d_name);
+            break;
+        }
+        struct stat sb;
+        if (stat(full, &sb) != 0) continue;
+        if (S_ISDIR(sb.st_mode)) {
+            if (depth < 16) rc = walk_dir(root, sub, depth + 1, on_file, ctx);
+        } else if (S_ISREG(sb.st_mode)) {
+            rc = on_file(ctx, sub, full, e->d_name);
+        }
+    }
+    closedir(d);
+    return rc;
+}
+
+int walk_files(const char *root, WalkFn on_file, void *ctx) { return walk_dir(root, "", 0, on_file, ctx); }

@@ -1,7 +1,6 @@
 // Labels from class folders: see class_folders.h.
 #include "train/class_folders.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -12,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "io/file.h"
 #include "train/dataset.h"
 
 typedef struct {
@@ -52,32 +52,16 @@ static int add_item(FolderList *l, const char *rel) {
     return 0;
 }
 
-static int scan(FolderList *l, const char *root, const char *rel, int depth) {
-    char path[4096];
-    snprintf(path, sizeof(path), "%s%s%s", root, rel[0] ? "/" : "", rel);
-    DIR *d = opendir(path);
-    if (!d) return sd_errorf("%s: cannot open folder: %s", path, strerror(errno));
-    struct dirent *e;
-    int rc = 0;
-    while (!rc && (e = readdir(d))) {
-        if (e->d_name[0] == '.') continue;  // hidden files, "." and ".."
-        char sub[4096], full[8192];
-        if (snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name) >= (int)sizeof(sub)) {
-            rc = sd_errorf("%s/%s: path too long", path, e->d_name);
-            break;
-        }
-        snprintf(full, sizeof(full), "%s/%s", root, sub);
-        struct stat sb;
-        if (stat(full, &sb) != 0) continue;
-        if (S_ISDIR(sb.st_mode)) {
-            if (depth < 16) rc = scan(l, root, sub, depth + 1);
-        } else if (S_ISREG(sb.st_mode) && has_data_extension(e->d_name)) {
-            if (!rel[0]) l->skipped_root++;  // not in a class folder (e.g. the cache's prompt embedding)
-            else rc = add_item(l, sub);
-        }
+// A data file in a class folder becomes an item; one at the root is counted apart.
+static int on_file(void *ctx, const char *rel, const char *full, const char *name) {
+    FolderList *l = (FolderList *)ctx;
+    (void)full;
+    if (!has_data_extension(name)) return 0;
+    if (!strchr(rel, '/')) {
+        l->skipped_root++;  // not in a class folder (e.g. the cache's prompt embedding)
+        return 0;
     }
-    closedir(d);
-    return rc;
+    return add_item(l, rel);
 }
 
 static int cmp_item(const void *a, const void *b) { return strcmp(((const FolderItem *)a)->id, ((const FolderItem *)b)->id); }
@@ -105,7 +89,7 @@ int labels_from_folders(const char *dir, const double frac[3], uint64_t seed, co
     int *idx = NULL, nc = 0, rc = SD_FAIL;
     FILE *f = NULL;
     tmp[0] = '\0';
-    if (scan(&l, dir, "", 0)) goto done;
+    if (walk_files(dir, on_file, &l)) goto done;
     if (l.n == 0) {
         sd_errorf("%s: no image or feature files in class folders (DIR/<class>/<file>: .png .tif .tiff .npy .jpg "
                   ".jpeg .safetensors)%s", dir, l.skipped_root ? "; the files directly in it have no class folder" : "");
