@@ -202,6 +202,39 @@ static void child_extract(const void *arg, Result *r) {
     diffusion_model_free(&m);
 }
 
+// Issue 21's memory rows: the peak resident set of one 256x256 extraction as `satdifuser extract`
+// runs it from the model folder (the text encoder freed once the prompt's embedding exists), at the
+// precision `*arg` (NN_F32 or NN_BF16: weights resident in bf16). value = peak RSS in kB (getrusage:
+// this child's own high-water mark; the parent that forked it holds no model).
+static void child_rss(const void *arg, Result *r) {
+    const int precision = *(const int *)arg, side = 256;
+    if (nn_set_precision(precision)) {
+        snprintf(r->msg, sizeof(r->msg), "%s", sd_last_error());
+        return;
+    }
+    DiffusionModel m;
+    double t0 = sd_now();
+    if (diffusion_model_load(&m, g_dir, NULL, 0, "A satellite image")) {
+        snprintf(r->msg, sizeof(r->msg), "%s", sd_last_error());
+        return;
+    }
+    ExtractOptions o;
+    extract_options_default(&o);
+    float *x = rand_images(1, side);
+    FeaturePyramid p;
+    Tensor t = tensor_view(x, 4, (int[4]){1, 3, side, side});
+    int rc = x ? features_extract_batch(&m, &o, &t, &p) : -1;
+    if (rc == 0) feature_pyramid_free(&p);
+    else snprintf(r->msg, sizeof(r->msg), "%s", x ? sd_last_error() : "out of memory");
+    r->seconds = sd_now() - t0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    r->value = (double)ru.ru_maxrss;
+    r->ok = !rc;
+    free(x);
+    diffusion_model_free(&m);
+}
+
 // Two processes load the packed file and run a small UNet forward (every weight page touched),
 // then each reports its PSS while both are alive: the shared pages count half in each.
 static void child_pss(const void *arg, Result *r) {
@@ -284,6 +317,19 @@ int main(int argc, char **argv) {
                "two processes on one packed file", pss.pss_kb / 1024, pss.rss_kb / 1024, pss.pss_kb / pss.rss_kb);
     else
         printf("two processes: failed: %s\n", pss.msg);
+    // peak RSS of one extraction from the folder, f32 weights and bf16-resident weights (issue 21)
+    int precisions[2] = {NN_F32, NN_BF16};
+    const double targets_mb[2] = {4096, 2560};
+    for (int k = 0; k < 2; k++) {
+        Result rss;
+        run_child(child_rss, &precisions[k], &rss);
+        if (rss.ok)
+            printf("%-44s peak RSS %6.0f MB (load + 1 image %.1f s)   target <= %.1f GB\n",
+                   k ? "one 256x256 extraction, bf16 weights" : "one 256x256 extraction, f32 weights", rss.value / 1024,
+                   rss.seconds, targets_mb[k] / 1024);
+        else
+            printf("one 256x256 extraction (%s): not run: %s\n", k ? "bf16" : "f32", rss.msg);
+    }
     if (!quick) {
         run_child(child_peak, NULL, &peak_res);
         double peak = peak_res.value * 1e9;
