@@ -25,7 +25,7 @@ static void test_tensor(void) {
 
 static void test_arena(void) {
     Arena a;
-    CHECK(arena_init(&a, 1000) == 0, "init");
+    CHECK(arena_init(&a, 1000) == 0 && a.capacity == 1024, "init: %zu bytes", a.capacity);
     float *x = arena_floats(&a, 10);
     CHECK(x && ((uintptr_t)x % 64) == 0, "aligned");
     size_t mark = arena_mark(&a);
@@ -34,11 +34,33 @@ static void test_arena(void) {
     arena_reset(&a, mark);
     float *z = arena_floats(&a, 100);
     CHECK(z == y, "reset reuses memory");
-    sd_clear_error();
-    CHECK(arena_floats(&a, 1000) == NULL && strstr(sd_last_error(), "out of scratch memory"), "full arena: %s", sd_last_error());
-    CHECK(a.peak >= 440, "peak recorded");
-    CHECK(arena_alloc(&a, (size_t)-1) == NULL, "absurd size refused without overflow");
+    // past the first block: a new block is chained, the live floats stay where they are
+    for (int i = 0; i < 10; i++) x[i] = (float)i;
+    size_t mark2 = arena_mark(&a);
+    float *big = arena_floats(&a, 1000);
+    CHECK(big && ((uintptr_t)big % 64) == 0 && a.capacity > 1024 && a.used > 4000, "grown: %zu bytes, %zu used",
+          a.capacity, a.used);
+    int kept = 1;
+    for (int i = 0; i < 10; i++) kept &= x[i] == (float)i;
+    CHECK(kept && arena_floats(&a, 10) != NULL, "live data does not move when the arena grows");
+    size_t peak = a.peak;
+    CHECK(peak >= 1024 + 4000, "peak %zu counts positions through the chain", peak);
+    arena_reset(&a, mark2);
+    CHECK(arena_floats(&a, 1000) == big, "the chained block is kept for the next deeper use");
+    // empty again: one block of the peak, where the same allocations fit without growing
+    arena_reset(&a, 0);
+    CHECK(a.used == 0 && a.capacity == ((peak + 63) & ~(size_t)63), "merged into one block of the peak: %zu",
+          a.capacity);
+    size_t cap = a.capacity;
+    CHECK(arena_floats(&a, 10) && arena_floats(&a, 100) && arena_floats(&a, 1000) && arena_floats(&a, 10) &&
+              a.capacity == cap,
+          "the same allocations fit the merged block (%zu bytes)", a.capacity);
+    CHECK(arena_alloc(&a, (size_t)-1) == NULL && strstr(sd_last_error(), "not a size"), "absurd size refused: %s",
+          sd_last_error());
     arena_free(&a);
+    Arena zero = {0};
+    CHECK(arena_floats(&zero, 3) != NULL && zero.capacity > 0, "a zeroed arena grows on first use");
+    arena_free(&zero);
 }
 
 static void test_errors_and_threads(void) {

@@ -71,39 +71,120 @@ int tensor_check_shape(const Tensor *t, int ndim, const int *shape, const char *
 
 // ---------------------------------------------------------------------------
 
+struct ArenaBlock {
+    ArenaBlock *next;
+    size_t start;         // position of data[0] in the chain
+    size_t size;          // a multiple of 64
+    unsigned char *data;  // 64-byte aligned (sd_alloc_large)
+};
+
+#define ARENA_MIN_BLOCK ((size_t)1 << 20)
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+// Frees b and every block after it.
+static void free_chain(Arena *a, ArenaBlock *b) {
+    while (b) {
+        ArenaBlock *next = b->next;
+        a->capacity -= b->size;
+        free(b->data);
+        free(b);
+        b = next;
+    }
+}
+
+// A new empty block of `size` bytes after a->cur (whose followers, all empty, are freed);
+// -1 without a message when there is no memory.
+static int append_block(Arena *a, size_t size) {
+    ArenaBlock *b = (ArenaBlock *)calloc(1, sizeof(ArenaBlock));
+    unsigned char *data = b ? (unsigned char *)sd_alloc_large(size) : NULL;
+    if (!data) {
+        free(b);
+        return -1;
+    }
+    b->data = data;
+    b->size = size;
+    if (a->cur) {
+        free_chain(a, a->cur->next);
+        b->start = a->cur->start + a->cur->size;
+        a->cur->next = b;
+    } else {
+        free_chain(a, a->head);
+        a->head = b;
+    }
+    a->cur = b;
+    a->used = b->start;
+    a->capacity += size;
+    return SD_OK;
+}
+
 int arena_init(Arena *a, size_t capacity_bytes) {
     memset(a, 0, sizeof(*a));
     if (capacity_bytes == 0) return SD_OK;
-    // aligned_alloc wants a multiple of the alignment
-    size_t cap = (capacity_bytes + 63) & ~(size_t)63;
-    void *p = sd_alloc_large(cap);
-    if (!p) return sd_errorf("arena: out of memory for %zu bytes", cap);
-    a->base = (unsigned char *)p;
-    a->capacity = cap;
+    if (capacity_bytes > SIZE_MAX / 4) return sd_errorf("arena: %zu bytes is not a size", capacity_bytes);
+    if (append_block(a, align64(capacity_bytes)))
+        return sd_errorf("arena: out of memory for %zu bytes", align64(capacity_bytes));
     return SD_OK;
 }
 
 void arena_free(Arena *a) {
-    free(a->base);
+    free_chain(a, a->head);
     memset(a, 0, sizeof(*a));
 }
 
 void *arena_alloc(Arena *a, size_t bytes) {
-    size_t start = (a->used + 63) & ~(size_t)63;
-    if (bytes > a->capacity || start > a->capacity - bytes) {
-        sd_errorf("arena: out of scratch memory (asked %zu bytes, %zu of %zu used)", bytes, a->used,
-                  a->capacity);
+    if (bytes > SIZE_MAX / 4) {
+        sd_errorf("arena: %zu bytes asked (%zu in use) is not a size", bytes, a->used);
         return NULL;
     }
-    a->used = start + bytes;
-    if (a->used > a->peak) a->peak = a->used;
-    return a->base + start;
+    for (;;) {
+        ArenaBlock *b = a->cur;
+        if (b) {
+            size_t off = align64(a->used - b->start);
+            if (off <= b->size && bytes <= b->size - off) {
+                a->used = b->start + off + bytes;
+                if (a->used > a->peak) a->peak = a->used;
+                return b->data + off;
+            }
+            if (b->next && bytes <= b->next->size) {  // a block kept from an earlier, deeper use
+                a->cur = b->next;
+                a->used = a->cur->start;
+                continue;
+            }
+        }
+        // grow: at least doubling the total keeps the chain short
+        size_t size = align64(bytes);
+        if (size < a->capacity) size = align64(a->capacity);
+        if (size < ARENA_MIN_BLOCK) size = ARENA_MIN_BLOCK;
+        if (append_block(a, size)) {
+            sd_errorf("arena: out of memory for a block of %zu bytes (%zu bytes in use)", size, a->used);
+            return NULL;
+        }
+    }
 }
 
-float *arena_floats(Arena *a, size_t count) { return (float *)arena_alloc(a, count * sizeof(float)); }
+float *arena_floats(Arena *a, size_t count) {
+    if (count > SIZE_MAX / 16) {
+        sd_errorf("arena: %zu floats asked is not a size", count);
+        return NULL;
+    }
+    return (float *)arena_alloc(a, count * sizeof(float));
+}
 
 size_t arena_mark(const Arena *a) { return a->used; }
 
 void arena_reset(Arena *a, size_t mark) {
-    if (mark <= a->used) a->used = mark;
+    if (mark > a->used) return;
+    a->used = mark;
+    ArenaBlock *b = a->head;
+    while (b && b->next && mark >= b->next->start) b = b->next;
+    a->cur = b;
+    if (mark == 0 && a->head && a->head->next) {
+        // empty with a chain: one block of the peak instead (if that fails, the arena stays empty
+        // and grows again on demand; the caller's error message, if any, is kept)
+        size_t size = align64(a->peak);
+        free_chain(a, a->head);
+        a->head = a->cur = NULL;
+        (void)append_block(a, size);
+    }
 }

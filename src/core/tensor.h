@@ -29,18 +29,26 @@ const char *tensor_shape_str(const Tensor *t, char *buf, size_t size);
 int tensor_check_shape(const Tensor *t, int ndim, const int *shape, const char *what);
 
 // ---------------------------------------------------------------------------
-// Scratch arena: one big block, bump allocation, 64-byte aligned, released in
-// stack order with marks. Peak use is recorded so callers can size it.
+// Scratch arena: bump allocation, 64-byte aligned, released in stack order with marks.
+// It sizes itself: when the current block is full, the next allocation goes to a new block
+// chained after it (at least as big as all blocks so far), so live data never moves and no
+// caller computes a bound. A mark is a position counted through the chain. Once the arena is
+// reset to 0 with more than one block, the chain is replaced by one block of the peak: a forward
+// repeated at one size (the DDIM walk) runs in one block from its second call on.
+// A zeroed Arena is a valid empty one.
+typedef struct ArenaBlock ArenaBlock;
 typedef struct {
-    unsigned char *base;
-    size_t capacity;
-    size_t used;
-    size_t peak;
+    ArenaBlock *head;   // the chain, in position order
+    ArenaBlock *cur;    // the block `used` is in
+    size_t capacity;    // bytes in all blocks
+    size_t used;        // position of the first free byte
+    size_t peak;        // largest `used` seen: one block of this size holds every allocation made
 } Arena;
 
+// capacity_bytes: the first block (0: none until the first allocation).
 int arena_init(Arena *a, size_t capacity_bytes);
 void arena_free(Arena *a);
-// NULL (and a message) when the arena is full.
+// NULL (and a message) only when the system has no memory for a new block.
 void *arena_alloc(Arena *a, size_t bytes);
 float *arena_floats(Arena *a, size_t count);
 size_t arena_mark(const Arena *a);

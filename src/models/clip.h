@@ -66,12 +66,9 @@ int clip_text_config_from_json(const JsonValue *config, ClipTextConfig *out);
 int clip_text_load(ClipTextModel *m, const ClipTextConfig *config, const SafeTensors *st, const char *prefix);
 void clip_text_free(ClipTextModel *m);
 
-// Scratch bytes clip_text_forward needs for a (batch, seq_len) input.
-size_t clip_text_arena_bytes(const ClipTextConfig *config, int batch, int seq_len);
-
 // input_ids (batch, seq_len) int64, each in [0, vocab_size), seq_len <= max_position_embeddings
-// -> last_hidden_state (batch, seq_len, hidden_size). captures may be NULL. The arena is reset before
-// returning.
+// -> last_hidden_state (batch, seq_len, hidden_size). captures may be NULL. The arena (grown as needed) is
+// reset before returning.
 int clip_text_forward(const ClipTextModel *m, const int64_t *input_ids, int batch, int seq_len,
                       float *last_hidden_state, ModuleCaptures *captures, Arena *arena);
 // The same with an arena made inside.

@@ -458,7 +458,8 @@ int features_from_latents(const UNet *unet, DdimScheduler *sched, const ExtractO
     const int C = unet->in_channels, D = unet->cross_attention_dim[0];
     const int64_t n = (int64_t)C * h * w;  // one latent
     float *x = NULL, *eps = NULL, *context = NULL, *timesteps = NULL;
-    // One scratch arena for the whole walk: a fresh one per call would fault its pages in each time.
+    // One scratch arena for the whole walk: it takes its size in the first UNet call (growing), and a fresh
+    // one per call would fault its pages in each time.
     Arena arena = {0};
     if (ddim_walk_plan(sched, &o->walk, &walk)) return -1;
     for (int b = 0; b < B; b++) {
@@ -490,7 +491,6 @@ int features_from_latents(const UNet *unet, DdimScheduler *sched, const ExtractO
         memcpy(out[b].latent.data, latents + b * n, (size_t)n * sizeof(float));
         memcpy(context + (size_t)b * L * D, text, (size_t)L * D * sizeof(float));
     }
-    if (arena_init(&arena, unet_arena_bytes(unet, B, h, w, L))) goto done;
     memcpy(x, latents, (size_t)(n * B) * sizeof(float));
     for (int b = 0; b < B; b++) {
         out[b].feats = (Tensor *)calloc((size_t)(walk.n_save * PYRAMID_MAX_SCALES + 1), sizeof(Tensor));
@@ -509,7 +509,7 @@ int features_from_latents(const UNet *unet, DdimScheduler *sched, const ExtractO
         int save = c->save_slot >= 0;
         for (int b = 0; b < B; b++) timesteps[b] = c->t_unet;
         if (save) captures_clear(&cap);
-        if (unet_forward_growing(unet, x, B, h, w, timesteps, context, L, NULL, save ? &cap : NULL, &arena, eps)) {
+        if (unet_forward(unet, x, B, h, w, timesteps, context, L, NULL, save ? &cap : NULL, &arena, eps)) {
             sd_error_context("UNet call %d (t = %g)", i, (double)c->t_unet);
             goto done;
         }

@@ -100,20 +100,13 @@ int unet_load(UNet *u, const JsonValue *config, const SafeTensors *st, const cha
 void unet_free(UNet *u);
 
 int64_t unet_output_floats(const UNet *u, int B, int h, int w);
-// An upper bound of the scratch arena unet_forward needs for this input size.
-size_t unet_arena_bytes(const UNet *u, int B, int h, int w, int L);
-
-// The forward with a caller's arena (reset to its mark before returning). out: (B, out_channels, h, w).
+// The forward with a caller's arena (it grows as needed; reset to its mark before returning): a caller
+// that keeps one arena across many calls (the DDIM walk) pays for its growth once.
+// out: (B, out_channels, h, w).
 int unet_forward(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps,
                  const float *context, int L, const float *metadata, ModuleCaptures *captures, Arena *arena,
                  float *out);
-// unet_forward that grows the caller's arena (doubling it, twice at most) when a kernel wants more
-// scratch than unet_arena_bytes bounds; the captures are cleared before a retry. For a caller
-// that keeps one arena across many calls (the DDIM walk).
-int unet_forward_growing(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps,
-                         const float *context, int L, const float *metadata, ModuleCaptures *captures, Arena *arena,
-                         float *out);
-// The same with an arena of unet_arena_bytes made (and freed) inside.
+// The same with an arena made (and freed) inside.
 int unet_run(const UNet *u, const float *sample, int B, int h, int w, const float *timesteps, const float *context,
              int L, const float *metadata, ModuleCaptures *captures, float *out);
 

@@ -246,48 +246,12 @@ done:
     return rc;
 }
 
-// ---- arena size ------------------------------------------------------------------
-
-size_t vae_encoder_arena_bytes(const VaeEncoder *v, int B, int H, int W) {
-    // Live at a ResNet: cur + out + h + (t | shortcut). The convolution kernel takes no arena scratch
-    // (implicit GEMM); vae_encode_run retries with twice the arena if a kernel ever runs out.
-    int64_t peak = 0;
-    for (int i = 0; i < v->n_blocks; i++) {
-        const VaeDownBlock *blk = &v->down_blocks[i];
-        for (int j = 0; j < blk->num_layers; j++) {
-            const ResnetBlock2D *r = &blk->resnets[j];
-            int64_t in = (int64_t)B * r->in_channels * H * W, out = (int64_t)B * r->out_channels * H * W;
-            int64_t need = in + 2 * out + (in > out ? in : out);
-            if (need > peak) peak = need;
-        }
-        if (blk->has_downsampler) {
-            int Ho, Wo;
-            downsample_out_size(&blk->downsampler, H, W, &Ho, &Wo);
-            int64_t need = (int64_t)B * blk->downsampler.channels * (H * W + Ho * Wo);
-            if (need > peak) peak = need;
-            H = Ho, W = Wo;
-        }
-    }
-    const int64_t C = v->block_out_channels[v->n_blocks - 1], HW = (int64_t)H * W;
-    int64_t mid = (int64_t)B * C * HW * 5;  // the mid ResNets
-    int64_t attn = (int64_t)B * C * HW * 8;  // attention: cur + normed + rows + q, k, v, o + a
-    if (mid > peak) peak = mid;
-    if (attn > peak) peak = attn;
-    return (size_t)peak * sizeof(float) + 64 * 64 + (16u << 20);
-}
-
 int vae_encode_run(const VaeEncoder *v, const float *image, int B, int H, int W, float *mean, float *logvar,
                    ModuleCaptures *captures) {
-    size_t bytes = vae_encoder_arena_bytes(v, B, H, W);
-    for (int attempt = 0;; attempt++) {
-        Arena arena;
-        if (arena_init(&arena, bytes)) return SD_FAIL;
-        int rc = vae_encode(v, image, B, H, W, mean, logvar, captures, &arena);
-        arena_free(&arena);
-        // A kernel needing more scratch than the bound assumes gets a retry with more.
-        if (rc == 0 || attempt == 2 || !strstr(sd_last_error(), "out of scratch")) return rc;
-        bytes *= 2;
-    }
+    Arena arena = {0};
+    int rc = vae_encode(v, image, B, H, W, mean, logvar, captures, &arena);
+    arena_free(&arena);
+    return rc;
 }
 
 // ---- latent ------------------------------------------------------------------------

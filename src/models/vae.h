@@ -75,8 +75,6 @@ void vae_encoder_free(VaeEncoder *v);
 
 // The latent size for an (H, W) image: each downsampler maps n to floor((n - 2) / 2) + 1.
 void vae_latent_size(const VaeEncoder *v, int H, int W, int *h, int *w);
-// An upper bound of the scratch vae_encode needs.
-size_t vae_encoder_arena_bytes(const VaeEncoder *v, int B, int H, int W);
 
 // The posterior of image (B, in_channels, H, W): mean and logvar (B, latent_channels, h, w), logvar
 // clamped to [-30, 20]; logvar may be NULL. Uses the caller's arena (reset before returning).
