@@ -6,13 +6,17 @@
 // layout), so the only workspace is the GEMM's own pack buffers and the
 // arena is not needed. A 1x1 stride-1 unpadded conv is a plain GEMM on x.
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__)
-#include <immintrin.h>
+#ifdef _OPENMP
+#include <omp.h>
 #endif
 
-#include "kernels/kernels.h"
+#include "core/error.h"
+#include "core/runtime.h"
+#include "kernels/gemm_bf16.h"
+#include "kernels/gemm_internal.h"
 
 Conv2dGeometry conv_geometry(int kernel, int stride, int pad) {
     Conv2dGeometry g = {kernel, kernel, stride, pad, pad, pad, pad};
@@ -22,11 +26,6 @@ Conv2dGeometry conv_geometry(int kernel, int stride, int pad) {
 int conv_out_size(int in, int kernel, int stride, int pad_before, int pad_after) {
     return (in + pad_before + pad_after - kernel) / stride + 1;
 }
-
-typedef struct {
-    const float *x;  // one sample, Cin x H x W
-    int H, W, KH, KW, stride, pad_top, pad_left, Wo;
-} ConvPackCtx;
 
 enum { MAX_SEGMENTS = 80 };
 
@@ -59,7 +58,7 @@ int conv_split_runs(int first_pixel, int n, int Wo, PixelRun *runs, int max_runs
 }
 
 // Writes X_col rows [p0, p0+kc) x columns [j0, j0+nc) as micro-panels of nr columns.
-static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr, float *dst) {
+void conv_pack_b(const void *vctx, int p0, int kc, int j0, int nc, int nr, float *dst) {
     const ConvPackCtx *cx = vctx;
     const int H = cx->H, W = cx->W, KH = cx->KH, KW = cx->KW, s = cx->stride, Wo = cx->Wo;
     PixelRun runs[MAX_SEGMENTS];
@@ -109,68 +108,6 @@ static void pack_conv_b(const void *vctx, int p0, int kc, int j0, int nc, int nr
     }
 }
 
-#if defined(__x86_64__)
-enum { MAX_KW_FAST = 8 };  // kernel widths the AVX-512 packer takes (the models' padded convs are 3x3)
-
-// pack_conv_b for stride 1 with AVX-512, for micro-panels of 32 columns (the AVX-512 GEMM's
-// nr): the same values in the same places. A run of output pixels on one output row reads one
-// stretch of the input row; a masked load fetches it with the lanes left or right of the map
-// (padding) as zeros, and no lane outside the map is read.
-__attribute__((target("avx512f"))) static void pack_conv_b_s1_avx512(const void *vctx, int p0, int kc, int j0, int nc,
-                                                                     int nr, float *dst) {
-    if (nr != 32) {  // the GEMM's no-workspace fallback asks for 64-column rows
-        pack_conv_b(vctx, p0, kc, j0, nc, nr, dst);
-        return;
-    }
-    const ConvPackCtx *cx = vctx;
-    const int H = cx->H, W = cx->W, KH = cx->KH, KW = cx->KW, Wo = cx->Wo;
-    PixelRun runs[MAX_SEGMENTS];
-    for (int jr = 0; jr < nc; jr += nr) {
-        int n = nc - jr < nr ? nc - jr : nr;
-        float *d = dst + (size_t)jr * kc;
-        int nruns = conv_split_runs(j0 + jr, n, Wo, runs, MAX_SEGMENTS);
-        // per run and kernel column: the lanes that fall inside the map (the mask of the 32)
-        // and the input column that lane 0 would read
-        uint32_t mask[32][MAX_KW_FAST];
-        int shift[32][MAX_KW_FAST];
-        for (int r = 0; r < nruns; r++) {
-            for (int kw = 0; kw < KW; kw++) {
-                int iw0 = runs[r].ow - cx->pad_left + kw, cnt = runs[r].count, col = runs[r].col;
-                int first = iw0 < 0 ? -iw0 : 0, last = W - iw0 < cnt ? W - iw0 : cnt;
-                mask[r][kw] = last > first ? (uint32_t)((((1ull << last) - 1) ^ ((1ull << first) - 1)) << col) : 0u;
-                shift[r][kw] = iw0 - col;
-            }
-        }
-        int ci = (p0 / KW) / KH, kh = (p0 / KW) % KH, kw = p0 % KW;
-        for (int p = 0; p < kc; p++) {
-            // the row of 32 values in two vectors, built run by run (runs do not overlap)
-            __m512 lo16 = _mm512_setzero_ps(), hi16 = _mm512_setzero_ps();
-            const float *plane = cx->x + (size_t)ci * H * W;
-            for (int r = 0; r < nruns; r++) {
-                int ih = runs[r].oh - cx->pad_top + kh;
-                uint32_t m = mask[r][kw];
-                if (ih < 0 || ih >= H || !m) continue;  // a padding row or column: zeros
-                // lane L reads input column L + shift; the address of lane 0 may lie before the
-                // row (masked-off lanes are never read), so it is computed as an integer, not by
-                // pointer arithmetic outside the array
-                uintptr_t lane0 = (uintptr_t)(plane + (size_t)ih * W) + (uintptr_t)((intptr_t)shift[r][kw] * 4);
-                if (m & 0xFFFFu) lo16 = _mm512_mask_loadu_ps(lo16, (__mmask16)(m & 0xFFFFu), (const void *)lane0);
-                if (m >> 16) hi16 = _mm512_mask_loadu_ps(hi16, (__mmask16)(m >> 16), (const void *)(lane0 + 64));
-            }
-            _mm512_storeu_ps(d + (size_t)p * nr, lo16);
-            _mm512_storeu_ps(d + (size_t)p * nr + 16, hi16);
-            if (++kw == KW) {
-                kw = 0;
-                if (++kh == KH) {
-                    kh = 0;
-                    ci++;
-                }
-            }
-        }
-    }
-}
-#endif
-
 // The weight is either a plain (Cout, Cin*kh*kw) matrix or packed at load.
 static void conv_run(const float *x, int N, int Cin, int H, int W, const float *weight,
                      const GemmPackedWeights *packed, const float *bias, int Cout, Conv2dGeometry g, float *y) {
@@ -184,21 +121,20 @@ static void conv_run(const float *x, int N, int Cin, int H, int W, const float *
         const float *xn = x + (int64_t)n * Cin * H * W;
         float *yn = y + (int64_t)n * Cout * Ho * Wo;
         ConvPackCtx cx = {xn, H, W, g.kernel_h, g.kernel_w, g.stride, g.pad_top, g.pad_left, Wo};
-        GemmProblem p = {Cout, Ho * Wo, K, weight, K, 0, 1.0f, NULL, 0, 0, NULL, NULL, bias, NULL, 0.0f, yn, Ho * Wo,
-                         packed, NULL};
+        GemmProblem p = {.M = Cout, .N = Ho * Wo, .K = K, .a = weight, .lda = K, .alpha = 1.0f, .bias_m = bias,
+                         .beta = 0.0f, .c = yn, .ldc = Ho * Wo, .packed_a = packed};
         if (is_1x1) {
             p.b = xn;  // x is already the Cin x HW matrix
             p.ldb = H * W;
         } else {
-            p.pack_b = pack_conv_b;
+            p.pack_b = conv_pack_b;
             p.pack_b_ctx = &cx;
-#if defined(__x86_64__)
-            // Only for maps narrower than a micro-panel (16x16, 8x8, 4x4: several runs per panel,
-            // where it is 5-6% faster for the whole conv); on 32- and 64-wide maps (one run of 32)
-            // the plain copies were measured 4-7% faster.
-            if (g.stride == 1 && Wo < 32 && g.kernel_w <= MAX_KW_FAST && gemm_kernel_info() == gemm_kernel_avx512())
-                p.pack_b = pack_conv_b_s1_avx512;
-#endif
+            // The kernel set's own packer only for maps narrower than a micro-panel (16x16, 8x8,
+            // 4x4: several runs per panel, where it is 5-6% faster for the whole conv); on 32- and
+            // 64-wide maps (one run of 32) the plain copies were measured 4-7% faster.
+            const GemmKernelInfo *ki = gemm_kernel_info();
+            if (g.stride == 1 && Wo < 32 && g.kernel_w <= CONV_S1_MAX_KW && ki->conv_pack_b_s1)
+                p.pack_b = ki->conv_pack_b_s1;
         }
         gemm_run(&p);
     }
@@ -215,3 +151,80 @@ void conv2d_forward_packed(const float *x, int N, int Cin, int H, int W, const G
                            const float *bias, int Cout, Conv2dGeometry g, float *y) {
     conv_run(x, N, Cin, H, W, NULL, weight, bias, Cout, g, y);
 }
+
+// ---- bf16 compute ------------------------------------------------------------------------
+// The same implicit GEMM with the bf16 kernel set: each sample is rounded to bf16 once into a
+// zero-padded copy xp (conv_round_plane_avx512), from which the B panels are made straight in
+// k pairs (conv_pack_b_pairs_avx512). The values are those of conv_pack_b rounded to bf16, so
+// the result has the bits of gemm_bf16_run with an f32 im2col pack_b (tests/test_gemm_bf16.c).
+
+// The padded bf16 input, kept between calls up to 32 MB (a UNet's maps; the VAE's 512x512 ones
+// are allocated per call): a fresh buffer each call was a fresh set of pages for the kernel to
+// fault in and zero (the calling thread's only; a nested call allocates its own).
+enum { PLANE_CACHE_MAX = 32 << 20 };
+static void *g_plane_cache;
+static size_t g_plane_cache_bytes;
+
+int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16Packed *weight, const float *bias,
+                        int Cout, Conv2dGeometry g, float *y) {
+    const int KH = g.kernel_h, KW = g.kernel_w, K = Cin * KH * KW;
+    if (weight->side != GEMM_BF16_A || weight->rows != Cout || weight->K != K)
+        return sd_errorf("conv2d_forward_bf16: weights packed as side %d, %d x %d; the conv needs side A, %d x %d",
+                         weight->side, weight->rows, weight->K, Cout, K);
+    if (!gemm_kernel_avx512_bf16())
+        return sd_errorf("conv2d_forward_bf16: no bf16 kernel in this build (x86-64 with AVX512_BF16 only)");
+    if (!gemm_bf16_supported())
+        return sd_errorf("conv2d_forward_bf16: this CPU has no AVX512_BF16 (or AVX-512 is not in use)");
+    int Ho = conv_out_size(H, KH, g.stride, g.pad_top, g.pad_bottom);
+    int Wo = conv_out_size(W, KW, g.stride, g.pad_left, g.pad_right);
+    if (Ho <= 0 || Wo <= 0 || N <= 0) return 0;
+    GemmProblem p = {.M = Cout, .N = Ho * Wo, .K = K, .alpha = 1.0f, .bias_m = bias, .beta = 0.0f, .ldc = Ho * Wo};
+    int is_1x1 = KH == 1 && KW == 1 && g.stride == 1 && g.pad_top == 0 && g.pad_left == 0 && g.pad_bottom == 0 &&
+                 g.pad_right == 0;
+    if (is_1x1) {
+        // x is already the Cin x HW matrix B
+        for (int n = 0; n < N; n++) {
+            p.b = x + (int64_t)n * Cin * H * W;
+            p.ldb = H * W;
+            p.c = y + (int64_t)n * Cout * Ho * Wo;
+            if (gemm_bf16_run(&p, weight) != 0) return -1;
+        }
+        return 0;
+    }
+    const int Hp = H + g.pad_top + g.pad_bottom, Wp = W + g.pad_left + g.pad_right;
+    if ((int64_t)Cin * Hp * Wp >= INT32_MAX) return sd_errorf("conv2d_forward_bf16: input of %d x %d x %d too large", Cin, Hp, Wp);
+    int threads = 1, nested = 0;
+#ifdef _OPENMP
+    nested = omp_in_parallel();
+    if (!nested) threads = omp_get_max_threads();
+#endif
+    size_t xp_bytes = (size_t)Cin * Hp * Wp * sizeof(uint16_t);
+    int cached = !nested && xp_bytes <= PLANE_CACHE_MAX;
+    uint16_t *xp = cached ? sd_kept_buffer(&g_plane_cache, &g_plane_cache_bytes, xp_bytes) : sd_alloc_large(xp_bytes);
+    int32_t *koff = malloc((size_t)K * sizeof(int32_t));
+    if (!xp || !koff) {
+        if (!cached) free(xp);
+        free(koff);
+        return sd_errorf("conv2d_forward_bf16: out of memory for a %d x %d x %d bf16 input", Cin, Hp, Wp);
+    }
+    for (int ci = 0, k = 0; ci < Cin; ci++)  // k = (ci*KH + kh)*KW + kw
+        for (int kh = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++) koff[k++] = (int32_t)(((int64_t)ci * Hp + kh) * Wp + kw);
+    ConvPairsCtx cx = {.xp = xp, .koff = koff, .Wp = Wp, .stride = g.stride, .Wo = Wo};
+    p.pack_b_pairs = conv_pack_b_pairs_avx512;
+    p.pack_b_ctx = &cx;
+    int rc = 0;
+    for (int n = 0; n < N && rc == 0; n++) {
+        const float *xn = x + (int64_t)n * Cin * H * W;
+        // channels handed out dynamically: a thread slowed by another process leaves them to the others
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 8) if (threads > 1)
+        for (int ci = 0; ci < Cin; ci++)
+            conv_round_plane_avx512(xn + (size_t)ci * H * W, H, W, g.pad_top, g.pad_left, Hp, Wp, xp + (size_t)ci * Hp * Wp);
+        p.c = y + (int64_t)n * Cout * Ho * Wo;
+        rc = gemm_bf16_run(&p, weight);
+    }
+    if (!cached) free(xp);
+    free(koff);
+    return rc;
+}
+

@@ -4,11 +4,13 @@
 //       for ic over M in steps of mc:          A block  mc x kc   (L2), pack it
 //         for jr over nc in steps of nr:       B micro-panel kc x nr (L1)
 //           for ir over mc in steps of mr:     micro-kernel: mr x nr tile of C in registers
-// Only the micro-kernel (gemm_<isa>.c) differs between ISAs. C is cut into a
-// grid of blocks (about two per thread) that the threads take in turn; each C
-// element is summed over k in the same order (kc block by kc block, p
-// increasing) whatever the grid and whichever thread, so the bits do not
-// depend on the thread count.
+// The loop nest sees neither an ISA nor a datatype: the kernel set (GemmKernelInfo,
+// gemm_internal.h) brings the tile and block sizes, the micro-kernels and the packers, and
+// the datatype as the number of k values in one packed 32-bit word (1: f32, 2: bf16 k
+// pairs). C is cut into a grid of blocks (about two per thread) that the threads take in
+// turn; each C element is summed over k in the same order (kc block by kc block, p
+// increasing) whatever the grid and whichever thread, so the bits do not depend on the
+// thread count.
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,7 +22,8 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
-#include "kernels/kernels.h"
+#include "kernels/gemm_bf16.h"
+#include "kernels/gemm_internal.h"
 
 // ---- Kernel selection --------------------------------------------------------
 
@@ -60,120 +63,6 @@ const GemmKernelInfo *gemm_kernel_info(void) {
     return cached;
 }
 
-// ---- Packing -------------------------------------------------------------------
-
-// A block rows [i0, i0+mc) x cols [p0, p0+kc) of alpha*op(A) into micro-panels of mr rows:
-// dst[(ir/mr)*kc*mr + p*mr + i]. Rows past M are zeros.
-static void pack_a(const GemmProblem *g, int i0, int mc, int p0, int kc, int mr,
-                   void (*ki_pack_rows)(const float *, int64_t, int, int, float *), float *dst) {
-    for (int ir = 0; ir < mc; ir += mr) {
-        int m = mc - ir < mr ? mc - ir : mr;
-        float *d = dst + (size_t)ir * kc;
-        if (g->packed_a) {
-            // Packed for another kernel set (or alpha != 1): read it back element by element.
-            for (int i = 0; i < m; i++)
-                for (int p = 0; p < kc; p++) d[p * mr + i] = g->alpha * gemm_packed_at(g->packed_a, i0 + ir + i, p0 + p);
-        } else if (!g->trans_a) {
-            // A row-major M x K: row i is contiguous in p. The rows are far apart (lda), too
-            // short for the hardware prefetcher: fetch the next micro-panel's rows ahead.
-            if (ir + mr < mc) {
-                for (int i = 0; i < mr && ir + mr + i < mc; i++) {
-                    const char *next = (const char *)(g->a + (int64_t)(i0 + ir + mr + i) * g->lda + p0);
-                    for (int off = 0; off < kc * 4; off += 64) __builtin_prefetch(next + off, 0, 3);
-                }
-            }
-            if (ki_pack_rows && g->alpha == 1.0f) {
-                ki_pack_rows(g->a + (int64_t)(i0 + ir) * g->lda + p0, g->lda, m, kc, d);
-                continue;  // rows past m are zeros already
-            }
-            // 16 columns (one cache line of each row) at a time: a row's line is read in one go,
-            // so rows that alias in L1 (lda a multiple of 1024 floats) do not evict each other,
-            // and the stores stay within 16 * mr floats.
-            const float *src = g->a + (int64_t)(i0 + ir) * g->lda + p0;
-            const int64_t lda = g->lda;
-            const float alpha = g->alpha;
-            for (int pb = 0; pb < kc; pb += 16) {
-                int pn = kc - pb < 16 ? kc - pb : 16;
-                for (int i = 0; i < m; i++) {
-                    const float *row = src + i * lda + pb;
-                    float *out = d + (size_t)pb * mr + i;
-                    if (alpha == 1.0f)
-                        for (int q = 0; q < pn; q++) out[q * mr] = row[q];
-                    else
-                        for (int q = 0; q < pn; q++) out[q * mr] = alpha * row[q];
-                }
-            }
-        } else {
-            // A is K x M: for each p the mr values are contiguous.
-            for (int p = 0; p < kc; p++) {
-                const float *src = g->a + (int64_t)(p0 + p) * g->lda + i0 + ir;
-                for (int i = 0; i < m; i++) d[p * mr + i] = g->alpha * src[i];
-            }
-        }
-        for (int i = m; i < mr; i++)
-            for (int p = 0; p < kc; p++) d[p * mr + i] = 0.0f;
-    }
-}
-
-// Copies n floats in fixed 8-float chunks (vector moves, not a libc call per
-// micro-panel row) and zero-fills up to `width`.
-static inline void copy_pad(float *dst, const float *src, int n, int width) {
-    int t = 0;
-    for (; t + 8 <= n; t += 8) memcpy(dst + t, src + t, 8 * sizeof(float));
-    for (; t < n; t++) dst[t] = src[t];
-    for (; t < width; t++) dst[t] = 0.0f;
-}
-
-// B panel rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into micro-panels of nr columns.
-static void pack_b_plain(const GemmProblem *g, int p0, int kc, int j0, int nc, int nr, float *dst) {
-    if (g->packed_b) {
-        // Packed for another kernel set: read it back element by element.
-        for (int jr = 0; jr < nc; jr += nr) {
-            int n = nc - jr < nr ? nc - jr : nr;
-            float *d = dst + (size_t)jr * kc;
-            for (int p = 0; p < kc; p++)
-                for (int j = 0; j < nr; j++)
-                    d[(size_t)p * nr + j] = j < n ? gemm_packed_at(g->packed_b, j0 + jr + j, p0 + p) : 0.0f;
-        }
-        return;
-    }
-    if (!g->trans_b) {
-        // Row by row, so that each source row is read in one contiguous sweep (rows are ldb apart:
-        // walking one micro-panel down the rows would miss cache on every row).
-        for (int p = 0; p < kc; p++) {
-            const float *src = g->b + (int64_t)(p0 + p) * g->ldb + j0;
-            for (int jr = 0; jr < nc; jr += nr) {
-                int n = nc - jr < nr ? nc - jr : nr;
-                copy_pad(dst + (size_t)jr * kc + (size_t)p * nr, src + jr, n, nr);
-            }
-        }
-        return;
-    }
-    // B stored N x K (e.g. nn.Linear weights): column j of op(B) is row j of b. As in pack_a,
-    // 16 columns of p (one cache line of each source row) at a time.
-    for (int jr = 0; jr < nc; jr += nr) {
-        int n = nc - jr < nr ? nc - jr : nr;
-        float *d = dst + (size_t)jr * kc;
-        const float *src = g->b + (int64_t)(j0 + jr) * g->ldb + p0;
-        for (int pb = 0; pb < kc; pb += 16) {
-            int pn = kc - pb < 16 ? kc - pb : 16;
-            for (int j = 0; j < n; j++) {
-                const float *row = src + (int64_t)j * g->ldb + pb;
-                float *out = d + (size_t)pb * nr + j;
-                for (int q = 0; q < pn; q++) out[q * nr] = row[q];
-            }
-        }
-        for (int j = n; j < nr; j++)
-            for (int p = 0; p < kc; p++) d[(size_t)p * nr + j] = 0.0f;
-    }
-}
-
-// The B panel of any problem: the implicit B's callback (a convolution's im2col) or op(B).
-static void pack_b_panel(const GemmProblem *g, int p0, int kc, int j0, int nc, int nr, float *dst) {
-    if (g->pack_b) g->pack_b(g->pack_b_ctx, p0, kc, j0, nc, nr, dst);
-    else pack_b_plain(g, p0, kc, j0, nc, nr, dst);
-}
-
 // ---- Per-thread pack buffers -----------------------------------------------------
 // Kept between calls (like a BLAS library's workspace): one block per thread,
 // allocated by that thread, grown when a larger blocking asks for more.
@@ -194,23 +83,45 @@ static float *pool_get(int tid, size_t floats, float **to_free) {
 
 // ---- The blocked loops for one thread's block of C -------------------------------
 
+// A packed word is 4 bytes: one f32, or one bf16 k pair.
+static inline const void *words_at(const void *base, size_t words) { return (const char *)base + words * 4; }
+
+// k values -> packed words for kernel set ki
+static inline int kwords(const GemmKernelInfo *ki, int k) { return (k + ki->kpack - 1) / ki->kpack; }
+
 // 1 if the packed weights are in this kernel set's layout and can be read in place.
 static int packed_in_place(const GemmPackedWeights *pw, const GemmKernelInfo *ki, float alpha) {
     return pw && pw->kernel == ki && alpha == 1.0f;
 }
 
-static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, int m1, int n0, int n1, float *ap,
-                       float *bp) {
-    const int mr = ki->mr, nr = ki->nr, MC = ki->mc, KC = ki->kc, NC = ki->nc, K = g->K;
-    // Weights packed at load are read in place: the micro-panel of rows [i, i+mr) for the k block
-    // starting at pc is at data + pc*padded_rows + i*kc (see gemm_pack_weights; i a multiple of mr).
-    const float *a_packed = packed_in_place(g->packed_a, ki, g->alpha) ? g->packed_a->data : NULL;
-    const float *b_packed = packed_in_place(g->packed_b, ki, 1.0f) ? g->packed_b->data : NULL;
+// Weights read in place: where the micro-panel of rows [r, r + width) starts for the k block at
+// pc (kw words long), and how far on the next micro-panel starts (*next, in words).
+static const void *panel_at(const GemmPackedWeights *pw, int r, int pc, int kw, size_t *next) {
+    const GemmKernelInfo *ki = pw->kernel;
+    if (ki->weights_whole_k) {
+        // each micro-panel holds all of K: width words per k step
+        size_t kall = (size_t)kwords(ki, pw->K);
+        *next = (size_t)pw->width * kall;
+        return words_at(pw->data, (size_t)r * kall + (size_t)(pc / ki->kpack) * pw->width);
+    }
+    // k block by k block: block pc starts at pc * padded_rows, its panels kw * width words each
+    *next = (size_t)pw->width * kw;
+    return words_at(pw->data, (size_t)(pc / ki->kpack) * pw->padded_rows + (size_t)r * kw);
+}
+
+static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, int m1, int n0, int n1, void *ap,
+                       void *bp, float *scratch) {
+    const int mr = ki->mr, nr = ki->nr, MC = ki->mc, KC = ki->kc, K = g->K;
+    // Weights packed at load are read in place (gemm_pack_weights, Bf16Packed: panel_at).
+    const GemmPackedWeights *a_packed = packed_in_place(g->packed_a, ki, g->alpha) ? g->packed_a : NULL;
+    const GemmPackedWeights *b_packed = packed_in_place(g->packed_b, ki, 1.0f) ? g->packed_b : NULL;
+    const int NC = b_packed && ki->nc_in_place ? ki->nc_in_place : ki->nc;
     for (int jc = n0; jc < n1; jc += NC) {
         int nc = n1 - jc < NC ? n1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
-            if (!b_packed) pack_b_panel(g, pc, kc, jc, nc, nr, bp);
+            int kw = kwords(ki, kc);  // the micro-kernels' k: packed words per row or column
+            if (!b_packed) ki->pack_b(ki, g, pc, kc, jc, nc, bp, scratch);
             // The first k block applies beta and the biases; later ones accumulate into C.
             int first = pc == 0;
             float beta = first ? g->beta : 1.0f;
@@ -223,33 +134,33 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
                 // from memory +7-14%).
                 const int tiles = (mc + mr - 1) / mr;
                 const int fetch = b_packed && ki->micro_fetch && tiles >= 2;
-                const int slice = (int)(((size_t)nr * kc * sizeof(float) + tiles - 1) / tiles);
-                if (!a_packed) pack_a(g, ic, mc, pc, kc, mr, ki->pack_a_rows, ap);
+                const int slice = (int)(((size_t)nr * kw * 4 + tiles - 1) / tiles);
+                if (!a_packed) ki->pack_a(ki, g, ic, mc, pc, kc, ap);
                 for (int jr = 0; jr < nc; jr += nr) {
                     int n = nc - jr < nr ? nc - jr : nr;
                     const float *bias_n = first && g->bias_n ? g->bias_n + jc + jr : NULL;
-                    const float *b = b_packed ? b_packed + (size_t)pc * g->packed_b->padded_rows + (size_t)(jc + jr) * kc
-                                              : bp + (size_t)jr * kc;
+                    size_t b_next = (size_t)nr * kw;
+                    const void *b = b_packed ? panel_at(b_packed, jc + jr, pc, kw, &b_next) : words_at(bp, (size_t)jr * kw);
                     const int narrow = ki->micro_narrow && 2 * n <= nr;
                     for (int ir = 0; ir < mc; ir += mr) {
                         int m = mc - ir < mr ? mc - ir : mr;
                         const float *bias_m = first && g->bias_m ? g->bias_m + ic + ir : NULL;
-                        const float *a = a_packed ? a_packed + (size_t)pc * g->packed_a->padded_rows + (size_t)(ic + ir) * kc
-                                                  : ap + (size_t)ir * kc;
+                        size_t a_next = (size_t)mr * kw;
+                        const void *a = a_packed ? panel_at(a_packed, ic + ir, pc, kw, &a_next)
+                                                 : words_at(ap, (size_t)ir * kw);
                         float *c = g->c + (int64_t)(ic + ir) * g->ldc + jc + jr;
                         if (narrow && mc - ir > mr) {
-                            // two A micro-panels against a half-empty B micro-panel (their A data is
-                            // mr*kc floats apart in both the packed weights and the pack buffer)
+                            // two A micro-panels against a half-empty B micro-panel
                             int m2 = mc - ir < 2 * mr ? mc - ir : 2 * mr;
-                            ki->micro_narrow(kc, a, a + (size_t)mr * kc, b, c, g->ldc, m2, n, beta, bias_m, bias_n);
+                            ki->micro_narrow(kw, a, words_at(a, a_next), b, c, g->ldc, m2, n, beta, bias_m, bias_n);
                             ir += mr;
                             continue;
                         }
                         if (fetch && jr + nr < nc)
-                            ki->micro_fetch(kc, a, b, c, g->ldc, m, n, beta, bias_m, bias_n,
-                                            (const char *)(b + (size_t)nr * kc) + (size_t)(ir / mr) * slice, slice);
+                            ki->micro_fetch(kw, a, b, c, g->ldc, m, n, beta, bias_m, bias_n,
+                                            (const char *)words_at(b, b_next) + (size_t)(ir / mr) * slice, slice);
                         else
-                            ki->micro(kc, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
+                            ki->micro(kw, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
                     }
                 }
             }
@@ -283,15 +194,16 @@ int gemm_threads_for(const GemmProblem *g, double weight_bytes, int *nested) {
 #endif
 }
 
-// K == 0, or no memory for the pack buffers: C = bias + beta*C, then C += alpha op(A) B with
-// no workspace but a 64-float stack row of B (a slow path that should never run in practice).
+// f32, no memory for the pack buffers: C = bias + beta*C, then C += alpha op(A) B with no
+// workspace but a 64-float stack row of B (a slow path that should never run in practice).
 static void gemm_unblocked(const GemmProblem *g) {
     gemm_bias_beta(g);
     float brow[64];
     for (int j0 = 0; j0 < g->N; j0 += 64) {
         int nc = g->N - j0 < 64 ? g->N - j0 : 64;
         for (int p = 0; p < g->K; p++) {
-            pack_b_panel(g, p, 1, j0, nc, 64, brow);
+            if (g->pack_b) g->pack_b(g->pack_b_ctx, p, 1, j0, nc, 64, brow);
+            else gemm_pack_b_plain(g, p, 1, j0, nc, 64, brow);
             for (int i = 0; i < g->M; i++) {
                 float a = g->alpha * (g->packed_a  ? gemm_packed_at(g->packed_a, i, p)
                                       : g->trans_a ? g->a[(int64_t)p * g->lda + i]
@@ -330,70 +242,54 @@ void gemm_choose_grid(int M, int N, int K, int threads, int mr, int nr, double f
     *tn_out = bn;
 }
 
-// The description of rows x K floats at data in the layout of gemm_pack_weights (kernels.h):
-// panels of ki->nr rows (as_b) or ki->mr rows, k block by k block of ki->kc.
-static void packed_layout(GemmPackedWeights *pw, const GemmKernelInfo *ki, int rows, int K, int as_b, float *data) {
-    const int width = as_b ? ki->nr : ki->mr;
-    memset(pw, 0, sizeof(*pw));
-    pw->kernel = ki;
-    pw->rows = rows;
-    pw->K = K;
-    pw->width = width;
-    pw->kc = ki->kc;
-    pw->padded_rows = (rows + width - 1) / width * width;
-    pw->as_b = as_b;
-    pw->data = data;
-}
-
-// The shared B panel (gemm_run): one buffer kept between calls, used only by the calling
-// thread's gemm_run (a nested call runs on one thread and never shares). Returns -1 when B is
-// too big to be worth it (over 8 MB) or there is no memory, and the blocks pack B themselves.
+// The shared B panel (gemm_run_with): one buffer kept between calls, used only by the calling
+// thread's product (a nested call runs on one thread and never shares). Returns -1 when B is
+// too big to be worth it (over ki->shared_b_words) or there is no memory, and the blocks pack B
+// themselves.
 static void *g_shared_b;
 static size_t g_shared_b_bytes;
 
 static int shared_b_panel(GemmPackedWeights *pw, const GemmKernelInfo *ki, int N, int K) {
-    size_t floats = (size_t)((N + ki->nr - 1) / ki->nr * ki->nr) * (size_t)K;
-    if (floats > ((size_t)2 << 20)) return -1;
-    float *data = (float *)sd_kept_buffer(&g_shared_b, &g_shared_b_bytes, floats * sizeof(float));
+    size_t words = (size_t)((N + ki->nr - 1) / ki->nr * ki->nr) * (size_t)kwords(ki, K);
+    if (words > ki->shared_b_words) return -1;
+    void *data = sd_kept_buffer(&g_shared_b, &g_shared_b_bytes, words * 4);
     if (!data) return -1;
-    packed_layout(pw, ki, N, K, 1, data);
+    gemm_packed_layout(pw, ki, N, K, 1, data);
     return 0;
 }
 
-void gemm_run(const GemmProblem *g) {
-    if (g->M <= 0 || g->N <= 0) return;
+int gemm_run_with(const GemmProblem *g, const GemmKernelInfo *ki) {
+    if (g->M <= 0 || g->N <= 0) return 0;
     if (g->K <= 0) {
-        gemm_unblocked(g);
-        return;
+        gemm_bias_beta(g);
+        return 0;
     }
-    const GemmKernelInfo *ki = gemm_kernel_info();
-    size_t a_floats = (size_t)ki->mc * ki->kc, b_floats = (size_t)ki->kc * (size_t)((ki->nc + ki->nr - 1) / ki->nr * ki->nr);
-    // the bytes of weights packed at load, read once from memory
-    double weight_bytes = g->packed_a || g->packed_b ? 4.0 * g->K * (g->packed_a ? g->M : g->N) : 0.0;
+    // Workspace per thread: the A block (mc x kc), the B panel (kc x nc) and the packers' scratch.
+    const int kcw = kwords(ki, ki->kc);
+    const size_t a_words = (size_t)ki->mc * kcw, b_words = (size_t)kcw * (size_t)((ki->nc + ki->nr - 1) / ki->nr * ki->nr);
+    const size_t ws_words = a_words + b_words + (size_t)ki->scratch_floats;
+    // the bytes of weights packed at load, read once from memory (4 per word)
+    const GemmPackedWeights *pw = g->packed_a ? g->packed_a : g->packed_b;
+    double weight_bytes = pw ? 4.0 / pw->kernel->kpack * g->K * (g->packed_a ? g->M : g->N) : 0.0;
     int nested, threads = gemm_threads_for(g, weight_bytes, &nested);
     // Workspace first (on this thread), so that running out of memory is known before any work.
     float *extra = NULL;
-    for (int t = 0; t < threads; t++) {
-        if (!pool_get(nested ? -1 : t, a_floats + b_floats, &extra)) {
-            gemm_unblocked(g);
-            return;
-        }
-    }
+    for (int t = 0; t < threads; t++)
+        if (!pool_get(nested ? -1 : t, ws_words, &extra)) return -1;
     if (threads <= 1) {
         float *buf = nested ? extra : (float *)g_pool[0];
-        gemm_block(g, ki, 0, g->M, 0, g->N, buf, buf + a_floats);
+        gemm_block(g, ki, 0, g->M, 0, g->N, buf, buf + a_words, buf + a_words + b_words);
         free(extra);
-        return;
+        return 0;
     }
 #ifdef _OPENMP
     // Blocks are handed out dynamically: each C element is still computed by one thread in the
     // same order (the blocking does not depend on the thread), so the bits do not change.
     int tm, tn;
-    // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a float of
-    // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
-    gemm_choose_grid(g->M, g->N, g->K, threads, ki->mr, ki->nr, 32.0,
-                     packed_in_place(g->packed_a, ki, g->alpha) ? 0.25 : 1.0,
-                     packed_in_place(g->packed_b, ki, 1.0f) ? 0.25 : 1.0, &tm, &tn);
+    // an operand read in place costs stream_cost per value, one packed per call pack_cost
+    gemm_choose_grid(g->M, g->N, g->K, threads, ki->mr, ki->nr, ki->fma_per_cycle,
+                     packed_in_place(g->packed_a, ki, g->alpha) ? ki->stream_cost : ki->pack_cost,
+                     packed_in_place(g->packed_b, ki, 1.0f) ? ki->stream_cost : ki->pack_cost, &tm, &tn);
     const int panels_m = (g->M + ki->mr - 1) / ki->mr, panels_n = (g->N + ki->nr - 1) / ki->nr;
     // A grid of row blocks only (tn == 1) would have every block pack all of B: when B is
     // small (a convolution on a 4x4 or 8x8 map: K x 16-64 pixels) it is packed once, all of
@@ -401,8 +297,7 @@ void gemm_run(const GemmProblem *g) {
     GemmProblem shared = *g;
     GemmPackedWeights shared_b;
     const GemmProblem *run = g;
-    int pack_shared = tn == 1 && tm > 1 && !g->packed_b &&
-                      shared_b_panel(&shared_b, ki, g->N, g->K) == 0;
+    int pack_shared = tn == 1 && tm > 1 && !g->packed_b && shared_b_panel(&shared_b, ki, g->N, g->K) == 0;
     if (pack_shared) {
         shared.packed_b = &shared_b;
         run = &shared;
@@ -410,12 +305,14 @@ void gemm_run(const GemmProblem *g) {
     const int kblocks = (g->K + ki->kc - 1) / ki->kc;
 #pragma omp parallel num_threads(threads)
     {
-        int tid = omp_get_thread_num();
+        float *buf = (float *)g_pool[omp_get_thread_num()];
         if (pack_shared) {
 #pragma omp for schedule(static)
             for (int kb = 0; kb < kblocks; kb++) {
                 int pc = kb * ki->kc, kc = g->K - pc < ki->kc ? g->K - pc : ki->kc;
-                pack_b_panel(g, pc, kc, 0, g->N, ki->nr, shared_b.data + (size_t)pc * shared_b.padded_rows);
+                size_t next;
+                ki->pack_b(ki, g, pc, kc, 0, g->N, (void *)panel_at(&shared_b, 0, pc, kwords(ki, kc), &next),
+                           buf + a_words + b_words);
             }
         }
 #pragma omp for schedule(dynamic, 1)
@@ -425,90 +322,90 @@ void gemm_run(const GemmProblem *g) {
             int n0 = (int)((int64_t)panels_n * tj / tn) * ki->nr, n1 = (int)((int64_t)panels_n * (tj + 1) / tn) * ki->nr;
             if (m1 > g->M) m1 = g->M;
             if (n1 > g->N) n1 = g->N;
-            if (m0 < m1 && n0 < n1) gemm_block(run, ki, m0, m1, n0, n1, (float *)g_pool[tid], (float *)g_pool[tid] + a_floats);
+            if (m0 < m1 && n0 < n1) gemm_block(run, ki, m0, m1, n0, n1, buf, buf + a_words, buf + a_words + b_words);
         }
     }
 #endif
+    return 0;
+}
+
+void gemm_run(const GemmProblem *g) {
+    if (gemm_run_with(g, gemm_kernel_info()) != 0) gemm_unblocked(g);
 }
 
 // ---- Public entry points ------------------------------------------------------------
 
 void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
            int ldb, float beta, float *C, int ldc) {
-    GemmProblem g = {M, N, K, A, lda, trans_a, alpha, B, ldb, trans_b, NULL, NULL, NULL, NULL, beta, C, ldc, NULL, NULL};
+    GemmProblem g = {.M = M, .N = N, .K = K, .a = A, .lda = lda, .trans_a = trans_a, .alpha = alpha, .b = B,
+                     .ldb = ldb, .trans_b = trans_b, .beta = beta, .c = C, .ldc = ldc};
     gemm_run(&g);
 }
 
 void linear_forward(const float *x, const float *W, const float *b, float *y, int rows, int in, int out) {
-    GemmProblem g = {rows, out, in, x, in, 0, 1.0f, W, in, 1, NULL, NULL, NULL, b, 0.0f, y, out, NULL, NULL};
+    GemmProblem g = {.M = rows, .N = out, .K = in, .a = x, .lda = in, .alpha = 1.0f, .b = W, .ldb = in, .trans_b = 1,
+                     .bias_n = b, .beta = 0.0f, .c = y, .ldc = out};
     gemm_run(&g);
 }
 
 void linear_forward_packed(const float *x, int ldx, const GemmPackedWeights *W, const float *b, float *y, int rows) {
-    GemmProblem g = {rows, W->rows, W->K, x, ldx, 0, 1.0f, NULL, 0, 0, NULL, NULL, NULL, b, 0.0f, y, W->rows, NULL, W};
+    GemmProblem g = {.M = rows, .N = W->rows, .K = W->K, .a = x, .lda = ldx, .alpha = 1.0f, .bias_n = b,
+                     .beta = 0.0f, .c = y, .ldc = W->rows, .packed_b = W};
     gemm_run(&g);
 }
 
 void linear_forward_packed_cf(const float *x, const GemmPackedWeights *W, const float *b, float *y, int rows) {
-    GemmProblem g = {rows, W->rows, W->K, x, rows, 1, 1.0f, NULL, 0, 0, NULL, NULL, NULL, b, 0.0f, y, W->rows, NULL, W};
+    GemmProblem g = {.M = rows, .N = W->rows, .K = W->K, .a = x, .lda = rows, .trans_a = 1, .alpha = 1.0f,
+                     .bias_n = b, .beta = 0.0f, .c = y, .ldc = W->rows, .packed_b = W};
     gemm_run(&g);
 }
 
-// ---- Weights packed once ---------------------------------------------------------------
+// ---- bf16 compute: the same loop nest with the bf16 kernel set ------------------------
 
-int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, int as_b) {
-    memset(pw, 0, sizeof(*pw));
-    if (rows <= 0 || K <= 0) return sd_errorf("gemm_pack_weights: bad shape %d x %d", rows, K);
-    const GemmKernelInfo *ki = gemm_kernel_info();
-    const int width = as_b ? ki->nr : ki->mr, KC = ki->kc;
-    const int panels = (rows + width - 1) / width, padded = panels * width;
-    size_t floats = (size_t)padded * (size_t)K;
-    float *data = (float *)sd_alloc_large(floats * sizeof(float));
-    if (!data) return sd_errorf("out of memory packing a %d x %d weight (%.1f MB)", rows, K, floats * 4.0 / 1e6);
-    // k block by k block, panel by panel (the order the GEMM reads them: a block of panels for one
-    // k block is one contiguous stream); inside a panel 16 columns (one cache line of each source
-    // row) at a time.
-    const int kblocks = (K + KC - 1) / KC;
-    // threads only for big weights: waking them costs more than packing a small one
-#pragma omp parallel for collapse(2) schedule(static) if (floats > ((size_t)1 << 20))
-    for (int kb = 0; kb < kblocks; kb++) {
-        for (int q = 0; q < panels; q++) {
-            int pc = kb * KC, kc = K - pc < KC ? K - pc : KC;
-            float *d = data + (size_t)pc * padded + (size_t)q * width * kc;
-            int r0 = q * width, n = rows - r0 < width ? rows - r0 : width;
-            for (int pb = 0; pb < kc; pb += 16) {
-                int pn = kc - pb < 16 ? kc - pb : 16;
-                for (int i = 0; i < width; i++) {
-                    float *out = d + (size_t)pb * width + i;
-                    if (i < n) {
-                        const float *row = W + (int64_t)(r0 + i) * K + pc + pb;
-                        for (int t = 0; t < pn; t++) out[t * width] = row[t];
-                    } else {
-                        for (int t = 0; t < pn; t++) out[t * width] = 0.0f;
-                    }
-                }
-            }
-        }
-    }
-    packed_layout(pw, ki, rows, K, as_b, data);
+// Arguments shared by every build (checked before the CPU test, so that a caller's
+// mistake is reported the same way everywhere).
+static int check_bf16_problem(const GemmProblem *g, const Bf16Packed *w) {
+    if (w->side != GEMM_BF16_A && w->side != GEMM_BF16_BT)
+        return sd_errorf("gemm_bf16_run: weights packed for unknown side %d", w->side);
+    if (g->alpha != 1.0f) return sd_errorf("gemm_bf16_run: alpha must be 1, got %g", (double)g->alpha);
+    if (w->side == GEMM_BF16_A && (w->rows != g->M || w->K != g->K))
+        return sd_errorf("gemm_bf16_run: side-A weights are %d x %d, the problem needs M x K = %d x %d", w->rows, w->K,
+                         g->M, g->K);
+    if (w->side == GEMM_BF16_BT && (w->rows != g->N || w->K != g->K))
+        return sd_errorf("gemm_bf16_run: side-BT weights are %d x %d, the problem needs N x K = %d x %d", w->rows,
+                         w->K, g->N, g->K);
+    // The f32 operand cannot come from f32 weights packed at load (that is the weight's side).
+    if ((w->side == GEMM_BF16_A && g->packed_b) || (w->side == GEMM_BF16_BT && g->packed_a))
+        return sd_errorf("gemm_bf16_run: the f32 operand must be a plain matrix or pack_b, not packed f32 weights");
+    if (w->side == GEMM_BF16_A && !g->pack_b && !g->pack_b_pairs && !g->b && g->K > 0 && g->N > 0)
+        return sd_errorf("gemm_bf16_run: side A needs B (g->b or g->pack_b)");
+    if (w->side == GEMM_BF16_BT && !g->a && g->K > 0 && g->M > 0)
+        return sd_errorf("gemm_bf16_run: side BT needs A (g->a)");
     return 0;
 }
 
-void gemm_packed_weights_free(GemmPackedWeights *pw) {
-    if (!pw->borrowed) free(pw->data);
-    memset(pw, 0, sizeof(*pw));
+int gemm_bf16_run(const GemmProblem *g, const Bf16Packed *w) {
+    if (check_bf16_problem(g, w) != 0) return -1;
+    if (!gemm_bf16_supported()) return sd_errorf("gemm_bf16_run: this CPU has no AVX512_BF16 (or AVX-512 is not in use)");
+    const GemmKernelInfo *ki = gemm_kernel_avx512_bf16();
+    // the weights as packed weights of the bf16 set (each micro-panel all of K), read in place
+    GemmPackedWeights pw;
+    gemm_packed_layout(&pw, ki, w->rows, w->K, w->side == GEMM_BF16_BT, w->data);
+    GemmProblem p = *g;
+    if (w->side == GEMM_BF16_A) p.packed_a = &pw;
+    else p.packed_b = &pw;
+    if (gemm_run_with(&p, ki) != 0) return sd_errorf("gemm_bf16_run: out of memory for the pack buffers");
+    return 0;
 }
 
-void gemm_packed_weights_view(GemmPackedWeights *pw, const float *data, int rows, int K, int as_b) {
-    packed_layout(pw, gemm_kernel_info(), rows, K, as_b, (float *)(uintptr_t)data);
-    pw->borrowed = 1;
+int linear_forward_bf16(const float *x, const Bf16Packed *W, const float *b, float *y, int rows) {
+    GemmProblem g = {.M = rows, .N = W->rows, .K = W->K, .a = x, .lda = W->K, .alpha = 1.0f, .bias_n = b,
+                     .beta = 0.0f, .c = y, .ldc = W->rows};
+    return gemm_bf16_run(&g, W);
 }
 
-size_t gemm_packed_floats(int rows, int K, int width) {
-    return (size_t)((rows + width - 1) / width * width) * (size_t)K;
-}
-
-float gemm_packed_at(const GemmPackedWeights *pw, int r, int p) {
-    int w = pw->width, pc = p / pw->kc * pw->kc, kc = pw->K - pc < pw->kc ? pw->K - pc : pw->kc;
-    return pw->data[(size_t)pc * pw->padded_rows + (size_t)(r / w) * w * kc + (size_t)(p - pc) * w + r % w];
+int linear_forward_bf16_cf(const float *x, const Bf16Packed *W, const float *b, float *y, int rows) {
+    GemmProblem g = {.M = rows, .N = W->rows, .K = W->K, .a = x, .lda = rows, .trans_a = 1, .alpha = 1.0f,
+                     .bias_n = b, .beta = 0.0f, .c = y, .ldc = W->rows};
+    return gemm_bf16_run(&g, W);
 }

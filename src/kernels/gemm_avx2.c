@@ -1,7 +1,7 @@
 // AVX2 + FMA micro-kernel: a 6 x 16 tile of C in 12 ymm registers; each k step
 // loads two vectors of packed B and broadcasts 6 values of packed A, 12 FMAs.
 // Compiled with a target attribute, used only when the CPU has AVX2 and FMA.
-#include "kernels/kernels.h"
+#include "kernels/gemm_internal.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -47,8 +47,9 @@ AVX2_FUNC static inline void store_row(float *c, __m256 acc0, __m256 acc1, int n
     if (n < NR) memcpy(c, tmp, (size_t)n * sizeof(float));
 }
 
-AVX2_FUNC static void micro_avx2(int k, const float *a, const float *b, float *c, int ldc, int m, int n, float beta,
+AVX2_FUNC static void micro_avx2(int k, const void *va, const void *vb, float *c, int ldc, int m, int n, float beta,
                                  const float *bias_m, const float *bias_n) {
+    const float *a = va, *b = vb;
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps(), c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps(), c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps(), c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
@@ -118,8 +119,13 @@ AVX2_FUNC static void softmax_step_avx2(float *s, int rows, float *m, float *l, 
     }
 }
 
-static const GemmKernelInfo k_avx2 = {"avx2", MR, NR, 144, 256, 4096, micro_avx2, softmax_step_avx2, NULL, NULL,
-                                      NULL, NULL, NULL};
+static const GemmKernelInfo k_avx2 = {
+    .name = "avx2", .mr = MR, .nr = NR, .mc = 144, .kc = 256, .nc = 4096,
+    .kpack = 1, .pack_a = gemm_pack_a_f32, .pack_b = gemm_pack_b_f32,
+    // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a float of
+    // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
+    .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
+    .micro = micro_avx2, .softmax_step = softmax_step_avx2};
 
 const GemmKernelInfo *gemm_kernel_avx2(void) { return &k_avx2; }
 

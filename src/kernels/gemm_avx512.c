@@ -2,7 +2,7 @@
 // step loads two vectors of packed B (32 columns) and broadcasts 14 values of
 // packed A, 28 FMAs. Compiled with a target attribute, used only when the CPU
 // has AVX-512 (see sd_cpu_isa()).
-#include "kernels/kernels.h"
+#include "kernels/gemm_internal.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -100,13 +100,13 @@ AVX512_FUNC static inline __attribute__((always_inline)) void micro_tile_avx512(
     tile_store(c, ldc, m, n, acc, beta, bias_m, bias_n);
 }
 
-AVX512_FUNC static void micro_avx512(int k, const float *a, const float *b, float *c, int ldc, int m, int n,
+AVX512_FUNC static void micro_avx512(int k, const void *a, const void *b, float *c, int ldc, int m, int n,
                                      float beta, const float *bias_m, const float *bias_n) {
     micro_tile_avx512(k, a, b, c, ldc, m, n, beta, bias_m, bias_n, NULL, 0);
 }
 
 // GemmKernelInfo.micro_fetch: fetch_bytes (<= 64 per k step) spread evenly over the k loop.
-AVX512_FUNC static void micro_fetch_avx512(int k, const float *a, const float *b, float *c, int ldc, int m, int n,
+AVX512_FUNC static void micro_fetch_avx512(int k, const void *a, const void *b, float *c, int ldc, int m, int n,
                                            float beta, const float *bias_m, const float *bias_n, const char *fetch,
                                            int fetch_bytes) {
     int step = (fetch_bytes + k - 1) / k;
@@ -118,8 +118,9 @@ AVX512_FUNC static void micro_fetch_avx512(int k, const float *a, const float *b
 // that all count, where the 14 x 32 tile would spend half of its FMAs on zero columns.
 // Each C element gets the same FMA chain (p increasing from 0) and the same epilogue as in
 // micro_avx512, so the bits are those of two micro_avx512 calls.
-AVX512_FUNC static void micro_narrow_avx512(int k, const float *a0, const float *a1, const float *b, float *c, int ldc,
+AVX512_FUNC static void micro_narrow_avx512(int k, const void *va0, const void *va1, const void *vb, float *c, int ldc,
                                             int m, int n, float beta, const float *bias_m, const float *bias_n) {
+    const float *a0 = va0, *a1 = va1, *b = vb;
     __m512 c00 = _mm512_setzero_ps(), c01 = _mm512_setzero_ps(), c02 = _mm512_setzero_ps(), c03 = _mm512_setzero_ps(), c04 = _mm512_setzero_ps(), c05 = _mm512_setzero_ps(), c06 = _mm512_setzero_ps();
     __m512 c07 = _mm512_setzero_ps(), c08 = _mm512_setzero_ps(), c09 = _mm512_setzero_ps(), c10 = _mm512_setzero_ps(), c11 = _mm512_setzero_ps(), c12 = _mm512_setzero_ps(), c13 = _mm512_setzero_ps();
     __m512 c14 = _mm512_setzero_ps(), c15 = _mm512_setzero_ps(), c16 = _mm512_setzero_ps(), c17 = _mm512_setzero_ps(), c18 = _mm512_setzero_ps(), c19 = _mm512_setzero_ps(), c20 = _mm512_setzero_ps();
@@ -235,9 +236,15 @@ AVX512_FUNC static void finish_rows_avx512(const float *o, int rows, int nq, int
     }
 }
 
-static const GemmKernelInfo k_avx512 = {"avx512", MR, NR, 168, 384, 4096,
-                                        micro_avx512, softmax_step_avx512, micro_narrow_avx512, pack_a_rows_avx512,
-                                        scale_columns_avx512, finish_rows_avx512, micro_fetch_avx512};
+static const GemmKernelInfo k_avx512 = {
+    .name = "avx512", .mr = MR, .nr = NR, .mc = 168, .kc = 384, .nc = 4096,
+    .kpack = 1, .pack_a = gemm_pack_a_f32, .pack_b = gemm_pack_b_f32,
+    // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a float of
+    // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
+    .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
+    .micro = micro_avx512, .micro_narrow = micro_narrow_avx512, .micro_fetch = micro_fetch_avx512,
+    .pack_a_rows = pack_a_rows_avx512, .softmax_step = softmax_step_avx512, .scale_columns = scale_columns_avx512,
+    .finish_rows = finish_rows_avx512, .conv_pack_b_s1 = conv_pack_b_s1_avx512};
 
 const GemmKernelInfo *gemm_kernel_avx512(void) { return &k_avx512; }
 

@@ -1,5 +1,5 @@
-// Optional bf16 compute path (AVX512_BF16, vdpbf16ps): the GEMM of gemm.c with
-// both operands rounded to bf16 and the products summed in f32. A weight matrix
+// Optional bf16 compute path (AVX512_BF16, vdpbf16ps): the GEMM of gemm.c run with the bf16
+// kernel set (gemm_avx512_bf16.c), both operands rounded to bf16 and the products summed in f32. A weight matrix
 // is rounded and packed once (gemm_bf16_pack_weights); the other operand is
 // rounded while it is packed, call by call. f32 stays the default everywhere:
 // callers choose this path explicitly, and only where gemm_bf16_supported().
@@ -77,18 +77,5 @@ int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16
 // (kernels.h) otherwise. Returns -1 via sd_errorf on a CPU without AVX512_BF16.
 int attention_forward_bf16(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq,
                            int Nk, int head_dim, float scale, int causal, Arena *scratch);
-
-// Kernel internals for attention.c (call only when gemm_bf16_supported()): the 14 x 32 tile
-// C = beta C + sum over kp pairs (panels as in Bf16Packed: a[q*14 + i], b[q*32 + j]); width
-// (<= 32) words from two f32 rows (word j = pair (even[j], odd[j]), odd may be NULL: zeros,
-// words n.. zero); `rows` f32 rows of kc values (ld apart) times scale as a panel of `width`
-// rows: dst[q*width + i] = pair (scale*src[i][2q], scale*src[i][2q+1]), rows past `rows` zero.
-void gemm_bf16_micro(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta);
-void gemm_bf16_pair_rows(const float *even, const float *odd, int n, int width, uint32_t *dst);
-void gemm_bf16_rows_to_panel(const float *src, int64_t ld, int rows, int kc, float scale, uint32_t *dst, int width);
-// The online-softmax step (GemmKernelInfo.softmax_step of the AVX-512 set) on a 32-column score
-// tile of `rows` rows, and P's rows paired in place (pair row p = gemm_bf16_pair_rows of rows
-// 2p, 2p+1, at s + 32p): one pass, the same bits as the two steps.
-void gemm_bf16_softmax_pairs(float *s, int rows, float *m, float *l, float *corr);
 
 #endif

@@ -3,7 +3,7 @@
 // 16 FMAs by lane. Also the kernel set's A packer and attention helpers (4 x 4
 // transposes; the same values and products as the portable loops, so the same bits).
 // Compiles to nothing but a NULL getter elsewhere.
-#include "kernels/kernels.h"
+#include "kernels/gemm_internal.h"
 
 #if defined(__aarch64__)
 #include <arm_neon.h>
@@ -47,8 +47,9 @@ static inline void store_row(float *c, float32x4_t acc0, float32x4_t acc1, int n
     if (n < NR) memcpy(c, tmp, (size_t)n * sizeof(float));
 }
 
-static void micro_neon(int k, const float *a, const float *b, float *c, int ldc, int m, int n, float beta,
+static void micro_neon(int k, const void *va, const void *vb, float *c, int ldc, int m, int n, float beta,
                        const float *bias_m, const float *bias_n) {
+    const float *a = va, *b = vb;
     float32x4_t c00 = vdupq_n_f32(0), c01 = vdupq_n_f32(0), c10 = vdupq_n_f32(0), c11 = vdupq_n_f32(0);
     float32x4_t c20 = vdupq_n_f32(0), c21 = vdupq_n_f32(0), c30 = vdupq_n_f32(0), c31 = vdupq_n_f32(0);
     float32x4_t c40 = vdupq_n_f32(0), c41 = vdupq_n_f32(0), c50 = vdupq_n_f32(0), c51 = vdupq_n_f32(0);
@@ -161,8 +162,14 @@ static void finish_rows_neon(const float *o, int rows, int nq, int ld, const flo
         for (int d = 0; d < rows; d++) out[j0 * ld_out + d] = o[(size_t)d * ld + j0] * inv[j0];
 }
 
-static const GemmKernelInfo k_neon = {"neon", MR, NR, 128, 256, 2048, micro_neon, softmax_step_neon, NULL,
-                                      pack_a_rows_neon, scale_columns_neon, finish_rows_neon, NULL};
+static const GemmKernelInfo k_neon = {
+    .name = "neon", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048,
+    .kpack = 1, .pack_a = gemm_pack_a_f32, .pack_b = gemm_pack_b_f32,
+    // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a float of
+    // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
+    .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
+    .micro = micro_neon, .softmax_step = softmax_step_neon, .pack_a_rows = pack_a_rows_neon,
+    .scale_columns = scale_columns_neon, .finish_rows = finish_rows_neon};
 
 const GemmKernelInfo *gemm_kernel_neon(void) { return &k_neon; }
 

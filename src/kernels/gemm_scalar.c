@@ -3,12 +3,13 @@
 // path the SIMD kernels are tested against.
 #include <math.h>
 
-#include "kernels/kernels.h"
+#include "kernels/gemm_internal.h"
 
 enum { MR = 4, NR = 16 };
 
-static void micro_scalar(int k, const float *a, const float *b, float *c, int ldc, int m, int n, float beta,
+static void micro_scalar(int k, const void *va, const void *vb, float *c, int ldc, int m, int n, float beta,
                          const float *bias_m, const float *bias_n) {
+    const float *a = va, *b = vb;
     float acc[MR][NR];
     for (int i = 0; i < MR; i++)
         for (int j = 0; j < NR; j++) acc[i][j] = 0.0f;
@@ -50,7 +51,12 @@ static void softmax_step_scalar(float *s, int rows, float *m, float *l, float *c
     }
 }
 
-static const GemmKernelInfo k_scalar = {"scalar", MR, NR, 128, 256, 2048, micro_scalar, softmax_step_scalar, NULL,
-                                        NULL, NULL, NULL, NULL};
+static const GemmKernelInfo k_scalar = {
+    .name = "scalar", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048,
+    .kpack = 1, .pack_a = gemm_pack_a_f32, .pack_b = gemm_pack_b_f32,
+    // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a float of
+    // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
+    .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
+    .micro = micro_scalar, .softmax_step = softmax_step_scalar};
 
 const GemmKernelInfo *gemm_kernel_scalar(void) { return &k_scalar; }
