@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "heads/uper.h"
 #include "kernels/kernels.h"
 
@@ -52,15 +53,6 @@ int uper_head_init(UperHead *u, ParamSet *ps, int num_scales, int in_channels, i
     if (cbr_init(&u->fpn_bottleneck, ps, "fpn_bottleneck.0", "fpn_bottleneck.1", num_scales * channels, channels, 3))
         return SD_FAIL;
     return conv_layer_init(&u->conv_seg, ps, "conv_seg", channels, num_classes, 1, 0, 1);
-}
-
-// splitmix64 -> uniform in [0, 1)
-static double next_uniform(uint64_t *state) {
-    uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
 }
 
 int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const int *W, int training,
@@ -127,7 +119,7 @@ int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const
         float *d = fbuf(&u->dropped, (size_t)nf);
         if (!mask || !d) return SD_FAIL;
         float keep = u->dropout_p >= 1.0f ? 0.0f : 1.0f / (1.0f - u->dropout_p);
-        for (int k = 0; k < B * ch; k++) mask[k] = next_uniform(&u->rng_state) < u->dropout_p ? 0.0f : keep;
+        for (int k = 0; k < B * ch; k++) mask[k] = splitmix64_uniform(&u->rng_state) < u->dropout_p ? 0.0f : keep;
         for (int k = 0; k < B * ch; k++)
             for (int p = 0; p < H0 * W0; p++) d[(int64_t)k * H0 * W0 + p] = feat[(int64_t)k * H0 * W0 + p] * mask[k];
         feat = d;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 // ---- loading -------------------------------------------------------------------
 
@@ -255,13 +256,6 @@ int vae_encode_run(const VaeEncoder *v, const float *image, int B, int H, int W,
 }
 
 // ---- latent ------------------------------------------------------------------------
-
-static uint64_t splitmix64(uint64_t x) {
-    x += 0x9E3779B97F4A7C15ull;
-    x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-    x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-    return x ^ (x >> 31);
-}
 
 float vae_normal(uint64_t seed, uint64_t i) {
     // Two independent uniforms in (0, 1] and [0, 1) from the counter, then Box-Muller (cos branch).

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 
 // ---------------------------------------------------------------------------
 // Convolution
@@ -513,15 +514,6 @@ void softmax_channels_backward(float *dinp, const float *dout, const float *out,
 
 void dropout_rng_seed(DropoutRng *rng, uint64_t seed) { rng->state = seed; }
 
-// splitmix64, then the top 53 bits as a double in [0, 1).
-static double dropout_uniform(DropoutRng *rng) {
-    uint64_t z = (rng->state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z = z ^ (z >> 31);
-    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
-}
-
 void dropout2d_forward(float *out, float *mask, const float *inp, int N, int C, int HW, float p, DropoutRng *rng) {
     // PyTorch: noise = bernoulli(1 - p) / (1 - p), out = inp * noise (the divisor as a float).
     const float keep_scale = p >= 1.0f ? 0.0f : 1.0f / (float)(1.0 - (double)p);
@@ -531,7 +523,7 @@ void dropout2d_forward(float *out, float *mask, const float *inp, int N, int C, 
         } else if (p >= 1.0f) {
             mask[nc] = 0.0f;
         } else {
-            mask[nc] = dropout_uniform(rng) < 1.0 - (double)p ? keep_scale : 0.0f;
+            mask[nc] = splitmix64_uniform(&rng->state) < 1.0 - (double)p ? keep_scale : 0.0f;
         }
     }
 #pragma omp parallel for schedule(static)
