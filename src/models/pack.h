@@ -24,7 +24,7 @@
 
 #include <stdint.h>
 
-#include "models/features.h"
+#include "models/pipeline.h"
 
 #define PACK_FORMAT "satdifuser-pack/1"
 
