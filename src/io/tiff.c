@@ -10,10 +10,15 @@
 #include "io/tiff.h"
 #include "io/file.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "core/error.h"
 #include "io/inflate.h"
@@ -24,7 +29,8 @@ enum {
     TAG_STRIP_BYTE_COUNTS = 279, TAG_PLANAR_CONFIG = 284, TAG_PREDICTOR = 317, TAG_TILE_WIDTH = 322,
     TAG_TILE_LENGTH = 323, TAG_TILE_OFFSETS = 324, TAG_TILE_BYTE_COUNTS = 325, TAG_SAMPLE_FORMAT = 339,
     TAG_MODEL_PIXEL_SCALE = 33550, TAG_MODEL_TIEPOINT = 33922, TAG_MODEL_TRANSFORMATION = 34264,
-    TAG_GEO_KEY_DIRECTORY = 34735, TAG_GDAL_NODATA = 42113,
+    TAG_GEO_KEY_DIRECTORY = 34735, TAG_GEO_DOUBLE_PARAMS = 34736, TAG_GEO_ASCII_PARAMS = 34737,
+    TAG_GDAL_NODATA = 42113,
 };
 
 // The tags we use, located in the file: values start at `offset` (inline
@@ -168,7 +174,8 @@ static int read_ifd0(TiffFile *t) {
                                  TAG_STRIP_BYTE_COUNTS, TAG_PLANAR_CONFIG, TAG_PREDICTOR, TAG_TILE_WIDTH,
                                  TAG_TILE_LENGTH, TAG_TILE_OFFSETS, TAG_TILE_BYTE_COUNTS, TAG_SAMPLE_FORMAT,
                                  TAG_MODEL_PIXEL_SCALE, TAG_MODEL_TIEPOINT, TAG_MODEL_TRANSFORMATION,
-                                 TAG_GEO_KEY_DIRECTORY, TAG_GDAL_NODATA};
+                                 TAG_GEO_KEY_DIRECTORY, TAG_GEO_DOUBLE_PARAMS, TAG_GEO_ASCII_PARAMS,
+                                 TAG_GDAL_NODATA};
     t->ntags = 0;
     for (uint64_t i = 0; i < n; i++) {
         uint64_t p = ifd + (uint64_t)count_size + i * (uint64_t)entry_size;
@@ -359,10 +366,11 @@ static size_t chunk_need(const Layout *L, const TiffImage *img, uint64_t index) 
     return (size_t)(chunk_rows(L, img, index) * L->chunk_w) * chunk_samples_per_pixel(L) * (size_t)L->bytes;
 }
 
-// Decodes chunk `index` into img. Its data lies inside the file (tiff_decode checked every
-// chunk before allocating anything).
-static int decode_chunk(const TiffFile *t, const Layout *L, TiffImage *img, uint64_t index, uint8_t *raw,
-                        uint8_t *tmp) {
+// Decodes chunk `index` and copies its rows inside [oy0, oy0 + orows) into out, (bands, orows,
+// width) samples: the whole image is oy0 = 0, orows = height. Its data lies inside the file
+// (check_chunks ran before anything was allocated).
+static int decode_chunk(const TiffFile *t, const Layout *L, const TiffImage *img, uint64_t index, uint8_t *raw,
+                        uint8_t *tmp, uint8_t *out, uint64_t oy0, uint64_t orows) {
     uint64_t plane = L->planar == 2 ? index / (L->across * L->down) : 0;
     uint64_t k = index % (L->across * L->down);
     uint64_t x0 = (k % L->across) * L->chunk_w, y0 = (k / L->across) * L->chunk_h;
@@ -388,16 +396,16 @@ static int decode_chunk(const TiffFile *t, const Layout *L, TiffImage *img, uint
         if (L->predictor == 2)
             for (uint64_t r = 0; r < rows; r++) undo_horizontal(raw + r * row_bytes, row_samples, (int)spc, L->bytes);
     }
-    // Copy the part inside the image into the band-major output.
+    // Copy the part inside the image and the output rows into the band-major output.
     size_t W = (size_t)img->width, H = (size_t)img->height, bps = (size_t)L->bytes;
-    uint8_t *out = (uint8_t *)img->data;
     size_t xend = x0 + L->chunk_w < W ? (size_t)(x0 + L->chunk_w) : W;
     size_t yend = y0 + rows < H ? (size_t)(y0 + rows) : H;
-    for (size_t y = (size_t)y0; y < yend; y++) {
+    if (yend > oy0 + orows) yend = (size_t)(oy0 + orows);
+    for (size_t y = (size_t)(y0 > oy0 ? y0 : oy0); y < yend; y++) {
         const uint8_t *src = raw + (y - (size_t)y0) * row_bytes;
         for (size_t s = 0; s < spc; s++) {
             size_t band = L->planar == 2 ? (size_t)plane : s;
-            uint8_t *dst = out + ((band * H + y) * W) * bps;
+            uint8_t *dst = out + ((band * (size_t)orows + (y - (size_t)oy0)) * W) * bps;
             for (size_t x = (size_t)x0; x < xend; x++)
                 memcpy(dst + x * bps, src + (((x - (size_t)x0) * spc) + s) * bps, bps);
         }
@@ -415,7 +423,8 @@ static uint64_t max_decoded(int compression, uint64_t n) {
     }
 }
 
-static int read_layout(const TiffFile *t, TiffImage *img, Layout *L) {
+// whole: the image will be decoded in one piece (its size is limited); 0: read by rows.
+static int read_layout(const TiffFile *t, TiffImage *img, Layout *L, int whole) {
     uint64_t w, h, spp, comp, photo, planar, pred;
     if (!find_tag(t, TAG_IMAGE_WIDTH) || !find_tag(t, TAG_IMAGE_LENGTH)) return sd_errorf("ImageWidth/ImageLength missing");
     if (tag_scalar(t, TAG_IMAGE_WIDTH, 0, &w) || tag_scalar(t, TAG_IMAGE_LENGTH, 0, &h) ||
@@ -457,7 +466,7 @@ static int read_layout(const TiffFile *t, TiffImage *img, Layout *L) {
     if (pred == 3 && fmt != 3) return sd_errorf("floating-point predictor on integer samples");
     // w * h < 2^62 and spp * bytes < 2^19: test by division, as the full
     // product could wrap past 2^64 to a small number.
-    if (w * h > TIFF_MAX_PIXEL_BYTES / (spp * (bits / 8)))
+    if (whole && w * h > TIFF_MAX_PIXEL_BYTES / (spp * (bits / 8)))
         return sd_errorf("image %llux%llux%llu of %llu-bit samples needs %.0f bytes, over the limit of %llu",
                          (unsigned long long)w, (unsigned long long)h, (unsigned long long)spp,
                          (unsigned long long)bits, (double)(w * h) * (double)(spp * (bits / 8)),
@@ -500,8 +509,46 @@ static int read_layout(const TiffFile *t, TiffImage *img, Layout *L) {
     return 0;
 }
 
+// Copies a numeric tag's values as doubles (*n = 0, *out = NULL when absent).
+static int copy_doubles(const TiffFile *t, int tag, double **out, int *n) {
+    const TagEntry *e = find_tag(t, tag);
+    *out = NULL, *n = 0;
+    if (!e || e->count == 0) return 0;
+    if (e->count > (1u << 24)) return sd_errorf("tag %d: %llu values", tag, (unsigned long long)e->count);
+    if (!(*out = (double *)malloc((size_t)e->count * sizeof(double)))) return sd_errorf("out of memory");
+    for (uint64_t i = 0; i < e->count; i++)
+        if (tag_double(t, e, i, &(*out)[i])) return -1;
+    *n = (int)e->count;
+    return 0;
+}
+
+// The GeoTIFF tags themselves, for writers of maps on the same grid (TiffGeoTags). The key
+// directory must be SHORTs and the ASCII parameters ASCII (GeoTIFF 1.1, 7.1); other types are
+// not copied.
+static int copy_geo_tags(const TiffFile *t, TiffGeoTags *g) {
+    if (copy_doubles(t, TAG_MODEL_PIXEL_SCALE, &g->pixel_scale, &g->n_pixel_scale) ||
+        copy_doubles(t, TAG_MODEL_TIEPOINT, &g->tiepoint, &g->n_tiepoint) ||
+        copy_doubles(t, TAG_MODEL_TRANSFORMATION, &g->transformation, &g->n_transformation) ||
+        copy_doubles(t, TAG_GEO_DOUBLE_PARAMS, &g->double_params, &g->n_double_params))
+        return -1;
+    const TagEntry *k = find_tag(t, TAG_GEO_KEY_DIRECTORY), *a = find_tag(t, TAG_GEO_ASCII_PARAMS);
+    if (k && k->type == 3 && k->count > 0 && k->count <= 65535) {
+        if (!(g->key_directory = (uint16_t *)malloc((size_t)k->count * sizeof(uint16_t)))) return sd_errorf("out of memory");
+        for (uint64_t i = 0; i < k->count; i++) g->key_directory[i] = (uint16_t)rd(t, k->offset + 2 * i, 2);
+        g->n_key_directory = (int)k->count;
+    }
+    if (a && a->type == 2 && a->count > 0 && a->count <= (1u << 24)) {
+        if (!(g->ascii_params = (char *)malloc((size_t)a->count + 1))) return sd_errorf("out of memory");
+        memcpy(g->ascii_params, t->buf + a->offset, (size_t)a->count);
+        g->ascii_params[a->count] = '\0';  // one more, so it can be printed
+        g->n_ascii_params = (int)a->count;
+    }
+    return 0;
+}
+
 // GeoTIFF georeferencing in GDAL's convention, and GDAL's nodata tag.
 static int read_geo(const TiffFile *t, TiffImage *img) {
+    if (copy_geo_tags(t, &img->geo)) return -1;
     const TagEntry *scale = find_tag(t, TAG_MODEL_PIXEL_SCALE), *tie = find_tag(t, TAG_MODEL_TIEPOINT);
     const TagEntry *mt = find_tag(t, TAG_MODEL_TRANSFORMATION), *keys = find_tag(t, TAG_GEO_KEY_DIRECTORY);
     double *gt = img->geotransform;
@@ -558,6 +605,43 @@ static int read_geo(const TiffFile *t, TiffImage *img) {
     return 0;
 }
 
+// Every chunk's data lies inside the file and can decode to the chunk's size: checked before
+// anything is allocated (a 1.5 KB file declaring a 1.4 GB image, or a 2 GB tile, was allocated in
+// full, then failed on chunk 0). Chunks without data (count 0) are sparse and stay zero.
+// *max_need: the largest chunk that has data, the size of the chunk buffer.
+static int check_chunks(const TiffFile *t, const Layout *L, const TiffImage *img, size_t *max_need) {
+    *max_need = 0;
+    for (uint64_t i = 0; i < L->nchunks; i++) {
+        uint64_t off, count;
+        if (tag_uint(t, L->offsets, i, &off) || tag_uint(t, L->counts, i, &count)) return -1;
+        if (count == 0) continue;
+        size_t need = chunk_need(L, img, i);
+        if (!in_file(t, off, count))
+            return sd_errorf("chunk %llu: %llu bytes at offset %llu run past the end of the file (%zu bytes)",
+                             (unsigned long long)i, (unsigned long long)count, (unsigned long long)off, t->len);
+        if (need > max_decoded(L->compression, count))
+            return sd_errorf("chunk %llu: %llu bytes of data (compression %s) cannot decode to the %zu bytes it needs",
+                             (unsigned long long)i, (unsigned long long)count, tiff_compression_name(L->compression),
+                             need);
+        if (need > *max_need) *max_need = need;
+    }
+    return 0;
+}
+
+// Header, IFD 0, layout, georeferencing and the chunk check: what both ways of reading share.
+static int open_ifd0(TiffFile *t, TiffImage *img, Layout *L, int whole, size_t *max_need) {
+    memset(L, 0, sizeof(*L));
+    int rc = read_ifd0(t);
+    if (!rc) {
+        img->big_endian = t->big_endian;
+        img->bigtiff = t->bigtiff;
+        rc = read_layout(t, img, L, whole);
+    }
+    if (!rc) rc = read_geo(t, img);
+    if (!rc) rc = check_chunks(t, L, img, max_need);
+    return rc;
+}
+
 int tiff_decode(const uint8_t *buf, size_t len, TiffImage *img) {
     memset(img, 0, sizeof(*img));
     TiffFile *t = (TiffFile *)calloc(1, sizeof(TiffFile));
@@ -565,32 +649,8 @@ int tiff_decode(const uint8_t *buf, size_t len, TiffImage *img) {
     t->buf = buf;
     t->len = len;
     Layout L;
-    memset(&L, 0, sizeof(L));
-    int rc = read_ifd0(t);
-    if (!rc) {
-        img->big_endian = t->big_endian;
-        img->bigtiff = t->bigtiff;
-        rc = read_layout(t, img, &L);
-    }
-    if (!rc) rc = read_geo(t, img);
-    // Chunk data past the end of the file, or too short to decode to the chunk's
-    // size, is refused before anything is allocated: a 1.5 KB file declaring a
-    // 1.4 GB image (or a 2 GB tile) was allocated in full, then failed on chunk 0.
-    // Chunks without data (count 0) are sparse and stay zero; the chunk buffer
-    // is sized for the largest chunk that has data.
     size_t max_need = 0;
-    for (uint64_t i = 0; !rc && i < L.nchunks; i++) {
-        uint64_t off, count;
-        if ((rc = tag_uint(t, L.offsets, i, &off)) || (rc = tag_uint(t, L.counts, i, &count)) || count == 0) continue;
-        size_t need = chunk_need(&L, img, i);
-        if (!in_file(t, off, count))
-            rc = sd_errorf("chunk %llu: %llu bytes at offset %llu run past the end of the file (%zu bytes)",
-                           (unsigned long long)i, (unsigned long long)count, (unsigned long long)off, t->len);
-        else if (need > max_decoded(L.compression, count))
-            rc = sd_errorf("chunk %llu: %llu bytes of data (compression %s) cannot decode to the %zu bytes it needs",
-                           (unsigned long long)i, (unsigned long long)count, tiff_compression_name(L.compression), need);
-        if (need > max_need) max_need = need;
-    }
+    int rc = open_ifd0(t, img, &L, 1, &max_need);
     uint8_t *raw = NULL, *tmp = NULL;
     if (!rc) {
         size_t total = (size_t)img->width * (size_t)img->height * (size_t)img->bands * (size_t)img->bytes_per_sample;
@@ -600,7 +660,8 @@ int tiff_decode(const uint8_t *buf, size_t len, TiffImage *img) {
         tmp = (uint8_t *)malloc(max_need ? row : 1);  // predictor 3 row scratch; row <= max_need
         if (!img->data || !raw || !tmp) rc = sd_errorf("out of memory for a %dx%dx%d image", img->width, img->height, img->bands);
     }
-    for (uint64_t i = 0; !rc && i < L.nchunks; i++) rc = decode_chunk(t, &L, img, i, raw, tmp);
+    for (uint64_t i = 0; !rc && i < L.nchunks; i++)
+        rc = decode_chunk(t, &L, img, i, raw, tmp, (uint8_t *)img->data, 0, (uint64_t)img->height);
     free(raw);
     free(tmp);
     free(t);
@@ -608,9 +669,20 @@ int tiff_decode(const uint8_t *buf, size_t len, TiffImage *img) {
     return rc;
 }
 
+void tiff_geo_free(TiffGeoTags *g) {
+    free(g->pixel_scale);
+    free(g->tiepoint);
+    free(g->transformation);
+    free(g->key_directory);
+    free(g->double_params);
+    free(g->ascii_params);
+    memset(g, 0, sizeof(*g));
+}
+
 void tiff_free(TiffImage *img) {
     free(img->data);
     img->data = NULL;
+    tiff_geo_free(&img->geo);
 }
 
 int tiff_read(const char *path, TiffImage *img) {
@@ -621,5 +693,91 @@ int tiff_read(const char *path, TiffImage *img) {
     int rc = tiff_decode(buf, n, img);
     free(buf);
     if (rc) return sd_error_context("file %s", path);
+    return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Reading by rows: the file is mapped (pages come in as the strips are read), IFD 0 parsed
+// once, and each call decodes only the chunks that cross its rows.
+
+struct TiffReader {
+    TiffFile t;
+    Layout L;
+    TiffImage info;
+    void *map;
+    size_t map_len;
+    uint8_t *raw, *tmp;
+    char *path;
+};
+
+void tiff_close(TiffReader *r) {
+    if (!r) return;
+    if (r->map) munmap(r->map, r->map_len);
+    free(r->raw);
+    free(r->tmp);
+    free(r->path);
+    tiff_geo_free(&r->info.geo);
+    free(r);
+}
+
+int tiff_open(const char *path, TiffReader **out, TiffImage *info) {
+    *out = NULL;
+    memset(info, 0, sizeof(*info));
+    TiffReader *r = (TiffReader *)calloc(1, sizeof(TiffReader));
+    if (!r || !(r->path = strdup(path))) { free(r); return sd_errorf("out of memory"); }
+    int fd = open(path, O_RDONLY);
+    struct stat sb;
+    if (fd < 0 || fstat(fd, &sb) != 0) {
+        sd_errorf("%s: cannot open: %s", path, strerror(errno));
+        if (fd >= 0) close(fd);
+        tiff_close(r);
+        return SD_FAIL;
+    }
+    r->map_len = (size_t)sb.st_size;
+    if (r->map_len > 0) {
+        void *m = mmap(NULL, r->map_len, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (m != MAP_FAILED) r->map = m;
+    }
+    close(fd);
+    if (!r->map) {
+        tiff_close(r);
+        return sd_errorf("%s: cannot map the file (%zu bytes)", path, (size_t)sb.st_size);
+    }
+    r->t.buf = (const uint8_t *)r->map;
+    r->t.len = r->map_len;
+    size_t max_need = 0;
+    int rc = open_ifd0(&r->t, &r->info, &r->L, 0, &max_need);
+    if (!rc) {
+        size_t row = (size_t)r->L.chunk_w * chunk_samples_per_pixel(&r->L) * (size_t)r->L.bytes;
+        r->raw = (uint8_t *)malloc(max_need ? max_need : 1);
+        r->tmp = (uint8_t *)malloc(max_need ? row : 1);
+        if (!r->raw || !r->tmp) rc = sd_errorf("out of memory for a %zu-byte chunk", max_need);
+    }
+    if (rc) {
+        sd_error_context("file %s", path);
+        tiff_close(r);
+        return SD_FAIL;
+    }
+    *info = r->info;  // the caller's copy shares the geo arrays, which tiff_close frees
+    *out = r;
+    return 0;
+}
+
+int tiff_read_rows(TiffReader *r, int y0, int rows, void *out) {
+    const TiffImage *img = &r->info;
+    if (y0 < 0 || rows <= 0 || y0 > img->height - rows)
+        return sd_errorf("%s: rows %d..%d requested of an image of %d rows", r->path, y0, y0 + rows - 1, img->height);
+    size_t bytes = (size_t)rows * (size_t)img->width * (size_t)img->bands * (size_t)img->bytes_per_sample;
+    memset(out, 0, bytes);  // sparse chunks stay zero
+    const Layout *L = &r->L;
+    uint64_t first = (uint64_t)y0 / L->chunk_h, last = (uint64_t)(y0 + rows - 1) / L->chunk_h;
+    uint64_t planes = L->planar == 2 ? (uint64_t)L->spp : 1;
+    for (uint64_t p = 0; p < planes; p++)
+        for (uint64_t cy = first; cy <= last; cy++)
+            for (uint64_t cx = 0; cx < L->across; cx++) {
+                uint64_t index = p * L->across * L->down + cy * L->across + cx;
+                if (decode_chunk(&r->t, L, img, index, r->raw, r->tmp, (uint8_t *)out, (uint64_t)y0, (uint64_t)rows))
+                    return sd_error_context("file %s", r->path);
+            }
     return 0;
 }

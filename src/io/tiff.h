@@ -17,6 +17,19 @@
 // Decoded samples of one image above this many bytes are refused.
 #define TIFF_MAX_PIXEL_BYTES ((uint64_t)1 << 31)
 
+// The GeoTIFF tags of IFD 0 as stored (values converted to the host's numbers), so a map
+// computed on the same pixel grid can carry them unchanged (io/tiff_write.h). n_*: value
+// count, 0 when the tag is absent.
+typedef struct {
+    int n_pixel_scale, n_tiepoint, n_transformation, n_key_directory, n_double_params, n_ascii_params;
+    double *pixel_scale;       // ModelPixelScaleTag 33550 (3 doubles)
+    double *tiepoint;          // ModelTiepointTag 33922 (6 per tie point)
+    double *transformation;    // ModelTransformationTag 34264 (16 doubles)
+    uint16_t *key_directory;   // GeoKeyDirectoryTag 34735 (4 + 4 per key)
+    double *double_params;     // GeoDoubleParamsTag 34736
+    char *ascii_params;        // GeoAsciiParamsTag 34737: n_ascii_params bytes as stored (its NULs included)
+} TiffGeoTags;
+
 typedef struct {
     int width, height, bands;
     NpyDtype dtype;        // NPY_UINT8, NPY_INT8, NPY_UINT16, NPY_INT16, NPY_UINT32, NPY_INT32,
@@ -33,6 +46,7 @@ typedef struct {
     int epsg;              // ProjectedCSTypeGeoKey or GeographicTypeGeoKey, 0 if absent or user-defined
     int has_nodata;        // GDAL_NODATA tag (42113)
     double nodata;         // may be NaN
+    TiffGeoTags geo;       // the GeoTIFF tags themselves (freed by tiff_free)
 } TiffImage;
 
 // Decodes IFD 0 of a TIFF held in memory. On failure img->data is NULL.
@@ -40,6 +54,17 @@ int tiff_decode(const uint8_t *buf, size_t len, TiffImage *img);
 // Reads a file; messages start with the path.
 int tiff_read(const char *path, TiffImage *img);
 void tiff_free(TiffImage *img);
+// Frees the arrays of a TiffGeoTags (and zeroes it).
+void tiff_geo_free(TiffGeoTags *g);
+
+// Reading a large image by rows (a scene of any size in bounded memory): tiff_open maps the file
+// and reads IFD 0 (every field of `info` but data, which stays NULL; the whole-image size limit
+// does not apply), tiff_read_rows decodes only the strips or tiles that cross rows
+// [y0, y0 + rows) into out: (bands, rows, width) samples of the file's type, host byte order.
+typedef struct TiffReader TiffReader;
+int tiff_open(const char *path, TiffReader **r, TiffImage *info);
+int tiff_read_rows(TiffReader *r, int y0, int rows, void *out);
+void tiff_close(TiffReader *r);
 
 // Name of a TIFF compression code ("LZW", "JPEG", "ZSTD", ...; "unknown" otherwise).
 const char *tiff_compression_name(int code);
