@@ -160,10 +160,18 @@ void conv2d_forward_packed(const float *x, int N, int Cin, int H, int W, const G
 
 // The padded bf16 input, kept between calls up to 32 MB (a UNet's maps; the VAE's 512x512 ones
 // are allocated per call): a fresh buffer each call was a fresh set of pages for the kernel to
-// fault in and zero (the calling thread's only; a nested call allocates its own).
+// fault in and zero. The calling thread's own (threadprivate, as gemm.c's pack buffers: two host
+// threads converting at once do not share it); a nested call allocates its own.
 enum { PLANE_CACHE_MAX = 32 << 20 };
 static void *g_plane_cache;
 static size_t g_plane_cache_bytes;
+#pragma omp threadprivate(g_plane_cache, g_plane_cache_bytes)
+
+void conv_free_thread_buffers(void) {
+    free(g_plane_cache);
+    g_plane_cache = NULL;
+    g_plane_cache_bytes = 0;
+}
 
 int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16Packed *weight, const float *bias,
                         int Cout, Conv2dGeometry g, float *y) {

@@ -37,39 +37,49 @@ static const GemmKernelInfo *kernel_for_isa(int isa) {
     }
 }
 
-static const GemmKernelInfo *g_forced = NULL;
+// The forced set is process-wide by design (a test hook, and `satdifuser pack --isa`): kept as
+// the ISA's number, read and written atomically, so that a call on another host thread sees the
+// old or the new choice, never a torn one. The automatic choice is looked up on every call (a
+// switch) rather than cached in a global.
+static int g_forced_isa = -1;
 
 int gemm_force_isa(int isa) {
-    if (isa < 0) {
-        g_forced = NULL;
-        return 0;
+    if (isa >= 0) {
+        SdIsa best = sd_cpu_isa();
+        // x86 paths are ordered scalar < avx2 < avx512; NEON is only available where it is the best.
+        int ok = isa == ISA_SCALAR || (isa == ISA_NEON ? best == ISA_NEON : best != ISA_NEON && isa <= (int)best);
+        if (!ok || !kernel_for_isa(isa)) return -1;
+    } else {
+        isa = -1;
     }
-    SdIsa best = sd_cpu_isa();
-    // x86 paths are ordered scalar < avx2 < avx512; NEON is only available where it is the best.
-    int ok = isa == ISA_SCALAR || (isa == ISA_NEON ? best == ISA_NEON : best != ISA_NEON && isa <= (int)best);
-    const GemmKernelInfo *k = ok ? kernel_for_isa(isa) : NULL;
-    if (!k) return -1;
-    g_forced = k;
+#pragma omp atomic write
+    g_forced_isa = isa;
     return 0;
 }
 
 const GemmKernelInfo *gemm_kernel_info(void) {
-    if (g_forced) return g_forced;
-    static const GemmKernelInfo *cached = NULL;
-    if (!cached) {
-        const GemmKernelInfo *k = kernel_for_isa(sd_cpu_isa());
-        cached = k ? k : gemm_kernel_scalar();
-    }
-    return cached;
+    int forced;
+#pragma omp atomic read
+    forced = g_forced_isa;
+    const GemmKernelInfo *k = kernel_for_isa(forced >= 0 ? forced : (int)sd_cpu_isa());
+    return k ? k : gemm_kernel_scalar();
 }
 
 // ---- Per-thread pack buffers -----------------------------------------------------
-// Kept between calls (like a BLAS library's workspace): one block per thread,
-// allocated by that thread, grown when a larger blocking asks for more.
+// Kept between calls (like a BLAS library's workspace): one block per thread of the team,
+// all allocated by the calling thread before any work, grown when a larger blocking asks for
+// more. They belong to the calling (host) thread: threadprivate, like the shared B panel below
+// and the bf16 convolution's input copy (conv.c), so two host threads calling the library at
+// once each have their own and both run at full speed; the team's threads reach their block
+// through the caller's array. (A mutex-protected single owner would bound the memory, but leave
+// every other caller a fresh heap workspace per product: page faults on each call.) The price:
+// each host thread keeps its buffers (~6.5 MB per OpenMP thread with AVX-512) until it calls
+// gemm_free_thread_buffers().
 
 enum { MAX_POOL_THREADS = 256 };
 static void *g_pool[MAX_POOL_THREADS];
 static size_t g_pool_bytes[MAX_POOL_THREADS];
+#pragma omp threadprivate(g_pool, g_pool_bytes)
 
 static float *pool_get(int tid, size_t floats, float **to_free) {
     *to_free = NULL;
@@ -242,12 +252,25 @@ void gemm_choose_grid(int M, int N, int K, int threads, int mr, int nr, double f
     *tn_out = bn;
 }
 
-// The shared B panel (gemm_run_with): one buffer kept between calls, used only by the calling
-// thread's product (a nested call runs on one thread and never shares). Returns -1 when B is
-// too big to be worth it (over ki->shared_b_words) or there is no memory, and the blocks pack B
-// themselves.
+// The shared B panel (gemm_run_with): one buffer kept between calls, the calling thread's
+// (threadprivate, as the pools above; a nested call runs on one thread and never shares).
+// Returns -1 when B is too big to be worth it (over ki->shared_b_words) or there is no memory,
+// and the blocks pack B themselves.
 static void *g_shared_b;
 static size_t g_shared_b_bytes;
+#pragma omp threadprivate(g_shared_b, g_shared_b_bytes)
+
+void gemm_free_thread_buffers(void) {
+    for (int t = 0; t < MAX_POOL_THREADS; t++) {
+        free(g_pool[t]);
+        g_pool[t] = NULL;
+        g_pool_bytes[t] = 0;
+    }
+    free(g_shared_b);
+    g_shared_b = NULL;
+    g_shared_b_bytes = 0;
+    conv_free_thread_buffers();
+}
 
 static int shared_b_panel(GemmPackedWeights *pw, const GemmKernelInfo *ki, int N, int K) {
     size_t words = (size_t)((N + ki->nr - 1) / ki->nr * ki->nr) * (size_t)kwords(ki, K);
@@ -303,9 +326,10 @@ int gemm_run_with(const GemmProblem *g, const GemmKernelInfo *ki) {
         run = &shared;
     }
     const int kblocks = (g->K + ki->kc - 1) / ki->kc;
+    void **pool = g_pool;  // this thread's pool (inside the region g_pool is each thread's own)
 #pragma omp parallel num_threads(threads)
     {
-        float *buf = (float *)g_pool[omp_get_thread_num()];
+        float *buf = (float *)pool[omp_get_thread_num()];
         if (pack_shared) {
 #pragma omp for schedule(static)
             for (int kb = 0; kb < kblocks; kb++) {

@@ -32,12 +32,18 @@ enum { MR = GEMM_BF16_MR, NR = GEMM_BF16_NR };  // register tile: 14 rows x 32 c
 enum { MC = 112, KC = 1024, NC_A = 1024, NC_BT = 4096 };
 
 int gemm_bf16_supported(void) {
+    // cached: -1 not known yet, else the answer; read and written atomically (any thread may ask)
     static int cached = -1;
-    if (cached < 0) {
+    int v;
+#pragma omp atomic read
+    v = cached;
+    if (v < 0) {
         __builtin_cpu_init();
-        cached = sd_cpu_isa() == ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
+        v = sd_cpu_isa() == ISA_AVX512 && __builtin_cpu_supports("avx512bf16");
+#pragma omp atomic write
+        cached = v;
     }
-    return cached;
+    return v;
 }
 
 // ---- The micro-kernel ----------------------------------------------------------------------

@@ -206,6 +206,8 @@ typedef struct {
 } ConvPairsCtx;
 // (AVX512_BF16) X_col[(ci,kh,kw), (oh,ow)] = xp[ci][oh*s + kh][ow*s + kw] in k pairs (GemmPackBPairs).
 void conv_pack_b_pairs_avx512(const void *ctx, int p0, int kc, int j0, int nc, uint32_t *dst);
+// Frees the calling thread's kept bf16 input copy (gemm_free_thread_buffers calls it).
+void conv_free_thread_buffers(void);
 // (AVX512_BF16) One H x W channel rounded to bf16 into its zero-padded Hp x Wp plane.
 void conv_round_plane_avx512(const float *x, int H, int W, int pad_top, int pad_left, int Hp, int Wp,
                              uint16_t *plane);

@@ -36,6 +36,11 @@ typedef struct GemmPackedWeights {
     int borrowed;     // 1: data belongs to someone else (a mapped packed model file): not freed
 } GemmPackedWeights;
 
+// The GEMM keeps its workspaces between calls, per host thread (two threads may call the kernels
+// at once): a thread that is done with the library frees its own with this (else they stay
+// allocated until the process ends). The next call allocates them again.
+void gemm_free_thread_buffers(void);
+
 // Packs W (rows x K) for the kernel set in use; returns -1 (with a message) if out of memory.
 int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, int as_b);
 void gemm_packed_weights_free(GemmPackedWeights *pw);
