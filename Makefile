@@ -122,6 +122,7 @@ FUZZ_SRC_zip         := src/io/zip.c
 FUZZ_SRC_pickle      := src/io/pickle.c
 FUZZ_SRC_torch       := src/io/safetensors.c src/io/json.c $(FUZZ_TORCH_IO)
 FUZZ_SRC_hdf5        := src/io/hdf5.c src/io/hdf5_index.c src/io/hdf5_read.c src/io/inflate.c src/io/npy.c
+FUZZ_SRC_geobench    := src/io/geobench_meta.c src/io/pickle.c
 FUZZ_SRC_jpeg        := src/io/jpeg.c src/io/jpeg_huff.c src/io/jpeg_idct.c
 FUZZ_SRC_image       := src/io/image.c src/io/png.c src/io/tiff.c src/io/npy.c src/io/inflate.c $(FUZZ_SRC_jpeg)
 FUZZ_SRC_labels      := src/io/labels.c src/io/png.c src/io/npy.c src/io/inflate.c
@@ -129,7 +130,7 @@ FUZZ_SRC_labels      := src/io/labels.c src/io/png.c src/io/npy.c src/io/inflate
 FUZZ_SRC_feature_cache := src/io/feature_cache.c src/train/dataset.c src/io/labels.c src/io/safetensors.c $(FUZZ_TORCH_IO) \
               src/io/json.c src/io/png.c src/io/npy.c src/io/inflate.c src/core/tensor.c src/core/runtime.c \
               $(wildcard src/fusion/*.c) $(wildcard src/kernels/*.c)
-FUZZ_TARGETS := png inflate tiff npy json safetensors image labels feature_cache zip pickle torch hdf5 jpeg
+FUZZ_TARGETS := png inflate tiff npy json safetensors image labels feature_cache zip pickle torch hdf5 jpeg geobench
 fuzz:
 	@if command -v $(FUZZ_CC) >/dev/null 2>&1; then \
 	  $(MAKE) --no-print-directory $(FUZZ_TARGETS:%=build/fuzz/fuzz_%); \

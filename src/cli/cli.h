@@ -22,6 +22,8 @@ int cmd_import_head(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_figures(int argc, char **argv);
 int cmd_geobench(int argc, char **argv);
+// reproduce (cmd_reproduce.c): a GEO-Bench experiment end to end by calling extract, train and eval.
+int cmd_reproduce(int argc, char **argv);
 // info FILE.hdf5 (cmd_geobench.c): 1 if the file starts with the HDF5 signature; the listing.
 int is_hdf5_file(const char *path);
 int info_hdf5(const char *path);

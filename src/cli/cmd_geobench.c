@@ -156,7 +156,7 @@ int cmd_geobench(int argc, char **argv) {
         geobench_usage(stderr);
         return 2;
     }
-    if (gb_export(task, out, partition, bands, quiet)) {
+    if (gb_export(task, out, partition, bands, 1, quiet)) {
         fprintf(stderr, "satdifuser geobench export: %s\n", sd_last_error());
         return 1;
     }

@@ -26,6 +26,7 @@ static const struct {
     {"pack", cmd_pack, "a model folder as one packed file that loads by mapping it (extract --model FILE)"},
     {"import-head", cmd_import_head, "run folder from a head trained by the original run.py (.pth)"},
     {"geobench", cmd_geobench, "GEO-Bench task folder (HDF5 samples) -> images/*.npy, masks/*.npy, labels.csv"},
+    {"reproduce", cmd_reproduce, "one GEO-Bench experiment of the paper: extract, train, eval, a results row"},
 };
 
 static void usage(FILE *f) {

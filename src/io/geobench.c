@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/error.h"
 #include "io/file.h"
@@ -11,147 +12,7 @@
 #include "io/image.h"
 #include "io/json.h"
 #include "io/pickle.h"
-
-// ---- the pickled attribute --------------------------------------------------------------------
-
-static int hexval(int c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-// Python's repr of bytes: b'...' (or b"..." when the bytes hold a ' and no "), printable ASCII
-// as itself, \\ \' \" \t \n \r and \xHH for the rest.
-int gb_bytes_literal(const char *s, size_t len, uint8_t **out, size_t *out_len) {
-    *out = NULL;
-    if (len < 3 || s[0] != 'b' || (s[1] != '\'' && s[1] != '"') || s[len - 1] != s[1])
-        return sd_errorf("not a Python bytes literal (expected b'...')");
-    uint8_t *b = malloc(len);
-    if (!b) return sd_errorf("out of memory");
-    size_t n = 0;
-    for (size_t i = 2; i + 1 < len; i++) {
-        char c = s[i];
-        if (c != '\\') {
-            if (c == s[1]) {
-                free(b);
-                return sd_errorf("bytes literal: unescaped quote at character %zu", i);
-            }
-            b[n++] = (uint8_t)c;
-            continue;
-        }
-        if (i + 2 >= len) break;
-        c = s[++i];
-        if (c == 'x' && i + 3 < len && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            b[n++] = (uint8_t)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        } else if (c == 'n') b[n++] = '\n';
-        else if (c == 'r') b[n++] = '\r';
-        else if (c == 't') b[n++] = '\t';
-        else if (c == '\\' || c == '\'' || c == '"') b[n++] = (uint8_t)c;
-        else {
-            free(b);
-            return sd_errorf("bytes literal: unknown escape '\\%c' at character %zu", c, i);
-        }
-    }
-    if (n == 0) {
-        free(b);
-        return sd_errorf("bytes literal is empty or cut short");
-    }
-    *out = b;
-    *out_len = n;
-    return 0;
-}
-
-// numpy values in a pickle, decoded from what numpy's __reduce__ leaves: a dtype is
-// numpy.dtype('i8', False, True) with BUILD state (3, '<', ...); an array is
-// numpy.core.multiarray._reconstruct(...) with state (1, shape, dtype, fortran, raw bytes);
-// a scalar is numpy.core.multiarray.scalar(dtype, raw bytes).
-static int np_dtype(const PyValue *dt, char *kind, int *size, int *big) {
-    if (!dt || dt->kind != PY_OBJECT || !dt->args || dt->args->kind != PY_TUPLE || dt->args->count < 1 ||
-        dt->args->items[0]->kind != PY_STR)
-        return -1;
-    const char *code = dt->args->items[0]->s;
-    if (strlen(code) != 2 || !strchr("iufb", code[0]) || !strchr("1248", code[1])) return -1;
-    *kind = code[0];
-    *size = code[1] - '0';
-    *big = 0;
-    const PyValue *st = dt->state;
-    if (st && st->kind == PY_TUPLE && st->count > 1 && st->items[1]->kind == PY_STR) *big = st->items[1]->s[0] == '>';
-    return 0;
-}
-
-static int np_values(char kind, int size, int big, const PyValue *raw, int64_t count, int64_t *out) {
-    if (!raw || raw->kind != PY_BYTES || (uint64_t)raw->len != (uint64_t)count * (uint64_t)size) return -1;
-    for (int64_t i = 0; i < count; i++) {
-        const unsigned char *p = (const unsigned char *)raw->s + i * size;
-        uint64_t u = 0;
-        for (int k = 0; k < size; k++) u |= (uint64_t)p[big ? size - 1 - k : k] << (8 * k);
-        if (kind == 'i' && size < 8 && (u >> (8 * size - 1)) & 1) u |= ~(uint64_t)0 << (8 * size);  // sign
-        if (kind == 'f') {
-            double d;
-            if (size == 8) memcpy(&d, &u, 8);
-            else if (size == 4) {
-                float f;
-                uint32_t w = (uint32_t)u;
-                memcpy(&f, &w, 4);
-                d = f;
-            } else return -1;
-            if (!(fabs(d) < 9e15) || d != floor(d)) return -1;
-            out[i] = (int64_t)d;
-        } else {
-            out[i] = (int64_t)u;
-        }
-    }
-    return 0;
-}
-
-// An int label (1) or a vector (2) from an int, a list/tuple of ints, a numpy scalar or array.
-static int py_label(const PyValue *v, int64_t *label, int64_t **vec, int *len) {
-    if (!v || v->kind == PY_DICT) return 0;  // a dict: the attributes of the `label` band (segmentation)
-    if (v->kind == PY_INT || v->kind == PY_BOOL) {
-        *label = v->i;
-        return 1;
-    }
-    if (v->kind == PY_LIST || v->kind == PY_TUPLE) {
-        *vec = malloc(sizeof(int64_t) * (size_t)(v->count ? v->count : 1));
-        if (!*vec) return -1;
-        for (int i = 0; i < v->count; i++) {
-            const PyValue *e = v->items[i];
-            if (e->kind != PY_INT && e->kind != PY_BOOL) return -1;
-            (*vec)[i] = e->i;
-        }
-        *len = v->count;
-        return 2;
-    }
-    if (v->kind != PY_OBJECT || !v->cls || v->cls->kind != PY_GLOBAL) return -1;
-    const char *cls = v->cls->s, *dot = strrchr(cls, '.');
-    char kind;
-    int size, big;
-    if (dot && strcmp(dot, ".scalar") == 0 && v->args && v->args->kind == PY_TUPLE && v->args->count == 2) {
-        if (np_dtype(v->args->items[0], &kind, &size, &big) || np_values(kind, size, big, v->args->items[1], 1, label))
-            return -1;
-        return 1;
-    }
-    if (dot && strcmp(dot, "._reconstruct") == 0 && v->state && v->state->kind == PY_TUPLE && v->state->count == 5) {
-        const PyValue *shape = v->state->items[1];
-        if (shape->kind != PY_TUPLE || shape->count > 1 || np_dtype(v->state->items[2], &kind, &size, &big)) return -1;
-        int64_t n = shape->count ? shape->items[0]->i : 1;
-        if (n < 0 || n > GB_MAX_CLASSES) return -1;
-        *vec = malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
-        if (!*vec || np_values(kind, size, big, v->state->items[4], n, *vec)) return -1;
-        *len = (int)n;
-        if (shape->count == 0) {  // a 0-d array: one value
-            *label = (*vec)[0];
-            free(*vec);
-            *vec = NULL;
-            *len = 0;
-            return 1;
-        }
-        return 2;
-    }
-    return -1;
-}
+#include "io/tiff_bands.h"
 
 int gb_sample_meta(const H5File *f, GbSampleMeta *m) {
     memset(m, 0, sizeof(*m));
@@ -160,63 +21,7 @@ int gb_sample_meta(const H5File *f, GbSampleMeta *m) {
     if (!a->str || a->count != 1)
         return sd_errorf("%s: attribute 'pickle' is not a string (a GEO-Bench sample's is the repr of a pickle)",
                          f->path);
-    uint8_t *buf;
-    size_t len;
-    if (gb_bytes_literal(a->str[0], a->str_len[0], &buf, &len))
-        return sd_error_context("%s: attribute 'pickle'", f->path);
-    PickleDoc doc;
-    pickle_doc_init(&doc);
-    PyValue *root = NULL;
-    char where[600];
-    snprintf(where, sizeof(where), "%s: attribute 'pickle'", f->path);
-    int rc = pickle_load(&doc, where, buf, len, NULL, &root, NULL);
-    if (rc == 0 && root->kind != PY_DICT) rc = sd_errorf("%s: a %s, expected a dict", where, py_kind_name(root->kind));
-    const PyValue *order = rc == 0 ? py_dict_get(root, "bands_order") : NULL;
-    if (order && order->kind != PY_LIST && order->kind != PY_TUPLE)
-        rc = sd_errorf("%s: bands_order is a %s, expected a list", where, py_kind_name(order->kind));
-    for (int i = 0; rc == 0 && order && i < order->count; i++) {
-        const PyValue *s = order->items[i];
-        if (s->kind != PY_STR || i >= GB_MAX_BANDS)
-            rc = sd_errorf("%s: bands_order entry %d is not a band name (or more than %d bands)", where, i, GB_MAX_BANDS);
-        else if (!(m->bands[m->num_bands++] = strdup(s->s)))
-            rc = sd_errorf("out of memory");
-    }
-    for (int i = 0; rc == 0 && i < m->num_bands; i++) {  // root[band]["band_info"].alt_names
-        const PyValue *attrs = py_dict_get(root, m->bands[i]);
-        const PyValue *info = attrs && attrs->kind == PY_DICT ? py_dict_get(attrs, "band_info") : NULL;
-        const PyValue *st = info && info->kind == PY_OBJECT ? info->state : NULL;
-        const PyValue *alt = st && st->kind == PY_DICT ? py_dict_get(st, "alt_names") : NULL;
-        for (int k = 0, n = 0; alt && (alt->kind == PY_TUPLE || alt->kind == PY_LIST) && k < alt->count; k++)
-            if (alt->items[k]->kind == PY_STR && n < GB_MAX_ALT - 1 && !(m->alt[i][n++] = strdup(alt->items[k]->s)))
-                rc = sd_errorf("out of memory");
-    }
-    if (rc == 0) {
-        int k = py_label(py_dict_get(root, "label"), &m->label, &m->label_vec, &m->label_len);
-        if (k < 0) rc = sd_errorf("%s: 'label' is not an int, a list of ints or a numpy integer array", where);
-        else m->has_label = k;
-    }
-    pickle_doc_free(&doc);
-    free(buf);
-    if (rc) gb_sample_meta_free(m);
-    return rc;
-}
-
-const char *gb_resolve_band(const GbSampleMeta *m, const char *want) {
-    for (int i = 0; i < m->num_bands; i++)
-        if (strcmp(m->bands[i], want) == 0) return m->bands[i];
-    for (int i = 0; i < m->num_bands; i++)
-        for (int k = 0; k < GB_MAX_ALT && m->alt[i][k]; k++)
-            if (strcmp(m->alt[i][k], want) == 0) return m->bands[i];
-    return NULL;
-}
-
-void gb_sample_meta_free(GbSampleMeta *m) {
-    for (int i = 0; i < m->num_bands; i++) {
-        free(m->bands[i]);
-        for (int k = 0; k < GB_MAX_ALT; k++) free(m->alt[i][k]);
-    }
-    free(m->label_vec);
-    memset(m, 0, sizeof(*m));
+    return gb_meta_parse(f->path, a->str[0], a->str_len[0], m);
 }
 
 void gb_list_bands(const H5File *f, char *out, size_t size) {
@@ -743,14 +548,48 @@ int gb_image_load(const char *path, Image *img) {
     return rc;
 }
 
+// --bands by name for a GeoTIFF: its band descriptions (GDAL_METADATA), matched exactly, else
+// ignoring case.
+static int tiff_band_indices(const char *path, const char *list, int *idx, int max, int *n) {
+    char *have[GB_MAX_BANDS] = {0}, *want[GB_MAX_BANDS] = {0};
+    int nh = 0, nw = 0;
+    int rc = tiff_band_names(path, have, GB_MAX_BANDS, &nh);
+    if (rc == 0 && nh == 0)
+        rc = sd_errorf("%s: --bands '%s' names bands, but the file has no band descriptions (GDAL_METADATA DESCRIPTION "
+                       "items); give 1-based band numbers", path, list);
+    if (rc == 0) rc = split_bands(list, want, &nw, path);
+    if (rc == 0 && nw > max) rc = sd_errorf("%s: --bands '%s' names %d bands, at most %d", path, list, nw, max);
+    for (int i = 0; rc == 0 && i < nw; i++) {
+        idx[i] = 0;
+        for (int k = 0; k < nh && !idx[i]; k++)
+            if (have[k] && strcmp(want[i], have[k]) == 0) idx[i] = k + 1;
+        for (int k = 0; k < nh && !idx[i]; k++)
+            if (have[k] && strcasecmp(want[i], have[k]) == 0) idx[i] = k + 1;
+        if (!idx[i]) {
+            char names[2048];
+            size_t m = 0;
+            names[0] = 0;
+            for (int k = 0; k < nh && m + 1 < sizeof(names); k++)
+                m += (size_t)snprintf(names + m, sizeof(names) - m, "%s%d '%s'", k ? ", " : "", k + 1, have[k] ? have[k] : "");
+            rc = sd_errorf("%s: no band described as '%s' (--bands); the descriptions are %s", path, want[i], names);
+        }
+    }
+    *n = nw;
+    for (int i = 0; i < GB_MAX_BANDS; i++) free(have[i]), free(want[i]);
+    return rc;
+}
+
 int gb_band_indices(const char *path, const char *list, int *idx, int max, int *n) {
     FILE *fp = fopen(path, "rb");
     unsigned char sig[8] = {0};
     size_t got = fp ? fread(sig, 1, 8, fp) : 0;
     if (fp) fclose(fp);
-    if (!h5_is_hdf5(sig, got))
-        return sd_errorf("%s: --bands '%s' names bands, which only GEO-Bench HDF5 samples have here (GeoTIFF band "
-                         "descriptions are not read); give 1-based band numbers", path, list);
+    if (!h5_is_hdf5(sig, got)) {
+        if (got >= 4 && ((sig[0] == 'I' && sig[1] == 'I') || (sig[0] == 'M' && sig[1] == 'M')))
+            return tiff_band_indices(path, list, idx, max, n);
+        return sd_errorf("%s: --bands '%s' names bands, which only GEO-Bench HDF5 samples and GeoTIFFs with band "
+                         "descriptions have; give 1-based band numbers", path, list);
+    }
     H5File f;
     if (h5_open(&f, path)) return -1;
     char *have[GB_MAX_BANDS] = {0}, *want[GB_MAX_BANDS] = {0};

@@ -10,6 +10,7 @@
 #ifndef SD_GEOBENCH_H
 #define SD_GEOBENCH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "io/hdf5.h"
@@ -39,6 +40,8 @@ int gb_bytes_literal(const char *s, size_t len, uint8_t **out, size_t *out_len);
 const char *gb_resolve_band(const GbSampleMeta *m, const char *want);
 // Reads the sample's pickle attribute (`path` for messages).
 int gb_sample_meta(const H5File *f, GbSampleMeta *m);
+// The same from the attribute's text (repr_len bytes; io/geobench_meta.c); path names the file in messages.
+int gb_meta_parse(const char *path, const char *repr, size_t repr_len, GbSampleMeta *m);
 void gb_sample_meta_free(GbSampleMeta *m);
 
 typedef struct {
@@ -91,6 +94,34 @@ int gb_band_indices(const char *path, const char *names, int *idx, int max, int 
 
 // satdifuser geobench export: OUT/images/<sample>.npy, OUT/masks/<sample>.npy (seg),
 // OUT/labels.csv; written into a temporary folder beside OUT and renamed at the end.
-int gb_export(const char *dir, const char *out, const char *partition, const char *bands, int quiet);
+// images 0: labels.csv and masks only (satdifuser reproduce extracts from the task folder itself).
+int gb_export(const char *dir, const char *out, const char *partition, const char *bands, int images, int quiet);
+
+// configs/tasks/<task>.json (io/geobench_preset.c, docs/geobench.md): the original's settings for a task.
+#define GB_PRESET_MAX_HEAD 6
+typedef struct {
+    int batch_size, val_batch_size, epochs, warmup_epochs, eval_every, patience, seed, max_steps;
+    double lr, min_lr, weight_decay;
+} PresetTrain;
+
+typedef struct {
+    char *path;                    // the preset file
+    char *task, *folder;           // "m-eurosat", "classification_v1.0/m-eurosat" (under the GEO-Bench root)
+    GbTaskType type;
+    int num_classes;
+    char *bands, *scale, *prompt;  // extract --bands, --scale, --prompt
+    int size;                      // extract --size
+    int ignore_value;              // train/eval --ignore-value (run.py's -100 by default)
+    char *metric;                  // the key of eval's metrics JSON reported in the results table
+    PresetTrain train;             // train options (configs/*_exp.yaml); max_steps 0 = no limit
+    int num_head;                  // head options (train --projection-dim ...), optional
+    char head_keys[GB_PRESET_MAX_HEAD][24];
+    int head_vals[GB_PRESET_MAX_HEAD];
+} GbPreset;
+
+// NAME (a preset of configs/tasks) or a path to a .json file -> the file's path.
+int gb_preset_find(const char *name, char *path, size_t size);
+int gb_preset_load(GbPreset *p, const char *path);
+void gb_preset_free(GbPreset *p);
 
 #endif

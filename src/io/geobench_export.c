@@ -58,7 +58,7 @@ static void put_class_name(FILE *fp, const char *name) {
     for (const char *p = name; *p; p++) fputc(*p == ',' ? ';' : (*p == '\n' || *p == '\r') ? ' ' : *p, fp);
 }
 
-int gb_export(const char *dir, const char *out, const char *partition, const char *bands, int quiet) {
+int gb_export(const char *dir, const char *out, const char *partition, const char *bands, int images, int quiet) {
     int state = empty_or_missing(out);
     if (state < 0)
         return sd_errorf("--out %s: exists and is not an empty folder (choose a new folder; nothing is overwritten)",
@@ -70,7 +70,7 @@ int gb_export(const char *dir, const char *out, const char *partition, const cha
     int rc = 0;
     if (mkdir(tmp, 0777) != 0) rc = sd_errorf("%s: cannot create the folder: %s", tmp, strerror(errno));
     snprintf(path, sizeof(path), "%s/images", tmp);
-    if (rc == 0 && mkdir(path, 0777) != 0) rc = sd_errorf("%s: cannot create the folder: %s", path, strerror(errno));
+    if (rc == 0 && images && mkdir(path, 0777) != 0) rc = sd_errorf("%s: cannot create the folder: %s", path, strerror(errno));
     snprintf(path, sizeof(path), "%s/masks", tmp);
     if (rc == 0 && t.type == GB_TASK_SEG && mkdir(path, 0777) != 0)
         rc = sd_errorf("%s: cannot create the folder: %s", path, strerror(errno));
@@ -113,7 +113,7 @@ int gb_export(const char *dir, const char *out, const char *partition, const cha
                            t.names[i], these, t.names[0], first_bands);
         int64_t shape[3] = {s.C, s.H, s.W};
         snprintf(path, sizeof(path), "%s/images/%s.npy", tmp, t.names[i]);
-        if (rc == 0) rc = npy_write(path, NPY_FLOAT32, 3, shape, s.image);
+        if (rc == 0 && images) rc = npy_write(path, NPY_FLOAT32, 3, shape, s.image);
         if (rc == 0 && t.type == GB_TASK_SEG) {
             // masks as uint8 when every value fits (the label loader reads any integer NPY)
             size_t npx = (size_t)s.mask_h * (size_t)s.mask_w;
@@ -146,8 +146,8 @@ int gb_export(const char *dir, const char *out, const char *partition, const cha
     if (rc == 0 && rename(tmp, out) != 0) rc = sd_errorf("%s: cannot rename %s to it: %s", out, tmp, strerror(errno));
     if (rc) remove_export(tmp);
     else if (!quiet)
-        printf("geobench export: %d samples of %s (partition %s, task %s) -> %s\n", t.num_samples, dir, t.partition,
-               task_names[t.type], out);
+        printf("geobench export: %d samples of %s (partition %s, task %s) -> %s%s\n", t.num_samples, dir, t.partition,
+               task_names[t.type], out, images ? "" : " (labels only)");
     gb_task_free(&t);
     return rc;
 }
