@@ -35,7 +35,7 @@ $S train --features "$T/feat" --labels "$T/seg.csv" --task seg $HEAD --out "$T/s
 check '[ $? -eq 0 ]' "seg run ($(tail -n 1 "$T/t2.log"))"
 
 # --out by extension: refused before anything is computed (exit 2, nothing written)
-for case in "cls p.png NAME.json" "cls p.txt NAME.json" "seg p.json NAME.png" "seg p.tif GeoTIFF"; do
+for case in "cls p.png NAME.json" "cls p.txt NAME.json" "seg p.json NAME.png" "seg p.txt NAME.png"; do
   run=${case%% *}; rest=${case#* }; out=${rest%% *}; want=${rest#* }
   $S predict --model "$MODEL" --head "$T/$run" --input "$IMG" --out "$T/$out" > "$T/o.log" 2>&1
   rc=$?

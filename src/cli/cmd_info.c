@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/predict_scene.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "io/torch_file.h"
@@ -20,7 +21,8 @@ static void info_usage(FILE *f) {
                "  --digest    also print a 64-bit FNV-1a hash of each tensor's bytes (compare tensors of two\n"
                "              files whatever their metadata or container)\n"
                "  --key PATH  PyTorch files: only the tensors under this entry (e.g. decoder_net, state_dict)\n"
-               "An HDF5 file (GEO-Bench sample .hdf5) lists its datasets (dtype, shape, storage) and attributes.\n");
+               "An HDF5 file (GEO-Bench sample .hdf5) lists its datasets (dtype, shape, storage) and attributes;\n"
+               "a TIFF / GeoTIFF its size, bands, layout and georeferencing tags.\n");
 }
 
 static uint64_t fnv1a(const unsigned char *p, size_t n) {
@@ -46,6 +48,10 @@ int cmd_info(int argc, char **argv) {
         if (!strcmp(argv[a], "--key")) { a++; continue; }
         if (is_hdf5_file(argv[a])) {  // HDF5 (GEO-Bench samples): datasets and attributes
             rc |= info_hdf5(argv[a]);
+            continue;
+        }
+        if (is_tiff_path(argv[a])) {  // TIFF / GeoTIFF: size, layout, georeferencing (info_tiff.c)
+            rc |= info_tiff(argv[a]);
             continue;
         }
         SafeTensors st;
