@@ -8,6 +8,8 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "io/image.h"
+#include "io/npy.h"
 #include "models/preprocess.h"
 
 static void test_shapes(void) {
@@ -159,7 +161,126 @@ static void test_extreme_aspect(void) {
     free(src);
 }
 
+// numpy.nanpercentile(float64 values, p) (method 'linear'), printed by numpy 1.24 for this array.
+static void test_percentile(void) {
+    const float x[16] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5, NAN, 8, 9, 7, 9};
+    const double p[8] = {0, 2, 25, 50, 98, 100, 33.3, 99.9};
+    const double want[8] = {1.0, 1.0, 3.0, 5.0, 9.0, 9.0, 3.661999999999999, 9.0};
+    for (int k = 0; k < 8; k++) {
+        int found = 0;
+        double v = preprocess_percentile(x, 16, p[k], 0, 0.0, &found);
+        CHECK(found && v == want[k], "percentile %g: %.17g, numpy %.17g", p[k], v, want[k]);
+    }
+    int found = 0;  // nodata 9 left out: numpy.percentile(values without NaN and 9, 10 / 90) = 1.1 / 6.9
+    double a = preprocess_percentile(x, 16, 10, 1, 9.0, &found), b = preprocess_percentile(x, 16, 90, 1, 9.0, &found);
+    CHECK(found && a == 1.1 && b == 6.9, "percentiles without nodata: %.17g %.17g", a, b);
+    const float nan1[2] = {NAN, NAN};
+    preprocess_percentile(nan1, 2, 50, 0, 0.0, &found);
+    CHECK(!found, "no valid value: not found");
+}
+
+// --resize exact is Resize((N, N)); --crop center is torchvision CenterCrop(N) after the resize:
+// top/left = int(round((size - N) / 2.0)), Python's round half to even (13 - 8 = 5: left 2, not 3).
+static void test_resize_modes(void) {
+    enum { C = 3, H = 10, W = 17 };
+    static float src[C * H * W];
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) src[(c * H + y) * W + x] = (float)((c * 31 + y * 7 + x * 3) % 17) / 16.0f;
+    PreprocessOptions o;
+    preprocess_options_default(&o);
+    o.scale = SCALE_CLIP;
+    o.size = 8;
+    Tensor full = {0}, crop = {0}, exact = {0};
+    CHECK(preprocess_image(src, C, H, W, &o, "a.npy", &full) == 0 && full.shape[2] == 8 && full.shape[3] == 13,
+          "shorter: 10x17 -> 8x13");
+    o.crop = 1;
+    CHECK(preprocess_image(src, C, H, W, &o, "a.npy", &crop) == 0 && crop.shape[2] == 8 && crop.shape[3] == 8,
+          "crop: 8x8");
+    int same2 = 1, same3 = 1;
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < 8; y++)
+            for (int x = 0; x < 8; x++) {
+                float v = crop.data[(c * 8 + y) * 8 + x];
+                same2 &= v == full.data[(c * 8 + y) * 13 + x + 2];
+                same3 &= v == full.data[(c * 8 + y) * 13 + x + 3];
+            }
+    CHECK(same2 && !same3, "crop = columns 2..9 of the resized image (round(2.5) = 2)");
+    o.crop = 0;
+    o.resize = RESIZE_EXACT;
+    CHECK(preprocess_image(src, C, H, W, &o, "a.npy", &exact) == 0 && exact.shape[2] == 8 && exact.shape[3] == 8,
+          "exact: 8x8");
+    static float ref[C * 8 * 8];
+    resize_bilinear_antialias(src, ref, 1, C, H, W, 8, 8);
+    int ok = 1;
+    for (int i = 0; i < C * 64; i++) ok &= exact.data[i] == (ref[i] - 0.5f) / 0.5f;
+    CHECK(ok, "exact = the antialiased resize to 8x8, normalised");
+    o.crop = 1;  // crop after an exact resize: nothing to take
+    Tensor both = {0};
+    CHECK(preprocess_image(src, C, H, W, &o, "a.npy", &both) == 0 && max_abs_diff(both.data, exact.data, C * 64) == 0.0,
+          "exact + crop = exact");
+    // a 1x4000 strip: no 16:1 refusal with exact (nothing blows up)
+    float *strip = (float *)calloc(3 * 4000, sizeof(float));
+    Tensor st = {0};
+    CHECK(preprocess_image(strip, 3, 1, 4000, &o, "strip.npy", &st) == 0 && st.shape[3] == 8, "exact takes a strip");
+    free(strip);
+    tensor_free(&st);
+    tensor_free(&both);
+    tensor_free(&full);
+    tensor_free(&crop);
+    tensor_free(&exact);
+}
+
+// Real rasters of ../shared/data against torch's preprocessing of the same pixels
+// (tests/data/resize_crop/make_refs.py: x / 255, F.interpolate antialias, CenterCrop with Python's
+// round; oxford.tif 601x81 -> 237x32, left = round(102.5) = 102): bit for bit, then normalised.
+static void test_crop_exact_vs_torch(void) {
+    const char *shared = "../shared/data/tiff";
+    FILE *probe = fopen("../shared/data/MANIFEST.md", "r");
+    if (!probe) shared = "/work/shared/data/tiff", probe = fopen("/work/shared/data/MANIFEST.md", "r");
+    if (!probe) { printf("SKIP test_preprocess: no ../shared/data for the torch references\n"); return; }
+    fclose(probe);
+    const char *cases[3][2] = {{"colorado", "rio-tiler/colorado_CL_1"}, {"tiled", "image-tiff/tiled-rgb-u8"},
+                               {"oxford", "image-tiff/oxford"}};
+    for (int c = 0; c < 3; c++)
+        for (int mode = 0; mode < 2; mode++) {  // 0: shorter + centre crop, 1: exact
+            char tif[512], ref[512];
+            snprintf(tif, sizeof(tif), "%s/%s.tif", shared, cases[c][1]);
+            snprintf(ref, sizeof(ref), "tests/data/resize_crop/%s_%s32.npy", cases[c][0], mode ? "exact" : "crop");
+            Image img;
+            NpyArray a;
+            float *want = NULL;
+            if (image_load(tif, &img) || npy_read(ref, &a)) {
+                CHECK(0, "%s / %s: %s", tif, ref, sd_last_error());
+                continue;
+            }
+            npy_to_float32(&a, &want);
+            PreprocessOptions o;
+            preprocess_options_default(&o);
+            o.scale = SCALE_DIV255;
+            o.size = 32;
+            o.crop = !mode;
+            o.resize = mode ? RESIZE_EXACT : RESIZE_SHORTER;
+            Tensor t = {0};
+            int ok = preprocess_image(img.data, img.channels, img.height, img.width, &o, tif, &t) == 0 &&
+                     t.shape[2] == 32 && t.shape[3] == 32 && a.ndim == 3 && a.shape[1] == 32 && a.shape[2] == 32;
+            double worst = 0.0;
+            for (long i = 0; ok && i < 3 * 32 * 32; i++) {
+                double d = fabs((double)t.data[i] - (double)((want[i] - 0.5f) / 0.5f));
+                if (d > worst) worst = d;
+            }
+            CHECK(ok && worst == 0.0, "%s %s: max |C - torch| = %g", cases[c][0], mode ? "exact" : "crop", worst);
+            tensor_free(&t);
+            free(want);
+            npy_free(&a);
+            image_free(&img);
+        }
+}
+
 int main(void) {
+    test_crop_exact_vs_torch();
+    test_percentile();
+    test_resize_modes();
     test_extreme_aspect();
     test_shapes();
     test_bands();

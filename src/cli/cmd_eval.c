@@ -14,7 +14,7 @@ static void eval_usage(FILE *f) {
     fprintf(f,
             "usage: satdifuser eval --run RUN_DIR --features DIR --labels FILE [--split test|val|train]\n"
             "                       [--weights FILE] [--batch-size N] [--json OUT] [--ignore-value V]\n"
-            "                       [--moe-counter continue|restart]\n\n"
+            "                       [--moe-counter continue|restart] [--allow-mixed-preprocessing]\n\n"
             "Evaluates the head of a training run (RUN_DIR/head_config.json + RUN_DIR/best.safetensors,\n"
             "or --weights) on one split, with the original's metrics: accuracy and macro-P/R F1\n"
             "(classification), micro F1 (multi-label), IoU/mIoU and F1 per class (segmentation).\n"
@@ -26,10 +26,11 @@ static void eval_usage(FILE *f) {
 
 int cmd_eval(int argc, char **argv) {
     const char *run = NULL, *features = NULL, *labels_path = NULL, *split_name_arg = "test", *weights = NULL, *json_out = NULL;
-    int batch = 32, ignore_value = 255, moe_restart = 0;
+    int batch = 32, ignore_value = 255, moe_restart = 0, allow_mixed = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { eval_usage(stdout); return 0; }
+        if (!strcmp(a, "--allow-mixed-preprocessing")) { allow_mixed = 1; continue; }  // as train
         if (!v) { fprintf(stderr, "satdifuser eval: %s needs a value\n", a); return 2; }
         i++;
         if (!strcmp(a, "--run")) run = v;
@@ -78,7 +79,7 @@ int cmd_eval(int argc, char **argv) {
     if (!rows) { sd_errorf("out of memory"); goto fail; }
     int n = labels_split(&labels, split, rows);
     if (n == 0) { sd_errorf("%s: the %s split is empty", labels_path, split_name_arg); goto fail; }
-    if (dataset_open(&data, features, &labels, batch, ignore_value)) goto fail;
+    if (dataset_open_mixed(&data, features, &labels, batch, ignore_value, allow_mixed)) goto fail;
     if (head_model_init(&model, &hc)) goto fail;
     snprintf(wpath, sizeof(wpath), "%s/best.safetensors", run);
     if (head_model_load(&model, weights ? weights : wpath)) goto fail;

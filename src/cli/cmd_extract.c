@@ -31,6 +31,7 @@
 #include "io/geobench.h"
 #include "cli/shard.h"
 #include "cli/extract_check.h"
+#include "cli/preprocess_args.h"
 
 static void extract_usage(FILE *f) {
     fprintf(f,
@@ -50,7 +51,13 @@ static void extract_usage(FILE *f) {
             "  --partition NAME     GEO-Bench: NAME_partition.json (default: default)\n"
             "  --out DIR            feature cache folder; <name> is the image's path relative to the input\n"
             "                       folder (or list), without its extension\n"
-            "  --size N             shorter side after resizing, a multiple of 8 (default 256; 512 for SD 2.1 768)\n"
+            "  --size N             target size after resizing, a multiple of 8 (default 256; 512 for SD 2.1 768)\n"
+            "  --resize shorter|exact  shorter (default, the original's torchvision Resize(N)): the shorter side\n"
+            "                       becomes N, the longer one keeps the aspect ratio; exact: Resize((N, N)), both\n"
+            "                       sides N (the aspect ratio is not kept)\n"
+            "  --crop center|none   center: after the resize, the centre N x N (torchvision CenterCrop(N)), so\n"
+            "                       images of any aspect ratio give features of one shape; none (default, as the\n"
+            "                       original)\n"
             "  --prompt TEXT        text condition (default \"A satellite image\")\n"
             "  --steps N            DDIM inference steps (default 50)\n"
             "  --save-steps LIST    step indices to save, the original's save_timesteps (default 47,45,40:\n"
@@ -65,8 +72,13 @@ static void extract_usage(FILE *f) {
             "                       AVX512_BF16: ~1.8x faster, ~1%% relative error in the features, docs/bf16.md)\n"
             "  --bands LIST         1-based R,G,B bands (default: 1,2,3 for 3-4 bands, 4,3,2 for 12-13 bands);\n"
             "                       GEO-Bench samples: band names too (\"04 - Red,03 - Green,02 - Blue\")\n"
-            "  --scale MODE         4095 | 255 | clip | minmax:STATS.json | auto (default auto: 8-bit files /255,\n"
-            "                       other integers /4095, floats clipped to [0,1]); STATS.json = {\"min\":[..],\"max\":[..]}\n"
+            "  --scale MODE         how samples become [0, 1], per band (x = clip((v - offset) / range, 0, 1)):\n"
+            "                       auto (default): 8-bit /255, 16-bit PNG /65535, other integers /4095, floats\n"
+            "                       clipped; a warning names each band that lost pixels to clipping\n"
+            "                       4095 | 255 | 65535 | clip: that divisor (clip: none)\n"
+            "                       minmax: this image's min and max; percentile:LO,HI (e.g. 2,98): its\n"
+            "                       percentiles (numpy 'linear'); minmax:STATS.json: {\"min\":[..],\"max\":[..]}\n"
+            "                       for the whole dataset. Each feature file records what was applied ('scaling')\n"
             "  --shard K/N          process only the images i with i mod N == K (K from 0), over the sorted list;\n"
             "                       auto: K/N of a SLURM array job (SLURM_ARRAY_TASK_ID, _MIN/_MAX/_STEP/_COUNT)\n"
             "  --batch B            run up to B images of one size through the VAE and the UNet together\n"
@@ -98,8 +110,9 @@ static int should_stop(void *ctx) {
 // Options.
 
 typedef struct {
-    const char *model, *unet, *input, *out, *prompt, *bands, *scale, *layers, *save_steps, *save_t, *partition;
-    int size, steps, latent_sample, f16, shard_k, shard_n, quiet, by_config, bf16, batch, check;
+    const char *model, *unet, *input, *out, *prompt, *layers, *save_steps, *save_t, *partition;
+    PreArgs pre;  // --bands --scale --size --resize --crop (cli/preprocess_args.h, shared with predict)
+    int steps, latent_sample, f16, shard_k, shard_n, quiet, by_config, bf16, batch, check;
     uint64_t seed;
 } Args;
 
@@ -132,11 +145,10 @@ static int parse_list(const char *opt, const char *s, int *vals, int max, int *n
 static int parse_args(int argc, char **argv, Args *a) {
     memset(a, 0, sizeof(*a));
     a->prompt = "A satellite image";
-    a->size = 256;
+    pre_args_default(&a->pre);
     a->steps = 50;
     a->shard_n = 1;
     a->batch = 1;
-    a->scale = "auto";
     a->layers = "attn1,conv2";
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i];
@@ -146,22 +158,19 @@ static int parse_args(int argc, char **argv, Args *a) {
         if (o[0] != '-' || o[1] != '-') return sd_errorf("unexpected argument '%s'", o);
         if (i + 1 >= argc) return sd_errorf("%s: missing value", o);
         const char *val = argv[++i];
+        int taken = pre_args_take(&a->pre, o, val);
+        if (taken < 0) return -1;
+        if (taken) continue;
         if (!strcmp(o, "--model")) a->model = val;
         else if (!strcmp(o, "--unet")) a->unet = val;
         else if (!strcmp(o, "--input")) a->input = val;
         else if (!strcmp(o, "--out")) a->out = val;
         else if (!strcmp(o, "--prompt")) a->prompt = val;
-        else if (!strcmp(o, "--bands")) a->bands = val;
         else if (!strcmp(o, "--partition")) a->partition = val;
-        else if (!strcmp(o, "--scale")) a->scale = val;
         else if (!strcmp(o, "--layers")) a->layers = val;
         else if (!strcmp(o, "--save-steps")) a->save_steps = val;
         else if (!strcmp(o, "--save-t")) a->save_t = val;
-        else if (!strcmp(o, "--size")) {
-            if (parse_int(o, val, 8, 8192, &v)) return -1;
-            if (v % 8) return sd_errorf("--size %ld: must be a multiple of 8 (the VAE downsamples by 8)", v);
-            a->size = (int)v;
-        } else if (!strcmp(o, "--batch")) {
+        else if (!strcmp(o, "--batch")) {
             if (parse_int(o, val, 1, 64, &v)) return -1;
             a->batch = (int)v;
         } else if (!strcmp(o, "--steps")) {
@@ -393,8 +402,8 @@ static int expected_meta(const Args *a, const DiffusionModel *m, const ExtractOp
         snprintf(layers + n, sizeof(layers) - n, "%s\"%s\"", k ? ", " : "", o->suffixes[k]);
     }
     strcat(layers, "]");
-    char prompt_json[2048];
-    json_escape(a->prompt, prompt_json, sizeof(prompt_json));
+    char pre_json[2048];
+    if (pre_args_json(&a->pre, pre_json, sizeof(pre_json))) return -1;
     int rc = feature_meta_setf(meta, "model_fingerprint", "%016llx", (unsigned long long)diffusion_model_fingerprint(a->model, a->unet)) ||
              feature_meta_set(meta, "prompt", a->prompt) ||
              feature_meta_setf(meta, "num_inference_steps", "%d", o->walk.num_inference_steps) ||
@@ -406,16 +415,14 @@ static int expected_meta(const Args *a, const DiffusionModel *m, const ExtractOp
              (a->bf16 && feature_meta_set(meta, "compute_precision", "bf16")) ||
              feature_meta_set(meta, "convention", "satdifuser") ||
              feature_meta_set(meta, "output_handling", o->walk.output_handling == DDIM_OUTPUT_BY_CONFIG ? "config" : "epsilon") ||
-             feature_meta_setf(meta, "preprocessing",
-                               "{\"bands\": \"%s\", \"scale\": \"%s\", \"size\": %d, \"resize\": \"torchvision Resize(size, "
-                               "bilinear, antialias=True)\", \"normalize\": \"(x - 0.5) / 0.5\"}",
-                               a->bands ? a->bands : "auto", a->scale, a->size);
+             feature_meta_set(meta, "preprocessing", pre_json);
     (void)m;
     return rc ? -1 : 0;
 }
 
 // Per-file metadata: the pyramid's layout and the source.
-static int file_meta(const FeaturePyramid *p, const Item *it, const Image *img, const int bands[3], FeatureMeta *meta) {
+static int file_meta(const FeaturePyramid *p, const Item *it, const Image *img, const int bands[3], const char *scaling,
+                     FeatureMeta *meta) {
     char dims[4096] = "{", scales[512] = "[", layers[16384] = "[";
     for (int s = 0; s < p->n_scales; s++) {
         size_t n = strlen(dims), q = strlen(scales);
@@ -442,6 +449,7 @@ static int file_meta(const FeaturePyramid *p, const Item *it, const Image *img, 
              feature_meta_set(meta, "layers", layers) || feature_meta_set(meta, "source", it->path) ||
              feature_meta_setf(meta, "source_shape", "[%d, %d, %d]", img->channels, img->height, img->width) ||
              feature_meta_setf(meta, "bands_used", "[%d, %d, %d]", bands[0], bands[1], bands[2]) ||
+             feature_meta_set(meta, "scaling", scaling) ||
              feature_meta_set(meta, "tool_version", SATDIFUSER_VERSION);
     return rc ? -1 : 0;
 }
@@ -486,18 +494,30 @@ typedef struct {
     Image img;
     Tensor x;            // (1, 3, H, W) in [-1, 1]
     int bands[3];
+    char scaling[1024];  // the "scaling" metadata: what --scale did to each band
     int rc;              // 0 written, -1 failed (sd_last_error() was printed)
 } GroupImage;
 
 static int prepare_one(const PreprocessOptions *pre, const Args *a, GroupImage *g) {
     if (gb_image_load(g->item->path, &g->img)) return -1;  // GEO-Bench HDF5 samples too (io/geobench.h)
     PreprocessOptions po = *pre;
-    if (a->bands && pre->n_bands == 0 && gb_band_indices(g->item->path, a->bands, po.bands, 3, &po.n_bands))
+    if (a->pre.bands && pre->n_bands == 0 && gb_band_indices(g->item->path, a->pre.bands, po.bands, 3, &po.n_bands))
         return -1;  // --bands by name
-    if (!strcmp(a->scale, "auto"))
-        po.scale = g->img.is_float ? SCALE_CLIP : (g->img.src_dtype_bits == 8 ? SCALE_DIV255 : SCALE_DIV4095);
+    const char *why = NULL;
+    int is_auto = !strcmp(a->pre.scale, "auto");
+    if (is_auto) po.scale = pre_args_auto_scale(&g->img, &why);
+    po.has_nodata = g->img.has_nodata, po.nodata = g->img.nodata;  // left out of minmax / percentile statistics
     if (preprocess_choose_bands(&po, g->img.channels, g->item->path, g->bands)) return -1;
-    return preprocess_image(g->img.data, g->img.channels, g->img.height, g->img.width, &po, g->item->path, &g->x);
+    PreprocessReport rep;
+    if (preprocess_image_report(g->img.data, g->img.channels, g->img.height, g->img.width, &po, g->item->path, &g->x,
+                                &rep))
+        return -1;
+    char mode[600];
+    const char *slash = strrchr(a->pre.scale, '/');  // minmax:STATS.json: the file's name, not where it was
+    preprocess_scale_name(&po, po.scale == SCALE_MINMAX ? (slash ? slash + 1 : a->pre.scale + 7) : NULL, mode,
+                          sizeof(mode));
+    pre_scaling_warn(g->item->path, mode, is_auto, why, &rep);
+    return pre_scaling_json(mode, is_auto, why, &rep, g->scaling, sizeof(g->scaling));
 }
 
 static int write_one(const FeaturePyramid *p, const Args *a, const FeatureMeta *expect, GroupImage *g) {
@@ -506,7 +526,7 @@ static int write_one(const FeaturePyramid *p, const Args *a, const FeatureMeta *
     int rc = -1;
     for (int i = 0; i < expect->count; i++)
         if (feature_meta_set(&meta, expect->keys[i], expect->values[i])) goto done;
-    if (file_meta(p, g->item, &g->img, g->bands, &meta) || feature_meta_set(&meta, "model", a->model)) goto done;
+    if (file_meta(p, g->item, &g->img, g->bands, g->scaling, &meta) || feature_meta_set(&meta, "model", a->model)) goto done;
     rc = feature_cache_write(g->target, p->feats, p->n_steps, p->n_scales, &p->latent, a->f16, &meta);
 done:
     feature_meta_free(&meta);
@@ -641,22 +661,9 @@ int cmd_extract(int argc, char **argv) {
     for (char *tok = strtok(layer_buf, ","); tok; tok = strtok(NULL, ","))
         if (o.n_suffixes < EXTRACT_MAX_SUFFIXES) o.suffixes[o.n_suffixes++] = tok;
     PreprocessOptions pre;
-    preprocess_options_default(&pre);
-    pre.size = a.size;
-    int band_names = a.bands && strspn(a.bands, "0123456789, ") != strlen(a.bands);  // names: per image
-    if (a.bands && !band_names && parse_list("--bands", a.bands, pre.bands, 3, &pre.n_bands, 1, 100000)) goto usage;
-    if (a.bands && !band_names && pre.n_bands != 3) { sd_errorf("--bands '%s': give 3 bands (R,G,B)", a.bands); goto usage; }
-    if (!strcmp(a.scale, "4095")) pre.scale = SCALE_DIV4095;
-    else if (!strcmp(a.scale, "255")) pre.scale = SCALE_DIV255;
-    else if (!strcmp(a.scale, "clip")) pre.scale = SCALE_CLIP;
-    else if (!strncmp(a.scale, "minmax:", 7)) {
-        pre.scale = SCALE_MINMAX;
-        if (preprocess_load_stats(a.scale + 7, &stats_min, &stats_max, &pre.stats_count)) goto fail;
-        pre.stats_min = stats_min, pre.stats_max = stats_max;
-    } else if (strcmp(a.scale, "auto") != 0) {
-        sd_errorf("--scale '%s': expected 4095, 255, clip, minmax:STATS.json or auto", a.scale);
-        goto usage;
-    }
+    int band_names = 0;
+    if (pre_args_options(&a.pre, &pre, &stats_min, &stats_max, &band_names)) goto usage;
+    (void)band_names;  // names are resolved per image (prepare_one)
 
     if (collect_inputs(a.input, a.partition, &list)) goto fail;
     if (nn_set_precision(a.bf16 ? NN_BF16 : NN_F32)) goto fail;

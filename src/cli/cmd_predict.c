@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/preprocess_args.h"
 #include "core/error.h"
 #include "heads/head.h"
 #include "io/json.h"
@@ -32,9 +33,10 @@ static void predict_usage(FILE *f) {
             "Segmentation: PRED must be NAME.png, a PNG of class indices with a colour palette, at the\n"
             "image's size. Classification: PRED must be NAME.json, the class, its name and the scores\n"
             "(also printed). Class names come from the training labels (RUN_DIR/classes.json).\n"
-            "  --bands LIST, --scale MODE, --precision f32|bf16   replace the run's preprocessing or\n"
-            "                    precision for this image, as `satdifuser extract` takes them (extract\n"
-            "                    --help); e.g. --bands 4,3,2 for a 13-band scene of a head trained on RGB\n"
+            "  --bands LIST, --scale MODE, --size N, --resize shorter|exact, --crop center|none,\n"
+            "  --precision f32|bf16   replace the run's preprocessing or precision for this image, as\n"
+            "                    `satdifuser extract` takes them (extract --help; one parser for both);\n"
+            "                    e.g. --bands 4,3,2 for a 13-band scene of a head trained on RGB\n"
             "  --unet DIR        the UNet's folder when it is not MODEL/unet (DiffusionSat's release:\n"
             "                    --unet ROOT/checkpoint-150000/unet)\n"
             "  --features FILE   use an existing feature file instead of extracting (then --model and\n"
@@ -56,7 +58,7 @@ static int extract_to(const char *model, const char *unet, const char *image, co
                       char **user, int n_user, int *size_out) {
     char *argv[64];
     int argc = 0;
-    char steps_list[256] = "", layers_list[256] = "", size_s[32] = "", seed_s[32] = "";
+    char steps_list[256] = "", layers_list[256] = "", seed_s[32] = "";
     argv[argc++] = (char *)"--model";
     argv[argc++] = (char *)model;
     if (unet) {
@@ -68,8 +70,7 @@ static int extract_to(const char *model, const char *unet, const char *image, co
     argv[argc++] = (char *)"--out";
     argv[argc++] = (char *)tmp_dir;
     argv[argc++] = (char *)"--quiet";
-    JsonValue pre, list;
-    memset(&pre, 0, sizeof(pre));
+    JsonValue list;
     const char *s;
     if ((s = meta_string(meta, "prompt"))) { argv[argc++] = (char *)"--prompt"; argv[argc++] = (char *)s; }
     if ((s = meta_string(meta, "num_inference_steps"))) { argv[argc++] = (char *)"--steps"; argv[argc++] = (char *)s; }
@@ -104,25 +105,14 @@ static int extract_to(const char *model, const char *unet, const char *image, co
         argv[argc++] = (char *)"--prediction";
         argv[argc++] = (char *)"config";
     }
-    if ((s = meta_string(meta, "preprocessing")) && json_parse(s, strlen(s), "preprocessing", &pre) == 0) {
-        const char *bands = NULL, *scale = NULL;
-        int size = 0;
-        json_get_string(&pre, "bands", NULL, &bands);
-        json_get_string(&pre, "scale", NULL, &scale);
-        json_get_int(&pre, "size", 0, &size);
-        if (bands && strcmp(bands, "auto")) { argv[argc++] = (char *)"--bands"; argv[argc++] = (char *)bands; }
-        if (scale) { argv[argc++] = (char *)"--scale"; argv[argc++] = (char *)scale; }
-        if (size > 0) {
-            snprintf(size_s, sizeof(size_s), "%d", size);
-            argv[argc++] = (char *)"--size";
-            argv[argc++] = size_s;
-        }
-        *size_out = size;
+    PreArgv recorded;  // the run's --bands/--scale/--size/--resize/--crop (cli/preprocess_args.h)
+    if ((s = meta_string(meta, "preprocessing")) && pre_args_from_json(s, &recorded) == 0) {
+        for (int k = 0; k < recorded.argc; k++) argv[argc++] = recorded.argv[k];
+        *size_out = recorded.size;
     }
     for (int k = 0; k < n_user; k++) argv[argc++] = user[k];
     argv[argc] = NULL;
     int rc = cmd_extract(argc, argv);
-    json_free(&pre);
     return rc == 0 ? 0 : sd_errorf("%s: feature extraction failed (see the messages above)", image);
 }
 
@@ -227,7 +217,7 @@ static const char *class_name(const JsonValue *names, int c, char *buf, size_t s
 int cmd_predict(int argc, char **argv) {
     const char *model = NULL, *unet = NULL, *run = NULL, *input = NULL, *out = NULL, *weights = NULL, *features = NULL;
     int moe_restart = 0, n_user = 0;
-    char *user[6];  // --bands, --scale, --precision with their values, for extract
+    char *user[14];  // the preprocessing options and --precision with their values, for extract
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { predict_usage(stdout); return 0; }
@@ -240,7 +230,7 @@ int cmd_predict(int argc, char **argv) {
         else if (!strcmp(a, "--out")) out = v;
         else if (!strcmp(a, "--weights")) weights = v;
         else if (!strcmp(a, "--features")) features = v;
-        else if (!strcmp(a, "--bands") || !strcmp(a, "--scale") || !strcmp(a, "--precision")) {
+        else if (pre_args_is_option(a) || !strcmp(a, "--precision")) {  // extract's options (one parser)
             for (int k = 0; k < n_user; k += 2)
                 if (!strcmp(user[k], a)) { fprintf(stderr, "satdifuser predict: %s given twice\n", a); return 2; }
             user[n_user++] = argv[i - 1];
@@ -252,7 +242,7 @@ int cmd_predict(int argc, char **argv) {
     }
     if (!run || !out || (!features && (!model || !input))) { predict_usage(stderr); return 2; }
     if (features && n_user) {
-        fprintf(stderr, "satdifuser predict: --bands, --scale and --precision apply to an extraction, not to --features\n");
+        fprintf(stderr, "satdifuser predict: %s applies to an extraction, not to --features\n", user[0]);
         return 2;
     }
     if (outfile_check(out, "--out")) {  // before the image is computed

@@ -31,6 +31,8 @@ static void train_usage(FILE *f) {
             "  --max-steps N         stop after N steps in total (checkpoint kept; for quick runs)\n"
             "  --resume              continue RUN_DIR/checkpoint.safetensors\n"
             "  --force               start over in a RUN_DIR that holds a run (its run files are deleted)\n"
+            "  --allow-mixed-preprocessing  use feature files made with other scaling or preprocessing\n"
+            "                        (refused by default, naming two files; then a warning)\n"
             "  --quiet               no progress (else: one line on a terminal, plain lines in a log file)\n"
             "head options (the original constructors' names, defaults as released):\n"
             "  --projection-dim N    384 (fusion output channels; a classifier's fuser gets N too: the\n"
@@ -81,6 +83,7 @@ int cmd_train(int argc, char **argv) {
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) { train_usage(stdout); return 0; }
         if (!strcmp(a, "--resume")) { o.resume = 1; continue; }
         if (!strcmp(a, "--force")) { o.force = 1; continue; }
+        if (!strcmp(a, "--allow-mixed-preprocessing")) { o.allow_mixed_preprocessing = 1; continue; }
         if (!strcmp(a, "--quiet")) { o.quiet = 1; continue; }
         if (!strcmp(a, "--corrected")) { corrected = 1; continue; }
         if (!v) { fprintf(stderr, "satdifuser train: %s needs a value\n", a); return 2; }

@@ -243,10 +243,10 @@ int image_load_npy_layout(const char *path, ImageNpyLayout layout, Image *img) {
     memset(img, 0, sizeof(*img));
     int format = 0, rc;
     if (sniff(path, &format)) return -1;
-    if (format == FORMAT_PNG) rc = load_png(path, img);
-    else if (format == FORMAT_TIFF) rc = load_tiff(path, img);
-    else if (format == FORMAT_JPEG) rc = load_jpeg(path, img);
-    else rc = load_npy(path, layout, img);
+    if (format == FORMAT_PNG) rc = load_png(path, img), img->format = "PNG";
+    else if (format == FORMAT_TIFF) rc = load_tiff(path, img), img->format = "TIFF";
+    else if (format == FORMAT_JPEG) rc = load_jpeg(path, img), img->format = "JPEG";
+    else rc = load_npy(path, layout, img), img->format = "NPY";
     if (rc) image_free(img);
     return rc;
 }

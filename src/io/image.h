@@ -13,6 +13,7 @@ typedef struct {
     int is_signed;       // the file held signed integers
     int has_nodata;      // GeoTIFF GDAL_NODATA, when present
     double nodata;
+    const char *format;  // "PNG", "TIFF", "NPY", "JPEG" (a static string)
 } Image;
 
 // How a 3-D NPY array is read. AUTO: (H, W, C) when the last dimension is

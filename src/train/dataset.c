@@ -59,25 +59,66 @@ static int check_labels(const Dataset *d) {
     return rc;
 }
 
-// Every labelled file has the first file's feature shapes, checked when the dataset opens (the headers
-// only): a batch holds one shape, and images of other sizes or aspect ratios give other feature sizes.
-// The error names the first file that differs, both shapes, both source images' sizes and how many
-// files differ, instead of failing at the first batch that holds one, mid-run.
-static int check_shapes(const Dataset *d) {
+// The settings a feature file was made with that must agree across a training set: how the
+// images were scaled and resized, and how the features were computed. "scaling" is per image
+// (its numbers differ by design); its "mode" must agree.
+static const char *const k_settings[] = {"preprocessing", "scaling.mode", "model_fingerprint", "prompt",
+                                         "num_inference_steps", "save_timesteps", "layer_suffixes", "latent",
+                                         "output_handling", "compute_precision"};
+enum { N_SETTINGS = sizeof(k_settings) / sizeof(k_settings[0]) };
+
+// A setting of an open feature file, or "(none)"; scaling.mode is read from the "scaling" JSON,
+// with the reason --scale auto gave ("255 (auto: 8-bit samples: /255)").
+static void file_setting(const SafeTensors *st, const char *key, char *buf, size_t size) {
+    const char *text = st_metadata(st, !strcmp(key, "scaling.mode") ? "scaling" : key);
+    snprintf(buf, size, "%s", text ? text : "(none)");
+    if (!text || strcmp(key, "scaling.mode")) return;
+    JsonValue j;
+    const char *mode = NULL, *why = NULL;
+    if (json_parse(text, strlen(text), "scaling", &j)) return;
+    json_get_string(&j, "mode", NULL, &mode);
+    json_get_string(&j, "auto", NULL, &why);
+    if (mode && why) snprintf(buf, size, "%s (auto: %s)", mode, why);
+    else if (mode) snprintf(buf, size, "%s", mode);
+    json_free(&j);
+}
+
+// Shape groups of a cache: a few distinct shapes with a count and an example file each.
+typedef struct {
+    char shape[96], src[96];
+    int count, example;
+} ShapeGroup;
+enum { MAX_SHAPE_GROUPS = 4 };
+
+// Every labelled file has the first file's feature shapes and settings, checked when the dataset opens
+// (the headers only). Shapes: a batch holds one shape, and images of other aspect ratios give other
+// feature sizes; the error names the first file that differs, both shapes, both source images' sizes,
+// the shapes found and the extract options that make them agree. Settings (k_settings): files made
+// with another scaling, size or model are refused, naming two files and the setting, unless
+// allow_mixed (then one warning).
+static int check_files(const Dataset *d, int allow_mixed) {
     const LabelSet *ls = d->labels;
     char path[4096], name[64], first[96] = "", bad_src[96] = "", bad_shape[160] = "";
-    int bad_row = -1, bad_s = 0, n_bad = 0;
-    for (int r = 0; r < ls->count; r++) {
+    int bad_row = -1, bad_s = 0, n_bad = 0, n_groups = 0, more_groups = 0;
+    ShapeGroup groups[MAX_SHAPE_GROUPS];
+    char *first_set[N_SETTINGS] = {0};
+    int set_row = -1, set_key = 0, n_set = 0;
+    char set_have[1024] = "";
+    int rc = 0;
+    for (int r = 0; r < ls->count && !rc; r++) {
         SafeTensors st;
         dataset_file(d, ls->rows[r].image, path, sizeof(path));
-        if (st_open(&st, path)) return SD_FAIL;
+        if (st_open(&st, path)) { rc = SD_FAIL; break; }
         int differs = 0;
-        for (int i = 0; i < d->num_timesteps && !differs; i++)
+        long long shape0[3] = {0, 0, 0};
+        for (int i = 0; i < d->num_timesteps && !differs && !rc; i++)
             for (int s = 0; s < d->num_scales && !differs; s++) {
                 snprintf(name, sizeof(name), "feat.%d.%d", i, s);
                 const StEntry *e;
-                if (st_require(&st, name, &e)) { st_close(&st); return SD_FAIL; }
+                if (st_require(&st, name, &e)) { rc = SD_FAIL; break; }
                 int nd = e->ndim;
+                if (i == 0 && s == 0 && nd >= 3)
+                    shape0[0] = e->shape[nd - 3], shape0[1] = e->shape[nd - 2], shape0[2] = e->shape[nd - 1];
                 differs = nd < 3 || e->shape[nd - 3] != d->C[s] || e->shape[nd - 2] != d->H[s] || e->shape[nd - 1] != d->W[s] ||
                           e->numel != (int64_t)d->C[s] * d->H[s] * d->W[s];
                 if (differs && bad_row < 0) bad_s = s;
@@ -86,6 +127,7 @@ static int check_shapes(const Dataset *d) {
                              nd >= 3 ? (long long)e->shape[nd - 3] : 0LL, nd >= 2 ? (long long)e->shape[nd - 2] : 0LL,
                              (long long)e->shape[nd - 1]);
             }
+        if (rc) { st_close(&st); break; }
         const char *src = st_metadata(&st, "source_shape");
         if (r == 0) snprintf(first, sizeof(first), "%s", src ? src : "?");
         if (differs && bad_row < 0) {
@@ -93,19 +135,77 @@ static int check_shapes(const Dataset *d) {
             snprintf(bad_src, sizeof(bad_src), "%s", src ? src : "?");
         }
         n_bad += differs;
+        // the shape groups (by feat.0.0's shape)
+        char key[96];
+        snprintf(key, sizeof(key), "(%lld, %lld, %lld)", shape0[0], shape0[1], shape0[2]);
+        int g = 0;
+        while (g < n_groups && strcmp(groups[g].shape, key)) g++;
+        if (g < n_groups) groups[g].count++;
+        else if (n_groups < MAX_SHAPE_GROUPS) {
+            snprintf(groups[g].shape, sizeof(groups[g].shape), "%s", key);
+            snprintf(groups[g].src, sizeof(groups[g].src), "%s", src ? src : "?");
+            groups[g].count = 1, groups[g].example = r;
+            n_groups++;
+        } else more_groups = 1;
+        // the settings
+        int set_differs = 0;
+        for (int k = 0; k < N_SETTINGS; k++) {
+            char have[1024];
+            file_setting(&st, k_settings[k], have, sizeof(have));
+            if (r == 0) {
+                first_set[k] = strdup(have);
+                if (!first_set[k]) rc = sd_errorf("out of memory");
+            } else if (!set_differs && first_set[k] && strcmp(have, first_set[k]) &&
+                       !(!strcmp(k_settings[k], "scaling.mode") && (!strcmp(have, "(none)") || !strcmp(first_set[k], "(none)")))) {
+                // (a file of an older version records no scaling: not a difference)
+                set_differs = 1;
+                if (set_row < 0) set_row = r, set_key = k, snprintf(set_have, sizeof(set_have), "%s", have);
+            }
+        }
+        n_set += set_differs;
         st_close(&st);
     }
-    if (bad_row < 0) return 0;
-    return sd_errorf("feature files of different sizes: '%s' has %s where '%s' (the first) has (%d, %d, %d); %d of "
-                     "%d files differ from the first (source images [bands, height, width] %s vs %s). A batch holds "
-                     "one size: give the images one size and aspect ratio before extracting (extract --size sets "
-                     "only the shorter side; the longer one follows the aspect ratio)",
-                     ls->rows[bad_row].image, bad_shape, ls->rows[0].image, d->C[bad_s], d->H[bad_s], d->W[bad_s], n_bad,
-                     ls->count,
-                     bad_src, first);
+    if (!rc && bad_row >= 0) {
+        char list[1024] = "";
+        size_t n = 0;
+        for (int g = 0; g < n_groups && n < sizeof(list); g++)
+            n += (size_t)snprintf(list + n, sizeof(list) - n, "%s%d file%s of %s (e.g. '%s', image %s)", g ? "; " : "",
+                                  groups[g].count, groups[g].count == 1 ? "" : "s", groups[g].shape,
+                                  ls->rows[groups[g].example].image, groups[g].src);
+        rc = sd_errorf("feature files of different sizes: '%s' has %s where '%s' (the first) has (%d, %d, %d); %d of "
+                       "%d files differ from the first (source images [bands, height, width] %s vs %s). feat.0.0 shapes: "
+                       "%s%s. A batch holds one shape: images of other aspect ratios keep them through extract's "
+                       "default --resize shorter (the original's); extract again with --crop center (the centre N x "
+                       "N after the resize) or --resize exact (stretched to N x N) to give every image one shape",
+                       ls->rows[bad_row].image, bad_shape, ls->rows[0].image, d->C[bad_s], d->H[bad_s], d->W[bad_s], n_bad,
+                       ls->count, bad_src, first, list, more_groups ? "; and more" : "");
+    }
+    if (!rc && set_row >= 0) {
+        const char *what = k_settings[set_key];
+        char msg[3072];
+        snprintf(msg, sizeof(msg),
+                 "feature files made with different settings: '%s' has %s '%s' where '%s' (the first) has '%s'; %d of "
+                 "%d files differ from the first. %s",
+                 ls->rows[set_row].image, !strcmp(what, "scaling.mode") ? "scaling mode" : what, set_have,
+                 ls->rows[0].image, first_set[set_key], n_set, ls->count,
+                 !strcmp(what, "scaling.mode")
+                     ? "Images scaled differently (e.g. --scale auto on 8-bit and 16-bit files) do not look alike to "
+                       "the model: extract them again with one --scale (percentile:2,98 or minmax scale each image "
+                       "to its own range)"
+                     : "Extract them again with the same options into one folder");
+        if (allow_mixed) fprintf(stderr, "warning: %s (allowed by --allow-mixed-preprocessing)\n", msg);
+        else rc = sd_errorf("%s, or accept the mix with --allow-mixed-preprocessing", msg);
+    }
+    for (int k = 0; k < N_SETTINGS; k++) free(first_set[k]);
+    return rc;
 }
 
 int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, int max_batch, int ignore_value) {
+    return dataset_open_mixed(d, features_dir, labels, max_batch, ignore_value, 0);
+}
+
+int dataset_open_mixed(Dataset *d, const char *features_dir, const LabelSet *labels, int max_batch, int ignore_value,
+                       int allow_mixed) {
     memset(d, 0, sizeof(*d));
     d->dir = strdup(features_dir);
     d->labels = labels;
@@ -173,7 +273,7 @@ int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, i
         }
     }
     st_close(&st);
-    if (check_shapes(d)) { dataset_close(d); return SD_FAIL; }
+    if (check_files(d, allow_mixed)) { dataset_close(d); return SD_FAIL; }
     if (labels->task == LABELS_SEGMENTATION) {
         if (mask_size(labels->rows[0].mask_path, &d->mask_h, &d->mask_w)) {
             dataset_close(d);  // e.g. a class index given where a segmentation run wants a mask path

@@ -36,7 +36,13 @@ typedef struct {
 // Opens the cache for the labelled images: every one must have its file, and every
 // label must be a class index below labels->num_classes (segmentation: every mask is
 // read once here, of one size, its values in 0..num_classes-1 or ignore_value).
+// Every file must have the first one's feature shapes and settings (scaling mode, preprocessing,
+// model, prompt, steps, layers: the error names two files and what differs).
 int dataset_open(Dataset *d, const char *features_dir, const LabelSet *labels, int max_batch, int ignore_value);
+// The same; allow_mixed: files made with other settings (not shapes) are a warning, not an error
+// (train/eval --allow-mixed-preprocessing).
+int dataset_open_mixed(Dataset *d, const char *features_dir, const LabelSet *labels, int max_batch, int ignore_value,
+                       int allow_mixed);
 void dataset_close(Dataset *d);
 // Path of an image's feature file.
 void dataset_file(const Dataset *d, const char *image_id, char *buf, size_t size);

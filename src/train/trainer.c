@@ -462,7 +462,7 @@ int train_run(const TrainOptions *o) {
                   merged ? ", the last batch of 1 joined to the one before: BatchNorm" : "", o->epochs, o->out_dir);
     progress_line(&pg, 1, "checking %d feature files in %s%s", labels.count, o->features_dir,
                   o->task == LABELS_SEGMENTATION ? " and their masks" : "");
-    if (dataset_open(&data, o->features_dir, &labels, max_batch, o->ignore_value)) goto done;
+    if (dataset_open_mixed(&data, o->features_dir, &labels, max_batch, o->ignore_value, o->allow_mixed_preprocessing)) goto done;
 
     if (make_dirs(o->out_dir)) goto done;
     if (clear_run_dir(o)) goto done;

@@ -34,6 +34,7 @@ typedef struct {
     int num_classes;             // 0: from the labels
     int resume;                  // continue from out_dir/checkpoint.safetensors
     int force;                   // start over in a folder that holds a run (its run files are deleted)
+    int allow_mixed_preprocessing;  // feature files made with other settings: a warning, not an error
     int max_steps;               // stop after this many steps in total (0: no limit; tests)
     int quiet;                   // no progress
     int plain_progress;          // progress as plain lines (stderr is a file or a pipe), not one \r line
