@@ -11,7 +11,7 @@ LDLIBS  += $(SAN) -fopenmp -lm
 CFLAGS  += -D_FILE_OFFSET_BITS=64
 
 # The library: every module but the command-line front end.
-LIB_DIRS := core io kernels models fusion heads train golden figures
+LIB_DIRS := core io kernels models fusion heads train golden figures convert
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c)

@@ -1,4 +1,4 @@
-// The LDM -> diffusers name mapping (src/io/ldm_names.c):
+// The LDM -> diffusers name mapping (src/convert/ldm_plan.c):
 // - single names against diffusers 0.17's convert_from_ckpt.py, for SD 2.1's layout (4 levels,
 //   2 ResBlocks a level, VAE 4 x 2, OpenCLIP 24 resblocks) and SD 1.x's CLIP names;
 // - the whole plan of tests/data/tiny_ldm.safetensors (made by weights_tools/make_ldm_checkpoint.py
@@ -16,7 +16,7 @@
 
 #include "core/error.h"
 #include "io/json.h"
-#include "io/ldm_names.h"
+#include "convert/ldm_plan.h"
 #include "io/safetensors.h"
 #include "tests/test_util.h"
 

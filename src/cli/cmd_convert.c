@@ -2,7 +2,7 @@
 // layout (SD 1.x / 2.x .safetensors, e.g. v2-1_512-ema-pruned.safetensors) -> a diffusers
 // pipeline folder that `satdifuser extract --model` loads.
 //
-// The name mapping is src/io/ldm_names.c. This file writes the folder: the weights of each part
+// The name mapping is src/convert/ldm_plan.c. This file writes the folder: the weights of each part
 // (streamed tensor by tensor from the mapped checkpoint, so memory stays small), the config files
 // (copied from --config-from DIR, or built from the tensor shapes with SD 1.x/2.x defaults), the
 // scheduler, model_index.json and the tokenizer files. Everything goes to OUT.tmp.<pid> first; the
@@ -22,7 +22,7 @@
 #include "cli/cli.h"
 #include "core/error.h"
 #include "io/json.h"
-#include "io/ldm_names.h"
+#include "convert/ldm_plan.h"
 #include "io/safetensors.h"
 #include "io/torch_file.h"
 #include "models/clip.h"

@@ -4,7 +4,7 @@
 // text_encoder/). The job of diffusers 0.17's convert_from_ckpt.py
 // (convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint,
 // convert_open_clip_checkpoint, convert_ldm_clip_checkpoint), written as plain
-// rename tables (ldm_names.c) plus the index arithmetic of the blocks:
+// rename tables (ldm_plan.c) plus the index arithmetic of the blocks:
 //
 //   UNet  model.diffusion_model.input_blocks.i.j   i = 1 + level*(L+1) + layer, L = layers_per_block
 //           j = 0 ResBlock -> down_blocks.level.resnets.layer (layer == L: Downsample .0.op -> downsamplers.0.conv)
@@ -20,8 +20,8 @@
 //         SD 1.x CLIP-L cond_stage_model.transformer.text_model.* -> text_model.* (already transformers names)
 //
 // docs/convert.md has the whole table.
-#ifndef SD_LDM_NAMES_H
-#define SD_LDM_NAMES_H
+#ifndef SD_LDM_PLAN_H
+#define SD_LDM_PLAN_H
 
 #include <stdint.h>
 

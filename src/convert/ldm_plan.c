@@ -1,9 +1,9 @@
-// LDM/CompVis checkpoint names -> diffusers names (see ldm_names.h). Reference: diffusers 0.17.0
+// LDM/CompVis checkpoint names -> diffusers names: the plan of a conversion (see ldm_plan.h). Reference: diffusers 0.17.0
 // src/diffusers/pipelines/stable_diffusion/convert_from_ckpt.py, and the modules whose
 // state_dict names these are: ldm/modules/diffusionmodules/openaimodel.py (UNetModel, ResBlock),
 // ldm/modules/attention.py (SpatialTransformer), ldm/modules/diffusionmodules/model.py
 // (Encoder, Decoder), open_clip/transformer.py (Transformer, ResidualAttentionBlock).
-#include "io/ldm_names.h"
+#include "convert/ldm_plan.h"
 
 #include <stdio.h>
 #include <stdlib.h>
