@@ -75,6 +75,13 @@ int conv2d_forward(const float *x, int N, int Cin, int H, int W, const float *we
 // The same with the weight packed as the A operand (gemm_pack_weights(.., Cout, Cin*kh*kw, 0)).
 void conv2d_forward_packed(const float *x, int N, int Cin, int H, int W, const GemmPackedWeights *weight,
                            const float *bias, int Cout, Conv2dGeometry g, float *y);
+// Its backward (conv_backward.c), for the same x = inp, weight, geometry; dout (N,Cout,Ho,Wo):
+//   dinp[n,ci,ih,iw] += sum_{co,kh,kw} weight[co,ci,kh,kw] dout[n,co,oh,ow]  (ih = oh*s-pt+kh, ...)
+//   dweight[co,ci,kh,kw] += sum_{n,oh,ow} dout[n,co,oh,ow] inp[n,ci,ih,iw];  dbias[co] += sum dout[n,co,:,:]
+// Accumulates (+=); dinp, dweight, dbias may each be NULL. Mallocs a transposed kernel and one sample
+// of scratch for dinp when the kernel is not 1x1; returns -1 (with a message) only if that fails.
+int conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                    const float *weight, int N, int Cin, int H, int W, int Cout, Conv2dGeometry g);
 
 // ---- Normalisation (norm.c) ----------------------------------------------
 // GroupNorm over (C/groups, HW) per sample and group; gamma/beta (C) may be NULL. y may equal x.

@@ -16,15 +16,7 @@
 
 #include "kernels/kernels.h"
 
-// ---- Convolution and linear ------------------------------------------------
-// Forward: out[n,co,oh,ow] = bias[co] + sum_{ci,kh,kw} weight[co,ci,kh,kw] * inp[n,ci,oh*s-pt+kh,ow*s-pl+kw]
-// (conv2d_forward in kernels.h, same Conv2dGeometry). inp (N,Cin,H,W), weight (Cout,Cin,kh,kw),
-// dout (N,Cout,Ho,Wo) with Ho/Wo from conv_out_size. dinp, dweight, dbias may each be NULL.
-// Runs on the forward's GEMM; mallocs a transposed kernel and one sample of scratch for dinp when the
-// kernel is not 1x1. Returns -1 (with a message) only when that allocation fails.
-int conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                    const float *weight, int N, int Cin, int H, int W, int Cout, Conv2dGeometry g);
-
+// ---- Linear ------------------------------------------------------------------
 // Forward: out[r,o] = sum_i inp[r,i] W[o,i] + b[o] (linear_forward). dinp (rows,in), dweight (out,in), dbias (out).
 void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, int rows, int in, int out);
