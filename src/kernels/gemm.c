@@ -372,6 +372,25 @@ void linear_forward(const float *x, const float *W, const float *b, float *y, in
     gemm_run(&g);
 }
 
+// The backward of linear_forward: three products of the same shapes on the same GEMM, and the
+// bias gradient summed in double (each element by one thread, in row order).
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int rows, int in, int out) {
+    // dinp (rows x in) += dout (rows x out) W (out x in)
+    if (dinp) sgemm(0, 0, rows, in, out, 1.0f, dout, out, weight, in, 1.0f, dinp, in);
+    // dW (out x in) += dout^T (out x rows) inp (rows x in)
+    if (dweight) sgemm(1, 0, out, in, rows, 1.0f, dout, out, inp, in, 1.0f, dweight, in);
+    // db[o] += sum_r dout[r,o]
+    if (dbias) {
+#pragma omp parallel for schedule(static)
+        for (int o = 0; o < out; o++) {
+            double acc = 0.0;
+            for (int r = 0; r < rows; r++) acc += dout[(int64_t)r * out + o];
+            dbias[o] += (float)acc;
+        }
+    }
+}
+
 void linear_forward_packed(const float *x, int ldx, const GemmPackedWeights *W, const float *b, float *y, int rows) {
     GemmProblem g = {.M = rows, .N = W->rows, .K = W->K, .a = x, .lda = ldx, .alpha = 1.0f, .bias_n = b,
                      .beta = 0.0f, .c = y, .ldc = W->rows, .packed_b = W};

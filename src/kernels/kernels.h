@@ -16,6 +16,10 @@ void sgemm(int trans_a, int trans_b, int M, int N, int K, float alpha, const flo
 
 // y[rows,out] = x[rows,in] W^T + b, W is (out, in) as nn.Linear stores it; b may be NULL.
 void linear_forward(const float *x, const float *W, const float *b, float *y, int rows, int in, int out);
+// Its backward (gemm.c): dinp (rows,in) += dout W;  dweight (out,in) += dout^T x;  dbias[o] += sum_r dout[r,o].
+// Accumulates (+=); each gradient may be NULL.
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int rows, int in, int out);
 
 // A weight matrix W (rows x K, row-major) packed once, at load, into the layout the
 // micro-kernel reads (so that no forward pass packs a weight again): panels of

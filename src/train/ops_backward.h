@@ -16,11 +16,6 @@
 
 #include "kernels/kernels.h"
 
-// ---- Linear ------------------------------------------------------------------
-// Forward: out[r,o] = sum_i inp[r,i] W[o,i] + b[o] (linear_forward). dinp (rows,in), dweight (out,in), dbias (out).
-void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *weight, int rows, int in, int out);
-
 // ---- Normalisation -----------------------------------------------------------
 // GroupNorm forward that also saves mean and rstd = 1/sqrt(var + eps) per (n, group): mean/rstd (N*groups).
 // The same code as groupnorm_forward (norm_stats + norm_apply_span, kernels/fused.h), so the same bits
