@@ -252,7 +252,7 @@ static void test_groupnorm(int N, int C, int HW, int groups) {
     for (long i = 0; i < n; i++) x[i] += 0.5f;  // a non-zero mean
     float *y = filled(n, 0.0f), *y_eval = filled(n, 0.0f), *mean = filled(N * groups, 0.0f), *rstd = filled(N * groups, 0.0f);
     GnCtx c = {N, C, HW, groups, 1e-5, to_double(x, n), to_double(gamma, C), to_double(beta, C), to_double(R, n)};
-    groupnorm_forward_train(y, mean, rstd, x, gamma, beta, N, C, HW, groups, 1e-5f);
+    groupnorm_forward_stats(x, y, gamma, beta, N, C, HW, groups, 1e-5f, mean, rstd);
     groupnorm_forward(x, y_eval, gamma, beta, N, C, HW, groups, 1e-5f);
     CHECK(max_abs_diff(y, y_eval, n) == 0.0, "%s: forward_train differs from groupnorm_forward", what);
     double *yref = (double *)malloc((size_t)n * sizeof(double));
@@ -294,8 +294,8 @@ static void test_groupnorm_same_bits_as_inference(void) {
                 x[i] = v, x[i + 1] = 1e-3f * test_rand(&s), x[i + 2] = -v, x[i + 3] = 1e-3f * test_rand(&s);
             }
             const int affine = trial % 2;
-            groupnorm_forward_train(y, mean, rstd, x, affine ? gamma : NULL, affine ? beta : NULL, N, C, HW, groups,
-                                    1e-5f);
+            groupnorm_forward_stats(x, y, affine ? gamma : NULL, affine ? beta : NULL, N, C, HW, groups, 1e-5f, mean,
+                                    rstd);
             groupnorm_forward(x, y_eval, affine ? gamma : NULL, affine ? beta : NULL, N, C, HW, groups, 1e-5f);
             differ += memcmp(y, y_eval, (size_t)n * sizeof(float)) != 0;
             for (int b = 0; b < N; b++)
@@ -309,9 +309,9 @@ static void test_groupnorm_same_bits_as_inference(void) {
         }
     }
     gemm_force_isa(-1);
-    CHECK(cases >= 100 && differ == 0, "groupnorm_forward_train differs from groupnorm_forward in %d of %d cancelling inputs",
+    CHECK(cases >= 100 && differ == 0, "groupnorm_forward_stats differs from groupnorm_forward in %d of %d cancelling inputs",
           differ, cases);
-    CHECK(stats_differ == 0, "groupnorm_forward_train's mean/rstd differ from norm_stats in %d groups", stats_differ);
+    CHECK(stats_differ == 0, "groupnorm_forward_stats' mean/rstd differ from norm_stats in %d groups", stats_differ);
     free(x), free(y), free(y_eval), free(gamma), free(beta);
 }
 
@@ -663,7 +663,7 @@ static void test_thread_independence(void) {
         conv2d_backward(dx, dw, db, R, x, w, N, Cin, H, W, Cout, g);
         float *y = filled(nx, 0.0f), *mean = filled(N * groups, 0), *rstd = filled(N * groups, 0);
         float *gdx = filled(nx, 0.0f), *gdg = filled(Cin, 0.0f), *gdb = filled(Cin, 0.0f);
-        groupnorm_forward_train(y, mean, rstd, x, gamma, beta, N, Cin, H * W, groups, 1e-5f);
+        groupnorm_forward_stats(x, y, gamma, beta, N, Cin, H * W, groups, 1e-5f, mean, rstd);
         groupnorm_backward(gdx, gdg, gdb, R, x, mean, rstd, gamma, N, Cin, H * W, groups);
         float *bm = filled(Cin, 0), *br = filled(Cin, 0), *bdx = filled(nx, 0.0f);
         batchnorm_forward_train(y, bm, br, NULL, NULL, NULL, x, gamma, beta, N, Cin, H * W, 0.1, 1e-5);

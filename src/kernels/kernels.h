@@ -100,6 +100,22 @@ void layernorm_forward(const float *x, float *y, const float *gamma, const float
 // BatchNorm with given statistics (eval mode): y = (x - mean) / sqrt(var + eps) * gamma + beta.
 void batchnorm_forward_eval(const float *x, float *y, const float *mean, const float *var, const float *gamma,
                             const float *beta, int N, int C, int HW, float eps);
+// Backward of groupnorm_forward_stats, given the mean/rstd (N*groups) it returned: dinp (N,C,HW),
+// dgamma/dbeta (C); gamma may be NULL (= ones). Accumulates (+=); each gradient may be NULL.
+void groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                        const float *mean, const float *rstd, const float *gamma, int N, int C, int HW, int groups);
+// BatchNorm2d in training mode (F.batch_norm(training=True), ATen's CPU arithmetic): per channel over
+// (N, HW), normalises with the batch mean and the BIASED batch variance, saves save_mean/save_rstd (C),
+// and updates running_mean/running_var (may be NULL) with momentum and the UNBIASED variance:
+//   running = (1 - momentum) * running + momentum * batch_stat;  num_batches_tracked (may be NULL) += 1.
+// Returns -1 if N*HW < 2 (PyTorch refuses too). (fusion/layers.c's BatchNorm layer has its own
+// training forward, with double statistics: the one the heads were trained and checked with.)
+int batchnorm_forward_train(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                            float *running_var, int64_t *num_batches_tracked, const float *inp, const float *gamma,
+                            const float *beta, int N, int C, int HW, double momentum, double eps);
+// Its backward with the saved statistics; also right for the layer's forward (same mean and rstd).
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                        const float *save_mean, const float *save_rstd, const float *gamma, int N, int C, int HW);
 
 // ---- Element-wise (activations.c) ------------------------------------------
 void silu_inplace(float *x, int64_t n);            // x * sigmoid(x)

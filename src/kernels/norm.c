@@ -18,6 +18,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "core/error.h"
 #include "core/runtime.h"
 #include "kernels/fused.h"
 #include "kernels/kernels.h"
@@ -447,5 +448,153 @@ void batchnorm_forward_eval(const float *x, float *y, const float *mean, const f
             int64_t off = ((int64_t)n * C + c) * HW;
             norm_apply_span(x + off, y + off, HW, NULL, 0.0f, 1.0f, s, b, isa);
         }
+    }
+}
+
+// ---- Training: the backwards, BatchNorm with batch statistics ------------------------------
+// Gradients accumulate (+=); a NULL gradient is not computed. Each gradient element is one
+// thread's, summed in a fixed order (in double), so the bits do not depend on the thread count.
+
+// With xhat = (x - mean) * rstd and D = cpg * HW per (n, group):
+//   dxhat = dout * gamma
+//   dinp += rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat))
+//   dgamma[c] += sum_{n,hw} dout * xhat;  dbeta[c] += sum_{n,hw} dout
+void groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                        const float *mean, const float *rstd, const float *gamma, int N, int C, int HW, int groups) {
+    const int cpg = C / groups;
+    if (dinp) {
+#pragma omp parallel for collapse(2) schedule(static)
+        for (int n = 0; n < N; n++) {
+            for (int g = 0; g < groups; g++) {
+                const int64_t base = ((int64_t)n * C + (int64_t)g * cpg) * HW;
+                const float m = mean[n * groups + g], rs = rstd[n * groups + g];
+                double sum_dxhat = 0.0, sum_dxhat_xhat = 0.0;
+                for (int c = 0; c < cpg; c++) {
+                    const float gm = gamma ? gamma[g * cpg + c] : 1.0f;
+                    const float *d = dout + base + (int64_t)c * HW;
+                    const float *x = inp + base + (int64_t)c * HW;
+                    for (int i = 0; i < HW; i++) {
+                        double dxhat = (double)d[i] * gm;
+                        sum_dxhat += dxhat;
+                        sum_dxhat_xhat += dxhat * (((double)x[i] - m) * rs);
+                    }
+                }
+                const double D = (double)cpg * HW;
+                const float mean_dxhat = (float)(sum_dxhat / D), mean_dxhat_xhat = (float)(sum_dxhat_xhat / D);
+                for (int c = 0; c < cpg; c++) {
+                    const float gm = gamma ? gamma[g * cpg + c] : 1.0f;
+                    const float *d = dout + base + (int64_t)c * HW;
+                    const float *x = inp + base + (int64_t)c * HW;
+                    float *dx = dinp + base + (int64_t)c * HW;
+                    for (int i = 0; i < HW; i++) {
+                        float xhat = (x[i] - m) * rs;
+                        dx[i] += rs * (d[i] * gm - mean_dxhat - xhat * mean_dxhat_xhat);
+                    }
+                }
+            }
+        }
+    }
+    if (dgamma || dbeta) {
+#pragma omp parallel for schedule(static)
+        for (int c = 0; c < C; c++) {
+            const int g = c / cpg;
+            double sg = 0.0, sb = 0.0;
+            for (int n = 0; n < N; n++) {
+                const float m = mean[n * groups + g], rs = rstd[n * groups + g];
+                const float *d = dout + ((int64_t)n * C + c) * HW;
+                const float *x = inp + ((int64_t)n * C + c) * HW;
+                for (int i = 0; i < HW; i++) {
+                    sg += (double)d[i] * (((double)x[i] - m) * rs);
+                    sb += d[i];
+                }
+            }
+            if (dgamma) dgamma[c] += (float)sg;
+            if (dbeta) dbeta[c] += (float)sb;
+        }
+    }
+}
+
+// BatchNorm (training mode). The arithmetic follows ATen's CPU kernel for
+// contiguous float input: mean = (float)(double sum / M); var_sum = double sum of
+// the float (x - mean)^2; rstd = 1/sqrt(var_sum/M + eps) in double; the running
+// statistics are updated in float with a float momentum; out = x * a + b with
+// a = rstd * gamma, b = beta - mean * a.
+
+int batchnorm_forward_train(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                            float *running_var, int64_t *num_batches_tracked, const float *inp, const float *gamma,
+                            const float *beta, int N, int C, int HW, double momentum, double eps) {
+    const int64_t M = (int64_t)N * HW;
+    if (M < 2)
+        return sd_errorf("batchnorm_forward_train: expected more than 1 value per channel in training, got input (%d, %d, %d)",
+                         N, C, HW);
+    const float mom = (float)momentum;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        double sum = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + ((int64_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++) sum += x[i];
+        }
+        const float m = (float)(sum / (double)M);
+        double var_sum_d = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + ((int64_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++) {
+                float d = x[i] - m;
+                var_sum_d += d * d;
+            }
+        }
+        const float var_sum = (float)var_sum_d;
+        const float rs = (float)(1.0 / sqrt((double)(var_sum / (float)M) + eps));
+        save_mean[c] = m;
+        save_rstd[c] = rs;
+        if (running_mean) running_mean[c] = mom * m + (1.0f - mom) * running_mean[c];
+        if (running_var) {
+            double unbiased = (double)(var_sum / (float)(M - 1));
+            running_var[c] = (float)(mom * unbiased + (double)((1.0f - mom) * running_var[c]));
+        }
+        const float a = rs * (gamma ? gamma[c] : 1.0f);
+        const float b = (beta ? beta[c] : 0.0f) - m * a;
+        for (int n = 0; n < N; n++) {
+            const float *x = inp + ((int64_t)n * C + c) * HW;
+            float *y = out + ((int64_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++) y[i] = (float)((double)x[i] * a + b);  // ATen fuses this multiply-add
+        }
+    }
+    if (num_batches_tracked) (*num_batches_tracked)++;
+    return 0;
+}
+
+// Per channel, with M = N*HW, sum = sum(dout), dotp = sum((x - mean) * dout):
+//   dinp += (dout - sum/M - (x - mean) * dotp * rstd^2 / M) * rstd * gamma
+//   dgamma += dotp * rstd;  dbeta += sum
+void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                        const float *save_mean, const float *save_rstd, const float *gamma, int N, int C, int HW) {
+    const int64_t M = (int64_t)N * HW;
+#pragma omp parallel for schedule(static)
+    for (int c = 0; c < C; c++) {
+        const float m = save_mean[c], rs = save_rstd[c];
+        double sum = 0.0, dotp = 0.0;
+        for (int n = 0; n < N; n++) {
+            const float *d = dout + ((int64_t)n * C + c) * HW;
+            const float *x = inp + ((int64_t)n * C + c) * HW;
+            for (int i = 0; i < HW; i++) {
+                sum += d[i];
+                dotp += (double)(x[i] - m) * d[i];
+            }
+        }
+        if (dinp) {
+            const float k = (float)(dotp * rs * rs / (double)M);
+            const float grad_mean = (float)(sum / (double)M);
+            const float w = gamma ? gamma[c] : 1.0f;
+            for (int n = 0; n < N; n++) {
+                const float *d = dout + ((int64_t)n * C + c) * HW;
+                const float *x = inp + ((int64_t)n * C + c) * HW;
+                float *dx = dinp + ((int64_t)n * C + c) * HW;
+                for (int i = 0; i < HW; i++) dx[i] += (d[i] - grad_mean - (x[i] - m) * k) * rs * w;
+            }
+        }
+        if (dgamma) dgamma[c] += (float)(dotp * rs);
+        if (dbeta) dbeta[c] += (float)sum;
     }
 }

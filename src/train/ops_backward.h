@@ -16,28 +16,6 @@
 
 #include "kernels/kernels.h"
 
-// ---- Normalisation -----------------------------------------------------------
-// GroupNorm forward that also saves mean and rstd = 1/sqrt(var + eps) per (n, group): mean/rstd (N*groups).
-// The same code as groupnorm_forward (norm_stats + norm_apply_span, kernels/fused.h), so the same bits
-// and the statistics it normalised with. gamma/beta may be NULL. out must not alias inp:
-// groupnorm_backward reads inp.
-void groupnorm_forward_train(float *out, float *mean, float *rstd, const float *inp, const float *gamma,
-                             const float *beta, int N, int C, int HW, int groups, float eps);
-// dgamma/dbeta (C); gamma may be NULL (= ones).
-void groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
-                        const float *mean, const float *rstd, const float *gamma, int N, int C, int HW, int groups);
-
-// BatchNorm2d in training mode (F.batch_norm(training=True)): per channel over (N, HW),
-// normalises with the batch mean and the BIASED batch variance, saves save_mean/save_rstd (C), and
-// updates running_mean/running_var (may be NULL) with momentum and the UNBIASED variance:
-//   running = (1 - momentum) * running + momentum * batch_stat.
-// num_batches_tracked (may be NULL) goes up by one. Returns -1 if N*HW < 2 (PyTorch refuses too).
-int batchnorm_forward_train(float *out, float *save_mean, float *save_rstd, float *running_mean,
-                            float *running_var, int64_t *num_batches_tracked, const float *inp, const float *gamma,
-                            const float *beta, int N, int C, int HW, double momentum, double eps);
-void batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
-                        const float *save_mean, const float *save_rstd, const float *gamma, int N, int C, int HW);
-
 // ---- Element-wise ------------------------------------------------------------
 // dinp += dout where out > 0 (out = the ReLU's output, so an in-place ReLU is fine).
 void relu_backward(float *dinp, const float *dout, const float *out, int64_t n);
