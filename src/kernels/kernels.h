@@ -146,6 +146,13 @@ void resize_bilinear(const float *x, float *y, int N, int C, int H, int W, int H
 void upsample_nearest2x(const float *x, float *y, int N, int C, int H, int W);
 // AdaptiveAvgPool2d to (Ho, Wo): bins [floor(i*H/Ho), ceil((i+1)*H/Ho)).
 void adaptive_avg_pool2d(const float *x, float *y, int N, int C, int H, int W, int Ho, int Wo);
+// Their backwards, accumulated (+=) into dinp (N,C,H,W) from dout (N,C,Ho,Wo): the adjoint of
+// resize_bilinear (same source indices and weights; each plane scattered by one thread in output
+// order, as ATen's upsample_bilinear2d_backward), and of adaptive_avg_pool2d (each input of bin
+// (oh,ow) gets dout / bin size; Ho = Wo = 1 is the global average pool).
+void resize_bilinear_backward(float *dinp, const float *dout, int N, int C, int H, int W, int Ho, int Wo,
+                              int align_corners);
+void adaptive_avg_pool2d_backward(float *dinp, const float *dout, int N, int C, int H, int W, int Ho, int Wo);
 
 // ---- Kernel internals (kernels/gemm_internal.h) ---------------------------------
 // (included here until every user includes it itself)

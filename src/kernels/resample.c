@@ -8,6 +8,15 @@ static float source_index(int i, int in, int out, int align_corners) {
     return s < 0.0f ? 0.0f : s;
 }
 
+// The two input indices i0 <= i1 output index i reads and the weight of i1 (1 - lambda for i0):
+// shared by resize_bilinear and its backward, so the adjoint uses exactly the forward's weights.
+static void bilinear_taps(int i, int in, int out, int align_corners, int *i0, int *i1, float *lambda) {
+    float s = source_index(i, in, out, align_corners);
+    *i0 = (int)s;
+    *i1 = *i0 + (*i0 < in - 1 ? 1 : 0);
+    *lambda = s - (float)*i0;
+}
+
 void resize_bilinear(const float *x, float *y, int N, int C, int H, int W, int Ho, int Wo, int align_corners) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < N; n++) {
@@ -15,15 +24,13 @@ void resize_bilinear(const float *x, float *y, int N, int C, int H, int W, int H
             const float *in = x + ((int64_t)n * C + c) * H * W;
             float *o = y + ((int64_t)n * C + c) * Ho * Wo;
             for (int oh = 0; oh < Ho; oh++) {
-                float sh = source_index(oh, H, Ho, align_corners);
-                int h0 = (int)sh;
-                int h1 = h0 + (h0 < H - 1 ? 1 : 0);
-                float lh = sh - (float)h0;
+                int h0, h1;
+                float lh;
+                bilinear_taps(oh, H, Ho, align_corners, &h0, &h1, &lh);
                 for (int ow = 0; ow < Wo; ow++) {
-                    float sw = source_index(ow, W, Wo, align_corners);
-                    int w0 = (int)sw;
-                    int w1 = w0 + (w0 < W - 1 ? 1 : 0);
-                    float lw = sw - (float)w0;
+                    int w0, w1;
+                    float lw;
+                    bilinear_taps(ow, W, Wo, align_corners, &w0, &w1, &lw);
                     o[oh * Wo + ow] = (1.0f - lh) * ((1.0f - lw) * in[h0 * W + w0] + lw * in[h0 * W + w1]) +
                                       lh * ((1.0f - lw) * in[h1 * W + w0] + lw * in[h1 * W + w1]);
                 }
@@ -58,6 +65,55 @@ void adaptive_avg_pool2d(const float *x, float *y, int N, int C, int H, int W, i
                     for (int h = h0; h < h1; h++)
                         for (int w = w0; w < w1; w++) sum += in[h * W + w];
                     o[oh * Wo + ow] = sum / (float)((h1 - h0) * (w1 - w0));
+                }
+            }
+        }
+    }
+}
+
+// ---- Backward (training): the adjoints, accumulated (+=) --------------------------------------
+
+// Each (n, c) plane is scattered by one thread in output order, as ATen's
+// upsample_bilinear2d_backward does.
+void resize_bilinear_backward(float *dinp, const float *dout, int N, int C, int H, int W, int Ho, int Wo,
+                              int align_corners) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < N; n++) {
+        for (int c = 0; c < C; c++) {
+            float *dx = dinp + ((int64_t)n * C + c) * H * W;
+            const float *d = dout + ((int64_t)n * C + c) * Ho * Wo;
+            for (int oh = 0; oh < Ho; oh++) {
+                int h0, h1;
+                float lh;
+                bilinear_taps(oh, H, Ho, align_corners, &h0, &h1, &lh);
+                for (int ow = 0; ow < Wo; ow++) {
+                    int w0, w1;
+                    float lw;
+                    bilinear_taps(ow, W, Wo, align_corners, &w0, &w1, &lw);
+                    float g = d[oh * Wo + ow];
+                    dx[h0 * W + w0] += (1.0f - lh) * (1.0f - lw) * g;
+                    dx[h0 * W + w1] += (1.0f - lh) * lw * g;
+                    dx[h1 * W + w0] += lh * (1.0f - lw) * g;
+                    dx[h1 * W + w1] += lh * lw * g;
+                }
+            }
+        }
+    }
+}
+
+void adaptive_avg_pool2d_backward(float *dinp, const float *dout, int N, int C, int H, int W, int Ho, int Wo) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int n = 0; n < N; n++) {
+        for (int c = 0; c < C; c++) {
+            float *dx = dinp + ((int64_t)n * C + c) * H * W;
+            const float *d = dout + ((int64_t)n * C + c) * Ho * Wo;
+            for (int oh = 0; oh < Ho; oh++) {
+                int h0 = (oh * H) / Ho, h1 = ((oh + 1) * H + Ho - 1) / Ho;
+                for (int ow = 0; ow < Wo; ow++) {
+                    int w0 = (ow * W) / Wo, w1 = ((ow + 1) * W + Wo - 1) / Wo;
+                    float g = d[oh * Wo + ow] / (float)((h1 - h0) * (w1 - w0));
+                    for (int h = h0; h < h1; h++)
+                        for (int w = w0; w < w1; w++) dx[h * W + w] += g;
                 }
             }
         }

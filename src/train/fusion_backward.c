@@ -347,7 +347,7 @@ static int moe_call_backward(MoEScale *ms, const MoECall *cl, int B, int H, int 
     }
     // z = logits / t (the learnt temperature), logits = AdaptiveAvgPool(1)(gate_conv(x))
     div_scalar_backward(dlogits, grad_of(ms->temperature), dz, cl->logits.data, ms->temperature->data[0], (int64_t)B * E);
-    global_avg_pool_backward(dmap, dlogits, B, E, HW);
+    adaptive_avg_pool2d_backward(dmap, dlogits, B, E, H, W, 1, 1);
     ConvLayer *gc = &ms->gate_conv;
     if (conv2d_backward(dx, grad_of(gc->weight), grad_of(gc->bias), dmap, x, gc->weight->data, B, C, H, W, E,
                         conv_geometry(gc->kernel, 1, gc->pad)))

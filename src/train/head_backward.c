@@ -37,7 +37,7 @@ int linear_head_backward(LinearHead *h, const float *dlogits, float *const *dfus
     if (!dpooled || !dsum) { free(dpooled); free(dsum); return SD_FAIL; }
     linear_backward(dpooled, grad_of(h->weight), grad_of(h->bias), dlogits, h->pooled.data, h->weight->data, B, P,
                     h->num_classes);
-    global_avg_pool_backward(dsum, dpooled, B, P, HW0);
+    adaptive_avg_pool2d_backward(dsum, dpooled, B, P, H0, W0, 1, 1);
     for (int s = 0; s < h->num_scales; s++) {
         if (h->H[s] != H0 || h->W[s] != W0)
             resize_bilinear_backward(dfused[s], dsum, B, P, h->H[s], h->W[s], H0, W0, 0);

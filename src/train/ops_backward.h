@@ -20,16 +20,6 @@
 // dinp += dout where out > 0 (out = the ReLU's output, so an in-place ReLU is fine).
 void relu_backward(float *dinp, const float *dout, const float *out, int64_t n);
 
-// ---- Resampling and pooling --------------------------------------------------
-// Adjoint of resize_bilinear (same source indices and weights): dinp (N,C,H,W) from dout (N,C,Ho,Wo).
-void resize_bilinear_backward(float *dinp, const float *dout, int N, int C, int H, int W, int Ho, int Wo,
-                              int align_corners);
-// Adjoint of adaptive_avg_pool2d: each input of bin (oh,ow) gets dout / bin size.
-void adaptive_avg_pool2d_backward(float *dinp, const float *dout, int N, int C, int H, int W, int Ho, int Wo);
-// out[n,c] = mean over HW of inp[n,c,:] (AdaptiveAvgPool2d(1) + flatten), and its backward.
-void global_avg_pool_forward(float *out, const float *inp, int N, int C, int HW);
-void global_avg_pool_backward(float *dinp, const float *dout, int N, int C, int HW);
-
 // ---- Softmax -----------------------------------------------------------------
 // Rows: out = softmax_rows(inp) over the last dim; dinp += out * (dout - sum_j dout_j out_j).
 void softmax_backward(float *dinp, const float *dout, const float *out, int rows, int n);
