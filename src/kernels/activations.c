@@ -611,3 +611,35 @@ void softmax_rows(float *x, int rows, int n) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < rows; r++) k->softmax_row(x + (int64_t)r * n, n);
 }
+
+// ---- Backward (training): accumulated (+=), each element by one thread ------------------------
+
+void relu_backward(float *dinp, const float *dout, const float *out, int64_t n) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++)
+        if (out[i] > 0.0f) dinp[i] += dout[i];
+}
+
+void div_scalar_backward(float *dinp, float *dt, const float *dout, const float *inp, float t, int64_t n) {
+    if (dinp) {
+        for (int64_t i = 0; i < n; i++) dinp[i] += dout[i] / t;
+    }
+    if (dt) {
+        double acc = 0.0;  // d(x/t)/dt = -x/t^2
+        for (int64_t i = 0; i < n; i++) acc += (double)dout[i] * inp[i];
+        *dt += (float)(-acc / ((double)t * t));
+    }
+}
+
+void softmax_backward(float *dinp, const float *dout, const float *out, int rows, int n) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        const float *y = out + (int64_t)r * n;
+        const float *d = dout + (int64_t)r * n;
+        float *dx = dinp + (int64_t)r * n;
+        double dot = 0.0;
+        for (int i = 0; i < n; i++) dot += (double)d[i] * y[i];
+        const float s = (float)dot;
+        for (int i = 0; i < n; i++) dx[i] += y[i] * (d[i] - s);
+    }
+}

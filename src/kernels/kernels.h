@@ -127,6 +127,13 @@ void add_inplace(float *y, const float *x, int64_t n);     // y += x
 void scale_inplace(float *y, float s, int64_t n);          // y *= s
 // Softmax over the last dim of x[rows, n], in place.
 void softmax_rows(float *x, int rows, int n);
+// The backwards of relu_inplace, softmax_rows and a division by a scalar (accumulated, +=):
+// dinp += dout where out > 0 (out = the ReLU's output, so an in-place ReLU is fine);
+// dinp += out * (dout - sum_j dout_j out_j) per row, out = softmax_rows' output (rows, n);
+// out = inp / t for n values: dinp += dout / t, *dt += -sum(dout * inp) / t^2 (dinp, dt may be NULL).
+void relu_backward(float *dinp, const float *dout, const float *out, int64_t n);
+void softmax_backward(float *dinp, const float *dout, const float *out, int rows, int n);
+void div_scalar_backward(float *dinp, float *dt, const float *dout, const float *inp, float t, int64_t n);
 
 // ---- Attention (attention.c) ----------------------------------------------
 // Multi-head scaled dot-product attention with an online softmax over key tiles:

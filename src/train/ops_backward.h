@@ -16,20 +16,10 @@
 
 #include "kernels/kernels.h"
 
-// ---- Element-wise ------------------------------------------------------------
-// dinp += dout where out > 0 (out = the ReLU's output, so an in-place ReLU is fine).
-void relu_backward(float *dinp, const float *dout, const float *out, int64_t n);
-
 // ---- Softmax -----------------------------------------------------------------
-// Rows: out = softmax_rows(inp) over the last dim; dinp += out * (dout - sum_j dout_j out_j).
-void softmax_backward(float *dinp, const float *dout, const float *out, int rows, int n);
 // Softmax over the channel dim of (N,C,HW) (F.softmax(x, dim=1) per pixel), forward and backward.
 void softmax_channels_forward(float *out, const float *inp, int N, int C, int HW);
 void softmax_channels_backward(float *dinp, const float *dout, const float *out, int N, int C, int HW);
-
-// ---- Scalar divisor (MoE gate logits / learnable temperature) --------------------
-// out = inp / t for n values: dinp += dout / t, *dt += -sum(dout * inp) / t^2 (dinp, dt may be NULL).
-void div_scalar_backward(float *dinp, float *dt, const float *dout, const float *inp, float t, int64_t n);
 
 // ---- Dropout2d -----------------------------------------------------------------
 // Seeded generator for the channel masks (splitmix64); PyTorch's generator is not reproduced.
