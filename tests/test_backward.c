@@ -1,4 +1,5 @@
-// Gradient checks for src/train/ops_backward.c.
+// Gradient checks for the layers' backwards: kernels/ (conv_backward.c, gemm.c, norm.c,
+// activations.c, resample.c) and fusion/layers.c (softmax over dim 1, channel slices, Dropout2d).
 //
 // Method ("double-checked"): for every layer a float64 reference forward is
 // written here and first compared with the float32 kernel forward (so the
@@ -21,7 +22,7 @@
 #include "kernels/fused.h"
 #include "kernels/kernels.h"
 #include "tests/test_util.h"
-#include "train/ops_backward.h"
+#include "fusion/layers.h"
 
 #define FD_H 1e-5
 #define FD_REL_TOL 1e-5
@@ -429,7 +430,7 @@ static void test_relu(void) {
 
 typedef struct {
     int N, C, HW;  // softmax over C with stride HW (rows: N rows, C = n, HW = 1)
-    double *x, *R;
+    double *x, *R, t;  // softmax(x / t)
 } SmCtx;
 static double softmax_loss(void *p) {
     SmCtx *c = (SmCtx *)p;
@@ -438,10 +439,10 @@ static double softmax_loss(void *p) {
         for (int q = 0; q < c->HW; q++) {
             const double *x = c->x + (long)n * c->C * c->HW + q;
             double mx = -INFINITY, s = 0.0;
-            for (int k = 0; k < c->C; k++) mx = fmax(mx, x[(long)k * c->HW]);
-            for (int k = 0; k < c->C; k++) s += exp(x[(long)k * c->HW] - mx);
+            for (int k = 0; k < c->C; k++) mx = fmax(mx, x[(long)k * c->HW] / c->t);
+            for (int k = 0; k < c->C; k++) s += exp(x[(long)k * c->HW] / c->t - mx);
             for (int k = 0; k < c->C; k++)
-                L += c->R[(long)n * c->C * c->HW + (long)k * c->HW + q] * exp(x[(long)k * c->HW] - mx) / s;
+                L += c->R[(long)n * c->C * c->HW + (long)k * c->HW + q] * exp(x[(long)k * c->HW] / c->t - mx) / s;
         }
     return L;
 }
@@ -453,28 +454,30 @@ static void test_softmax(void) {
         for (int i = 0; i < rows * n; i++) y[i] = x[i];
         softmax_rows(y, rows, n);
         softmax_backward(dx, R, y, rows, n);
-        SmCtx c = {rows, n, 1, to_double(x, rows * n), to_double(R, rows * n)};
+        SmCtx c = {rows, n, 1, to_double(x, rows * n), to_double(R, rows * n), 1.0};
         check_grad("softmax rows dinp", softmax_loss, &c, c.x, rows * n, dx, 0.0f);
         free(x), free(R), free(y), free(dx), free(c.x), free(c.R);
     }
-    {  // channels of NCHW
+    for (int tk = 0; tk < 2; tk++) {  // channels of NCHW (the localized fuser's gate), temperature 1 and 0.7
         int N = 2, C = 5, HW = 7;
         long n = (long)N * C * HW;
+        const float temp = tk ? 0.7f : 1.0f;
         float *x = rand_floats(n, 3.0f), *R = rand_floats(n, 1.0f), *y = filled(n, 0.0f), *dx = filled(n, 2.0f);
-        softmax_channels_forward(y, x, N, C, HW);
-        SmCtx c = {N, C, HW, to_double(x, n), to_double(R, n)};
+        for (long i = 0; i < n; i++) y[i] = x[i];
+        softmax_dim1(y, N, C, HW, temp);
+        SmCtx c = {N, C, HW, to_double(x, n), to_double(R, n), (double)temp};
         double *yref = (double *)malloc(sizeof(double) * n);
         for (long i = 0; i < n; i++) {  // reference probabilities
             int nn = (int)(i / (C * HW)), q = (int)(i % HW);
             const double *xx = c.x + (long)nn * C * HW + q;
             double mx = -INFINITY, s = 0.0;
-            for (int k = 0; k < C; k++) mx = fmax(mx, xx[(long)k * HW]);
-            for (int k = 0; k < C; k++) s += exp(xx[(long)k * HW] - mx);
-            yref[i] = exp(c.x[i] - mx) / s;
+            for (int k = 0; k < C; k++) mx = fmax(mx, xx[(long)k * HW] / c.t);
+            for (int k = 0; k < C; k++) s += exp(xx[(long)k * HW] / c.t - mx);
+            yref[i] = exp(c.x[i] / c.t - mx) / s;
         }
-        check_forward("softmax channels", y, yref, n);
-        softmax_channels_backward(dx, R, y, N, C, HW);
-        check_grad("softmax channels dinp", softmax_loss, &c, c.x, n, dx, 2.0f);
+        check_forward("softmax_dim1", y, yref, n);
+        softmax_dim1_backward(dx, R, y, N, C, HW, temp);
+        check_grad("softmax_dim1 dinp", softmax_loss, &c, c.x, n, dx, 2.0f);
         free(x), free(R), free(y), free(dx), free(c.x), free(c.R), free(yref);
     }
 }
@@ -570,39 +573,38 @@ static void test_resize_and_pool(void) {
     }
 }
 
+// copy_channels / paste_channels (a channel slice, a piece of torch.cat) and their backwards:
+// linear maps, so checked column by column like resize and pooling, and exact layouts.
+static void copy_map(const float *x, float *y, const int *s) { copy_channels(y, x, s[0], s[1], s[2], s[3], s[4]); }
+static void paste_map(const float *x, float *y, const int *s) {
+    for (long i = 0; i < (long)s[0] * s[1] * s[4]; i++) y[i] = 0.0f;
+    paste_channels(y, x, s[0], s[1], s[2], s[3], s[4]);
+}
 static void test_concat(void) {
-    int N = 2, HW = 3, channels[3] = {2, 1, 3};
-    float *a = rand_floats(N * 2 * HW, 1.0f), *b = rand_floats(N * 1 * HW, 1.0f), *c = rand_floats(N * 3 * HW, 1.0f);
-    const float *ins[3] = {a, b, c};
-    float *out = filled(N * 6 * HW, 0.0f);
-    concat_channels_forward(out, ins, channels, 3, N, HW);
+    const int B = 2, C = 6, c0 = 2, c = 3, HW = 3;
+    const int shape[5] = {B, C, c0, c, HW};
+    const long big = (long)B * C * HW, small = (long)B * c * HW;
+    float *full = rand_floats(big, 1.0f), *part = filled(small, 0.0f);
+    copy_channels(part, full, B, C, c0, c, HW);
     int ok = 1;
-    for (int n = 0; n < N; n++)
-        for (int i = 0; i < HW; i++) {
-            ok &= out[(n * 6 + 0) * HW + i] == a[(n * 2 + 0) * HW + i] && out[(n * 6 + 1) * HW + i] == a[(n * 2 + 1) * HW + i];
-            ok &= out[(n * 6 + 2) * HW + i] == b[n * HW + i];
-            for (int k = 0; k < 3; k++) ok &= out[(n * 6 + 3 + k) * HW + i] == c[(n * 3 + k) * HW + i];
-        }
-    CHECK(ok, "concat_channels_forward: wrong layout");
-    float *R = rand_floats(N * 6 * HW, 1.0f), *da = filled(N * 2 * HW, 1.0f), *dc = filled(N * 3 * HW, 1.0f);
-    float *const dins[3] = {da, NULL, dc};
-    concat_channels_backward(dins, R, channels, 3, N, HW);
-    ok = 1;
-    for (int n = 0; n < N; n++)
-        for (int i = 0; i < HW; i++) {
-            for (int k = 0; k < 2; k++) ok &= da[(n * 2 + k) * HW + i] == 1.0f + R[(n * 6 + k) * HW + i];
-            for (int k = 0; k < 3; k++) ok &= dc[(n * 3 + k) * HW + i] == 1.0f + R[(n * 6 + 3 + k) * HW + i];
-        }
-    CHECK(ok, "concat_channels_backward: wrong split or not accumulated");
-    free(a), free(b), free(c), free(out), free(R), free(da), free(dc);
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < c; k++)
+            for (int i = 0; i < HW; i++) ok &= part[((long)b * c + k) * HW + i] == full[((long)b * C + c0 + k) * HW + i];
+    CHECK(ok, "copy_channels: wrong slice");
+    float *R = rand_floats(small, 1.0f), *dfull = filled(big, 1.0f);
+    copy_channels_backward(dfull, R, B, C, c0, c, HW);
+    check_linear_map("copy_channels_backward", copy_map, shape, big, small, R, dfull, 1.0f);
+    float *R2 = rand_floats(big, 1.0f), *dpart = filled(small, -0.5f);
+    paste_channels_backward(dpart, R2, B, C, c0, c, HW);
+    check_linear_map("paste_channels_backward", paste_map, shape, small, big, R2, dpart, -0.5f);
+    free(full), free(part), free(R), free(dfull), free(R2), free(dpart);
 }
 
 static void test_dropout(void) {
     int N = 50, C = 200, HW = 3;
     long n = (long)N * C * HW;
     float *x = rand_floats(n, 1.0f), *y = filled(n, 0.0f), *mask = filled(N * C, -1.0f), *mask2 = filled(N * C, -1.0f);
-    DropoutRng rng;
-    dropout_rng_seed(&rng, 42);
+    uint64_t rng = 42;
     dropout2d_forward(y, mask, x, N, C, HW, 0.1f, &rng);
     const float scale = 1.0f / 0.9f;
     long kept = 0;
@@ -621,7 +623,7 @@ static void test_dropout(void) {
     CHECK(values_ok && out_ok, "dropout2d: mask values must be 0 or 1/(1-p), out = inp * mask");
     double frac = (double)kept / (N * C), sigma = sqrt(0.9 * 0.1 / (N * C));
     CHECK(fabs(frac - 0.9) < 4 * sigma, "dropout2d: kept fraction %g, expected 0.9 +- %g", frac, 4 * sigma);
-    dropout_rng_seed(&rng, 42);
+    rng = 42;
     dropout2d_forward(y, mask2, x, N, C, HW, 0.1f, &rng);
     CHECK(max_abs_diff(mask, mask2, N * C) == 0.0, "dropout2d: same seed, different mask");
     dropout2d_forward(y, mask2, x, N, C, HW, 0.1f, &rng);

@@ -8,12 +8,12 @@
 #include <omp.h>
 #include <stdint.h>
 
+#include "kernels/kernels.h"
 #include "tests/test_util.h"
 #include "train/adam.h"
 #include "train/losses.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
-#include "train/ops_backward.h"
 
 static int close_to(double got, double want, double tol) { return fabs(got - want) <= tol; }
 // got == want rounded to float (9 significant digits identify a float32).

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/rng.h"
 #include "fusion/layers.h"
 #include "kernels/kernels.h"
 
@@ -186,6 +187,46 @@ void softmax_dim1(float *x, int B, int K, int HW, float temperature) {
             for (int k = 0; k < K; k++) xp[(int64_t)k * HW] /= sum;
         }
     }
+}
+
+// The adjoint of softmax_dim1 (y = softmax(x / T) over dim 1), with y its output, per (sample, pixel):
+//   dinp += y * (dout - sum_k dout_k y_k) / T
+void softmax_dim1_backward(float *dinp, const float *dout, const float *out, int B, int K, int HW, float temperature) {
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < B; b++) {
+        for (int p = 0; p < HW; p++) {
+            const int64_t base = (int64_t)b * K * HW + p;
+            double dot = 0.0;
+            for (int k = 0; k < K; k++) dot += (double)dout[base + (int64_t)k * HW] * out[base + (int64_t)k * HW];
+            const float s = (float)dot;
+            for (int k = 0; k < K; k++) {
+                const int64_t i = base + (int64_t)k * HW;
+                dinp[i] += out[i] * (dout[i] - s) / temperature;
+            }
+        }
+    }
+}
+
+void copy_channels_backward(float *dsrc, const float *ddst, int B, int C, int c0, int c, int HW) {
+    for (int b = 0; b < B; b++) add_inplace(dsrc + ((int64_t)b * C + c0) * HW, ddst + (int64_t)b * c * HW, (int64_t)c * HW);
+}
+
+void paste_channels_backward(float *dsrc, const float *ddst, int B, int C, int c0, int c, int HW) {
+    for (int b = 0; b < B; b++) add_inplace(dsrc + (int64_t)b * c * HW, ddst + ((int64_t)b * C + c0) * HW, (int64_t)c * HW);
+}
+
+void dropout2d_forward(float *out, float *mask, const float *inp, int N, int C, int HW, float p, uint64_t *rng) {
+    const float keep = p >= 1.0f ? 0.0f : 1.0f / (1.0f - p);
+    for (int64_t nc = 0; nc < (int64_t)N * C; nc++) mask[nc] = splitmix64_uniform(rng) < p ? 0.0f : keep;
+#pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < (int64_t)N * C; nc++)
+        for (int i = 0; i < HW; i++) out[nc * HW + i] = inp[nc * HW + i] * mask[nc];
+}
+
+void dropout2d_backward(float *dinp, const float *dout, const float *mask, int N, int C, int HW) {
+#pragma omp parallel for schedule(static)
+    for (int64_t nc = 0; nc < (int64_t)N * C; nc++)
+        for (int i = 0; i < HW; i++) dinp[nc * HW + i] += dout[nc * HW + i] * mask[nc];
 }
 
 int scratch_reserve(Arena *a, size_t bytes) {

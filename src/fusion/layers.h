@@ -69,16 +69,27 @@ int cna_forward(ConvNormAct *l, ConvNormActCache *c, const float *x, int B, int 
 void cna_cache_free(ConvNormActCache *c);
 
 // ---- helpers ---------------------------------------------------------------
-// dst (B, c, HW) = src[:, c0:c0+c] of src (B, C, HW).
+// dst (B, c, HW) = src[:, c0:c0+c] of src (B, C, HW), and its backward: dsrc[:, c0:c0+c] += ddst.
 void copy_channels(float *dst, const float *src, int B, int C, int c0, int c, int HW);
-// dst[:, c0:c0+c] of dst (B, C, HW) = src (B, c, HW).
+void copy_channels_backward(float *dsrc, const float *ddst, int B, int C, int c0, int c, int HW);
+// dst[:, c0:c0+c] of dst (B, C, HW) = src (B, c, HW) (a piece of torch.cat on dim 1), and its
+// backward: dsrc (B, c, HW) += ddst[:, c0:c0+c].
 void paste_channels(float *dst, const float *src, int B, int C, int c0, int c, int HW);
+void paste_channels_backward(float *dsrc, const float *ddst, int B, int C, int c0, int c, int HW);
 // Per-sample bilinear resize of src (B, c, H, W) into the
 // channels [c0, c0+c) of dst (B, C, Ho, Wo): F.interpolate then torch.cat.
 void resize_into_channels(float *dst, const float *src, int B, int C, int c0, int c, int H, int W, int Ho, int Wo,
                           int align_corners);
 // Softmax over dim 1 of x (B, K, HW) at every (sample, pixel), in place: y = softmax(x / temperature).
 void softmax_dim1(float *x, int B, int K, int HW, float temperature);
+// Its backward given its output y: dinp += y * (dout - sum_k dout_k y_k) / temperature.
+void softmax_dim1_backward(float *dinp, const float *dout, const float *out, int B, int K, int HW, float temperature);
+// nn.Dropout2d in training mode: channel (n, c) is kept with probability 1 - p and scaled by 1/(1-p):
+// mask[n*C+c] = 0 when splitmix64_uniform(rng) < p, else 1/(1-p) (N*C draws in (n, c) order; PyTorch's
+// generator is not reproduced); out = inp * mask (out may equal inp). p >= 1 zeroes everything.
+void dropout2d_forward(float *out, float *mask, const float *inp, int N, int C, int HW, float p, uint64_t *rng);
+// Its backward with the forward's mask: dinp += dout * mask.
+void dropout2d_backward(float *dinp, const float *dout, const float *mask, int N, int C, int HW);
 // Makes sure the arena can hold `bytes` of scratch (re-created empty if smaller).
 int scratch_reserve(Arena *a, size_t bytes);
 

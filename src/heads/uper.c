@@ -3,7 +3,6 @@
 #include <string.h>
 
 #include "core/error.h"
-#include "core/rng.h"
 #include "heads/uper.h"
 #include "kernels/kernels.h"
 
@@ -118,10 +117,7 @@ int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const
         float *mask = fbuf(&u->drop_mask, (size_t)B * ch);
         float *d = fbuf(&u->dropped, (size_t)nf);
         if (!mask || !d) return SD_FAIL;
-        float keep = u->dropout_p >= 1.0f ? 0.0f : 1.0f / (1.0f - u->dropout_p);
-        for (int k = 0; k < B * ch; k++) mask[k] = splitmix64_uniform(&u->rng_state) < u->dropout_p ? 0.0f : keep;
-        for (int k = 0; k < B * ch; k++)
-            for (int p = 0; p < H0 * W0; p++) d[(int64_t)k * H0 * W0 + p] = feat[(int64_t)k * H0 * W0 + p] * mask[k];
+        dropout2d_forward(d, mask, feat, B, ch, H0 * W0, u->dropout_p, &u->rng_state);
         feat = d;
     }
     float *seg = fbuf(&u->seg, (size_t)B * u->num_classes * H0 * W0);

@@ -9,7 +9,6 @@
 
 #include "core/error.h"
 #include "kernels/kernels.h"
-#include "train/ops_backward.h"
 
 // The gradient buffer of a parameter that takes part in this backward: has_grad = 1
 // ("grad is not None"). NULL when the parameter does not exist or has no buffer.
@@ -23,15 +22,6 @@ static float *zalloc(size_t n) {
     float *p = (float *)calloc(n ? n : 1, sizeof(float));
     if (!p) sd_errorf("backward: out of memory (%zu floats)", n);
     return p;
-}
-
-// dst (B, C, HW) channels [c0, c0 + c) += src (B, c, HW): the backward of a channel slice.
-static void add_channels(float *dst, const float *src, int B, int C, int c0, int c, int HW) {
-    for (int b = 0; b < B; b++) {
-        float *d = dst + ((int64_t)b * C + c0) * HW;
-        const float *s = src + (int64_t)b * c * HW;
-        for (int64_t i = 0; i < (int64_t)c * HW; i++) d[i] += s[i];
-    }
 }
 
 // sum_i a[i] b[i] in double, in index order.
@@ -159,7 +149,7 @@ int gw_backward(GlobalFuser *g, const FeatureLayout *fl, int B, const int *H, co
                 float *dxs = dx_all ? zalloc((size_t)B * c * HW) : NULL;
                 if (dx_all && !dxs) { free(dy); goto done; }
                 int r = phi_backward(&g->phis[idx], &g->caches[call], y, dy, dxs);
-                if (!r && dxs) add_channels(dx_all, dxs, B, fl->scale_channels[s], c0, c, HW);
+                if (!r && dxs) copy_channels_backward(dx_all, dxs, B, fl->scale_channels[s], c0, c, HW);
                 free(dxs);
                 if (r) { free(dy); goto done; }
                 c0 += c;
@@ -215,8 +205,7 @@ int lw_backward(LocalFuser *g, const FeatureLayout *fl, int B, const int *H, con
                 }
             }
         }
-        softmax_channels_backward(da, dg, gate, B, K, HW);
-        for (int64_t i = 0; i < (int64_t)B * K * HW; i++) da[i] /= g->temperature;
+        softmax_dim1_backward(da, dg, gate, B, K, HW, g->temperature);
         ConvLayer *gc = &g->gate_conv[s];
         if (conv2d_backward(dm, grad_of(gc->weight), grad_of(gc->bias), da, g->mean[s].data, gc->weight->data, B, P,
                             H[s], W[s], K, conv_geometry(1, 1, 0)))
@@ -237,7 +226,7 @@ int lw_backward(LocalFuser *g, const FeatureLayout *fl, int B, const int *H, con
             float *dxs = dx_all ? zalloc((size_t)B * c * HW) : NULL;
             if (dx_all && !dxs) goto scale_done;
             int r = phi_backward(&g->phis[idx], &g->caches[call], g->outputs[call].data, dy, dxs);
-            if (!r && dxs) add_channels(dx_all, dxs, B, fl->scale_channels[s], lw_stream_offset(g, fl, s, l), c, HW);
+            if (!r && dxs) copy_channels_backward(dx_all, dxs, B, fl->scale_channels[s], lw_stream_offset(g, fl, s, l), c, HW);
             free(dxs);
             if (r) goto scale_done;
         }
@@ -406,10 +395,7 @@ int concat_backward(ConcatFuser *c, const FeatureLayout *fl, int B, const int *H
         }
         for (int k = 0; dcat && k < T; k++) {
             float *dx = dfeat_of(dfeat, fl, k, s);
-            if (!dx) continue;
-            for (int b = 0; b < B; b++)
-                add_inplace(dx + (int64_t)b * Cs * HW, dcat + ((int64_t)b * T * Cs + (int64_t)k * Cs) * HW,
-                            (int64_t)Cs * HW);
+            if (dx) paste_channels_backward(dx, dcat, B, T * Cs, k * Cs, Cs, HW);
         }
         free(dcat);
     }
@@ -429,7 +415,7 @@ int single_backward(SingleFuser *g, const FeatureLayout *fl, int B, const int *H
         float *dxs = dx_all ? zalloc((size_t)B * c * HW) : NULL;
         if (dx_all && !dxs) return SD_FAIL;
         int r = phi_backward(&g->phis[s], &g->caches[s], fused[s].data, dfused[s], dxs);
-        if (!r && dxs) add_channels(dx_all, dxs, B, fl->scale_channels[s], c0, c, HW);
+        if (!r && dxs) copy_channels_backward(dx_all, dxs, B, fl->scale_channels[s], c0, c, HW);
         free(dxs);
         if (r) return SD_FAIL;
     }

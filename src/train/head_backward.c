@@ -6,7 +6,6 @@
 
 #include "core/error.h"
 #include "kernels/kernels.h"
-#include "train/ops_backward.h"
 
 static float *grad_of(Param *p) {
     if (!p || !p->grad) return NULL;
@@ -18,12 +17,6 @@ static float *zalloc(size_t n) {
     float *p = (float *)calloc(n ? n : 1, sizeof(float));
     if (!p) sd_errorf("backward: out of memory (%zu floats)", n);
     return p;
-}
-
-// dst (B, c, HW) = channels [c0, c0 + c) of src (B, C, HW).
-static void take_channels(float *dst, const float *src, int B, int C, int c0, int c, int HW) {
-    for (int b = 0; b < B; b++)
-        memcpy(dst + (int64_t)b * c * HW, src + ((int64_t)b * C + c0) * HW, (size_t)c * HW * sizeof(float));
 }
 
 // ---------------------------------------------------------------------------
@@ -91,9 +84,9 @@ int uper_head_backward(UperHead *u, const float *dlogits, float *const *dfused) 
         float *dfi = dfpn;
         memset(dfpn, 0, (size_t)B * ch * HWi * sizeof(float));
         if (i == 0) {
-            take_channels(dfpn, dfcat, B, S * ch, 0, ch, HW0);
+            copy_channels(dfpn, dfcat, B, S * ch, 0, ch, HW0);
         } else {
-            take_channels(slice, dfcat, B, S * ch, i * ch, ch, HW0);
+            copy_channels(slice, dfcat, B, S * ch, i * ch, ch, HW0);
             resize_bilinear_backward(dfpn, slice, B, ch, u->H[i], u->W[i], H0, W0, ac);
         }
         if (i + 1 < S) {
@@ -111,13 +104,12 @@ int uper_head_backward(UperHead *u, const float *dlogits, float *const *dfused) 
     // PPM: the bottleneck, then its concatenation [x, up(psp_0), ...]
     if (cna_backward(&u->bottleneck, &u->bottleneck_c, dlat[S - 1], dcat)) goto done;
     float *dx = dfused[S - 1];
-    for (int b = 0; b < B; b++)
-        add_inplace(dx + (int64_t)b * P * HWt, dcat + (int64_t)b * Ccat * HWt, (int64_t)P * HWt);
+    paste_channels_backward(dx, dcat, B, Ccat, 0, P, HWt);
     for (int j = 0; j < u->num_pool; j++) {
         const int q = u->pool_scales[j];
         float *dpsp = zalloc((size_t)B * ch * q * q), *dpooled = zalloc((size_t)B * P * q * q);
         if (!dpsp || !dpooled) { free(dpsp); free(dpooled); goto done; }
-        take_channels(slice, dcat, B, Ccat, P + j * ch, ch, HWt);
+        copy_channels(slice, dcat, B, Ccat, P + j * ch, ch, HWt);
         resize_bilinear_backward(dpsp, slice, B, ch, q, q, Ht, Wt, ac);
         int r = cna_backward(&u->psp[j], &u->psp_c[j], dpsp, dpooled);
         if (!r) adaptive_avg_pool2d_backward(dx, dpooled, B, P, Ht, Wt, q, q);
