@@ -4,7 +4,13 @@
 #include <stdio.h>
 #include <string.h>
 
+// The message of the calling thread: each host thread that uses the library has its own, so two
+// threads failing at once do not overwrite each other's message. OpenMP's threadprivate makes a
+// per-thread copy in C99 (with GCC/Clang it is thread-local storage, as __thread). Worker threads
+// of a parallel region have their own copy too: a message recorded there is not seen by the
+// thread that opened the region (sd_errorf is not meant to be called there; see error.h).
 static char g_error[4096];
+#pragma omp threadprivate(g_error)
 
 int sd_errorf(const char *fmt, ...) {
     va_list ap;

@@ -9,7 +9,8 @@
 
 // Records the message (printf format) and returns SD_FAIL, so a caller can write
 //   if (n < 0) return sd_errorf("%s: tensor '%s' has %d dims, expected 4", path, name, nd);
-// Not thread-safe: do not call it from inside an OpenMP parallel region.
+// The message is per thread: each host thread reads back its own with sd_last_error. Do not call
+// it from inside an OpenMP parallel region (a worker's message stays with the worker).
 int sd_errorf(const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 1, 2)))
@@ -23,7 +24,7 @@ int sd_error_context(const char *fmt, ...)
 #endif
     ;
 
-// The last message recorded ("" if none).
+// The last message recorded by the calling thread ("" if none).
 const char *sd_last_error(void);
 void sd_clear_error(void);
 

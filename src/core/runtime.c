@@ -11,7 +11,18 @@
 
 #include "core/error.h"
 
-static int g_threads = 1;
+// The thread count is OpenMP's nthreads-var, which every host thread has its own copy of (an
+// initial task's data environment): setting it here changes the count of the calling thread's
+// parallel regions only, and the regions' workers inherit it. No global of ours.
+int sd_threads_set(int n) {
+#ifdef _OPENMP
+    if (n <= 0) n = omp_get_num_procs();
+    omp_set_num_threads(n);
+#else
+    n = 1;
+#endif
+    return n;
+}
 
 int sd_threads_init(int requested) {
     int n = requested;
@@ -25,17 +36,16 @@ int sd_threads_init(int requested) {
             n = (int)v;
         }
     }
-#ifdef _OPENMP
-    if (n <= 0) n = omp_get_num_procs();
-    omp_set_num_threads(n);
-#else
-    n = 1;
-#endif
-    g_threads = n;
-    return n;
+    return sd_threads_set(n);
 }
 
-int sd_threads(void) { return g_threads; }
+int sd_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
 
 static SdIsa detect_isa(void) {
 #if defined(__x86_64__) || defined(__i386__)

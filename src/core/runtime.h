@@ -4,9 +4,14 @@
 
 #include <stddef.h>
 
-// Sets the OpenMP thread count: `requested` if > 0, else $SATDIFUSER_THREADS,
-// else every core. Returns the count in use, or -1 if the value is invalid.
+// The OpenMP thread count of the calling host thread's parallel regions (OpenMP keeps one per
+// host thread: two threads may set different counts): n if > 0, else every core. Returns the count.
+// Reads no environment: what the library API (satdifuser.h) uses.
+int sd_threads_set(int n);
+// For the CLI and tests: sd_threads_set of `requested` if > 0, else of $SATDIFUSER_THREADS, else of
+// every core. Returns the count in use, or -1 if the environment value is invalid.
 int sd_threads_init(int requested);
+// The calling thread's count (omp_get_max_threads()).
 int sd_threads(void);
 
 // The SIMD path chosen at run time from the CPU's features. $SATDIFUSER_ISA

@@ -9,8 +9,11 @@
 #include "core/error.h"
 #include "kernels/fused.h"
 
-// -1: not decided yet ($SATDIFUSER_PRECISION is read on first use)
-static int g_precision = -1;
+// The compute precision of the calling thread's model loads (nn.h): per thread, so that two host
+// threads loading models at once (each with its own satdifuser.h context) cannot change each
+// other's. OpenMP threadprivate: thread-local storage (see core/error.c). Starts at NN_F32.
+static int g_precision = NN_F32;
+#pragma omp threadprivate(g_precision)
 
 int nn_set_precision(int precision) {
     if (precision == NN_BF16 && !gemm_bf16_supported())
@@ -19,13 +22,7 @@ int nn_set_precision(int precision) {
     return 0;
 }
 
-int nn_precision(void) {
-    if (g_precision < 0) {
-        const char *env = getenv("SATDIFUSER_PRECISION");
-        g_precision = env && strcmp(env, "bf16") == 0 && gemm_bf16_supported() ? NN_BF16 : NN_F32;
-    }
-    return g_precision;
-}
+int nn_precision(void) { return g_precision; }
 
 static int meta_int(const SafeTensors *st, const char *key) {
     const char *v = st_metadata(st, key);

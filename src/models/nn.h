@@ -41,10 +41,12 @@ typedef struct {
     int pack_mr, pack_nr, pack_kc, pack_same, pack_repacked;
 } NnWeights;
 
-// The compute precision of the models loaded from now on: NN_F32 (the default) or NN_BF16
-// (linear and conv products with both operands rounded to bf16 and summed in f32, on CPUs with
-// AVX512_BF16; attention, norms and activations stay f32). $SATDIFUSER_PRECISION=bf16 sets
-// NN_BF16 at start-up. Returns -1 (with a message) if bf16 is asked for and this CPU lacks it.
+// The compute precision of the models the calling thread loads from now on: NN_F32 (the default)
+// or NN_BF16 (linear and conv products with both operands rounded to bf16 and summed in f32, on
+// CPUs with AVX512_BF16; attention, norms and activations stay f32). A per-thread setting (each
+// host thread has its own; the library API sets it from its context); a loaded model keeps the
+// precision it was loaded with. The CLI sets NN_BF16 from $SATDIFUSER_PRECISION=bf16 at start-up.
+// Returns -1 (with a message) if bf16 is asked for and this CPU lacks it.
 enum { NN_F32 = 0, NN_BF16 = 1 };
 int nn_set_precision(int precision);
 int nn_precision(void);
