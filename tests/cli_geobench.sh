@@ -141,8 +141,9 @@ check '[ $n -eq 5 ] && [ $same -eq 5 ]' "export --bands red,green,blue (alt name
 $X --input "$GB/m-tiny-cls" --out "$T/falt" --bands "04 - red,03 - green,02 - blue" --scale 4095 > "$T/a2" 2>&1
 check '[ $? -eq 0 ] && [ "$(tensors "$T/falt")" = "$(tensors "$T/fn_cls")" ]' "extract --bands by alt names ($(cat "$T/a2"))"
 
-# 9. GeoTIFF band descriptions (GDAL_METADATA <Item name="DESCRIPTION" sample="i">, written by PIL in
-#    weights_tools/make_described_tiff.py): names pick the same bands as their numbers
+# 9. GeoTIFF band descriptions (GDAL_METADATA <Item name="DESCRIPTION" sample="i">, written by PIL and,
+#    for the big-endian BigTIFF, by struct in weights_tools/make_described_tiff.py): names pick the
+#    same bands as their numbers
 TIF="$GB/described_rgb.tif"
 $X --input "$TIF" --out "$T/tn" --bands "Red,GREEN & more,nir" > "$T/t1" 2>&1
 check '[ $? -eq 0 ]' "extract --bands by GeoTIFF description: $(cat "$T/t1")"
@@ -150,6 +151,8 @@ $X --input "$TIF" --out "$T/ti" --bands 2,3,1 > "$T/t2" 2>&1
 $X --input "$TIF" --out "$T/tj" --bands 1,2,3 > "$T/t3" 2>&1
 check '[ -n "$(tensors "$T/tn")" ] && [ "$(tensors "$T/tn")" = "$(tensors "$T/ti")" ] && [ "$(tensors "$T/tn")" != "$(tensors "$T/tj")" ]' \
   "GeoTIFF descriptions Red,green,nir are not bands 2,3,1 ($(cat "$T/t2" "$T/t3"))"
+$X --input "$GB/described_bigtiff_mm.tif" --out "$T/tm" --bands "Red,GREEN & more,nir" > "$T/t6" 2>&1
+check '[ $? -eq 0 ] && [ "$(tensors "$T/tm" | sed 1d)" = "$(tensors "$T/ti" | sed 1d)" ]' "big-endian BigTIFF descriptions: $(cat "$T/t6")"
 $X --input "$TIF" --out "$T/tx" --bands "Red,blue" > "$T/t4" 2>&1
 check '[ $? -eq 1 ] && grep -q "no band described as .blue. (--bands); the descriptions are 1 .nir., 2 .Red., 3 .green & more." "$T/t4"' "unknown description: $(cat "$T/t4")"
 $X --input "$GB/described_none.tif" --out "$T/tx" --bands "Red,green,nir" > "$T/t5" 2>&1

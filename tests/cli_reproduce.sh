@@ -111,6 +111,19 @@ rm -rf "$T/run/train"
 $R --task "$T/cls.json" --fuser moe --out "$T/run" > "$T/r6" 2>&1
 check '[ $? -eq 0 ] && grep -q "1 written, 7 already done" "$T/r6" && cmp -s "$T/run/metrics_test.json" "$T/hand/m.json" && [ $(wc -l < "$T/run/results.csv") -eq 2 ]' "resumed run: $(tail -5 "$T/r6")"
 
+# 5b. a stopped training continues (train --resume): extract only (--shard 0/1), then a training stopped
+#     after 3 of its 6 steps (train --max-steps 3 by hand into RUNDIR/train), then reproduce: the same
+#     head weights and metrics as the uninterrupted run
+$R --task "$T/cls.json" --fuser moe --out "$T/st" --shard 0/1 > "$T/p1" 2>&1
+$S train --features "$T/st/features" --labels "$T/hand/export/labels.csv" --task cls --fuser moe --out "$T/st/train" \
+  --num-classes 3 --ignore-value -100 --batch-size 4 --epochs 3 --warmup-epochs 1 --lr 0.01 --min-lr 1e-5 --eval-every 0 \
+  --projection-dim 32 --num-norm-groups 8 --max-steps 3 --quiet > "$T/p2" 2>&1
+check 'grep -q "stopped at global step 3" "$T/p2" && [ ! -e "$T/st/train.done" ]' "a training stopped at step 3: $(cat "$T/p1" "$T/p2")"
+$R --task "$T/cls.json" --fuser moe --out "$T/st" > "$T/p3" 2>&1
+check '[ $? -eq 0 ] && grep -q "train .* --resume" "$T/p3" && grep -q "resuming .* (global step 3)" "$T/p3" &&
+       cmp -s "$T/st/train/best.safetensors" "$T/run/train/best.safetensors" && cmp -s "$T/st/metrics_test.json" "$T/hand/m.json"' \
+  "the stopped training continued: $(grep -v "^\[" "$T/p3" | tail -8)"
+
 # 6. shards (an array job's tasks), then training once every shard is done; a shared --table
 $R --task "$T/cls.json" --fuser moe --out "$T/sh" --shard 0/2 --table "$T/table.csv" > "$T/s0" 2>&1
 check '[ $? -eq 0 ] && [ $(ls "$T/sh/features" | grep -c safetensors) -eq 4 ] && [ ! -e "$T/sh/labels" ] && [ ! -e "$T/sh/train" ]' "--shard 0/2: $(tail -3 "$T/s0")"

@@ -5,6 +5,8 @@
   described_rgb.tif     8x8 RGB uint8 (little-endian), descriptions "nir", "Red", "green & more" (escaped
                         as &amp;), beside dataset-wide and OFFSET items that must be skipped
   described_none.tif    the same pixels without descriptions
+  described_bigtiff_mm.tif  the same pixels and metadata as a big-endian BigTIFF (written here with
+                        struct, since PIL writes neither), metadata stored after the pixels
 Run: /usr/bin/python3 weights_tools/make_described_tiff.py (from the repository root)."""
 import numpy as np
 from PIL import Image, TiffImagePlugin
@@ -24,4 +26,40 @@ info[42112] = xml
 info.tagtype[42112] = 2  # ASCII
 im.save("tests/data/geobench/described_rgb.tif", tiffinfo=info)
 im.save("tests/data/geobench/described_none.tif")
+
+
+def bigtiff_mm(path, pixels, text):
+    """A minimal big-endian BigTIFF: one strip, uncompressed, RGB uint8, GDAL_METADATA after it."""
+    import struct
+    h, w, c = pixels.shape
+    data = pixels.tobytes()
+    meta = text.encode() + b"\0"
+    ifd_off = 16
+    entries = [(256, 3, 1, w), (257, 3, 1, h), (258, 3, 3, None), (259, 3, 1, 1), (262, 3, 1, 2),
+               (273, 16, 1, None), (277, 3, 1, c), (278, 3, 1, h), (279, 16, 1, len(data)), (284, 3, 1, 1),
+               (42112, 2, len(meta), None)]
+    ifd_len = 8 + 20 * len(entries) + 8
+    strip_off = ifd_off + ifd_len
+    meta_off = strip_off + len(data)
+    out = bytearray(b"MM" + struct.pack(">HHHQ", 43, 8, 0, ifd_off))
+    out += struct.pack(">Q", len(entries))
+    for tag, typ, cnt, val in entries:
+        if tag == 258:
+            field = struct.pack(">HHHH", 8, 8, 8, 0)
+        elif tag == 273:
+            field = struct.pack(">Q", strip_off)
+        elif tag == 42112:
+            field = struct.pack(">Q", meta_off)
+        elif typ == 3:
+            field = struct.pack(">H", val) + b"\0" * 6  # left-justified in the 8-byte field
+        else:
+            field = struct.pack(">Q", val)
+        out += struct.pack(">HHQ", tag, typ, cnt) + field
+    out += struct.pack(">Q", 0)
+    assert len(out) == strip_off
+    out += data + meta
+    open(path, "wb").write(bytes(out))
+
+
+bigtiff_mm("tests/data/geobench/described_bigtiff_mm.tif", px, xml)
 print("written")
