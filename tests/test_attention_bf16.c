@@ -1,15 +1,16 @@
-// attention_forward_bf16 (src/kernels/attention.c) against a double reference that
-// sees q, k and v rounded to bf16 as the kernel does: what is left is the rounding of
-// the softmax's P to bf16 (2^-9 relative per weight) and f32 sums, so the output must
-// be within 4e-3 of max |v|. Also: it is not the f32 result, its bits do not depend
-// on the thread count, and causal masking, odd key counts, key tiles, odd and large
-// head_dim take the same path. And the fused softmax step + pairing of P
-// (gemm_bf16_softmax_pairs) has the bits of the two steps it replaces.
+// attention_forward_bf16 (src/kernels/attention.c) against reference_attention
+// (kernels/reference.c, sums in double) seeing q, k and v rounded to bf16 as the
+// kernel does: what is left is the rounding of the softmax's P to bf16 (2^-9
+// relative per weight) and f32 sums, so the output must be within 4e-3 of max |v|.
+// Also: it is not the f32 result, its bits do not depend on the thread count, and
+// causal masking, odd key counts, key tiles, odd and large head_dim take the same
+// path. And the fused softmax step + pairing of P (gemm_bf16_softmax_pairs) has the
+// bits of the two steps it replaces.
 #include <stdint.h>
 
 #include "kernels/gemm_bf16.h"
 #include "kernels/kernels.h"
-#include "tests/ref_attention.h"
+#include "kernels/reference.h"
 #include "tests/test_util.h"
 
 static float round_bf16(float x) { return f32_from_bf16(bf16_from_f32(x)); }
@@ -27,7 +28,7 @@ static void check_case(int B, int heads, int Nq, int Nk, int hd, int causal, Are
     const float scale = 1.0f / sqrtf((float)hd);
     set_threads(2);
     int rc = attention_forward_bf16(q, k, v, o, B, heads, Nq, Nk, hd, scale, causal, arena);
-    ref_attention(q, k, v, r, B, heads, Nq, Nk, hd, scale, causal, round_bf16);
+    reference_attention(q, k, v, r, B, heads, Nq, Nk, hd, scale, causal, round_bf16);
     double vmax = 0.0;
     for (size_t i = 0; i < nk; i++) vmax = fabs(v[i]) > vmax ? fabs(v[i]) : vmax;
     double d = max_abs_diff(o, r, (long)nq);

@@ -1,7 +1,7 @@
-// Unit tests of the compute kernels (GEMM, convolution, attention) against
-// naive references written here in double precision, on odd shapes, on every
-// ISA path this CPU can run (forced in turn with gemm_force_isa), and checking
-// that 1, 2 and 3 threads give the same bits.
+// Unit tests of the compute kernels (GEMM, convolution, attention) against the
+// reference path (src/kernels/reference.c: the plain loops, sums in double), on
+// odd shapes, on every ISA path this CPU can run (forced in turn with
+// gemm_force_isa), and checking that 1, 2 and 3 threads give the same bits.
 #include <stdint.h>
 
 #ifdef _OPENMP
@@ -10,7 +10,7 @@
 
 #include "core/runtime.h"
 #include "kernels/kernels.h"
-#include "tests/ref_attention.h"
+#include "kernels/reference.h"
 #include "tests/test_util.h"
 
 static float *rand_buf(size_t n, unsigned long long seed) {
@@ -24,22 +24,6 @@ static void fill_nan(float *x, size_t n) {
 }
 
 // ---- GEMM ---------------------------------------------------------------------
-
-static void ref_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda, const float *B,
-                     int ldb, float beta, float *C, int ldc) {
-    for (int i = 0; i < M; i++)
-        for (int j = 0; j < N; j++) {
-            double s = 0.0;
-            for (int p = 0; p < K; p++) {
-                double a = ta ? A[(int64_t)p * lda + i] : A[(int64_t)i * lda + p];
-                double b = tb ? B[(int64_t)j * ldb + p] : B[(int64_t)p * ldb + j];
-                s += a * b;
-            }
-            double c = alpha * s;
-            if (beta != 0.0f) c += (double)beta * C[(int64_t)i * ldc + j];
-            C[(int64_t)i * ldc + j] = (float)c;
-        }
-}
 
 // One sgemm against the reference; lda/ldb/ldc are padded by `pad` to test strides.
 static void check_gemm(const char *isa, int ta, int tb, int M, int N, int K, float alpha, float beta, int pad) {
@@ -55,7 +39,7 @@ static void check_gemm(const char *isa, int ta, int tb, int M, int N, int K, flo
         memcpy(R, C, (size_t)M * ldc * sizeof(float));
     }
     sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    ref_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
+    reference_sgemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, R, ldc);
     double worst = 0.0;
     for (int i = 0; i < M; i++) {
         double d = max_abs_diff(C + (int64_t)i * ldc, R + (int64_t)i * ldc, N);
@@ -92,14 +76,12 @@ static void test_gemm(const char *isa) {
     float *y = malloc((size_t)rows * out * sizeof(float)), *r = malloc((size_t)rows * out * sizeof(float));
     fill_nan(y, (size_t)rows * out);
     linear_forward(x, W, b, y, rows, in, out);
-    ref_gemm(0, 1, rows, out, in, 1.0f, x, in, W, in, 0.0f, r, out);
-    for (int i = 0; i < rows; i++)
-        for (int o = 0; o < out; o++) r[i * out + o] += b[o];
+    reference_linear(x, W, b, r, rows, in, out);
     double d = max_abs_diff(y, r, (long)rows * out);
     CHECK(d <= 1e-4, "%s linear_forward: max diff %g", isa, d);
     fill_nan(y, (size_t)rows * out);
     linear_forward(x, W, NULL, y, rows, in, out);
-    ref_gemm(0, 1, rows, out, in, 1.0f, x, in, W, in, 0.0f, r, out);
+    reference_linear(x, W, NULL, r, rows, in, out);
     d = max_abs_diff(y, r, (long)rows * out);
     CHECK(d <= 1e-4, "%s linear_forward (no bias): max diff %g", isa, d);
     free(x);
@@ -159,27 +141,6 @@ static void test_gemm_nested(const char *isa) {
 
 // ---- Convolution ----------------------------------------------------------------
 
-static void ref_conv(const float *x, int N, int Cin, int H, int W, const float *w, const float *bias, int Cout,
-                     Conv2dGeometry g, float *y) {
-    int Ho = conv_out_size(H, g.kernel_h, g.stride, g.pad_top, g.pad_bottom);
-    int Wo = conv_out_size(W, g.kernel_w, g.stride, g.pad_left, g.pad_right);
-    for (int n = 0; n < N; n++)
-        for (int co = 0; co < Cout; co++)
-            for (int oh = 0; oh < Ho; oh++)
-                for (int ow = 0; ow < Wo; ow++) {
-                    double s = bias ? bias[co] : 0.0;
-                    for (int ci = 0; ci < Cin; ci++)
-                        for (int kh = 0; kh < g.kernel_h; kh++)
-                            for (int kw = 0; kw < g.kernel_w; kw++) {
-                                int ih = oh * g.stride - g.pad_top + kh, iw = ow * g.stride - g.pad_left + kw;
-                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                                s += (double)x[(((int64_t)n * Cin + ci) * H + ih) * W + iw] *
-                                     w[(((int64_t)co * Cin + ci) * g.kernel_h + kh) * g.kernel_w + kw];
-                            }
-                    y[(((int64_t)n * Cout + co) * Ho + oh) * Wo + ow] = (float)s;
-                }
-}
-
 typedef struct {
     int N, Cin, H, W, Cout, k, stride, pt, pl, pb, pr, bias;
 } ConvCase;
@@ -193,7 +154,7 @@ static void check_conv(const char *isa, ConvCase c, Arena *arena, int check_thre
     float *y = malloc(ny * sizeof(float)), *r = malloc(ny * sizeof(float));
     fill_nan(y, ny);
     int rc = conv2d_forward(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, y, arena);
-    ref_conv(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, r);
+    reference_conv2d(x, c.N, c.Cin, c.H, c.W, w, NULL, b, c.Cout, g, r);
     double d = max_abs_diff(y, r, (long)ny), tol = 1e-6 * (c.Cin * c.k * c.k + 8);
     CHECK(rc == 0 && d <= tol,
           "%s conv N=%d Cin=%d %dx%d Cout=%d k=%d s=%d pad=(%d,%d,%d,%d) bias=%d arena=%d: rc %d, max diff %g", isa,
@@ -289,7 +250,7 @@ static void check_packed_conv(const char *isa, ConvCase c, const GemmKernelInfo 
         gemm_force_isa(strcmp(other->name, "scalar") == 0 ? ISA_SCALAR : ISA_AVX2);
         fill_nan(yp, ny);
         conv2d_forward_packed(x, c.N, c.Cin, c.H, c.W, &pw, b, c.Cout, g, yp);
-        ref_conv(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, r);
+        reference_conv2d(x, c.N, c.Cin, c.H, c.W, w, NULL, b, c.Cout, g, r);
         double d = max_abs_diff(yp, r, (long)ny), tol = 1e-6 * (K + 8);
         CHECK(d <= tol, "%s-packed conv run on the %s path: max diff %g", isa, gemm_kernel_info()->name, d);
         gemm_force_isa(strcmp(mine->name, "scalar") == 0 ? ISA_SCALAR
@@ -351,8 +312,10 @@ static void test_gemm_narrow(const char *isa) {
         float *Bn = malloc((size_t)K * Nn * sizeof(float));
         for (int p = 0; p < K; p++) memcpy(Bn + (size_t)p * Nn, Bw + (size_t)p * Nw, (size_t)Nn * sizeof(float));
         float *Cw = malloc((size_t)M * Nw * sizeof(float)), *Cn = malloc((size_t)M * Nn * sizeof(float));
-        GemmProblem gw = {M, Nw, K, A, K, 0, 1.0f, Bw, Nw, 0, NULL, NULL, bias, NULL, 0.0f, Cw, Nw, NULL, NULL};
-        GemmProblem gn = {M, Nn, K, A, K, 0, 1.0f, Bn, Nn, 0, NULL, NULL, bias, NULL, 0.0f, Cn, Nn, NULL, NULL};
+        GemmProblem gw = {.M = M, .N = Nw, .K = K, .a = A, .lda = K, .alpha = 1.0f, .b = Bw, .ldb = Nw, .bias_m = bias,
+                          .c = Cw, .ldc = Nw};
+        GemmProblem gn = {.M = M, .N = Nn, .K = K, .a = A, .lda = K, .alpha = 1.0f, .b = Bn, .ldb = Nn, .bias_m = bias,
+                          .c = Cn, .ldc = Nn};
         gemm_run(&gw);
         gemm_run(&gn);
         int same = same_leading_columns(Cn, Nn, Cw, Nw, M, Nn);
@@ -441,7 +404,7 @@ static void check_attention(const char *isa, int B, int heads, int Nq, int Nk, i
     float *o = malloc(no * sizeof(float)), *r = malloc(no * sizeof(float));
     fill_nan(o, no);
     int rc = attention_forward(q, k, v, o, B, heads, Nq, Nk, hd, scale, causal, arena);
-    ref_attention(q, k, v, r, B, heads, Nq, Nk, hd, scale, causal, NULL);
+    reference_attention(q, k, v, r, B, heads, Nq, Nk, hd, scale, causal, NULL);
     double d = max_abs_diff(o, r, (long)no);
     CHECK(rc == 0 && d <= 2e-5, "%s attention B=%d heads=%d Nq=%d Nk=%d hd=%d causal=%d arena=%d: rc %d, max diff %g",
           isa, B, heads, Nq, Nk, hd, causal, arena != NULL, rc, d);

@@ -1,5 +1,6 @@
-// Unit tests of the UNet / VAE building blocks against naive double-precision references
-// (ResnetBlock2D, Downsample2D, Upsample2D, time embedding, attention, Transformer2D), plus
+// Unit tests of the UNet / VAE building blocks against the reference path (kernels/reference.c:
+// plain loops, sums in double) composed by hand (ResnetBlock2D, Downsample2D, Upsample2D, time
+// embedding, attention, Transformer2D), plus
 // UNet-level properties: captures do not change the output, results do not depend on the thread
 // count, the feature path list, and config/weight mismatches give errors naming the tensor.
 #include <math.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "kernels/reference.h"
 #include "models/unet.h"
 #include "models/vae.h"
 #include "tests/test_util.h"
@@ -54,96 +56,19 @@ static void wb_free(WeightBuilder *wb) {
     wb->n = 0;
 }
 
-// ---- naive references (double accumulation) -------------------------------------------
+// ---- the reference operators with this file's argument order ---------------------------
 
+// A k x k convolution (reference_conv2d) with padding top, left, bottom, right; *Ho_, *Wo_ (may
+// be NULL) get the output size.
 static void ref_conv(const float *x, int N, int Cin, int H, int W, const float *w, const float *b, int Cout, int k,
                      int stride, int pt, int pl, int pb, int pr, float *y, int *Ho_, int *Wo_) {
-    int Ho = (H + pt + pb - k) / stride + 1, Wo = (W + pl + pr - k) / stride + 1;
-    for (int n = 0; n < N; n++)
-        for (int co = 0; co < Cout; co++)
-            for (int oh = 0; oh < Ho; oh++)
-                for (int ow = 0; ow < Wo; ow++) {
-                    double acc = b ? b[co] : 0.0;
-                    for (int ci = 0; ci < Cin; ci++)
-                        for (int kh = 0; kh < k; kh++)
-                            for (int kw = 0; kw < k; kw++) {
-                                int ih = oh * stride - pt + kh, iw = ow * stride - pl + kw;
-                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
-                                acc += (double)x[((n * Cin + ci) * H + ih) * W + iw] *
-                                       w[((co * Cin + ci) * k + kh) * k + kw];
-                            }
-                    y[((n * Cout + co) * Ho + oh) * Wo + ow] = (float)acc;
-                }
-    if (Ho_) *Ho_ = Ho;
-    if (Wo_) *Wo_ = Wo;
-}
-
-static void ref_groupnorm(const float *x, float *y, int N, int C, int HW, int G, double eps, const float *g,
-                          const float *b) {
-    int cpg = C / G;
-    for (int n = 0; n < N; n++)
-        for (int gr = 0; gr < G; gr++) {
-            const float *xs = x + ((int64_t)n * C + gr * cpg) * HW;
-            double m = 0, v = 0;
-            for (int i = 0; i < cpg * HW; i++) m += xs[i];
-            m /= cpg * HW;
-            for (int i = 0; i < cpg * HW; i++) v += (xs[i] - m) * (xs[i] - m);
-            v /= cpg * HW;
-            for (int c = 0; c < cpg; c++)
-                for (int i = 0; i < HW; i++) {
-                    int ch = gr * cpg + c;
-                    y[((int64_t)n * C + ch) * HW + i] =
-                        (float)((xs[c * HW + i] - m) / sqrt(v + eps) * g[ch] + b[ch]);
-                }
-        }
-}
-
-static void ref_layernorm(const float *x, float *y, int rows, int dim, const float *g, const float *b) {
-    for (int r = 0; r < rows; r++) {
-        double m = 0, v = 0;
-        for (int i = 0; i < dim; i++) m += x[r * dim + i];
-        m /= dim;
-        for (int i = 0; i < dim; i++) v += (x[r * dim + i] - m) * (x[r * dim + i] - m);
-        v /= dim;
-        for (int i = 0; i < dim; i++) y[r * dim + i] = (float)((x[r * dim + i] - m) / sqrt(v + 1e-5) * g[i] + b[i]);
-    }
-}
-
-static void ref_linear(const float *x, int rows, int in, const float *W, const float *b, int out, float *y) {
-    for (int r = 0; r < rows; r++)
-        for (int o = 0; o < out; o++) {
-            double acc = b ? b[o] : 0.0;
-            for (int i = 0; i < in; i++) acc += (double)x[r * in + i] * W[o * in + i];
-            y[r * out + o] = (float)acc;
-        }
+    Conv2dGeometry g = {k, k, stride, pt, pl, pb, pr};
+    reference_conv2d(x, N, Cin, H, W, w, NULL, b, Cout, g, y);
+    if (Ho_) *Ho_ = conv_out_size(H, k, stride, pt, pb);
+    if (Wo_) *Wo_ = conv_out_size(W, k, stride, pl, pr);
 }
 
 static double silu_d(double x) { return x / (1.0 + exp(-x)); }
-
-// Full softmax attention per head; q (B,N,H*d), k/v (B,L,H*d).
-static void ref_attention(const float *q, const float *k, const float *v, float *o, int B, int heads, int N, int L,
-                          int d, double scale) {
-    int D = heads * d;
-    double *s = (double *)malloc((size_t)L * sizeof(double));
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < heads; h++)
-            for (int i = 0; i < N; i++) {
-                double mx = -1e300, sum = 0;
-                for (int j = 0; j < L; j++) {
-                    double acc = 0;
-                    for (int c = 0; c < d; c++) acc += (double)q[(b * N + i) * D + h * d + c] * k[(b * L + j) * D + h * d + c];
-                    s[j] = acc * scale;
-                    if (s[j] > mx) mx = s[j];
-                }
-                for (int j = 0; j < L; j++) sum += (s[j] = exp(s[j] - mx));
-                for (int c = 0; c < d; c++) {
-                    double acc = 0;
-                    for (int j = 0; j < L; j++) acc += s[j] * v[(b * L + j) * D + h * d + c];
-                    o[(b * N + i) * D + h * d + c] = (float)(acc / sum);
-                }
-            }
-    free(s);
-}
 
 static double rel_err(const float *got, const float *want, long n) {
     double m = 0, scale = 0;
@@ -254,16 +179,19 @@ static void test_resnet(int Cin, int C, int scale_shift, float osf) {
     // reference
     float *t1 = malloc(sizeof(float) * B * Cin * HW), *h = malloc(sizeof(float) * B * C * HW);
     float *proj = malloc(sizeof(float) * B * P), *c2 = malloc(sizeof(float) * B * C * HW);
-    ref_groupnorm(x, t1, B, Cin, HW, G, 1e-5, wb_get(&wb, "r.norm1.weight"), wb_get(&wb, "r.norm1.bias"));
+    reference_groupnorm(x, t1, wb_get(&wb, "r.norm1.weight"), wb_get(&wb, "r.norm1.bias"), NULL, B, Cin, HW, G, 1e-5f,
+                        NULL, NULL);
     for (int i = 0; i < B * Cin * HW; i++) t1[i] = (float)silu_d(t1[i]);
     ref_conv(t1, B, Cin, H, W, wb_get(&wb, "r.conv1.weight"), wb_get(&wb, "r.conv1.bias"), C, 3, 1, 1, 1, 1, 1, h,
              NULL, NULL);
-    ref_linear(temb_silu, B, T, wb_get(&wb, "r.time_emb_proj.weight"), wb_get(&wb, "r.time_emb_proj.bias"), P, proj);
+    reference_linear(temb_silu, wb_get(&wb, "r.time_emb_proj.weight"), wb_get(&wb, "r.time_emb_proj.bias"), proj, B, T,
+                     P);
     if (!scale_shift)
         for (int b = 0; b < B; b++)
             for (int c = 0; c < C; c++)
                 for (int i = 0; i < HW; i++) h[(b * C + c) * HW + i] += proj[b * P + c];
-    ref_groupnorm(h, h, B, C, HW, G, 1e-5, wb_get(&wb, "r.norm2.weight"), wb_get(&wb, "r.norm2.bias"));
+    reference_groupnorm(h, h, wb_get(&wb, "r.norm2.weight"), wb_get(&wb, "r.norm2.bias"), NULL, B, C, HW, G, 1e-5f, NULL,
+                        NULL);
     if (scale_shift)
         for (int b = 0; b < B; b++)
             for (int c = 0; c < C; c++)
@@ -421,16 +349,17 @@ static void test_transformer(int linear, int only_cross) {
     float nrm[2 * 8 * 12], rows[2 * 12 * 8], hs[2 * 12 * 8], nn[2 * 12 * 8], q[2 * 12 * 8], k[2 * 12 * 8],
         v[2 * 12 * 8], o[2 * 12 * 8], a[2 * 12 * 8], attn1[2 * 12 * 8];
     float pr[2 * 12 * 64], g[2 * 12 * 32];
-    ref_groupnorm(x0, nrm, B, C, HW, 2, 1e-6, wb_get(&wb, "t.norm.weight"), wb_get(&wb, "t.norm.bias"));
+    reference_groupnorm(x0, nrm, wb_get(&wb, "t.norm.weight"), wb_get(&wb, "t.norm.bias"), NULL, B, C, HW, 2, 1e-6f,
+                        NULL, NULL);
     for (int bb = 0; bb < B; bb++)
         for (int c = 0; c < C; c++)
             for (int i = 0; i < HW; i++) rows[(bb * HW + i) * C + c] = nrm[(bb * C + c) * HW + i];
-    ref_linear(rows, B * HW, C, wb_get(&wb, "t.proj_in.weight"), wb_get(&wb, "t.proj_in.bias"), C, hs);
+    reference_linear(rows, wb_get(&wb, "t.proj_in.weight"), wb_get(&wb, "t.proj_in.bias"), hs, B * HW, C, C);
     for (int at = 1; at <= 2; at++) {
         snprintf(n, sizeof(n), "%s.norm%d.weight", b, at);
         char nb[128];
         snprintf(nb, sizeof(nb), "%s.norm%d.bias", b, at);
-        ref_layernorm(hs, nn, B * HW, C, wb_get(&wb, n), wb_get(&wb, nb));
+        reference_layernorm(hs, nn, wb_get(&wb, n), wb_get(&wb, nb), B * HW, C, 1e-5f);
         int cross = at == 2 || only_cross;
         const float *kv = cross ? ctx : nn;
         int Lk = cross ? L : HW, din = cross ? Dc : C;
@@ -440,22 +369,22 @@ static void test_transformer(int linear, int only_cross) {
         snprintf(wv, sizeof(wv), "%s.attn%d.to_v.weight", b, at);
         snprintf(wo, sizeof(wo), "%s.attn%d.to_out.0.weight", b, at);
         snprintf(bo, sizeof(bo), "%s.attn%d.to_out.0.bias", b, at);
-        ref_linear(nn, B * HW, C, wb_get(&wb, wq), NULL, C, q);
-        ref_linear(kv, B * Lk, din, wb_get(&wb, wk), NULL, C, k);
-        ref_linear(kv, B * Lk, din, wb_get(&wb, wv), NULL, C, v);
-        ref_attention(q, k, v, o, B, heads, HW, Lk, hd, 1.0 / sqrt((double)hd));
-        ref_linear(o, B * HW, C, wb_get(&wb, wo), wb_get(&wb, bo), C, a);
+        reference_linear(nn, wb_get(&wb, wq), NULL, q, B * HW, C, C);
+        reference_linear(kv, wb_get(&wb, wk), NULL, k, B * Lk, din, C);
+        reference_linear(kv, wb_get(&wb, wv), NULL, v, B * Lk, din, C);
+        reference_attention(q, k, v, o, B, heads, HW, Lk, hd, (float)(1.0 / sqrt((double)hd)), 0, NULL);
+        reference_linear(o, wb_get(&wb, wo), wb_get(&wb, bo), a, B * HW, C, C);
         if (at == 1) memcpy(attn1, a, sizeof(a));
         for (int i = 0; i < B * HW * C; i++) hs[i] += a[i];
     }
     snprintf(n, sizeof(n), "%s.norm3.weight", b);
     char nb3[128];
     snprintf(nb3, sizeof(nb3), "%s.norm3.bias", b);
-    ref_layernorm(hs, nn, B * HW, C, wb_get(&wb, n), wb_get(&wb, nb3));
+    reference_layernorm(hs, nn, wb_get(&wb, n), wb_get(&wb, nb3), B * HW, C, 1e-5f);
     snprintf(n, sizeof(n), "%s.ff.net.0.proj.weight", b);
     char nb0[128];
     snprintf(nb0, sizeof(nb0), "%s.ff.net.0.proj.bias", b);
-    ref_linear(nn, B * HW, C, wb_get(&wb, n), wb_get(&wb, nb0), 2 * F, pr);
+    reference_linear(nn, wb_get(&wb, n), wb_get(&wb, nb0), pr, B * HW, C, 2 * F);
     for (int r = 0; r < B * HW; r++)
         for (int j = 0; j < F; j++) {
             double gate = pr[r * 2 * F + F + j];
@@ -464,9 +393,9 @@ static void test_transformer(int linear, int only_cross) {
     snprintf(n, sizeof(n), "%s.ff.net.2.weight", b);
     char nb2[128];
     snprintf(nb2, sizeof(nb2), "%s.ff.net.2.bias", b);
-    ref_linear(g, B * HW, F, wb_get(&wb, n), wb_get(&wb, nb2), C, a);
+    reference_linear(g, wb_get(&wb, n), wb_get(&wb, nb2), a, B * HW, F, C);
     for (int i = 0; i < B * HW * C; i++) hs[i] += a[i];
-    ref_linear(hs, B * HW, C, wb_get(&wb, "t.proj_out.weight"), wb_get(&wb, "t.proj_out.bias"), C, o);
+    reference_linear(hs, wb_get(&wb, "t.proj_out.weight"), wb_get(&wb, "t.proj_out.bias"), o, B * HW, C, C);
     for (int bb = 0; bb < B; bb++)
         for (int c = 0; c < C; c++)
             for (int i = 0; i < HW; i++)

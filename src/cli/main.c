@@ -80,7 +80,7 @@ static void prefer_passive_openmp_threads(char **argv) {
 
 int main(int argc, char **argv) {
     prefer_passive_openmp_threads(argv);
-    if (cli_take_threads(&argc, argv)) {
+    if (cli_take_threads(&argc, argv) || sd_isa_check()) {
         fprintf(stderr, "satdifuser: %s\n", sd_last_error());
         return 2;
     }
@@ -95,7 +95,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
         // bf16: whether `--precision bf16` can run here (tests ask this, not /proc/cpuinfo,
         // which under qemu-user shows the host's CPU)
-        printf("satdifuser %s (simd: %s, bf16: %s, threads: %d)\n", SATDIFUSER_VERSION, sd_isa_name(sd_cpu_isa()),
+        printf("satdifuser %s (simd: %s, bf16: %s, threads: %d)\n", SATDIFUSER_VERSION, sd_isa_in_use(),
                gemm_bf16_supported() ? "yes" : "no", sd_threads());
         return 0;
     }

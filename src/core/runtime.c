@@ -62,28 +62,58 @@ static SdIsa detect_isa(void) {
 #endif
 }
 
+// $SATDIFUSER_ISA, read once: the path it asks for (-1: the best one; ISA_REFERENCE: the naive
+// loops), or -2 when the value is not one the build and CPU can run (sd_isa_check reports it).
+static int g_isa_env = -3;  // -3: not read yet
+
+static int isa_from_env(SdIsa best) {
+    const char *env = getenv("SATDIFUSER_ISA");
+    if (!env || !*env) return -1;
+    if (!strcmp(env, "reference")) return ISA_REFERENCE;
+    if (!strcmp(env, "scalar")) return ISA_SCALAR;
+    // x86 paths are ordered scalar < avx2 < avx512; NEON is there only where it is the best
+    if (!strcmp(env, "avx2") && (best == ISA_AVX2 || best == ISA_AVX512)) return ISA_AVX2;
+    if (!strcmp(env, "avx512") && best == ISA_AVX512) return ISA_AVX512;
+    if (!strcmp(env, "neon") && best == ISA_NEON) return ISA_NEON;
+    return -2;
+}
+
+int sd_isa_check(void) {
+    (void)sd_cpu_isa();
+    if (g_isa_env != -2) return 0;
+    const char *env = getenv("SATDIFUSER_ISA");
+    SdIsa best = detect_isa();
+    int known = !strcmp(env, "avx2") || !strcmp(env, "avx512") || !strcmp(env, "neon");
+    return sd_errorf("SATDIFUSER_ISA='%s': %s; accepted here: reference, scalar%s%s%s (unset: the best, %s)", env,
+                     known ? "this CPU cannot run that path" : "unknown value",
+                     best == ISA_AVX2 || best == ISA_AVX512 ? ", avx2" : "", best == ISA_AVX512 ? ", avx512" : "",
+                     best == ISA_NEON ? ", neon" : "", sd_isa_name(best));
+}
+
 SdIsa sd_cpu_isa(void) {
     static int cached = -1;
     if (cached < 0) {
         SdIsa best = detect_isa();
-        SdIsa isa = best;
-        const char *env = getenv("SATDIFUSER_ISA");
-        if (env && *env) {
-            if (!strcmp(env, "scalar")) isa = ISA_SCALAR;
-            else if (!strcmp(env, "avx2") && best == ISA_AVX512) isa = ISA_AVX2;
-            else if (!strcmp(env, "avx2") && best == ISA_AVX2) isa = ISA_AVX2;
-            // asking for more than the CPU has keeps the best available
-        }
-        cached = (int)isa;
+        g_isa_env = isa_from_env(best);
+        // the reference path's element-wise kernels (activations, resampling) are the scalar ones
+        cached = g_isa_env == ISA_REFERENCE ? ISA_SCALAR : g_isa_env >= 0 ? g_isa_env : (int)best;
     }
     return (SdIsa)cached;
 }
+
+int sd_reference_path(void) {
+    (void)sd_cpu_isa();
+    return g_isa_env == ISA_REFERENCE;
+}
+
+const char *sd_isa_in_use(void) { return sd_reference_path() ? "reference" : sd_isa_name(sd_cpu_isa()); }
 
 const char *sd_isa_name(SdIsa isa) {
     switch (isa) {
     case ISA_AVX512: return "avx512";
     case ISA_AVX2: return "avx2";
     case ISA_NEON: return "neon";
+    case ISA_REFERENCE: return "reference";
     default: return "scalar";
     }
 }

@@ -14,11 +14,22 @@ int sd_threads_init(int requested);
 // The calling thread's count (omp_get_max_threads()).
 int sd_threads(void);
 
-// The SIMD path chosen at run time from the CPU's features. $SATDIFUSER_ISA
-// (scalar, avx2, avx512, neon) can force a lower one for testing.
-typedef enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_NEON = 3 } SdIsa;
+// The SIMD path chosen at run time from the CPU's features. $SATDIFUSER_ISA forces another:
+//   scalar, avx2, avx512, neon  a SIMD path this CPU can run (a lower one, for testing);
+//   reference                   the naive loops of kernels/reference.c for GEMM, convolution,
+//                               attention and the norms (sd_reference_path() is 1; the other
+//                               element-wise kernels and sd_cpu_isa() are the scalar ones).
+// Any other value, or a path this CPU cannot run, is an error that sd_isa_check() reports
+// (the CLI calls it first); until then the best path is used.
+typedef enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_NEON = 3, ISA_REFERENCE = 4 } SdIsa;
 SdIsa sd_cpu_isa(void);
 const char *sd_isa_name(SdIsa isa);
+// 0, or -1 with a message naming the value of $SATDIFUSER_ISA and the accepted ones.
+int sd_isa_check(void);
+// 1 when $SATDIFUSER_ISA=reference.
+int sd_reference_path(void);
+// What `satdifuser version` prints: "reference" or sd_isa_name(sd_cpu_isa()).
+const char *sd_isa_in_use(void);
 
 // Wall-clock seconds (monotonic).
 double sd_now(void);

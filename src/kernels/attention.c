@@ -21,8 +21,10 @@
 #endif
 
 #include "core/error.h"
+#include "core/runtime.h"
 #include "kernels/gemm_bf16.h"
 #include "kernels/kernels.h"
+#include "kernels/reference.h"
 
 // Query tile: a few micro-kernel column slivers; key tile: a multiple of mr near 256.
 static int query_tile(const GemmKernelInfo *ki) { return ki->nr * ((128 + ki->nr - 1) / ki->nr); }
@@ -334,6 +336,8 @@ static int attention_run(const float *q, const float *k, const float *v, float *
 
 int attention_forward(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq, int Nk,
                       int head_dim, float scale, int causal, Arena *scratch) {
+    if (sd_reference_path())  // $SATDIFUSER_ISA=reference: scores, softmax, weighted sum
+        return reference_attention(q, k, v, out, B, heads, Nq, Nk, head_dim, scale, causal, NULL);
     return attention_run(q, k, v, out, B, heads, Nq, Nk, head_dim, scale, causal, scratch, 0);
 }
 

@@ -17,6 +17,7 @@
 #include "core/runtime.h"
 #include "kernels/gemm_bf16.h"
 #include "kernels/gemm_internal.h"
+#include "kernels/reference.h"
 
 Conv2dGeometry conv_geometry(int kernel, int stride, int pad) {
     Conv2dGeometry g = {kernel, kernel, stride, pad, pad, pad, pad};
@@ -111,6 +112,10 @@ void conv_pack_b(const void *vctx, int p0, int kc, int j0, int nc, int nr, float
 // The weight is either a plain (Cout, Cin*kh*kw) matrix or packed at load.
 static void conv_run(const float *x, int N, int Cin, int H, int W, const float *weight,
                      const GemmPackedWeights *packed, const float *bias, int Cout, Conv2dGeometry g, float *y) {
+    if (sd_reference_path()) {  // $SATDIFUSER_ISA=reference: the direct 7-loop convolution
+        reference_conv2d(x, N, Cin, H, W, weight, packed, bias, Cout, g, y);
+        return;
+    }
     int Ho = conv_out_size(H, g.kernel_h, g.stride, g.pad_top, g.pad_bottom);
     int Wo = conv_out_size(W, g.kernel_w, g.stride, g.pad_left, g.pad_right);
     if (Ho <= 0 || Wo <= 0) return;

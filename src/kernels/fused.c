@@ -1,7 +1,9 @@
 // Fused operators: one pass over memory where the unfused sequence takes several.
 #include "kernels/fused.h"
 
+#include "core/runtime.h"
 #include "kernels/kernels.h"
+#include "kernels/reference.h"
 
 // Maps smaller than this run on the calling thread (as groupnorm_forward). BLOCK floats
 // (8 KiB) are normalised then passed through silu while they are in L1.
@@ -14,6 +16,11 @@ enum { PARALLEL_MIN = 16384, BLOCK = 2048 };
 // this without the bias and the SiLU, silu_inplace is the same silu_span.
 void groupnorm_run(const float *x, float *y, const float *gamma, const float *beta, const float *channel_bias,
                    int silu, int N, int C, int HW, int groups, float eps, float *mean_out, float *rstd_out) {
+    if (sd_reference_path()) {  // $SATDIFUSER_ISA=reference: two-pass statistics, then SiLU
+        reference_groupnorm(x, y, gamma, beta, channel_bias, N, C, HW, groups, eps, mean_out, rstd_out);
+        if (silu) silu_inplace(y, (int64_t)N * C * HW);
+        return;
+    }
     const int isa = eltwise_isa();
     const int cpg = C / groups;
 #pragma omp parallel for collapse(2) schedule(static) if ((int64_t)N * C * HW >= PARALLEL_MIN)

@@ -24,6 +24,7 @@
 #include "core/runtime.h"
 #include "kernels/gemm_bf16.h"
 #include "kernels/gemm_internal.h"
+#include "kernels/reference.h"
 
 // ---- Kernel selection --------------------------------------------------------
 
@@ -354,6 +355,10 @@ int gemm_run_with(const GemmProblem *g, const GemmKernelInfo *ki) {
 }
 
 void gemm_run(const GemmProblem *g) {
+    if (sd_reference_path()) {  // $SATDIFUSER_ISA=reference: the plain triple loop
+        reference_gemm(g);
+        return;
+    }
     if (gemm_run_with(g, gemm_kernel_info()) != 0) gemm_unblocked(g);
 }
 

@@ -22,6 +22,7 @@
 #include "core/runtime.h"
 #include "kernels/fused.h"
 #include "kernels/kernels.h"
+#include "kernels/reference.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -424,6 +425,10 @@ void groupnorm_forward_stats(const float *x, float *y, const float *gamma, const
 }
 
 void layernorm_forward(const float *x, float *y, const float *gamma, const float *beta, int rows, int dim, float eps) {
+    if (sd_reference_path()) {  // $SATDIFUSER_ISA=reference: two-pass mean and variance
+        reference_layernorm(x, y, gamma, beta, rows, dim, eps);
+        return;
+    }
     const int isa = eltwise_isa();
 #pragma omp parallel for schedule(static) if ((int64_t)rows * dim >= PARALLEL_MIN)
     for (int r = 0; r < rows; r++) {
