@@ -6,10 +6,12 @@
 //
 // Parameters: "proj_convs.<s>.weight" (P, T * C_s, 1, 1), "proj_convs.<s>.bias" (P).
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "fusion/fuser.h"
+#include "kernels/kernels.h"
 
 int concat_init(ConcatFuser *c, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps) {
     memset(c, 0, sizeof(*c));
@@ -31,6 +33,33 @@ int concat_forward(ConcatFuser *c, const FeatureLayout *fl, const FusionInput *i
         if (!cat) return SD_FAIL;
         for (int k = 0; k < T; k++) paste_channels(cat, in->feat[fl->ts_input[k]][s], B, T * Cs, k * Cs, Cs, H * W);
         if (conv_layer_forward(&c->proj[s], cat, B, H, W, fused[s].data, scratch)) return SD_FAIL;
+    }
+    return 0;
+}
+
+// ---- Backward ------------------------------------------------------------------------
+// Concatenation baseline: fused[s] = conv1x1(cat_k x_k) + b; the input gradient splits by timestep.
+
+int concat_backward(ConcatFuser *c, const FeatureLayout *fl, int B, const int *H, const int *W,
+                    const float *const *dfused, FusionGrad *dfeat) {
+    const int T = fl->num_timesteps;
+    for (int s = 0; s < fl->num_scales; s++) {
+        const int HW = H[s] * W[s], Cs = fl->scale_channels[s];
+        int want = 0;
+        for (int k = 0; k < T; k++) want |= fusion_grad_at(dfeat, fl, k, s) != NULL;
+        float *dcat = want ? zalloc_floats((size_t)B * T * Cs * HW) : NULL;
+        if (want && !dcat) return SD_FAIL;
+        ConvLayer *pc = &c->proj[s];
+        if (conv2d_backward(dcat, param_grad(pc->weight), param_grad(pc->bias), dfused[s], c->input[s].data,
+                            pc->weight->data, B, T * Cs, H[s], W[s], pc->cout, conv_geometry(1, 1, 0))) {
+            free(dcat);
+            return SD_FAIL;
+        }
+        for (int k = 0; dcat && k < T; k++) {
+            float *dx = fusion_grad_at(dfeat, fl, k, s);
+            if (dx) paste_channels_backward(dx, dcat, B, T * Cs, k * Cs, Cs, HW);
+        }
+        free(dcat);
     }
     return 0;
 }

@@ -197,6 +197,22 @@ int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep, Arena
     return sd_errorf("unknown fuser kind %d", (int)f->cfg.kind);
 }
 
+float *fusion_grad_at(FusionGrad *g, const FeatureLayout *fl, int k, int s) {
+    return g ? g->feat[fl->ts_input[k]][s] : NULL;
+}
+
+int fuser_backward(Fuser *f, const float *const *dfused, FusionGrad *dfeat) {
+    const FeatureLayout *fl = &f->layout;
+    switch (f->cfg.kind) {
+    case FUSER_GW: return gw_backward(&f->gw, fl, f->B, f->H, f->W, dfused, dfeat);
+    case FUSER_LW: return lw_backward(&f->lw, fl, f->B, f->H, f->W, dfused, dfeat);
+    case FUSER_MOE: return moe_backward(&f->moe, fl, f->B, f->H, f->W, dfused, dfeat);
+    case FUSER_CONCAT: return concat_backward(&f->concat, fl, f->B, f->H, f->W, dfused, dfeat);
+    case FUSER_SINGLE: return single_backward(&f->single, fl, f->B, f->H, f->W, dfused, f->fused, dfeat);
+    }
+    return sd_errorf("fuser backward: unknown fuser kind %d", (int)f->cfg.kind);
+}
+
 void fuser_free(Fuser *f) {
     switch (f->cfg.kind) {
     case FUSER_GW: gw_free(&f->gw); break;

@@ -89,6 +89,14 @@ typedef struct {
     const float *feat[FUSION_MAX_TIMESTEPS][FUSION_MAX_SCALES];
 } FusionInput;
 
+// d loss / d features, laid out as FusionInput.feat: [position in save_timesteps][scale],
+// each (B, C_s, H_s, W_s). A NULL entry (or a NULL FusionGrad) is not computed.
+typedef struct {
+    float *feat[FUSION_MAX_TIMESTEPS][FUSION_MAX_SCALES];
+} FusionGrad;
+// The entry of timestep k (in the fusers' descending order) and scale s; NULL when g is NULL.
+float *fusion_grad_at(FusionGrad *g, const FeatureLayout *fl, int k, int s);
+
 // ---- global weighted (global.c) ------------------------------------------
 typedef struct {
     int num_streams;         // L over all scales
@@ -190,18 +198,34 @@ int fuser_init(Fuser *f, const FuserConfig *cfg, const FeatureLayout *fl, ParamS
 // by the golden captures) instead of reusing one scratch set. The MoE counters
 // advance in both modes.
 int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep, Arena *scratch);
+// The backward of the last forward, which must have been a training forward that kept every call's
+// activations (keep = 1), on the same parameter values: dfused[s] = d loss / d f->fused[s]
+// (B, P, H_s, W_s); dfeat (may be NULL) += d loss / d input features.
+// llm.c style: parameter gradients ACCUMULATE (+=) into Param->grad and set has_grad = 1 on every
+// parameter that took part (params_alloc_grads first; params_zero_grads before each step). A
+// parameter that did not take part keeps has_grad = 0: an MoE expert no batch item chose in a top-k
+// call (Adam then skips it, as torch does for a None gradient). The MoE counters are not touched
+// (the forward advanced them). Each reduction gives each output element to one thread (or runs
+// serially) in a fixed order, so the gradients do not depend on the thread count.
+int fuser_backward(Fuser *f, const float *const *dfused, FusionGrad *dfeat);
 void fuser_free(Fuser *f);
 // Largest 3x3 conv input of one sample (floats), for sizing the conv scratch.
 size_t fuser_conv3x3_floats(const Fuser *f, const FusionInput *in);
 
+// The fusers one by one (fuser_init / fuser_forward / fuser_backward dispatch to them); each
+// backward has fuser_backward's contract.
 int gw_init(GlobalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
 int gw_forward(GlobalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
                Arena *scratch);
+int gw_backward(GlobalFuser *g, const FeatureLayout *fl, int B, const int *H, const int *W,
+                const float *const *dfused, FusionGrad *dfeat);
 void gw_free(GlobalFuser *g);
 
 int lw_init(LocalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
 int lw_forward(LocalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
                Arena *scratch);
+int lw_backward(LocalFuser *g, const FeatureLayout *fl, int B, const int *H, const int *W,
+                const float *const *dfused, FusionGrad *dfeat);
 void lw_free(LocalFuser *g);
 // Channel offset where stream l of scale s is read (0 for every stream under the released quirk).
 int lw_stream_offset(const LocalFuser *g, const FeatureLayout *fl, int s, int l);
@@ -209,17 +233,24 @@ int lw_stream_offset(const LocalFuser *g, const FeatureLayout *fl, int s, int l)
 int moe_init(MoEFuser *m, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
 int moe_forward(MoEFuser *m, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
                 Arena *scratch);
+int moe_backward(MoEFuser *m, const FeatureLayout *fl, int B, const int *H, const int *W,
+                 const float *const *dfused, FusionGrad *dfeat);
 void moe_free(MoEFuser *m);
 // Sets every scale's call counter (the original's global_step buffers).
 void moe_set_global_step(MoEFuser *m, int64_t step);
 
 int concat_init(ConcatFuser *c, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
 int concat_forward(ConcatFuser *c, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, Arena *scratch);
+int concat_backward(ConcatFuser *c, const FeatureLayout *fl, int B, const int *H, const int *W,
+                    const float *const *dfused, FusionGrad *dfeat);
 void concat_free(ConcatFuser *c);
 
 int single_init(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
 int single_forward(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, const FusionInput *in,
                    FBuf *fused, int training, Arena *scratch);
+// fused: the forward's outputs (Phi's output is the fused map itself).
+int single_backward(SingleFuser *g, const FeatureLayout *fl, int B, const int *H, const int *W,
+                    const float *const *dfused, const FBuf *fused, FusionGrad *dfeat);
 void single_free(SingleFuser *g);
 
 #endif

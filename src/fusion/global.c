@@ -76,6 +76,48 @@ int gw_forward(GlobalFuser *g, const FeatureLayout *fl, const FusionInput *in, F
     return 0;
 }
 
+// ---- Backward ------------------------------------------------------------------------
+// Global weighted:  fused[s] = sum_{k, l} w[c] y_c,  w = softmax(mixing_weights), c = k L + idx(s, l)
+//   dw[c] = <dfused[s], y_c>;  dy_c = w[c] dfused[s];  dmixing = softmax'(dw)
+
+int gw_backward(GlobalFuser *g, const FeatureLayout *fl, int B, const int *H, const int *W,
+                const float *const *dfused, FusionGrad *dfeat) {
+    const int L = g->num_streams, T = fl->num_timesteps, P = g->phis[0].out_channels;
+    const float *w = g->weights.data;
+    float *dw = zalloc_floats((size_t)L * T);
+    if (!dw) return SD_FAIL;
+    int rc = SD_FAIL;
+    for (int s = 0; s < fl->num_scales; s++) {
+        const int HW = H[s] * W[s];
+        const int64_t n_out = (int64_t)B * P * HW;
+        float *dy = zalloc_floats((size_t)n_out);
+        if (!dy) goto done;
+        for (int k = 0; k < T; k++) {
+            float *dx_all = fusion_grad_at(dfeat, fl, k, s);
+            int c0 = 0;
+            for (int l = 0; l < fl->num_streams[s]; l++) {
+                const int c = fl->channels[s][l], idx = feature_layout_stream_index(fl, s, l), call = k * L + idx;
+                const float *y = g->outputs[call].data;
+                dw[call] = (float)dot_f64(dfused[s], y, n_out);
+                for (int64_t i = 0; i < n_out; i++) dy[i] = w[call] * dfused[s][i];
+                float *dxs = dx_all ? zalloc_floats((size_t)B * c * HW) : NULL;
+                if (dx_all && !dxs) { free(dy); goto done; }
+                int r = phi_backward(&g->phis[idx], &g->caches[call], y, dy, dxs);
+                if (!r && dxs) copy_channels_backward(dx_all, dxs, B, fl->scale_channels[s], c0, c, HW);
+                free(dxs);
+                if (r) { free(dy); goto done; }
+                c0 += c;
+            }
+        }
+        free(dy);
+    }
+    softmax_backward(param_grad(g->mixing_weights), dw, w, 1, L * T);
+    rc = 0;
+done:
+    free(dw);
+    return rc;
+}
+
 void gw_free(GlobalFuser *g) {
     for (int i = 0; i < g->num_calls; i++) {
         if (g->inputs) fbuf_free(&g->inputs[i]);

@@ -1,6 +1,7 @@
 // Convolution, GroupNorm / BatchNorm and conv -> norm -> ReLU with caches. See layers.h.
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -142,6 +143,38 @@ int cna_forward(ConvNormAct *l, ConvNormActCache *c, const float *x, int B, int 
     return 0;
 }
 
+// conv -> norm -> ReLU
+//
+//   out = ReLU(norm(pre)), pre = conv(x)
+//   dnorm = dout where out > 0;  dpre = norm_backward(dnorm);  dW, db, dx from conv2d_backward(dpre)
+
+int cna_backward(ConvNormAct *l, const ConvNormActCache *c, const float *dout, float *dx) {
+    const int B = c->B, H = c->H, W = c->W, HW = H * W, cout = l->conv.cout;
+    const int64_t n = (int64_t)B * cout * HW;
+    float *dpre = zalloc_floats((size_t)n), *dnorm = NULL;
+    if (!dpre) return SD_FAIL;
+    const float *dn = dout;
+    if (l->relu) {
+        dnorm = zalloc_floats((size_t)n);
+        if (!dnorm) { free(dpre); return SD_FAIL; }
+        relu_backward(dnorm, dout, c->out.data, n);
+        dn = dnorm;
+    }
+    NormLayer *nl = &l->norm;
+    if (nl->kind == NORM_GROUP)
+        groupnorm_backward(dpre, param_grad(nl->weight), param_grad(nl->bias), dn, c->pre.data, c->mean.data,
+                           c->rstd.data, nl->weight->data, B, cout, HW, nl->groups);
+    else  // BatchNorm with the batch statistics of the training forward
+        batchnorm_backward(dpre, param_grad(nl->weight), param_grad(nl->bias), dn, c->pre.data, c->mean.data,
+                           c->rstd.data, nl->weight->data, B, cout, HW);
+    free(dnorm);
+    const ConvLayer *cv = &l->conv;
+    int rc = conv2d_backward(dx, param_grad(cv->weight), param_grad(cv->bias), dpre, c->x, cv->weight->data, B,
+                             cv->cin, H, W, cout, conv_geometry(cv->kernel, 1, cv->pad));
+    free(dpre);
+    return rc ? sd_error_context("backward of %s", cv->weight->name) : 0;
+}
+
 void cna_cache_free(ConvNormActCache *c) {
     fbuf_free(&c->pre);
     fbuf_free(&c->mean);
@@ -227,6 +260,12 @@ void dropout2d_backward(float *dinp, const float *dout, const float *mask, int N
 #pragma omp parallel for schedule(static)
     for (int64_t nc = 0; nc < (int64_t)N * C; nc++)
         for (int i = 0; i < HW; i++) dinp[nc * HW + i] += dout[nc * HW + i] * mask[nc];
+}
+
+double dot_f64(const float *a, const float *b, int64_t n) {
+    double acc = 0.0;
+    for (int64_t i = 0; i < n; i++) acc += (double)a[i] * b[i];
+    return acc;
 }
 
 int scratch_reserve(Arena *a, size_t bytes) {

@@ -66,6 +66,11 @@ int cna_init(ConvNormAct *l, ParamSet *ps, const char *conv_prefix, const char *
 // The output is c->out.data.
 int cna_forward(ConvNormAct *l, ConvNormActCache *c, const float *x, int B, int H, int W, int training,
                 Arena *scratch);
+// Its backward after a forward that kept c (training mode for BatchNorm's batch statistics): given
+// dout = d(c->out), accumulates the conv weight/bias and the norm scale/shift gradients (Param->grad,
+// has_grad = 1) and dx += d(c->x) (dx may be NULL):
+//   dnorm = dout where out > 0 (if ReLU);  dpre = norm'(dnorm);  dW, db, dx from conv2d_backward(dpre)
+int cna_backward(ConvNormAct *l, const ConvNormActCache *c, const float *dout, float *dx);
 void cna_cache_free(ConvNormActCache *c);
 
 // ---- helpers ---------------------------------------------------------------
@@ -90,6 +95,8 @@ void softmax_dim1_backward(float *dinp, const float *dout, const float *out, int
 void dropout2d_forward(float *out, float *mask, const float *inp, int N, int C, int HW, float p, uint64_t *rng);
 // Its backward with the forward's mask: dinp += dout * mask.
 void dropout2d_backward(float *dinp, const float *dout, const float *mask, int N, int C, int HW);
+// sum_i a[i] b[i] in double, in index order.
+double dot_f64(const float *a, const float *b, int64_t n);
 // Makes sure the arena can hold `bytes` of scratch (re-created empty if smaller).
 int scratch_reserve(Arena *a, size_t bytes);
 

@@ -188,6 +188,142 @@ int moe_forward(MoEFuser *m, const FeatureLayout *fl, const FusionInput *in, FBu
     return 0;
 }
 
+// ---- Backward ------------------------------------------------------------------------
+// Mixture of experts, per scale and call (timestep k), x = the scale's features:
+//   fused = mean_k out_k                              dout_k = dfused / T
+//   z = logits / t, logits = pool(gate_conv(x))
+//   dense:  out = sum_e p_e y_e, p = softmax(z)       dy_e = p_e dout; dp_e = <dout, y_e>; dz = softmax'(dp)
+//   top-k:  out[b] = sum_j w_bj y_{idx_bj}[b], w = softmax(z[idx])
+//           dy_e[b] = w_be dout[b]; dw_bj = <dout[b], y_{idx_bj}[b]>; dz[b, idx_bj] = softmax'(dw)_bj
+//   dlogits = dz / t;  dt += -sum(dz logits) / t^2;  dmap = dlogits / HW;  gate_conv'(dmap)
+// An expert no item chose in a top-k call gets nothing from that call.
+
+// The call's input x (B, C, H, W): a dense call ran every expert on x itself; a
+// top-k call kept each expert's gathered rows, and every item is in at least one.
+static const float *moe_call_input(const MoECall *cl, int E, int B, int C, int HW, float *buf) {
+    if (!cl->topk_active) return cl->runs[0].cache.x;
+    for (int b = 0; b < B; b++) {
+        int found = 0;
+        for (int e = 0; e < E && !found; e++) {
+            const MoEExpertRun *r = &cl->runs[e];
+            for (int i = 0; i < r->n; i++)
+                if (r->items.data[i] == b) {
+                    memcpy(buf + (int64_t)b * C * HW, r->x.data + (int64_t)i * C * HW, (size_t)C * HW * sizeof(float));
+                    found = 1;
+                    break;
+                }
+        }
+        if (!found) { sd_errorf("moe backward: batch item %d is in no expert's run", b); return NULL; }
+    }
+    return buf;
+}
+
+static int moe_call_backward(MoEScale *ms, const MoECall *cl, int B, int H, int W, const float *dout, float *dx) {
+    const int E = ms->num_experts, K = ms->top_k, C = ms->in_channels, HW = H * W;
+    const int P = ms->experts[0].out_channels;
+    const int64_t n_item = (int64_t)P * HW;
+    float *dz = zalloc_floats((size_t)B * E), *dlogits = zalloc_floats((size_t)B * E);
+    float *dmap = zalloc_floats((size_t)B * E * HW);
+    float *xbuf = cl->topk_active ? zalloc_floats((size_t)B * C * HW) : NULL;
+    float *dsel = NULL, *dy = NULL, *dxe = NULL;
+    int rc = SD_FAIL;
+    if (!dz || !dlogits || !dmap || (cl->topk_active && !xbuf)) goto done;
+    const float *x = moe_call_input(cl, E, B, C, HW, xbuf);
+    if (!x) goto done;
+    if (!cl->topk_active) {
+        const float *probs = cl->probs.data;
+        float *dprobs = zalloc_floats((size_t)B * E);
+        dy = zalloc_floats((size_t)B * n_item);
+        if (!dprobs || !dy) { free(dprobs); goto done; }
+        for (int e = 0; e < E; e++) {
+            const MoEExpertRun *r = &cl->runs[e];
+            const float *y = r->out.data;
+            for (int b = 0; b < B; b++) {
+                dprobs[b * E + e] = (float)dot_f64(dout + b * n_item, y + b * n_item, n_item);
+                const float pe = probs[b * E + e];
+                for (int64_t i = 0; i < n_item; i++) dy[b * n_item + i] = pe * dout[b * n_item + i];
+            }
+            if (phi_backward(&ms->experts[e], &r->cache, y, dy, dx)) { free(dprobs); goto done; }
+        }
+        softmax_backward(dz, dprobs, probs, B, E);
+        free(dprobs);
+    } else {
+        const int *idx = cl->topk_idx.data;
+        const float *tw = cl->topk_w.data;
+        float *dtw = zalloc_floats((size_t)B * K);
+        dsel = zalloc_floats((size_t)B * K);
+        if (!dtw || !dsel) { free(dtw); goto done; }
+        for (int e = 0; e < E; e++) {
+            const MoEExpertRun *r = &cl->runs[e];
+            if (r->n == 0) continue;  // the expert did not run: no gradient from this call
+            const float *y = r->out.data;
+            free(dy);
+            dy = zalloc_floats((size_t)r->n * n_item);
+            if (!dy) { free(dtw); goto done; }
+            for (int i = 0; i < r->n; i++) {
+                const int b = r->items.data[i];
+                float w = 0.0f;  // (gate_weights * (topk_indices == e)).sum(1)
+                for (int j = 0; j < K; j++)
+                    if (idx[b * K + j] == e) {
+                        w += tw[b * K + j];
+                        dtw[b * K + j] += (float)dot_f64(dout + b * n_item, y + i * n_item, n_item);
+                    }
+                for (int64_t q = 0; q < n_item; q++) dy[i * n_item + q] = w * dout[b * n_item + q];
+            }
+            free(dxe);
+            dxe = dx ? zalloc_floats((size_t)r->n * C * HW) : NULL;
+            if (dx && !dxe) { free(dtw); goto done; }
+            if (phi_backward(&ms->experts[e], &r->cache, y, dy, dxe)) { free(dtw); goto done; }
+            for (int i = 0; dxe && i < r->n; i++)  // x[mask]: scatter the rows back
+                add_inplace(dx + (int64_t)r->items.data[i] * C * HW, dxe + (int64_t)i * C * HW, (int64_t)C * HW);
+        }
+        softmax_backward(dsel, dtw, tw, B, K);
+        free(dtw);
+        for (int b = 0; b < B; b++)
+            for (int j = 0; j < K; j++) dz[b * E + idx[b * K + j]] += dsel[b * K + j];
+    }
+    // z = logits / t (the learnt temperature), logits = AdaptiveAvgPool(1)(gate_conv(x))
+    div_scalar_backward(dlogits, param_grad(ms->temperature), dz, cl->logits.data, ms->temperature->data[0],
+                        (int64_t)B * E);
+    adaptive_avg_pool2d_backward(dmap, dlogits, B, E, H, W, 1, 1);
+    ConvLayer *gc = &ms->gate_conv;
+    if (conv2d_backward(dx, param_grad(gc->weight), param_grad(gc->bias), dmap, x, gc->weight->data, B, C, H, W, E,
+                        conv_geometry(gc->kernel, 1, gc->pad)))
+        goto done;
+    rc = 0;
+done:
+    free(dz);
+    free(dlogits);
+    free(dmap);
+    free(xbuf);
+    free(dsel);
+    free(dy);
+    free(dxe);
+    return rc;
+}
+
+int moe_backward(MoEFuser *m, const FeatureLayout *fl, int B, const int *H, const int *W,
+                 const float *const *dfused, FusionGrad *dfeat) {
+    const int T = fl->num_timesteps;
+    for (int s = 0; s < fl->num_scales; s++) {
+        MoEScale *ms = &m->scales[s];
+        const int64_t n_out = (int64_t)B * ms->experts[0].out_channels * H[s] * W[s];
+        float *dout = zalloc_floats((size_t)n_out);  // torch.stack(...).mean(0): each call gets dfused / T
+        if (!dout) return SD_FAIL;
+        for (int64_t i = 0; i < n_out; i++) dout[i] = dfused[s][i] / (float)T;
+        for (int k = 0; k < T; k++) {
+            const MoECall *cl = &m->calls[s * T + k];
+            if (cl->B != B) { free(dout); return sd_errorf("moe backward: call %d saw batch %d, not %d", s * T + k, cl->B, B); }
+            if (moe_call_backward(ms, cl, B, H[s], W[s], dout, fusion_grad_at(dfeat, fl, k, s))) {
+                free(dout);
+                return sd_error_context("moe backward, scale %d, timestep %d", s, fl->timesteps[fl->ts_input[k]]);
+            }
+        }
+        free(dout);
+    }
+    return 0;
+}
+
 static void run_free(MoEExpertRun *r) {
     ibuf_free(&r->items);
     fbuf_free(&r->x);

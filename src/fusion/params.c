@@ -206,3 +206,15 @@ void ibuf_free(IBuf *b) {
     b->data = NULL;
     b->cap = 0;
 }
+
+float *param_grad(Param *p) {
+    if (!p || !p->grad) return NULL;
+    p->has_grad = 1;
+    return p->grad;
+}
+
+float *zalloc_floats(size_t n) {
+    float *p = (float *)calloc(n ? n : 1, sizeof(float));
+    if (!p) sd_errorf("backward: out of memory (%zu floats)", n);
+    return p;
+}

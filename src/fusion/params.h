@@ -67,6 +67,11 @@ int64_t params_count_weights(const ParamSet *ps);
 int params_alloc_grads(ParamSet *ps);
 // zero_grad(set_to_none=True): every gradient back to 0 and has_grad = 0.
 void params_zero_grads(ParamSet *ps);
+// The gradient buffer of a parameter that takes part in a backward, and has_grad = 1 on it
+// ("grad is not None"). NULL when p is NULL or has no buffer (params_alloc_grads not run).
+float *param_grad(Param *p);
+// n zeroed floats (at least one) for a backward's temporaries; NULL with a message if out of memory.
+float *zalloc_floats(size_t n);
 
 // ---------------------------------------------------------------------------
 // A float buffer that grows on demand: the activations a forward keeps for

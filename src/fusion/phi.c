@@ -1,5 +1,6 @@
 // Phi, the Detectron2 BottleneckBlock stage. See phi.h.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -90,6 +91,58 @@ int phi_forward(const Phi *phi, PhiCache *cache, const float *x, int B, int H, i
         if (block_forward(&phi->blocks[i], cache, i, in, B, H, W, dst, training, scratch)) return SD_FAIL;
         in = dst;
     }
+    return 0;
+}
+
+// ---- Backward ---------------------------------------------------------------------------
+// One BottleneckBlock, out = ReLU(v), v = GN3(conv3(h2)) + shortcut(x):
+//   dv = dout where out > 0
+//   branch: dh2 = cna3'(dv), dh1 = cna2'(dh2), dx += cna1'(dh1)
+//   shortcut: dx += cna_sc'(dv), or dx += dv for the identity
+
+static int block_backward(PhiBlock *b, const PhiCache *c, int i, const float *out, const float *dout, float *dx) {
+    const int B = c->B, HW = c->H * c->W, cb = b->conv1.conv.cout;
+    const int64_t n = (int64_t)B * b->out_channels * HW;
+    float *dv = zalloc_floats((size_t)n), *dh2 = zalloc_floats((size_t)B * cb * HW);
+    float *dh1 = zalloc_floats((size_t)B * cb * HW);
+    int rc = SD_FAIL;
+    if (!dv || !dh2 || !dh1) goto done;
+    relu_backward(dv, dout, out, n);
+    if (cna_backward(&b->conv3, &c->conv3[i], dv, dh2)) goto done;
+    if (cna_backward(&b->conv2, &c->conv2[i], dh2, dh1)) goto done;
+    if (cna_backward(&b->conv1, &c->conv1[i], dh1, dx)) goto done;
+    if (b->has_shortcut) {
+        if (cna_backward(&b->shortcut, &c->shortcut[i], dv, dx)) goto done;
+    } else if (dx) {
+        add_inplace(dx, dv, n);
+    }
+    rc = 0;
+done:
+    free(dv);
+    free(dh2);
+    free(dh1);
+    return rc;
+}
+
+int phi_backward(const Phi *phi, const PhiCache *c, const float *out, const float *dout, float *dx) {
+    Phi *p = (Phi *)phi;  // only the parameters' gradients change
+    const int64_t n = (int64_t)c->B * phi->out_channels * c->H * c->W;
+    const float *dcur = dout;
+    float *owned = NULL;  // d(input of block i) when i > 0: (B, P, H, W)
+    for (int i = phi->num_blocks - 1; i >= 0; i--) {
+        const float *bout = i + 1 == phi->num_blocks ? out : c->block_out[i].data;
+        float *dprev = dx;
+        if (i > 0) {
+            dprev = zalloc_floats((size_t)n);
+            if (!dprev) { free(owned); return SD_FAIL; }
+        }
+        int rc = block_backward(&p->blocks[i], c, i, bout, dcur, dprev);
+        free(owned);
+        owned = i > 0 ? dprev : NULL;
+        if (rc) { free(owned); return SD_FAIL; }
+        dcur = dprev;
+    }
+    free(owned);
     return 0;
 }
 

@@ -48,6 +48,9 @@ int phi_init(Phi *phi, ParamSet *ps, const char *prefix, int in_channels, int ou
 // statistics for the backward (GroupNorm itself is the same in both modes).
 int phi_forward(const Phi *phi, PhiCache *cache, const float *x, int B, int H, int W, float *out, int training,
                 Arena *scratch);
+// Its backward for the call `cache` belongs to (a training forward): out = that call's output,
+// dout = d(out); accumulates the parameters' gradients and dx += d(x) (dx may be NULL).
+int phi_backward(const Phi *phi, const PhiCache *cache, const float *out, const float *dout, float *dx);
 void phi_cache_free(PhiCache *cache);
 // Trainable floats of one Phi (for the shape / parameter-count checks).
 int64_t phi_num_weights(const Phi *phi);

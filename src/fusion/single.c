@@ -7,10 +7,12 @@
 // (default: the largest saved timestep, the first the other fusers visit).
 // Parameters: "bottleneck_layers.<s>.<block>...", one Phi per scale.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
 #include "fusion/fuser.h"
+#include "kernels/kernels.h"
 
 int single_init(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps) {
     memset(g, 0, sizeof(*g));
@@ -44,6 +46,26 @@ int single_forward(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *c
         if (!xs) return SD_FAIL;
         copy_channels(xs, in->feat[g->input_pos][s], in->B, fl->scale_channels[s], c0, c, H * W);
         if (phi_forward(&g->phis[s], &g->caches[s], xs, in->B, H, W, fused[s].data, training, scratch)) return SD_FAIL;
+    }
+    return 0;
+}
+
+// ---- Backward ------------------------------------------------------------------------
+// Single-feature baseline: fused[s] = Phi_s(x[t][s][:, stream channels]).
+
+int single_backward(SingleFuser *g, const FeatureLayout *fl, int B, const int *H, const int *W,
+                    const float *const *dfused, const FBuf *fused, FusionGrad *dfeat) {
+    for (int s = 0; s < fl->num_scales; s++) {
+        const int HW = H[s] * W[s], l = g->stream[s], c = fl->channels[s][l];
+        int c0 = 0;
+        for (int i = 0; i < l; i++) c0 += fl->channels[s][i];
+        float *dx_all = dfeat ? dfeat->feat[g->input_pos][s] : NULL;
+        float *dxs = dx_all ? zalloc_floats((size_t)B * c * HW) : NULL;
+        if (dx_all && !dxs) return SD_FAIL;
+        int r = phi_backward(&g->phis[s], &g->caches[s], fused[s].data, dfused[s], dxs);
+        if (!r && dxs) copy_channels_backward(dx_all, dxs, B, fl->scale_channels[s], c0, c, HW);
+        free(dxs);
+        if (r) return SD_FAIL;
     }
     return 0;
 }

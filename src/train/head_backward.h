@@ -16,7 +16,7 @@
 #define SD_TRAIN_HEAD_BACKWARD_H
 
 #include "heads/head.h"
-#include "train/fusion_backward.h"
+#include "fusion/fuser.h"
 
 // Given dlogits = d loss / d logits of the last TRAINING forward (the shape of
 // head_model_logits: (B, classes) or (B, classes, out_h, out_w)), accumulates
