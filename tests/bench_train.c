@@ -38,7 +38,6 @@
 #include "io/labels.h"
 #include "train/adam.h"
 #include "train/dataset.h"
-#include "train/head_backward.h"
 #include "train/init.h"
 #include "train/losses.h"
 

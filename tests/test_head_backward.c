@@ -1,4 +1,4 @@
-// The whole model's backward (train/head_backward.h) against finite differences
+// The whole model's backward (head_model_backward in heads/head.h) against finite differences
 // of the training loss, for every fuser (gw, lw released and corrected, MoE dense
 // and top-k, concat, single) with every head (linear + cross-entropy, linear +
 // BCE, UPerNet + per-pixel cross-entropy with ignored pixels and Dropout2d),
@@ -32,7 +32,6 @@
 
 #include "core/error.h"
 #include "heads/head.h"
-#include "train/head_backward.h"
 #include "train/losses.h"
 #include "tests/test_util.h"
 

@@ -24,7 +24,6 @@
 #include "golden/head_inputs.h"
 #include "heads/head.h"
 #include "train/adam.h"
-#include "train/head_backward.h"
 #include "train/losses.h"
 
 static int optimizer_from_json(const JsonValue *j, AdamConfig *a) {

@@ -269,6 +269,36 @@ int head_model_forward(HeadModel *m, const FusionInput *in) {
     return 0;
 }
 
+int head_model_backward_ex(HeadModel *m, const float *dlogits, FusionGrad *dfeat) {
+    const HeadConfig *c = &m->cfg;
+    Fuser *f = &m->fuser;
+    const int S = c->layout.num_scales, B = f->B, P = c->fuser.projection_dim;
+    if (!m->training)
+        return sd_errorf("head_model_backward: the last forward was not a training forward "
+                         "(head_model_set_mode(m, 1, ...) keeps what the backward needs)");
+    if (B < 1) return sd_errorf("head_model_backward: no forward to differentiate");
+    if (params_alloc_grads(&m->params)) return SD_FAIL;
+    float *dfused[FUSION_MAX_SCALES] = {0};
+    int rc = SD_FAIL;
+    for (int s = 0; s < S; s++)
+        if (!(dfused[s] = zalloc_floats((size_t)B * P * f->H[s] * f->W[s]))) goto done;
+    if (c->task == TASK_SEGMENTATION) {
+        if (uper_head_backward(&m->uper, dlogits, dfused)) goto done;
+    } else {
+        if (linear_head_backward(&m->linear, dlogits, dfused)) goto done;
+    }
+    if (fuser_backward(f, (const float *const *)dfused, dfeat)) {
+        sd_error_context("fusion backward");
+        goto done;
+    }
+    rc = 0;
+done:
+    for (int s = 0; s < S; s++) free(dfused[s]);
+    return rc;
+}
+
+int head_model_backward(HeadModel *m, const float *dlogits) { return head_model_backward_ex(m, dlogits, NULL); }
+
 const float *head_model_logits(const HeadModel *m) {
     return m->cfg.task == TASK_SEGMENTATION ? m->uper.logits.data : m->linear.logits.data;
 }

@@ -85,4 +85,23 @@ int head_model_forward(HeadModel *m, const FusionInput *in);
 // The logits of the last forward: (B, classes) or (B, classes, H, W).
 const float *head_model_logits(const HeadModel *m);
 
+// The backward of the whole model. Given dlogits = d loss / d logits of the last TRAINING forward
+// (the shape of head_model_logits), accumulates every parameter's gradient into its Param->grad
+// (allocating the gradient buffers on first use) and sets has_grad = 1 on each parameter that
+// received one (an MoE expert that no batch item chose in top-k receives none). Does not change
+// parameters, BatchNorm statistics or the MoE counters. -1 with a message if the last forward was
+// not a training forward. Conventions: fuser_backward (fusion/fuser.h). A training step (run.py's
+// inner loop):
+//   params_zero_grads(&m.params);                     // optimizer.zero_grad(set_to_none=True)
+//   head_model_set_mode(&m, 1, 1);                    // model.train()
+//   head_model_forward(&m, &in);                      // in's feature tensors must stay alive until
+//                                                     // the backward: the MoE gate reads them there
+//   memset(dlogits, 0, ...);
+//   cross_entropy_loss(&loss, dlogits, head_model_logits(&m), labels, ...);   // or bce_with_logits_loss
+//   head_model_backward(&m, dlogits);
+//   adam_step(&opt, &m.params, &adam_cfg);            // skips parameters with has_grad == 0
+int head_model_backward(HeadModel *m, const float *dlogits);
+// The same, and dfeat (may be NULL) += d loss / d input features.
+int head_model_backward_ex(HeadModel *m, const float *dlogits, FusionGrad *dfeat);
+
 #endif

@@ -1,4 +1,5 @@
 // The linear classifier head. See linear.h.
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -41,6 +42,29 @@ int linear_head_forward(LinearHead *h, const FBuf *fused, int num_scales, int B,
     }
     adaptive_avg_pool2d(sum, pooled, B, P, H0, W0, 1, 1);
     linear_forward(pooled, h->weight->data, h->bias->data, logits, B, P, h->num_classes);
+    return 0;
+}
+
+// ---- Backward ------------------------------------------------------------------------
+// Linear classifier:  z = sum_s r_s (r_s = resize(fused[s]) to the largest scale),
+// pooled = mean_HW z, logits = pooled W^T + b
+//   dpooled, dW, db = linear'(dlogits);  dz = dpooled / HW0;  dfused[s] += resize'(dz) (or dz)
+
+int linear_head_backward(LinearHead *h, const float *dlogits, float *const *dfused) {
+    const int B = h->B, P = h->in_features, H0 = h->H[0], W0 = h->W[0], HW0 = H0 * W0;
+    float *dpooled = zalloc_floats((size_t)B * P), *dsum = zalloc_floats((size_t)B * P * HW0);
+    if (!dpooled || !dsum) { free(dpooled); free(dsum); return SD_FAIL; }
+    linear_backward(dpooled, param_grad(h->weight), param_grad(h->bias), dlogits, h->pooled.data, h->weight->data, B, P,
+                    h->num_classes);
+    adaptive_avg_pool2d_backward(dsum, dpooled, B, P, H0, W0, 1, 1);
+    for (int s = 0; s < h->num_scales; s++) {
+        if (h->H[s] != H0 || h->W[s] != W0)
+            resize_bilinear_backward(dfused[s], dsum, B, P, h->H[s], h->W[s], H0, W0, 0);
+        else
+            add_inplace(dfused[s], dsum, (int64_t)B * P * HW0);
+    }
+    free(dpooled);
+    free(dsum);
     return 0;
 }
 

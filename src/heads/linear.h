@@ -27,6 +27,9 @@ typedef struct {
 int linear_head_init(LinearHead *h, ParamSet *ps, int in_features, int num_classes);
 // fused[s]: (B, in_features, H[s], W[s]). Output: h->logits.
 int linear_head_forward(LinearHead *h, const FBuf *fused, int num_scales, int B, const int *H, const int *W);
+// Its backward after that forward: dlogits (B, classes) -> dfused[s] += (B, P, H_s, W_s); the weight
+// and bias gradients accumulate into Param->grad (has_grad = 1). Conventions: fuser_backward (fuser.h).
+int linear_head_backward(LinearHead *h, const float *dlogits, float *const *dfused);
 void linear_head_free(LinearHead *h);
 
 #endif

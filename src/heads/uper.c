@@ -1,5 +1,6 @@
 // UPerNet segmentation head. See uper.h.
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
@@ -126,6 +127,95 @@ int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const
     if (conv_layer_forward(&u->conv_seg, feat, B, H0, W0, seg, scratch)) return SD_FAIL;
     resize_bilinear(seg, logits, B, u->num_classes, H0, W0, u->out_h, u->out_w, 0);
     return 0;
+}
+
+// ---- Backward ------------------------------------------------------------------------
+// UPerNet, the forward (uper.h) walked backwards:
+//   logits = resize(conv_seg(drop(f)))           dseg = resize'(dlogits); df = drop'(conv_seg'(dseg))
+//   f = cna_fpnb(cat[fpn_0, up(fpn_1), ...])     dfcat = cna_fpnb'(df), split, up'
+//   fpn_i = cna_fpn_i(lat_i) (i < S-1), fpn_{S-1} = top
+//   lat_{i-1} = lateral_{i-1} + up(lat_i)        from i-1 = 0 up: dlateral_{i-1} = dlat_{i-1}, dlat_i += up'(dlat_{i-1})
+//   top = cna_bottleneck(cat[x, up(psp_j(pool_j(x)))])   x = fused[S-1]
+//   lateral_i = cna_lateral_i(fused[i])
+
+int uper_head_backward(UperHead *u, const float *dlogits, float *const *dfused) {
+    const int B = u->B, S = u->num_scales, ch = u->channels, P = u->in_channels, ac = u->align_corners;
+    const int nc = u->num_classes, H0 = u->H[0], W0 = u->W[0], HW0 = H0 * W0;
+    const int Ht = u->H[S - 1], Wt = u->W[S - 1], HWt = Ht * Wt, Ccat = P + u->num_pool * ch;
+    int rc = SD_FAIL;
+    float *dlat[FUSION_MAX_SCALES] = {0};
+    float *dseg = zalloc_floats((size_t)B * nc * HW0), *df = zalloc_floats((size_t)B * ch * HW0), *dfb = NULL;
+    float *dfcat = zalloc_floats((size_t)B * S * ch * HW0);
+    float *slice = zalloc_floats((size_t)B * ch * (HW0 > HWt ? HW0 : HWt));
+    float *dfpn = zalloc_floats((size_t)B * ch * HW0), *dcat = zalloc_floats((size_t)B * Ccat * HWt);
+    if (!dseg || !df || !dfcat || !slice || !dfpn || !dcat) goto done;
+    for (int i = 0; i < S; i++)
+        if (!(dlat[i] = zalloc_floats((size_t)B * ch * u->H[i] * u->W[i]))) goto done;
+
+    // conv_seg and the final resize (always align_corners false)
+    resize_bilinear_backward(dseg, dlogits, B, nc, H0, W0, u->out_h, u->out_w, 0);
+    const int dropped = u->dropout_p > 0.0f;
+    const float *feat = dropped ? u->dropped.data : u->fpnb_c.out.data;
+    if (conv2d_backward(df, param_grad(u->conv_seg.weight), param_grad(u->conv_seg.bias), dseg, feat,
+                        u->conv_seg.weight->data, B, ch, H0, W0, nc, conv_geometry(1, 1, 0)))
+        goto done;
+    dfb = df;
+    if (dropped) {  // Dropout2d: the mask of the forward
+        if (!(dfb = zalloc_floats((size_t)B * ch * HW0))) goto done;
+        dropout2d_backward(dfb, df, u->drop_mask.data, B, ch, HW0);
+    }
+    if (cna_backward(&u->fpn_bottleneck, &u->fpnb_c, dfb, dfcat)) goto done;
+
+    // split the FPN concatenation; fpn convs back to the top-down sums
+    for (int i = 0; i < S; i++) {
+        const int HWi = u->H[i] * u->W[i];
+        float *dfi = dfpn;
+        memset(dfpn, 0, (size_t)B * ch * HWi * sizeof(float));
+        if (i == 0) {
+            copy_channels(dfpn, dfcat, B, S * ch, 0, ch, HW0);
+        } else {
+            copy_channels(slice, dfcat, B, S * ch, i * ch, ch, HW0);
+            resize_bilinear_backward(dfpn, slice, B, ch, u->H[i], u->W[i], H0, W0, ac);
+        }
+        if (i + 1 < S) {
+            if (cna_backward(&u->fpn[i], &u->fpn_c[i], dfi, dlat[i])) goto done;
+        } else {
+            add_inplace(dlat[i], dfi, (int64_t)B * ch * HWi);  // fpn_{S-1} is the PPM output itself
+        }
+    }
+    // top-down adds, from the largest scale up; the laterals
+    for (int i = 1; i < S; i++) {
+        resize_bilinear_backward(dlat[i], dlat[i - 1], B, ch, u->H[i], u->W[i], u->H[i - 1], u->W[i - 1], ac);
+        if (cna_backward(&u->lateral[i - 1], &u->lateral_c[i - 1], dlat[i - 1], dfused[i - 1])) goto done;
+    }
+
+    // PPM: the bottleneck, then its concatenation [x, up(psp_0), ...]
+    if (cna_backward(&u->bottleneck, &u->bottleneck_c, dlat[S - 1], dcat)) goto done;
+    float *dx = dfused[S - 1];
+    paste_channels_backward(dx, dcat, B, Ccat, 0, P, HWt);
+    for (int j = 0; j < u->num_pool; j++) {
+        const int q = u->pool_scales[j];
+        float *dpsp = zalloc_floats((size_t)B * ch * q * q), *dpooled = zalloc_floats((size_t)B * P * q * q);
+        if (!dpsp || !dpooled) { free(dpsp); free(dpooled); goto done; }
+        copy_channels(slice, dcat, B, Ccat, P + j * ch, ch, HWt);
+        resize_bilinear_backward(dpsp, slice, B, ch, q, q, Ht, Wt, ac);
+        int r = cna_backward(&u->psp[j], &u->psp_c[j], dpsp, dpooled);
+        if (!r) adaptive_avg_pool2d_backward(dx, dpooled, B, P, Ht, Wt, q, q);
+        free(dpsp);
+        free(dpooled);
+        if (r) goto done;
+    }
+    rc = 0;
+done:
+    for (int i = 0; i < S; i++) free(dlat[i]);
+    if (dfb != df) free(dfb);
+    free(dseg);
+    free(df);
+    free(dfcat);
+    free(slice);
+    free(dfpn);
+    free(dcat);
+    return rc ? sd_error_context("upernet backward") : 0;
 }
 
 void uper_head_free(UperHead *u) {

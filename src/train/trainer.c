@@ -18,7 +18,7 @@
 #include "io/outdir.h"
 #include "train/adam.h"
 #include "train/checkpoint.h"
-#include "train/head_backward.h"
+#include "heads/head.h"
 #include "train/init.h"
 #include "train/losses.h"
 #include "train/lr_schedule.h"
