@@ -197,6 +197,40 @@ int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep, Arena
     return sd_errorf("unknown fuser kind %d", (int)f->cfg.kind);
 }
 
+int fuser_stream_phis_init(Phi **phis, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps) {
+    *phis = (Phi *)calloc((size_t)feature_layout_total_streams(fl), sizeof(Phi));
+    if (!*phis) return sd_errorf("out of memory");
+    for (int s = 0; s < fl->num_scales; s++)
+        for (int l = 0; l < fl->num_streams[s]; l++) {
+            int i = feature_layout_stream_index(fl, s, l);
+            char prefix[64];
+            snprintf(prefix, sizeof(prefix), "bottleneck_layers.%d", i);
+            if (phi_init(&(*phis)[i], ps, prefix, fl->channels[s][l], cfg->projection_dim, cfg->num_res_blocks,
+                         cfg->num_norm_groups))
+                return SD_FAIL;
+        }
+    return 0;
+}
+
+int fuser_calls_alloc(int n, FBuf **inputs, FBuf **outputs, PhiCache **caches) {
+    *inputs = (FBuf *)calloc((size_t)n, sizeof(FBuf));
+    *outputs = (FBuf *)calloc((size_t)n, sizeof(FBuf));
+    *caches = (PhiCache *)calloc((size_t)n, sizeof(PhiCache));
+    if (!*inputs || !*outputs || !*caches) return sd_errorf("out of memory");
+    return 0;
+}
+
+void fuser_calls_free(int n, FBuf *inputs, FBuf *outputs, PhiCache *caches) {
+    for (int i = 0; i < n; i++) {
+        if (inputs) fbuf_free(&inputs[i]);
+        if (outputs) fbuf_free(&outputs[i]);
+        if (caches) phi_cache_free(&caches[i]);
+    }
+    free(inputs);
+    free(outputs);
+    free(caches);
+}
+
 float *fusion_grad_at(FusionGrad *g, const FeatureLayout *fl, int k, int s) {
     return g ? g->feat[fl->ts_input[k]][s] : NULL;
 }

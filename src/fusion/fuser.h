@@ -212,6 +212,13 @@ void fuser_free(Fuser *f);
 // Largest 3x3 conv input of one sample (floats), for sizing the conv scratch.
 size_t fuser_conv3x3_floats(const Fuser *f, const FusionInput *in);
 
+// What the global and localized fusers share: one Phi per stream of every scale, registered as
+// "bottleneck_layers.<stream index>" (*phis, feature_layout_total_streams of them, allocated here),
+// and n per-call buffers (the stream's input, its Phi output, the Phi's cache).
+int fuser_stream_phis_init(Phi **phis, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
+int fuser_calls_alloc(int n, FBuf **inputs, FBuf **outputs, PhiCache **caches);
+void fuser_calls_free(int n, FBuf *inputs, FBuf *outputs, PhiCache *caches);
+
 // The fusers one by one (fuser_init / fuser_forward / fuser_backward dispatch to them); each
 // backward has fuser_backward's contract.
 int gw_init(GlobalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);

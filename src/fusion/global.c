@@ -6,7 +6,6 @@
 //
 // Timesteps are walked in descending order; the channel offset of each stream
 // advances through the scale's concatenated channels.
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -17,26 +16,12 @@
 int gw_init(GlobalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps) {
     memset(g, 0, sizeof(*g));
     g->num_streams = feature_layout_total_streams(fl);
-    g->phis = (Phi *)calloc((size_t)g->num_streams, sizeof(Phi));
-    if (!g->phis) return sd_errorf("out of memory");
-    for (int s = 0; s < fl->num_scales; s++)
-        for (int l = 0; l < fl->num_streams[s]; l++) {
-            int i = feature_layout_stream_index(fl, s, l);
-            char prefix[64];
-            snprintf(prefix, sizeof(prefix), "bottleneck_layers.%d", i);
-            if (phi_init(&g->phis[i], ps, prefix, fl->channels[s][l], cfg->projection_dim, cfg->num_res_blocks,
-                         cfg->num_norm_groups))
-                return SD_FAIL;
-        }
+    if (fuser_stream_phis_init(&g->phis, fl, cfg, ps)) return SD_FAIL;
     int n = g->num_streams * fl->num_timesteps;
     g->mixing_weights = params_add(ps, PARAM_WEIGHT, 1.0f, 1, &n, "mixing_weights");  // torch.ones
     if (!g->mixing_weights) return SD_FAIL;
     g->num_calls = n;
-    g->inputs = (FBuf *)calloc((size_t)n, sizeof(FBuf));
-    g->outputs = (FBuf *)calloc((size_t)n, sizeof(FBuf));
-    g->caches = (PhiCache *)calloc((size_t)n, sizeof(PhiCache));
-    if (!g->inputs || !g->outputs || !g->caches) return sd_errorf("out of memory");
-    return 0;
+    return fuser_calls_alloc(n, &g->inputs, &g->outputs, &g->caches);
 }
 
 int gw_forward(GlobalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
@@ -119,14 +104,7 @@ done:
 }
 
 void gw_free(GlobalFuser *g) {
-    for (int i = 0; i < g->num_calls; i++) {
-        if (g->inputs) fbuf_free(&g->inputs[i]);
-        if (g->outputs) fbuf_free(&g->outputs[i]);
-        if (g->caches) phi_cache_free(&g->caches[i]);
-    }
-    free(g->inputs);
-    free(g->outputs);
-    free(g->caches);
+    fuser_calls_free(g->num_calls, g->inputs, g->outputs, g->caches);
     free(g->phis);
     fbuf_free(&g->weights);
     memset(g, 0, sizeof(*g));

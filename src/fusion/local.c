@@ -25,17 +25,7 @@ int lw_init(LocalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, Para
     g->num_streams = feature_layout_total_streams(fl);
     g->temperature = cfg->gating_temperature;
     g->advance_channels = cfg->lw_advance_channels;
-    g->phis = (Phi *)calloc((size_t)g->num_streams, sizeof(Phi));
-    if (!g->phis) return sd_errorf("out of memory");
-    for (int s = 0; s < fl->num_scales; s++)
-        for (int l = 0; l < fl->num_streams[s]; l++) {
-            int i = feature_layout_stream_index(fl, s, l);
-            char prefix[64];
-            snprintf(prefix, sizeof(prefix), "bottleneck_layers.%d", i);
-            if (phi_init(&g->phis[i], ps, prefix, fl->channels[s][l], cfg->projection_dim, cfg->num_res_blocks,
-                         cfg->num_norm_groups))
-                return SD_FAIL;
-        }
+    if (fuser_stream_phis_init(&g->phis, fl, cfg, ps)) return SD_FAIL;
     for (int s = 0; s < fl->num_scales; s++) {
         char prefix[64];
         snprintf(prefix, sizeof(prefix), "gate_modules.%d.gate_conv", s);
@@ -43,11 +33,7 @@ int lw_init(LocalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, Para
         if (conv_layer_init(&g->gate_conv[s], ps, prefix, cfg->projection_dim, K, 1, 0, 1)) return SD_FAIL;
     }
     g->num_calls = g->num_streams * fl->num_timesteps;
-    g->inputs = (FBuf *)calloc((size_t)g->num_calls, sizeof(FBuf));
-    g->outputs = (FBuf *)calloc((size_t)g->num_calls, sizeof(FBuf));
-    g->caches = (PhiCache *)calloc((size_t)g->num_calls, sizeof(PhiCache));
-    if (!g->inputs || !g->outputs || !g->caches) return sd_errorf("out of memory");
-    return 0;
+    return fuser_calls_alloc(g->num_calls, &g->inputs, &g->outputs, &g->caches);
 }
 
 int lw_stream_offset(const LocalFuser *g, const FeatureLayout *fl, int s, int l) {
@@ -190,18 +176,11 @@ int lw_backward(LocalFuser *g, const FeatureLayout *fl, int B, const int *H, con
 }
 
 void lw_free(LocalFuser *g) {
-    for (int i = 0; i < g->num_calls; i++) {
-        if (g->inputs) fbuf_free(&g->inputs[i]);
-        if (g->outputs) fbuf_free(&g->outputs[i]);
-        if (g->caches) phi_cache_free(&g->caches[i]);
-    }
+    fuser_calls_free(g->num_calls, g->inputs, g->outputs, g->caches);
     for (int s = 0; s < FUSION_MAX_SCALES; s++) {
         fbuf_free(&g->mean[s]);
         fbuf_free(&g->gate[s]);
     }
-    free(g->inputs);
-    free(g->outputs);
-    free(g->caches);
     free(g->phis);
     memset(g, 0, sizeof(*g));
 }
