@@ -27,8 +27,6 @@ int cmd_reproduce(int argc, char **argv);
 // info FILE.hdf5 (cmd_geobench.c): 1 if the file starts with the HDF5 signature; the listing.
 int is_hdf5_file(const char *path);
 int info_hdf5(const char *path);
-// convert --out FILE.safetensors: the checkpoint's tensors (under `key` if not NULL) as stored.
-int convert_tensors(const char *from, const char *key, const char *out, int force, int quiet);
 
 // Parses "--threads N" anywhere in argv (removing it) and starts the thread
 // pool; returns -1 with a message on a bad value.
