@@ -75,4 +75,25 @@ check 'cmp -s "$T/pred.json" "$T/pred_f.json"' "predict = the head on extract --
 $S predict --model "$MODEL" --head "$T/r_cropcenter" --input "$T/new.tif" --out "$T/pred_nc.json" --crop none > "$T/pnc.log" 2>&1
 check '[ $? -ne 0 ] && grep -q "does not match the head" "$T/pnc.log"' "predict --crop none replaces the run's crop ($(cat "$T/pnc.log"))"
 
+# 3. segmentation: NAIP chips (256x256, masks 256x256) with eo-learn scenes (100x101, LULC mask 100x101):
+#    --resize exact gives one feature shape, but the masks keep two sizes: refused, named;
+#    --crop center would cut the features, not the masks: refused for segmentation
+C="$D/satellite/chesapeake"; E="$D/satellite/eo-learn"
+mkdir -p "$T/seg"
+cp "$C/id_000051.rgb.png" "$T/seg/a.png"; cp "$C/id_000051.label.png" "$T/seg/a_mask.png"
+cp "$C/id_000138.rgb.png" "$T/seg/b.png"; cp "$C/id_000138.label.png" "$T/seg/b_mask.png"
+cp "$E/scene2.rgb.png" "$T/seg/c.png"; cp "$E/LULC.png" "$T/seg/c_mask.png"
+cp "$E/scene3.rgb.png" "$T/seg/d.png"; cp "$E/LULC.png" "$T/seg/d_mask.png"
+printf 'image,split,label\na,train,seg/a_mask.png\nc,train,seg/c_mask.png\nb,val,seg/b_mask.png\nd,test,seg/d_mask.png\n' > "$T/seg.csv"
+SEG="train --labels $T/seg.csv --task seg --num-classes 11 --projection-dim 16 --num-norm-groups 4 --channels 16 --epochs 1 --batch-size 2 --quiet"
+mkdir -p "$T/segin"; for i in a b c d; do cp "$T/seg/$i.png" "$T/segin/"; done
+$X --input "$T/segin" --out "$T/fseg_e" --resize exact > /dev/null 2>&1
+$S $SEG --features "$T/fseg_e" --out "$T/rseg_e" > "$T/seg_e.log" 2>&1
+check '[ $? -ne 0 ] && grep -q "segmentation masks of different sizes: .*c_mask.png. (image .c.) is 100x101 where the first, .*a_mask.png. (image .a.), is 256x256; 2 of 4 masks differ" "$T/seg_e.log" && [ ! -e "$T/rseg_e/head_config.json" ]' \
+  "segmentation masks of two sizes refused ($(cat "$T/seg_e.log"))"
+$X --input "$T/segin" --out "$T/fseg_c" --crop center > /dev/null 2>&1
+$S $SEG --features "$T/fseg_c" --out "$T/rseg_c" > "$T/seg_c.log" 2>&1
+check '[ $? -ne 0 ] && grep -q "extracted with --crop center: .*would not line up.*--resize exact" "$T/seg_c.log"' \
+  "segmentation on cropped features refused ($(cat "$T/seg_c.log"))"
+
 echo "RESULT $pass $fail"

@@ -48,6 +48,12 @@ check '[ $? -eq 0 ] && grep -q "DEM.npy: band 1: every pixel (10100) is outside 
   "DEM.npy under auto ($(cat "$T/dem.log"))"
 $X --input "$D/npy/eo-learn/DEM.npy" --out "$T/demc" --bands 1,1,1 --scale clip > "$T/demc.log" 2>&1
 check 'grep -q "every pixel (10100) is outside \[0, 1\] after --scale clip" "$T/demc.log"' "DEM.npy under clip ($(cat "$T/demc.log"))"
+# a folder of 22 such files: 20 listed, then a count
+mkdir -p "$T/many"
+for i in 01 02 03 04 05 06 07 08 09 10 11 12 13 14 15 16 17 18 19 20 21 22; do cp "$D/tiff/eo-learn/import-tiff-test1.tiff" "$T/many/t$i.tif"; done
+$X --input "$T/many" --out "$T/omany" --bands 1,1,1 > "$T/many.log" 2>&1
+check '[ $? -eq 0 ] && [ "$(grep -c "every pixel" "$T/many.log")" = 20 ] && grep -q "warning: 2 more images had pixels clipped by --scale auto" "$T/many.log"' \
+  "22 files: 20 warnings and a count ($(tail -2 "$T/many.log"))"
 # no clipping, no warning (ladoga.tif: 1290..1681)
 $X --input "$D/tiff/image-tiff/ladoga.tif" --out "$T/lad" --bands 1,1,1 > "$T/lad.log" 2>&1
 check '[ $? -eq 0 ] && [ ! -s "$T/lad.log" ]' "ladoga.tif: nothing clipped, nothing said ($(cat "$T/lad.log"))"

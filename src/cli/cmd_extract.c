@@ -498,6 +498,10 @@ typedef struct {
     int rc;              // 0 written, -1 failed (sd_last_error() was printed)
 } GroupImage;
 
+// Files whose scaling clipped pixels or made a band constant: listed, and counted past the list.
+enum { SCALING_WARN_FILES = 20 };
+static int g_scaling_listed, g_scaling_unlisted;
+
 static int prepare_one(const PreprocessOptions *pre, const Args *a, GroupImage *g) {
     if (gb_image_load(g->item->path, &g->img)) return -1;  // GEO-Bench HDF5 samples too (io/geobench.h)
     PreprocessOptions po = *pre;
@@ -516,7 +520,13 @@ static int prepare_one(const PreprocessOptions *pre, const Args *a, GroupImage *
     const char *slash = strrchr(a->pre.scale, '/');  // minmax:STATS.json: the file's name, not where it was
     preprocess_scale_name(&po, po.scale == SCALE_MINMAX ? (slash ? slash + 1 : a->pre.scale + 7) : NULL, mode,
                           sizeof(mode));
-    pre_scaling_warn(g->item->path, mode, is_auto, why, &rep);
+    // the first SCALING_WARN_FILES files are listed; a folder of thousands gets a count at the end
+    if (pre_scaling_warn(g->item->path, mode, is_auto, why, &rep, g_scaling_listed < SCALING_WARN_FILES)) {
+        if (g_scaling_listed < SCALING_WARN_FILES && ++g_scaling_listed == SCALING_WARN_FILES)
+            fprintf(stderr, "(further scaling warnings are counted, not listed)\n");
+        else if (g_scaling_listed == SCALING_WARN_FILES)
+            g_scaling_unlisted++;
+    }
     return pre_scaling_json(mode, is_auto, why, &rep, g->scaling, sizeof(g->scaling));
 }
 
@@ -628,6 +638,7 @@ int cmd_extract(int argc, char **argv) {
             return 0;
         }
     Args a;
+    g_scaling_listed = g_scaling_unlisted = 0;  // (predict calls extract in the same process)
     if (parse_args(argc, argv, &a)) {
         fprintf(stderr, "satdifuser extract: %s\n\n", sd_last_error());
         extract_usage(stderr);
@@ -762,6 +773,9 @@ int cmd_extract(int argc, char **argv) {
         status = 128 + (int)g_stop_signal;
         goto cleanup;
     }
+    if (g_scaling_unlisted)
+        fprintf(stderr, "warning: %d more image%s had pixels clipped by --scale %s (not listed; each file's 'scaling' "
+                        "metadata has the counts)\n", g_scaling_unlisted, g_scaling_unlisted == 1 ? "" : "s", a.pre.scale);
     if (!a.quiet || failed)
         fprintf(stderr, "extract: %d written, %d already done, %d failed (%.1f s)\n", done_count, skipped, failed,
                 sd_now() - run.t0);

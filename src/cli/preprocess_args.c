@@ -220,13 +220,18 @@ int pre_scaling_json(const char *mode, int is_auto, const char *auto_why, const 
     return n >= size ? sd_errorf("scaling record too long") : 0;
 }
 
-void pre_scaling_warn(const char *source, const char *mode, int is_auto, const char *auto_why, const PreprocessReport *r) {
+int pre_scaling_warn(const char *source, const char *mode, int is_auto, const char *auto_why, const PreprocessReport *r,
+                     int print) {
+    int said = 0;
     for (int k = 0; k < 3; k++) {
         int seen = 0;  // a band selected twice (--bands 1,1,1) is said once
         for (int j = 0; j < k; j++) seen |= r->bands[j] == r->bands[k];
         if (seen) continue;
         long long lost = r->clipped_low[k] + r->clipped_high[k];
         double pct = r->pixels ? 100.0 * (double)lost / (double)r->pixels : 0.0;
+        int warn = r->constant[k] || (lost == r->pixels && r->pixels > 0) || (is_auto && lost > 0);
+        said |= warn;
+        if (!warn || !print) continue;
         if (r->constant[k]) {
             fprintf(stderr, "warning: %s: band %d has one value only: --scale %s made it 0 everywhere\n", source,
                     r->bands[k], mode);
@@ -243,4 +248,5 @@ void pre_scaling_warn(const char *source, const char *mode, int is_auto, const c
                     source, r->bands[k], lost, r->pixels, pct, auto_why, r->clipped_low[k], r->clipped_high[k]);
         }
     }
+    return said;
 }

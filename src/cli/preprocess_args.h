@@ -41,7 +41,7 @@ int pre_args_json(const PreArgs *p, char *buf, size_t size);
 typedef struct {
     int argc;
     char *argv[10];
-    char text[5][256];
+    char text[3][1024];
     int size;  // the recorded --size (0: none)
 } PreArgv;
 int pre_args_from_json(const char *json, PreArgv *out);
@@ -51,7 +51,9 @@ int pre_args_from_json(const char *json, PreArgv *out);
 int pre_scaling_json(const char *mode, int is_auto, const char *auto_why, const PreprocessReport *r, char *buf,
                      size_t size);
 // Under --scale auto: a warning (stderr) per band that lost pixels to clipping, with the mode to use.
-// Any mode: a warning when a band came out constant.
-void pre_scaling_warn(const char *source, const char *mode, int is_auto, const char *auto_why, const PreprocessReport *r);
+// Any mode: a warning when a band came out constant. Printed only when `print`; returns 1 when
+// there was something to say (a caller can count the files it did not list).
+int pre_scaling_warn(const char *source, const char *mode, int is_auto, const char *auto_why, const PreprocessReport *r,
+                     int print);
 
 #endif

@@ -53,7 +53,21 @@ static int check_labels(const Dataset *d) {
     int rc = 0;
     for (int r = 0; r < ls->count && !rc; r++) {
         rc = labels_load_mask(ls, r, d->mask_h, d->mask_w, d->ignore_value, d->ignore_index, mask);
-        if (rc) sd_error_context("%s:%d: image '%s'", ls->path, ls->rows[r].line, ls->rows[r].image);
+        int h = 0, w = 0;
+        if (rc && mask_size(ls->rows[r].mask_path, &h, &w) == 0 && (h != d->mask_h || w != d->mask_w)) {
+            // masks of other sizes: the head predicts one map size (the first mask's); say how many differ
+            int n_bad = 0, h2, w2;
+            for (int k = r; k < ls->count; k++)
+                n_bad += mask_size(ls->rows[k].mask_path, &h2, &w2) == 0 && (h2 != d->mask_h || w2 != d->mask_w);
+            sd_errorf("%s:%d: segmentation masks of different sizes: '%s' (image '%s') is %dx%d where the first, "
+                      "'%s' (image '%s'), is %dx%d; %d of %d masks differ. The head predicts one map size (the "
+                      "first mask's) and per-image mask sizes are not supported: give the masks one size (and "
+                      "their images one aspect ratio, or extract with --resize exact) before training",
+                      ls->path, ls->rows[r].line, ls->rows[r].mask_path, ls->rows[r].image, w, h,
+                      ls->rows[0].mask_path, ls->rows[0].image, d->mask_w, d->mask_h, n_bad, ls->count);
+        } else if (rc) {
+            sd_error_context("%s:%d: image '%s'", ls->path, ls->rows[r].line, ls->rows[r].image);
+        }
     }
     free(mask);
     return rc;
@@ -163,6 +177,12 @@ static int check_files(const Dataset *d, int allow_mixed) {
             }
         }
         n_set += set_differs;
+        const char *pre = st_metadata(&st, "preprocessing");
+        if (ls->task == LABELS_SEGMENTATION && pre && strstr(pre, "\"crop\"") && !rc)
+            rc = sd_errorf("%s: extracted with --crop center: its features cover the centre of the image, its mask '%s' "
+                           "the whole image, so the map and the mask would not line up. For segmentation extract with "
+                           "--resize exact (the map is resized back to each mask) or without --crop",
+                           path, ls->rows[r].mask_path);
         st_close(&st);
     }
     if (!rc && bad_row >= 0) {
