@@ -74,6 +74,14 @@ else
   echo "SKIP cli_reproduce: ../ref/SatDiFuser not found (preset settings against the original's configs)"
 fi
 
+# DiffusionSat's release layout: ROOT/resolution<size>/ with the UNet in checkpoint-150000/unet (run.py:164-168)
+mkdir -p "$T/ds/resolution64/checkpoint-150000"
+for d in "$MODEL"/*; do ln -s "$d" "$T/ds/resolution64/$(basename "$d")"; done
+ln -s "$MODEL/unet" "$T/ds/resolution64/checkpoint-150000/unet"
+$S reproduce --geobench "$T/gb" --model "$T/ds" --task "$T/cls.json" --out "$T/dsr" --dry-run > "$T/ds1" 2>&1
+check '[ $? -eq 0 ] && grep -q "^satdifuser extract --model $T/ds/resolution64 .* --unet $T/ds/resolution64/checkpoint-150000/unet" "$T/ds1"' \
+  "DiffusionSat root resolved to resolution64 + checkpoint-150000/unet: $(grep extract "$T/ds1")"
+
 # 3. end to end: the row, the same features and metrics as the commands by hand
 $R --task "$T/cls.json" --fuser moe --out "$T/run" > "$T/r1" 2>&1
 check '[ $? -eq 0 ] && [ $(ls "$T/run/features" | grep -c safetensors) -eq 8 ]' "reproduce m-tiny-cls: $(tail -5 "$T/r1")"
