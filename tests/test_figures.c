@@ -477,18 +477,18 @@ static void test_features_figure(void) {
         for (int i = 0; i < 4; i++) tensor_free(&feats[i]);
     }
     feature_meta_free(&meta);
-    FeatureFigure ff = {dir, ids, 2, -1, 32, NULL, NULL};
+    FeatureFigure ff = {dir, ids, 2, -1, 32, NULL, NULL, NULL, NULL};
     CHECK(fig_features(&ff, out) == 0, "features figure: %s", sd_last_error());
     uint8_t *rgb = NULL;
     int w, h;
     CHECK(decode_rgb(out, &rgb, &w, &h) == 0 && w >= 520, "features PNG decodes (%dx%d)", w, h);
     free(rgb);
     const char *missing[1] = {"img_zz"};
-    FeatureFigure bad = {dir, missing, 1, -1, 32, NULL, NULL};
+    FeatureFigure bad = {dir, missing, 1, -1, 32, NULL, NULL, NULL, NULL};
     CHECK(fig_features(&bad, out) == -1 && strstr(sd_last_error(), "'img_zz' is not in the feature cache"), "unknown id: %s", sd_last_error());
-    FeatureFigure bad_scale = {dir, ids, 1, 5, 32, NULL, NULL};
+    FeatureFigure bad_scale = {dir, ids, 1, 5, 32, NULL, NULL, NULL, NULL};
     CHECK(fig_features(&bad_scale, out) == -1 && strstr(sd_last_error(), "--scale 5"), "bad scale: %s", sd_last_error());
-    FeatureFigure no_dir = {"/nonexistent/feats", ids, 1, -1, 32, NULL, NULL};
+    FeatureFigure no_dir = {"/nonexistent/feats", ids, 1, -1, 32, NULL, NULL, NULL, NULL};
     CHECK(fig_features(&no_dir, out) == -1 && strstr(sd_last_error(), "no such folder"), "no folder: %s", sd_last_error());
 }
 
@@ -537,14 +537,14 @@ static void test_fusion_figures(void) {
     // 6 cells of 40 x 22 minus their "16.67" text, plus the colour bar's middle rows
     CHECK(mid > 6 * 40 * 22 / 2, "uniform weights drawn in viridis(0.5): %d pixels", mid);
     free(rgb);
-    CHECK(fig_gates(run, feats, "img_a", NULL, NULL, out) == -1 && strstr(sd_last_error(), "'gw'"), "gates of gw: %s", sd_last_error());
+    CHECK(fig_gates(run, feats, "img_a", NULL, NULL, out, NULL, NULL) == -1 && strstr(sd_last_error(), "'gw'"), "gates of gw: %s", sd_last_error());
     // lw: zero gate convs give 1/K at every pixel
     snprintf(run, sizeof(run), "%s/run_lw", g_dir);
     CHECK(make_run(run, "lw") == 0, "lw run: %s", sd_last_error());
-    CHECK(fig_gates(run, feats, "img_a", NULL, NULL, out) == 0, "gates: %s", sd_last_error());
+    CHECK(fig_gates(run, feats, "img_a", NULL, NULL, out, NULL, NULL) == 0, "gates: %s", sd_last_error());
     CHECK(decode_rgb(out, &rgb, &w, &h) == 0, "gates PNG decodes");
     free(rgb);
-    CHECK(fig_gates(run, feats, "nope", NULL, NULL, out) == -1 && strstr(sd_last_error(), "'nope' is not in the feature cache"),
+    CHECK(fig_gates(run, feats, "nope", NULL, NULL, out, NULL, NULL) == -1 && strstr(sd_last_error(), "'nope' is not in the feature cache"),
           "gates, unknown id: %s", sd_last_error());
     // moe: zero gate conv, uniform 1/E = 25%
     snprintf(run, sizeof(run), "%s/run_moe", g_dir);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "cli/train_report.h"
 #include "core/error.h"
 #include "figures/figures.h"
 #include "io/outdir.h"
@@ -89,7 +90,7 @@ int cmd_eval(int argc, char **argv) {
     if (evaluate(&model, &data, rows, n, batch, &ev)) goto fail;
     eval_result_print(&ev, &labels, split_name_arg);
     if (eval_result_write_json(&ev, &labels, split_name_arg, json_out ? json_out : jpath)) goto fail;
-    figures_after_eval(run, split_name_arg, &ev, &labels);  // RUN/confusion_<split>.{json,png}
+    report_figures_after_eval(run, split_name_arg, &ev, &labels);  // RUN/confusion_<split>.{json,png}
     printf("metrics: %s\n", json_out ? json_out : jpath);
     rc = 0;
 fail:

@@ -67,6 +67,12 @@ static void figures_usage(FILE *f) {
             "for the run figures; the others need it.\n");
 }
 
+// The figures' notes (an image left out of a picture): on stderr.
+static void print_note(const char *text, void *user) {
+    (void)user;
+    fprintf(stderr, "%s\n", text);
+}
+
 static int parse_int(const char *opt, const char *v, int lo, int hi, int *out) {
     char *end = NULL;
     long x = strtol(v, &end, 10);
@@ -141,7 +147,7 @@ int cmd_figures(int argc, char **argv) {
         int n = 0;
         if (!list) { fprintf(stderr, "satdifuser figures: out of memory\n"); return 1; }
         for (char *tok = strtok(list, ","); tok && n < 17; tok = strtok(NULL, ",")) idv[n++] = tok;
-        FeatureFigure ff = {features, idv, n, scale, panel, input, bands};
+        FeatureFigure ff = {features, idv, n, scale, panel, input, bands, print_note, NULL};
         rc = fig_features(&ff, out);
         free(list);
     } else if (!strcmp(fig, "mixing")) {
@@ -158,7 +164,7 @@ int cmd_figures(int argc, char **argv) {
         rc = fig_curves(run, out);
     } else if (!strcmp(fig, "gates")) {
         NEED(run && features && id && out, "needs --run RUN, --features DIR, --id ID and --out FILE.png");
-        rc = fig_gates(run, features, id, input, bands, out);
+        rc = fig_gates(run, features, id, input, bands, out, print_note, NULL);
     } else if (!strcmp(fig, "moe")) {
         NEED(run && features && (id || labels) && out, "needs --run RUN, --features DIR, --id ID and/or --labels CSV, --out FILE.png");
         rc = fig_moe(run, features, id, labels, split, out);
@@ -170,8 +176,11 @@ int cmd_figures(int argc, char **argv) {
             fprintf(stderr, "satdifuser figures: --query '%s': expected X,Y (a pixel of the input image)\n", query);
             return 2;
         }
-        AttentionFigure af = {model, unet, input, bands, value_scale, size, prompt, layer, step, qx, qy, 0.0};
+        AttentionFigure af = {model, unet, input, bands, value_scale, size, prompt, layer, step, qx, qy, -1.0};
         rc = fig_attention(&af, out);
+        if (af.check >= 0)
+            printf("check: the query row's attn1 output recomputed from these probabilities differs from the captured "
+                   "one by %.3g (relative to its largest value)\n", af.check);
     } else if (!strcmp(fig, "single")) {
         NEED(runs && out, "needs --runs RUN[,RUN...] and --out FILE.png");
         char *rl = strdup(runs);

@@ -151,7 +151,11 @@ int fig_features(const FeatureFigure *ff, const char *out) {
             bands[k] = 0;
         }
         if (src && figure_load_rgb(src, bands[0] ? bands : NULL, &input_rgb[n], &in_w[n], &in_h[n])) {
-            fprintf(stderr, "note: image %s not shown: %s\n", ff->ids[n], sd_last_error());
+            if (ff->note) {
+                char text[1200];
+                snprintf(text, sizeof(text), "note: image %s not shown: %s", ff->ids[n], sd_last_error());
+                ff->note(text, ff->note_user);
+            }
             input_rgb[n] = NULL;
         }
     }

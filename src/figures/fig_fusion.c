@@ -98,7 +98,7 @@ static void layer_names(const FeatureFile *ff, const FeatureLayout *fl, char (*n
 // ---- figure 3: the localized fuser's gates ------------------------------------------------------
 
 int fig_gates(const char *run_dir, const char *features_dir, const char *id, const char *input, const char *bands,
-              const char *out) {
+              const char *out, void (*note)(const char *text, void *user), void *note_user) {
     HeadModel m;
     JsonValue cfg;
     FeatureFile ff;
@@ -128,7 +128,11 @@ int fig_gates(const char *run_dir, const char *features_dir, const char *id, con
         bands = bbuf;
     }
     if (src && figure_load_rgb(src, bands && bands[0] ? bands : NULL, &img, &iw, &ih)) {
-        fprintf(stderr, "note: the gates are drawn without the image: %s\n", sd_last_error());
+        if (note) {
+            char text[1100];
+            snprintf(text, sizeof(text), "note: the gates are drawn without the image: %s", sd_last_error());
+            note(text, note_user);
+        }
         img = NULL;
     }
     char names[FUSION_MAX_SCALES * FUSION_MAX_STREAMS][24];

@@ -367,23 +367,19 @@ done:
 
 // ---- hooks -----------------------------------------------------------------------------------
 
-void figures_after_eval(const char *run_dir, const char *split, const EvalResult *ev, const LabelSet *labels) {
-    if (ev->task == LABELS_MULTILABEL) return;  // no single confusion matrix
-    if ((ev->task == LABELS_SEGMENTATION && !ev->seg_confusion) || (ev->task == LABELS_CLASSIFICATION && !ev->confusion)) return;
+int figures_after_eval(const char *run_dir, const char *split, const EvalResult *ev, const LabelSet *labels) {
+    if (ev->task == LABELS_MULTILABEL) return 1;  // no single confusion matrix
+    if ((ev->task == LABELS_SEGMENTATION && !ev->seg_confusion) || (ev->task == LABELS_CLASSIFICATION && !ev->confusion)) return 1;
     char json[4200], png[4200];
     snprintf(json, sizeof(json), "%s/confusion_%s.json", run_dir, split);
     snprintf(png, sizeof(png), "%s/confusion_%s.png", run_dir, split);
-    if (write_confusion_json(json, split, ev, labels) || fig_confusion(run_dir, split, png))
-        fprintf(stderr, "warning: confusion matrix figure not written: %s\n", sd_last_error());
-    else
-        printf("figure: %s\n", png);
+    return write_confusion_json(json, split, ev, labels) || fig_confusion(run_dir, split, png) ? SD_FAIL : 0;
 }
 
-void figures_after_train(const char *run_dir) {
+int figures_after_train(const char *run_dir) {
     char png[4200];
     snprintf(png, sizeof(png), "%s/training_curves.png", run_dir);
-    if (fig_curves(run_dir, png)) fprintf(stderr, "warning: training curves figure not written: %s\n", sd_last_error());
-    else printf("figure: %s\n", png);
+    return fig_curves(run_dir, png) ? SD_FAIL : 0;
 }
 
 // ---- figure 4b (the paper's Fig. 3): a metric per module and timestep, from single-stream runs ------------

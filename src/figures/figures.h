@@ -23,6 +23,10 @@ typedef struct {
     int panel;               // panel side in pixels (0: 64)
     const char *input;       // the image to show beside the features (NULL: the feature file's "source")
     const char *bands;       // 1-based bands of it, e.g. "3,2,1" (NULL: the feature file's bands_used)
+    // An image that cannot be shown is left out with a note (one line, no newline) to this callback
+    // (NULL: the note is dropped). The library prints nothing.
+    void (*note)(const char *text, void *user);
+    void *note_user;
 } FeatureFigure;
 
 int fig_features(const FeatureFigure *f, const char *out);
@@ -49,8 +53,9 @@ int fig_overlay(const OverlayFigure *o, const char *out);
 // (input / bands: as FeatureFigure). Figure 4: the MoE gate probabilities of one image (id) and,
 // with labels_path, the experts chosen over a split (bars per scale) and the mean gate probability
 // per class. Both run the head of RUN (best weights, MoE counters as eval) on the feature cache.
+// note: as FeatureFigure's (the gates are drawn without an image that cannot be read), NULL: dropped.
 int fig_gates(const char *run_dir, const char *features_dir, const char *id, const char *input, const char *bands,
-              const char *out);
+              const char *out, void (*note)(const char *text, void *user), void *note_user);
 int fig_moe(const char *run_dir, const char *features_dir, const char *id, const char *labels_path, const char *split,
             const char *out);
 // Figure 4b (the paper's Fig. 4): the fused map at one scale of each run (e.g. gw, lw, moe) for the
@@ -73,8 +78,8 @@ typedef struct {
     const char *layer;          // "up_blocks.B.attentions.J" (NULL: the first of the largest decoder block)
     int step;                   // save step index (-1: 47)
     int qx, qy;
-    double check;               // set: max |attn1 output of the query row recomputed from these
-                                // probabilities - the captured one| / max |captured| (a self-check)
+    double check;               // set (>= 0) once computed: max |attn1 output of the query row recomputed
+                                // from these probabilities - the captured one| / max |captured| (a self-check)
 } AttentionFigure;
 int fig_attention(AttentionFigure *a, const char *out);
 // One query row of self-attention per head: p[h * N + j] = softmax_j(scale * q_h . K[j]_h), q holds
@@ -83,9 +88,11 @@ int attention_row(const float *q, const float *K, int N, int heads, int head_dim
 
 // Written by train (after its final test) and eval without being asked: RUN/confusion_<split>.json
 // (the counts, rows = label, columns = prediction) and RUN/confusion_<split>.png; train also writes
-// RUN/training_curves.png. A failure is reported on stderr as a warning: the run itself is done.
-void figures_after_eval(const char *run_dir, const char *split, const EvalResult *ev, const LabelSet *labels);
-void figures_after_train(const char *run_dir);
+// RUN/training_curves.png. figures_after_eval returns 0 (written), 1 (nothing to draw: a multi-label
+// result) or -1 with a message; figures_after_train 0 or -1. The CLI reports them (a failure is a
+// warning there: the run itself is done).
+int figures_after_eval(const char *run_dir, const char *split, const EvalResult *ev, const LabelSet *labels);
+int figures_after_train(const char *run_dir);
 
 // Helpers shared by the figure files (figures_util.c).
 // An image file as display RGB (h x w x 3, malloc'd): bands (1-based list "3,2,1", or NULL: 1,2,3, or

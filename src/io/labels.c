@@ -149,8 +149,10 @@ static int parse_row(LabelSet *ls, char *line, int lineno, const char *dir, Labe
     return 0;
 }
 
-// Orders row indices by image id (qsort has no context argument: a file-scope pointer).
+// Orders row indices by image id (qsort has no context argument: a file-scope pointer, the calling
+// thread's own so that two host threads may load labels at once).
 static const LabelRow *g_sort_rows;
+#pragma omp threadprivate(g_sort_rows)
 static int cmp_row_image(const void *a, const void *b) {
     int i = *(const int *)a, j = *(const int *)b;
     int c = strcmp(g_sort_rows[i].image, g_sort_rows[j].image);

@@ -4,7 +4,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +13,6 @@
 #include "core/error.h"
 #include "io/file.h"
 #include "core/runtime.h"
-#include "figures/figures.h"
 #include "io/outdir.h"
 #include "train/adam.h"
 #include "train/checkpoint.h"
@@ -23,8 +21,6 @@
 #include "train/losses.h"
 #include "train/lr_schedule.h"
 #include "train/metrics.h"
-
-volatile int g_train_stop = 0;
 
 void train_options_defaults(TrainOptions *o) {
     memset(o, 0, sizeof(*o));
@@ -67,62 +63,18 @@ static int batch_loss(const HeadModel *m, const Dataset *d, int B, float *loss, 
 }
 
 // ---------------------------------------------------------------------------
-// Progress on stderr: on a terminal one line rewritten in place (at most 10 times a second); on a file
-// or a pipe plain lines, at most one every PLAIN_EVERY seconds, so a log stays readable.
+// Progress goes to the caller's o->on_event (trainer.h); the library prints nothing.
 
-enum { PLAIN_EVERY = 5 };
-
-typedef struct {
-    int mode;        // 0 quiet, 1 terminal, 2 plain lines
-    double t_line;   // when the last progress line was printed
-    int open_len;    // terminal: length of the line on screen (0: none)
-} Progress;
-
-static void format_hms(double s, char *buf, size_t size) {
-    if (!(s >= 0) || s > 1e8) { snprintf(buf, size, "?"); return; }
-    long t = (long)(s + 0.5);
-    snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+static void emit(const TrainOptions *o, TrainEvent *e) {
+    if (o && o->on_event) o->on_event(e, o->event_user);
 }
 
-// A progress line, printed when `force` or when the last one is old enough.
-static void progress_line(Progress *p, int force, const char *fmt, ...) {
-    if (!p || !p->mode) return;
-    double now = sd_now();
-    if (!force && now - p->t_line < (p->mode == 1 ? 0.1 : PLAIN_EVERY)) return;
-    p->t_line = now;
-    char text[512];
-    va_list ap;
-    va_start(ap, fmt);
-    int len = vsnprintf(text, sizeof(text), fmt, ap);
-    va_end(ap);
-    if (len < 0) return;
-    if (len >= (int)sizeof(text)) len = (int)sizeof(text) - 1;
-    if (p->mode == 1) {  // over the previous line: blanks where it was longer
-        fprintf(stderr, "\r%s%*s", text, p->open_len > len ? p->open_len - len : 0, "");
-        p->open_len = len;
-    } else {
-        fprintf(stderr, "%s\n", text);
-    }
-    fflush(stderr);
-}
+static int stop_asked(const TrainOptions *o) { return o && o->stop && *o->stop; }
 
-// A line that stays (results, notes), after the progress line on a terminal.
-static void progress_note(Progress *p, const char *fmt, ...) {
-    if (!p || !p->mode) return;
-    if (p->open_len) fputc('\n', stderr);
-    p->open_len = 0;
-    va_list ap;
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-    fflush(stderr);
-}
-
-// Evaluation, with progress under the name `what` (pg may be NULL). With `interruptible`, it stops
-// between batches once g_train_stop is set and returns 1 (out is then freed).
-static int evaluate_impl(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out, Progress *pg,
-                         const char *what, int interruptible) {
+// Evaluation, with progress events under the name `what` (o may be NULL: none). With `interruptible`,
+// it stops between batches once *o->stop is set and returns 1 (out is then freed).
+static int evaluate_impl(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out,
+                         const TrainOptions *o, const char *what, int interruptible) {
     memset(out, 0, sizeof(*out));
     if (batch > n && n > 0) batch = n;  // buffers for the images there are, not for a huge --val-batch-size
     const LabelSet *ls = d->labels;
@@ -144,10 +96,10 @@ static int evaluate_impl(HeadModel *m, Dataset *d, const int *rows, int n, int b
     int rc = 0, nb = (n + batch - 1) / batch;
     for (int start = 0; start < n && !rc; start += batch) {
         int B = n - start < batch ? n - start : batch, b = start / batch;
-        if (interruptible && g_train_stop) { free(preds); return 1; }
-        char left[32] = "";
-        if (b) format_hms((sd_now() - t0) / b * (nb - b), left, sizeof(left));
-        if (what) progress_line(pg, 0, "%s: batch %d/%d%s%s", what, b + 1, nb, b ? ", left " : "", left);
+        if (interruptible && stop_asked(o)) { free(preds); return 1; }
+        TrainEvent e = {.kind = TRAIN_EV_EVAL_BATCH, .what = what, .batch = b + 1, .n_batches = nb, .seconds_left = -1};
+        if (b) e.seconds_left = (sd_now() - t0) / b * (nb - b);
+        if (what) emit(o, &e);
         FusionInput in;
         float loss = 0.0f;
         if ((rc = dataset_load_batch(d, rows + start, B, &in))) break;
@@ -197,23 +149,6 @@ static int evaluate_impl(HeadModel *m, Dataset *d, const int *rows, int n, int b
     return 0;
 }
 
-void eval_result_print(const EvalResult *r, const LabelSet *labels, const char *split) {
-    char buf[32];
-    printf("%s: %d images, loss %.4f\n", split, r->count, r->loss);
-    if (r->task == LABELS_CLASSIFICATION) {
-        printf("  accuracy %.4f  precision %.4f  recall %.4f  F1 %.4f (macro P/R, as the original)\n", r->accuracy,
-               r->precision, r->recall, r->f1);
-    } else if (r->task == LABELS_MULTILABEL) {
-        printf("  micro precision %.4f  recall %.4f  F1 %.4f\n", r->precision, r->recall, r->f1);
-    } else {
-        printf("  mIoU %.2f  mF1 %.2f  pixel accuracy %.2f\n", r->miou, r->mf1, r->macc);
-        printf("  %-24s %8s %8s\n", "class", "IoU", "F1");
-        for (int c = 0; c < r->num_classes; c++)
-            printf("  %-24s %8.2f %8.2f\n", labels_class_name(labels, c, buf, (int)sizeof(buf)), r->per_class_iou[c],
-                   r->per_class_f1[c]);
-    }
-}
-
 int eval_result_write_json(const EvalResult *r, const LabelSet *labels, const char *split, const char *path) {
     char tmp[4200];
     snprintf(tmp, sizeof(tmp), "%s.tmp", path);
@@ -243,10 +178,10 @@ int eval_result_write_json(const EvalResult *r, const LabelSet *labels, const ch
     return 0;
 }
 
-// 0 done, 1 interrupted (g_train_stop), SD_FAIL; out is freed unless 0.
-static int evaluate_split(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out, Progress *pg,
-                          const char *what, int interruptible) {
-    int rc = evaluate_impl(m, d, rows, n, batch, out, pg, what, interruptible);
+// 0 done, 1 interrupted (*o->stop), SD_FAIL; out is freed unless 0.
+static int evaluate_split(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out,
+                          const TrainOptions *o, const char *what, int interruptible) {
+    int rc = evaluate_impl(m, d, rows, n, batch, out, o, what, interruptible);
     if (rc) eval_result_free(out);  // the confusion matrices of a failed or stopped evaluation
     return rc;
 }
@@ -417,7 +352,6 @@ int train_run(const TrainOptions *o) {
     FILE *log = NULL;
     JsonValue head_json;
     memset(&head_json, 0, sizeof(head_json));
-    Progress pg = {o->quiet ? 0 : o->plain_progress ? 2 : 1, 0.0, 0};
 
     if (check_run_dir(o) || outdir_check(o->out_dir, "--out")) return SD_FAIL;  // before anything is read
     if (o->head_json && !o->resume && check_head_json(o->head_json)) return SD_FAIL;
@@ -457,11 +391,13 @@ int train_run(const TrainOptions *o) {
     int eval_n = n_val > n_test ? n_val : n_test;
     int max_batch = o->val_batch_size < eval_n ? o->val_batch_size : eval_n;
     if (train_batch > max_batch) max_batch = train_batch;
-    progress_note(&pg, "train: %d train, %d val, %d test images; %d step%s per epoch (batch %d%s), %d epochs -> %s",
-                  n_train, n_val, n_test, steps_per_epoch, steps_per_epoch == 1 ? "" : "s", o->batch_size,
-                  merged ? ", the last batch of 1 joined to the one before: BatchNorm" : "", o->epochs, o->out_dir);
-    progress_line(&pg, 1, "checking %d feature files in %s%s", labels.count, o->features_dir,
-                  o->task == LABELS_SEGMENTATION ? " and their masks" : "");
+    TrainEvent e = {.kind = TRAIN_EV_PLAN, .n_train = n_train, .n_val = n_val, .n_test = n_test,
+                    .steps_per_epoch = steps_per_epoch, .batch_size = o->batch_size, .merged_last_batch = merged,
+                    .epochs = o->epochs, .dir = o->out_dir};
+    emit(o, &e);
+    e = (TrainEvent){.kind = TRAIN_EV_CHECKING, .n_files = labels.count, .dir = o->features_dir,
+                     .seg = o->task == LABELS_SEGMENTATION};
+    emit(o, &e);
     if (dataset_open_mixed(&data, o->features_dir, &labels, max_batch, o->ignore_value, o->allow_mixed_preprocessing)) goto done;
 
     if (make_dirs(o->out_dir)) goto done;
@@ -499,8 +435,9 @@ int train_run(const TrainOptions *o) {
     snprintf(log_path, sizeof(log_path), "%s/log.jsonl", o->out_dir);
     if (o->resume) {
         if (checkpoint_load(path, &model, &adam, &ts)) goto done;
-        progress_note(&pg, "resuming %s at epoch %d, step %d of the epoch (global step %lld)", o->out_dir, ts.epoch + 1,
-                      ts.step_in_epoch, (long long)ts.global_step);
+        e = (TrainEvent){.kind = TRAIN_EV_RESUMED, .dir = o->out_dir, .epoch = ts.epoch, .step = ts.step_in_epoch,
+                         .global_step = ts.global_step};
+        emit(o, &e);
     }
     log = fopen(log_path, o->resume ? "a" : "w");
     if (!log) { sd_errorf("%s: cannot write: %s", log_path, strerror(errno)); goto done; }
@@ -518,20 +455,25 @@ int train_run(const TrainOptions *o) {
         if (epoch == start_epoch && start_at_epoch_start) {
             // run.py evaluates val and test before the first epoch of a (re)start
             EvalResult ev;
-            int r = evaluate_split(&model, &data, val_rows, n_val, o->val_batch_size, &ev, &pg, "val before training", 1);
+            int r = evaluate_split(&model, &data, val_rows, n_val, o->val_batch_size, &ev, o, "val before training", 1);
             if (r < 0) goto done;
             if (r == 0) {
                 fprintf(log, "{\"event\": \"eval\", \"split\": \"val\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g, \"loss\": %.6g}\n",
                         epoch, (long long)ts.global_step, ev.main_metric, ev.loss);
-                progress_note(&pg, "val before training: metric %.4f", ev.main_metric);
+                e = (TrainEvent){.kind = TRAIN_EV_EVAL_BEFORE, .what = "val before training", .split = "val",
+                                 .metric = ev.main_metric};
+                emit(o, &e);
                 eval_result_free(&ev);
             }
             if (r == 0 && n_test) {
-                r = evaluate_split(&model, &data, test_rows, n_test, o->val_batch_size, &ev, &pg, "test before training", 1);
+                r = evaluate_split(&model, &data, test_rows, n_test, o->val_batch_size, &ev, o, "test before training", 1);
                 if (r < 0) goto done;
                 if (r == 0) {
                     fprintf(log, "{\"event\": \"eval\", \"split\": \"test\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g}\n",
                             epoch, (long long)ts.global_step, ev.main_metric);
+                    e = (TrainEvent){.kind = TRAIN_EV_EVAL_BEFORE, .what = "test before training", .split = "test",
+                                     .metric = ev.main_metric};
+                    emit(o, &e);
                     eval_result_free(&ev);
                 }
             }
@@ -543,7 +485,7 @@ int train_run(const TrainOptions *o) {
         memcpy(order, train_rows, (size_t)n_train * sizeof(int));
         dataset_shuffle(order, n_train, o->seed, epoch);
         for (int step = ts.step_in_epoch; step < steps_per_epoch; step++) {
-            if (g_train_stop || (o->max_steps && ts.global_step >= o->max_steps)) { stopped = 1; break; }
+            if (stop_asked(o) || (o->max_steps && ts.global_step >= o->max_steps)) { stopped = 1; break; }
             int start = step * o->batch_size;
             int B = step == steps_per_epoch - 1 ? last_batch : o->batch_size;
             FusionInput in;
@@ -564,25 +506,23 @@ int train_run(const TrainOptions *o) {
                     (long long)ts.global_step, loss, acfg.lr);
             // ETA: the time per step so far (validations included) times the steps left (early stopping may end sooner)
             double spent = sd_now() - t_train, per_step = spent / (double)(ts.global_step - start_step);
-            char eta[32];
-            format_hms(per_step * (double)(total_steps - ts.global_step), eta, sizeof(eta));
-            progress_line(&pg, ts.global_step == start_step + 1 || (pg.mode == 1 && step + 1 == steps_per_epoch),
-                          "epoch %d/%d  step %d/%d  (%lld/%lld)  loss %.4f  lr %.3g  %.3g s/step  ETA %s", epoch + 1,
-                          o->epochs, step + 1, steps_per_epoch, (long long)ts.global_step, (long long)total_steps, loss,
-                          acfg.lr, per_step, eta);
+            e = (TrainEvent){.kind = TRAIN_EV_STEP, .epoch = epoch + 1, .epochs = o->epochs, .step = step + 1,
+                             .steps_per_epoch = steps_per_epoch, .global_step = ts.global_step,
+                             .total_steps = total_steps, .first_step = ts.global_step == start_step + 1,
+                             .loss = loss, .lr = acfg.lr, .seconds_per_step = per_step,
+                             .seconds_left = per_step * (double)(total_steps - ts.global_step)};
+            emit(o, &e);
             if (ts.global_step % eval_every == 0) {
                 EvalResult ev;
                 snprintf(what, sizeof(what), "val at step %lld", (long long)ts.global_step);
-                if (evaluate_split(&model, &data, val_rows, n_val, o->val_batch_size, &ev, &pg, what, 0)) { free(order); goto done; }
+                if (evaluate_split(&model, &data, val_rows, n_val, o->val_batch_size, &ev, o, what, 0)) { free(order); goto done; }
                 double metric = ev.main_metric;
                 int improved = metric > ts.best_metric;  // run.py: strictly better
                 fprintf(log, "{\"event\": \"eval\", \"split\": \"val\", \"epoch\": %d, \"global_step\": %lld, \"metric\": %.6g, \"loss\": %.6g, \"best\": %s}\n",
                         epoch + 1, (long long)ts.global_step, metric, ev.loss, improved ? "true" : "false");
-                if (improved || pg.mode == 1)  // plain lines: the others only as often as progress lines
-                    progress_note(&pg, "  val at step %lld: metric %.4f%s", (long long)ts.global_step, metric,
-                                  improved ? " (best so far, saved)" : "");
-                else
-                    progress_line(&pg, 0, "  val at step %lld: metric %.4f", (long long)ts.global_step, metric);
+                e = (TrainEvent){.kind = TRAIN_EV_VALIDATION, .what = what, .split = "val",
+                                 .global_step = ts.global_step, .metric = metric, .improved = improved};
+                emit(o, &e);
                 eval_result_free(&ev);
                 if (improved) {
                     ts.best_metric = metric;
@@ -606,35 +546,38 @@ int train_run(const TrainOptions *o) {
         if (checkpoint_save(path, &model, &adam, &ts)) goto done;
     }
     if (stopped) {
-        if (pg.open_len) fputc('\n', stderr);  // said even with --quiet
-        fprintf(stderr, "stopped at global step %lld; checkpoint saved, continue with --resume\n", (long long)ts.global_step);
-        rc = g_train_stop ? TRAIN_STOPPED : 0;
+        e = (TrainEvent){.kind = TRAIN_EV_STOPPED, .global_step = ts.global_step};
+        emit(o, &e);
+        rc = stop_asked(o) ? TRAIN_STOPPED : 0;
         goto done;
     }
-    if (early) progress_note(&pg, "early stop: %d evaluations without improvement", ts.no_improve);
-    else progress_note(&pg, "training done (%lld steps)", (long long)ts.global_step);
+    e = (TrainEvent){.kind = TRAIN_EV_FINISHED, .early = early, .no_improve = ts.no_improve,
+                     .global_step = ts.global_step};
+    emit(o, &e);
     // final test with the best checkpoint; the MoE counters go on from the live ones (run.py), recorded for eval
     if (moe_counter_write(o->out_dir, &model)) goto done;
     if (n_test) {
         if (head_model_load(&model, best_path)) goto done;
         EvalResult ev;
-        if (evaluate_split(&model, &data, test_rows, n_test, o->val_batch_size, &ev, &pg, "test (best checkpoint)", 0)) goto done;
-        if (pg.open_len) fputc('\n', stderr);
-        pg.open_len = 0;
-        eval_result_print(&ev, &labels, "test (best checkpoint)");
+        if (evaluate_split(&model, &data, test_rows, n_test, o->val_batch_size, &ev, o, "test (best checkpoint)", 0)) goto done;
+        e = (TrainEvent){.kind = TRAIN_EV_TEST, .what = "test (best checkpoint)", .split = "test", .dir = o->out_dir, .result = &ev,
+                         .labels = &labels, .metric = ev.main_metric};
+        emit(o, &e);
         snprintf(path, sizeof(path), "%s/metrics.json", o->out_dir);
         int w = eval_result_write_json(&ev, &labels, "test", path);
-        if (!w) figures_after_eval(o->out_dir, "test", &ev, &labels);  // RUN/confusion_test.{json,png}
+        e.kind = TRAIN_EV_METRICS;
+        e.path = path;
+        if (!w) emit(o, &e);  // the CLI draws RUN/confusion_test.{json,png} here
         eval_result_free(&ev);
         if (w) goto done;
-        printf("metrics: %s\n", path);
     }
-    printf("best val metric %.4f at step %lld; head weights: %s\n", ts.best_metric, (long long)ts.best_step, best_path);
+    e = (TrainEvent){.kind = TRAIN_EV_DONE, .best_metric = ts.best_metric, .best_step = ts.best_step,
+                     .path = best_path};
+    emit(o, &e);
     rc = 0;
 done:
     free(dlogits);
     if (log) fclose(log);
-    if (rc == 0) figures_after_train(o->out_dir);  // RUN/training_curves.png from log.jsonl
     json_free(&head_json);
     free(head_cfg_text);
     free(train_rows);

@@ -18,6 +18,10 @@
 #include "io/labels.h"
 #include "train/dataset.h"
 
+struct TrainEvent;
+// Receives train_run's progress (the library prints nothing; the CLI's cmd_train.c prints these).
+typedef void (*TrainEventFn)(const struct TrainEvent *e, void *user);
+
 typedef struct {
     const char *features_dir, *labels_path, *out_dir;
     LabelTask task;
@@ -36,8 +40,12 @@ typedef struct {
     int force;                   // start over in a folder that holds a run (its run files are deleted)
     int allow_mixed_preprocessing;  // feature files made with other settings: a warning, not an error
     int max_steps;               // stop after this many steps in total (0: no limit; tests)
-    int quiet;                   // no progress
-    int plain_progress;          // progress as plain lines (stderr is a file or a pipe), not one \r line
+    TrainEventFn on_event;       // progress and results as they happen (NULL: none); see TrainEvent
+    void *event_user;            // passed to on_event
+    // When not NULL: train_run stops once *stop is non-zero (set by a signal handler, another thread):
+    // the loop finishes its step (a validation that step runs included; the evaluations before the
+    // first epoch stop between batches), saves the checkpoint and returns TRAIN_STOPPED.
+    const volatile int *stop;
     const char *head_json;       // extra head config keys as a JSON object text (projection_dim, num_experts, ...)
 } TrainOptions;
 
@@ -57,21 +65,48 @@ typedef struct {
 } EvalResult;
 
 void eval_result_free(EvalResult *r);
+
+// What train_run reports, in this order (kinds that do not apply are skipped):
+typedef enum {
+    TRAIN_EV_PLAN,          // the splits and the schedule: n_train, n_val, n_test, steps_per_epoch, batch_size,
+                            // merged_last_batch, epochs, dir (the run folder)
+    TRAIN_EV_CHECKING,      // the feature files are being checked: n_files in dir (the features folder), seg
+    TRAIN_EV_RESUMED,       // a checkpoint was loaded: epoch and step (0-based: the position), global_step, dir
+    TRAIN_EV_EVAL_BATCH,    // an evaluation `what` starts batch `batch` (1-based) of n_batches;
+                            // seconds_left: its estimate (from batch 2 on; -1 before)
+    TRAIN_EV_EVAL_BEFORE,   // the evaluation `what` before the first epoch of a (re)start is done: split, metric
+    TRAIN_EV_STEP,          // a training step is done: epoch (1-based) of epochs, step (1-based) of
+                            // steps_per_epoch, global_step of total_steps, loss, lr, seconds_per_step,
+                            // seconds_left; first_step: the first of this start
+    TRAIN_EV_VALIDATION,    // the validation `what` after a step: global_step, metric, improved (best so far: saved)
+    TRAIN_EV_STOPPED,       // the loop stopped (*stop or max_steps) at global_step; the checkpoint is saved
+    TRAIN_EV_FINISHED,      // the loop ended: early (early stopping after no_improve evaluations) or all
+                            // epochs run (global_step steps)
+    TRAIN_EV_TEST,          // the best checkpoint on the test split: result, labels (metrics.json not yet written)
+    TRAIN_EV_METRICS,       // the test result is written to `path` (metrics.json): result, labels, dir (the run)
+    TRAIN_EV_DONE,          // the best validation: best_metric at best_step; path: the best weights
+} TrainEventKind;
+
+typedef struct TrainEvent {
+    TrainEventKind kind;
+    const char *what;                    // EVAL_BATCH, EVAL_BEFORE, VALIDATION: the evaluation's name
+    const char *dir, *path, *split;
+    int n_train, n_val, n_test, steps_per_epoch, batch_size, merged_last_batch, epochs, n_files, seg;
+    int epoch, step, first_step, batch, n_batches, improved, early, no_improve;
+    int64_t global_step, total_steps, best_step;
+    double loss, lr, seconds_per_step, seconds_left, metric, best_metric;
+    const EvalResult *result;
+    const LabelSet *labels;
+} TrainEvent;
 // Evaluates the model (eval mode) on rows[0..n) in batches.
 int evaluate(HeadModel *m, Dataset *d, const int *rows, int n, int batch, EvalResult *out);
-// Writes the result as JSON (file) and prints a readable table to stdout.
+// Writes the result as JSON (file).
 int eval_result_write_json(const EvalResult *r, const LabelSet *labels, const char *split, const char *path);
-void eval_result_print(const EvalResult *r, const LabelSet *labels, const char *split);
 
-// 0: done; TRAIN_STOPPED: stopped by g_train_stop (checkpoint saved, --resume continues); SD_FAIL: error.
+// 0: done; TRAIN_STOPPED: stopped by *o->stop (checkpoint saved, --resume continues); SD_FAIL: error.
 // Refuses, before reading anything, a folder that holds a run (head_config.json, checkpoint, log, ...)
 // unless o->resume or o->force.
 enum { TRAIN_STOPPED = 1 };
 int train_run(const TrainOptions *o);
-
-// Set (to the signal number) by the CLI's SIGINT/SIGTERM handler: the loop finishes its step (a
-// validation that step runs included; the evaluations before the first epoch stop between batches),
-// saves the checkpoint and returns TRAIN_STOPPED.
-extern volatile int g_train_stop;
 
 #endif
