@@ -10,8 +10,9 @@ LDLIBS  += $(SAN) -fopenmp -lm
 # with EOVERFLOW on large file systems. A no-op on 64-bit hosts.
 CFLAGS  += -D_FILE_OFFSET_BITS=64
 
-# The library: every module but the command-line front end.
-LIB_DIRS := core io kernels models fusion heads train golden figures convert
+# The library: every module but the command-line front end; src/satdifuser.h is its public face
+# (src/api, docs/library.md).
+LIB_DIRS := core io kernels models fusion heads train golden figures api convert
 LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard src/$(d)/*.c))
 LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
 CLI_SRC  := $(wildcard src/cli/*.c)
@@ -21,9 +22,13 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC := $(wildcard tests/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:tests/%.c=$(BUILD)/tests/%)
 LIB      := $(BUILD)/libsatdifuser.a
+# Programs that embed the library through src/satdifuser.h alone (copied to $(BUILD)/include: the only
+# header on their include path), linked with the .a.
+EXAMPLE_SRC := $(wildcard examples/*.c)
+EXAMPLE_BIN := $(EXAMPLE_SRC:examples/%.c=$(BUILD)/examples/%)
 
 .PHONY: all test asan bench clean demo fuzz
-all: satdifuser$(EXE_SUFFIX) $(LIB)
+all: satdifuser$(EXE_SUFFIX) $(LIB) $(EXAMPLE_BIN)
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -40,9 +45,18 @@ $(BUILD)/tests/%: tests/%.c $(wildcard tests/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
 
-# Every test program, then the golden runner over golden/ and ../shared/golden.
-test: satdifuser$(EXE_SUFFIX) $(TEST_BIN)
-	@sh tests/run_tests.sh ./satdifuser$(EXE_SUFFIX) $(TEST_BIN)
+$(BUILD)/include/satdifuser.h: src/satdifuser.h
+	@mkdir -p $(dir $@)
+	cp $< $@
+
+$(BUILD)/examples/%: examples/%.c $(BUILD)/include/satdifuser.h $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) -std=c99 $(OPT) -g -Wall -Wextra $(SAN) -I$(BUILD)/include -o $@ $< $(LIB) $(LDLIBS)
+
+# Every test program, then the golden runner over golden/ and ../shared/golden (tests/cli_embed.sh
+# runs the examples from SATDIFUSER_EXAMPLES).
+test: satdifuser$(EXE_SUFFIX) $(TEST_BIN) $(EXAMPLE_BIN)
+	@SATDIFUSER_EXAMPLES=$(BUILD)/examples sh tests/run_tests.sh ./satdifuser$(EXE_SUFFIX) $(TEST_BIN)
 
 # The same suite under AddressSanitizer + UndefinedBehaviorSanitizer.
 asan:
