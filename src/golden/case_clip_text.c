@@ -14,7 +14,6 @@ int golden_case_clip_text(GoldenCase *gc) {
     ClipTextConfig cfg;
     ClipTextModel model;
     ModuleCaptures cap = {0};
-    const char **paths = NULL;
     int64_t *ids = NULL;
     float *out = NULL;
 
@@ -30,31 +29,20 @@ int golden_case_clip_text(GoldenCase *gc) {
     const int B = (int)e->shape[0], L = (int)e->shape[1], D = cfg.hidden_size;
     ids = (int64_t *)malloc((size_t)(B * L > 0 ? B * L : 1) * sizeof(int64_t));
     out = (float *)malloc((size_t)(B * L * D > 0 ? B * L * D : 1) * sizeof(float));
-    paths = (const char **)calloc((size_t)gc->tensors.count + 1, sizeof(char *));
-    if (!ids || !out || !paths) {
+    if (!ids || !out) {
         sd_errorf("out of memory");
         goto done;
     }
     if (st_entry_to_i64(&gc->tensors, e, ids)) goto done;
-    int n_cap = 0;
-    for (int i = 0; i < gc->tensors.count; i++) {
-        const char *name = gc->tensors.entries[i].name;
-        if (strncmp(name, "capture.", 8) == 0) paths[n_cap++] = name + 8;
-    }
-    if (captures_init(&cap, paths, n_cap)) goto done;
-    if (clip_text_forward_run(&model, ids, B, L, out, n_cap ? &cap : NULL)) goto done;
-    if (n_cap && captures_check_filled(&cap, "CLIPTextModel")) goto done;
+    if (golden_captures_init(gc, &cap)) goto done;
+    if (clip_text_forward_run(&model, ids, B, L, out, cap.count ? &cap : NULL)) goto done;
+    if (cap.count && captures_check_filled(&cap, "CLIPTextModel")) goto done;
     rc = 0;
     const int shape[3] = {B, L, D};
     golden_check(gc, "output.last_hidden_state", out, 3, shape);
-    for (int i = 0; i < cap.count; i++) {
-        char name[300];
-        snprintf(name, sizeof(name), "capture.%s", cap.items[i].path);
-        golden_check_tensor(gc, name, &cap.items[i].value);
-    }
+    golden_check_captures(gc, &cap);
 done:
     captures_free(&cap);
-    free(paths);
     free(ids);
     free(out);
     if (loaded) clip_text_free(&model);

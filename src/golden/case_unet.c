@@ -15,7 +15,6 @@ int golden_case_unet(GoldenCase *gc) {
     UNet unet;
     Tensor sample = {0}, timestep = {0}, context = {0}, metadata = {0};
     ModuleCaptures cap = {0};
-    const char **paths = NULL;
     float *out = NULL, *t = NULL;
     int loaded = 0;
 
@@ -52,31 +51,18 @@ int golden_case_unet(GoldenCase *gc) {
         goto done;
     }
 
-    // Every capture.<path> of the case (captures of multi-timestep runs, "@t<T>", are not ours).
-    int n_cap = 0;
-    paths = (const char **)calloc((size_t)gc->tensors.count + 1, sizeof(char *));
-    if (!paths) goto done;
-    for (int i = 0; i < gc->tensors.count; i++) {
-        const char *name = gc->tensors.entries[i].name;
-        if (strncmp(name, "capture.", 8) == 0 && !strchr(name, '@')) paths[n_cap++] = name + 8;
-    }
-    if (captures_init(&cap, paths, n_cap)) goto done;
+    if (golden_captures_init(gc, &cap)) goto done;  // every capture.<path> of the case
 
     out = (float *)malloc((size_t)unet_output_floats(&unet, B, h, w) * sizeof(float));
     if (!out) goto done;
     if (unet_run(&unet, sample.data, B, h, w, t, context.data, L, unet.num_metadata ? metadata.data : NULL,
-                 n_cap ? &cap : NULL, out))
+                 cap.count ? &cap : NULL, out))
         goto done;
     rc = 0;
     golden_check(gc, "output.sample", out, 4, (int[4]){B, unet.out_channels, h, w});
-    for (int i = 0; i < cap.count; i++) {
-        char name[300];
-        snprintf(name, sizeof(name), "capture.%s", cap.items[i].path);
-        golden_check_tensor(gc, name, &cap.items[i].value);
-    }
+    golden_check_captures(gc, &cap);
 done:
     captures_free(&cap);
-    free(paths);
     free(out);
     free(t);
     tensor_free(&sample);

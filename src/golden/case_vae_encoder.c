@@ -14,7 +14,6 @@ int golden_case_vae_encoder(GoldenCase *gc) {
     VaeEncoder vae;
     Tensor image = {0};
     ModuleCaptures cap = {0};
-    const char **paths = NULL;
     float *mean = NULL, *logvar = NULL;
     int loaded = 0;
 
@@ -31,14 +30,7 @@ int golden_case_vae_encoder(GoldenCase *gc) {
     vae_latent_size(&vae, H, W, &h, &w);
     const int64_t n = (int64_t)B * vae.latent_channels * h * w;
 
-    int n_cap = 0;
-    paths = (const char **)calloc((size_t)gc->tensors.count + 1, sizeof(char *));
-    if (!paths) goto done;
-    for (int i = 0; i < gc->tensors.count; i++) {
-        const char *name = gc->tensors.entries[i].name;
-        if (strncmp(name, "capture.", 8) == 0) paths[n_cap++] = name + 8;
-    }
-    if (captures_init(&cap, paths, n_cap)) goto done;
+    if (golden_captures_init(gc, &cap)) goto done;
 
     mean = (float *)malloc((size_t)n * sizeof(float));
     logvar = (float *)malloc((size_t)n * sizeof(float));
@@ -46,19 +38,14 @@ int golden_case_vae_encoder(GoldenCase *gc) {
         sd_errorf("out of memory");
         goto done;
     }
-    if (vae_encode_run(&vae, image.data, B, H, W, mean, logvar, n_cap ? &cap : NULL)) goto done;
+    if (vae_encode_run(&vae, image.data, B, H, W, mean, logvar, cap.count ? &cap : NULL)) goto done;
     rc = 0;
     const int shape[4] = {B, vae.latent_channels, h, w};
     golden_check(gc, "output.latent_mean", mean, 4, shape);
     if (golden_has(gc, "output.latent_logvar")) golden_check(gc, "output.latent_logvar", logvar, 4, shape);
-    for (int i = 0; i < cap.count; i++) {
-        char name[300];
-        snprintf(name, sizeof(name), "capture.%s", cap.items[i].path);
-        golden_check_tensor(gc, name, &cap.items[i].value);
-    }
+    golden_check_captures(gc, &cap);
 done:
     captures_free(&cap);
-    free(paths);
     free(mean);
     free(logvar);
     tensor_free(&image);

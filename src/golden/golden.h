@@ -7,6 +7,7 @@
 #include "core/tensor.h"
 #include "io/json.h"
 #include "io/safetensors.h"
+#include "models/capture.h"
 
 typedef struct {
     const char *dir;
@@ -36,6 +37,10 @@ int golden_has(const GoldenCase *gc, const char *name);
 // mismatch is a failure. Returns 0 when within tolerance.
 int golden_check(GoldenCase *gc, const char *name, const float *got, int ndim, const int *shape);
 int golden_check_tensor(GoldenCase *gc, const char *name, const Tensor *got);
+// One capture per capture.<path> tensor of the case (those named "...@t<T>", the captures of one
+// timestep of a multi-timestep run, are not a module's), and their comparison after the forward.
+int golden_captures_init(const GoldenCase *gc, ModuleCaptures *cap);
+void golden_check_captures(GoldenCase *gc, const ModuleCaptures *cap);
 
 // The handlers, one per module name (src/golden/case_<module>.c).
 int golden_case_unet(GoldenCase *gc);

@@ -98,6 +98,28 @@ int golden_check_tensor(GoldenCase *gc, const char *name, const Tensor *got) {
     return golden_check(gc, name, got->data, got->ndim, got->shape);
 }
 
+int golden_captures_init(const GoldenCase *gc, ModuleCaptures *cap) {
+    memset(cap, 0, sizeof(*cap));
+    const char **paths = (const char **)calloc((size_t)gc->tensors.count + 1, sizeof(char *));
+    if (!paths) return sd_errorf("out of memory");
+    int n = 0;
+    for (int i = 0; i < gc->tensors.count; i++) {
+        const char *name = gc->tensors.entries[i].name;
+        if (strncmp(name, "capture.", 8) == 0 && !strchr(name, '@')) paths[n++] = name + 8;
+    }
+    int rc = captures_init(cap, paths, n);  // copies the paths
+    free(paths);
+    return rc;
+}
+
+void golden_check_captures(GoldenCase *gc, const ModuleCaptures *cap) {
+    for (int i = 0; i < cap->count; i++) {
+        char name[300];
+        snprintf(name, sizeof(name), "capture.%s", cap->items[i].path);
+        golden_check_tensor(gc, name, &cap->items[i].value);
+    }
+}
+
 // ---------------------------------------------------------------------------
 
 static void case_close(GoldenCase *gc) {
