@@ -73,7 +73,7 @@ check '[ $? -eq 0 ] && [ -f "$T/pred.json" ]' "predict on a 383x232 image with t
 $S predict --head "$T/r_cropcenter" --features "$T/f_cropcenter/field/colorado.safetensors" --out "$T/pred_f.json" > /dev/null 2>&1
 check 'cmp -s "$T/pred.json" "$T/pred_f.json"' "predict = the head on extract --crop center's file ($(cat "$T/pred.json"; cat "$T/pred_f.json"))"
 $S predict --model "$MODEL" --head "$T/r_cropcenter" --input "$T/new.tif" --out "$T/pred_nc.json" --crop none > "$T/pnc.log" 2>&1
-check '[ $? -ne 0 ] && grep -q "does not match the head" "$T/pnc.log"' "predict --crop none replaces the run's crop ($(cat "$T/pnc.log"))"
+check '[ $? -ne 0 ] && grep -q "another aspect ratio than the training images" "$T/pnc.log"' "predict --crop none replaces the run's crop ($(cat "$T/pnc.log"))"
 
 # 3. segmentation: NAIP chips (256x256, masks 256x256) with eo-learn scenes (100x101, LULC mask 100x101):
 #    --resize exact gives one feature shape, but the masks keep two sizes: refused, named;

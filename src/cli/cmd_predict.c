@@ -141,9 +141,16 @@ static int load_features(const char *path, const HeadConfig *hc, FusionInput *in
             if ((rc = st_require(&st, name, &e))) break;
             int nd = e->ndim;
             if (nd < 3 || e->shape[nd - 3] != hc->layout.scale_channels[s] || e->shape[nd - 1] != hc->layout.width[s]) {
-                rc = sd_errorf("%s: '%s' does not match the head's feature layout (%d channels at width %d): was it "
-                               "extracted with the same model and layers?", path, name, hc->layout.scale_channels[s],
-                               hc->layout.width[s]);
+                if (nd >= 3 && e->shape[nd - 3] == hc->layout.scale_channels[s])  // the width alone differs
+                    rc = sd_errorf("%s: '%s' is %lld wide where the head's features were %d: the image has another "
+                                   "aspect ratio than the training images (extract's default --resize shorter keeps "
+                                   "it); a head trained on features of extract --crop center or --resize exact takes "
+                                   "images of any aspect ratio (predict repeats the option)", path, name,
+                                   (long long)e->shape[nd - 1], hc->layout.width[s]);
+                else
+                    rc = sd_errorf("%s: '%s' does not match the head's feature layout (%d channels at width %d): was "
+                                   "it extracted with the same model and layers?", path, name,
+                                   hc->layout.scale_channels[s], hc->layout.width[s]);
                 break;
             }
             float *buf = (float *)malloc((size_t)e->numel * sizeof(float));
