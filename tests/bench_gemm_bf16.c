@@ -17,7 +17,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
-#include "kernels/gemm_bf16.h"
+#include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
 
 #include "tests/bench_peak.h"

@@ -17,7 +17,7 @@
 
 #include "core/runtime.h"
 #include "io/json.h"
-#include "kernels/gemm_bf16.h"
+#include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
 
 #include "tests/bench_peak.h"

@@ -8,7 +8,7 @@
 // bits of the two steps it replaces.
 #include <stdint.h>
 
-#include "kernels/gemm_bf16.h"
+#include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
 #include "kernels/reference.h"
 #include "tests/test_util.h"
@@ -71,7 +71,7 @@ static void check_softmax_pairs(int rows) {
     memcpy(s2, s, (size_t)rows * 32 * sizeof(float));
     memcpy(m2, m, sizeof(m));
     memcpy(l2, l, sizeof(l));
-    ki->softmax_step(s2, rows, m2, l2, c2);
+    ki->ops->softmax_step(s2, rows, m2, l2, c2);
     for (int p = 0; 2 * p < rows; p++)
         gemm_bf16_pair_rows(s2 + (size_t)2 * p * 32, 2 * p + 1 < rows ? s2 + (size_t)(2 * p + 1) * 32 : NULL, 32, 32,
                             (uint32_t *)s2 + (size_t)p * 32);

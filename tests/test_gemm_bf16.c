@@ -13,7 +13,7 @@
 #endif
 
 #include "core/error.h"
-#include "kernels/gemm_bf16.h"
+#include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
 #include "tests/test_util.h"
 
@@ -735,8 +735,10 @@ static void test_narrow_bits(void) {
         for (int p = 0; p < K; p++) memcpy(Bn + (size_t)p * Nn, Bw + (size_t)p * Nw, (size_t)Nn * sizeof(float));
         Bf16Packed w;
         gemm_bf16_pack_weights(&w, A, M, K, GEMM_BF16_A);
-        GemmProblem gw = {M, Nw, K, NULL, 0, 0, 1.0f, Bw, Nw, 0, NULL, NULL, bias, NULL, 0.0f, Cw, Nw, NULL, NULL};
-        GemmProblem gn = {M, Nn, K, NULL, 0, 0, 1.0f, Bn, Nn, 0, NULL, NULL, bias, NULL, 0.0f, Cn, Nn, NULL, NULL};
+        GemmProblem gw = {.M = M, .N = Nw, .K = K, .alpha = 1.0f, .b = Bw, .ldb = Nw, .bias_m = bias, .beta = 0.0f,
+                          .c = Cw, .ldc = Nw};
+        GemmProblem gn = {.M = M, .N = Nn, .K = K, .alpha = 1.0f, .b = Bn, .ldb = Nn, .bias_m = bias, .beta = 0.0f,
+                          .c = Cn, .ldc = Nn};
         int rc = gemm_bf16_run(&gw, &w) | gemm_bf16_run(&gn, &w);
         int same = rc == 0 && same_leading_columns(Cn, Nn, Cw, Nw, M, Nn);
         CHECK(same, "bf16 side A M=%d K=%d: 16 columns alone differ from the same columns of 48", M, K);

@@ -4,12 +4,13 @@
 // the same buffers and got each other's panels. Each thread runs its own shapes (the buffers
 // grow while the other thread uses its own) in a loop: f32 GEMMs (the default kernel set and
 // the shared-B grid: a row-only grid of a 4x4-map convolution), f32 and bf16 convolutions and
-// a bf16 linear where the CPU has AVX512_BF16.
+// a bf16 linear where the CPU has AVX512_BF16. The forced ISA path is per host thread too: one
+// thread of each pair runs the scalar kernel set, the other the automatic one.
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "kernels/gemm_bf16.h"
+#include "core/runtime.h"
 #include "kernels/kernels.h"
 #include "tests/test_util.h"
 
@@ -22,7 +23,8 @@ typedef struct {
     float *c, *y, *yb, *l;
     Bf16Packed wb, lb;
     int bf16;
-    int bad;
+    int isa;  // forced ISA path (-1: automatic)
+    int bad, wrong_set;
 } Job;
 
 static float *rnd(size_t n, unsigned seed) {
@@ -44,8 +46,9 @@ static void run_job(Job *j, float *c, float *y, float *yb, float *l) {
     }
 }
 
-static void job_init(Job *j, int M, int N, int K, int Cin, int H, int W, unsigned seed) {
+static void job_init(Job *j, int M, int N, int K, int Cin, int H, int W, int isa, unsigned seed) {
     memset(j, 0, sizeof *j);
+    j->isa = isa;
     j->M = M, j->N = N, j->K = K, j->Cin = Cin, j->H = H, j->W = W;
     j->A = rnd((size_t)M * K, seed);
     j->B = rnd((size_t)K * N, seed + 1);
@@ -63,7 +66,9 @@ static void job_init(Job *j, int M, int N, int K, int Cin, int H, int W, unsigne
     j->y_ref = calloc(ny, 4), j->y = calloc(ny, 4);
     j->yb_ref = calloc(ny, 4), j->yb = calloc(ny, 4);
     j->l_ref = calloc(nl, 4), j->l = calloc(nl, 4);
+    gemm_force_isa(isa);
     run_job(j, j->c_ref, j->y_ref, j->yb_ref, j->l_ref);
+    gemm_force_isa(-1);
 }
 
 static void job_free(Job *j) {
@@ -76,12 +81,15 @@ static int same(const float *a, const float *b, size_t n) { return memcmp(a, b, 
 
 static void *worker(void *arg) {
     Job *j = arg;
+    gemm_force_isa(j->isa);
+    const GemmKernelInfo *mine = gemm_kernel_info();
     for (int r = 0; r < ROUNDS; r++) {
         run_job(j, j->c, j->y, j->yb, j->l);
         size_t nc = (size_t)j->M * j->N, ny = (size_t)j->M * j->H * j->W, nl = (size_t)j->K * j->M;
         if (!same(j->c, j->c_ref, nc) || !same(j->y, j->y_ref, ny) || (j->bf16 && !same(j->yb, j->yb_ref, ny)) ||
             (j->bf16 && !same(j->l, j->l_ref, nl)))
             j->bad++;
+        if (gemm_kernel_info() != mine) j->wrong_set++;
     }
     gemm_free_thread_buffers();
     return NULL;
@@ -91,10 +99,10 @@ int main(void) {
     Job jobs[JOBS];
     // different shapes: other blockings, other buffer sizes; 4x4 maps give a row-only grid
     // (the shared B panel), 32x32 maps the plain per-block packing
-    job_init(&jobs[0], 300, 260, 700, 64, 4, 4, 11u);
-    job_init(&jobs[1], 130, 900, 520, 40, 32, 32, 23u);
-    job_init(&jobs[2], 200, 64, 1100, 96, 8, 8, 37u);
-    job_init(&jobs[3], 96, 480, 300, 24, 16, 24, 51u);
+    job_init(&jobs[0], 300, 260, 700, 64, 4, 4, ISA_SCALAR, 11u);
+    job_init(&jobs[1], 130, 900, 520, 40, 32, 32, -1, 23u);
+    job_init(&jobs[2], 200, 64, 1100, 96, 8, 8, -1, 37u);
+    job_init(&jobs[3], 96, 480, 300, 24, 16, 24, ISA_SCALAR, 51u);
     for (int pair = 0; pair < JOBS; pair += 2) {
         pthread_t t[2];
         for (int k = 0; k < 2; k++) pthread_create(&t[k], NULL, worker, &jobs[pair + k]);
@@ -106,10 +114,17 @@ int main(void) {
                   pair + k, jobs[pair + k].M, jobs[pair + k].N, jobs[pair + k].K, jobs[pair + k].Cin, jobs[pair + k].M,
                   jobs[pair + k].H, jobs[pair + k].W, jobs[pair + k].bf16 ? ", bf16 too" : "", jobs[pair + k].bad,
                   ROUNDS);
+        for (int k = 0; k < 2; k++)
+            CHECK(jobs[pair + k].wrong_set == 0, "job %d: the kernel set forced on its thread changed under it",
+                  pair + k);
     }
+    CHECK(sd_cpu_isa() == ISA_SCALAR || strcmp(gemm_kernel_info()->name, "scalar") != 0,
+          "the main thread's set is still the automatic one (%s)", gemm_kernel_info()->name);
     // the buffers come back after being freed
     gemm_free_thread_buffers();
+    gemm_force_isa(jobs[0].isa);
     run_job(&jobs[0], jobs[0].c, jobs[0].y, jobs[0].yb, jobs[0].l);
+    gemm_force_isa(-1);
     CHECK(same(jobs[0].c, jobs[0].c_ref, (size_t)jobs[0].M * jobs[0].N), "a GEMM after gemm_free_thread_buffers");
     for (int k = 0; k < JOBS; k++) job_free(&jobs[k]);
     return test_report("test_gemm_threads");

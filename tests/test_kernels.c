@@ -9,6 +9,7 @@
 #endif
 
 #include "core/runtime.h"
+#include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
 #include "kernels/reference.h"
 #include "tests/test_util.h"
@@ -313,9 +314,9 @@ static void test_gemm_narrow(const char *isa) {
         for (int p = 0; p < K; p++) memcpy(Bn + (size_t)p * Nn, Bw + (size_t)p * Nw, (size_t)Nn * sizeof(float));
         float *Cw = malloc((size_t)M * Nw * sizeof(float)), *Cn = malloc((size_t)M * Nn * sizeof(float));
         GemmProblem gw = {.M = M, .N = Nw, .K = K, .a = A, .lda = K, .alpha = 1.0f, .b = Bw, .ldb = Nw, .bias_m = bias,
-                          .c = Cw, .ldc = Nw};
+                          .beta = 0.0f, .c = Cw, .ldc = Nw};
         GemmProblem gn = {.M = M, .N = Nn, .K = K, .a = A, .lda = K, .alpha = 1.0f, .b = Bn, .ldb = Nn, .bias_m = bias,
-                          .c = Cn, .ldc = Nn};
+                          .beta = 0.0f, .c = Cn, .ldc = Nn};
         gemm_run(&gw);
         gemm_run(&gn);
         int same = same_leading_columns(Cn, Nn, Cw, Nw, M, Nn);
@@ -334,7 +335,7 @@ static void test_gemm_narrow(const char *isa) {
 // written back as rows of queries times 1/l. Head dims 33, 40, 64, 512; 1-128 queries.
 static void test_attention_helpers(const char *isa) {
     const GemmKernelInfo *ki = gemm_kernel_info();
-    if (!ki->scale_columns && !ki->finish_rows) return;
+    if (!ki->ops->scale_columns && !ki->ops->finish_rows) return;
     static const int dims[] = {33, 40, 64, 512}, queries[] = {1, 13, 16, 31, 100, 128};
     const int br = 128;
     for (int t = 0; t < 4; t++)
@@ -346,16 +347,16 @@ static void test_attention_helpers(const char *isa) {
             memcpy(o_ref, o, (size_t)hd * br * sizeof(float));
             fill_nan(out, (size_t)nq * ld_out);
             memcpy(out_ref, out, (size_t)nq * ld_out * sizeof(float));
-            if (ki->scale_columns) {
-                ki->scale_columns(o, hd, nq, br, scale);
+            if (ki->ops->scale_columns) {
+                ki->ops->scale_columns(o, hd, nq, br, scale);
                 for (int d = 0; d < hd; d++)
                     for (int j = 0; j < nq; j++) o_ref[d * br + j] *= scale[j];
                 CHECK(memcmp(o, o_ref, (size_t)hd * br * sizeof(float)) == 0,
                       "%s scale_columns hd=%d width=%d: not the bits of the loop (or a column past the width changed)",
                       isa, hd, nq);
             }
-            if (ki->finish_rows) {
-                ki->finish_rows(o_ref, hd, nq, br, scale, out, ld_out);
+            if (ki->ops->finish_rows) {
+                ki->ops->finish_rows(o_ref, hd, nq, br, scale, out, ld_out);
                 for (int j = 0; j < nq; j++)
                     for (int d = 0; d < hd; d++) out_ref[(size_t)j * ld_out + d] = o_ref[d * br + j] * scale[j];
                 // the 5 padding floats of every row must stay NaN: memcmp compares their bits too

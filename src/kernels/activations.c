@@ -26,6 +26,7 @@
 
 #include "core/runtime.h"
 #include "kernels/fused.h"
+#include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
 
 #if defined(__x86_64__)

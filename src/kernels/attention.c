@@ -22,7 +22,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
-#include "kernels/gemm_bf16.h"
+#include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
 #include "kernels/reference.h"
 
@@ -117,8 +117,8 @@ static void mask_causal(float *s, int nkt, int nr, int k0, int q_first) {
 // O^T columns *= corr (the softmax's rescaling of what the earlier key tiles added).
 static void rescale_o(const GemmKernelInfo *ki, AttnWork *w, int hd, int br, int width) {
     const float *corr = w->corr;
-    if (ki->scale_columns) {
-        ki->scale_columns(w->o, hd, width, br, corr);
+    if (ki->ops->scale_columns) {
+        ki->ops->scale_columns(w->o, hd, width, br, corr);
         return;
     }
     for (int d = 0; d < hd; d++) {
@@ -132,8 +132,8 @@ static void rescale_o(const GemmKernelInfo *ki, AttnWork *w, int hd, int br, int
 static void tile_finish(const GemmKernelInfo *ki, AttnWork *w, float *out, int ld, int nq, int hd, int br) {
     float *inv = w->corr;
     for (int j = 0; j < nq; j++) inv[j] = w->l[j] > 0.0f ? 1.0f / w->l[j] : 0.0f;
-    if (ki->finish_rows) {
-        ki->finish_rows(w->o, hd, nq, br, inv, out, ld);
+    if (ki->ops->finish_rows) {
+        ki->ops->finish_rows(w->o, hd, nq, br, inv, out, ld);
         return;
     }
     for (int j0 = 0; j0 < nq; j0 += 8) {
@@ -171,18 +171,18 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
             // S^T[key, query] for this sliver, mr keys at a time
             for (int r0 = 0; r0 < nkt; r0 += mr) {
                 int rows = nkt - r0 < mr ? nkt - r0 : mr;
-                ki->micro(hd, w->kp + (size_t)(k0 + r0) * hd, w->qp + (size_t)js * hd * nr, s + (size_t)r0 * nr, nr,
+                ki->ops->micro(hd, w->kp + (size_t)(k0 + r0) * hd, w->qp + (size_t)js * hd * nr, s + (size_t)r0 * nr, nr,
                           rows, nr, 0.0f, NULL, NULL);
             }
             if (causal) mask_causal(s, nkt, nr, k0, q0 + js * nr);
-            ki->softmax_step(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
+            ki->ops->softmax_step(s, nkt, w->m + js * nr, w->l + js * nr, w->corr + js * nr);
         }
         // O^T columns *= corr, then O^T += V^T P^T
         rescale_o(ki, w, hd, br, slivers * nr);
         for (int js = 0; js < slivers; js++)
             for (int d0 = 0; d0 < hd; d0 += mr) {
                 int rows = hd - d0 < mr ? hd - d0 : mr;
-                ki->micro(nkt, w->vp + (size_t)d0 * nk_packed + (size_t)k0 * mr, w->s + (size_t)js * bc * nr,
+                ki->ops->micro(nkt, w->vp + (size_t)d0 * nk_packed + (size_t)k0 * mr, w->s + (size_t)js * bc * nr,
                           w->o + (size_t)d0 * br + js * nr, br, rows, nr, 1.0f, NULL, NULL);
             }
     }

@@ -15,7 +15,6 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
-#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_internal.h"
 #include "kernels/reference.h"
 
@@ -138,8 +137,8 @@ static void conv_run(const float *x, int N, int Cin, int H, int W, const float *
             // 4x4: several runs per panel, where it is 5-6% faster for the whole conv); on 32- and
             // 64-wide maps (one run of 32) the plain copies were measured 4-7% faster.
             const GemmKernelInfo *ki = gemm_kernel_info();
-            if (g.stride == 1 && Wo < 32 && g.kernel_w <= CONV_S1_MAX_KW && ki->conv_pack_b_s1)
-                p.pack_b = ki->conv_pack_b_s1;
+            if (g.stride == 1 && Wo < 32 && g.kernel_w <= CONV_S1_MAX_KW && ki->ops->conv_pack_b_s1)
+                p.pack_b = ki->ops->conv_pack_b_s1;
         }
         gemm_run(&p);
     }

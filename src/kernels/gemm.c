@@ -22,7 +22,6 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
-#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_internal.h"
 #include "kernels/reference.h"
 
@@ -38,30 +37,40 @@ static const GemmKernelInfo *kernel_for_isa(int isa) {
     }
 }
 
-// The forced set is process-wide by design (a test hook, and `satdifuser pack --isa`): kept as
-// the ISA's number, read and written atomically, so that a call on another host thread sees the
-// old or the new choice, never a torn one. The automatic choice is looked up on every call (a
+// The forced set is the calling host thread's (threadprivate, like the buffers below): two host
+// threads may run different paths at once (the library's contexts set it per call, src/api).
+// A thread inside a parallel region without a choice of its own (a worker running a GEMM called
+// inside the region) takes the latest choice of any thread, kept atomically: its master's,
+// unless two host threads force different paths at that moment (then that nested GEMM may run
+// the other path, whose results are as valid). The automatic choice is looked up per call (a
 // switch) rather than cached in a global.
 static int g_forced_isa = -1;
+#pragma omp threadprivate(g_forced_isa)
+static int g_forced_isa_latest = -1;
 
 int gemm_force_isa(int isa) {
-    if (isa >= 0) {
+    if (isa < 0) {
+        isa = -1;
+    } else {
         SdIsa best = sd_cpu_isa();
         // x86 paths are ordered scalar < avx2 < avx512; NEON is only available where it is the best.
         int ok = isa == ISA_SCALAR || (isa == ISA_NEON ? best == ISA_NEON : best != ISA_NEON && isa <= (int)best);
         if (!ok || !kernel_for_isa(isa)) return -1;
-    } else {
-        isa = -1;
     }
-#pragma omp atomic write
     g_forced_isa = isa;
+#pragma omp atomic write
+    g_forced_isa_latest = isa;
     return 0;
 }
 
 const GemmKernelInfo *gemm_kernel_info(void) {
-    int forced;
+    int forced = g_forced_isa;
+#ifdef _OPENMP
+    if (forced < 0 && omp_in_parallel()) {
 #pragma omp atomic read
-    forced = g_forced_isa;
+        forced = g_forced_isa_latest;
+    }
+#endif
     const GemmKernelInfo *k = kernel_for_isa(forced >= 0 ? forced : (int)sd_cpu_isa());
     return k ? k : gemm_kernel_scalar();
 }
@@ -98,7 +107,7 @@ static float *pool_get(int tid, size_t floats, float **to_free) {
 static inline const void *words_at(const void *base, size_t words) { return (const char *)base + words * 4; }
 
 // k values -> packed words for kernel set ki
-static inline int kwords(const GemmKernelInfo *ki, int k) { return (k + ki->kpack - 1) / ki->kpack; }
+static inline int kwords(const GemmKernelInfo *ki, int k) { return (k + ki->ops->kpack - 1) / ki->ops->kpack; }
 
 // 1 if the packed weights are in this kernel set's layout and can be read in place.
 static int packed_in_place(const GemmPackedWeights *pw, const GemmKernelInfo *ki, float alpha) {
@@ -109,15 +118,15 @@ static int packed_in_place(const GemmPackedWeights *pw, const GemmKernelInfo *ki
 // pc (kw words long), and how far on the next micro-panel starts (*next, in words).
 static const void *panel_at(const GemmPackedWeights *pw, int r, int pc, int kw, size_t *next) {
     const GemmKernelInfo *ki = pw->kernel;
-    if (ki->weights_whole_k) {
+    if (ki->ops->weights_whole_k) {
         // each micro-panel holds all of K: width words per k step
         size_t kall = (size_t)kwords(ki, pw->K);
         *next = (size_t)pw->width * kall;
-        return words_at(pw->data, (size_t)r * kall + (size_t)(pc / ki->kpack) * pw->width);
+        return words_at(pw->data, (size_t)r * kall + (size_t)(pc / ki->ops->kpack) * pw->width);
     }
     // k block by k block: block pc starts at pc * padded_rows, its panels kw * width words each
     *next = (size_t)pw->width * kw;
-    return words_at(pw->data, (size_t)(pc / ki->kpack) * pw->padded_rows + (size_t)r * kw);
+    return words_at(pw->data, (size_t)(pc / ki->ops->kpack) * pw->padded_rows + (size_t)r * kw);
 }
 
 static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, int m1, int n0, int n1, void *ap,
@@ -126,13 +135,13 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
     // Weights packed at load are read in place (gemm_pack_weights, Bf16Packed: panel_at).
     const GemmPackedWeights *a_packed = packed_in_place(g->packed_a, ki, g->alpha) ? g->packed_a : NULL;
     const GemmPackedWeights *b_packed = packed_in_place(g->packed_b, ki, 1.0f) ? g->packed_b : NULL;
-    const int NC = b_packed && ki->nc_in_place ? ki->nc_in_place : ki->nc;
+    const int NC = b_packed && ki->ops->nc_in_place ? ki->ops->nc_in_place : ki->nc;
     for (int jc = n0; jc < n1; jc += NC) {
         int nc = n1 - jc < NC ? n1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
             int kw = kwords(ki, kc);  // the micro-kernels' k: packed words per row or column
-            if (!b_packed) ki->pack_b(ki, g, pc, kc, jc, nc, bp, scratch);
+            if (!b_packed) ki->ops->pack_b(ki, g, pc, kc, jc, nc, bp, scratch);
             // The first k block applies beta and the biases; later ones accumulate into C.
             int first = pc == 0;
             float beta = first ? g->beta : 1.0f;
@@ -144,15 +153,15 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
                 // slice of the next micro-panel while it runs: an even stream (64 x 1280 x 1280
                 // from memory +7-14%).
                 const int tiles = (mc + mr - 1) / mr;
-                const int fetch = b_packed && ki->micro_fetch && tiles >= 2;
+                const int fetch = b_packed && ki->ops->micro_fetch && tiles >= 2;
                 const int slice = (int)(((size_t)nr * kw * 4 + tiles - 1) / tiles);
-                if (!a_packed) ki->pack_a(ki, g, ic, mc, pc, kc, ap);
+                if (!a_packed) ki->ops->pack_a(ki, g, ic, mc, pc, kc, ap);
                 for (int jr = 0; jr < nc; jr += nr) {
                     int n = nc - jr < nr ? nc - jr : nr;
                     const float *bias_n = first && g->bias_n ? g->bias_n + jc + jr : NULL;
                     size_t b_next = (size_t)nr * kw;
                     const void *b = b_packed ? panel_at(b_packed, jc + jr, pc, kw, &b_next) : words_at(bp, (size_t)jr * kw);
-                    const int narrow = ki->micro_narrow && 2 * n <= nr;
+                    const int narrow = ki->ops->micro_narrow && 2 * n <= nr;
                     for (int ir = 0; ir < mc; ir += mr) {
                         int m = mc - ir < mr ? mc - ir : mr;
                         const float *bias_m = first && g->bias_m ? g->bias_m + ic + ir : NULL;
@@ -163,15 +172,15 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
                         if (narrow && mc - ir > mr) {
                             // two A micro-panels against a half-empty B micro-panel
                             int m2 = mc - ir < 2 * mr ? mc - ir : 2 * mr;
-                            ki->micro_narrow(kw, a, words_at(a, a_next), b, c, g->ldc, m2, n, beta, bias_m, bias_n);
+                            ki->ops->micro_narrow(kw, a, words_at(a, a_next), b, c, g->ldc, m2, n, beta, bias_m, bias_n);
                             ir += mr;
                             continue;
                         }
                         if (fetch && jr + nr < nc)
-                            ki->micro_fetch(kw, a, b, c, g->ldc, m, n, beta, bias_m, bias_n,
+                            ki->ops->micro_fetch(kw, a, b, c, g->ldc, m, n, beta, bias_m, bias_n,
                                             (const char *)words_at(b, b_next) + (size_t)(ir / mr) * slice, slice);
                         else
-                            ki->micro(kw, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
+                            ki->ops->micro(kw, a, b, c, g->ldc, m, n, beta, bias_m, bias_n);
                     }
                 }
             }
@@ -255,7 +264,7 @@ void gemm_choose_grid(int M, int N, int K, int threads, int mr, int nr, double f
 
 // The shared B panel (gemm_run_with): one buffer kept between calls, the calling thread's
 // (threadprivate, as the pools above; a nested call runs on one thread and never shares).
-// Returns -1 when B is too big to be worth it (over ki->shared_b_words) or there is no memory,
+// Returns -1 when B is too big to be worth it (over ki->ops->shared_b_words) or there is no memory,
 // and the blocks pack B themselves.
 static void *g_shared_b;
 static size_t g_shared_b_bytes;
@@ -275,7 +284,7 @@ void gemm_free_thread_buffers(void) {
 
 static int shared_b_panel(GemmPackedWeights *pw, const GemmKernelInfo *ki, int N, int K) {
     size_t words = (size_t)((N + ki->nr - 1) / ki->nr * ki->nr) * (size_t)kwords(ki, K);
-    if (words > ki->shared_b_words) return -1;
+    if (words > ki->ops->shared_b_words) return -1;
     void *data = sd_kept_buffer(&g_shared_b, &g_shared_b_bytes, words * 4);
     if (!data) return -1;
     gemm_packed_layout(pw, ki, N, K, 1, data);
@@ -291,10 +300,10 @@ int gemm_run_with(const GemmProblem *g, const GemmKernelInfo *ki) {
     // Workspace per thread: the A block (mc x kc), the B panel (kc x nc) and the packers' scratch.
     const int kcw = kwords(ki, ki->kc);
     const size_t a_words = (size_t)ki->mc * kcw, b_words = (size_t)kcw * (size_t)((ki->nc + ki->nr - 1) / ki->nr * ki->nr);
-    const size_t ws_words = a_words + b_words + (size_t)ki->scratch_floats;
+    const size_t ws_words = a_words + b_words + (size_t)ki->ops->scratch_floats;
     // the bytes of weights packed at load, read once from memory (4 per word)
     const GemmPackedWeights *pw = g->packed_a ? g->packed_a : g->packed_b;
-    double weight_bytes = pw ? 4.0 / pw->kernel->kpack * g->K * (g->packed_a ? g->M : g->N) : 0.0;
+    double weight_bytes = pw ? 4.0 / pw->kernel->ops->kpack * g->K * (g->packed_a ? g->M : g->N) : 0.0;
     int nested, threads = gemm_threads_for(g, weight_bytes, &nested);
     // Workspace first (on this thread), so that running out of memory is known before any work.
     float *extra = NULL;
@@ -311,9 +320,9 @@ int gemm_run_with(const GemmProblem *g, const GemmKernelInfo *ki) {
     // same order (the blocking does not depend on the thread), so the bits do not change.
     int tm, tn;
     // an operand read in place costs stream_cost per value, one packed per call pack_cost
-    gemm_choose_grid(g->M, g->N, g->K, threads, ki->mr, ki->nr, ki->fma_per_cycle,
-                     packed_in_place(g->packed_a, ki, g->alpha) ? ki->stream_cost : ki->pack_cost,
-                     packed_in_place(g->packed_b, ki, 1.0f) ? ki->stream_cost : ki->pack_cost, &tm, &tn);
+    gemm_choose_grid(g->M, g->N, g->K, threads, ki->mr, ki->nr, ki->ops->fma_per_cycle,
+                     packed_in_place(g->packed_a, ki, g->alpha) ? ki->ops->stream_cost : ki->ops->pack_cost,
+                     packed_in_place(g->packed_b, ki, 1.0f) ? ki->ops->stream_cost : ki->ops->pack_cost, &tm, &tn);
     const int panels_m = (g->M + ki->mr - 1) / ki->mr, panels_n = (g->N + ki->nr - 1) / ki->nr;
     // A grid of row blocks only (tn == 1) would have every block pack all of B: when B is
     // small (a convolution on a 4x4 or 8x8 map: K x 16-64 pixels) it is packed once, all of
@@ -336,7 +345,7 @@ int gemm_run_with(const GemmProblem *g, const GemmKernelInfo *ki) {
             for (int kb = 0; kb < kblocks; kb++) {
                 int pc = kb * ki->kc, kc = g->K - pc < ki->kc ? g->K - pc : ki->kc;
                 size_t next;
-                ki->pack_b(ki, g, pc, kc, 0, g->N, (void *)panel_at(&shared_b, 0, pc, kwords(ki, kc), &next),
+                ki->ops->pack_b(ki, g, pc, kc, 0, g->N, (void *)panel_at(&shared_b, 0, pc, kwords(ki, kc), &next),
                            buf + a_words + b_words);
             }
         }

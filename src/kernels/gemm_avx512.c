@@ -236,15 +236,16 @@ AVX512_FUNC static void finish_rows_avx512(const float *o, int rows, int nq, int
     }
 }
 
-static const GemmKernelInfo k_avx512 = {
-    .name = "avx512", .mr = MR, .nr = NR, .mc = 168, .kc = 384, .nc = 4096,
+static const GemmKernelOps k_avx512_ops = {
     .kpack = 1, .pack_a = gemm_pack_a_f32, .pack_b = gemm_pack_b_f32,
     // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a float of
     // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
     .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
     .micro = micro_avx512, .micro_narrow = micro_narrow_avx512, .micro_fetch = micro_fetch_avx512,
     .pack_a_rows = pack_a_rows_avx512, .softmax_step = softmax_step_avx512, .scale_columns = scale_columns_avx512,
-    .finish_rows = finish_rows_avx512, .conv_pack_b_s1 = conv_pack_b_s1_avx512};
+    .finish_rows = finish_rows_avx512, .conv_pack_b_s1 = conv_pack_b_s1_avx512,
+};
+static const GemmKernelInfo k_avx512 = {.name = "avx512", .mr = MR, .nr = NR, .mc = 168, .kc = 384, .nc = 4096, .ops = &k_avx512_ops};
 
 const GemmKernelInfo *gemm_kernel_avx512(void) { return &k_avx512; }
 

@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "core/runtime.h"
-#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_internal.h"
 
 #if defined(__x86_64__)
@@ -342,14 +341,15 @@ BF16_FUNC void gemm_bf16_softmax_pairs(float *s, int rows, float *m, float *l, f
 }
 
 
-static const GemmKernelInfo k_avx512_bf16 = {
-    .name = "avx512_bf16", .mr = MR, .nr = NR, .mc = MC, .kc = KC, .nc = NC_A, .nc_in_place = NC_BT,
-    .kpack = 2, .pack_a = pack_a_bf16, .pack_b = pack_b_bf16, .scratch_floats = KC * NR,
+static const GemmKernelOps k_avx512_bf16_ops = {
+    .nc_in_place = NC_BT, .kpack = 2, .pack_a = pack_a_bf16, .pack_b = pack_b_bf16, .scratch_floats = KC * NR,
     // a multiply-add costs ~1/64 cycle (vdpbf16ps), rounding and packing a float ~1/2, reading a
     // weight ~1/8: side A packs each block's B panel, side BT its A block; the weights are only read
     .fma_per_cycle = 64.0, .pack_cost = 0.5, .stream_cost = 0.125,
     .shared_b_words = 0,  // not measured for bf16: every block packs its B panel
     .weights_whole_k = 1, .micro = micro_bf16, .micro_narrow = micro_narrow_bf16, .micro_fetch = micro_fetch_bf16};
+static const GemmKernelInfo k_avx512_bf16 = {
+    .name = "avx512_bf16", .mr = MR, .nr = NR, .mc = MC, .kc = KC, .nc = NC_A, .ops = &k_avx512_bf16_ops};
 
 const GemmKernelInfo *gemm_kernel_avx512_bf16(void) { return &k_avx512_bf16; }
 

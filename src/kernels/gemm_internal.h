@@ -55,8 +55,6 @@ typedef struct {
     GemmPackBPairs pack_b_pairs;
 } GemmProblem;
 
-typedef struct GemmKernelInfo GemmKernelInfo;
-
 // A micro-kernel computes one mr x nr tile from a packed A micro-panel (k packed words of mr
 // rows: a[p*mr + i]) and a packed B micro-panel (k words of nr columns: b[p*nr + j]); a word
 // is one f32 (kpack 1) or a bf16 k pair (kpack 2, summed as even*even + odd*odd by vdpbf16ps):
@@ -75,10 +73,9 @@ typedef void (*GemmPackA)(const GemmKernelInfo *ki, const GemmProblem *g, int i0
 typedef void (*GemmPackBPanel)(const GemmKernelInfo *ki, const GemmProblem *g, int p0, int kc, int j0, int nc,
                                void *dst, float *scratch);
 
-struct GemmKernelInfo {
-    const char *name;
-    int mr, nr;        // register tile
-    int mc, kc, nc;    // cache blocks: A block mc x kc (L2), B panel kc x nc (L3) when B is packed per call
+// A kernel set's code and datatype (GemmKernelInfo.ops; the set's name and blocking are in
+// kernels.h, public because the layout of weights packed for it depends on them).
+typedef struct GemmKernelOps {
     int nc_in_place;   // the B panel's width when B is weights read in place (0: nc)
     // The datatype: k values per packed 32-bit word (1: f32; 2: bf16 k pairs, kc even) and the
     // packers that write A and B in that layout (with scratch_floats floats of scratch).
@@ -124,13 +121,8 @@ struct GemmKernelInfo {
     // f32 sets. Optional (NULL: conv.c's portable packer): a convolution's implicit im2col for stride
     // 1 and kernel widths <= 8 (ConvPackCtx), for maps narrower than a micro-panel.
     GemmPackB conv_pack_b_s1;
-};
+} GemmKernelOps;
 
-// The kernel set in use: the forced one (test hook), else the one for sd_cpu_isa().
-const GemmKernelInfo *gemm_kernel_info(void);
-// Test hook: force an ISA path (ISA_SCALAR, ISA_AVX2, ...); -1 restores the automatic choice.
-// Returns -1 (and changes nothing) if this build or CPU cannot run that path.
-int gemm_force_isa(int isa);
 // The per-ISA kernel sets (NULL where not compiled in: NEON on x86, AVX on ARM).
 const GemmKernelInfo *gemm_kernel_scalar(void);
 const GemmKernelInfo *gemm_kernel_avx2(void);
@@ -142,6 +134,16 @@ const GemmKernelInfo *gemm_kernel_avx512_bf16(void);
 enum { GEMM_BF16_MR = 14, GEMM_BF16_NR = 32 };
 
 void gemm_run(const GemmProblem *p);
+// The bf16 GEMM (kernels.h: Bf16Packed): gemm_run's contract (C = op(A) B + bias_m[i] + bias_n[j] + beta C, B plain or via
+// g->pack_b), except that the weight operand comes from w: side A ignores g->a,
+// lda, trans_a, packed_a; side BT ignores g->b, ldb, trans_b, pack_b, packed_b.
+// g->alpha must be 1, and the other operand cannot be f32 packed weights (side A:
+// packed_b, side BT: packed_a must be NULL). That operand (f32) is rounded to bf16
+// while it is packed. Products are summed in f32 by vdpbf16ps, k pairs in increasing
+// order, in blocks of a fixed size: the bits do not depend on the thread count.
+// Returns 0, or -1 via sd_errorf (CPU without AVX512_BF16, shapes that do not match
+// w, alpha != 1, out of memory).
+int gemm_bf16_run(const GemmProblem *g, const Bf16Packed *w);
 // The loop nest with kernel set ki (gemm.c): 0, or -1 when there is no memory for the pack
 // buffers (then nothing was computed). Packed weights whose `kernel` is ki are read in place.
 int gemm_run_with(const GemmProblem *g, const GemmKernelInfo *ki);

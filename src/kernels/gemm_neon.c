@@ -162,14 +162,15 @@ static void finish_rows_neon(const float *o, int rows, int nq, int ld, const flo
         for (int d = 0; d < rows; d++) out[j0 * ld_out + d] = o[(size_t)d * ld + j0] * inv[j0];
 }
 
-static const GemmKernelInfo k_neon = {
-    .name = "neon", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048,
+static const GemmKernelOps k_neon_ops = {
     .kpack = 1, .pack_a = gemm_pack_a_f32, .pack_b = gemm_pack_b_f32,
     // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a float of
     // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
     .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
     .micro = micro_neon, .softmax_step = softmax_step_neon, .pack_a_rows = pack_a_rows_neon,
-    .scale_columns = scale_columns_neon, .finish_rows = finish_rows_neon};
+    .scale_columns = scale_columns_neon, .finish_rows = finish_rows_neon,
+};
+static const GemmKernelInfo k_neon = {.name = "neon", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048, .ops = &k_neon_ops};
 
 const GemmKernelInfo *gemm_kernel_neon(void) { return &k_neon; }
 

@@ -7,7 +7,6 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
-#include "kernels/gemm_bf16.h"
 #include "kernels/gemm_internal.h"
 
 // ---- The f32 sets' packers (per call) -----------------------------------------------
@@ -16,7 +15,7 @@
 // dst[(ir/mr)*kc*mr + p*mr + i]. Rows past M are zeros.
 void gemm_pack_a_f32(const GemmKernelInfo *ki, const GemmProblem *g, int i0, int mc, int p0, int kc, void *vdst) {
     const int mr = ki->mr;
-    void (*ki_pack_rows)(const float *, int64_t, int, int, float *) = ki->pack_a_rows;
+    void (*ki_pack_rows)(const float *, int64_t, int, int, float *) = ki->ops->pack_a_rows;
     float *dst = vdst;
     for (int ir = 0; ir < mc; ir += mr) {
         int m = mc - ir < mr ? mc - ir : mr;

@@ -51,12 +51,13 @@ static void softmax_step_scalar(float *s, int rows, float *m, float *l, float *c
     }
 }
 
-static const GemmKernelInfo k_scalar = {
-    .name = "scalar", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048,
+static const GemmKernelOps k_scalar_ops = {
     .kpack = 1, .pack_a = gemm_pack_a_f32, .pack_b = gemm_pack_b_f32,
     // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a float of
     // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
     .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
-    .micro = micro_scalar, .softmax_step = softmax_step_scalar};
+    .micro = micro_scalar, .softmax_step = softmax_step_scalar,
+};
+static const GemmKernelInfo k_scalar = {.name = "scalar", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048, .ops = &k_scalar_ops};
 
 const GemmKernelInfo *gemm_kernel_scalar(void) { return &k_scalar; }
