@@ -1,4 +1,4 @@
-// `make bench`: the bf16 GEMM (vdpbf16ps, src/kernels/gemm_bf16.c) against the f32
+// `make bench`: the bf16 GEMM (vdpbf16ps, src/kernels/gemm_avx512_bf16.c) against the f32
 // GEMM at the same shapes (f32 packing its weights per call, f32 with weights packed
 // at load, bf16), timed in turn in the same run (so that load from other processes
 // hits all alike), best run of each. Prints GFLOP/s, % of the measured peaks (f32 FMA

@@ -1,4 +1,4 @@
-// Tests of the bf16 GEMM (src/kernels/gemm_bf16.c): rounding (ties to even, NaN,
+// Tests of the bf16 GEMM (gemm.c with the bf16 kernel set, src/kernels/gemm_avx512_bf16.c): rounding (ties to even, NaN,
 // inf, subnormals) in the scalar and the SIMD packing paths; products against a
 // double-precision reference on the bf16-rounded inputs (a tight bound: only the
 // f32 summation's rounding) and against the f32 GEMM (a loose bound: bf16's own

@@ -190,7 +190,7 @@ static void attend_tile(const GemmKernelInfo *ki, const float *q, float *out, in
 }
 
 // ---- The bf16 path ------------------------------------------------------------------------
-// The same tiles with both products in bf16 (gemm_bf16.h): K, V, Q and P are rounded to bf16
+// The same tiles with both products in bf16 (the bf16 kernel set's pieces, gemm_internal.h): K, V, Q and P are rounded to bf16
 // and packed in k pairs (one 32-bit word per row and pair: the even k in the low half), every
 // sum stays f32, the online softmax is the f32 one. In the same AttnWork (a packed pair is one
 // word where the f32 layout has two floats, so every piece fits):

@@ -134,8 +134,8 @@ static void conv_run(const float *x, int N, int Cin, int H, int W, const float *
             p.pack_b = conv_pack_b;
             p.pack_b_ctx = &cx;
             // The kernel set's own packer only for maps narrower than a micro-panel (16x16, 8x8,
-            // 4x4: several runs per panel, where it is 5-6% faster for the whole conv); on 32- and
-            // 64-wide maps (one run of 32) the plain copies were measured 4-7% faster.
+            // 4x4: several runs per panel); on 32- and 64-wide maps (one run of 32) the plain
+            // copies measured faster (docs/benchmarks.md, "Packing").
             const GemmKernelInfo *ki = gemm_kernel_info();
             if (g.stride == 1 && Wo < 32 && g.kernel_w <= CONV_S1_MAX_KW && ki->ops->conv_pack_b_s1)
                 p.pack_b = ki->ops->conv_pack_b_s1;

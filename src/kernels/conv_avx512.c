@@ -124,7 +124,7 @@ BF16_FUNC void conv_pack_b_pairs_avx512(const void *vctx, int p0, int kc, int j0
     uint16_t tmp[NR];
     // k outside, the micro-panels inside: for one k row the loads of consecutive panels are
     // consecutive pixels of xp (a stream the prefetchers follow), where panel by panel they
-    // jumped over Cin planes and 3 rows. Packing 3x3, 128 -> 128 @512x512 went from 66 to 32 ms.
+    // jumped over Cin planes and 3 rows (docs/benchmarks.md, "Packing").
     for (int jg = 0; jg < nc; jg += PANEL_GROUP * NR) {
         int npan = (nc - jg + NR - 1) / NR < PANEL_GROUP ? (nc - jg + NR - 1) / NR : PANEL_GROUP;
         PixelRuns prs[PANEL_GROUP];

@@ -150,8 +150,8 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
                 // Weights packed as B stream from memory (a linear's): the first of the `tiles`
                 // tiles on a micro-panel would fetch it at two lines per k step, more than one
                 // core's share of DRAM, and the others find it in L2. Instead each tile fetches its
-                // slice of the next micro-panel while it runs: an even stream (64 x 1280 x 1280
-                // from memory +7-14%).
+                // slice of the next micro-panel while it runs: an even stream (measured:
+                // docs/benchmarks.md, "Even weight stream").
                 const int tiles = (mc + mr - 1) / mr;
                 const int fetch = b_packed && ki->ops->micro_fetch && tiles >= 2;
                 const int slice = (int)(((size_t)nr * kw * 4 + tiles - 1) / tiles);

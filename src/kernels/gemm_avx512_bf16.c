@@ -23,11 +23,10 @@
 #define BF16_FUNC __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
 enum { MR = GEMM_BF16_MR, NR = GEMM_BF16_NR };  // register tile: 14 rows x 32 columns = 28 zmm accumulators
-// Cache blocks, measured on Zen 5 (KC 768..1024 x MC 112..168 are all within noise): an A
-// block MC x KC in L2 (224 KiB of bf16); a B panel KC x NC, packed (side A: 2 MiB, in L2/L3;
-// 1024 rather than 4096 columns made M=320, N=4096 5% faster) or the packed weights (side
-// BT: only read, so as wide as the A block's packing is worth). KC is even (whole pairs), MC
-// a multiple of MR, NC of NR.
+// Cache blocks (measured: docs/benchmarks.md, "bf16 blocking"): an A block MC x KC in L2
+// (224 KiB of bf16); a B panel KC x NC, packed (side A: 2 MiB, in L2/L3) or the packed weights
+// (side BT: only read, so as wide as the A block's packing is worth). KC is even (whole
+// pairs), MC a multiple of MR, NC of NR.
 enum { MC = 112, KC = 1024, NC_A = 1024, NC_BT = 4096 };
 
 int gemm_bf16_supported(void) {
@@ -138,7 +137,7 @@ BF16_FUNC static inline __attribute__((always_inline)) void micro_tile_bf16(
     for (int q = 0; q < kp; q++) {
         __m512i b0 = _mm512_loadu_si512(b), b1 = _mm512_loadu_si512(b + 16);
         // Packed weights of side A stream from memory when N is small (each A panel meets only
-        // N/32 B panels): fetch 64 pairs (3.5 KiB) ahead. 1280x64x11520 went from 260 to 350 GFLOP/s.
+        // N/32 B panels): fetch 64 pairs (3.5 KiB) ahead (docs/benchmarks.md, "Prefetch").
         _mm_prefetch((const char *)(a + MR * 64), _MM_HINT_T0);
         if (fetch_step) _mm_prefetch(fetch + (long)q * fetch_step, _MM_HINT_T0);
         c00 = dp(c00, a + 0, b0);  c01 = dp(c01, a + 0, b1);

@@ -1,10 +1,11 @@
 // The epilogue of the AVX-512 14 x 32 tiles (f32 FMA in gemm_avx512.c, bf16 dot products in
-// gemm_bf16.c): the accumulators, two vectors per row, go to C with the biases and beta.
+// gemm_avx512_bf16.c): the accumulators, two vectors per row, go to C with the biases and beta.
 // Only the k loops differ between those kernels; this part is the same, so it is here once,
 // with the 16 x 16 register transpose both use to pack row-major A into micro-panels and the
 // exp of the attention's online softmax (f32 in gemm_avx512.c, fused with the bf16 pairing in
-// gemm_bf16.c).
-// Included only by those two files, on x86-64, inside functions compiled for AVX-512.
+// gemm_avx512_bf16.c).
+// Included only by those two files and conv_avx512.c, on x86-64, inside functions compiled for
+// AVX-512.
 #ifndef SD_GEMM_AVX512_TILE_H
 #define SD_GEMM_AVX512_TILE_H
 

@@ -90,7 +90,7 @@ typedef struct GemmKernelOps {
     // blocks (gemm.c, shared_b_panel); 0: never.
     size_t shared_b_words;
     // The layout of weights packed for this set: 0, k block by k block of kc (gemm_pack_weights,
-    // kernels.h); 1, each micro-panel holding all of K (Bf16Packed, gemm_bf16.h).
+    // kernels.h); 1, each micro-panel holding all of K (Bf16Packed, kernels.h).
     int weights_whole_k;
     GemmMicroKernel micro;
     // Optional (NULL: not used): the tile for a B micro-panel with n <= nr/2 real columns, two A

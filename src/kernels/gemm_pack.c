@@ -221,7 +221,7 @@ static uint32_t pair_word(float even, float odd) {
     return (uint32_t)bf16_from_f32(even) | (uint32_t)bf16_from_f32(odd) << 16;
 }
 
-// ---- Weights rounded to bf16 and packed once (Bf16Packed, gemm_bf16.h) ---------------------
+// ---- Weights rounded to bf16 and packed once (Bf16Packed, kernels.h) ------------------------
 
 int gemm_bf16_pack_weights(Bf16Packed *p, const float *w, int rows, int K, int side) {
     memset(p, 0, sizeof *p);
@@ -236,8 +236,8 @@ int gemm_bf16_pack_weights(Bf16Packed *p, const float *w, int rows, int K, int s
     p->panel = panel;
     p->kpairs = kpairs;
     if (words == 0) return 0;
-    // 2 MiB pages where the system has them: 4 KiB page faults cost ~14 us each in this VM,
-    // 100 ms for a 1280 x 11520 weight, five times the packing itself.
+    // 2 MiB pages where the system has them: 4 KiB page faults cost more than the packing
+    // itself (docs/benchmarks.md, "Weights packed at load").
     void *mem = sd_alloc_large(words * sizeof(uint32_t));
     if (!mem) return sd_errorf("gemm_bf16_pack_weights: out of memory for %d x %d bf16 weights", rows, K);
     p->data = mem;
