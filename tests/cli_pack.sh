@@ -40,7 +40,10 @@ check '[ $? -eq 0 ] && grep -q "0 written, 1 already done" "$T/e2"' "the folder'
 # another kernel set's layout: loads, says so, same features
 $S pack --model "$PIPE" --out "$T/generic.sdpack" --isa generic > /dev/null 2>&1
 $S extract --model "$T/generic.sdpack" $X --out "$T/f_gen" > "$T/e3" 2>&1
-check '[ $? -eq 0 ] && grep -q "packed for the scalar kernels" "$T/e3" && [ "$(content "$T/f_dir/s4_r1_c1.safetensors")" = "$(content "$T/f_gen/s4_r1_c1.safetensors")" ]' \
+rc3=$?
+# (where the scalar kernels are this machine's own, armhf or SATDIFUSER_ISA=scalar, nothing is repacked)
+if $S version | grep -q "simd: scalar"; then note='! grep -q "packed for the" "$T/e3"'; else note='grep -q "packed for the scalar kernels" "$T/e3"'; fi
+check '[ $rc3 -eq 0 ] && '"$note"' && [ "$(content "$T/f_dir/s4_r1_c1.safetensors")" = "$(content "$T/f_gen/s4_r1_c1.safetensors")" ]' \
   "a generic pack on this CPU: $(cat "$T/e3")"
 # the DiffusionSat layout of .bin files, UNet in checkpoint-150000/unet
 DS="$ROOT/tests/data/diffusionsat_tiny"

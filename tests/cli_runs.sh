@@ -104,9 +104,12 @@ check '[ $rc -eq 1 ] && grep -q "at least 2 images per batch" "$T/seg1.log" && [
 LONG="train --features $D/features --labels $T/c3.csv --task cls --fuser gw --corrected --projection-dim 16 \
   --num-norm-groups 4 --epochs 1000000 --warmup-epochs 1 --batch-size 16 --patience 0"
 # (no `timeout`: it takes the signals itself; a watchdog kills a run that did not stop)
-watchdog() { ( sleep 120; kill -KILL $1 2>/dev/null ) > /dev/null 2>&1 & WD=$!; }
-wait_for() {  # $1 = file, $2 = pattern; up to 30 s
-  k=0; while [ $k -lt 300 ] && ! grep -q "$2" "$1" 2>/dev/null; do sleep 0.1; k=$((k + 1)); done
+# The waits and limits below are for a native build; under qemu-user (tests/run_cross.sh sets
+# SATDIFUSER_TEST_TIME_SCALE) a step takes 10-50x longer, so every wait and limit is multiplied by it.
+SCALE=${SATDIFUSER_TEST_TIME_SCALE:-1}
+watchdog() { ( sleep $((120 * SCALE)); kill -KILL $1 2>/dev/null ) > /dev/null 2>&1 & WD=$!; }
+wait_for() {  # $1 = file, $2 = pattern; up to 30 s (times SCALE)
+  k=0; while [ $k -lt $((300 * SCALE)) ] && ! grep -q "$2" "$1" 2>/dev/null; do sleep 0.1; k=$((k + 1)); done
 }
 $S $LONG --out "$T/sig1" > "$T/sig1.log" 2>&1 &
 pid=$!; watchdog $pid
@@ -115,7 +118,7 @@ kill -INT $pid
 t0=$(date +%s)
 wait $pid; rc=$?; kill $WD 2>/dev/null
 t1=$(date +%s)
-check '[ $rc -eq 130 ] && [ $((t1 - t0)) -le 5 ] && grep -q "stopping after this step, checkpoint kept" "$T/sig1.log" && grep -q "stopped at global step" "$T/sig1.log"' \
+check '[ $rc -eq 130 ] && [ $((t1 - t0)) -le $((5 * SCALE)) ] && grep -q "stopping after this step, checkpoint kept" "$T/sig1.log" && grep -q "stopped at global step" "$T/sig1.log"' \
   "SIGINT: exit $rc (130 expected) in $((t1 - t0)) s, $(tail -n 2 "$T/sig1.log" | tr '\n' ' ')"
 check '[ -f "$T/sig1/checkpoint.safetensors" ] && [ -z "$(ls "$T/sig1" | grep tmp)" ]' "SIGINT: checkpoint saved, no temporary file"
 check 'grep -q "^train: .* train, .* val" "$T/sig1.log" && grep -q "^val before training: metric" "$T/sig1.log" && grep -q "^epoch 1/1000000  step 1/4" "$T/sig1.log"' \
@@ -136,7 +139,7 @@ $S $SLOW --out "$T/sig2" > "$T/sig2.log" 2>&1 &
 pid=$!; watchdog $pid
 wait_for "$T/sig2/log.jsonl" '"epoch": 2,'
 kill -INT $pid  # the second once the first is acknowledged (two signals sent at once would be one)
-k=0; while [ $k -lt 500 ] && ! grep -q "stopping after this step" "$T/sig2.log"; do sleep 0.01; k=$((k + 1)); done
+k=0; while [ $k -lt $((500 * SCALE)) ] && ! grep -q "stopping after this step" "$T/sig2.log"; do sleep 0.01; k=$((k + 1)); done
 kill -INT $pid
 wait $pid; rc=$?; kill $WD 2>/dev/null
 check '[ $rc -eq 130 ] && grep -q "stopped at once" "$T/sig2.log"' "second SIGINT: exit $rc, $(tail -n 2 "$T/sig2.log" | tr '\n' ' ')"

@@ -16,6 +16,8 @@ command -v ${qemu%% *} > /dev/null 2>&1 || { echo "run_cross.sh: ${qemu%% *} not
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}; export OMP_WAIT_POLICY
 GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-2000}; export GOMP_SPINCOUNT
 SATDIFUSER_THREADS=${SATDIFUSER_THREADS:-1}; export SATDIFUSER_THREADS
+# the CLI scripts that wait for a running command (cli_runs.sh) wait this many times longer
+SATDIFUSER_TEST_TIME_SCALE=${SATDIFUSER_TEST_TIME_SCALE:-20}; export SATDIFUSER_TEST_TIME_SCALE
 # The CLI scripts call "$BIN ..." directly: a wrapper runs the binary under qemu.
 wrap="$root/$(dirname "$bin")/satdifuser-qemu"
 printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$qemu" "$root/$bin" > "$wrap" && chmod +x "$wrap"
