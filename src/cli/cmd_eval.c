@@ -81,6 +81,7 @@ int cmd_eval(int argc, char **argv) {
     int n = labels_split(&labels, split, rows);
     if (n == 0) { sd_errorf("%s: the %s split is empty", labels_path, split_name_arg); goto fail; }
     if (dataset_open_mixed(&data, features, &labels, batch, ignore_value, allow_mixed)) goto fail;
+    if (data.warning) fprintf(stderr, "warning: %s\n", data.warning);
     if (head_model_init(&model, &hc)) goto fail;
     snprintf(wpath, sizeof(wpath), "%s/best.safetensors", run);
     if (head_model_load(&model, weights ? weights : wpath)) goto fail;

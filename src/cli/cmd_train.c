@@ -190,6 +190,11 @@ static void on_train_event(const TrainEvent *e, void *user) {
         report_figures_after_eval(e->dir, e->split, e->result, e->labels);  // RUN/confusion_test.{json,png}
         printf("metrics: %s\n", e->path);
         break;
+    case TRAIN_EV_WARNING:  // said even with --quiet
+        if (pg->open_len) fputc('\n', stderr);
+        pg->open_len = 0;
+        fprintf(stderr, "warning: %s\n", e->what);
+        break;
     case TRAIN_EV_DONE:
         printf("best val metric %.4f at step %lld; head weights: %s\n", e->best_metric, (long long)e->best_step,
                e->path);

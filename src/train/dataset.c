@@ -110,7 +110,7 @@ enum { MAX_SHAPE_GROUPS = 4 };
 // the shapes found and the extract options that make them agree. Settings (k_settings): files made
 // with another scaling, size or model are refused, naming two files and the setting, unless
 // allow_mixed (then one warning).
-static int check_files(const Dataset *d, int allow_mixed) {
+static int check_files(Dataset *d, int allow_mixed) {
     const LabelSet *ls = d->labels;
     char path[4096], name[64], first[96] = "", bad_src[96] = "", bad_shape[160] = "";
     int bad_row = -1, bad_s = 0, n_bad = 0, n_groups = 0, more_groups = 0;
@@ -213,8 +213,11 @@ static int check_files(const Dataset *d, int allow_mixed) {
                        "the model: extract them again with one --scale (percentile:2,98 or minmax scale each image "
                        "to its own range)"
                      : "Extract them again with the same options into one folder");
-        if (allow_mixed) fprintf(stderr, "warning: %s (allowed by --allow-mixed-preprocessing)\n", msg);
-        else rc = sd_errorf("%s, or accept the mix with --allow-mixed-preprocessing", msg);
+        if (allow_mixed) {
+            size_t n = strlen(msg);
+            snprintf(msg + n, sizeof(msg) - n, " (allowed by --allow-mixed-preprocessing)");
+            if (!(d->warning = strdup(msg))) rc = sd_errorf("out of memory");
+        } else rc = sd_errorf("%s, or accept the mix with --allow-mixed-preprocessing", msg);
     }
     for (int k = 0; k < N_SETTINGS; k++) free(first_set[k]);
     return rc;
@@ -321,6 +324,7 @@ void dataset_close(Dataset *d) {
     free(d->feature_dims_text);
     free(d->save_timesteps_text);
     free(d->dir);
+    free(d->warning);
     memset(d, 0, sizeof(*d));
 }
 

@@ -31,6 +31,8 @@ typedef struct {
     int mask_h, mask_w;        // segmentation: mask size = the head's output size
     int ignore_value;          // mask pixel value that is ignored
     int64_t ignore_index;      // what it becomes (-100)
+    char *warning;             // dataset_open_mixed(allow_mixed): the settings that differ (NULL: none),
+                               // for the caller to report (library code never prints)
 } Dataset;
 
 // Opens the cache for the labelled images: every one must have its file, and every

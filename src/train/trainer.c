@@ -399,6 +399,10 @@ int train_run(const TrainOptions *o) {
                      .seg = o->task == LABELS_SEGMENTATION};
     emit(o, &e);
     if (dataset_open_mixed(&data, o->features_dir, &labels, max_batch, o->ignore_value, o->allow_mixed_preprocessing)) goto done;
+    if (data.warning) {
+        e = (TrainEvent){.kind = TRAIN_EV_WARNING, .what = data.warning};
+        emit(o, &e);
+    }
 
     if (make_dirs(o->out_dir)) goto done;
     if (clear_run_dir(o)) goto done;

@@ -85,6 +85,8 @@ typedef enum {
     TRAIN_EV_TEST,          // the best checkpoint on the test split: result, labels (metrics.json not yet written)
     TRAIN_EV_METRICS,       // the test result is written to `path` (metrics.json): result, labels, dir (the run)
     TRAIN_EV_DONE,          // the best validation: best_metric at best_step; path: the best weights
+    TRAIN_EV_WARNING,       // after CHECKING: `what` (feature files made with other settings, allowed by
+                            // allow_mixed_preprocessing)
 } TrainEventKind;
 
 typedef struct TrainEvent {
