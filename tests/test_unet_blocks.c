@@ -254,16 +254,13 @@ static void test_downsample(int padding) {
     downsample_out_size(&d, H, W, &Ho, &Wo);
     float x[2 * 3 * 7 * 6], got[2 * 3 * 4 * 4], want[2 * 3 * 4 * 4];
     test_fill(x, B * C * H * W, 9);
-    Arena arena;
-    arena_init(&arena, 1 << 20);
-    CHECK(downsample_forward(&d, x, got, B, H, W, &arena) == 0, "downsample forward");
+    CHECK(downsample_forward(&d, x, got, B, H, W) == 0, "downsample forward");
     // padding 0: F.pad(x, (0, 1, 0, 1)) then a stride-2 conv without padding
     int p = padding;
     ref_conv(x, B, C, H, W, wb_get(&wb, "d.conv.weight"), wb_get(&wb, "d.conv.bias"), C, 3, 2, p, p, p ? p : 1,
              p ? p : 1, want, &rh, &rw);
     CHECK(rh == Ho && rw == Wo, "downsample size %dx%d vs %dx%d", Ho, Wo, rh, rw);
     CHECK(rel_err(got, want, B * C * Ho * Wo) < 1e-5, "downsample padding %d", padding);
-    arena_free(&arena);
     nn_weights_free(&w);
     st_close(&st);
     unlink(g_tmp);

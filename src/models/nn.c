@@ -381,8 +381,7 @@ void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo) {
     *Wo = conv_out_size(W, c->geom.kernel_w, c->geom.stride, c->geom.pad_left, c->geom.pad_right);
 }
 
-int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, Arena *scratch) {
-    (void)scratch;  // the implicit-GEMM convolution needs none
+int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y) {
     if (c->bf16.data) return conv2d_forward_bf16(x, N, c->cin, H, W, &c->bf16, c->bias.data, c->cout, c->geom, y);
     conv2d_forward_packed(x, N, c->cin, H, W, &c->packed, c->bias.data, c->cout, c->geom, y);
     return 0;

@@ -118,7 +118,7 @@ int nn_linear(const NnLinear *l, const float *x, float *y, int rows);
 // H*W rows of C, without a transposed copy. Same bits as nn_linear on the transposed x.
 int nn_linear_channels_first(const NnLinear *l, const float *x, float *y, int rows);
 // y (N, cout, Ho, Wo) from x (N, cin, H, W); Ho/Wo by the layer's geometry.
-int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y, Arena *scratch);
+int nn_conv2d(const NnConv2d *c, const float *x, int N, int H, int W, float *y);
 void nn_conv2d_out_size(const NnConv2d *c, int H, int W, int *Ho, int *Wo);
 // GroupNorm over x (N, channels, HW); y may equal x.
 void nn_groupnorm(const NnGroupNorm *g, const float *x, float *y, int N, int HW);

@@ -73,7 +73,7 @@ static int down_block_forward(Forward *f, const UNetBlock *blk, int i, float **c
         downsample_out_size(&blk->downsampler, *H, *W, &Ho, &Wo);
         size_t mark = arena_mark(f->arena);
         float *o = nn_alloc(f->arena, (int64_t)B * C * Ho * Wo);
-        if (!o || downsample_forward(&blk->downsampler, *cur, o, B, *H, *W, f->arena)) return SD_FAIL;
+        if (!o || downsample_forward(&blk->downsampler, *cur, o, B, *H, *W)) return SD_FAIL;
         if (f->cap) {
             snprintf(path, sizeof(path), "down_blocks.%d.downsamplers.0", i);
             if (captures_offer(f->cap, path, NULL, o, 4, (int[4]){B, C, Ho, Wo})) return SD_FAIL;
@@ -231,7 +231,7 @@ int unet_forward(const UNet *u, const float *sample, int B, int h, int w, const 
     }
     size_t mark = arena_mark(arena);
     float *cur = nn_alloc(arena, (int64_t)B * C0 * h * w);
-    if (!cur || nn_conv2d(&u->conv_in, x, B, h, w, cur, arena)) goto done;
+    if (!cur || nn_conv2d(&u->conv_in, x, B, h, w, cur)) goto done;
     if (captures_offer(captures, "conv_in", NULL, cur, 4, (int[4]){B, C0, h, w})) goto done;
     push_skip(&f, cur, C0, h, w, mark);
 
@@ -258,7 +258,7 @@ int unet_forward(const UNet *u, const float *sample, int B, int h, int w, const 
         float *t = nn_alloc(arena, (int64_t)B * C0 * h * w);
         if (!t) goto done;
         nn_groupnorm_silu(&u->conv_norm_out, cur, t, NULL, B, h * w);
-        if (nn_conv2d(&u->conv_out, t, B, h, w, out, arena)) goto done;
+        if (nn_conv2d(&u->conv_out, t, B, h, w, out)) goto done;
         if (captures_offer(captures, "conv_out", NULL, out, 4, (int[4]){B, u->out_channels, h, w})) goto done;
     }
     rc = captures_check_filled(captures, "UNet");

@@ -104,7 +104,7 @@ int resnet_block_forward(const ResnetBlock2D *r, const float *x, const float *te
     float *t = nn_alloc(arena, (int64_t)B * Cin * HW);
     if (!t) goto done;
     nn_groupnorm_silu(&r->norm1, x, t, NULL, B, HW);
-    if (nn_conv2d(&r->conv1, t, B, H, W, h, arena)) goto done;
+    if (nn_conv2d(&r->conv1, t, B, H, W, h)) goto done;
     arena_reset(arena, mark1);
     if (captures_offer(cap, path, "conv1", h, 4, shape)) goto done;
 
@@ -124,7 +124,7 @@ int resnet_block_forward(const ResnetBlock2D *r, const float *x, const float *te
         }
         silu_inplace(h, n_out);
     }
-    if (nn_conv2d(&r->conv2, h, B, H, W, out, arena)) goto done;
+    if (nn_conv2d(&r->conv2, h, B, H, W, out)) goto done;
     if (captures_offer(cap, path, "conv2", out, 4, shape)) goto done;
 
     // out = (shortcut(x) + out) / output_scale_factor
@@ -132,7 +132,7 @@ int resnet_block_forward(const ResnetBlock2D *r, const float *x, const float *te
     if (r->has_conv_shortcut) {
         float *s = nn_alloc(arena, n_out);
         if (!s) goto done;
-        if (nn_conv2d(&r->conv_shortcut, x, B, H, W, s, arena)) goto done;
+        if (nn_conv2d(&r->conv_shortcut, x, B, H, W, s)) goto done;
         sc = s;
     }
     const float osf = r->output_scale_factor;
@@ -166,8 +166,8 @@ void downsample_out_size(const Downsample2D *d, int H, int W, int *Ho, int *Wo) 
     nn_conv2d_out_size(&d->conv, H, W, Ho, Wo);
 }
 
-int downsample_forward(const Downsample2D *d, const float *x, float *out, int B, int H, int W, Arena *arena) {
-    return nn_conv2d(&d->conv, x, B, H, W, out, arena);
+int downsample_forward(const Downsample2D *d, const float *x, float *out, int B, int H, int W) {
+    return nn_conv2d(&d->conv, x, B, H, W, out);
 }
 
 int upsample_load(NnWeights *w, Upsample2D *u, const char *name, int channels) {
@@ -209,7 +209,7 @@ int upsample_forward(const Upsample2D *u, const float *x, float *out, int B, int
     float *t = nn_alloc(arena, (int64_t)B * u->channels * Ho * Wo);
     if (!t) return SD_FAIL;
     upsample_nearest_to(x, t, B, u->channels, H, W, Ho, Wo);
-    int rc = nn_conv2d(&u->conv, t, B, Ho, Wo, out, arena);
+    int rc = nn_conv2d(&u->conv, t, B, Ho, Wo, out);
     arena_reset(arena, mark);
     return rc;
 }

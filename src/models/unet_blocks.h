@@ -60,7 +60,7 @@ typedef struct {
 
 int downsample_load(NnWeights *w, Downsample2D *d, const char *name, int channels, int padding);
 void downsample_out_size(const Downsample2D *d, int H, int W, int *Ho, int *Wo);
-int downsample_forward(const Downsample2D *d, const float *x, float *out, int B, int H, int W, Arena *arena);
+int downsample_forward(const Downsample2D *d, const float *x, float *out, int B, int H, int W);
 
 typedef struct {
     int channels;

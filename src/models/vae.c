@@ -186,7 +186,7 @@ int vae_encode(const VaeEncoder *v, const float *image, int B, int H, int W, flo
     int C = v->block_out_channels[0];
 
     float *cur = nn_alloc(arena, (int64_t)B * C * H * W);
-    if (!cur || nn_conv2d(&v->conv_in, image, B, H, W, cur, arena)) goto done;
+    if (!cur || nn_conv2d(&v->conv_in, image, B, H, W, cur)) goto done;
     if (captures_offer(cap, "encoder.conv_in", NULL, cur, 4, (int[4]){B, C, H, W})) goto done;
     for (int i = 0; i < n; i++) {
         const VaeDownBlock *blk = &v->down_blocks[i];
@@ -200,7 +200,7 @@ int vae_encode(const VaeEncoder *v, const float *image, int B, int H, int W, flo
             downsample_out_size(&blk->downsampler, H, W, &Ho, &Wo);
             const int64_t cnt = (int64_t)B * C * Ho * Wo;
             float *o = nn_alloc(arena, cnt);
-            if (!o || downsample_forward(&blk->downsampler, cur, o, B, H, W, arena)) goto done;
+            if (!o || downsample_forward(&blk->downsampler, cur, o, B, H, W)) goto done;
             cur = move_down(arena, mark0, o, cnt);
             H = Ho;
             W = Wo;
@@ -223,10 +223,10 @@ int vae_encode(const VaeEncoder *v, const float *image, int B, int H, int W, flo
         float *q = m ? nn_alloc(arena, zc) : NULL;
         if (!q) goto done;
         nn_groupnorm_silu(&v->conv_norm_out, cur, t, NULL, B, H * W);
-        if (nn_conv2d(&v->conv_out, t, B, H, W, m, arena)) goto done;
+        if (nn_conv2d(&v->conv_out, t, B, H, W, m)) goto done;
         if (captures_offer(cap, "encoder.conv_out", NULL, m, 4, (int[4]){B, Z, H, W})) goto done;
         if (captures_offer(cap, "encoder", NULL, m, 4, (int[4]){B, Z, H, W})) goto done;
-        if (nn_conv2d(&v->quant_conv, m, B, H, W, q, arena)) goto done;
+        if (nn_conv2d(&v->quant_conv, m, B, H, W, q)) goto done;
         if (captures_offer(cap, "quant_conv", NULL, q, 4, (int[4]){B, Z, H, W})) goto done;
         // mean, logvar = torch.chunk(moments, 2, dim=1); logvar = clamp(logvar, -30, 20)
         const int64_t half = (int64_t)v->latent_channels * H * W;
