@@ -16,6 +16,7 @@
 
 #include "cli/cli.h"
 #include "cli/preprocess_args.h"
+#include "cli/predict_scene.h"
 #include "core/error.h"
 #include "heads/head.h"
 #include "io/json.h"
@@ -27,12 +28,15 @@
 
 static void predict_usage(FILE *f) {
     fprintf(f,
-            "usage: satdifuser predict --model DIR --head RUN_DIR --input IMG --out PRED [--weights FILE]\n\n"
+            "usage: satdifuser predict --model DIR --head RUN_DIR --input IMG --out PRED [--weights FILE]\n"
+            "                          [--tile N [--overlap K]]\n\n"
             "Runs the frozen diffusion backbone on IMG with the extraction settings the head was trained\n"
             "on (RUN_DIR/features_meta.json), then the head (RUN_DIR/best.safetensors or --weights).\n"
-            "Segmentation: PRED must be NAME.png, a PNG of class indices with a colour palette, at the\n"
-            "image's size. Classification: PRED must be NAME.json, the class, its name and the scores\n"
-            "(also printed). Class names come from the training labels (RUN_DIR/classes.json).\n"
+            "Segmentation: PRED is NAME.png, a PNG of class indices with a colour palette, at the image's\n"
+            "size; NAME.tif, a TIFF with the palette and the input GeoTIFF's georeferencing tags (plus\n"
+            "NAME_preview.png); or NAME.npy, (H, W) uint8. Classification: PRED must be NAME.json, the\n"
+            "class, its name and the scores (also printed). Class names come from the training labels\n"
+            "(RUN_DIR/classes.json).\n"
             "  --bands LIST, --scale MODE, --size N, --resize shorter|exact, --crop center|none,\n"
             "  --precision f32|bf16   replace the run's preprocessing or precision for this image, as\n"
             "                    `satdifuser extract` takes them (extract --help; one parser for both);\n"
@@ -41,6 +45,12 @@ static void predict_usage(FILE *f) {
             "                    --unet ROOT/checkpoint-150000/unet)\n"
             "  --features FILE   use an existing feature file instead of extracting (then --model and\n"
             "                    --input are not needed)\n"
+            "  --tile N          a scene of any size (segmentation): the model runs on N x N windows of\n"
+            "                    the image at its own resolution (N: the run's --size keeps it; other N are\n"
+            "                    resized to it), the windows' class probabilities are cross-faded over\n"
+            "                    their overlap, the map is written at the scene's full size; the scene is\n"
+            "                    read a row of windows at a time (docs/scenes.md)\n"
+            "  --overlap K       pixels shared by neighbouring windows (default N/8), 0 <= K < N\n"
             "  --moe-counter continue|restart   an MoE head's call counters: continue from\n"
             "                    RUN_DIR/moe_counter.json as train's final test (default), or start at 0\n");
 }
@@ -116,14 +126,6 @@ static int extract_to(const char *model, const char *unet, const char *image, co
     return rc == 0 ? 0 : sd_errorf("%s: feature extraction failed (see the messages above)", image);
 }
 
-// The class colours of the segmentation PNG: a fixed, readable palette.
-static void palette_colour(int c, unsigned char rgb[3]) {
-    static const unsigned char base[10][3] = {{31, 119, 180}, {44, 160, 44},  {255, 127, 14}, {214, 39, 40},
-                                              {148, 103, 189}, {140, 86, 75}, {227, 119, 194}, {127, 127, 127},
-                                              {188, 189, 34},  {23, 190, 207}};
-    for (int k = 0; k < 3; k++) rgb[k] = (unsigned char)((base[c % 10][k] + 37 * (c / 10)) & 0xFF);
-}
-
 // Loads feat.<i>.<s> of a feature file into `in` (batch 1); the buffers are malloc'd into bufs.
 static int load_features(const char *path, const HeadConfig *hc, FusionInput *in, float **bufs, int *nbufs, int *src_h,
                          int *src_w) {
@@ -184,12 +186,12 @@ static int check_out_extension(const char *out, HeadTask task) {
     dot = strrchr(base, '.');
     const char *ext = dot ? dot : "";
     int seg = task == TASK_SEGMENTATION;
-    if (seg && !strcasecmp(ext, ".png")) return 0;
+    if (seg && (!strcasecmp(ext, ".png") || !strcasecmp(ext, ".tif") || !strcasecmp(ext, ".tiff") || !strcasecmp(ext, ".npy")))
+        return 0;
     if (!seg && !strcasecmp(ext, ".json")) return 0;
     if (seg)
-        return sd_errorf("--out %s: a segmentation head writes a PNG map of class indices with a palette: give "
-                         "--out NAME.png%s", out, !strcasecmp(ext, ".tif") || !strcasecmp(ext, ".tiff")
-                                                      ? " (GeoTIFF output is not written yet)" : "");
+        return sd_errorf("--out %s: a segmentation head writes a map of class indices with a palette: give "
+                         "--out NAME.png, NAME.tif (GeoTIFF) or NAME.npy", out);
     return sd_errorf("--out %s: a %s head writes JSON (the class, its name and the scores): give --out NAME.json", out,
                      head_task_name(task));
 }
@@ -223,7 +225,7 @@ static const char *class_name(const JsonValue *names, int c, char *buf, size_t s
 
 int cmd_predict(int argc, char **argv) {
     const char *model = NULL, *unet = NULL, *run = NULL, *input = NULL, *out = NULL, *weights = NULL, *features = NULL;
-    int moe_restart = 0, n_user = 0;
+    int moe_restart = 0, n_user = 0, tile = 0, overlap = -1;
     char *user[14];  // the preprocessing options and --precision with their values, for extract
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -243,6 +245,17 @@ int cmd_predict(int argc, char **argv) {
             user[n_user++] = argv[i - 1];
             user[n_user++] = argv[i];
         }
+        else if (!strcmp(a, "--tile") || !strcmp(a, "--overlap")) {
+            char *end = NULL;
+            long n = strtol(v, &end, 10);
+            if (!*v || *end || n < (a[2] == 't' ? 8 : 0) || n > 65536) {
+                fprintf(stderr, "satdifuser predict: %s '%s': expected a whole number of pixels %s\n", a, v,
+                        a[2] == 't' ? "from 8 to 65536" : "from 0 (no overlap) to below --tile");
+                return 2;
+            }
+            if (a[2] == 't') tile = (int)n;
+            else overlap = (int)n;
+        }
         else if (!strcmp(a, "--moe-counter") && (!strcmp(v, "continue") || !strcmp(v, "restart"))) moe_restart = v[0] == 'r';
         else if (!strcmp(a, "--moe-counter")) { fprintf(stderr, "satdifuser predict: --moe-counter '%s': expected continue or restart\n", v); return 2; }
         else { fprintf(stderr, "satdifuser predict: unknown option '%s'\n", a); predict_usage(stderr); return 2; }
@@ -250,6 +263,19 @@ int cmd_predict(int argc, char **argv) {
     if (!run || !out || (!features && (!model || !input))) { predict_usage(stderr); return 2; }
     if (features && n_user) {
         fprintf(stderr, "satdifuser predict: %s applies to an extraction, not to --features\n", user[0]);
+        return 2;
+    }
+    if (overlap >= 0 && !tile) {
+        fprintf(stderr, "satdifuser predict: --overlap is the overlap of --tile windows: give --tile N too\n");
+        return 2;
+    }
+    if (tile && overlap >= tile) {
+        fprintf(stderr, "satdifuser predict: --overlap %d must be smaller than --tile %d (windows move by tile - "
+                        "overlap pixels)\n", overlap, tile);
+        return 2;
+    }
+    if (tile && features) {
+        fprintf(stderr, "satdifuser predict: --tile runs the model on windows of --input; it cannot use --features\n");
         return 2;
     }
     if (outfile_check(out, "--out")) {  // before the image is computed
@@ -274,6 +300,12 @@ int cmd_predict(int argc, char **argv) {
     HeadConfig hc;
     if (head_config_from_json(&hc, &cfg_json)) { sd_error_context("%s", path); goto done; }
     if (check_out_extension(out, hc.task)) { rc = 2; goto done; }  // before the image is computed
+    if (tile) {  // a scene, window by window (predict_scene.c)
+        SceneArgs sa = {model, unet, run, input, out, weights, tile, overlap >= 0 ? overlap : tile / 8, moe_restart,
+                        user, n_user};
+        json_free(&cfg_json);
+        return predict_scene(&sa);
+    }
     if (read_class_names(run, hc.num_classes, &names)) goto done;
     if (features) {
         snprintf(feat_path, sizeof(feat_path), "%s", features);
@@ -312,7 +344,6 @@ int cmd_predict(int argc, char **argv) {
     if (hc.task == TASK_SEGMENTATION) {
         int H = hc.output_h, W = hc.output_w;
         pixels = (unsigned char *)malloc((size_t)H * W);
-        unsigned char palette[256 * 3];
         if (!pixels) { sd_errorf("out of memory"); goto done; }
         if (C > 256) { sd_errorf("%d classes do not fit an 8-bit palette PNG", C); goto done; }
         long counts[256] = {0};
@@ -323,10 +354,9 @@ int cmd_predict(int argc, char **argv) {
             pixels[p] = (unsigned char)best;
             counts[best]++;
         }
-        for (int c = 0; c < C; c++) palette_colour(c, palette + 3 * c);
-        if (png_write(out, pixels, W, H, 1, palette, C)) goto done;
+        if (predict_write_map(out, pixels, W, H, C, -1, input, &names)) goto done;
         printf("segmentation map %dx%d (%d classes) written to %s\n", W, H, C, out);
-        if (input) {  // a picture of it without being asked: the map over the image with a legend (figure 6)
+        if (input && !strcasecmp(out + strlen(out) - 4, ".png")) {  // a picture of it without being asked: the map over the image with a legend (figure 6)
             char overlay[4200];
             snprintf(overlay, sizeof(overlay), "%.*s_overlay.png", (int)(strlen(out) - 4), out);
             OverlayFigure fig;

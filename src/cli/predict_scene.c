@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/preprocess_args.h"
 #include "core/error.h"
 #include "core/runtime.h"
 #include "heads/head.h"
@@ -204,59 +205,37 @@ static int scene_options(SceneCtx *c, const JsonValue *meta, const SceneArgs *a,
     if ((s = meta_str(meta, "output_handling")) && !strcmp(s, "config")) o->walk.output_handling = DDIM_OUTPUT_BY_CONFIG;
     c->f16 = (s = meta_str(meta, "dtype")) && !strcmp(s, "f16");
     int bf16 = (s = meta_str(meta, "compute_precision")) && !strcmp(s, "bf16");
-    // Preprocessing: the run's record ({"bands", "scale", "size"}), then predict's own --bands /
-    // --scale (the same meanings as extract's; to move to the shared parser of issue 18).
-    const char *bands_s = NULL, *scale = "auto";
-    JsonValue pre;
-    memset(&pre, 0, sizeof(pre));
-    if ((s = meta_str(meta, "preprocessing"))) {
-        if (json_parse(s, strlen(s), "preprocessing", &pre)) return sd_error_context("features_meta.json");
-        json_get_string(&pre, "bands", NULL, &bands_s);
-        json_get_string(&pre, "scale", "auto", &scale);
-        json_get_int(&pre, "size", 256, size);
-    }
+    // Preprocessing: the run's record, then predict's own options (--bands --scale --size --resize
+    // --crop), through extract's parser (cli/preprocess_args.h): the same meanings and errors.
+    PreArgs pa;
+    pre_args_default(&pa);
+    PreArgv pv;
+    memset(&pv, 0, sizeof(pv));
+    if ((s = meta_str(meta, "preprocessing")) && pre_args_from_json(s, &pv)) return sd_error_context("features_meta.json");
+    for (int k = 0; k + 1 < pv.argc; k += 2)
+        if (pre_args_take(&pa, pv.argv[k], pv.argv[k + 1]) < 0) return sd_error_context("features_meta.json");
     for (int k = 0; k + 1 < a->n_user; k += 2) {
         const char *opt = a->user[k], *val = a->user[k + 1];
         if (!strcmp(opt, "--precision")) {
-            if (strcmp(val, "f32") && strcmp(val, "bf16")) { json_free(&pre); return sd_errorf("--precision '%s': expected f32 or bf16", val); }
+            if (strcmp(val, "f32") && strcmp(val, "bf16")) return sd_errorf("--precision '%s': expected f32 or bf16", val);
             bf16 = !strcmp(val, "bf16");
-        } else if (!strcmp(opt, "--bands")) bands_s = val;
-        else if (!strcmp(opt, "--scale")) scale = val;
-    }
-    PreprocessOptions *po = &c->po;
-    preprocess_options_default(po);
-    po->size = *size;
-    int rc = 0;
-    if (bands_s && strcmp(bands_s, "auto")) {
-        char *end;
-        const char *q = bands_s;
-        for (po->n_bands = 0; !rc && po->n_bands < 3; po->n_bands++) {
-            long v = strtol(q, &end, 10);
-            if (end == q || v < 1 || v > 100000 || (po->n_bands < 2 ? *end != ',' : *end != '\0'))
-                rc = sd_errorf("--bands '%s': give 3 band numbers (R,G,B), e.g. 4,3,2", bands_s);
-            po->bands[po->n_bands] = (int)v;
-            q = end + 1;
+        } else if (pre_args_take(&pa, opt, val) < 0) {
+            return -1;
         }
     }
-    if (rc) {}
-    else if (!strcmp(scale, "4095")) po->scale = SCALE_DIV4095;
-    else if (!strcmp(scale, "255")) po->scale = SCALE_DIV255;
-    else if (!strcmp(scale, "clip")) po->scale = SCALE_CLIP;
-    else if (!strncmp(scale, "minmax:", 7)) {
-        po->scale = SCALE_MINMAX;
-        rc = preprocess_load_stats(scale + 7, &c->stats_min, &c->stats_max, &po->stats_count);
-        po->stats_min = c->stats_min, po->stats_max = c->stats_max;
-    } else if (!strcmp(scale, "auto")) {  // as extract: from the file's sample type
-        const Image *f = &src->facts;
-        po->scale = f->is_float ? SCALE_CLIP : f->src_dtype_bits == 8 ? SCALE_DIV255 : SCALE_DIV4095;
-        fprintf(stderr, "scale: auto, %s\n", f->is_float ? "floats clipped to [0, 1]" : f->src_dtype_bits == 8 ? "8-bit samples: /255" : "integers over 8 bits: /4095");
-    } else {
-        rc = sd_errorf("--scale %s: every window must be scaled with the same, fixed numbers (a per-image "
-                       "scaling would differ from window to window): give 4095, 255, clip, minmax:STATS.json "
-                       "(per-band min and max) or auto", scale);
+    int band_names = 0;
+    if (pre_args_options(&pa, &c->po, &c->stats_min, &c->stats_max, &band_names)) return -1;
+    if (band_names) return sd_errorf("--bands '%s': band names are for GEO-Bench samples; give band numbers", pa.bands);
+    if (c->po.scale == SCALE_IMAGE_MINMAX || c->po.scale == SCALE_PERCENTILE)
+        return sd_errorf("--scale %s: every window must be scaled with the same, fixed numbers (a per-image scaling "
+                         "would differ from window to window): give 4095, 255, 65535, clip, minmax:STATS.json "
+                         "(per-band min and max) or auto", pa.scale);
+    if (!strcmp(pa.scale, "auto")) {  // from the file's sample type, as extract
+        const char *why;
+        c->po.scale = pre_args_auto_scale(&src->facts, &why);
+        fprintf(stderr, "scale: auto, %s\n", why);
     }
-    json_free(&pre);
-    if (rc) return -1;
+    *size = pa.size;
     int bands[PRE_MAX_BANDS];  // the bands exist: said now, not at the first window
     if (preprocess_choose_bands(&c->po, src->bands, a->input, bands)) return -1;
     return nn_set_precision(bf16 ? NN_BF16 : NN_F32);

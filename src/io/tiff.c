@@ -779,5 +779,8 @@ int tiff_read_rows(TiffReader *r, int y0, int rows, void *out) {
                 if (decode_chunk(&r->t, L, img, index, r->raw, r->tmp, (uint8_t *)out, (uint64_t)y0, (uint64_t)rows))
                     return sd_error_context("file %s", r->path);
             }
+    // The file's pages read so far leave the process (they stay in the page cache): a scene of
+    // gigabytes is read with the memory of one row of chunks. Only advice: nothing depends on it.
+    madvise(r->map, r->map_len, MADV_DONTNEED);
     return 0;
 }

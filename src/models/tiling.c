@@ -64,6 +64,7 @@ int scene_open(SceneSource *s, const char *path) {
         f->is_signed = t->dtype == NPY_INT8 || t->dtype == NPY_INT16 || t->dtype == NPY_INT32 || t->dtype == NPY_INT64;
         f->has_nodata = t->has_nodata;
         f->nodata = t->nodata;
+        f->format = "TIFF";
         return 0;
     }
     if (image_load(path, &s->whole)) return -1;  // other formats: the whole image in memory
