@@ -82,7 +82,7 @@ struct ArenaBlock {
 
 static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
 
-// Frees b and every block after it.
+// Frees b and every block after it (blocks of the chain: capacity counts them).
 static void free_chain(Arena *a, ArenaBlock *b) {
     while (b) {
         ArenaBlock *next = b->next;
@@ -91,6 +91,33 @@ static void free_chain(Arena *a, ArenaBlock *b) {
         free(b);
         b = next;
     }
+}
+
+// Takes b and every block after it out of the chain without freeing them: they hold only bytes
+// above the arena's `used`, which are dead, but a caller that has just reset the arena may still be
+// copying them down (vae.c's move_down: reset, allocate, memmove). They are freed at the next
+// arena_reset or arena_free, when no such copy can be in progress.
+static void retire_chain(Arena *a, ArenaBlock *b) {
+    if (!b) return;
+    ArenaBlock *last = b;
+    a->capacity -= last->size;
+    while (last->next) {
+        last = last->next;
+        a->capacity -= last->size;
+    }
+    last->next = a->retired;
+    a->retired = b;
+}
+
+static void free_retired(Arena *a) {
+    ArenaBlock *b = a->retired;
+    while (b) {
+        ArenaBlock *next = b->next;
+        free(b->data);
+        free(b);
+        b = next;
+    }
+    a->retired = NULL;
 }
 
 // A new empty block of `size` bytes after a->cur (whose followers, all empty, are freed);
@@ -105,11 +132,11 @@ static int append_block(Arena *a, size_t size) {
     b->data = data;
     b->size = size;
     if (a->cur) {
-        free_chain(a, a->cur->next);
+        retire_chain(a, a->cur->next);
         b->start = a->cur->start + a->cur->size;
         a->cur->next = b;
     } else {
-        free_chain(a, a->head);
+        retire_chain(a, a->head);
         a->head = b;
     }
     a->cur = b;
@@ -129,6 +156,7 @@ int arena_init(Arena *a, size_t capacity_bytes) {
 
 void arena_free(Arena *a) {
     free_chain(a, a->head);
+    free_retired(a);
     memset(a, 0, sizeof(*a));
 }
 
@@ -174,6 +202,7 @@ float *arena_floats(Arena *a, size_t count) {
 size_t arena_mark(const Arena *a) { return a->used; }
 
 void arena_reset(Arena *a, size_t mark) {
+    free_retired(a);
     if (mark > a->used) return;
     a->used = mark;
     ArenaBlock *b = a->head;
@@ -183,7 +212,7 @@ void arena_reset(Arena *a, size_t mark) {
         // empty with a chain: one block of the peak instead (if that fails, the arena stays empty
         // and grows again on demand; the caller's error message, if any, is kept)
         size_t size = align64(a->peak);
-        free_chain(a, a->head);
+        retire_chain(a, a->head);
         a->head = a->cur = NULL;
         (void)append_block(a, size);
     }

@@ -43,6 +43,7 @@ typedef struct {
     size_t capacity;    // bytes in all blocks
     size_t used;        // position of the first free byte
     size_t peak;        // largest `used` seen: one block of this size holds every allocation made
+    ArenaBlock *retired;  // blocks taken out of the chain, freed at the next arena_reset / arena_free
 } Arena;
 
 // capacity_bytes: the first block (0: none until the first allocation).
@@ -52,6 +53,9 @@ void arena_free(Arena *a);
 void *arena_alloc(Arena *a, size_t bytes);
 float *arena_floats(Arena *a, size_t count);
 size_t arena_mark(const Arena *a);
+// Everything allocated after `mark` is dead. Its bytes stay readable (not freed; new allocations
+// may overwrite them) until the next arena_reset or arena_free, so a caller may reset to a mark and
+// then move live data from above it down (memmove: the ranges may overlap).
 void arena_reset(Arena *a, size_t mark);
 
 #endif
