@@ -126,7 +126,8 @@ static const GemmKernelOps k_avx2_ops = {
     .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
     .micro = micro_avx2, .softmax_step = softmax_step_avx2,
 };
-static const GemmKernelInfo k_avx2 = {.name = "avx2", .mr = MR, .nr = NR, .mc = 144, .kc = 256, .nc = 4096, .ops = &k_avx2_ops};
+static const GemmKernelInfo k_avx2 = {.name = "avx2", .mr = MR, .nr = NR, .mc = 144, .kc = 256, .nc = 4096,
+                                      .ops = &k_avx2_ops};
 
 const GemmKernelInfo *gemm_kernel_avx2(void) { return &k_avx2; }
 

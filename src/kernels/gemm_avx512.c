@@ -245,7 +245,8 @@ static const GemmKernelOps k_avx512_ops = {
     .pack_a_rows = pack_a_rows_avx512, .softmax_step = softmax_step_avx512, .scale_columns = scale_columns_avx512,
     .finish_rows = finish_rows_avx512, .conv_pack_b_s1 = conv_pack_b_s1_avx512,
 };
-static const GemmKernelInfo k_avx512 = {.name = "avx512", .mr = MR, .nr = NR, .mc = 168, .kc = 384, .nc = 4096, .ops = &k_avx512_ops};
+static const GemmKernelInfo k_avx512 = {.name = "avx512", .mr = MR, .nr = NR, .mc = 168, .kc = 384, .nc = 4096,
+                                        .ops = &k_avx512_ops};
 
 const GemmKernelInfo *gemm_kernel_avx512(void) { return &k_avx512; }
 

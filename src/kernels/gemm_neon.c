@@ -170,7 +170,8 @@ static const GemmKernelOps k_neon_ops = {
     .micro = micro_neon, .softmax_step = softmax_step_neon, .pack_a_rows = pack_a_rows_neon,
     .scale_columns = scale_columns_neon, .finish_rows = finish_rows_neon,
 };
-static const GemmKernelInfo k_neon = {.name = "neon", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048, .ops = &k_neon_ops};
+static const GemmKernelInfo k_neon = {.name = "neon", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048,
+                                      .ops = &k_neon_ops};
 
 const GemmKernelInfo *gemm_kernel_neon(void) { return &k_neon; }
 

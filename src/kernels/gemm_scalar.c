@@ -58,6 +58,7 @@ static const GemmKernelOps k_scalar_ops = {
     .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
     .micro = micro_scalar, .softmax_step = softmax_step_scalar,
 };
-static const GemmKernelInfo k_scalar = {.name = "scalar", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048, .ops = &k_scalar_ops};
+static const GemmKernelInfo k_scalar = {.name = "scalar", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048,
+                                        .ops = &k_scalar_ops};
 
 const GemmKernelInfo *gemm_kernel_scalar(void) { return &k_scalar; }
