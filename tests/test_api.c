@@ -3,6 +3,8 @@
 // (also with different thread counts and precisions per context: the settings are per thread).
 #include <pthread.h>
 
+#include "core/runtime.h"
+#include "kernels/kernels.h"
 #include "satdifuser.h"
 #include "tests/test_util.h"
 
@@ -110,6 +112,14 @@ static void *fail_often(void *arg) {
     return (void *)wrong;
 }
 
+// The kernel set another thread sees.
+static char g_other_kernel[32];
+static void *kernel_name(void *arg) {
+    (void)arg;
+    snprintf(g_other_kernel, sizeof(g_other_kernel), "%s", gemm_kernel_info()->name);
+    return NULL;
+}
+
 int main(void) {
     for (int c = 0; c < 3; c++)  // a smooth pattern in [0, 1] with some values outside (clipped)
         for (int y = 0; y < H; y++)
@@ -186,6 +196,33 @@ int main(void) {
     } else {
         CHECK(strstr(sdf_last_error(), "bf16") != NULL, "bf16 refusal names it: %s", sdf_last_error());
         printf("SKIP test_api: no bf16 on this CPU (bf16 + f32 contexts at once not run)\n");
+    }
+    // the ISA path per context: an AVX2 and an automatic (AVX-512) context at once, where the kernels
+    // keep the forced path per host thread (else a forced path is process-wide: not run)
+    if (sd_cpu_isa() == ISA_AVX512 && gemm_force_isa(ISA_AVX2) == 0) {
+        pthread_t other;
+        pthread_create(&other, NULL, kernel_name, NULL);
+        pthread_join(other, NULL);
+        gemm_force_isa(-1);
+        if (strcmp(g_other_kernel, "avx2") != 0) {
+            sdf_options_default(&a);
+            sdf_options_default(&b);
+            b.isa = SDF_ISA_AVX2;
+            check_pair("auto + avx2", a, b);
+            Job ja, jb;
+            memset(&ja, 0, sizeof(ja));
+            memset(&jb, 0, sizeof(jb));
+            ja.opts = a, jb.opts = b;
+            run_job(&ja);
+            run_job(&jb);
+            CHECK(ja.n_maps && jb.n_maps && !same_maps(&ja, &jb), "the avx2 context's features differ from avx512's");
+            CHECK(!strcmp(gemm_kernel_info()->name, "avx512"), "the caller's path is back after the calls: %s",
+                  gemm_kernel_info()->name);
+            job_free(&ja);
+            job_free(&jb);
+        } else {
+            printf("SKIP test_api: the forced ISA path is process-wide in this build (auto + avx2 at once not run)\n");
+        }
     }
     return test_report("test_api");
 }

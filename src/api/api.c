@@ -14,6 +14,14 @@
 #include "kernels/kernels.h"
 #include "models/preprocess.h"
 
+// satdifuser.h's numbers are the library's own (SdIsa, NN_*): a compile-time check (as ints: they
+// are members of different enums).
+typedef char sdf_numbers_match[(int)SDF_ISA_SCALAR == (int)ISA_SCALAR && (int)SDF_ISA_AVX2 == (int)ISA_AVX2 &&
+                                       (int)SDF_ISA_AVX512 == (int)ISA_AVX512 && (int)SDF_ISA_NEON == (int)ISA_NEON &&
+                                       (int)SDF_F32 == (int)NN_F32 && (int)SDF_BF16 == (int)NN_BF16
+                                   ? 1
+                                   : -1];
+
 const char *sdf_last_error(void) { return sd_last_error(); }
 
 SdfStatus api_arg(const char *fmt, const char *what) {

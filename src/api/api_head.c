@@ -130,6 +130,13 @@ SdfStatus sdf_head_load(SdfContext *ctx, const char *run_dir, const char *weight
     if (head_model_init(&h->m, &h->hc)) goto done;
     h->ready = 1;
     if (head_model_load(&h->m, h->weights)) goto done;
+    // MoE: the counters train's final test started from, as `satdifuser predict` reads them
+    int found = 0;
+    if (moe_counter_read(run_dir, &h->m, &found)) goto done;
+    if (h->hc.fuser.kind == FUSER_MOE) {
+        h->n_moe = h->m.fuser.moe.num_scales;
+        for (int s = 0; s < h->n_moe; s++) h->moe_steps[s] = h->m.fuser.moe.scales[s].global_step;
+    }
     st = SDF_OK;
 done:
     json_free(&cfg);
@@ -257,8 +264,7 @@ SdfStatus sdf_predict(SdfContext *ctx, SdfHead *h, const SdfFeatures *f, SdfPred
     }
     // MoE: every prediction starts from the counters of train's final test (RUN/moe_counter.json), as
     // each `satdifuser predict` does: the gates do not drift with the number of images predicted
-    int found = 0;
-    if (moe_counter_read(h->run, &h->m, &found)) goto done;
+    for (int s = 0; s < h->n_moe; s++) h->m.fuser.moe.scales[s].global_step = h->moe_steps[s];
     FusionInput in;
     memset(&in, 0, sizeof(in));
     in.B = 1;

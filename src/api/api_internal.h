@@ -43,6 +43,10 @@ struct SdfHead {
     JsonValue meta;          // RUN/features_meta.json, or empty
     char number[16];         // sdf_head_class_name's text for a class without a name
     char *prompt, *layers;   // sdf_head_extract_options' strings
+    // MoE: each scale's call counter after load (RUN/moe_counter.json, else the config's), put back
+    // before every prediction so that the gates do not drift with the number of images predicted
+    int n_moe;
+    int64_t moe_steps[FUSION_MAX_SCALES];
 };
 
 typedef struct {
