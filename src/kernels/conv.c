@@ -183,8 +183,8 @@ int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16
     if (weight->side != GEMM_BF16_A || weight->rows != Cout || weight->K != K)
         return sd_errorf("conv2d_forward_bf16: weights packed as side %d, %d x %d; the conv needs side A, %d x %d",
                          weight->side, weight->rows, weight->K, Cout, K);
-    if (!gemm_kernel_avx512_bf16())
-        return sd_errorf("conv2d_forward_bf16: no bf16 kernel in this build (x86-64 with AVX512_BF16 only)");
+    if (!gemm_kernel_avx512_bf16() && !gemm_kernel_neon_bf16())
+        return sd_errorf("conv2d_forward_bf16: no bf16 kernel in this build (x86-64 with AVX512_BF16, arm64 with FEAT_BF16)");
     if (!gemm_bf16_supported())
         return sd_errorf("conv2d_forward_bf16: this CPU has no AVX512_BF16 (or AVX-512 is not in use)");
     int Ho = conv_out_size(H, KH, g.stride, g.pad_top, g.pad_bottom);
@@ -198,6 +198,18 @@ int conv2d_forward_bf16(const float *x, int N, int Cin, int H, int W, const Bf16
         for (int n = 0; n < N; n++) {
             p.b = x + (int64_t)n * Cin * H * W;
             p.ldb = H * W;
+            p.c = y + (int64_t)n * Cout * Ho * Wo;
+            if (gemm_bf16_run(&p, weight) != 0) return -1;
+        }
+        return 0;
+    }
+    if (!gemm_kernel_avx512_bf16()) {
+        // arm64 (gemm_neon_bf16.c): the f32 im2col, rounded to pairs by the set's B packer: the
+        // same values as the padded bf16 copy, so the same bits
+        for (int n = 0; n < N; n++) {
+            ConvPackCtx cx = {x + (int64_t)n * Cin * H * W, H, W, KH, KW, g.stride, g.pad_top, g.pad_left, Wo};
+            p.pack_b = conv_pack_b;
+            p.pack_b_ctx = &cx;
             p.c = y + (int64_t)n * Cout * Ho * Wo;
             if (gemm_bf16_run(&p, weight) != 0) return -1;
         }

@@ -444,7 +444,7 @@ static int check_bf16_problem(const GemmProblem *g, const Bf16Packed *w) {
 int gemm_bf16_run(const GemmProblem *g, const Bf16Packed *w) {
     if (check_bf16_problem(g, w) != 0) return -1;
     if (!gemm_bf16_supported()) return sd_errorf("gemm_bf16_run: this CPU has no AVX512_BF16 (or AVX-512 is not in use)");
-    const GemmKernelInfo *ki = gemm_kernel_avx512_bf16();
+    const GemmKernelInfo *ki = gemm_kernel_avx512_bf16() ? gemm_kernel_avx512_bf16() : gemm_kernel_neon_bf16();
     // the weights as packed weights of the bf16 set (each micro-panel all of K), read in place
     GemmPackedWeights pw;
     gemm_packed_layout(&pw, ki, w->rows, w->K, w->side == GEMM_BF16_BT, w->data);

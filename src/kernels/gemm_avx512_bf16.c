@@ -367,7 +367,9 @@ void gemm_bf16_softmax_pairs(float *s, int rows, float *m, float *l, float *corr
     (void)s, (void)rows, (void)m, (void)l, (void)corr;
 }
 
+#if !defined(__aarch64__)  // arm64: gemm_neon_bf16.c's (FEAT_BF16)
 int gemm_bf16_supported(void) { return 0; }
+#endif
 
 const GemmKernelInfo *gemm_kernel_avx512_bf16(void) { return NULL; }
 

@@ -130,6 +130,8 @@ const GemmKernelInfo *gemm_kernel_avx512(void);
 const GemmKernelInfo *gemm_kernel_neon(void);
 // The bf16 set (vdpbf16ps, 14 x 32 tiles); NULL off x86-64. Run only when gemm_bf16_supported().
 const GemmKernelInfo *gemm_kernel_avx512_bf16(void);
+// The arm64 bf16 set (BFMLALT/BFMLALB, the same layout and sums; gemm_neon_bf16.c); NULL off arm64.
+const GemmKernelInfo *gemm_kernel_neon_bf16(void);
 // Its register tile, which is also the panel width of Bf16Packed weights (side A: 14 rows, side BT: 32).
 enum { GEMM_BF16_MR = 14, GEMM_BF16_NR = 32 };
 
