@@ -62,6 +62,10 @@ void sdf_options_default(SdfOptions *o);
 // opts NULL: the defaults. Checks the options (an ISA or precision the CPU lacks is SDF_ERR_UNSUPPORTED).
 SdfStatus sdf_context_new(const SdfOptions *opts, SdfContext **out);
 void sdf_context_free(SdfContext *ctx);
+// Frees the calling thread's kept workspaces (the GEMM's pack buffers, kept between calls and owned
+// by each host thread). Call it in a thread that used the library before the thread ends, else
+// they leak; a later call on the thread allocates them again.
+void sdf_thread_release(void);
 
 // ---- model ---------------------------------------------------------------------------------
 

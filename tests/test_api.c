@@ -56,6 +56,7 @@ static void *run_job(void *arg) {
     sdf_features_free(f);
     sdf_model_free(model);
     sdf_context_free(ctx);
+    sdf_thread_release();  // this thread's GEMM buffers (ASan: no leak when the thread ends)
     return NULL;
 }
 
@@ -109,6 +110,7 @@ static void *fail_often(void *arg) {
         pthread_barrier_wait(&g_barrier);  // both read
     }
     sdf_context_free(ctx);
+    sdf_thread_release();
     return (void *)wrong;
 }
 
@@ -224,5 +226,6 @@ int main(void) {
             printf("SKIP test_api: the forced ISA path is process-wide in this build (auto + avx2 at once not run)\n");
         }
     }
+    sdf_thread_release();
     return test_report("test_api");
 }

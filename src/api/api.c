@@ -118,6 +118,8 @@ SdfStatus sdf_context_new(const SdfOptions *opts, SdfContext **out) {
 
 void sdf_context_free(SdfContext *ctx) { free(ctx); }
 
+void sdf_thread_release(void) { gemm_free_thread_buffers(); }
+
 // ---- model ---------------------------------------------------------------------------------------
 
 SdfStatus sdf_model_load(SdfContext *ctx, const char *path, const char *unet_dir, SdfModel **out) {
