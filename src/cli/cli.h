@@ -22,6 +22,13 @@ int cmd_import_head(int argc, char **argv);
 int cmd_pack(int argc, char **argv);
 int cmd_figures(int argc, char **argv);
 int cmd_geobench(int argc, char **argv);
+// geobench export's progress printer (gb_export's callback, io/geobench.h); user: a CliGeobenchExport.
+typedef struct {
+    const char *task, *out;  // TASKDIR and --out, for the summary line
+    int images;              // 0: labels only
+} CliGeobenchExport;
+void cli_geobench_export_progress(void *user, int done, int total, int finished, const char *partition,
+                                  const char *task);
 // reproduce (cmd_reproduce.c): a GEO-Bench experiment end to end by calling extract, train and eval.
 int cmd_reproduce(int argc, char **argv);
 // info FILE.hdf5 (cmd_geobench.c): 1 if the file starts with the HDF5 signature; the listing.

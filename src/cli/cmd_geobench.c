@@ -118,6 +118,18 @@ static void geobench_usage(FILE *f) {
             "DIR must be new or empty; it is written under another name and renamed when complete.\n");
 }
 
+// gb_export's progress, printed: every 1000th sample on stderr, the summary on stdout.
+void cli_geobench_export_progress(void *user, int done, int total, int finished, const char *partition,
+                                  const char *task) {
+    const CliGeobenchExport *w = (const CliGeobenchExport *)user;
+    if (!finished) {
+        fprintf(stderr, "geobench export: %d / %d samples\n", done, total);
+        return;
+    }
+    printf("geobench export: %d samples of %s (partition %s, task %s) -> %s%s\n", total, w->task, partition, task,
+           w->out, w->images ? "" : " (labels only)");
+}
+
 int cmd_geobench(int argc, char **argv) {
     if (argc < 1 || !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h")) {
         geobench_usage(argc < 1 ? stderr : stdout);
@@ -156,7 +168,8 @@ int cmd_geobench(int argc, char **argv) {
         geobench_usage(stderr);
         return 2;
     }
-    if (gb_export(task, out, partition, bands, 1, quiet)) {
+    CliGeobenchExport where = {task, out, 1};
+    if (gb_export(task, out, partition, bands, 1, quiet ? NULL : cli_geobench_export_progress, &where)) {
         fprintf(stderr, "satdifuser geobench export: %s\n", sd_last_error());
         return 1;
     }

@@ -476,7 +476,9 @@ int cmd_reproduce(int argc, char **argv) {
     if (!a.shard && !exists(labels)) {
         char dir[4300];
         snprintf(dir, sizeof(dir), "%s/labels", a.out);
-        if (gb_export(taskdir, dir, a.partition, p.bands, 0, a.quiet)) goto fail;
+        CliGeobenchExport where = {taskdir, dir, 0};
+        if (gb_export(taskdir, dir, a.partition, p.bands, 0, a.quiet ? NULL : cli_geobench_export_progress, &where))
+            goto fail;
     }
     // 2. features
     if (!stage_done(a.out, "extract", &t_extract)) {

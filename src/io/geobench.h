@@ -95,7 +95,13 @@ int gb_band_indices(const char *path, const char *names, int *idx, int max, int 
 // satdifuser geobench export: OUT/images/<sample>.npy, OUT/masks/<sample>.npy (seg),
 // OUT/labels.csv; written into a temporary folder beside OUT and renamed at the end.
 // images 0: labels.csv and masks only (satdifuser reproduce extracts from the task folder itself).
-int gb_export(const char *dir, const char *out, const char *partition, const char *bands, int images, int quiet);
+// progress (may be NULL: silent) is called after every 1000th sample with finished = 0, and once
+// with finished = 1 when OUT is complete; task is "cls", "multilabel" or "seg". The library prints
+// nothing: the CLI's callback does (cli_geobench_export_progress).
+typedef void (*GbExportProgress)(void *user, int done, int total, int finished, const char *partition,
+                                 const char *task);
+int gb_export(const char *dir, const char *out, const char *partition, const char *bands, int images,
+              GbExportProgress progress, void *user);
 
 // configs/tasks/<task>.json (io/geobench_preset.c, docs/geobench.md): the original's settings for a task.
 #define GB_PRESET_MAX_HEAD 6

@@ -58,7 +58,8 @@ static void put_class_name(FILE *fp, const char *name) {
     for (const char *p = name; *p; p++) fputc(*p == ',' ? ';' : (*p == '\n' || *p == '\r') ? ' ' : *p, fp);
 }
 
-int gb_export(const char *dir, const char *out, const char *partition, const char *bands, int images, int quiet) {
+int gb_export(const char *dir, const char *out, const char *partition, const char *bands, int images,
+              GbExportProgress progress, void *user) {
     int state = empty_or_missing(out);
     if (state < 0)
         return sd_errorf("--out %s: exists and is not an empty folder (choose a new folder; nothing is overwritten)",
@@ -138,16 +139,15 @@ int gb_export(const char *dir, const char *out, const char *partition, const cha
             fprintf(csv, "\n");
         }
         gb_sample_free(&s);
-        if (!quiet && (i + 1) % 1000 == 0) fprintf(stderr, "geobench export: %d / %d samples\n", i + 1, t.num_samples);
+        if (progress && (i + 1) % 1000 == 0) progress(user, i + 1, t.num_samples, 0, t.partition, task_names[t.type]);
     }
     if (csv && fclose(csv) != 0 && rc == 0) rc = sd_errorf("%s/labels.csv: write failed", tmp);
     if (rc == 0 && state == 1 && rmdir(out) != 0) rc = sd_errorf("%s: cannot replace the empty folder: %s", out,
                                                                   strerror(errno));
     if (rc == 0 && rename(tmp, out) != 0) rc = sd_errorf("%s: cannot rename %s to it: %s", out, tmp, strerror(errno));
     if (rc) remove_export(tmp);
-    else if (!quiet)
-        printf("geobench export: %d samples of %s (partition %s, task %s) -> %s%s\n", t.num_samples, dir, t.partition,
-               task_names[t.type], out, images ? "" : " (labels only)");
+    else if (progress)
+        progress(user, t.num_samples, t.num_samples, 1, t.partition, task_names[t.type]);
     gb_task_free(&t);
     return rc;
 }
