@@ -8,7 +8,7 @@
 #include <math.h>
 
 #include "core/error.h"
-#include "kernels/gemm_bf16.h"
+#include "kernels/kernels.h"
 #include "models/features.h"
 #include "models/nn.h"
 #include "tests/test_util.h"

@@ -10,7 +10,6 @@
 #include <stdint.h>
 
 #include "core/runtime.h"
-#include "kernels/gemm_bf16.h"
 #include "kernels/kernels.h"
 #include "tests/test_util.h"
 

@@ -7,7 +7,7 @@
 #include "cli/cli.h"
 #include "core/error.h"
 #include "core/runtime.h"
-#include "kernels/gemm_bf16.h"
+#include "kernels/kernels.h"
 #include "models/nn.h"
 
 static const struct {

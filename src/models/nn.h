@@ -16,7 +16,6 @@
 
 #include "core/tensor.h"
 #include "io/safetensors.h"
-#include "kernels/gemm_bf16.h"
 #include "kernels/kernels.h"
 
 #define NN_NAME_MAX 256
