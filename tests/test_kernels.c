@@ -438,11 +438,12 @@ static void test_attention(const char *isa, Arena *arena) {
     check_attention(isa, 2, 5, 333, 333, 64, 0, arena, 1);  // self-attention, threads
     check_attention(isa, 1, 3, 200, 77, 160, 1, arena, 1);
     if (arena) {
-        // an arena too small for the workspace: the heap takes over, the arena is left as it was
+        // an arena smaller than the workspace grows for it and is left at its mark
         Arena tiny;
         if (arena_init(&tiny, 4096) == 0) {
             check_attention(isa, 1, 2, 70, 90, 40, 0, &tiny, 0);
-            CHECK(tiny.used == 0 && tiny.peak == 0, "%s attention touched a too-small arena", isa);
+            CHECK(tiny.used == 0 && tiny.peak > 0 && tiny.capacity > 4096, "%s attention in a small arena: used %zu, peak %zu",
+                  isa, tiny.used, tiny.peak);
             arena_free(&tiny);
         }
         size_t need = attention_scratch_bytes(333, 64);

@@ -291,12 +291,12 @@ static int attention_run(const float *q, const float *k, const float *v, float *
     int items = B * heads * chunks;
     if (threads > items) threads = items;
 
-    // Workspace per thread: from the arena when it fits, else from the heap.
+    // Workspace per thread: from the caller's arena (it grows as needed), else from the heap.
     size_t per_thread = work_floats(ki, Nk, hd);
     size_t need = per_thread * (size_t)threads * sizeof(float);
     size_t mark = scratch ? arena_mark(scratch) : 0;
     float *base = NULL, *heap = NULL;
-    if (scratch && (scratch->used + 63) / 64 * 64 + need <= scratch->capacity) base = arena_floats(scratch, need / 4);
+    if (scratch && !(base = arena_floats(scratch, need / 4))) return SD_FAIL;
     if (!base) {
         void *p = NULL;
         if (posix_memalign(&p, 64, need) != 0 || !p)

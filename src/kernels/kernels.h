@@ -161,8 +161,8 @@ void div_scalar_backward(float *dinp, float *dt, const float *dout, const float 
 // causal: query i sees keys j <= i (CLIP text).
 int attention_forward(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq, int Nk,
                       int head_dim, float scale, int causal, Arena *scratch);
-// Arena bytes attention_forward takes when the arena has room (for every thread of
-// omp_get_max_threads()); with less room it takes the same from the heap for the call.
+// Arena bytes attention_forward takes (for every thread of omp_get_max_threads()); without an
+// arena it takes the same from the heap for the call.
 size_t attention_scratch_bytes(int Nk, int head_dim);
 
 // ---- Resampling and pooling (resample.c) ------------------------------------
