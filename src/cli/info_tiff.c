@@ -7,16 +7,9 @@
 #include "cli/predict_scene.h"
 #include "core/error.h"
 #include "io/tiff.h"
+#include "models/tiling.h"
 
-int is_tiff_path(const char *path) {
-    unsigned char m[4] = {0, 0, 0, 0};
-    FILE *f = fopen(path, "rb");
-    if (!f) return 0;
-    size_t n = fread(m, 1, 4, f);
-    fclose(f);
-    return n == 4 && ((m[0] == 'I' && m[1] == 'I' && (m[2] == 42 || m[2] == 43) && m[3] == 0) ||
-                      (m[0] == 'M' && m[1] == 'M' && m[2] == 0 && (m[3] == 42 || m[3] == 43)));
-}
+int is_tiff_path(const char *path) { return scene_is_tiff(path); }
 
 static void doubles(const char *name, const double *v, int n) {
     if (!n) return;

@@ -39,7 +39,7 @@ float tile_ramp(int i, int tile, int overlap, int first, int last) {
 // ---------------------------------------------------------------------------
 // The image, by rows.
 
-static int is_tiff_file(const char *path) {
+int scene_is_tiff(const char *path) {
     unsigned char m[4] = {0, 0, 0, 0};
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
@@ -52,7 +52,7 @@ static int is_tiff_file(const char *path) {
 
 int scene_open(SceneSource *s, const char *path) {
     memset(s, 0, sizeof(*s));
-    if (is_tiff_file(path)) {
+    if (scene_is_tiff(path)) {
         if (tiff_open(path, &s->tiff, &s->tiff_info)) return -1;
         const TiffImage *t = &s->tiff_info;
         s->is_tiff = 1;

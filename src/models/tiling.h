@@ -45,6 +45,8 @@ typedef struct {
     size_t native_cap;
 } SceneSource;
 
+// 1 if the file starts with a TIFF or BigTIFF header (II/MM, 42/43).
+int scene_is_tiff(const char *path);
 int scene_open(SceneSource *s, const char *path);
 // Rows [y0, y0 + rows) of every band as float: out (bands, rows, width).
 int scene_read_rows(SceneSource *s, int y0, int rows, float *out);
