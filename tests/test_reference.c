@@ -44,7 +44,7 @@ static void test_by_hand(void) {
     CHECK(same_bits(out, want, 9), "conv 3x3 pad 1: %g %g %g / %g %g", out[0], out[1], out[2], out[4], out[8]);
     // stride 2, no padding, 2x2 kernel [1 0; 0 -1] on the 3x3 map: one output, 1 - 5 = -4
     float k2[4] = {1, 0, 0, -1}, o2[1];
-    Conv2dGeometry g2 = {2, 2, 2, 0, 0, 0, 0};
+    Conv2dGeometry g2 = conv_geometry(2, 2, 0);
     reference_conv2d(m, 1, 1, 3, 3, k2, NULL, NULL, 1, g2, o2);
     CHECK(o2[0] == -4.0f, "conv 2x2 stride 2: %g", o2[0]);
 
@@ -144,7 +144,8 @@ static void test_hooks(void) {
     }
     // convolutions, plain and packed
     const int Cin = 6, H = 9, W = 10, Cout = 7, K = Cin * 9;
-    Conv2dGeometry g = {3, 3, 1, 1, 0, 1, 2};
+    Conv2dGeometry g = {.kernel_h = 3, .kernel_w = 3, .stride = 1,
+                        .pad_top = 1, .pad_left = 0, .pad_bottom = 1, .pad_right = 2};
     const int Ho = conv_out_size(H, 3, 1, 1, 1), Wo = conv_out_size(W, 3, 1, 0, 2);
     size_t ny = (size_t)Cout * Ho * Wo;
     float *x = rand_buf((size_t)Cin * H * W, 15), *w = rand_buf((size_t)Cout * K, 16), *cb = rand_buf(Cout, 17);

@@ -71,7 +71,7 @@ static void extract_usage(FILE *f) {
             "  --precision f32|bf16 compute precision of the linear and conv layers (default f32; bf16 needs\n"
             "                       AVX512_BF16: ~1.8x faster, ~1%% relative error in the features, docs/bf16.md)\n"
             "  --bands LIST         1-based R,G,B bands (default: 1,2,3 for 3-4 bands, 4,3,2 for 12-13 bands);\n"
-            "                       GEO-Bench samples: band names too (\"04 - Red,03 - Green,02 - Blue\")\n"
+            "                       band names too for GEO-Bench samples and GeoTIFFs with GDAL band descriptions\n"
             "  --scale MODE         how samples become [0, 1], per band (x = clip((v - offset) / range, 0, 1)):\n"
             "                       auto (default): 8-bit /255, 16-bit PNG /65535, other integers /4095, floats\n"
             "                       clipped; a warning names each band that lost pixels to clipping\n"

@@ -111,8 +111,6 @@ static int int_opt(const char *opt, const char *v, long lo, long hi, int *out) {
 
 static int parse_args(int argc, char **argv, Args *a) {
     memset(a, 0, sizeof(*a));
-    a->fuser = "gw";
-    a->partition = "default";
     for (int i = 0; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--quiet")) { a->quiet = 1; continue; }
@@ -137,9 +135,11 @@ static int parse_args(int argc, char **argv, Args *a) {
                            : !strcmp(o, "--max-steps")    ? &a->max_steps
                                                           : NULL;
         if (!dst) return sd_errorf("unknown option '%s'", o);
-        if (*dst && dst != &a->fuser && dst != &a->partition) return sd_errorf("%s given twice", o);
+        if (*dst) return sd_errorf("%s given twice", o);
         *dst = v;
     }
+    if (!a->fuser) a->fuser = "gw";
+    if (!a->partition) a->partition = "default";
     if (!a->root || !a->task || !a->model || !a->out)
         return sd_errorf("--geobench, --task, --model and --out are required");
     static const char *const fusers[] = {"gw", "lw", "moe", "concat", "single"};
@@ -151,32 +151,65 @@ static int parse_args(int argc, char **argv, Args *a) {
     return 0;
 }
 
-// The settings that decide the run's results, as a JSON object (fixed key order).
+// The settings that decide the run's results: (key, value) pairs in a fixed order, every value
+// as text (numbers formatted once here, so reproduce.json compares as strings).
+typedef struct {
+    const char *key[32], *val[32];
+    char num[32][64];  // the formatted numbers val[] points into
+    int n;
+} Settings;
+
+static void set_str(Settings *s, const char *key, const char *val) {
+    s->key[s->n] = key;
+    s->val[s->n++] = val;
+}
+
+static void set_int(Settings *s, const char *key, int val) {
+    snprintf(s->num[s->n], sizeof(s->num[0]), "%d", val);
+    set_str(s, key, s->num[s->n]);
+}
+
+static void set_double(Settings *s, const char *key, double val) {
+    fmt_double(val, s->num[s->n], sizeof(s->num[0]));
+    set_str(s, key, s->num[s->n]);
+}
+
+// The settings as a JSON object of strings; the preset's head options last, as "head.<key>".
 static void settings_json(const Args *a, const GbPreset *p, const char *taskdir, const char *model, const char *unet,
                           const char *features, char *out, size_t size) {
-    const char *keys[32], *vals[32];
-    char nums[16][64];
-    int n = 0, k = 0;
-#define S(key, val) (keys[n] = key, vals[n++] = val)
-#define I(key, val) (snprintf(nums[k], 64, "%d", val), keys[n] = key, vals[n++] = nums[k++])
-#define D(key, val) (fmt_double(val, nums[k], 64), keys[n] = key, vals[n++] = nums[k++])
-    S("task", p->task), S("task_dir", taskdir), S("partition", a->partition);
-    S("fuser", a->fuser), S("model", model), S("unet", unet ? unet : ""), S("features", features);
-    S("bands", p->bands), S("scale", p->scale), I("size", p->size), S("prompt", p->prompt);
-    I("num_classes", p->num_classes), I("ignore_value", p->ignore_value), S("metric", p->metric);
+    Settings st = {.n = 0};
+    set_str(&st, "task", p->task);
+    set_str(&st, "task_dir", taskdir);
+    set_str(&st, "partition", a->partition);
+    set_str(&st, "fuser", a->fuser);
+    set_str(&st, "model", model);
+    set_str(&st, "unet", unet ? unet : "");
+    set_str(&st, "features", features);
+    set_str(&st, "bands", p->bands);
+    set_str(&st, "scale", p->scale);
+    set_int(&st, "size", p->size);
+    set_str(&st, "prompt", p->prompt);
+    set_int(&st, "num_classes", p->num_classes);
+    set_int(&st, "ignore_value", p->ignore_value);
+    set_str(&st, "metric", p->metric);
     const PresetTrain *t = &p->train;
-    I("batch_size", t->batch_size), I("val_batch_size", t->val_batch_size), I("epochs", t->epochs);
-    I("warmup_epochs", t->warmup_epochs), D("lr", t->lr), D("min_lr", t->min_lr), D("weight_decay", t->weight_decay);
-    I("eval_every", t->eval_every), I("patience", t->patience), I("seed", t->seed), I("max_steps", t->max_steps);
-#undef S
-#undef I
-#undef D
+    set_int(&st, "batch_size", t->batch_size);
+    set_int(&st, "val_batch_size", t->val_batch_size);
+    set_int(&st, "epochs", t->epochs);
+    set_int(&st, "warmup_epochs", t->warmup_epochs);
+    set_double(&st, "lr", t->lr);
+    set_double(&st, "min_lr", t->min_lr);
+    set_double(&st, "weight_decay", t->weight_decay);
+    set_int(&st, "eval_every", t->eval_every);
+    set_int(&st, "patience", t->patience);
+    set_int(&st, "seed", t->seed);
+    set_int(&st, "max_steps", t->max_steps);
     size_t used = (size_t)snprintf(out, size, "{");
-    for (int i = 0; i < n && used < size; i++) {
+    for (int i = 0; i < st.n && used < size; i++) {
         used += (size_t)snprintf(out + used, size - used, "%s\n  ", i ? "," : "");
-        if (used < size) used += json_escape(keys[i], out + used, size - used);
+        if (used < size) used += json_escape(st.key[i], out + used, size - used);
         if (used < size) used += (size_t)snprintf(out + used, size - used, ": ");
-        if (used < size) used += json_escape(vals[i], out + used, size - used);
+        if (used < size) used += json_escape(st.val[i], out + used, size - used);
     }
     for (int h = 0; h < p->num_head && used < size; h++)
         used += (size_t)snprintf(out + used, size - used, ",\n  \"head.%s\": \"%d\"", p->head_keys[h], p->head_vals[h]);
@@ -470,7 +503,7 @@ int cmd_reproduce(int argc, char **argv) {
     if (stage_done(a.out, "results", NULL)) {
         printf("reproduce: %s is complete (%s/results.done); nothing to do\n", a.out, a.out);
         rc = 0;
-        goto fail;
+        goto done;
     }
     // 1. labels of the partition (not in a shard job: the array's tasks would race for it)
     if (!a.shard && !exists(labels)) {
@@ -489,13 +522,13 @@ int cmd_reproduce(int argc, char **argv) {
         if (a.shard) {
             printf("reproduce: extraction shard %s done; when every shard is, rerun without --shard to train\n", a.shard);
             rc = 0;
-            goto fail;
+            goto done;
         }
         if (mark_done(a.out, "extract", t_extract)) goto fail;
     } else if (a.shard) {
         printf("reproduce: extraction is complete (%s/extract.done)\n", a.out);
         rc = 0;
-        goto fail;
+        goto done;
     }
     // 3. training
     if (!stage_done(a.out, "train", &t_train)) {
@@ -544,8 +577,8 @@ int cmd_reproduce(int argc, char **argv) {
 usage:
     fprintf(stderr, "satdifuser reproduce: %s\n", sd_last_error());
     goto done;
-fail:
-    if (rc) fprintf(stderr, "satdifuser reproduce: %s\n", sd_last_error());
+fail:  // rc != 0, the message in sd_last_error()
+    fprintf(stderr, "satdifuser reproduce: %s\n", sd_last_error());
     goto done;
 quiet_fail:  // the stage printed its own message
     fprintf(stderr, "satdifuser reproduce: stage failed (exit %d); rerun the same command to resume\n", rc);

@@ -73,9 +73,12 @@ int gb_preset_find(const char *name, char *path, size_t size) {
         }
         closedir(d);
     }
+    // name the binary's folder (after $SATDIFUSER_CONFIGS when set; ./configs/tasks without /proc)
+    const char *env = getenv("SATDIFUSER_CONFIGS");
+    const char *shown = dirs[env && *env && nd > 1 ? 1 : 0];
     return sd_errorf("--task %s: no preset %s.json in %s (nor $SATDIFUSER_CONFIGS/tasks, the binary's configs/tasks, "
                      "./configs/tasks)%s%s; give a preset file as --task FILE.json",
-                     name, name, nd > 1 ? dirs[nd - 3] : dirs[0], used ? "; presets: " : "", names);
+                     name, name, shown, used ? "; presets: " : "", names);
 }
 
 static int need_string(const JsonValue *o, const char *key, const char *path, char **out) {

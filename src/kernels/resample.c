@@ -17,6 +17,14 @@ static void bilinear_taps(int i, int in, int out, int align_corners, int *i0, in
     *lambda = s - (float)*i0;
 }
 
+// The input window [*i0, *i1) that adaptive pooling averages for output index i, as ATen's
+// start_index / end_index: i0 = floor(i * in / out), i1 = ceil((i + 1) * in / out). Shared by
+// adaptive_avg_pool2d and its backward.
+static void pool_window(int i, int in, int out, int *i0, int *i1) {
+    *i0 = (i * in) / out;
+    *i1 = ((i + 1) * in + out - 1) / out;
+}
+
 void resize_bilinear(const float *x, float *y, int N, int C, int H, int W, int Ho, int Wo, int align_corners) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < N; n++) {
@@ -51,6 +59,7 @@ void upsample_nearest2x(const float *x, float *y, int N, int C, int H, int W) {
     }
 }
 
+// y[n][c][oh][ow] = mean of x[n][c][h0:h1][w0:w1] over the pool_window of (oh, ow).
 void adaptive_avg_pool2d(const float *x, float *y, int N, int C, int H, int W, int Ho, int Wo) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < N; n++) {
@@ -58,9 +67,11 @@ void adaptive_avg_pool2d(const float *x, float *y, int N, int C, int H, int W, i
             const float *in = x + ((int64_t)n * C + c) * H * W;
             float *o = y + ((int64_t)n * C + c) * Ho * Wo;
             for (int oh = 0; oh < Ho; oh++) {
-                int h0 = (oh * H) / Ho, h1 = ((oh + 1) * H + Ho - 1) / Ho;
+                int h0, h1;
+                pool_window(oh, H, Ho, &h0, &h1);
                 for (int ow = 0; ow < Wo; ow++) {
-                    int w0 = (ow * W) / Wo, w1 = ((ow + 1) * W + Wo - 1) / Wo;
+                    int w0, w1;
+                    pool_window(ow, W, Wo, &w0, &w1);
                     float sum = 0.0f;
                     for (int h = h0; h < h1; h++)
                         for (int w = w0; w < w1; w++) sum += in[h * W + w];
@@ -101,6 +112,7 @@ void resize_bilinear_backward(float *dinp, const float *dout, int N, int C, int 
     }
 }
 
+// dx[n][c][h][w] += dy[n][c][oh][ow] / window size, for every output window (oh, ow) holding (h, w).
 void adaptive_avg_pool2d_backward(float *dinp, const float *dout, int N, int C, int H, int W, int Ho, int Wo) {
 #pragma omp parallel for collapse(2) schedule(static)
     for (int n = 0; n < N; n++) {
@@ -108,9 +120,11 @@ void adaptive_avg_pool2d_backward(float *dinp, const float *dout, int N, int C, 
             float *dx = dinp + ((int64_t)n * C + c) * H * W;
             const float *d = dout + ((int64_t)n * C + c) * Ho * Wo;
             for (int oh = 0; oh < Ho; oh++) {
-                int h0 = (oh * H) / Ho, h1 = ((oh + 1) * H + Ho - 1) / Ho;
+                int h0, h1;
+                pool_window(oh, H, Ho, &h0, &h1);
                 for (int ow = 0; ow < Wo; ow++) {
-                    int w0 = (ow * W) / Wo, w1 = ((ow + 1) * W + Wo - 1) / Wo;
+                    int w0, w1;
+                    pool_window(ow, W, Wo, &w0, &w1);
                     float g = d[oh * Wo + ow] / (float)((h1 - h0) * (w1 - w0));
                     for (int h = h0; h < h1; h++)
                         for (int w = w0; w < w1; w++) dx[h * W + w] += g;
