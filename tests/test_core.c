@@ -49,6 +49,8 @@ static void test_arena(void) {
     CHECK(arena_floats(&a, 1000) == big, "the chained block is kept for the next deeper use");
     // empty again: one block of the peak, where the same allocations fit without growing
     arena_reset(&a, 0);
+    CHECK(a.used == 0 && a.capacity > ((peak + 63) & ~(size_t)63), "a reset keeps the chain: %zu", a.capacity);
+    arena_end(&a, 0);
     CHECK(a.used == 0 && a.capacity == ((peak + 63) & ~(size_t)63), "merged into one block of the peak: %zu",
           a.capacity);
     size_t cap = a.capacity;
@@ -75,9 +77,9 @@ static void test_arena(void) {
         if (dst && dst != src) memmove(dst, src, 1000000 * sizeof(float));
         for (int i = 0; dst && i < 1000000; i++) ok &= dst[i] == (float)i;
         CHECK(ok && dst, "reset to %s, then live data moved down from a later block", variant ? "a mark" : "0");
-        arena_reset(&m, 0);  // merges the chain (retired now), then nothing more to merge
-        arena_reset(&m, 0);
-        CHECK(m.retired == NULL && m.capacity == ((m.peak + 63) & ~(size_t)63), "the blocks taken out of the chain are freed at the next reset");
+        arena_end(&m, 0);
+        CHECK(m.retired == NULL && m.capacity == ((m.peak + 63) & ~(size_t)63),
+              "the blocks taken out of the chain are freed at the forward's end, the rest merged");
         arena_free(&m);
     }
     Arena zero = {0};

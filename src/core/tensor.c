@@ -208,11 +208,17 @@ void arena_reset(Arena *a, size_t mark) {
     ArenaBlock *b = a->head;
     while (b && b->next && mark >= b->next->start) b = b->next;
     a->cur = b;
+}
+
+void arena_end(Arena *a, size_t mark) {
+    arena_reset(a, mark);
+    free_retired(a);
     if (mark == 0 && a->head && a->head->next) {
         // empty with a chain: one block of the peak instead (if that fails, the arena stays empty
-        // and grows again on demand; the caller's error message, if any, is kept)
+        // and grows again on demand; the caller's error message, if any, is kept). Nothing above
+        // the mark is read again, so the chain is freed before the block is made: no overlap.
         size_t size = align64(a->peak);
-        retire_chain(a, a->head);
+        free_chain(a, a->head);
         a->head = a->cur = NULL;
         (void)append_block(a, size);
     }

@@ -57,5 +57,9 @@ size_t arena_mark(const Arena *a);
 // may overwrite them) until the next arena_reset or arena_free, so a caller may reset to a mark and
 // then move live data from above it down (memmove: the ranges may overlap).
 void arena_reset(Arena *a, size_t mark);
+// The end of a forward: arena_reset(a, mark), and nothing above the mark is read again. At mark 0 an
+// arena that grew into a chain of blocks becomes one block of its peak, so the next forward of the
+// same size (the DDIM walk's next UNet call) allocates nothing.
+void arena_end(Arena *a, size_t mark);
 
 #endif

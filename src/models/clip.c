@@ -191,7 +191,7 @@ int clip_text_forward(const ClipTextModel *m, const int64_t *input_ids, int batc
         goto done;
     rc = 0;
 done:
-    arena_reset(arena, mark);
+    arena_end(arena, mark);
     return rc;
 }
 

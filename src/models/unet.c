@@ -263,7 +263,7 @@ int unet_forward(const UNet *u, const float *sample, int B, int h, int w, const 
     }
     rc = captures_check_filled(captures, "UNet");
 done:
-    arena_reset(arena, mark0);
+    arena_end(arena, mark0);
     return rc;
 }
 

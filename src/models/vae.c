@@ -243,7 +243,7 @@ int vae_encode(const VaeEncoder *v, const float *image, int B, int H, int W, flo
     }
     rc = captures_check_filled(cap, "VAE encoder");
 done:
-    arena_reset(arena, mark0);
+    arena_end(arena, mark0);
     return rc;
 }
 
