@@ -39,14 +39,14 @@ static void test_dataset_regressions(void) {
     Dataset d;
     // feat.0.0 of shape (3, 0, 4): no data, so any channel count passes the file's checks
     // ((int)4294967299 == 3 matched feature_dims); the 0 height gave empty feature batches.
-    StWriteEntry e = {"feat.0.0", DT_F32, 3, {3, 0, 4}, dummy};
+    StWriteEntry e = {.name = "feat.0.0", .dtype = DT_F32, .ndim = 3, .shape = {3, 0, 4}, .data = dummy};
     CHECK(st_write(path, &e, 1, keys, values, 2) == 0, "write (3, 0, 4): %s", sd_last_error());
     int rc = dataset_open(&d, dir, &ls, 1, 255);
     CHECK(rc != 0 && strstr(sd_last_error(), "'feat.0.0' has dimension 1 of size 0") && strstr(sd_last_error(), path),
           "0-height features: %s", rc ? sd_last_error() : "accepted");
     if (rc == 0) dataset_close(&d);
     // A 0x5 NPY segmentation mask: every target of the run would have been empty.
-    e = (StWriteEntry){"feat.0.0", DT_F32, 3, {3, 1, 4}, dummy};
+    e = (StWriteEntry){.name = "feat.0.0", .dtype = DT_F32, .ndim = 3, .shape = {3, 1, 4}, .data = dummy};
     CHECK(st_write(path, &e, 1, keys, values, 2) == 0, "write (3, 1, 4): %s", sd_last_error());
     char mask[512];
     snprintf(mask, sizeof(mask), "%s/m.npy", dir);

@@ -228,7 +228,7 @@ static void test_uper_train_and_roundtrip(void) {
         entries[i].data = p->kind == PARAM_COUNTER ? (const void *)&p->counter : (const void *)p->data;
     }
     float junk[4] = {0};
-    StWriteEntry extra = {"decoder_head.2.weight", DT_F32, 2, {2, 2}, junk};
+    StWriteEntry extra = {.name = "decoder_head.2.weight", .dtype = DT_F32, .ndim = 2, .shape = {2, 2}, .data = junk};
     entries[n] = extra;
     CHECK(st_write(path, entries, n + 1, NULL, NULL, 0) == 0, "write");
     CHECK(head_model_load(&m2, path) != 0 && strstr(sd_last_error(), "decoder_head.2.weight"),
