@@ -156,22 +156,6 @@ static int load_jpeg(const char *path, Image *img) {
     return rc;
 }
 
-static float sample_to_float(const void *data, size_t i, NpyDtype t) {
-    switch (t) {
-    case NPY_UINT8: return (float)((const uint8_t *)data)[i];
-    case NPY_INT8: return (float)((const int8_t *)data)[i];
-    case NPY_UINT16: return (float)((const uint16_t *)data)[i];
-    case NPY_INT16: return (float)((const int16_t *)data)[i];
-    case NPY_UINT32: return (float)((const uint32_t *)data)[i];
-    case NPY_INT32: return (float)((const int32_t *)data)[i];
-    case NPY_UINT64: return (float)((const uint64_t *)data)[i];
-    case NPY_INT64: return (float)((const int64_t *)data)[i];
-    case NPY_FLOAT32: return ((const float *)data)[i];
-    case NPY_FLOAT64: return (float)((const double *)data)[i];
-    default: return 0.0f;
-    }
-}
-
 static int load_tiff(const char *path, Image *img) {
     TiffImage t;
     if (tiff_read(path, &t)) return -1;
@@ -182,7 +166,7 @@ static int load_tiff(const char *path, Image *img) {
     // would commit 4-32x that (1.3 GB of RAM for a 122-byte 16384x16384 8-bit file).
     // So zero samples are skipped (the buffer is already +0.0); -0.0 is still written.
     for (size_t i = 0; !rc && i < n; i++) {
-        float v = sample_to_float(t.data, i, t.dtype);
+        float v = npy_sample_to_float(t.data, i, t.dtype);
         if (v != 0.0f || signbit(v)) img->data[i] = v;
     }
     img->src_dtype_bits = t.bytes_per_sample * 8;

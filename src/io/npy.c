@@ -383,3 +383,19 @@ int npy_write(const char *path, NpyDtype dtype, int ndim, const int64_t *shape, 
     if (wrote != len || close_rc != 0) return sd_errorf("%s: write failed", path);
     return 0;
 }
+
+float npy_sample_to_float(const void *data, size_t i, NpyDtype t) {
+    switch (t) {
+    case NPY_UINT8: return (float)((const uint8_t *)data)[i];
+    case NPY_INT8: return (float)((const int8_t *)data)[i];
+    case NPY_UINT16: return (float)((const uint16_t *)data)[i];
+    case NPY_INT16: return (float)((const int16_t *)data)[i];
+    case NPY_UINT32: return (float)((const uint32_t *)data)[i];
+    case NPY_INT32: return (float)((const int32_t *)data)[i];
+    case NPY_UINT64: return (float)((const uint64_t *)data)[i];
+    case NPY_INT64: return (float)((const int64_t *)data)[i];
+    case NPY_FLOAT32: return ((const float *)data)[i];
+    case NPY_FLOAT64: return (float)((const double *)data)[i];
+    default: return 0.0f;
+    }
+}

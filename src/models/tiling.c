@@ -74,22 +74,6 @@ int scene_open(SceneSource *s, const char *path) {
     return 0;
 }
 
-static float sample_f32(const void *data, size_t i, NpyDtype dtype) {
-    switch (dtype) {
-    case NPY_UINT8: return (float)((const uint8_t *)data)[i];
-    case NPY_INT8: return (float)((const int8_t *)data)[i];
-    case NPY_UINT16: return (float)((const uint16_t *)data)[i];
-    case NPY_INT16: return (float)((const int16_t *)data)[i];
-    case NPY_UINT32: return (float)((const uint32_t *)data)[i];
-    case NPY_INT32: return (float)((const int32_t *)data)[i];
-    case NPY_UINT64: return (float)((const uint64_t *)data)[i];
-    case NPY_INT64: return (float)((const int64_t *)data)[i];
-    case NPY_FLOAT32: return ((const float *)data)[i];
-    case NPY_FLOAT64: return (float)((const double *)data)[i];
-    default: return 0.0f;
-    }
-}
-
 int scene_read_rows(SceneSource *s, int y0, int rows, float *out) {
     size_t plane = (size_t)rows * (size_t)s->width, n = plane * (size_t)s->bands;
     if (!s->is_tiff) {
@@ -106,7 +90,7 @@ int scene_read_rows(SceneSource *s, int y0, int rows, float *out) {
         s->native = p, s->native_cap = need;
     }
     if (tiff_read_rows(s->tiff, y0, rows, s->native)) return -1;
-    for (size_t i = 0; i < n; i++) out[i] = sample_f32(s->native, i, s->tiff_info.dtype);
+    for (size_t i = 0; i < n; i++) out[i] = npy_sample_to_float(s->native, i, s->tiff_info.dtype);
     return 0;
 }
 
