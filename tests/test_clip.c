@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "models/clip.h"
@@ -214,7 +215,7 @@ static void test_against_reference(const char *act, int half, const char *prefix
     random_weights(&w, 7 + (unsigned long long)strlen(act) + (unsigned long long)half);
     if (half) {  // the reference sees the fp16-rounded values the model loads
         float *f = (float *)&w;
-        for (size_t i = 0; i < sizeof(Weights) / sizeof(float); i++) f[i] = f16_to_f32(f32_to_f16(f[i]));
+        for (size_t i = 0; i < sizeof(Weights) / sizeof(float); i++) f[i] = f32_from_f16(f16_from_f32(f[i]));
     }
     CHECK(write_weights(&w, prefix, half, 0) == 0, "write weights: %s", sd_last_error());
     ClipTextModel m;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "io/json.h"
 #include "convert/ldm_plan.h"
 #include "io/safetensors.h"
@@ -306,7 +307,7 @@ static void test_tiny_roundtrip(void) {
         le_to_host(a, 4, 4);
         le_to_host(h, 4, 2);
         int ok = 1;
-        for (int i = 0; i < 4; i++) ok &= f16_to_f32(h[i]) == f16_to_f32(f32_to_f16(a[i]));
+        for (int i = 0; i < 4; i++) ok &= f32_from_f16(h[i]) == f32_from_f16(f16_from_f32(a[i]));
         CHECK(ok, "F32 -> F16 conversion of a slice");
         CHECK(ldm_tensor_read(q, 250, 10, DT_F32, a) < 0, "reading past the end is an error");
     }

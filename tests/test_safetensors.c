@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "io/safetensors.h"
 #include "tests/test_util.h"
 
@@ -84,17 +85,17 @@ static void test_half_conversions(void) {
     int exact = 1;
     for (uint32_t h = 0; h < 65536; h++) {
         uint16_t v = (uint16_t)h;
-        float f = f16_to_f32(v);
+        float f = f32_from_f16(v);
         if (isnan(f)) continue;
-        if (f32_to_f16(f) != v) { exact = 0; break; }
+        if (f16_from_f32(f) != v) { exact = 0; break; }
     }
     CHECK(exact, "every finite f16 survives f16 -> f32 -> f16");
-    CHECK(f16_to_f32(0x3C00) == 1.0f && f16_to_f32(0xC000) == -2.0f && f16_to_f32(0x0001) == 5.9604644775390625e-08f,
+    CHECK(f32_from_f16(0x3C00) == 1.0f && f32_from_f16(0xC000) == -2.0f && f32_from_f16(0x0001) == 5.9604644775390625e-08f,
           "f16 one, minus two, smallest subnormal");
-    CHECK(isinf(f16_to_f32(0x7C00)) && isnan(f16_to_f32(0x7E00)), "f16 inf and nan");
-    CHECK(f32_to_f16(1.0f + 1.0f / 2048.0f) == 0x3C00, "ties round to even");
-    CHECK(f32_to_f16(70000.0f) == 0x7C00, "overflow to inf");
-    CHECK(bf16_to_f32(0x3F80) == 1.0f && bf16_to_f32(0xC0A0) == -5.0f, "bf16 values");
+    CHECK(isinf(f32_from_f16(0x7C00)) && isnan(f32_from_f16(0x7E00)), "f16 inf and nan");
+    CHECK(f16_from_f32(1.0f + 1.0f / 2048.0f) == 0x3C00, "ties round to even");
+    CHECK(f16_from_f32(70000.0f) == 0x7C00, "overflow to inf");
+    CHECK(f32_from_bf16(0x3F80) == 1.0f && f32_from_bf16(0xC0A0) == -5.0f, "bf16 values");
 }
 
 static void test_malformed(void) {

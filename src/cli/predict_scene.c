@@ -22,6 +22,7 @@
 #include "cli/cli.h"
 #include "cli/preprocess_args.h"
 #include "core/error.h"
+#include "core/half.h"
 #include "core/runtime.h"
 #include "heads/head.h"
 #include "io/npy.h"
@@ -110,7 +111,7 @@ static int scene_window(void *vctx, const float *win, int bands, int tile, float
                 break;
             }
             if (c->f16)  // the feature cache stored f16: the head was trained (and predict runs) on these values
-                for (int64_t k = 0; k < tensor_numel(t); k++) t->data[k] = f16_to_f32(f32_to_f16(t->data[k]));
+                for (int64_t k = 0; k < tensor_numel(t); k++) t->data[k] = f32_from_f16(f16_from_f32(t->data[k]));
             in.feat[i][s] = t->data;
             in.H[s] = t->shape[2];
             in.W[s] = t->shape[3];

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/half.h"
 
 const char *const ldm_part_folder[LDM_PARTS] = {"unet", "vae", "text_encoder"};
 const char *const ldm_part_file[LDM_PARTS] = {"diffusion_pytorch_model.safetensors",
@@ -893,9 +894,9 @@ int ldm_tensor_read(const LdmTensor *t, int64_t first, int64_t count, DType dtyp
             uint32_t u = (uint32_t)b[0] | ((uint32_t)b[1] << 8) | ((uint32_t)b[2] << 16) | ((uint32_t)b[3] << 24);
             memcpy(&v, &u, 4);
         } else if (e->dtype == DT_F16) {
-            v = f16_to_f32((uint16_t)(b[0] | (b[1] << 8)));
+            v = f32_from_f16((uint16_t)(b[0] | (b[1] << 8)));
         } else if (e->dtype == DT_BF16) {
-            v = bf16_to_f32((uint16_t)(b[0] | (b[1] << 8)));
+            v = f32_from_bf16((uint16_t)(b[0] | (b[1] << 8)));
         } else if (e->dtype == DT_F64) {
             uint64_t u = 0;
             for (int i = 7; i >= 0; i--) u = (u << 8) | b[i];
@@ -909,7 +910,7 @@ int ldm_tensor_read(const LdmTensor *t, int64_t first, int64_t count, DType dtyp
         unsigned char *o = (unsigned char *)dst + k * dtype_size(dtype);
         uint32_t u;
         if (dtype == DT_F32) memcpy(&u, &v, 4);
-        else u = f32_to_f16(v);
+        else u = f16_from_f32(v);
         for (int i = 0; i < dtype_size(dtype); i++) o[i] = (unsigned char)(u >> (8 * i));
     }
     return 0;

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "core/error.h"
+#include "core/half.h"
 
 static const struct {
     char kind;  // descr letter
@@ -284,25 +285,6 @@ int npy_read(const char *path, NpyArray *arr) {
     return 0;
 }
 
-float npy_half_to_float(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 31, mant = h & 1023, bits;
-    if (exp == 31) {
-        bits = sign | 0x7f800000u | mant << 13;  // inf / nan
-    } else if (exp == 0) {
-        if (mant == 0) {
-            bits = sign;
-        } else {  // subnormal: mant * 2^-24, exact in float
-            float v = (float)mant / 16777216.0f;
-            return sign ? -v : v;
-        }
-    } else {
-        bits = sign | (exp + 112) << 23 | mant << 13;  // rebias 15 -> 127
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 int npy_to_float32(const NpyArray *arr, float **out) {
     *out = (float *)malloc(arr->count > 0 ? (size_t)arr->count * sizeof(float) : 1);
     if (!*out) return sd_errorf("out of memory converting %lld elements to float32", (long long)arr->count);
@@ -319,7 +301,7 @@ int npy_to_float32(const NpyArray *arr, float **out) {
         case NPY_UINT32: o[i] = (float)((const uint32_t *)d)[i]; break;
         case NPY_INT64: o[i] = (float)((const int64_t *)d)[i]; break;
         case NPY_UINT64: o[i] = (float)((const uint64_t *)d)[i]; break;
-        case NPY_FLOAT16: o[i] = npy_half_to_float(((const uint16_t *)d)[i]); break;
+        case NPY_FLOAT16: o[i] = f32_from_f16(((const uint16_t *)d)[i]); break;
         case NPY_FLOAT32: o[i] = ((const float *)d)[i]; break;
         case NPY_FLOAT64: o[i] = (float)((const double *)d)[i]; break;
         default: free(*out); *out = NULL; return sd_errorf("npy_to_float32: invalid dtype %d", (int)arr->dtype);

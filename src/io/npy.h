@@ -56,8 +56,6 @@ int npy_write(const char *path, NpyDtype dtype, int ndim, const int64_t *shape, 
 
 // "float32", "uint8", ...
 const char *npy_dtype_name(NpyDtype dtype);
-// Half precision (IEEE 754 binary16) to float.
-float npy_half_to_float(uint16_t h);
 
 // Element i of an array of dtype t (host byte order), as float.
 float npy_sample_to_float(const void *data, size_t i, NpyDtype t);

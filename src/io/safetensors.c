@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "io/torch_file.h"
 
 const char *dtype_name(DType dt) {
@@ -27,52 +28,6 @@ static int dtype_parse(const char *s, DType *out) {
     for (int i = 0; i <= (int)DT_BOOL; i++)
         if (strcmp(s, dtype_name((DType)i)) == 0) { *out = (DType)i; return 0; }
     return SD_FAIL;
-}
-
-float f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h >> 15) << 31;
-    uint32_t exp = (h >> 10) & 0x1F, mant = h & 0x3FF;
-    uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) bits = sign;
-        else {  // subnormal: value = mant * 2^-24, exact in f32
-            float v = (float)mant * (1.0f / 16777216.0f);
-            return (h >> 15) ? -v : v;
-        }
-    } else if (exp == 31) bits = sign | 0x7F800000u | (mant << 13);
-    else bits = sign | ((exp + 112) << 23) | (mant << 13);
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-float bf16_to_f32(uint16_t b) {
-    uint32_t bits = (uint32_t)b << 16;
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
-uint16_t f32_to_f16(float f) {
-    uint32_t x;
-    memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000;
-    uint32_t absx = x & 0x7FFFFFFF;
-    if (absx >= 0x7F800000) return (uint16_t)(sign | 0x7C00 | (absx > 0x7F800000 ? 0x200 : 0));
-    if (absx >= 0x477FF000) return (uint16_t)(sign | 0x7C00);  // rounds to inf
-    if (absx < 0x38800000) {  // subnormal or zero in f16
-        float a;
-        memcpy(&a, &absx, 4);
-        // a * 2^24 rounded to nearest even gives the subnormal mantissa
-        float m = nearbyintf(a * 16777216.0f);
-        return (uint16_t)(sign | (uint32_t)m);
-    }
-    uint32_t exp = ((absx >> 23) - 112) << 10;
-    uint32_t mant = (absx >> 13) & 0x3FF;
-    uint32_t rest = absx & 0x1FFF;
-    uint32_t h = exp | mant;
-    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
-    return (uint16_t)(sign | h);
 }
 
 // ---------------------------------------------------------------------------
@@ -350,11 +305,11 @@ int st_entry_to_f32(const SafeTensors *st, const StEntry *e, float *dst) {
         break;
     case DT_F16:
 #pragma omp parallel for schedule(static) if (n > (1 << 18))
-        for (int64_t i = 0; i < n; i++) dst[i] = f16_to_f32(le16(p + 2 * i));
+        for (int64_t i = 0; i < n; i++) dst[i] = f32_from_f16(le16(p + 2 * i));
         break;
     case DT_BF16:
 #pragma omp parallel for schedule(static) if (n > (1 << 18))
-        for (int64_t i = 0; i < n; i++) dst[i] = bf16_to_f32(le16(p + 2 * i));
+        for (int64_t i = 0; i < n; i++) dst[i] = f32_from_bf16(le16(p + 2 * i));
         break;
     case DT_F64:
         for (int64_t i = 0; i < n; i++) {
@@ -549,7 +504,7 @@ int st_write_aligned(const char *path, const StWriteEntry *entries, int n, const
         if (e->dtype == DT_F16 && !e->raw) {
             const float *src = (const float *)e->data;
             for (int64_t k = 0; ok && k < numel; k++) {
-                uint16_t v = f32_to_f16(src[k]);
+                uint16_t v = f16_from_f32(src[k]);
                 unsigned char b[2] = {(unsigned char)(v & 0xFF), (unsigned char)(v >> 8)};
                 ok = fwrite(b, 1, 2, f) == 2;
             }

@@ -15,10 +15,6 @@ typedef enum { DT_F32, DT_F16, DT_BF16, DT_F64, DT_I64, DT_I32, DT_I16, DT_I8, D
 
 const char *dtype_name(DType dt);
 int dtype_size(DType dt);
-// Exact conversions (every f16/bf16 value is representable in f32).
-float f16_to_f32(uint16_t h);
-float bf16_to_f32(uint16_t b);
-uint16_t f32_to_f16(float f);  // round to nearest even
 
 #define ST_MAX_DIMS 8
 

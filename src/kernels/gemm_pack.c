@@ -1,6 +1,6 @@
 // The portable packers: the f32 kernel sets' A blocks and B panels (per call), weights
 // packed once at load for the f32 sets (gemm_pack_weights) and rounded to bf16 for the bf16
-// set (gemm_bf16_pack_weights), and the bf16 rounding itself.
+// set (gemm_bf16_pack_weights, rounding by core/half.h's bf16_from_f32).
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -197,24 +197,6 @@ size_t gemm_packed_floats(int rows, int K, int width) {
 float gemm_packed_at(const GemmPackedWeights *pw, int r, int p) {
     int w = pw->width, pc = p / pw->kc * pw->kc, kc = pw->K - pc < pw->kc ? pw->K - pc : pw->kc;
     return pw->data[(size_t)pc * pw->padded_rows + (size_t)(r / w) * w * kc + (size_t)(p - pc) * w + r % w];
-}
-
-// ---- bf16 rounding -----------------------------------------------------------------------
-
-uint16_t bf16_from_f32(float x) {
-    uint32_t u;
-    memcpy(&u, &x, sizeof u);
-    if ((u & 0x7FFFFFFFu) > 0x7F800000u) return (uint16_t)((u >> 16) | 0x0040u);  // NaN: keep it, make it quiet
-    if ((u & 0x7F800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u);          // zero, subnormal: signed zero
-    u += 0x7FFFu + ((u >> 16) & 1u);  // to nearest, ties to even (a carry into the exponent is right, up to inf)
-    return (uint16_t)(u >> 16);
-}
-
-float f32_from_bf16(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float x;
-    memcpy(&x, &u, sizeof x);
-    return x;
 }
 
 static uint32_t pair_word(float even, float odd) {

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/half.h"
 #include "core/tensor.h"
 
 // ---- GEMM (gemm.c) -------------------------------------------------------
@@ -188,13 +189,7 @@ void adaptive_avg_pool2d_backward(float *dinp, const float *dout, int N, int C, 
 // explicitly, and only where gemm_bf16_supported(). Layout, rounding and the measured error
 // and speed: docs/bf16.md.
 
-// bf16 is the top half of an f32: sign, 8 exponent bits, 7 mantissa bits.
-// Rounding is to nearest, ties to even, as vcvtneps2bf16 does it: NaN stays NaN
-// (made quiet, sign kept), +-inf stay inf, finite values too large round to inf,
-// and f32 subnormals become a zero of the same sign (vdpbf16ps reads bf16
-// subnormals as zero anyway).
-uint16_t bf16_from_f32(float x);
-float f32_from_bf16(uint16_t h);
+// bf16_from_f32 / f32_from_bf16, the rounding the bf16 kernel sets use: core/half.h (included above).
 
 // 1 if this build and CPU can run the bf16 kernel: x86-64, AVX-512 in use
 // (sd_cpu_isa() == ISA_AVX512, so SATDIFUSER_ISA=avx2 turns it off too) and AVX512_BF16.
