@@ -5,11 +5,6 @@
 
 #define SATDIFUSER_VERSION "0.1.0"
 
-// The prompt embedding extract keeps in a feature folder: <out>/.prompt_embedding.safetensors. No
-// image takes that name (extract refuses an input of that stem; folder scans skip hidden files);
-// caches made before keep text_embedding.safetensors, which an image named text_embedding.png hit.
-#define PROMPT_EMBEDDING_NAME ".prompt_embedding"
-
 int cmd_golden(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_extract(int argc, char **argv);

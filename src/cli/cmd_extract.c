@@ -25,6 +25,7 @@
 #include "io/image.h"
 #include "io/outdir.h"
 #include "kernels/kernels.h"
+#include "models/extract_job.h"
 #include "models/features.h"
 #include "models/nn.h"
 #include "models/preprocess.h"
@@ -212,139 +213,6 @@ static int parse_args(int argc, char **argv, Args *a) {
 }
 
 // ---------------------------------------------------------------------------
-// The image list: (path, name) pairs, name = output file stem.
-
-typedef struct {
-    char *path, *name;
-} Item;
-
-typedef struct {
-    Item *items;
-    int n, cap;
-} ItemList;
-
-static int list_add(ItemList *l, const char *path, const char *name) {
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 64;
-        Item *it = (Item *)realloc(l->items, (size_t)cap * sizeof(Item));
-        if (!it) return sd_errorf("out of memory");
-        l->items = it, l->cap = cap;
-    }
-    l->items[l->n].path = strdup(path);
-    l->items[l->n].name = strdup(name);
-    if (!l->items[l->n].path || !l->items[l->n].name) return sd_errorf("out of memory");
-    l->n++;
-    return 0;
-}
-
-static void list_free(ItemList *l) {
-    for (int i = 0; i < l->n; i++) free(l->items[i].path), free(l->items[i].name);
-    free(l->items);
-    memset(l, 0, sizeof(*l));
-}
-
-static int is_image_name(const char *name) {
-    const char *dot = strrchr(name, '.');
-    if (!dot) return 0;
-    static const char *const ext[] = {".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg"};
-    for (size_t k = 0; k < sizeof(ext) / sizeof(ext[0]); k++)
-        if (!strcasecmp(dot, ext[k])) return 1;
-    return 0;
-}
-
-// "a/b/c.png" -> "a/b/c"; the name must stay inside --out.
-static int make_name(const char *rel, char *out, size_t size) {
-    const char *base = strrchr(rel, '/');
-    if (rel[0] == '/' || !strncmp(rel, "../", 3) || strstr(rel, "/../")) rel = base ? base + 1 : rel;
-    while (!strncmp(rel, "./", 2)) rel += 2;
-    snprintf(out, size, "%s", rel);
-    char *dot = strrchr(out, '.'), *slash = strrchr(out, '/');
-    if (dot && (!slash || dot > slash) && dot != out) *dot = 0;
-    return out[0] ? 0 : sd_errorf("'%s': no file name", rel);
-}
-
-// An image file of the input folder becomes an item named by its relative path without extension.
-static int on_input_file(void *ctx, const char *rel, const char *full, const char *name) {
-    char item[4096];
-    if (!is_image_name(name)) return 0;
-    return make_name(rel, item, sizeof(item)) || list_add((ItemList *)ctx, full, item);
-}
-
-static int read_list_file(ItemList *l, const char *list) {
-    FILE *f = fopen(list, "r");
-    if (!f) return sd_errorf("%s: cannot open: %s", list, strerror(errno));
-    char dir[4096];
-    snprintf(dir, sizeof(dir), "%s", list);
-    char *slash = strrchr(dir, '/');
-    if (slash) *slash = 0;
-    else strcpy(dir, ".");
-    char line[4096];
-    int lineno = 0, rc = 0;
-    while (!rc && fgets(line, sizeof(line), f)) {
-        lineno++;
-        size_t len = strlen(line);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
-            line[--len] = 0;
-        char *p = line;
-        while (*p == ' ' || *p == '\t') p++;
-        if (!*p || *p == '#') continue;
-        char full[8192], name[4096];
-        if (p[0] == '/') snprintf(full, sizeof(full), "%s", p);
-        else snprintf(full, sizeof(full), "%s/%s", dir, p);
-        if (make_name(p, name, sizeof(name))) rc = sd_error_context("%s:%d", list, lineno);
-        else rc = list_add(l, full, name);
-    }
-    fclose(f);
-    return rc;
-}
-
-static int cmp_item(const void *a, const void *b) { return strcmp(((const Item *)a)->name, ((const Item *)b)->name); }
-
-static int collect_inputs(const char *input, const char *partition, ItemList *l) {
-    struct stat sb;
-    if (stat(input, &sb) != 0) return sd_errorf("--input %s: %s", input, strerror(errno));
-    int rc;
-    if (S_ISDIR(sb.st_mode) && (partition || gb_is_task_dir(input, NULL))) {  // GEO-Bench (io/geobench.h)
-        GbTask t;
-        if (gb_partition_open(&t, input, partition)) return -1;
-        char path[4096];
-        int e = 0;
-        for (int i = 0; i < t.num_samples && !e; i++) {
-            snprintf(path, sizeof(path), "%s/%s.hdf5", input, t.names[i]);
-            e = list_add(l, path, t.names[i]);
-        }
-        gb_task_free(&t);
-        if (e) return -1;
-        qsort(l->items, (size_t)l->n, sizeof(Item), cmp_item);
-        return 0;
-    }
-    if (partition) return sd_errorf("--partition %s: --input %s is not a GEO-Bench task folder", partition, input);
-    char what[96];
-    int kind = S_ISDIR(sb.st_mode) ? 0 : image_file_kind(input, what, sizeof(what));  // by content, not by name
-    if (kind < 0) return -1;
-    if (S_ISDIR(sb.st_mode)) rc = walk_files(input, on_input_file, l);
-    else if (kind == IMAGE_FILE_IMAGE) {
-        char name[4096];
-        const char *base = strrchr(input, '/');
-        rc = make_name(base ? base + 1 : input, name, sizeof(name)) || list_add(l, input, name);
-    } else if (kind == IMAGE_FILE_TEXT) rc = read_list_file(l, input);
-    else return sd_errorf("--input %s: %s, neither an image satdifuser reads (PNG, TIFF/GeoTIFF, NPY) nor a text "
-                          "list of images", input, what);
-    if (rc) return -1;
-    for (int i = 0; i < l->n; i++)  // the cache's own file (cli.h)
-        if (!strcmp(l->items[i].name, PROMPT_EMBEDDING_NAME))
-            return sd_errorf("%s: the name '%s' is the feature folder's prompt embedding: rename the image",
-                             l->items[i].path, PROMPT_EMBEDDING_NAME);
-    if (l->n == 0) return sd_errorf("--input %s: no images found (.png .tif .tiff .npy)", input);
-    qsort(l->items, (size_t)l->n, sizeof(Item), cmp_item);
-    for (int i = 1; i < l->n; i++)
-        if (!strcmp(l->items[i].name, l->items[i - 1].name))
-            return sd_errorf("%s and %s would both be written as '%s.safetensors'; rename one", l->items[i - 1].path,
-                             l->items[i].path, l->items[i].name);
-    return 0;
-}
-
-// ---------------------------------------------------------------------------
 
 static int mkdirs(const char *path) {
     char buf[4096];
@@ -421,7 +289,7 @@ static int expected_meta(const Args *a, const DiffusionModel *m, const ExtractOp
 }
 
 // Per-file metadata: the pyramid's layout and the source.
-static int file_meta(const FeaturePyramid *p, const Item *it, const Image *img, const int bands[3], const char *scaling,
+static int file_meta(const FeaturePyramid *p, const ExtractItem *it, const Image *img, const int bands[3], const char *scaling,
                      FeatureMeta *meta) {
     char dims[4096] = "{", scales[512] = "[", layers[16384] = "[";
     for (int s = 0; s < p->n_scales; s++) {
@@ -454,7 +322,7 @@ static int file_meta(const FeaturePyramid *p, const Item *it, const Image *img, 
     return rc ? -1 : 0;
 }
 
-// OUT/.prompt_embedding.safetensors (PROMPT_EMBEDDING_NAME, a name no image takes: collect_inputs
+// OUT/.prompt_embedding.safetensors (PROMPT_EMBEDDING_NAME, a name no image takes: extract_inputs_collect
 // refuses it): the prompt's embedding (1, L, D), computed once per model and prompt and kept next to
 // the features that used it (the features' metadata names the same prompt and model fingerprint).
 // Caches made before keep theirs as OUT/text_embedding.safetensors, which is still read.
@@ -489,7 +357,7 @@ static int write_prompt_embedding(DiffusionModel *m, const Args *a, const char *
 
 // One image of a group: loaded and preprocessed, then its features.
 typedef struct {
-    const Item *item;
+    const ExtractItem *item;
     const char *target;
     Image img;
     Tensor x;            // (1, 3, H, W) in [-1, 1]
@@ -649,7 +517,7 @@ int cmd_extract(int argc, char **argv) {
         return 2;
     }
     int status = 2, failed = 0, done_count = 0, skipped = 0;
-    ItemList list = {0};
+    ExtractInputs list = {0};
     DiffusionModel model;
     memset(&model, 0, sizeof(model));
     int model_loaded = 0;
@@ -676,7 +544,7 @@ int cmd_extract(int argc, char **argv) {
     if (pre_args_options(&a.pre, &pre, &stats_min, &stats_max, &band_names)) goto usage;
     (void)band_names;  // names are resolved per image (prepare_one)
 
-    if (collect_inputs(a.input, a.partition, &list)) goto fail;
+    if (extract_inputs_collect(a.input, a.partition, &list)) goto fail;
     if (nn_set_precision(a.bf16 ? NN_BF16 : NN_F32)) goto fail;
     if (diffusion_model_load(&model, a.model, a.unet, 0, a.prompt)) goto fail;
     model_loaded = 1;
@@ -733,7 +601,7 @@ int cmd_extract(int argc, char **argv) {
     if (!run.group) { sd_errorf("out of memory"); goto fail; }
     for (int i = 0; i < list.n && !g_stop_signal; i++) {
         if (i % a.shard_n != a.shard_k) continue;
-        const Item *it = &list.items[i];
+        const ExtractItem *it = &list.items[i];
         run.seen++;
         char target[8192];
         snprintf(target, sizeof(target), "%s/%s.safetensors", a.out, it->name);
@@ -792,7 +660,7 @@ cleanup:
     ddim_walk_free(&walk);
     feature_meta_free(&expect);
     if (model_loaded) diffusion_model_free(&model);
-    list_free(&list);
+    extract_inputs_free(&list);
     free(stats_min);
     free(stats_max);
     return status;

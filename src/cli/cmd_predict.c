@@ -24,6 +24,7 @@
 #include "figures/figures.h"
 #include "io/png.h"
 #include "io/safetensors.h"
+#include "models/extract_job.h"  // PROMPT_EMBEDDING_NAME
 #include "train/checkpoint.h"
 
 static void predict_usage(FILE *f) {

@@ -1,0 +1,154 @@
+// An extraction job around the model (extract_job.h): inputs and their names, the settings every
+// feature file records, resume. Moved out of src/cli/cmd_extract.c (issue 17): the command parses,
+// prints and calls these.
+#include "models/extract_job.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/error.h"
+#include "io/file.h"
+#include "io/geobench.h"
+#include "io/image.h"
+#include "io/safetensors.h"
+#include "models/pipeline.h"
+
+// ---- inputs ------------------------------------------------------------------------------------
+
+static int list_add(ExtractInputs *l, const char *path, const char *name) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        ExtractItem *it = (ExtractItem *)realloc(l->items, (size_t)cap * sizeof(ExtractItem));
+        if (!it) return sd_errorf("out of memory");
+        l->items = it, l->cap = cap;
+    }
+    l->items[l->n].path = strdup(path);
+    l->items[l->n].name = strdup(name);
+    if (!l->items[l->n].path || !l->items[l->n].name) {
+        free(l->items[l->n].path), free(l->items[l->n].name);
+        return sd_errorf("out of memory");
+    }
+    l->n++;
+    return 0;
+}
+
+void extract_inputs_free(ExtractInputs *l) {
+    for (int i = 0; i < l->n; i++) free(l->items[i].path), free(l->items[i].name);
+    free(l->items);
+    memset(l, 0, sizeof(*l));
+}
+
+static const char *const k_image_ext[] = {".png", ".tif", ".tiff", ".npy", ".jpg", ".jpeg"};
+
+int extract_is_image_name(const char *name) {
+    const char *dot = strrchr(name, '.');
+    if (!dot) return 0;
+    for (size_t k = 0; k < sizeof(k_image_ext) / sizeof(k_image_ext[0]); k++)
+        if (!strcasecmp(dot, k_image_ext[k])) return 1;
+    return 0;
+}
+
+int extract_output_name(const char *rel, char *out, size_t size) {
+    const char *base = strrchr(rel, '/');
+    if (rel[0] == '/' || !strncmp(rel, "../", 3) || strstr(rel, "/../")) rel = base ? base + 1 : rel;
+    while (!strncmp(rel, "./", 2)) rel += 2;
+    snprintf(out, size, "%s", rel);
+    char *dot = strrchr(out, '.'), *slash = strrchr(out, '/');
+    if (dot && (!slash || dot > slash) && dot != out) *dot = 0;
+    return out[0] ? 0 : sd_errorf("'%s': no file name", rel);
+}
+
+int extract_target_path(const char *out_dir, const char *name, char *path, size_t size) {
+    int n = snprintf(path, size, "%s/%s.safetensors", out_dir, name);
+    return n < 0 || (size_t)n >= size ? sd_errorf("%s/%s.safetensors: path too long", out_dir, name) : 0;
+}
+
+// An image file of the input folder becomes an item named by its relative path without extension.
+static int on_input_file(void *ctx, const char *rel, const char *full, const char *name) {
+    char item[4096];
+    if (!extract_is_image_name(name)) return 0;
+    return extract_output_name(rel, item, sizeof(item)) || list_add((ExtractInputs *)ctx, full, item);
+}
+
+static int read_list_file(ExtractInputs *l, const char *list) {
+    FILE *f = fopen(list, "r");
+    if (!f) return sd_errorf("%s: cannot open: %s", list, strerror(errno));
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", list);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else strcpy(dir, ".");
+    char line[4096];
+    int lineno = 0, rc = 0;
+    while (!rc && fgets(line, sizeof(line), f)) {
+        lineno++;
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+            line[--len] = 0;
+        char *p = line;
+        while (*p == ' ' || *p == '\t') p++;
+        if (!*p || *p == '#') continue;
+        char full[8192], name[4096];
+        if (p[0] == '/') snprintf(full, sizeof(full), "%s", p);
+        else snprintf(full, sizeof(full), "%s/%s", dir, p);
+        if (extract_output_name(p, name, sizeof(name))) rc = sd_error_context("%s:%d", list, lineno);
+        else rc = list_add(l, full, name);
+    }
+    fclose(f);
+    return rc;
+}
+
+static int cmp_item(const void *a, const void *b) {
+    return strcmp(((const ExtractItem *)a)->name, ((const ExtractItem *)b)->name);
+}
+
+int extract_inputs_collect(const char *input, const char *partition, ExtractInputs *l) {
+    struct stat sb;
+    if (stat(input, &sb) != 0) return sd_errorf("--input %s: %s", input, strerror(errno));
+    int rc;
+    if (S_ISDIR(sb.st_mode) && (partition || gb_is_task_dir(input, NULL))) {  // GEO-Bench (io/geobench.h)
+        GbTask t;
+        if (gb_partition_open(&t, input, partition)) return -1;
+        char path[4096];
+        int e = 0;
+        for (int i = 0; i < t.num_samples && !e; i++) {
+            snprintf(path, sizeof(path), "%s/%s.hdf5", input, t.names[i]);
+            e = list_add(l, path, t.names[i]);
+        }
+        gb_task_free(&t);
+        if (e) return -1;
+        qsort(l->items, (size_t)l->n, sizeof(ExtractItem), cmp_item);
+        return 0;
+    }
+    if (partition) return sd_errorf("--partition %s: --input %s is not a GEO-Bench task folder", partition, input);
+    char what[96];
+    int kind = S_ISDIR(sb.st_mode) ? 0 : image_file_kind(input, what, sizeof(what));  // by content, not by name
+    if (kind < 0) return -1;
+    if (S_ISDIR(sb.st_mode)) rc = walk_files(input, on_input_file, l);
+    else if (kind == IMAGE_FILE_IMAGE) {
+        char name[4096];
+        const char *base = strrchr(input, '/');
+        rc = extract_output_name(base ? base + 1 : input, name, sizeof(name)) || list_add(l, input, name);
+    } else if (kind == IMAGE_FILE_TEXT) rc = read_list_file(l, input);
+    else return sd_errorf("--input %s: %s, neither an image satdifuser reads (PNG, TIFF/GeoTIFF, NPY) nor a text "
+                          "list of images", input, what);
+    if (rc) return -1;
+    for (int i = 0; i < l->n; i++)  // the feature folder's own file
+        if (!strcmp(l->items[i].name, PROMPT_EMBEDDING_NAME))
+            return sd_errorf("%s: the name '%s' is the feature folder's prompt embedding: rename the image",
+                             l->items[i].path, PROMPT_EMBEDDING_NAME);
+    if (l->n == 0) return sd_errorf("--input %s: no images found (.png .tif .tiff .npy)", input);
+    qsort(l->items, (size_t)l->n, sizeof(ExtractItem), cmp_item);
+    for (int i = 1; i < l->n; i++)
+        if (!strcmp(l->items[i].name, l->items[i - 1].name))
+            return sd_errorf("%s and %s would both be written as '%s.safetensors'; rename one", l->items[i - 1].path,
+                             l->items[i].path, l->items[i].name);
+    return 0;
+}
