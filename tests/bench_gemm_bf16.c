@@ -228,7 +228,7 @@ typedef struct {
 
 static void run_conv_f32(void *ctx) {
     ConvCase *c = ctx;
-    conv2d_forward(c->x, 1, c->Cin, c->H, c->W, c->wt, c->bias, c->Cout, conv_geometry(3, 1, 1), c->y, NULL);
+    conv2d_forward(c->x, 1, c->Cin, c->H, c->W, c->wt, c->bias, c->Cout, conv_geometry(3, 1, 1), c->y);
 }
 
 static void run_conv_f32_packed(void *ctx) {

@@ -175,7 +175,7 @@ typedef struct {
 static void run_conv(void *p) {
     ConvCtx *c = p;
     Conv2dGeometry g = {c->k, c->k, c->stride, c->pt, c->pl, c->pb, c->pr};
-    conv2d_forward(c->x, 1, c->Cin, c->H, c->W, c->w, c->b, c->Cout, g, c->y, NULL);
+    conv2d_forward(c->x, 1, c->Cin, c->H, c->W, c->w, c->b, c->Cout, g, c->y);
 }
 
 static void run_conv_packed(void *p) {

@@ -142,7 +142,7 @@ static void test_conv(int N, int Cin, int H, int W, int Cout, Conv2dGeometry g, 
     c.R = to_double(R, ny);
     double *yref = (double *)malloc((size_t)ny * sizeof(double));
     conv_ref(&c, yref);
-    conv2d_forward(x, N, Cin, H, W, w, b, Cout, g, y, NULL);
+    conv2d_forward(x, N, Cin, H, W, w, b, Cout, g, y);
     check_forward(what, y, yref, ny);
     // Accumulation: the buffers start at 0.25 and must end at 0.25 + gradient.
     float *dx = filled(nx, 0.25f), *dw = filled(nw, 0.25f), *db = filled(Cout, 0.25f);

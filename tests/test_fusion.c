@@ -109,7 +109,7 @@ static void phi_direct(const Phi *phi, const float *x, int B, int C, int c0, int
     PhiCache cache;
     memset(&cache, 0, sizeof(cache));
     copy_channels(xs, x, B, C, c0, c, H * H);
-    CHECK(phi_forward(phi, &cache, xs, B, H, H, out, 0, NULL) == 0, "phi forward");
+    CHECK(phi_forward(phi, &cache, xs, B, H, H, out, 0) == 0, "phi forward");
     phi_cache_free(&cache);
     free(xs);
 }

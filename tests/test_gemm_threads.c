@@ -39,7 +39,7 @@ static float *rnd(size_t n, unsigned seed) {
 // One round of the job's products into c, y, yb, l.
 static void run_job(Job *j, float *c, float *y, float *yb, float *l) {
     sgemm(0, 0, j->M, j->N, j->K, 1.0f, j->A, j->K, j->B, j->N, 0.0f, c, j->N);
-    conv2d_forward(j->x, 1, j->Cin, j->H, j->W, j->wt, j->bias, j->M, conv_geometry(3, 1, 1), y, NULL);
+    conv2d_forward(j->x, 1, j->Cin, j->H, j->W, j->wt, j->bias, j->M, conv_geometry(3, 1, 1), y);
     if (j->bf16) {
         conv2d_forward_bf16(j->x, 1, j->Cin, j->H, j->W, &j->wb, j->bias, j->M, conv_geometry(3, 1, 1), yb);
         linear_forward_bf16(j->B, &j->lb, j->bias, l, j->K);  // rows: K rows of B (N wide) -> M

@@ -146,7 +146,7 @@ typedef struct {
     int N, Cin, H, W, Cout, k, stride, pt, pl, pb, pr, bias;
 } ConvCase;
 
-static void check_conv(const char *isa, ConvCase c, Arena *arena, int check_threads) {
+static void check_conv(const char *isa, ConvCase c, int check_threads) {
     Conv2dGeometry g = {c.k, c.k, c.stride, c.pt, c.pl, c.pb, c.pr};
     int Ho = conv_out_size(c.H, c.k, c.stride, c.pt, c.pb), Wo = conv_out_size(c.W, c.k, c.stride, c.pl, c.pr);
     size_t nx = (size_t)c.N * c.Cin * c.H * c.W, nw = (size_t)c.Cout * c.Cin * c.k * c.k;
@@ -154,16 +154,15 @@ static void check_conv(const char *isa, ConvCase c, Arena *arena, int check_thre
     float *x = rand_buf(nx, 31), *w = rand_buf(nw, 32), *b = c.bias ? rand_buf(c.Cout, 33) : NULL;
     float *y = malloc(ny * sizeof(float)), *r = malloc(ny * sizeof(float));
     fill_nan(y, ny);
-    int rc = conv2d_forward(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, y, arena);
+    conv2d_forward(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, y);
     reference_conv2d(x, c.N, c.Cin, c.H, c.W, w, NULL, b, c.Cout, g, r);
     double d = max_abs_diff(y, r, (long)ny), tol = 1e-6 * (c.Cin * c.k * c.k + 8);
-    CHECK(rc == 0 && d <= tol,
-          "%s conv N=%d Cin=%d %dx%d Cout=%d k=%d s=%d pad=(%d,%d,%d,%d) bias=%d arena=%d: rc %d, max diff %g", isa,
-          c.N, c.Cin, c.H, c.W, c.Cout, c.k, c.stride, c.pt, c.pl, c.pb, c.pr, c.bias, arena != NULL, rc, d);
+    CHECK(d <= tol, "%s conv N=%d Cin=%d %dx%d Cout=%d k=%d s=%d pad=(%d,%d,%d,%d) bias=%d: max diff %g", isa, c.N,
+          c.Cin, c.H, c.W, c.Cout, c.k, c.stride, c.pt, c.pl, c.pb, c.pr, c.bias, d);
     if (check_threads) {
         float *y1 = malloc(ny * sizeof(float));
         set_threads(1);
-        conv2d_forward(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, y1, arena);
+        conv2d_forward(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, y1);
         set_threads(2);
         CHECK(memcmp(y, y1, ny * sizeof(float)) == 0, "%s conv Cin=%d %dx%d Cout=%d k=%d: 1 and 2 threads differ",
               isa, c.Cin, c.H, c.W, c.Cout, c.k);
@@ -176,7 +175,7 @@ static void check_conv(const char *isa, ConvCase c, Arena *arena, int check_thre
     free(r);
 }
 
-static void test_conv(const char *isa, Arena *arena) {
+static void test_conv(const char *isa) {
     static const ConvCase cases[] = {
         {1, 3, 17, 19, 8, 3, 1, 1, 1, 1, 1, 1},      // Cin = 3 (the VAE's first conv)
         {2, 5, 9, 11, 7, 3, 1, 1, 1, 1, 1, 0},       // batch 2, no bias
@@ -196,14 +195,14 @@ static void test_conv(const char *isa, Arena *arena) {
         {1, 3, 9, 10, 4, 3, 1, 1, 2, 0, 0, 1},       // left padding only
     };
     int n = (int)(sizeof(cases) / sizeof(cases[0]));
-    for (int i = 0; i < n; i++) check_conv(isa, cases[i], arena, 0);
+    for (int i = 0; i < n; i++) check_conv(isa, cases[i], 0);
     // Big enough to be threaded.
     ConvCase big = {1, 64, 24, 24, 96, 3, 1, 1, 1, 1, 1, 1};
-    check_conv(isa, big, arena, 1);
+    check_conv(isa, big, 1);
     ConvCase big2 = {1, 48, 25, 23, 40, 3, 2, 0, 0, 1, 1, 1};
-    check_conv(isa, big2, arena, 1);
+    check_conv(isa, big2, 1);
     ConvCase small_map = {1, 150, 4, 4, 300, 3, 1, 1, 1, 1, 1, 1};  // 4x4 map: B shared by the row blocks
-    check_conv(isa, small_map, arena, 1);
+    check_conv(isa, small_map, 1);
 }
 
 // ---- Weights packed at load ------------------------------------------------------
@@ -236,7 +235,7 @@ static void check_packed_conv(const char *isa, ConvCase c, const GemmKernelInfo 
     CHECK(zeros, "%s packed conv weight: padding rows are not zero", isa);
     fill_nan(y, ny);
     fill_nan(yp, ny);
-    conv2d_forward(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, y, NULL);
+    conv2d_forward(x, c.N, c.Cin, c.H, c.W, w, b, c.Cout, g, y);
     conv2d_forward_packed(x, c.N, c.Cin, c.H, c.W, &pw, b, c.Cout, g, yp);
     CHECK(memcmp(y, yp, ny * sizeof(float)) == 0, "%s conv Cin=%d Cout=%d k=%d: packed weights change the bits", isa,
           c.Cin, c.Cout, c.k);
@@ -470,8 +469,7 @@ int main(void) {
         test_gemm(isa);
         test_gemm_threads(isa);
         test_gemm_nested(isa);
-        test_conv(isa, NULL);
-        test_conv(isa, &arena);
+        test_conv(isa);
         test_packed(isa);
         test_gemm_narrow(isa);
         test_attention_helpers(isa);

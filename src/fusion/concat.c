@@ -25,14 +25,14 @@ int concat_init(ConcatFuser *c, const FeatureLayout *fl, const FuserConfig *cfg,
     return 0;
 }
 
-int concat_forward(ConcatFuser *c, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, Arena *scratch) {
+int concat_forward(ConcatFuser *c, const FeatureLayout *fl, const FusionInput *in, FBuf *fused) {
     int T = fl->num_timesteps, B = in->B;
     for (int s = 0; s < fl->num_scales; s++) {
         int H = in->H[s], W = in->W[s], Cs = fl->scale_channels[s];
         float *cat = fbuf(&c->input[s], (size_t)B * T * Cs * H * W);
         if (!cat) return SD_FAIL;
         for (int k = 0; k < T; k++) paste_channels(cat, in->feat[fl->ts_input[k]][s], B, T * Cs, k * Cs, Cs, H * W);
-        if (conv_layer_forward(&c->proj[s], cat, B, H, W, fused[s].data, scratch)) return SD_FAIL;
+        conv_layer_forward(&c->proj[s], cat, B, H, W, fused[s].data);
     }
     return 0;
 }

@@ -170,7 +170,7 @@ int fuser_init(Fuser *f, const FuserConfig *cfg, const FeatureLayout *fl, ParamS
     return sd_errorf("unknown fuser kind %d", (int)cfg->kind);
 }
 
-int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep, Arena *scratch) {
+int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep) {
     const FeatureLayout *fl = &f->layout;
     if (in->B < 1) return sd_errorf("fusion: batch size %d", in->B);
     for (int s = 0; s < fl->num_scales; s++) {
@@ -188,11 +188,11 @@ int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep, Arena
     }
     f->B = in->B;
     switch (f->cfg.kind) {
-    case FUSER_GW: return gw_forward(&f->gw, fl, in, f->fused, training, keep, scratch);
-    case FUSER_LW: return lw_forward(&f->lw, fl, in, f->fused, training, keep, scratch);
-    case FUSER_MOE: return moe_forward(&f->moe, fl, in, f->fused, training, keep, scratch);
-    case FUSER_CONCAT: return concat_forward(&f->concat, fl, in, f->fused, scratch);
-    case FUSER_SINGLE: return single_forward(&f->single, fl, &f->cfg, in, f->fused, training, scratch);
+    case FUSER_GW: return gw_forward(&f->gw, fl, in, f->fused, training, keep);
+    case FUSER_LW: return lw_forward(&f->lw, fl, in, f->fused, training, keep);
+    case FUSER_MOE: return moe_forward(&f->moe, fl, in, f->fused, training, keep);
+    case FUSER_CONCAT: return concat_forward(&f->concat, fl, in, f->fused);
+    case FUSER_SINGLE: return single_forward(&f->single, fl, &f->cfg, in, f->fused, training);
     }
     return sd_errorf("unknown fuser kind %d", (int)f->cfg.kind);
 }
@@ -256,15 +256,4 @@ void fuser_free(Fuser *f) {
     case FUSER_SINGLE: single_free(&f->single); break;
     }
     for (int s = 0; s < FUSION_MAX_SCALES; s++) fbuf_free(&f->fused[s]);
-}
-
-size_t fuser_conv3x3_floats(const Fuser *f, const FusionInput *in) {
-    size_t best = 0;
-    for (int s = 0; s < f->layout.num_scales; s++) {
-        size_t hw = (size_t)in->H[s] * in->W[s];
-        size_t cin = (size_t)f->cfg.projection_dim / 4;  // Phi's conv2
-        if (f->cfg.kind == FUSER_MOE && (size_t)f->layout.scale_channels[s] > cin) cin = (size_t)f->layout.scale_channels[s];
-        if (cin * 9 * hw > best) best = cin * 9 * hw;
-    }
-    return best;
 }

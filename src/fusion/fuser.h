@@ -197,7 +197,7 @@ int fuser_init(Fuser *f, const FuserConfig *cfg, const FeatureLayout *fl, ParamS
 // statistics); keep: keep every call's activations (needed by the backward and
 // by the golden captures) instead of reusing one scratch set. The MoE counters
 // advance in both modes.
-int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep, Arena *scratch);
+int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep);
 // The backward of the last forward, which must have been a training forward that kept every call's
 // activations (keep = 1), on the same parameter values: dfused[s] = d loss / d f->fused[s]
 // (B, P, H_s, W_s); dfeat (may be NULL) += d loss / d input features.
@@ -209,8 +209,6 @@ int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep, Arena
 // serially) in a fixed order, so the gradients do not depend on the thread count.
 int fuser_backward(Fuser *f, const float *const *dfused, FusionGrad *dfeat);
 void fuser_free(Fuser *f);
-// Largest 3x3 conv input of one sample (floats), for sizing the conv scratch.
-size_t fuser_conv3x3_floats(const Fuser *f, const FusionInput *in);
 
 // What the global and localized fusers share: one Phi per stream of every scale, registered as
 // "bottleneck_layers.<stream index>" (*phis, feature_layout_total_streams of them, allocated here),
@@ -222,15 +220,13 @@ void fuser_calls_free(int n, FBuf *inputs, FBuf *outputs, PhiCache *caches);
 // The fusers one by one (fuser_init / fuser_forward / fuser_backward dispatch to them); each
 // backward has fuser_backward's contract.
 int gw_init(GlobalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
-int gw_forward(GlobalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
-               Arena *scratch);
+int gw_forward(GlobalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep);
 int gw_backward(GlobalFuser *g, const FeatureLayout *fl, int B, const int *H, const int *W,
                 const float *const *dfused, FusionGrad *dfeat);
 void gw_free(GlobalFuser *g);
 
 int lw_init(LocalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
-int lw_forward(LocalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
-               Arena *scratch);
+int lw_forward(LocalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep);
 int lw_backward(LocalFuser *g, const FeatureLayout *fl, int B, const int *H, const int *W,
                 const float *const *dfused, FusionGrad *dfeat);
 void lw_free(LocalFuser *g);
@@ -238,8 +234,7 @@ void lw_free(LocalFuser *g);
 int lw_stream_offset(const LocalFuser *g, const FeatureLayout *fl, int s, int l);
 
 int moe_init(MoEFuser *m, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
-int moe_forward(MoEFuser *m, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
-                Arena *scratch);
+int moe_forward(MoEFuser *m, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep);
 int moe_backward(MoEFuser *m, const FeatureLayout *fl, int B, const int *H, const int *W,
                  const float *const *dfused, FusionGrad *dfeat);
 void moe_free(MoEFuser *m);
@@ -247,14 +242,14 @@ void moe_free(MoEFuser *m);
 void moe_set_global_step(MoEFuser *m, int64_t step);
 
 int concat_init(ConcatFuser *c, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
-int concat_forward(ConcatFuser *c, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, Arena *scratch);
+int concat_forward(ConcatFuser *c, const FeatureLayout *fl, const FusionInput *in, FBuf *fused);
 int concat_backward(ConcatFuser *c, const FeatureLayout *fl, int B, const int *H, const int *W,
                     const float *const *dfused, FusionGrad *dfeat);
 void concat_free(ConcatFuser *c);
 
 int single_init(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
 int single_forward(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, const FusionInput *in,
-                   FBuf *fused, int training, Arena *scratch);
+                   FBuf *fused, int training);
 // fused: the forward's outputs (Phi's output is the fused map itself).
 int single_backward(SingleFuser *g, const FeatureLayout *fl, int B, const int *H, const int *W,
                     const float *const *dfused, const FBuf *fused, FusionGrad *dfeat);

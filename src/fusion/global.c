@@ -24,8 +24,7 @@ int gw_init(GlobalFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, Par
     return fuser_calls_alloc(n, &g->inputs, &g->outputs, &g->caches);
 }
 
-int gw_forward(GlobalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
-               Arena *scratch) {
+int gw_forward(GlobalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep) {
     int L = g->num_streams, T = fl->num_timesteps, B = in->B;
     float *w = fbuf(&g->weights, (size_t)L * T);
     if (!w) return SD_FAIL;
@@ -47,7 +46,7 @@ int gw_forward(GlobalFuser *g, const FeatureLayout *fl, const FusionInput *in, F
                 float *y = fbuf(&g->outputs[slot], (size_t)n_out);
                 if (!xs || !y) return SD_FAIL;
                 copy_channels(xs, x, B, fl->scale_channels[s], c0, c, HW);
-                if (phi_forward(&g->phis[idx], &g->caches[slot], xs, B, H, W, y, training, scratch)) return SD_FAIL;
+                if (phi_forward(&g->phis[idx], &g->caches[slot], xs, B, H, W, y, training)) return SD_FAIL;
                 // scale_feat = w * Phi(x) for the first call, then scale_feat += w * Phi(x)
                 float wi = w[call];
                 if (k == 0 && l == 0)

@@ -28,14 +28,9 @@ int conv_layer_init(ConvLayer *l, ParamSet *ps, const char *prefix, int cin, int
     return 0;
 }
 
-int conv_layer_forward(const ConvLayer *l, const float *x, int B, int H, int W, float *y, Arena *scratch) {
+void conv_layer_forward(const ConvLayer *l, const float *x, int B, int H, int W, float *y) {
     Conv2dGeometry g = conv_geometry(l->kernel, 1, l->pad);
-    size_t mark = scratch ? arena_mark(scratch) : 0;
-    int rc = conv2d_forward(x, B, l->cin, H, W, l->weight->data, l->bias ? l->bias->data : NULL, l->cout, g, y,
-                            scratch);
-    if (scratch) arena_reset(scratch, mark);
-    if (rc) return sd_error_context("conv %s", l->weight->name);
-    return 0;
+    conv2d_forward(x, B, l->cin, H, W, l->weight->data, l->bias ? l->bias->data : NULL, l->cout, g, y);
 }
 
 int norm_layer_init(NormLayer *n, ParamSet *ps, const char *prefix, NormKind kind, int channels, int groups) {
@@ -125,8 +120,7 @@ int cna_init(ConvNormAct *l, ParamSet *ps, const char *conv_prefix, const char *
     return norm_layer_init(&l->norm, ps, norm_prefix, norm, cout, groups);
 }
 
-int cna_forward(ConvNormAct *l, ConvNormActCache *c, const float *x, int B, int H, int W, int training,
-                Arena *scratch) {
+int cna_forward(ConvNormAct *l, ConvNormActCache *c, const float *x, int B, int H, int W, int training) {
     size_t n = (size_t)B * l->conv.cout * H * W;
     int nstat = l->norm.kind == NORM_GROUP ? B * l->norm.groups : l->norm.channels;
     float *pre = fbuf(&c->pre, n), *out = fbuf(&c->out, n);
@@ -136,7 +130,7 @@ int cna_forward(ConvNormAct *l, ConvNormActCache *c, const float *x, int B, int 
     c->B = B;
     c->H = H;
     c->W = W;
-    if (conv_layer_forward(&l->conv, x, B, H, W, pre, scratch)) return SD_FAIL;
+    conv_layer_forward(&l->conv, x, B, H, W, pre);
     if (norm_layer_forward(&l->norm, pre, out, B, H * W, training, training ? mean : NULL, training ? rstd : NULL))
         return SD_FAIL;
     if (l->relu) relu_inplace(out, (int64_t)n);
@@ -266,10 +260,4 @@ double dot_f64(const float *a, const float *b, int64_t n) {
     double acc = 0.0;
     for (int64_t i = 0; i < n; i++) acc += (double)a[i] * b[i];
     return acc;
-}
-
-int scratch_reserve(Arena *a, size_t bytes) {
-    if (a->capacity >= bytes) return 0;
-    arena_free(a);
-    return arena_init(a, bytes);
 }

@@ -20,7 +20,7 @@ typedef struct {
 int conv_layer_init(ConvLayer *l, ParamSet *ps, const char *prefix, int cin, int cout, int kernel, int pad,
                     int has_bias);
 // y (B, cout, Ho, Wo) = conv(x (B, cin, H, W)) + bias; Ho = H + 2 pad - kernel + 1.
-int conv_layer_forward(const ConvLayer *l, const float *x, int B, int H, int W, float *y, Arena *scratch);
+void conv_layer_forward(const ConvLayer *l, const float *x, int B, int H, int W, float *y);
 
 typedef enum { NORM_GROUP = 1, NORM_BATCH = 2 } NormKind;
 
@@ -64,8 +64,7 @@ typedef struct {
 int cna_init(ConvNormAct *l, ParamSet *ps, const char *conv_prefix, const char *norm_prefix, int cin, int cout,
              int kernel, int conv_bias, NormKind norm, int groups, int relu);
 // The output is c->out.data.
-int cna_forward(ConvNormAct *l, ConvNormActCache *c, const float *x, int B, int H, int W, int training,
-                Arena *scratch);
+int cna_forward(ConvNormAct *l, ConvNormActCache *c, const float *x, int B, int H, int W, int training);
 // Its backward after a forward that kept c (training mode for BatchNorm's batch statistics): given
 // dout = d(c->out), accumulates the conv weight/bias and the norm scale/shift gradients (Param->grad,
 // has_grad = 1) and dx += d(c->x) (dx may be NULL):
@@ -97,7 +96,5 @@ void dropout2d_forward(float *out, float *mask, const float *inp, int N, int C, 
 void dropout2d_backward(float *dinp, const float *dout, const float *mask, int N, int C, int HW);
 // sum_i a[i] b[i] in double, in index order.
 double dot_f64(const float *a, const float *b, int64_t n);
-// Makes sure the arena can hold `bytes` of scratch (re-created empty if smaller).
-int scratch_reserve(Arena *a, size_t bytes);
 
 #endif

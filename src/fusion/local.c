@@ -43,8 +43,7 @@ int lw_stream_offset(const LocalFuser *g, const FeatureLayout *fl, int s, int l)
     return c0;
 }
 
-int lw_forward(LocalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
-               Arena *scratch) {
+int lw_forward(LocalFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep) {
     int T = fl->num_timesteps, B = in->B;
     for (int s = 0; s < fl->num_scales; s++) {
         int H = in->H[s], W = in->W[s], HW = H * W, Ls = fl->num_streams[s], K = T * Ls;
@@ -64,7 +63,7 @@ int lw_forward(LocalFuser *g, const FeatureLayout *fl, const FusionInput *in, FB
                 if (!xs || !y) return SD_FAIL;
                 copy_channels(xs, x, B, fl->scale_channels[s], off, c, HW);
                 int idx = feature_layout_stream_index(fl, s, l);
-                if (phi_forward(&g->phis[idx], &g->caches[slot], xs, B, H, W, y, training, scratch)) return SD_FAIL;
+                if (phi_forward(&g->phis[idx], &g->caches[slot], xs, B, H, W, y, training)) return SD_FAIL;
             }
         }
         // m = feats.mean(dim=1): sum over K in order, then / K
@@ -75,7 +74,7 @@ int lw_forward(LocalFuser *g, const FeatureLayout *fl, const FusionInput *in, FB
         for (int q = 1; q < K; q++) add_inplace(m, g->outputs[first_call + q].data, n_out);
         for (int64_t i = 0; i < n_out; i++) m[i] /= (float)K;
         // g = softmax over K of gate_conv(m) / temperature
-        if (conv_layer_forward(&g->gate_conv[s], m, B, H, W, gate, scratch)) return SD_FAIL;
+        conv_layer_forward(&g->gate_conv[s], m, B, H, W, gate);
         softmax_dim1(gate, B, K, HW, g->temperature);
         // fused = sum_K g[:, K] * y_K
         float *acc = fused[s].data;

@@ -85,7 +85,7 @@ static void topk_desc(const float *z, int E, int k, int *idx) {
 
 // One MOEWeightedPerScale.forward: out (B, P, H, W) for x (B, C, H, W).
 static int moe_call(MoEFuser *m, MoEScale *ms, MoECall *cl, MoEExpertRun *runs, const float *x, int B, int H, int W,
-                    float *out, int training, Arena *scratch) {
+                    float *out, int training) {
     int E = ms->num_experts, K = ms->top_k, C = ms->in_channels, HW = H * W;
     int P = ms->experts[0].out_channels;
     int64_t n_item = (int64_t)P * HW;
@@ -98,7 +98,7 @@ static int moe_call(MoEFuser *m, MoEScale *ms, MoECall *cl, MoEExpertRun *runs, 
     int *idx = ibuf(&cl->topk_idx, (size_t)B * K);
     float *tw = fbuf(&cl->topk_w, (size_t)B * K);
     if (!map || !logits || !probs || !idx || !tw) return SD_FAIL;
-    if (conv_layer_forward(&ms->gate_conv, x, B, H, W, map, scratch)) return SD_FAIL;
+    conv_layer_forward(&ms->gate_conv, x, B, H, W, map);
     adaptive_avg_pool2d(map, logits, B, E, H, W, 1, 1);
     float temp = ms->temperature->data[0];
     for (int i = 0; i < B * E; i++) probs[i] = logits[i] / temp;  // z, softmax'd below (kept tempered for top-k)
@@ -125,7 +125,7 @@ static int moe_call(MoEFuser *m, MoEScale *ms, MoECall *cl, MoEExpertRun *runs, 
             if (!items || !y) return SD_FAIL;
             r->n = B;
             for (int b = 0; b < B; b++) items[b] = b;
-            if (phi_forward(&ms->experts[e], &r->cache, x, B, H, W, y, training, scratch)) return SD_FAIL;
+            if (phi_forward(&ms->experts[e], &r->cache, x, B, H, W, y, training)) return SD_FAIL;
             for (int b = 0; b < B; b++) {
                 float w = probs[b * E + e];
                 float *o = out + b * n_item;
@@ -150,7 +150,7 @@ static int moe_call(MoEFuser *m, MoEScale *ms, MoECall *cl, MoEExpertRun *runs, 
         if (!xe || !y) return SD_FAIL;
         for (int i = 0; i < r->n; i++)
             memcpy(xe + (int64_t)i * C * HW, x + (int64_t)items[i] * C * HW, (size_t)C * HW * sizeof(float));
-        if (phi_forward(&ms->experts[e], &r->cache, xe, r->n, H, W, y, training, scratch)) return SD_FAIL;
+        if (phi_forward(&ms->experts[e], &r->cache, xe, r->n, H, W, y, training)) return SD_FAIL;
         for (int i = 0; i < r->n; i++) {
             int b = items[i];
             float w = 0.0f;  // (gate_weights * (topk_indices == e)).sum(1)
@@ -163,8 +163,7 @@ static int moe_call(MoEFuser *m, MoEScale *ms, MoECall *cl, MoEExpertRun *runs, 
     return 0;
 }
 
-int moe_forward(MoEFuser *m, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep,
-                Arena *scratch) {
+int moe_forward(MoEFuser *m, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training, int keep) {
     int T = fl->num_timesteps, B = in->B, E = m->num_experts;
     for (int s = 0; s < fl->num_scales; s++) {
         MoEScale *ms = &m->scales[s];
@@ -176,7 +175,7 @@ int moe_forward(MoEFuser *m, const FeatureLayout *fl, const FusionInput *in, FBu
         for (int k = 0; k < T; k++) {
             int call = s * T + k;
             MoEExpertRun *runs = keep ? &m->kept_runs[(size_t)call * E] : m->shared_runs;
-            if (moe_call(m, ms, &m->calls[call], runs, in->feat[fl->ts_input[k]][s], B, H, W, out, training, scratch))
+            if (moe_call(m, ms, &m->calls[call], runs, in->feat[fl->ts_input[k]][s], B, H, W, out, training))
                 return sd_error_context("moe scale %d, timestep %d", s, fl->timesteps[fl->ts_input[k]]);
             // torch.stack(t_fused_feats).mean(dim=0): sum over timesteps in order, then / T
             if (k == 0) memcpy(acc, out, (size_t)n_out * sizeof(float));

@@ -54,16 +54,16 @@ int phi_init(Phi *phi, ParamSet *ps, const char *prefix, int in_channels, int ou
 
 // One BottleneckBlock: out = ReLU(GN(conv3(ReLU(GN(conv2(ReLU(GN(conv1(x)))))))) + shortcut(x)).
 static int block_forward(const PhiBlock *blk, PhiCache *c, int i, const float *x, int B, int H, int W, float *out,
-                         int training, Arena *scratch) {
+                         int training) {
     // GroupNorm computes the same in training and evaluation; `training` only
     // asks for its statistics (mean, rstd) to be recorded for the backward.
     PhiBlock *b = (PhiBlock *)blk;  // a GroupNorm forward does not modify the layer
-    if (cna_forward(&b->conv1, &c->conv1[i], x, B, H, W, training, scratch)) return SD_FAIL;
-    if (cna_forward(&b->conv2, &c->conv2[i], c->conv1[i].out.data, B, H, W, training, scratch)) return SD_FAIL;
-    if (cna_forward(&b->conv3, &c->conv3[i], c->conv2[i].out.data, B, H, W, training, scratch)) return SD_FAIL;
+    if (cna_forward(&b->conv1, &c->conv1[i], x, B, H, W, training)) return SD_FAIL;
+    if (cna_forward(&b->conv2, &c->conv2[i], c->conv1[i].out.data, B, H, W, training)) return SD_FAIL;
+    if (cna_forward(&b->conv3, &c->conv3[i], c->conv2[i].out.data, B, H, W, training)) return SD_FAIL;
     const float *shortcut = x;
     if (b->has_shortcut) {
-        if (cna_forward(&b->shortcut, &c->shortcut[i], x, B, H, W, training, scratch)) return SD_FAIL;
+        if (cna_forward(&b->shortcut, &c->shortcut[i], x, B, H, W, training)) return SD_FAIL;
         shortcut = c->shortcut[i].out.data;
     }
     int64_t n = (int64_t)B * b->out_channels * H * W;
@@ -75,8 +75,7 @@ static int block_forward(const PhiBlock *blk, PhiCache *c, int i, const float *x
     return 0;
 }
 
-int phi_forward(const Phi *phi, PhiCache *cache, const float *x, int B, int H, int W, float *out, int training,
-                Arena *scratch) {
+int phi_forward(const Phi *phi, PhiCache *cache, const float *x, int B, int H, int W, float *out, int training) {
     cache->x = x;
     cache->B = B;
     cache->H = H;
@@ -88,7 +87,7 @@ int phi_forward(const Phi *phi, PhiCache *cache, const float *x, int B, int H, i
             dst = fbuf(&cache->block_out[i], (size_t)B * phi->out_channels * H * W);
             if (!dst) return SD_FAIL;
         }
-        if (block_forward(&phi->blocks[i], cache, i, in, B, H, W, dst, training, scratch)) return SD_FAIL;
+        if (block_forward(&phi->blocks[i], cache, i, in, B, H, W, dst, training)) return SD_FAIL;
         in = dst;
     }
     return 0;

@@ -46,8 +46,7 @@ int phi_init(Phi *phi, ParamSet *ps, const char *prefix, int in_channels, int ou
 // alias x. Intermediates go to `cache` (the caller reuses one cache for many
 // calls when it does not need them kept). training: also record the GroupNorm
 // statistics for the backward (GroupNorm itself is the same in both modes).
-int phi_forward(const Phi *phi, PhiCache *cache, const float *x, int B, int H, int W, float *out, int training,
-                Arena *scratch);
+int phi_forward(const Phi *phi, PhiCache *cache, const float *x, int B, int H, int W, float *out, int training);
 // Its backward for the call `cache` belongs to (a training forward): out = that call's output,
 // dout = d(out); accumulates the parameters' gradients and dx += d(x) (dx may be NULL).
 int phi_backward(const Phi *phi, const PhiCache *cache, const float *out, const float *dout, float *dx);

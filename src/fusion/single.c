@@ -37,7 +37,7 @@ int single_init(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg,
 }
 
 int single_forward(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, const FusionInput *in,
-                   FBuf *fused, int training, Arena *scratch) {
+                   FBuf *fused, int training) {
     (void)cfg;
     for (int s = 0; s < fl->num_scales; s++) {
         int H = in->H[s], W = in->W[s], l = g->stream[s], c = fl->channels[s][l], c0 = 0;
@@ -45,7 +45,7 @@ int single_forward(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *c
         float *xs = fbuf(&g->inputs[s], (size_t)in->B * c * H * W);
         if (!xs) return SD_FAIL;
         copy_channels(xs, in->feat[g->input_pos][s], in->B, fl->scale_channels[s], c0, c, H * W);
-        if (phi_forward(&g->phis[s], &g->caches[s], xs, in->B, H, W, fused[s].data, training, scratch)) return SD_FAIL;
+        if (phi_forward(&g->phis[s], &g->caches[s], xs, in->B, H, W, fused[s].data, training)) return SD_FAIL;
     }
     return 0;
 }

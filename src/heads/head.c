@@ -187,7 +187,6 @@ void head_model_free(HeadModel *m) {
     linear_head_free(&m->linear);
     uper_head_free(&m->uper);
     params_free(&m->params);
-    arena_free(&m->scratch);
 }
 
 int head_model_load_st(HeadModel *m, const SafeTensors *st) {
@@ -244,16 +243,9 @@ int head_model_forward(HeadModel *m, const FusionInput *in) {
     const HeadConfig *c = &m->cfg;
     int S = c->layout.num_scales, B = in->B;
     int keep = m->keep || m->training;
-    // conv scratch: the largest 3x3 conv input of one sample, twice, plus slack
-    size_t floats = fuser_conv3x3_floats(&m->fuser, in);
+    if (fuser_forward(&m->fuser, in, m->training, keep)) return sd_error_context("fusion");
     if (c->task == TASK_SEGMENTATION) {
-        size_t u = uper_conv3x3_floats(&m->uper, in->H, in->W);
-        if (u > floats) floats = u;
-    }
-    if (scratch_reserve(&m->scratch, floats * 2 * sizeof(float) + (1u << 20))) return SD_FAIL;
-    if (fuser_forward(&m->fuser, in, m->training, keep, &m->scratch)) return sd_error_context("fusion");
-    if (c->task == TASK_SEGMENTATION) {
-        if (uper_head_forward(&m->uper, m->fuser.fused, B, in->H, in->W, m->training, &m->scratch))
+        if (uper_head_forward(&m->uper, m->fuser.fused, B, in->H, in->W, m->training))
             return sd_error_context("upernet");
         m->out_ndim = 4;
         m->out_shape[0] = B;

@@ -65,7 +65,6 @@ typedef struct {
     Fuser fuser;
     LinearHead linear;        // classification, multi-label
     UperHead uper;            // segmentation
-    Arena scratch;            // conv scratch
     int training;             // 1: BatchNorm batch statistics + running update, Dropout2d; 0: evaluation
     int keep;                 // keep every call's activations (forced on in training)
     int out_ndim, out_shape[4];

@@ -55,15 +55,14 @@ int uper_head_init(UperHead *u, ParamSet *ps, int num_scales, int in_channels, i
     return conv_layer_init(&u->conv_seg, ps, "conv_seg", channels, num_classes, 1, 0, 1);
 }
 
-int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const int *W, int training,
-                      Arena *scratch) {
+int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const int *W, int training) {
     int S = u->num_scales, P = u->in_channels, ch = u->channels, ac = u->align_corners;
     u->B = B;
     for (int s = 0; s < S; s++) { u->H[s] = H[s]; u->W[s] = W[s]; }
 
     // lateral convs on every scale but the last
     for (int i = 0; i + 1 < S; i++)
-        if (cna_forward(&u->lateral[i], &u->lateral_c[i], fused[i].data, B, H[i], W[i], training, scratch))
+        if (cna_forward(&u->lateral[i], &u->lateral_c[i], fused[i].data, B, H[i], W[i], training))
             return SD_FAIL;
 
     // PPM on the smallest scale, concatenated with it, then the bottleneck
@@ -77,10 +76,10 @@ int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const
         float *pooled = fbuf(&u->pooled[j], (size_t)B * P * q * q);
         if (!pooled) return SD_FAIL;
         adaptive_avg_pool2d(x, pooled, B, P, Ht, Wt, q, q);
-        if (cna_forward(&u->psp[j], &u->psp_c[j], pooled, B, q, q, training, scratch)) return SD_FAIL;
+        if (cna_forward(&u->psp[j], &u->psp_c[j], pooled, B, q, q, training)) return SD_FAIL;
         resize_into_channels(cat, u->psp_c[j].out.data, B, Ccat, P + j * ch, ch, q, q, Ht, Wt, ac);
     }
-    if (cna_forward(&u->bottleneck, &u->bottleneck_c, cat, B, Ht, Wt, training, scratch)) return SD_FAIL;
+    if (cna_forward(&u->bottleneck, &u->bottleneck_c, cat, B, Ht, Wt, training)) return SD_FAIL;
 
     // top-down path: lat_{i-1} = lateral_{i-1} + up(lat_i), from the top down
     const float *lat[FUSION_MAX_SCALES];
@@ -103,13 +102,13 @@ int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const
     for (int i = 0; i < S; i++) {
         const float *f = lat[i];
         if (i + 1 < S) {
-            if (cna_forward(&u->fpn[i], &u->fpn_c[i], lat[i], B, H[i], W[i], training, scratch)) return SD_FAIL;
+            if (cna_forward(&u->fpn[i], &u->fpn_c[i], lat[i], B, H[i], W[i], training)) return SD_FAIL;
             f = u->fpn_c[i].out.data;
         }
         if (i == 0) paste_channels(fcat, f, B, S * ch, 0, ch, H0 * W0);
         else resize_into_channels(fcat, f, B, S * ch, i * ch, ch, H[i], W[i], H0, W0, ac);
     }
-    if (cna_forward(&u->fpn_bottleneck, &u->fpnb_c, fcat, B, H0, W0, training, scratch)) return SD_FAIL;
+    if (cna_forward(&u->fpn_bottleneck, &u->fpnb_c, fcat, B, H0, W0, training)) return SD_FAIL;
 
     // Dropout2d (training only), conv_seg, resize to the output size
     const float *feat = u->fpnb_c.out.data;
@@ -124,7 +123,7 @@ int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const
     float *seg = fbuf(&u->seg, (size_t)B * u->num_classes * H0 * W0);
     float *logits = fbuf(&u->logits, (size_t)B * u->num_classes * u->out_h * u->out_w);
     if (!seg || !logits) return SD_FAIL;
-    if (conv_layer_forward(&u->conv_seg, feat, B, H0, W0, seg, scratch)) return SD_FAIL;
+    conv_layer_forward(&u->conv_seg, feat, B, H0, W0, seg);
     resize_bilinear(seg, logits, B, u->num_classes, H0, W0, u->out_h, u->out_w, 0);
     return 0;
 }
@@ -237,13 +236,4 @@ void uper_head_free(UperHead *u) {
     fbuf_free(&u->dropped);
     fbuf_free(&u->seg);
     fbuf_free(&u->logits);
-}
-
-size_t uper_conv3x3_floats(const UperHead *u, const int *H, const int *W) {
-    int S = u->num_scales;
-    size_t best = (size_t)(u->in_channels + u->num_pool * u->channels) * 9 * H[S - 1] * W[S - 1];
-    for (int i = 0; i + 1 < S; i++)
-        if ((size_t)u->channels * 9 * H[i] * W[i] > best) best = (size_t)u->channels * 9 * H[i] * W[i];
-    if ((size_t)S * u->channels * 9 * H[0] * W[0] > best) best = (size_t)S * u->channels * 9 * H[0] * W[0];
-    return best;
 }

@@ -60,14 +60,11 @@ typedef struct {
 int uper_head_init(UperHead *u, ParamSet *ps, int num_scales, int in_channels, int channels, int num_classes,
                    const int *pool_scales, int num_pool, int out_h, int out_w, int align_corners, float dropout_p);
 // fused[s]: (B, in_channels, H[s], W[s]). Output: u->logits.
-int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const int *W, int training,
-                      Arena *scratch);
+int uper_head_forward(UperHead *u, const FBuf *fused, int B, const int *H, const int *W, int training);
 // Its backward after a training forward (BatchNorm batch statistics, the Dropout2d mask of that
 // forward when p > 0): dlogits (B, classes, out_h, out_w) -> dfused[s] += (B, P, H_s, W_s); the
 // parameters' gradients accumulate into Param->grad. Conventions: fuser_backward (fuser.h).
 int uper_head_backward(UperHead *u, const float *dlogits, float *const *dfused);
 void uper_head_free(UperHead *u);
-// Largest 3x3 conv input of one sample, in floats (conv scratch sizing).
-size_t uper_conv3x3_floats(const UperHead *u, const int *H, const int *W);
 
 #endif

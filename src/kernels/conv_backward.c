@@ -172,7 +172,7 @@ int conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout
                          .pad_left = KW - 1 - g.pad_left, .pad_bottom = KH - 1 - g.pad_bottom,
                          .pad_right = KW - 1 - g.pad_right};
     for (int n = 0; n < N; n++) {
-        conv2d_forward(dout + (int64_t)n * Cout * out_plane, 1, Cout, Ho, Wo, wt, NULL, Cin, gt, tmp, NULL);
+        conv2d_forward(dout + (int64_t)n * Cout * out_plane, 1, Cout, Ho, Wo, wt, NULL, Cin, gt, tmp);
         float *dx = dinp + (int64_t)n * Cin * in_plane;
         const int64_t count = (int64_t)Cin * in_plane;
 #pragma omp parallel for schedule(static)

@@ -93,9 +93,9 @@ Conv2dGeometry conv_geometry(int kernel, int stride, int pad);  // symmetric pad
 int conv_out_size(int in, int kernel, int stride, int pad_before, int pad_after);
 
 // y[N,Cout,Ho,Wo] = conv(x[N,Cin,H,W], weight[Cout,Cin,kh,kw]) + bias[Cout] (bias may be NULL).
-// Scratch comes from the arena (may be NULL for 1x1 stride-1 convs); returns -1 if it runs out.
-int conv2d_forward(const float *x, int N, int Cin, int H, int W, const float *weight, const float *bias, int Cout,
-                   Conv2dGeometry g, float *y, Arena *scratch);
+// An implicit GEMM: the im2col columns are made inside the GEMM's B packer, no scratch.
+void conv2d_forward(const float *x, int N, int Cin, int H, int W, const float *weight, const float *bias, int Cout,
+                    Conv2dGeometry g, float *y);
 // The same with the weight packed as the A operand (gemm_pack_weights(.., Cout, Cin*kh*kw, 0)).
 void conv2d_forward_packed(const float *x, int N, int Cin, int H, int W, const GemmPackedWeights *weight,
                            const float *bias, int Cout, Conv2dGeometry g, float *y);
