@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include "core/error.h"
+#include "io/safetensors.h"
 #include "models/extract_job.h"
+#include "models/pipeline.h"
 #include "test_util.h"
 
 static char g_root[256];
@@ -197,6 +199,122 @@ static void test_geobench(void) {
     extract_inputs_free(&l);
 }
 
+// A two-scale pyramid made by hand: scale 0 is 4 x 4 with layers of 3 and 2 channels, scale 1 is
+// 2 x 2 with one of 4; two save steps.
+static void make_pyramid(FeaturePyramid *p) {
+    memset(p, 0, sizeof(*p));
+    p->n_steps = 2;
+    p->n_scales = 2;
+    p->scale_h[0] = p->scale_w[0] = 4, p->scale_c[0] = 5;
+    p->scale_h[1] = p->scale_w[1] = 2, p->scale_c[1] = 4;
+    p->n_layers = 3;
+    const char *paths[3] = {"up_blocks.1.a", "up_blocks.1.b", "up_blocks.2.c"};
+    const int scale[3] = {0, 0, 1}, ch[3] = {3, 2, 4};
+    for (int k = 0; k < 3; k++) p->layer_path[k] = strdup(paths[k]), p->layer_scale[k] = scale[k], p->layer_channels[k] = ch[k];
+    p->feats = (Tensor *)calloc(4, sizeof(Tensor));
+    for (int i = 0; i < 2; i++)
+        for (int s = 0; s < 2; s++) {
+            Tensor *t = &p->feats[i * 2 + s];
+            tensor_alloc(t, 4, (int[4]){1, p->scale_c[s], p->scale_h[s], p->scale_w[s]}, "feat");
+            for (int64_t e = 0; e < tensor_numel(t); e++) t->data[e] = (float)(e + 10 * i + 100 * s);
+        }
+    tensor_alloc(&p->latent, 4, (int[4]){1, 4, 2, 2}, "latent");
+    memset(p->latent.data, 0, 16 * sizeof(float));
+}
+
+static const char *meta_of(const FeatureMeta *m, const char *key) {
+    const char *v = feature_meta_get(m, key);
+    return v ? v : "(absent)";
+}
+
+// The job's settings as metadata, a file written with them, and a rerun's check of it.
+static void test_job_meta_and_write(void) {
+    ExtractOptions o;
+    extract_options_default(&o);
+    o.prompt = "fields";
+    o.walk.num_inference_steps = 20;
+    o.walk.n_save = 2, o.walk.save_index[0] = 17, o.walk.save_index[1] = 15;
+    o.walk.output_handling = DDIM_OUTPUT_BY_CONFIG;
+    o.latent_sample = 1, o.seed = 7;
+    o.n_suffixes = 2, o.suffixes[0] = "attn1", o.suffixes[1] = "conv2";
+    DdimWalk walk;
+    memset(&walk, 0, sizeof(walk));
+    walk.save_t[0] = 101, walk.save_t[1] = 201;
+    const char *model = "tests/data/tiny_pipeline";
+    ExtractJob job = {.model = model, .o = &o, .walk = &walk, .f16 = 1, .bf16 = 0,
+                      .preprocessing = "{\"size\": 32}", .tool_version = "9.9.9"};
+    FeatureMeta expect;
+    feature_meta_init(&expect);
+    int rc = extract_job_meta(&job, &expect);
+    char fp[32];
+    snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)diffusion_model_fingerprint(model, NULL));
+    CHECK(rc == 0 && expect.count == 11, "job meta: rc %d, %d keys (want 11: no compute_precision for f32)", rc, expect.count);
+    struct {
+        const char *key, *want;
+    } want[] = {{"model_fingerprint", fp},        {"prompt", "fields"},          {"num_inference_steps", "20"},
+                {"save_timesteps", "[17, 15]"},   {"save_t", "[101, 201]"},      {"layer_suffixes", "[\"attn1\", \"conv2\"]"},
+                {"latent", "sample:7"},           {"dtype", "f16"},              {"convention", "satdifuser"},
+                {"output_handling", "config"},    {"preprocessing", "{\"size\": 32}"}, {"compute_precision", "(absent)"}};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        CHECK(!strcmp(meta_of(&expect, want[i].key), want[i].want), "job meta %s = '%s' (want '%s')", want[i].key,
+              meta_of(&expect, want[i].key), want[i].want);
+    FeatureMeta bf;
+    feature_meta_init(&bf);
+    job.bf16 = 1, job.f16 = 0, o.latent_sample = 0;
+    rc = extract_job_meta(&job, &bf);
+    CHECK(rc == 0 && !strcmp(meta_of(&bf, "compute_precision"), "bf16") && !strcmp(meta_of(&bf, "dtype"), "f32") &&
+              !strcmp(meta_of(&bf, "latent"), "mean"),
+          "bf16 job: compute_precision %s dtype %s latent %s", meta_of(&bf, "compute_precision"), meta_of(&bf, "dtype"),
+          meta_of(&bf, "latent"));
+    feature_meta_free(&bf);
+    job.bf16 = 0, job.f16 = 1, o.latent_sample = 1;
+
+    // the per-file keys of a hand-made pyramid
+    FeaturePyramid p;
+    make_pyramid(&p);
+    ExtractSource src = {.path = "imgs/a.npy", .channels = 13, .height = 30, .width = 40, .bands = {4, 3, 2},
+                         .scaling = "{\"mode\": \"clip\"}"};
+    FeatureMeta fm;
+    feature_meta_init(&fm);
+    rc = extract_file_meta(&p, &src, "9.9.9", &fm);
+    CHECK(rc == 0 && !strcmp(meta_of(&fm, "feature_dims"), "{\"4\": [3, 2], \"2\": [4]}") &&
+              !strcmp(meta_of(&fm, "scales"), "[[4, 4], [2, 2]]") &&
+              !strcmp(meta_of(&fm, "layers"), "[\"up_blocks.1.a\", \"up_blocks.1.b\", \"up_blocks.2.c\"]") &&
+              !strcmp(meta_of(&fm, "source_shape"), "[13, 30, 40]") && !strcmp(meta_of(&fm, "bands_used"), "[4, 3, 2]") &&
+              !strcmp(meta_of(&fm, "source"), "imgs/a.npy") && !strcmp(meta_of(&fm, "tool_version"), "9.9.9"),
+          "file meta: dims %s scales %s layers %s shape %s bands %s", meta_of(&fm, "feature_dims"), meta_of(&fm, "scales"),
+          meta_of(&fm, "layers"), meta_of(&fm, "source_shape"), meta_of(&fm, "bands_used"));
+    feature_meta_free(&fm);
+
+    // written, it validates against the job's settings and not against another prompt's
+    char target[512];
+    snprintf(target, sizeof(target), "%s", path_of("feats/sub/a.safetensors"));
+    mkdir(path_of("feats"), 0777), mkdir(path_of("feats/sub"), 0777);
+    rc = extract_write_features(target, &p, &job, &expect, &src);
+    CHECK(rc == 0, "write: %s", rc ? sd_last_error() : "");
+    CHECK(feature_cache_validate(target, &expect) == 0, "the file validates with the job's settings: %s", sd_last_error());
+    SafeTensors st;
+    if (st_open(&st, target) == 0) {
+        const char *m = st_metadata(&st, "model"), *sc = st_metadata(&st, "scaling"), *pr = st_metadata(&st, "prompt");
+        CHECK(m && !strcmp(m, model) && sc && !strcmp(sc, "{\"mode\": \"clip\"}") && pr && !strcmp(pr, "fields") &&
+                  st_find(&st, "feat.1.1") && st_find(&st, "latent"),
+              "written metadata: model %s scaling %s prompt %s", m ? m : "-", sc ? sc : "-", pr ? pr : "-");
+        st_close(&st);
+    } else {
+        CHECK(0, "written file opens: %s", sd_last_error());
+    }
+    FeatureMeta other;
+    feature_meta_init(&other);
+    o.prompt = "roads";
+    extract_job_meta(&job, &other);
+    CHECK(feature_cache_validate(target, &other) == -1 && strstr(sd_last_error(), "prompt"),
+          "another prompt's job refuses the file: %s", sd_last_error());
+    o.prompt = "fields";
+    feature_meta_free(&other);
+    feature_meta_free(&expect);
+    feature_pyramid_free(&p);
+}
+
 int main(void) {
     snprintf(g_root, sizeof(g_root), "/tmp/satdifuser_test_extract_job.%d", (int)getpid());
     mkdir(g_root, 0777);
@@ -204,6 +322,7 @@ int main(void) {
     test_folder();
     test_list_and_file();
     test_geobench();
+    test_job_meta_and_write();
     char cmd[320];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_root);
     if (system(cmd) != 0) printf("note: could not remove %s\n", g_root);

@@ -255,106 +255,6 @@ static void format_seconds(double s, char *buf, size_t size) {
     snprintf(buf, size, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
 }
 
-// The settings every feature file of this run records, and that a rerun must match.
-static int expected_meta(const Args *a, const DiffusionModel *m, const ExtractOptions *o, const DdimWalk *walk,
-                         FeatureMeta *meta) {
-    char steps[256] = "[", ts[256] = "[", layers[512] = "[";
-    for (int k = 0; k < o->walk.n_save; k++) {
-        size_t n = strlen(steps), t = strlen(ts);
-        snprintf(steps + n, sizeof(steps) - n, "%s%d", k ? ", " : "", o->walk.save_index[k]);
-        snprintf(ts + t, sizeof(ts) - t, "%s%d", k ? ", " : "", walk->save_t[k]);
-    }
-    strcat(steps, "]"), strcat(ts, "]");
-    for (int k = 0; k < o->n_suffixes; k++) {
-        size_t n = strlen(layers);
-        snprintf(layers + n, sizeof(layers) - n, "%s\"%s\"", k ? ", " : "", o->suffixes[k]);
-    }
-    strcat(layers, "]");
-    char pre_json[2048];
-    if (pre_args_json(&a->pre, pre_json, sizeof(pre_json))) return -1;
-    int rc = feature_meta_setf(meta, "model_fingerprint", "%016llx", (unsigned long long)diffusion_model_fingerprint(a->model, a->unet)) ||
-             feature_meta_set(meta, "prompt", a->prompt) ||
-             feature_meta_setf(meta, "num_inference_steps", "%d", o->walk.num_inference_steps) ||
-             feature_meta_set(meta, "save_timesteps", steps) || feature_meta_set(meta, "save_t", ts) ||
-             feature_meta_set(meta, "layer_suffixes", layers) ||
-             (o->latent_sample ? feature_meta_setf(meta, "latent", "sample:%llu", (unsigned long long)o->seed)
-                               : feature_meta_set(meta, "latent", "mean")) ||
-             feature_meta_set(meta, "dtype", a->f16 ? "f16" : "f32") ||
-             (a->bf16 && feature_meta_set(meta, "compute_precision", "bf16")) ||
-             feature_meta_set(meta, "convention", "satdifuser") ||
-             feature_meta_set(meta, "output_handling", o->walk.output_handling == DDIM_OUTPUT_BY_CONFIG ? "config" : "epsilon") ||
-             feature_meta_set(meta, "preprocessing", pre_json);
-    (void)m;
-    return rc ? -1 : 0;
-}
-
-// Per-file metadata: the pyramid's layout and the source.
-static int file_meta(const FeaturePyramid *p, const ExtractItem *it, const Image *img, const int bands[3], const char *scaling,
-                     FeatureMeta *meta) {
-    char dims[4096] = "{", scales[512] = "[", layers[16384] = "[";
-    for (int s = 0; s < p->n_scales; s++) {
-        size_t n = strlen(dims), q = strlen(scales);
-        snprintf(dims + n, sizeof(dims) - n, "%s\"%d\": [", s ? ", " : "", p->scale_w[s]);
-        snprintf(scales + q, sizeof(scales) - q, "%s[%d, %d]", s ? ", " : "", p->scale_h[s], p->scale_w[s]);
-        int first = 1;
-        for (int k = 0; k < p->n_layers; k++) {
-            if (p->layer_scale[k] != s) continue;
-            n = strlen(dims);
-            snprintf(dims + n, sizeof(dims) - n, "%s%d", first ? "" : ", ", p->layer_channels[k]);
-            first = 0;
-        }
-        strcat(dims, "]");
-    }
-    strcat(dims, "}"), strcat(scales, "]");
-    for (int s = 0; s < p->n_scales; s++)
-        for (int k = 0; k < p->n_layers; k++) {
-            if (p->layer_scale[k] != s) continue;
-            size_t n = strlen(layers);
-            snprintf(layers + n, sizeof(layers) - n, "%s\"%s\"", n > 1 ? ", " : "", p->layer_path[k]);
-        }
-    strcat(layers, "]");
-    int rc = feature_meta_set(meta, "feature_dims", dims) || feature_meta_set(meta, "scales", scales) ||
-             feature_meta_set(meta, "layers", layers) || feature_meta_set(meta, "source", it->path) ||
-             feature_meta_setf(meta, "source_shape", "[%d, %d, %d]", img->channels, img->height, img->width) ||
-             feature_meta_setf(meta, "bands_used", "[%d, %d, %d]", bands[0], bands[1], bands[2]) ||
-             feature_meta_set(meta, "scaling", scaling) ||
-             feature_meta_set(meta, "tool_version", SATDIFUSER_VERSION);
-    return rc ? -1 : 0;
-}
-
-// OUT/.prompt_embedding.safetensors (PROMPT_EMBEDDING_NAME, a name no image takes: extract_inputs_collect
-// refuses it): the prompt's embedding (1, L, D), computed once per model and prompt and kept next to
-// the features that used it (the features' metadata names the same prompt and model fingerprint).
-// Caches made before keep theirs as OUT/text_embedding.safetensors, which is still read.
-static int write_prompt_embedding(DiffusionModel *m, const Args *a, const char *out_dir) {
-    const float *emb;
-    if (diffusion_model_prompt(m, a->prompt, &emb)) return -1;
-    char path[8192], fp[32];
-    snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)diffusion_model_fingerprint(a->model, a->unet));
-    SafeTensors st;
-    struct stat sb;
-    for (int old = 1; old >= 0; old--) {  // already there for this prompt and model (old name or new): keep it
-        snprintf(path, sizeof(path), "%s/%s.safetensors", out_dir, old ? "text_embedding" : PROMPT_EMBEDDING_NAME);
-        if (stat(path, &sb) != 0 || st_open(&st, path) != 0) continue;
-        const char *p = st_metadata(&st, "prompt"), *f = st_metadata(&st, "model_fingerprint");
-        int same = p && f && !strcmp(p, a->prompt) && !strcmp(f, fp) && st_find(&st, "text_embedding");
-        st_close(&st);
-        if (same) return 0;
-    }
-    StWriteEntry e;
-    memset(&e, 0, sizeof(e));
-    e.name = "text_embedding";
-    e.dtype = DT_F32;
-    e.ndim = 3;
-    e.shape[0] = 1;
-    e.shape[1] = m->L;
-    e.shape[2] = m->D;
-    e.data = emb;
-    const char *keys[3] = {"prompt", "model_fingerprint", "model"};
-    const char *vals[3] = {a->prompt, fp, a->model};
-    return st_write(path, &e, 1, keys, vals, 3);
-}
-
 // One image of a group: loaded and preprocessed, then its features.
 typedef struct {
     const ExtractItem *item;
@@ -398,23 +298,10 @@ static int prepare_one(const PreprocessOptions *pre, const Args *a, GroupImage *
     return pre_scaling_json(mode, is_auto, why, &rep, g->scaling, sizeof(g->scaling));
 }
 
-static int write_one(const FeaturePyramid *p, const Args *a, const FeatureMeta *expect, GroupImage *g) {
-    FeatureMeta meta;
-    feature_meta_init(&meta);
-    int rc = -1;
-    for (int i = 0; i < expect->count; i++)
-        if (feature_meta_set(&meta, expect->keys[i], expect->values[i])) goto done;
-    if (file_meta(p, g->item, &g->img, g->bands, g->scaling, &meta) || feature_meta_set(&meta, "model", a->model)) goto done;
-    rc = feature_cache_write(g->target, p->feats, p->n_steps, p->n_scales, &p->latent, a->f16, &meta);
-done:
-    feature_meta_free(&meta);
-    return rc;
-}
-
 // Extracts up to --batch images: each is loaded and preprocessed, then consecutive images of one
 // size go through the VAE and the UNet together (features_extract_batch: the same bits as one by
 // one) and each file is written. g[i].rc tells which failed; their messages are printed here.
-static void extract_group(DiffusionModel *m, const ExtractOptions *o, const PreprocessOptions *pre, const Args *a,
+static void extract_group(DiffusionModel *m, const ExtractJob *job, const PreprocessOptions *pre, const Args *a,
                           const FeatureMeta *expect, GroupImage *g, int n) {
     for (int i = 0; i < n; i++) {
         g[i].rc = prepare_one(pre, a, &g[i]);
@@ -430,7 +317,7 @@ static void extract_group(DiffusionModel *m, const ExtractOptions *o, const Prep
         FeaturePyramid *p = (FeaturePyramid *)calloc((size_t)B, sizeof(FeaturePyramid));
         if (p && tensor_alloc(&batch, 4, (int[4]){B, g[i].x.shape[1], g[i].x.shape[2], g[i].x.shape[3]}, "batch") == 0) {
             for (int b = 0; b < B; b++) memcpy(batch.data + b * per, g[i + b].x.data, (size_t)per * sizeof(float));
-            rc = features_extract_batch(m, o, &batch, p);
+            rc = features_extract_batch(m, job->o, &batch, p);
         } else if (!p) {
             sd_errorf("out of memory");
         }
@@ -443,7 +330,10 @@ static void extract_group(DiffusionModel *m, const ExtractOptions *o, const Prep
                 if (!g_stop_signal) fprintf(stderr, "error: %s: %s\n", gi->item->path, why);
                 continue;
             }
-            gi->rc = write_one(&p[b], a, expect, gi);
+            ExtractSource src = {.path = gi->item->path, .channels = gi->img.channels, .height = gi->img.height,
+                                 .width = gi->img.width, .bands = {gi->bands[0], gi->bands[1], gi->bands[2]},
+                                 .scaling = gi->scaling};
+            gi->rc = extract_write_features(gi->target, &p[b], job, expect, &src);
             if (gi->rc) fprintf(stderr, "error: %s\n", sd_last_error());
             feature_pyramid_free(&p[b]);
         }
@@ -467,11 +357,11 @@ typedef struct {
 } RunState;
 
 // Extracts the waiting group, then counts and reports each image.
-static void flush_group(DiffusionModel *m, const ExtractOptions *o, const PreprocessOptions *pre, const Args *a,
+static void flush_group(DiffusionModel *m, const ExtractJob *job, const PreprocessOptions *pre, const Args *a,
                         const FeatureMeta *expect, RunState *r) {
     if (r->n_group == 0) return;
     double ti = sd_now();
-    extract_group(m, o, pre, a, expect, r->group, r->n_group);
+    extract_group(m, job, pre, a, expect, r->group, r->n_group);
     double each = (sd_now() - ti) / r->n_group;
     for (int i = 0; i < r->n_group; i++) {
         GroupImage *g = &r->group[i];
@@ -481,7 +371,7 @@ static void flush_group(DiffusionModel *m, const ExtractOptions *o, const Prepro
             r->done_count++;
             // once this run's settings have produced a file, its prompt embedding goes beside it
             if (!r->embedding_kept) {
-                if (write_prompt_embedding(m, a, a->out)) fprintf(stderr, "warning: %s\n", sd_last_error());
+                if (extract_keep_prompt_embedding(m, job, a->out)) fprintf(stderr, "warning: %s\n", sd_last_error());
                 else r->embedding_kept = 1;
             }
             if (!a->quiet) {
@@ -565,7 +455,11 @@ int cmd_extract(int argc, char **argv) {
         }
     }
     if (ddim_walk_plan(&model.scheduler, &o.walk, &walk)) goto fail;  // checks the save steps up front
-    if (expected_meta(&a, &model, &o, &walk, &expect)) goto fail;
+    char pre_json[2048];
+    if (pre_args_json(&a.pre, pre_json, sizeof(pre_json))) goto fail;
+    ExtractJob job = {.model = a.model, .unet = a.unet, .o = &o, .walk = &walk, .f16 = a.f16, .bf16 = a.bf16,
+                      .preprocessing = pre_json, .tool_version = SATDIFUSER_VERSION};
+    if (extract_job_meta(&job, &expect)) goto fail;  // what every file records and a rerun must match
     if (a.check) {  // list what is missing, half-written or made otherwise; compute nothing (extract_check.c)
         const char **names = (const char **)malloc(sizeof(char *) * (size_t)list.n);
         if (!names) { sd_errorf("out of memory"); goto fail; }
@@ -612,7 +506,7 @@ int cmd_extract(int argc, char **argv) {
                 failed++;
             } else {
                 skipped++;
-                if (!run.embedding_kept && write_prompt_embedding(&model, &a, a.out) == 0) run.embedding_kept = 1;
+                if (!run.embedding_kept && extract_keep_prompt_embedding(&model, &job, a.out) == 0) run.embedding_kept = 1;
             }
             continue;
         }
@@ -628,9 +522,9 @@ int cmd_extract(int argc, char **argv) {
         GroupImage *g = &run.group[run.n_group];
         g->item = it;
         if (!(g->target = strdup(target))) { sd_errorf("out of memory"); goto fail; }
-        if (++run.n_group == a.batch) flush_group(&model, &o, &pre, &a, &expect, &run);
+        if (++run.n_group == a.batch) flush_group(&model, &job, &pre, &a, &expect, &run);
     }
-    if (!g_stop_signal) flush_group(&model, &o, &pre, &a, &expect, &run);
+    if (!g_stop_signal) flush_group(&model, &job, &pre, &a, &expect, &run);
     for (int i = 0; i < run.n_group; i++) free((char *)run.group[i].target);  // a stop left them waiting
     free(run.group);
     done_count = run.done_count;

@@ -152,3 +152,102 @@ int extract_inputs_collect(const char *input, const char *partition, ExtractInpu
                              l->items[i].path, l->items[i].name);
     return 0;
 }
+
+// ---- the job's settings: what every feature file records ---------------------------------------
+
+int extract_job_meta(const ExtractJob *job, FeatureMeta *meta) {
+    const ExtractOptions *o = job->o;
+    char steps[256] = "[", ts[256] = "[", layers[512] = "[";
+    for (int k = 0; k < o->walk.n_save; k++) {
+        size_t n = strlen(steps), t = strlen(ts);
+        snprintf(steps + n, sizeof(steps) - n, "%s%d", k ? ", " : "", o->walk.save_index[k]);
+        snprintf(ts + t, sizeof(ts) - t, "%s%d", k ? ", " : "", job->walk->save_t[k]);
+    }
+    strcat(steps, "]"), strcat(ts, "]");
+    for (int k = 0; k < o->n_suffixes; k++) {
+        size_t n = strlen(layers);
+        snprintf(layers + n, sizeof(layers) - n, "%s\"%s\"", k ? ", " : "", o->suffixes[k]);
+    }
+    strcat(layers, "]");
+    int rc = feature_meta_setf(meta, "model_fingerprint", "%016llx",
+                               (unsigned long long)diffusion_model_fingerprint(job->model, job->unet)) ||
+             feature_meta_set(meta, "prompt", o->prompt) ||
+             feature_meta_setf(meta, "num_inference_steps", "%d", o->walk.num_inference_steps) ||
+             feature_meta_set(meta, "save_timesteps", steps) || feature_meta_set(meta, "save_t", ts) ||
+             feature_meta_set(meta, "layer_suffixes", layers) ||
+             (o->latent_sample ? feature_meta_setf(meta, "latent", "sample:%llu", (unsigned long long)o->seed)
+                               : feature_meta_set(meta, "latent", "mean")) ||
+             feature_meta_set(meta, "dtype", job->f16 ? "f16" : "f32") ||
+             (job->bf16 && feature_meta_set(meta, "compute_precision", "bf16")) ||
+             feature_meta_set(meta, "convention", "satdifuser") ||
+             feature_meta_set(meta, "output_handling", o->walk.output_handling == DDIM_OUTPUT_BY_CONFIG ? "config" : "epsilon") ||
+             feature_meta_set(meta, "preprocessing", job->preprocessing);
+    return rc ? -1 : 0;
+}
+
+int extract_file_meta(const FeaturePyramid *p, const ExtractSource *src, const char *tool_version, FeatureMeta *meta) {
+    char dims[4096] = "{", scales[512] = "[", layers[16384] = "[";
+    for (int s = 0; s < p->n_scales; s++) {
+        size_t n = strlen(dims), q = strlen(scales);
+        snprintf(dims + n, sizeof(dims) - n, "%s\"%d\": [", s ? ", " : "", p->scale_w[s]);
+        snprintf(scales + q, sizeof(scales) - q, "%s[%d, %d]", s ? ", " : "", p->scale_h[s], p->scale_w[s]);
+        int first = 1;
+        for (int k = 0; k < p->n_layers; k++) {
+            if (p->layer_scale[k] != s) continue;
+            n = strlen(dims);
+            snprintf(dims + n, sizeof(dims) - n, "%s%d", first ? "" : ", ", p->layer_channels[k]);
+            first = 0;
+        }
+        strcat(dims, "]");
+    }
+    strcat(dims, "}"), strcat(scales, "]");
+    for (int s = 0; s < p->n_scales; s++)
+        for (int k = 0; k < p->n_layers; k++) {
+            if (p->layer_scale[k] != s) continue;
+            size_t n = strlen(layers);
+            snprintf(layers + n, sizeof(layers) - n, "%s\"%s\"", n > 1 ? ", " : "", p->layer_path[k]);
+        }
+    strcat(layers, "]");
+    int rc = feature_meta_set(meta, "feature_dims", dims) || feature_meta_set(meta, "scales", scales) ||
+             feature_meta_set(meta, "layers", layers) || feature_meta_set(meta, "source", src->path) ||
+             feature_meta_setf(meta, "source_shape", "[%d, %d, %d]", src->channels, src->height, src->width) ||
+             feature_meta_setf(meta, "bands_used", "[%d, %d, %d]", src->bands[0], src->bands[1], src->bands[2]) ||
+             feature_meta_set(meta, "scaling", src->scaling) || feature_meta_set(meta, "tool_version", tool_version);
+    return rc ? -1 : 0;
+}
+
+int extract_write_features(const char *target, const FeaturePyramid *p, const ExtractJob *job,
+                           const FeatureMeta *expect, const ExtractSource *src) {
+    FeatureMeta meta;
+    feature_meta_init(&meta);
+    int rc = -1;
+    for (int i = 0; i < expect->count; i++)
+        if (feature_meta_set(&meta, expect->keys[i], expect->values[i])) goto done;
+    if (extract_file_meta(p, src, job->tool_version, &meta) || feature_meta_set(&meta, "model", job->model)) goto done;
+    rc = feature_cache_write(target, p->feats, p->n_steps, p->n_scales, &p->latent, job->f16, &meta);
+done:
+    feature_meta_free(&meta);
+    return rc;
+}
+
+int extract_keep_prompt_embedding(DiffusionModel *m, const ExtractJob *job, const char *out_dir) {
+    const char *prompt = job->o->prompt;
+    const float *emb;
+    if (diffusion_model_prompt(m, prompt, &emb)) return -1;
+    char path[8192], fp[32];
+    snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)diffusion_model_fingerprint(job->model, job->unet));
+    SafeTensors st;
+    struct stat sb;
+    for (int old = 1; old >= 0; old--) {  // already there for this prompt and model (old name or new): keep it
+        snprintf(path, sizeof(path), "%s/%s.safetensors", out_dir, old ? "text_embedding" : PROMPT_EMBEDDING_NAME);
+        if (stat(path, &sb) != 0 || st_open(&st, path) != 0) continue;
+        const char *p = st_metadata(&st, "prompt"), *f = st_metadata(&st, "model_fingerprint");
+        int same = p && f && !strcmp(p, prompt) && !strcmp(f, fp) && st_find(&st, "text_embedding");
+        st_close(&st);
+        if (same) return 0;
+    }
+    StWriteEntry e = {.name = "text_embedding", .dtype = DT_F32, .ndim = 3, .shape = {1, m->L, m->D}, .data = emb};
+    const char *keys[3] = {"prompt", "model_fingerprint", "model"};
+    const char *vals[3] = {prompt, fp, job->model};
+    return st_write(path, &e, 1, keys, vals, 3);
+}

@@ -60,4 +60,44 @@ int extract_output_name(const char *rel, char *out, size_t size);
 // OUT/<name>.safetensors; -1 when it does not fit in size.
 int extract_target_path(const char *out_dir, const char *name, char *path, size_t size);
 
+// ---- the job's settings: what every feature file records ---------------------------------------
+
+typedef struct {
+    const char *model;           // the model's path as given ("model" metadata; fingerprinted with unet)
+    const char *unet;            // the UNet folder when not MODEL/unet, else NULL
+    const ExtractOptions *o;     // prompt, steps, save steps, layer suffixes, latent, output handling
+    const DdimWalk *walk;        // the planned walk (its save_t)
+    int f16;                     // the features stored as float16
+    int bf16;                    // bf16 compute ("compute_precision": "bf16"; absent for f32)
+    const char *preprocessing;   // the "preprocessing" JSON object, as the caller's options give it
+    const char *tool_version;    // "tool_version" of each file
+} ExtractJob;
+
+// The settings every file of the job records and a rerun must match (feature_cache_validate's
+// `expect`): model_fingerprint, prompt, num_inference_steps, save_timesteps, save_t, layer_suffixes,
+// latent, dtype, compute_precision (bf16 only), convention, output_handling, preprocessing.
+int extract_job_meta(const ExtractJob *job, FeatureMeta *meta);
+
+// What one image's file records besides the job's settings.
+typedef struct {
+    const char *path;               // "source"
+    int channels, height, width;    // "source_shape": the image as read
+    int bands[3];                   // "bands_used" (1-based)
+    const char *scaling;            // "scaling": what the scale mode did to each band (JSON)
+} ExtractSource;
+
+// The per-file keys: feature_dims, scales, layers (the pyramid's layout), source, source_shape,
+// bands_used, scaling, tool_version.
+int extract_file_meta(const FeaturePyramid *p, const ExtractSource *src, const char *tool_version, FeatureMeta *meta);
+// Writes one image's feature file at target (atomically: a temporary file renamed): the job's
+// settings (`expect`, extract_job_meta), the per-file keys and "model".
+int extract_write_features(const char *target, const FeaturePyramid *p, const ExtractJob *job,
+                           const FeatureMeta *expect, const ExtractSource *src);
+
+// OUT/.prompt_embedding.safetensors: the prompt's embedding (1, L, D) for this model, computed once
+// (diffusion_model_prompt's cache) and kept beside the features that used it, with the prompt, model
+// fingerprint and model path as metadata. Left as it is when the folder already has it for this
+// prompt and model (under the old name text_embedding.safetensors too).
+int extract_keep_prompt_embedding(DiffusionModel *m, const ExtractJob *job, const char *out_dir);
+
 #endif
