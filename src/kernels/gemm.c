@@ -111,7 +111,24 @@ static inline int kwords(const GemmKernelInfo *ki, int k) { return (k + ki->ops-
 
 // 1 if the packed weights are in this kernel set's layout and can be read in place.
 static int packed_in_place(const GemmPackedWeights *pw, const GemmKernelInfo *ki, float alpha) {
-    return pw && pw->kernel == ki && alpha == 1.0f;
+    return pw && pw->kernel == ki && alpha == 1.0f && !pw->half;
+}
+
+// 1 if the packed weights are f16 in this kernel set's layout: each block is widened to f32 into
+// the pack buffer where f32 weights would have been read in place (the same floats in the same
+// places as the f32 weights rounded to f16).
+static int packed_widened(const GemmPackedWeights *pw, const GemmKernelInfo *ki, float alpha) {
+    return pw && pw->kernel == ki && alpha == 1.0f && pw->half;
+}
+
+// f16 weights: the rows [r, r + count) (count a multiple of the panel width, or up to
+// padded_rows) of the k block at pc (kc long) widened into dst, the layout the packers write
+// (panel after panel, kc * width floats each): one contiguous run of the packed halves.
+static void widen_block(const GemmKernelInfo *ki, const GemmPackedWeights *pw, int r, int count, int pc, int kc,
+                        float *dst) {
+    int end = r + (count + pw->width - 1) / pw->width * pw->width;
+    if (end > pw->padded_rows) end = pw->padded_rows;
+    gemm_widen_f16(ki, pw->half + (size_t)pc * pw->padded_rows + (size_t)r * kc, dst, (size_t)(end - r) * kc);
 }
 
 // Weights read in place: where the micro-panel of rows [r, r + width) starts for the k block at
@@ -132,16 +149,21 @@ static const void *panel_at(const GemmPackedWeights *pw, int r, int pc, int kw, 
 static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, int m1, int n0, int n1, void *ap,
                        void *bp, float *scratch) {
     const int mr = ki->mr, nr = ki->nr, MC = ki->mc, KC = ki->kc, K = g->K;
-    // Weights packed at load are read in place (gemm_pack_weights, Bf16Packed: panel_at).
+    // Weights packed at load are read in place (gemm_pack_weights, Bf16Packed: panel_at); f16
+    // weights (gemm_pack_weights_f16) are widened block by block into the pack buffers instead of
+    // being packed (an A block once per B panel, a B panel once per row block).
     const GemmPackedWeights *a_packed = packed_in_place(g->packed_a, ki, g->alpha) ? g->packed_a : NULL;
     const GemmPackedWeights *b_packed = packed_in_place(g->packed_b, ki, 1.0f) ? g->packed_b : NULL;
+    const GemmPackedWeights *a_half = packed_widened(g->packed_a, ki, g->alpha) ? g->packed_a : NULL;
+    const GemmPackedWeights *b_half = packed_widened(g->packed_b, ki, 1.0f) ? g->packed_b : NULL;
     const int NC = b_packed && ki->ops->nc_in_place ? ki->ops->nc_in_place : ki->nc;
     for (int jc = n0; jc < n1; jc += NC) {
         int nc = n1 - jc < NC ? n1 - jc : NC;
         for (int pc = 0; pc < K; pc += KC) {
             int kc = K - pc < KC ? K - pc : KC;
             int kw = kwords(ki, kc);  // the micro-kernels' k: packed words per row or column
-            if (!b_packed) ki->ops->pack_b(ki, g, pc, kc, jc, nc, bp, scratch);
+            if (b_half) widen_block(ki, b_half, jc, nc, pc, kc, bp);
+            else if (!b_packed) ki->ops->pack_b(ki, g, pc, kc, jc, nc, bp, scratch);
             // The first k block applies beta and the biases; later ones accumulate into C.
             int first = pc == 0;
             float beta = first ? g->beta : 1.0f;
@@ -155,7 +177,8 @@ static void gemm_block(const GemmProblem *g, const GemmKernelInfo *ki, int m0, i
                 const int tiles = (mc + mr - 1) / mr;
                 const int fetch = b_packed && ki->ops->micro_fetch && tiles >= 2;
                 const int slice = (int)(((size_t)nr * kw * 4 + tiles - 1) / tiles);
-                if (!a_packed) ki->ops->pack_a(ki, g, ic, mc, pc, kc, ap);
+                if (a_half) widen_block(ki, a_half, ic, mc, pc, kc, ap);
+                else if (!a_packed) ki->ops->pack_a(ki, g, ic, mc, pc, kc, ap);
                 for (int jr = 0; jr < nc; jr += nr) {
                     int n = nc - jr < nr ? nc - jr : nr;
                     const float *bias_n = first && g->bias_n ? g->bias_n + jc + jr : NULL;
@@ -301,9 +324,10 @@ int gemm_run_with(const GemmProblem *g, const GemmKernelInfo *ki) {
     const int kcw = kwords(ki, ki->kc);
     const size_t a_words = (size_t)ki->mc * kcw, b_words = (size_t)kcw * (size_t)((ki->nc + ki->nr - 1) / ki->nr * ki->nr);
     const size_t ws_words = a_words + b_words + (size_t)ki->ops->scratch_floats;
-    // the bytes of weights packed at load, read once from memory (4 per word)
+    // the bytes of weights packed at load, read once from memory (4 per word, 2 per f16 value)
     const GemmPackedWeights *pw = g->packed_a ? g->packed_a : g->packed_b;
-    double weight_bytes = pw ? 4.0 / pw->kernel->ops->kpack * g->K * (g->packed_a ? g->M : g->N) : 0.0;
+    double bytes_per_value = pw && pw->half ? 2.0 : pw ? 4.0 / pw->kernel->ops->kpack : 0.0;
+    double weight_bytes = bytes_per_value * g->K * (g->packed_a ? g->M : g->N);
     int nested, threads = gemm_threads_for(g, weight_bytes, &nested);
     // Workspace first (on this thread), so that running out of memory is known before any work.
     float *extra = NULL;
@@ -319,10 +343,13 @@ int gemm_run_with(const GemmProblem *g, const GemmKernelInfo *ki) {
     // Blocks are handed out dynamically: each C element is still computed by one thread in the
     // same order (the blocking does not depend on the thread), so the bits do not change.
     int tm, tn;
-    // an operand read in place costs stream_cost per value, one packed per call pack_cost
+    // an operand read in place (or widened from f16: a streaming copy) costs stream_cost per value,
+    // one packed per call pack_cost
+    const int a_streams = packed_in_place(g->packed_a, ki, g->alpha) || packed_widened(g->packed_a, ki, g->alpha);
+    const int b_streams = packed_in_place(g->packed_b, ki, 1.0f) || packed_widened(g->packed_b, ki, 1.0f);
     gemm_choose_grid(g->M, g->N, g->K, threads, ki->mr, ki->nr, ki->ops->fma_per_cycle,
-                     packed_in_place(g->packed_a, ki, g->alpha) ? ki->ops->stream_cost : ki->ops->pack_cost,
-                     packed_in_place(g->packed_b, ki, 1.0f) ? ki->ops->stream_cost : ki->ops->pack_cost, &tm, &tn);
+                     a_streams ? ki->ops->stream_cost : ki->ops->pack_cost,
+                     b_streams ? ki->ops->stream_cost : ki->ops->pack_cost, &tm, &tn);
     const int panels_m = (g->M + ki->mr - 1) / ki->mr, panels_n = (g->N + ki->nr - 1) / ki->nr;
     // A grid of row blocks only (tn == 1) would have every block pack all of B: when B is
     // small (a convolution on a 4x4 or 8x8 map: K x 16-64 pixels) it is packed once, all of

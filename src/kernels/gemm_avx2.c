@@ -124,7 +124,7 @@ static const GemmKernelOps k_avx2_ops = {
     // a multiply-add costs ~1/32 cycle (vector FMA), packing a float ~1 cycle, streaming a float of
     // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
     .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
-    .micro = micro_avx2, .softmax_step = softmax_step_avx2,
+    .micro = micro_avx2, .softmax_step = softmax_step_avx2, .widen_f16 = gemm_widen_f16_avx2,
 };
 static const GemmKernelInfo k_avx2 = {.name = "avx2", .mr = MR, .nr = NR, .mc = 144, .kc = 256, .nc = 4096,
                                       .ops = &k_avx2_ops};

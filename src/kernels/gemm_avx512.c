@@ -244,6 +244,7 @@ static const GemmKernelOps k_avx512_ops = {
     .micro = micro_avx512, .micro_narrow = micro_narrow_avx512, .micro_fetch = micro_fetch_avx512,
     .pack_a_rows = pack_a_rows_avx512, .softmax_step = softmax_step_avx512, .scale_columns = scale_columns_avx512,
     .finish_rows = finish_rows_avx512, .conv_pack_b_s1 = conv_pack_b_s1_avx512,
+    .widen_f16 = gemm_widen_f16_avx512,
 };
 static const GemmKernelInfo k_avx512 = {.name = "avx512", .mr = MR, .nr = NR, .mc = 168, .kc = 384, .nc = 4096,
                                         .ops = &k_avx512_ops};

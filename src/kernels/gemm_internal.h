@@ -103,6 +103,10 @@ typedef struct GemmKernelOps {
     // gemm.c uses it for weights packed as B: the next micro-panel, a slice per tile.
     void (*micro_fetch)(int k, const void *a, const void *b, float *c, int ldc, int m, int n, float beta,
                         const float *bias_m, const float *bias_n, const char *fetch, int fetch_bytes);
+    // f32 sets. Optional (NULL: gemm_f16.c's portable loop): dst[i] = the f32 of the IEEE half
+    // src[i], i < n (exact). The loop nest widens f16 weights (GemmPackedWeights.half) block by
+    // block with it: F16C on x86 (vcvtph2ps), FCVTL on arm64.
+    void (*widen_f16)(const uint16_t *src, float *dst, size_t n);
     // f32 sets. Optional (NULL: gemm_pack.c's portable loop): one micro-panel of A from m <= mr
     // rows of a row-major matrix (row i at src + i*lda), kc columns: dst[p*mr + i] = src[i*lda + p],
     // rows m..mr-1 zero.
@@ -174,6 +178,16 @@ void gemm_pack_b_plain(const GemmProblem *g, int p0, int kc, int j0, int nc, int
 // The layout description of rows x K values at data, packed for ki (gemm_pack_weights' layout,
 // kernels.h: panels of ki->nr rows (as_b) or ki->mr, k block by k block of ki->kc).
 void gemm_packed_layout(GemmPackedWeights *pw, const GemmKernelInfo *ki, int rows, int K, int as_b, void *data);
+
+// ---- f16 weights (gemm_f16.c) --------------------------------------------------------------
+// n halves at src widened to f32 at dst with ki's widen_f16 (or the portable loop).
+void gemm_widen_f16(const GemmKernelInfo *ki, const uint16_t *src, float *dst, size_t n);
+// The kernel sets' widen_f16: portable (core/half.h's f32_from_f16), and on x86-64 only the AVX2
+// (F16C, the portable loop on a CPU without it) and AVX-512 ones, on arm64 only the NEON one.
+void gemm_widen_f16_portable(const uint16_t *src, float *dst, size_t n);
+void gemm_widen_f16_avx2(const uint16_t *src, float *dst, size_t n);
+void gemm_widen_f16_avx512(const uint16_t *src, float *dst, size_t n);
+void gemm_widen_f16_neon(const uint16_t *src, float *dst, size_t n);
 
 // ---- The bf16 set's pieces attention.c and the tests use (gemm_avx512_bf16.c) -------------
 // Call only when gemm_bf16_supported(). The 14 x 32 tile C = beta C + sum over kp pairs

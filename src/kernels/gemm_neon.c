@@ -168,7 +168,7 @@ static const GemmKernelOps k_neon_ops = {
     // weights packed at load ~1/4 cycle (every thread whose blocks need those rows reads them)
     .fma_per_cycle = 32.0, .pack_cost = 1.0, .stream_cost = 0.25, .shared_b_words = (size_t)2 << 20,
     .micro = micro_neon, .softmax_step = softmax_step_neon, .pack_a_rows = pack_a_rows_neon,
-    .scale_columns = scale_columns_neon, .finish_rows = finish_rows_neon,
+    .scale_columns = scale_columns_neon, .finish_rows = finish_rows_neon, .widen_f16 = gemm_widen_f16_neon,
 };
 static const GemmKernelInfo k_neon = {.name = "neon", .mr = MR, .nr = NR, .mc = 128, .kc = 256, .nc = 2048,
                                       .ops = &k_neon_ops};

@@ -1,11 +1,13 @@
 // The portable packers: the f32 kernel sets' A blocks and B panels (per call), weights
-// packed once at load for the f32 sets (gemm_pack_weights) and rounded to bf16 for the bf16
-// set (gemm_bf16_pack_weights, rounding by core/half.h's bf16_from_f32).
+// packed once at load for the f32 sets (gemm_pack_weights, or rounded to f16 in the same layout:
+// gemm_pack_weights_f16) and rounded to bf16 for the bf16 set (gemm_bf16_pack_weights; the
+// roundings are core/half.h's f16_from_f32 and bf16_from_f32).
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/error.h"
+#include "core/half.h"
 #include "core/runtime.h"
 #include "kernels/gemm_internal.h"
 
@@ -142,51 +144,96 @@ void gemm_packed_layout(GemmPackedWeights *pw, const GemmKernelInfo *ki, int row
 
 // ---- Weights packed once ---------------------------------------------------------------
 
-int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, int as_b) {
-    memset(pw, 0, sizeof(*pw));
-    if (rows <= 0 || K <= 0) return sd_errorf("gemm_pack_weights: bad shape %d x %d", rows, K);
-    const GemmKernelInfo *ki = gemm_kernel_info();
-    const int width = as_b ? ki->nr : ki->mr, KC = ki->kc;
-    const int panels = (rows + width - 1) / width, padded = panels * width;
-    size_t floats = (size_t)padded * (size_t)K;
-    float *data = (float *)sd_alloc_large(floats * sizeof(float));
-    if (!data) return sd_errorf("out of memory packing a %d x %d weight (%.1f MB)", rows, K, floats * 4.0 / 1e6);
+// W (rows x K) into ki's layout for weights (panels of `width` rows, k blocks of ki->kc), as f32
+// (d32) or rounded to f16 (d16, the other NULL). Returns the number of values that became inf
+// (beyond f16's range), 0 for f32.
+static long long pack_panels(const GemmKernelInfo *ki, const float *W, int rows, int K, int width, float *d32,
+                             uint16_t *d16) {
+    const int KC = ki->kc, panels = (rows + width - 1) / width, padded = panels * width;
+    const size_t values = (size_t)padded * (size_t)K;
+    long long overflow = 0;
     // k block by k block, panel by panel (the order the GEMM reads them: a block of panels for one
     // k block is one contiguous stream); inside a panel 16 columns (one cache line of each source
     // row) at a time.
     const int kblocks = (K + KC - 1) / KC;
     // threads only for big weights: waking them costs more than packing a small one
-#pragma omp parallel for collapse(2) schedule(static) if (floats > ((size_t)1 << 20))
+#pragma omp parallel for collapse(2) schedule(static) reduction(+ : overflow) if (values > ((size_t)1 << 20))
     for (int kb = 0; kb < kblocks; kb++) {
         for (int q = 0; q < panels; q++) {
             int pc = kb * KC, kc = K - pc < KC ? K - pc : KC;
-            float *d = data + (size_t)pc * padded + (size_t)q * width * kc;
+            size_t at = (size_t)pc * padded + (size_t)q * width * kc;
             int r0 = q * width, n = rows - r0 < width ? rows - r0 : width;
             for (int pb = 0; pb < kc; pb += 16) {
                 int pn = kc - pb < 16 ? kc - pb : 16;
                 for (int i = 0; i < width; i++) {
-                    float *out = d + (size_t)pb * width + i;
-                    if (i < n) {
-                        const float *row = W + (int64_t)(r0 + i) * K + pc + pb;
-                        for (int t = 0; t < pn; t++) out[t * width] = row[t];
+                    size_t o = at + (size_t)pb * width + i;
+                    const float *row = i < n ? W + (int64_t)(r0 + i) * K + pc + pb : W;
+                    if (d32 && i < n) {
+                        for (int t = 0; t < pn; t++) d32[o + (size_t)t * width] = row[t];
+                    } else if (d32) {
+                        for (int t = 0; t < pn; t++) d32[o + (size_t)t * width] = 0.0f;
                     } else {
-                        for (int t = 0; t < pn; t++) out[t * width] = 0.0f;
+                        for (int t = 0; t < pn; t++) {
+                            uint16_t h = i < n ? f16_from_f32(row[t]) : 0;
+                            overflow += (h & 0x7C00u) == 0x7C00u;  // inf (NaN weights are refused at load)
+                            d16[o + (size_t)t * width] = h;
+                        }
                     }
                 }
             }
         }
     }
+    return overflow;
+}
+
+int gemm_pack_weights(GemmPackedWeights *pw, const float *W, int rows, int K, int as_b) {
+    memset(pw, 0, sizeof(*pw));
+    if (rows <= 0 || K <= 0) return sd_errorf("gemm_pack_weights: bad shape %d x %d", rows, K);
+    const GemmKernelInfo *ki = gemm_kernel_info();
+    const int width = as_b ? ki->nr : ki->mr;
+    size_t floats = gemm_packed_floats(rows, K, width);
+    float *data = (float *)sd_alloc_large(floats * sizeof(float));
+    if (!data) return sd_errorf("out of memory packing a %d x %d weight (%.1f MB)", rows, K, floats * 4.0 / 1e6);
+    pack_panels(ki, W, rows, K, width, data, NULL);
     gemm_packed_layout(pw, ki, rows, K, as_b, data);
     return 0;
 }
 
+int gemm_pack_weights_f16(GemmPackedWeights *pw, const float *W, int rows, int K, int as_b) {
+    memset(pw, 0, sizeof(*pw));
+    if (rows <= 0 || K <= 0) return sd_errorf("gemm_pack_weights_f16: bad shape %d x %d", rows, K);
+    const GemmKernelInfo *ki = gemm_kernel_info();
+    const int width = as_b ? ki->nr : ki->mr;
+    size_t halves = gemm_packed_floats(rows, K, width);
+    uint16_t *half = (uint16_t *)sd_alloc_large(halves * sizeof(uint16_t));
+    if (!half) return sd_errorf("out of memory packing a %d x %d f16 weight (%.1f MB)", rows, K, halves * 2.0 / 1e6);
+    long long overflow = pack_panels(ki, W, rows, K, width, NULL, half);
+    if (overflow) {
+        free(half);
+        return sd_errorf("%lld values of a %d x %d weight are beyond f16's range (|w| > 65504): it needs f32", overflow,
+                         rows, K);
+    }
+    gemm_packed_layout(pw, ki, rows, K, as_b, NULL);
+    pw->half = half;
+    return 0;
+}
+
 void gemm_packed_weights_free(GemmPackedWeights *pw) {
-    if (!pw->borrowed) free(pw->data);
+    if (!pw->borrowed) {
+        free(pw->data);
+        free(pw->half);
+    }
     memset(pw, 0, sizeof(*pw));
 }
 
 void gemm_packed_weights_view(GemmPackedWeights *pw, const float *data, int rows, int K, int as_b) {
     gemm_packed_layout(pw, gemm_kernel_info(), rows, K, as_b, (float *)(uintptr_t)data);
+    pw->borrowed = 1;
+}
+
+void gemm_packed_weights_view_f16(GemmPackedWeights *pw, const uint16_t *half, int rows, int K, int as_b) {
+    gemm_packed_layout(pw, gemm_kernel_info(), rows, K, as_b, NULL);
+    pw->half = (uint16_t *)(uintptr_t)half;
     pw->borrowed = 1;
 }
 
@@ -196,7 +243,8 @@ size_t gemm_packed_floats(int rows, int K, int width) {
 
 float gemm_packed_at(const GemmPackedWeights *pw, int r, int p) {
     int w = pw->width, pc = p / pw->kc * pw->kc, kc = pw->K - pc < pw->kc ? pw->K - pc : pw->kc;
-    return pw->data[(size_t)pc * pw->padded_rows + (size_t)(r / w) * w * kc + (size_t)(p - pc) * w + r % w];
+    size_t at = (size_t)pc * pw->padded_rows + (size_t)(r / w) * w * kc + (size_t)(p - pc) * w + r % w;
+    return pw->half ? f32_from_f16(pw->half[at]) : pw->data[at];
 }
 
 static uint32_t pair_word(float even, float odd) {

@@ -56,8 +56,13 @@ typedef struct GemmPackedWeights {
     int rows, K, width, kc;
     int padded_rows;  // rows rounded up to a multiple of width
     int as_b;         // 0: A operand (panels of mr), 1: B^T operand (panels of nr)
-    float *data;      // padded_rows * K floats, 64-byte aligned
-    int borrowed;     // 1: data belongs to someone else (a mapped packed model file): not freed
+    float *data;      // padded_rows * K floats, 64-byte aligned (NULL for f16 weights)
+    // f16 weights (gemm_pack_weights_f16; data is NULL): the same layout with IEEE half elements.
+    // The GEMM widens each block it needs (an A block mc x kc, a B panel kc x nc) to f32 into its
+    // pack buffer where it would have read f32 weights in place, so the products are those of
+    // the f32 path on the weights rounded to f16, bit for bit (docs/bf16.md, "f16 weights").
+    uint16_t *half;
+    int borrowed;     // 1: data / half belong to someone else (a mapped packed model file): not freed
 } GemmPackedWeights;
 
 // The GEMM keeps its workspaces between calls, per host thread (two threads may call the kernels
@@ -73,7 +78,14 @@ void gemm_packed_weights_free(GemmPackedWeights *pw);
 // caller's. The floats the layout needs: gemm_packed_floats.
 void gemm_packed_weights_view(GemmPackedWeights *pw, const float *data, int rows, int K, int as_b);
 size_t gemm_packed_floats(int rows, int K, int width);
-// W[r][p] read back from the packed layout.
+// f16 resident weights (the precision NN_F16, models/nn.h): W rounded to IEEE half (to nearest,
+// ties to even: f16_from_f32, core/half.h) once, in the layout gemm_pack_weights writes, with 2-byte
+// elements (pw->half). Returns -1 (with a message) if out of memory or if a value of W is beyond
+// f16's range (|w| >= 65520 would round to inf): such weights need f32.
+int gemm_pack_weights_f16(GemmPackedWeights *pw, const float *W, int rows, int K, int as_b);
+// The same as gemm_packed_weights_view, for f16 panels (padded_rows * K halves, 64-byte aligned).
+void gemm_packed_weights_view_f16(GemmPackedWeights *pw, const uint16_t *half, int rows, int K, int as_b);
+// W[r][p] read back from the packed layout (f16 weights widened).
 float gemm_packed_at(const GemmPackedWeights *pw, int r, int p);
 // y[rows,out] = x[rows,in] W^T + b with W packed as_b (out = W->rows, in = W->K); row r of x
 // starts at x + r*ldx (ldx >= in).
