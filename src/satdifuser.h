@@ -42,13 +42,15 @@ const char *sdf_last_error(void);
 
 // ---- context -------------------------------------------------------------------------------
 
-enum { SDF_F32 = 0, SDF_BF16 = 1 };
+enum { SDF_F32 = 0, SDF_BF16 = 1, SDF_F16 = 2 };
 enum { SDF_ISA_AUTO = -1, SDF_ISA_SCALAR = 0, SDF_ISA_AVX2 = 1, SDF_ISA_AVX512 = 2, SDF_ISA_NEON = 3 };
 
 typedef struct {
     int threads;      // OpenMP threads of this context's calls (0, the default: every core)
-    int precision;    // SDF_F32 (default) or SDF_BF16: linear and conv products in bf16 (AVX512_BF16 CPUs;
-                      // ~1% relative error in the features, docs/bf16.md); applies to the models loaded
+    int precision;    // SDF_F32 (default), SDF_BF16: linear and conv products in bf16 (AVX512_BF16 or arm64
+                      // FEAT_BF16 CPUs; ~1% relative error in the features, docs/bf16.md), or SDF_F16: linear
+                      // and conv weights kept as IEEE half (half their memory), products in f32 (any CPU);
+                      // applies to the models loaded
     int isa;          // SDF_ISA_AUTO (default: the best this CPU has) or a lower SIMD path, e.g. for tests
     // Notes that are not errors (a packed model file repacked for this CPU's kernels): one line of
     // text, no newline. NULL: dropped.

@@ -68,6 +68,6 @@ check '[ -n "$m" ] && grep -qF "$m" "$T/e1.log" && [ ! -e "$T/e.json" ]' "predic
 $S predict --model "$MODEL" --head "$T/cls" --input "$IMG" --out "$T/e.json" --bands 9,2,1 > "$T/e3.log" 2>&1
 check '[ $? -eq 1 ] && grep -q "band 9" "$T/e3.log" && grep -q "4 bands" "$T/e3.log"' "predict --bands 9,2,1 on a 4-band image ($(head -n 1 "$T/e3.log"))"
 $S predict --model "$MODEL" --head "$T/cls" --input "$IMG" --out "$T/e.json" --precision fp8 > "$T/e4.log" 2>&1
-check '[ $? -ne 0 ] && grep -q "precision .fp8.: expected f32 or bf16" "$T/e4.log"' "predict --precision fp8 ($(head -n 1 "$T/e4.log"))"
+check '[ $? -ne 0 ] && grep -q "precision .fp8.: expected f32, bf16 or f16" "$T/e4.log"' "predict --precision fp8 ($(head -n 1 "$T/e4.log"))"
 
 echo "RESULT $pass $fail"

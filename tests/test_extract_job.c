@@ -241,7 +241,7 @@ static void test_job_meta_and_write(void) {
     memset(&walk, 0, sizeof(walk));
     walk.save_t[0] = 101, walk.save_t[1] = 201;
     const char *model = "tests/data/tiny_pipeline";
-    ExtractJob job = {.model = model, .o = &o, .walk = &walk, .f16 = 1, .bf16 = 0,
+    ExtractJob job = {.model = model, .o = &o, .walk = &walk, .f16 = 1, .precision = NN_F32,
                       .preprocessing = "{\"size\": 32}", .tool_version = "9.9.9"};
     FeatureMeta expect;
     feature_meta_init(&expect);
@@ -260,14 +260,20 @@ static void test_job_meta_and_write(void) {
               meta_of(&expect, want[i].key), want[i].want);
     FeatureMeta bf;
     feature_meta_init(&bf);
-    job.bf16 = 1, job.f16 = 0, o.latent_sample = 0;
+    job.precision = NN_BF16, job.f16 = 0, o.latent_sample = 0;
     rc = extract_job_meta(&job, &bf);
     CHECK(rc == 0 && !strcmp(meta_of(&bf, "compute_precision"), "bf16") && !strcmp(meta_of(&bf, "dtype"), "f32") &&
               !strcmp(meta_of(&bf, "latent"), "mean"),
           "bf16 job: compute_precision %s dtype %s latent %s", meta_of(&bf, "compute_precision"), meta_of(&bf, "dtype"),
           meta_of(&bf, "latent"));
     feature_meta_free(&bf);
-    job.bf16 = 0, job.f16 = 1, o.latent_sample = 1;
+    job.precision = NN_F16;  // f16 resident weights
+    feature_meta_init(&bf);
+    rc = extract_job_meta(&job, &bf);
+    CHECK(rc == 0 && !strcmp(meta_of(&bf, "compute_precision"), "f16"), "f16 job: compute_precision %s",
+          meta_of(&bf, "compute_precision"));
+    feature_meta_free(&bf);
+    job.precision = NN_F32, job.f16 = 1, o.latent_sample = 1;
 
     // the per-file keys of a hand-made pyramid
     FeaturePyramid p;

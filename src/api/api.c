@@ -12,13 +12,15 @@
 #include "core/runtime.h"
 #include "io/feature_cache.h"
 #include "kernels/kernels.h"
+#include "models/pack.h"
 #include "models/preprocess.h"
 
 // satdifuser.h's numbers are the library's own (SdIsa, NN_*): a compile-time check (as ints: they
 // are members of different enums).
 typedef char sdf_numbers_match[(int)SDF_ISA_SCALAR == (int)ISA_SCALAR && (int)SDF_ISA_AVX2 == (int)ISA_AVX2 &&
                                        (int)SDF_ISA_AVX512 == (int)ISA_AVX512 && (int)SDF_ISA_NEON == (int)ISA_NEON &&
-                                       (int)SDF_F32 == (int)NN_F32 && (int)SDF_BF16 == (int)NN_BF16
+                                       (int)SDF_F32 == (int)NN_F32 && (int)SDF_BF16 == (int)NN_BF16 &&
+                                       (int)SDF_F16 == (int)NN_F16
                                    ? 1
                                    : -1];
 
@@ -44,7 +46,7 @@ void api_enter(const SdfContext *ctx, ApiSaved *saved) {
     saved->precision = nn_precision();
     saved->isa = current_isa();
     sd_threads_set(ctx->opts.threads);
-    nn_set_precision(ctx->opts.precision == SDF_BF16 ? NN_BF16 : NN_F32);  // checked by sdf_context_new
+    nn_set_precision(ctx->opts.precision);  // checked by sdf_context_new (SDF_* are NN_*)
     gemm_force_isa(ctx->opts.isa == SDF_ISA_AUTO ? -1 : ctx->opts.isa);  // checked by sdf_context_new
     sd_clear_error();
 }
@@ -84,8 +86,8 @@ SdfStatus sdf_context_new(const SdfOptions *opts, SdfContext **out) {
     else sdf_options_default(&o);
     if (o.threads < 0 || o.threads > 4096)
         return api_arg("sdf_context_new: threads %s: expected 0 (every core) to 4096", "out of range");
-    if (o.precision != SDF_F32 && o.precision != SDF_BF16)
-        return api_arg("sdf_context_new: precision: expected %s", "SDF_F32 or SDF_BF16");
+    if (o.precision != SDF_F32 && o.precision != SDF_BF16 && o.precision != SDF_F16)
+        return api_arg("sdf_context_new: precision: expected %s", "SDF_F32, SDF_BF16 or SDF_F16");
     if (o.isa < SDF_ISA_AUTO || o.isa > SDF_ISA_NEON)
         return api_arg("sdf_context_new: isa: expected %s", "SDF_ISA_AUTO or an SDF_ISA_* path");
     // Can this CPU run it? Tried on this thread, then the thread's own setting is put back.
@@ -98,12 +100,14 @@ SdfStatus sdf_context_new(const SdfOptions *opts, SdfContext **out) {
         int bf16_ok = gemm_bf16_supported();
         gemm_force_isa(before);
         if (o.precision == SDF_BF16 && !bf16_ok) {
-            sd_errorf("sdf_context_new: bf16 compute needs the AVX-512 path and AVX512_BF16 (isa %s)",
+            sd_errorf("sdf_context_new: bf16 compute needs the AVX-512 path and AVX512_BF16, or the NEON path and "
+                      "FEAT_BF16 (isa %s)",
                       sd_isa_name((SdIsa)o.isa));
             return SDF_ERR_UNSUPPORTED;
         }
     } else if (o.precision == SDF_BF16 && !gemm_bf16_supported()) {
-        sd_errorf("sdf_context_new: bf16 compute needs a CPU with AVX512_BF16; this one has not");
+        sd_errorf("sdf_context_new: bf16 compute needs a CPU with AVX512_BF16 (x86-64) or FEAT_BF16 (arm64); this "
+                  "one has neither");
         return SDF_ERR_UNSUPPORTED;
     }
     SdfContext *ctx = (SdfContext *)calloc(1, sizeof(*ctx));
@@ -139,12 +143,10 @@ SdfStatus sdf_model_load(SdfContext *ctx, const char *path, const char *unet_dir
     if (diffusion_model_load(&m->m, path, unet_dir, 0, "A satellite image")) goto done;
     m->loaded = 1;
     m->fingerprint = diffusion_model_fingerprint(path, unet_dir);
-    m->bf16 = ctx->opts.precision == SDF_BF16;
+    m->precision = ctx->opts.precision;
     if (m->m.pack_repacked) {
         char note[4400];
-        snprintf(note, sizeof(note), "note: %s was packed for the %s kernels (%s here): %d weights packed again at "
-                 "load; `satdifuser pack` on this machine makes a file that loads without it", path,
-                 st_metadata(&m->m.pack_st, "pack.isa"), gemm_kernel_info()->name, m->m.pack_repacked);
+        model_pack_note(&m->m, note, sizeof(note));
         api_notice(ctx, note);
     }
     st = SDF_OK;
@@ -211,7 +213,7 @@ SdfStatus sdf_extract(SdfContext *ctx, SdfModel *model, const SdfExtractOptions 
     else sdf_extract_options_default(&o);
     SdfStatus st = check_extract_options(&o);
     if (st != SDF_OK) return st;
-    if ((ctx->opts.precision == SDF_BF16) != model->bf16)
+    if (ctx->opts.precision != model->precision)
         return api_arg("sdf_extract: the model was loaded in another precision than the context's %s", "(use one context)");
 
     SdfFeatures *f = (SdfFeatures *)calloc(1, sizeof(*f));
@@ -229,7 +231,7 @@ SdfStatus sdf_extract(SdfContext *ctx, SdfModel *model, const SdfExtractOptions 
     f->opts.prompt = f->prompt;
     f->opts.layers = f->layers;
     f->fingerprint = model->fingerprint;
-    f->bf16 = model->bf16;
+    f->precision = model->precision;
     f->src_h = height;
     f->src_w = width;
 

@@ -63,7 +63,7 @@ static int features_meta(const SdfFeatures *f, FeatureMeta *meta) {
              (o->latent_sample ? feature_meta_setf(meta, "latent", "sample:%llu", (unsigned long long)o->seed)
                                : feature_meta_set(meta, "latent", "mean")) ||
              feature_meta_set(meta, "dtype", "f32") ||
-             (f->bf16 && feature_meta_set(meta, "compute_precision", "bf16")) ||
+             (f->precision != NN_F32 && feature_meta_set(meta, "compute_precision", nn_precision_name(f->precision))) ||
              feature_meta_set(meta, "convention", "satdifuser") ||
              feature_meta_set(meta, "output_handling", o->prediction_by_config ? "config" : "epsilon") ||
              feature_meta_setf(meta, "preprocessing",

@@ -20,7 +20,7 @@ struct SdfModel {
     int loaded;
     char *path, *unet_dir;
     uint64_t fingerprint;  // diffusion_model_fingerprint: recorded in saved feature files
-    int bf16;              // loaded in bf16 precision
+    int precision;         // loaded in this precision (SDF_* = NN_*)
 };
 
 struct SdfFeatures {
@@ -30,7 +30,7 @@ struct SdfFeatures {
     char *prompt, *model_path;
     char layers[256];
     uint64_t fingerprint;
-    int bf16;
+    int precision;           // the model's (SDF_* = NN_*)
     int src_h, src_w;        // the image as given (a segmentation head's map has this size)
 };
 

@@ -28,6 +28,7 @@
 #include "models/extract_job.h"
 #include "models/features.h"
 #include "models/nn.h"
+#include "models/pack.h"
 #include "models/preprocess.h"
 #include "io/geobench.h"
 #include "cli/shard.h"
@@ -69,8 +70,10 @@ static void extract_usage(FILE *f) {
             "  --prediction epsilon|config  use the UNet output as epsilon (default, as the original) or\n"
             "                       convert it by the scheduler's prediction_type (v_prediction)\n"
             "  --dtype f32|f16      storage precision of the features (computation is float32)\n"
-            "  --precision f32|bf16 compute precision of the linear and conv layers (default f32; bf16 needs\n"
-            "                       AVX512_BF16: ~1.8x faster, ~1%% relative error in the features, docs/bf16.md)\n"
+            "  --precision f32|bf16|f16  precision of the linear and conv layers (default f32; bf16 needs\n"
+            "                       AVX512_BF16 or arm64 FEAT_BF16: ~1.8x faster, ~1%% relative error in the\n"
+            "                       features; f16: weights kept as IEEE half, half their memory, f32 compute;\n"
+            "                       docs/bf16.md)\n"
             "  --bands LIST         1-based R,G,B bands (default: 1,2,3 for 3-4 bands, 4,3,2 for 12-13 bands);\n"
             "                       band names too for GEO-Bench samples and GeoTIFFs with GDAL band descriptions\n"
             "  --scale MODE         how samples become [0, 1], per band (x = clip((v - offset) / range, 0, 1)):\n"
@@ -113,7 +116,7 @@ static int should_stop(void *ctx) {
 typedef struct {
     const char *model, *unet, *input, *out, *prompt, *layers, *save_steps, *save_t, *partition;
     PreArgs pre;  // --bands --scale --size --resize --crop (cli/preprocess_args.h, shared with predict)
-    int steps, latent_sample, f16, shard_k, shard_n, quiet, by_config, bf16, batch, check;
+    int steps, latent_sample, f16, shard_k, shard_n, quiet, by_config, precision, batch, check;
     uint64_t seed;
 } Args;
 
@@ -193,9 +196,7 @@ static int parse_args(int argc, char **argv, Args *a) {
             else if (!strcmp(val, "f16")) a->f16 = 1;
             else return sd_errorf("--dtype '%s': expected f32 or f16", val);
         } else if (!strcmp(o, "--precision")) {
-            if (!strcmp(val, "f32")) a->bf16 = 0;
-            else if (!strcmp(val, "bf16")) a->bf16 = 1;
-            else return sd_errorf("--precision '%s': expected f32 or bf16", val);
+            if ((a->precision = nn_precision_parse(val, "--precision")) < 0) return -1;
         } else if (!strcmp(o, "--shard")) {
             int k, n, used = 0;
             if (!strcmp(val, "auto")) {  // SLURM job arrays (cli/shard.c)
@@ -435,13 +436,14 @@ int cmd_extract(int argc, char **argv) {
     (void)band_names;  // names are resolved per image (prepare_one)
 
     if (extract_inputs_collect(a.input, a.partition, &list)) goto fail;
-    if (nn_set_precision(a.bf16 ? NN_BF16 : NN_F32)) goto fail;
+    if (nn_set_precision(a.precision)) goto fail;
     if (diffusion_model_load(&model, a.model, a.unet, 0, a.prompt)) goto fail;
     model_loaded = 1;
-    if (model.pack_repacked && !a.quiet)
-        fprintf(stderr, "note: %s was packed for the %s kernels (%s here): %d weights packed again at load; `satdifuser "
-                        "pack` on this machine makes a file that loads without it\n",
-                a.model, st_metadata(&model.pack_st, "pack.isa"), gemm_kernel_info()->name, model.pack_repacked);
+    if (model.pack_repacked && !a.quiet) {
+        char note[4400];
+        model_pack_note(&model, note, sizeof(note));
+        fprintf(stderr, "%s\n", note);
+    }
     if (a.save_steps || a.save_t) {
         int vals[DDIM_MAX_SAVE], n;
         if (parse_list(a.save_steps ? "--save-steps" : "--save-t", a.save_steps ? a.save_steps : a.save_t, vals, DDIM_MAX_SAVE,
@@ -457,7 +459,7 @@ int cmd_extract(int argc, char **argv) {
     if (ddim_walk_plan(&model.scheduler, &o.walk, &walk)) goto fail;  // checks the save steps up front
     char pre_json[2048];
     if (pre_args_json(&a.pre, pre_json, sizeof(pre_json))) goto fail;
-    ExtractJob job = {.model = a.model, .unet = a.unet, .o = &o, .walk = &walk, .f16 = a.f16, .bf16 = a.bf16,
+    ExtractJob job = {.model = a.model, .unet = a.unet, .o = &o, .walk = &walk, .f16 = a.f16, .precision = a.precision,
                       .preprocessing = pre_json, .tool_version = SATDIFUSER_VERSION};
     if (extract_job_meta(&job, &expect)) goto fail;  // what every file records and a rerun must match
     if (a.check) {  // list what is missing, half-written or made otherwise; compute nothing (extract_check.c)

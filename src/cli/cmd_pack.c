@@ -26,7 +26,10 @@ static void pack_usage(FILE *f) {
             "  --out FILE           the packed file to write (replaced only with --force)\n"
             "  --isa auto|avx512|avx2|neon|generic   the kernel set whose layout to write (default: the\n"
             "                       one this CPU uses; a file for another loads too, repacked at load)\n"
-            "  --precision f32      the panels' precision (f32 only: bf16 compute repacks at load)\n"
+            "  --precision f32|f16  the panels' precision (default f32). f16: the weights rounded to IEEE\n"
+            "                       half, half the file and the memory; such a file runs only with\n"
+            "                       `--precision f16` (the same features as the folder with it). f32 panels\n"
+            "                       run with every precision (f16 and bf16 round them at load)\n"
             "  --force              replace an existing --out\n"
             "Exit status: 0 written, 1 failed (nothing written), 2 usage error.\n");
 }
@@ -48,9 +51,14 @@ int cmd_pack(int argc, char **argv) {
         else { fprintf(stderr, "satdifuser pack: unknown option '%s'\n\n", a); pack_usage(stderr); return 2; }
     }
     if (!model || !out) { fprintf(stderr, "satdifuser pack: --model and --out are required\n\n"); pack_usage(stderr); return 2; }
-    if (strcmp(precision, "f32")) {
-        fprintf(stderr, "satdifuser pack: --precision %s: only f32 panels are written (bf16 compute packs its own at load)\n",
-                precision);
+    int p = nn_precision_parse(precision, "--precision");
+    if (p == NN_BF16) {
+        fprintf(stderr, "satdifuser pack: --precision bf16: f32 or f16 panels are written (bf16 compute rounds f32 "
+                        "panels at load)\n");
+        return 2;
+    }
+    if (p < 0 || nn_set_precision(p)) {
+        fprintf(stderr, "satdifuser pack: %s\n", sd_last_error());
         return 2;
     }
     int want = !strcmp(isa, "avx512") ? ISA_AVX512 : !strcmp(isa, "avx2") ? ISA_AVX2 : !strcmp(isa, "neon") ? ISA_NEON

@@ -39,7 +39,7 @@ static void predict_usage(FILE *f) {
             "class, its name and the scores (also printed). Class names come from the training labels\n"
             "(RUN_DIR/classes.json).\n"
             "  --bands LIST, --scale MODE, --size N, --resize shorter|exact, --crop center|none,\n"
-            "  --precision f32|bf16   replace the run's preprocessing or precision for this image, as\n"
+            "  --precision f32|bf16|f16  replace the run's preprocessing or precision for this image, as\n"
             "                    `satdifuser extract` takes them (extract --help; one parser for both);\n"
             "                    e.g. --bands 4,3,2 for a 13-band scene of a head trained on RGB\n"
             "  --unet DIR        the UNet's folder when it is not MODEL/unet (DiffusionSat's release:\n"
@@ -108,9 +108,9 @@ static int extract_to(const char *model, const char *unet, const char *image, co
         argv[argc++] = (char *)"--seed";
         argv[argc++] = seed_s;
     }
-    if ((s = meta_string(meta, "compute_precision")) && !strcmp(s, "bf16")) {
+    if ((s = meta_string(meta, "compute_precision")) && (!strcmp(s, "bf16") || !strcmp(s, "f16"))) {
         argv[argc++] = (char *)"--precision";
-        argv[argc++] = (char *)"bf16";
+        argv[argc++] = (char *)s;
     }
     if ((s = meta_string(meta, "output_handling")) && !strcmp(s, "config")) {
         argv[argc++] = (char *)"--prediction";

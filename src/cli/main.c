@@ -84,10 +84,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "satdifuser: %s\n", sd_last_error());
         return 2;
     }
-    // $SATDIFUSER_PRECISION=bf16: bf16 compute for the models loaded (on a CPU that has it; the
-    // library reads no environment, so the front end does)
+    // $SATDIFUSER_PRECISION=bf16 (on a CPU that has it) or f16: that precision for the models loaded
+    // (the library reads no environment, so the front end does)
     const char *precision = getenv("SATDIFUSER_PRECISION");
     if (precision && !strcmp(precision, "bf16") && gemm_bf16_supported()) nn_set_precision(NN_BF16);
+    if (precision && !strcmp(precision, "f16")) nn_set_precision(NN_F16);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -205,7 +205,8 @@ static int scene_options(SceneCtx *c, const JsonValue *meta, const SceneArgs *a,
     }
     if ((s = meta_str(meta, "output_handling")) && !strcmp(s, "config")) o->walk.output_handling = DDIM_OUTPUT_BY_CONFIG;
     c->f16 = (s = meta_str(meta, "dtype")) && !strcmp(s, "f16");
-    int bf16 = (s = meta_str(meta, "compute_precision")) && !strcmp(s, "bf16");
+    int precision = (s = meta_str(meta, "compute_precision")) && (!strcmp(s, "bf16") || !strcmp(s, "f16"))
+                        ? nn_precision_parse(s, "compute_precision") : NN_F32;
     // Preprocessing: the run's record, then predict's own options (--bands --scale --size --resize
     // --crop), through extract's parser (cli/preprocess_args.h): the same meanings and errors.
     PreArgs pa;
@@ -218,8 +219,7 @@ static int scene_options(SceneCtx *c, const JsonValue *meta, const SceneArgs *a,
     for (int k = 0; k + 1 < a->n_user; k += 2) {
         const char *opt = a->user[k], *val = a->user[k + 1];
         if (!strcmp(opt, "--precision")) {
-            if (strcmp(val, "f32") && strcmp(val, "bf16")) return sd_errorf("--precision '%s': expected f32 or bf16", val);
-            bf16 = !strcmp(val, "bf16");
+            if ((precision = nn_precision_parse(val, "--precision")) < 0) return -1;
         } else if (pre_args_take(&pa, opt, val) < 0) {
             return -1;
         }
@@ -239,7 +239,7 @@ static int scene_options(SceneCtx *c, const JsonValue *meta, const SceneArgs *a,
     *size = pa.size;
     int bands[PRE_MAX_BANDS];  // the bands exist: said now, not at the first window
     if (preprocess_choose_bands(&c->po, src->bands, a->input, bands)) return -1;
-    return nn_set_precision(bf16 ? NN_BF16 : NN_F32);
+    return nn_set_precision(precision);
 }
 
 // ---------------------------------------------------------------------------

@@ -178,7 +178,8 @@ int extract_job_meta(const ExtractJob *job, FeatureMeta *meta) {
              (o->latent_sample ? feature_meta_setf(meta, "latent", "sample:%llu", (unsigned long long)o->seed)
                                : feature_meta_set(meta, "latent", "mean")) ||
              feature_meta_set(meta, "dtype", job->f16 ? "f16" : "f32") ||
-             (job->bf16 && feature_meta_set(meta, "compute_precision", "bf16")) ||
+             (job->precision != NN_F32 &&
+              feature_meta_set(meta, "compute_precision", nn_precision_name(job->precision))) ||
              feature_meta_set(meta, "convention", "satdifuser") ||
              feature_meta_set(meta, "output_handling", o->walk.output_handling == DDIM_OUTPUT_BY_CONFIG ? "config" : "epsilon") ||
              feature_meta_set(meta, "preprocessing", job->preprocessing);

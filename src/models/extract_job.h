@@ -68,14 +68,14 @@ typedef struct {
     const ExtractOptions *o;     // prompt, steps, save steps, layer suffixes, latent, output handling
     const DdimWalk *walk;        // the planned walk (its save_t)
     int f16;                     // the features stored as float16
-    int bf16;                    // bf16 compute ("compute_precision": "bf16"; absent for f32)
+    int precision;               // NN_F32, NN_BF16 or NN_F16 ("compute_precision": "bf16" / "f16"; absent for f32)
     const char *preprocessing;   // the "preprocessing" JSON object, as the caller's options give it
     const char *tool_version;    // "tool_version" of each file
 } ExtractJob;
 
 // The settings every file of the job records and a rerun must match (feature_cache_validate's
 // `expect`): model_fingerprint, prompt, num_inference_steps, save_timesteps, save_t, layer_suffixes,
-// latent, dtype, compute_precision (bf16 only), convention, output_handling, preprocessing.
+// latent, dtype, compute_precision (bf16, f16 only), convention, output_handling, preprocessing.
 int extract_job_meta(const ExtractJob *job, FeatureMeta *meta);
 
 // What one image's file records besides the job's settings.

@@ -17,12 +17,27 @@ static int g_precision = NN_F32;
 
 int nn_set_precision(int precision) {
     if (precision == NN_BF16 && !gemm_bf16_supported())
-        return sd_errorf("bf16 compute needs a CPU with AVX512_BF16 (and the AVX-512 path in use); this one has not");
-    g_precision = precision == NN_BF16 ? NN_BF16 : NN_F32;
+        return sd_errorf("bf16 compute needs AVX512_BF16 with the AVX-512 path in use (x86-64) or FEAT_BF16 with the "
+                         "NEON path (arm64); this CPU or path has neither (--precision f16 halves the weights' "
+                         "memory on any CPU)");
+    if (precision != NN_F32 && precision != NN_BF16 && precision != NN_F16)
+        return sd_errorf("nn_set_precision: unknown precision %d", precision);
+    g_precision = precision;
     return 0;
 }
 
 int nn_precision(void) { return g_precision; }
+
+int nn_precision_parse(const char *name, const char *what) {
+    if (name && !strcmp(name, "f32")) return NN_F32;
+    if (name && !strcmp(name, "bf16")) return NN_BF16;
+    if (name && !strcmp(name, "f16")) return NN_F16;
+    return sd_errorf("%s '%s': expected f32, bf16 or f16", what, name ? name : "");
+}
+
+const char *nn_precision_name(int precision) {
+    return precision == NN_BF16 ? "bf16" : precision == NN_F16 ? "f16" : "f32";
+}
 
 static int meta_int(const SafeTensors *st, const char *key) {
     const char *v = st_metadata(st, key);
@@ -33,11 +48,14 @@ void nn_weights_init(NnWeights *w, const SafeTensors *st, const char *prefix) {
     memset(w, 0, sizeof(*w));
     w->st = st;
     w->bf16 = nn_precision() == NN_BF16;
+    w->f16 = nn_precision() == NN_F16;
     snprintf(w->prefix, sizeof(w->prefix), "%s", prefix ? prefix : "");
     // a packed model file says which layout its panels have (models/pack.c)
     w->pack_mr = meta_int(st, "pack.mr");
     w->pack_nr = meta_int(st, "pack.nr");
     w->pack_kc = meta_int(st, "pack.kc");
+    const char *precision = st_metadata(st, "pack.precision");
+    w->pack_f16 = precision && !strcmp(precision, "f16");
     const GemmKernelInfo *ki = gemm_kernel_info();
     const char *isa = st_metadata(st, "pack.isa");
     w->pack_same = isa && !strcmp(isa, ki->name) && w->pack_mr == ki->mr && w->pack_nr == ki->nr && w->pack_kc == ki->kc;
@@ -97,13 +115,18 @@ static int remember_packed_bf16(NnWeights *w, Bf16Packed *p) {
     return 0;
 }
 
-// Packs rows x K weights for the precision in use: f32 panels (pw) or bf16 (pb). packed_name:
-// the name the panels have in a packed model file.
+// Packs rows x K weights for the precision in use: f32 panels (pw), f16 panels (pw, NN_F16) or
+// bf16 (pb). packed_name: the name the panels have in a packed model file.
 static int pack_for_precision(NnWeights *w, const float *data, GemmPackedWeights *pw, Bf16Packed *pb, int rows, int K,
                               int as_b, const char *packed_name) {
     if (w->bf16) {
         if (gemm_bf16_pack_weights(pb, data, rows, K, as_b ? GEMM_BF16_BT : GEMM_BF16_A)) return SD_FAIL;
         return remember_packed_bf16(w, pb);
+    }
+    if (w->f16) {
+        if (gemm_pack_weights_f16(pw, data, rows, K, as_b))
+            return sd_error_context("%s: '%s' in f16 (--precision f16)", w->st->path, packed_name);
+        return remember_packed(w, pw, packed_name);
     }
     if (gemm_pack_weights(pw, data, rows, K, as_b)) return SD_FAIL;
     return remember_packed(w, pw, packed_name);
@@ -170,9 +193,11 @@ static int remember(NnWeights *w, Tensor *t, const char *full_name) {
 }
 
 // The panels "<full>" of a packed model file as rows x K weights (as_b as gemm_pack_weights):
-// used in place when the file has the layout of the kernel set in use and the precision is f32,
-// else read back from the file's layout and packed again. *found = 0 (and nothing done) when the
-// file has no such entry.
+// used in place when the file has the layout of the kernel set in use and its panels' precision
+// is the one in use (f32 panels for NN_F32, f16 panels for NN_F16), else read back from the file's
+// layout and packed again (f32 panels serve every precision; f16 panels only NN_F16: their
+// weights are already rounded, an f32 or bf16 run would not be what it says). *found = 0 (and
+// nothing done) when the file has no such entry.
 static int load_from_pack(NnWeights *w, const char *full, GemmPackedWeights *pw, Bf16Packed *pb, int rows, int K,
                           int as_b, int *found) {
     *found = 0;
@@ -181,21 +206,30 @@ static int load_from_pack(NnWeights *w, const char *full, GemmPackedWeights *pw,
     if (!e) return 0;
     *found = 1;
     int width = as_b ? w->pack_nr : w->pack_mr;
-    if (width <= 0 || e->dtype != DT_F32 || (size_t)e->numel != gemm_packed_floats(rows, K, width))
-        return sd_errorf("%s: '%s' is not %d x %d weights in panels of %d (%s, %lld floats)", w->st->path, full, rows,
-                         K, width, dtype_name(e->dtype), (long long)e->numel);
-    if (w->pack_same && !w->bf16 && ((uintptr_t)e->data % 64) == 0) {
-        gemm_packed_weights_view(pw, (const float *)(const void *)e->data, rows, K, as_b);
+    DType want = w->pack_f16 ? DT_F16 : DT_F32;
+    if (width <= 0 || e->dtype != want || (size_t)e->numel != gemm_packed_floats(rows, K, width))
+        return sd_errorf("%s: '%s' is not %d x %d %s weights in panels of %d (%s, %lld values)", w->st->path, full, rows,
+                         K, dtype_name(want), width, dtype_name(e->dtype), (long long)e->numel);
+    if (w->pack_f16 && !w->f16)
+        return sd_errorf("%s holds f16 weights (packed with --precision f16): run it with --precision f16, or pack the "
+                         "model folder again for %s compute",
+                         w->st->path, w->bf16 ? "bf16" : "f32");
+    if (w->pack_same && !w->bf16 && w->f16 == w->pack_f16 && ((uintptr_t)e->data % 64) == 0) {
+        if (w->f16) gemm_packed_weights_view_f16(pw, (const uint16_t *)(const void *)e->data, rows, K, as_b);
+        else gemm_packed_weights_view(pw, (const float *)(const void *)e->data, rows, K, as_b);
         return remember_packed(w, pw, full);
     }
     // another kernel set's layout (or bf16 compute): back to rows x K, then packed for this one
     GemmPackedWeights file = {0};
     file.rows = rows, file.K = K, file.width = width, file.kc = w->pack_kc, file.as_b = as_b;
     file.padded_rows = (rows + width - 1) / width * width;
-    float *tmp = (float *)malloc((size_t)rows * K * sizeof(float)), *panels = (float *)malloc((size_t)e->numel * sizeof(float));
+    size_t esize = (size_t)dtype_size(e->dtype);
+    float *tmp = (float *)malloc((size_t)rows * K * sizeof(float));
+    void *panels = malloc((size_t)e->numel * esize);
     if (!tmp || !panels) { free(tmp); free(panels); return sd_errorf("out of memory repacking '%s'", full); }
-    memcpy(panels, e->data, (size_t)e->numel * sizeof(float));  // the mapping may not be 4-byte aligned
-    file.data = panels;
+    memcpy(panels, e->data, (size_t)e->numel * esize);  // the mapping may not be aligned
+    if (w->pack_f16) file.half = (uint16_t *)panels;  // f16 read back exactly (widened), rounded again: the same
+    else file.data = (float *)panels;
     for (int r = 0; r < rows; r++)
         for (int p = 0; p < K; p++) tmp[(size_t)r * K + p] = gemm_packed_at(&file, r, p);
     free(panels);

@@ -30,6 +30,7 @@ typedef struct {
     Bf16Packed **packed_bf16;    // the same for bf16 compute
     int n_packed_bf16, cap_packed_bf16;
     int bf16;                    // 1: linear and conv weights packed for the bf16 GEMM (nn_set_precision)
+    int f16;                     // 1: linear and conv weights rounded to f16, f32 compute (NN_F16)
     // Names, for the packed model file's writer (models/pack.h): the full name of loaded[i]
     // and of packed[i] ("<name>.packed", "<name>.packed.0" / ".1" for the two halves of a GEGLU).
     char **loaded_names, **packed_names;
@@ -37,18 +38,25 @@ typedef struct {
     // of the kernel set it was packed for (panels of pack_mr / pack_nr rows, k blocks of pack_kc).
     // pack_same: the kernel set in use has that layout, so the panels are used in place from the
     // mapping; otherwise they are read back and packed again at load (pack_repacked counts them).
-    int pack_mr, pack_nr, pack_kc, pack_same, pack_repacked;
+    // pack_f16: the panels are f16 (pack.precision "f16"): used only by NN_F16 loads.
+    int pack_mr, pack_nr, pack_kc, pack_same, pack_repacked, pack_f16;
 } NnWeights;
 
-// The compute precision of the models the calling thread loads from now on: NN_F32 (the default)
-// or NN_BF16 (linear and conv products with both operands rounded to bf16 and summed in f32, on
-// CPUs with AVX512_BF16; attention, norms and activations stay f32). A per-thread setting (each
-// host thread has its own; the library API sets it from its context); a loaded model keeps the
-// precision it was loaded with. The CLI sets NN_BF16 from $SATDIFUSER_PRECISION=bf16 at start-up.
-// Returns -1 (with a message) if bf16 is asked for and this CPU lacks it.
-enum { NN_F32 = 0, NN_BF16 = 1 };
+// The compute precision of the models the calling thread loads from now on: NN_F32 (the default),
+// NN_BF16 (linear and conv products with both operands rounded to bf16 and summed in f32, on
+// CPUs with AVX512_BF16 or arm64's FEAT_BF16; attention, norms and activations stay f32), or
+// NN_F16 (linear and conv weights rounded to IEEE half once at load and kept 16-bit in memory,
+// every product in f32: the bits of NN_F32 on the rounded weights; any CPU). A per-thread
+// setting (each host thread has its own; the library API sets it from its context); a loaded
+// model keeps the precision it was loaded with. The CLI sets it from $SATDIFUSER_PRECISION at
+// start-up. Returns -1 (with a message) if bf16 is asked for and this CPU lacks it.
+enum { NN_F32 = 0, NN_BF16 = 1, NN_F16 = 2 };
 int nn_set_precision(int precision);
 int nn_precision(void);
+// "f32", "bf16", "f16" (the CLI's --precision and the features' compute_precision) <-> NN_*:
+// nn_precision_parse returns -1 with a message naming `what` (the option) for anything else.
+int nn_precision_parse(const char *name, const char *what);
+const char *nn_precision_name(int precision);
 
 // st must stay open while the model is used (f32 weights point into it).
 void nn_weights_init(NnWeights *w, const SafeTensors *st, const char *prefix);
@@ -69,7 +77,7 @@ int nn_weights_load_as(NnWeights *w, const char *name, int ndim, const int *shap
 // nn.Linear: weight (out, in) packed as the B^T operand, bias (out) or none (bias.data == NULL).
 typedef struct {
     Tensor weight, bias;        // weight is released after packing
-    GemmPackedWeights packed;   // weight (out, in), panels of nr rows (f32 compute)
+    GemmPackedWeights packed;   // weight (out, in), panels of nr rows (f32 compute; f16 elements for NN_F16)
     Bf16Packed bf16;            // or: weight rounded to bf16 (bf16 compute, data != NULL)
     int in, out;
 } NnLinear;
@@ -77,7 +85,7 @@ typedef struct {
 // nn.Conv2d: weight (cout, cin, k, k) packed as the A operand (cout x cin*k*k), bias (cout) or none.
 typedef struct {
     Tensor weight, bias;        // weight is released after packing
-    GemmPackedWeights packed;   // weight (cout, cin*k*k), panels of mr rows (f32 compute)
+    GemmPackedWeights packed;   // weight (cout, cin*k*k), panels of mr rows (f32 compute; f16 for NN_F16)
     Bf16Packed bf16;            // or: weight rounded to bf16 (bf16 compute, data != NULL)
     int cin, cout;
     Conv2dGeometry geom;

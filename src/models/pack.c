@@ -88,11 +88,15 @@ static int add_model(EntryList *l, const NnWeights *w, const char *prefix) {
         for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
         if (add_entry(l, prefix, w->loaded_names[i], DT_F32, t->ndim, shape, t->data)) return SD_FAIL;
     }
-    if (w->n_packed_bf16) return sd_errorf("packing needs the f32 precision (the model was loaded for bf16)");
+    if (w->n_packed_bf16) return sd_errorf("packing needs the f32 or f16 precision (the model was loaded for bf16)");
     for (int i = 0; i < w->n_packed; i++) {
         const GemmPackedWeights *pw = w->packed[i];
         int64_t n = (int64_t)pw->padded_rows * pw->K;
-        if (align_next(l) || add_entry(l, prefix, w->packed_names[i], DT_F32, 1, &n, pw->data)) return SD_FAIL;
+        // f16 weights (NN_F16): the same panels with 2-byte elements, in host order = little-endian
+        // (packed files are made and read on little-endian hosts only, above)
+        if (align_next(l) || add_entry(l, prefix, w->packed_names[i], pw->half ? DT_F16 : DT_F32, 1, &n,
+                                       pw->half ? (const void *)pw->half : (const void *)pw->data))
+            return SD_FAIL;
     }
     return 0;
 }
@@ -114,7 +118,9 @@ int model_pack_write(const char *dir, const char *unet_dir, const char *out_path
         return sd_errorf("%s: already a file; pack takes a diffusers model folder (convert a single-file "
                          "checkpoint with `satdifuser convert` first)",
                          dir);
-    if (nn_precision() != NN_F32) return sd_errorf("pack writes f32 panels: run it without --precision bf16");
+    if (nn_precision() == NN_BF16)
+        return sd_errorf("pack writes f32 or f16 panels, not bf16 (bf16 compute packs its own at load from f32 panels)");
+    const char *precision = nn_precision() == NN_F16 ? "f16" : "f32";
     if (!host_is_little_endian())
         return sd_errorf("packed model files are for little-endian machines (this one is big-endian): use the model folder");
     DiffusionModel m;
@@ -157,7 +163,7 @@ int model_pack_write(const char *dir, const char *unet_dir, const char *out_path
     snprintf(kc, sizeof(kc), "%d", ki->kc);
     snprintf(fp, sizeof(fp), "%016llx", (unsigned long long)diffusion_model_fingerprint(dir, unet_dir));
     const char *fixed[][2] = {{"pack.format", PACK_FORMAT}, {"pack.isa", ki->name}, {"pack.mr", mr}, {"pack.nr", nr},
-                              {"pack.kc", kc}, {"pack.precision", "f32"}, {"pack.source", dir},
+                              {"pack.kc", kc}, {"pack.precision", precision}, {"pack.source", dir},
                               {"pack.source_fingerprint", fp}};
     for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++) {
         keys[n_meta] = fixed[i][0];
@@ -169,9 +175,9 @@ int model_pack_write(const char *dir, const char *unet_dir, const char *out_path
         goto done;
     if (st_write_aligned(out_path, l.e, l.n, keys, vals, n_meta, PACK_ALIGN)) goto done;
     if (summary)
-        snprintf(summary, (size_t)summary_size, "%d tensors (%d packed for %s: mr %d, nr %d, kc %d), %.1f MB", l.n,
+        snprintf(summary, (size_t)summary_size, "%d tensors (%d packed for %s: mr %d, nr %d, kc %d, %s), %.1f MB", l.n,
                  m.unet.weights.n_packed + m.vae.weights.n_packed + m.text.weights.n_packed, ki->name, ki->mr, ki->nr,
-                 ki->kc, (double)l.offset / 1e6);
+                 ki->kc, precision, (double)l.offset / 1e6);
     rc = 0;
 done:
     for (int i = 0; i < n_texts; i++) free(texts[i]);
@@ -282,6 +288,22 @@ int model_pack_load(DiffusionModel *m, const char *path, int use_metadata, const
 fail:
     diffusion_model_free(m);
     return SD_FAIL;
+}
+
+void model_pack_note(const DiffusionModel *m, char *buf, int size) {
+    buf[0] = '\0';
+    if (!m->is_pack || !m->pack_repacked) return;
+    const char *isa = st_metadata(&m->pack_st, "pack.isa"), *file_precision = st_metadata(&m->pack_st, "pack.precision");
+    const int precision = m->unet.weights.f16 ? NN_F16 : m->unet.weights.bf16 ? NN_BF16 : NN_F32;  // the load's
+    const char *here = nn_precision_name(precision);
+    if (file_precision && strcmp(file_precision, here) && precision != NN_F32)
+        snprintf(buf, (size_t)size, "note: %s holds %s panels: %d weights rounded to %s at load%s", m->dir,
+                 file_precision, m->pack_repacked, here,
+                 precision == NN_F16 ? "; `satdifuser pack --precision f16` makes a file that loads without it" : "");
+    else
+        snprintf(buf, (size_t)size, "note: %s was packed for the %s kernels (%s here): %d weights packed again at load; "
+                 "`satdifuser pack` on this machine makes a file that loads without it",
+                 m->dir, isa ? isa : "?", gemm_kernel_info()->name, m->pack_repacked);
 }
 
 uint64_t model_pack_fingerprint(const char *path) {

@@ -12,13 +12,17 @@
 //                                                    a GEGLU projection
 //   pack.pad.<i>                                   U8 padding before a packed weight (alignment)
 //   metadata: pack.format "satdifuser-pack/1", pack.isa / pack.mr / pack.nr / pack.kc (the kernel
-//     set whose layout the panels have), pack.precision "f32", pack.source (the folder),
+//     set whose layout the panels have), pack.precision "f32" or "f16" (the panels in F16: the
+//     precision f16, nn.h), pack.source (the folder),
 //     pack.source_fingerprint (diffusion_model_fingerprint of the folder: features from the pack
 //     are recorded as made by the folder's model), config.unet / config.vae / config.text_encoder
 //     / config.scheduler / model_index (the JSON files), tokenizer/<file> (vocab.json, merges.txt,
 //     special_tokens_map.json, tokenizer_config.json).
 // A file packed for another kernel set still loads: its panels are read back and packed for the
 // kernel set in use (DiffusionModel.pack_repacked counts them; slower to load, same features).
+// Precision: f32 panels serve every precision (rounded to f16 or bf16 at load, counted in
+// pack_repacked); f16 panels serve only the precision f16 (used in place), anything else is an
+// error naming the file (the weights are rounded already: an f32 run on them would not be f32).
 #ifndef SD_MODELS_PACK_H
 #define SD_MODELS_PACK_H
 
@@ -39,6 +43,10 @@ int model_pack_path_is_file(const char *path);
 int model_pack_load(DiffusionModel *m, const char *path, int use_metadata, const char *prompt);
 // The text encoder of a packed m (config and weights), for a prompt after it was released.
 int model_pack_load_text_encoder(DiffusionModel *m);
+// The notice for a packed m whose panels were not used as they are (m->pack_repacked > 0): f32
+// panels rounded at load for another precision, or panels of another kernel set packed again.
+// buf gets "" when nothing was repacked.
+void model_pack_note(const DiffusionModel *m, char *buf, int size);
 // The source folder's fingerprint recorded in the file (0 if unreadable).
 uint64_t model_pack_fingerprint(const char *path);
 
