@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/error.h"
@@ -321,6 +322,80 @@ static void test_job_meta_and_write(void) {
     feature_pyramid_free(&p);
 }
 
+static int exists(const char *rel) {
+    struct stat sb;
+    return stat(path_of(rel), &sb) == 0;
+}
+
+// Resume: the state of each target of a folder holding one whole file of the job (feats/sub/a, written
+// by test_job_meta_and_write), a broken one, a killed writer's temporary file and a live writer's.
+static void test_resume(void) {
+    ExtractOptions o;
+    extract_options_default(&o);
+    o.prompt = "fields";
+    o.walk.num_inference_steps = 20;
+    o.walk.n_save = 2, o.walk.save_index[0] = 17, o.walk.save_index[1] = 15;
+    o.walk.output_handling = DDIM_OUTPUT_BY_CONFIG;
+    o.latent_sample = 1, o.seed = 7;
+    o.n_suffixes = 2, o.suffixes[0] = "attn1", o.suffixes[1] = "conv2";
+    DdimWalk walk;
+    memset(&walk, 0, sizeof(walk));
+    walk.save_t[0] = 101, walk.save_t[1] = 201;
+    ExtractJob job = {.model = "tests/data/tiny_pipeline", .o = &o, .walk = &walk, .f16 = 1,
+                      .preprocessing = "{\"size\": 32}", .tool_version = "9.9.9"};
+    FeatureMeta expect;
+    feature_meta_init(&expect);
+    extract_job_meta(&job, &expect);
+
+    pid_t child = fork();  // a pid that has ended: a killed writer's
+    if (child == 0) _exit(0);
+    waitpid(child, NULL, 0);
+    char rel[128], temp[512];
+    snprintf(rel, sizeof(rel), "feats/dead.safetensors.tmp.%d", (int)child);
+    put(rel, "half");
+    snprintf(rel, sizeof(rel), "feats/live.safetensors.tmp.%d", (int)getppid());  // our parent runs
+    put(rel, "half");
+    put("feats/broken.safetensors", "not a safetensors file");
+
+    int alive = -1;
+    ExtractFileState st = extract_file_state(path_of("feats/sub/a.safetensors"), &expect, temp, sizeof(temp), &alive);
+    CHECK(st == EXTRACT_FILE_DONE, "a whole file of the job: state %d (%s)", (int)st, sd_last_error());
+    st = extract_file_state(path_of("feats/missing.safetensors"), &expect, temp, sizeof(temp), &alive);
+    CHECK(st == EXTRACT_FILE_MISSING, "nothing there: state %d", (int)st);
+    st = extract_file_state(path_of("feats/broken.safetensors"), &expect, temp, sizeof(temp), &alive);
+    CHECK(st == EXTRACT_FILE_OTHER && strstr(sd_last_error(), "broken.safetensors"), "a broken file: state %d, %s", (int)st,
+          sd_last_error());
+    st = extract_file_state(path_of("feats/dead.safetensors"), &expect, temp, sizeof(temp), &alive);
+    snprintf(rel, sizeof(rel), "dead.safetensors.tmp.%d", (int)child);
+    CHECK(st == EXTRACT_FILE_PARTIAL && alive == 0 && strstr(temp, rel), "a killed writer's: state %d alive %d temp %s",
+          (int)st, alive, temp);
+    st = extract_file_state(path_of("feats/live.safetensors"), &expect, temp, sizeof(temp), &alive);
+    CHECK(st == EXTRACT_FILE_PARTIAL && alive == 1, "a live writer's: state %d alive %d", (int)st, alive);
+    st = extract_file_state(path_of("feats/dead.safetensors"), &expect, NULL, 0, NULL);
+    CHECK(st == EXTRACT_FILE_MISSING, "temporary files not looked for: state %d", (int)st);
+    o.walk.num_inference_steps = 50;  // another job: the whole file is made otherwise
+    FeatureMeta other;
+    feature_meta_init(&other);
+    extract_job_meta(&job, &other);
+    st = extract_file_state(path_of("feats/sub/a.safetensors"), &other, NULL, 0, NULL);
+    CHECK(st == EXTRACT_FILE_OTHER && strstr(sd_last_error(), "num_inference_steps"), "another job's settings: state %d, %s",
+          (int)st, sd_last_error());
+    feature_meta_free(&other);
+    feature_meta_free(&expect);
+
+    // before writing: the killed writer's temporary file goes, the live writer's stays
+    CHECK(extract_prepare_target(path_of("feats/dead.safetensors")) == 0, "prepare: %s", sd_last_error());
+    snprintf(rel, sizeof(rel), "feats/dead.safetensors.tmp.%d", (int)child);
+    CHECK(!exists(rel), "a killed writer's temporary file is removed");
+    CHECK(extract_prepare_target(path_of("feats/live.safetensors")) == 0, "prepare live: %s", sd_last_error());
+    snprintf(rel, sizeof(rel), "feats/live.safetensors.tmp.%d", (int)getppid());
+    CHECK(exists(rel), "a live writer's temporary file is kept");
+    CHECK(extract_prepare_target(path_of("feats/new/deep/x.safetensors")) == 0 && exists("feats/new/deep"),
+          "prepare creates the target's folders: %s", sd_last_error());
+    CHECK(extract_mkdirs(path_of("feats/broken.safetensors/sub")) == -1 && strstr(sd_last_error(), "cannot create folder"),
+          "a file in the way of a folder: %s", sd_last_error());
+}
+
 int main(void) {
     snprintf(g_root, sizeof(g_root), "/tmp/satdifuser_test_extract_job.%d", (int)getpid());
     mkdir(g_root, 0777);
@@ -329,6 +404,7 @@ int main(void) {
     test_list_and_file();
     test_geobench();
     test_job_meta_and_write();
+    test_resume();
     char cmd[320];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", g_root);
     if (system(cmd) != 0) printf("note: could not remove %s\n", g_root);

@@ -6,22 +6,20 @@
 // skipped, so a stopped run is resumed by running the same command again.
 // SIGINT / SIGTERM stop the run between UNet calls: the image in progress is
 // dropped, nothing half-written is left behind.
-#include <ctype.h>
-#include <dirent.h>
+// The job's logic - the inputs and their names, the settings each file records,
+// the state of a target - is library code (models/extract_job.h); this file
+// parses the options, loads and batches the images, and prints the progress.
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli/cli.h"
 #include "core/error.h"
 #include "core/runtime.h"
 #include "io/feature_cache.h"
-#include "io/file.h"
 #include "io/image.h"
 #include "io/outdir.h"
 #include "kernels/kernels.h"
@@ -214,42 +212,6 @@ static int parse_args(int argc, char **argv, Args *a) {
 }
 
 // ---------------------------------------------------------------------------
-
-static int mkdirs(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return sd_errorf("%s: cannot create folder: %s", buf, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return sd_errorf("%s: cannot create folder: %s", buf, strerror(errno));
-    return 0;
-}
-
-// Removes "<target>.tmp.<pid>" files left by a killed run (pid no longer alive).
-static void remove_stale_temps(const char *target) {
-    char dir[8192];
-    if (snprintf(dir, sizeof(dir), "%s", target) >= (int)sizeof(dir)) return;
-    char *slash = strrchr(dir, '/');
-    const char *base = slash ? slash + 1 : target;
-    if (slash) *slash = 0;
-    else strcpy(dir, ".");
-    size_t blen = strlen(base);
-    DIR *d = opendir(dir);
-    if (!d) return;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (strncmp(e->d_name, base, blen) != 0 || strncmp(e->d_name + blen, ".tmp.", 5) != 0) continue;
-        long pid = strtol(e->d_name + blen + 5, NULL, 10);
-        if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) == 0) continue;  // a live writer
-        char full[8192];
-        snprintf(full, sizeof(full), "%s/%s", dir, e->d_name);
-        unlink(full);
-    }
-    closedir(d);
-}
 
 static void format_seconds(double s, char *buf, size_t size) {
     long t = (long)(s + 0.5);
@@ -470,7 +432,7 @@ int cmd_extract(int argc, char **argv) {
         free(names);
         goto cleanup;
     }
-    if (mkdirs(a.out)) goto fail;
+    if (extract_mkdirs(a.out)) goto fail;
 
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -500,27 +462,19 @@ int cmd_extract(int argc, char **argv) {
         const ExtractItem *it = &list.items[i];
         run.seen++;
         char target[8192];
-        snprintf(target, sizeof(target), "%s/%s.safetensors", a.out, it->name);
-        struct stat sb;
-        if (stat(target, &sb) == 0) {
-            if (feature_cache_validate(target, &expect)) {
-                fprintf(stderr, "error: %s\n", sd_last_error());
-                failed++;
-            } else {
-                skipped++;
-                if (!run.embedding_kept && extract_keep_prompt_embedding(&model, &job, a.out) == 0) run.embedding_kept = 1;
-            }
+        ExtractFileState state = EXTRACT_FILE_OTHER;  // resume: a file made with these settings is kept
+        if (extract_target_path(a.out, it->name, target, sizeof(target)) == 0)
+            state = extract_file_state(target, &expect, NULL, 0, NULL);
+        if (state == EXTRACT_FILE_DONE) {
+            skipped++;
+            if (!run.embedding_kept && extract_keep_prompt_embedding(&model, &job, a.out) == 0) run.embedding_kept = 1;
             continue;
         }
-        char parent[8192];
-        snprintf(parent, sizeof(parent), "%s", target);
-        *strrchr(parent, '/') = 0;
-        if (mkdirs(parent)) {
+        if (state == EXTRACT_FILE_OTHER || extract_prepare_target(target)) {  // other settings, broken; no folder
             fprintf(stderr, "error: %s\n", sd_last_error());
             failed++;
             continue;
         }
-        remove_stale_temps(target);
         GroupImage *g = &run.group[run.n_group];
         g->item = it;
         if (!(g->target = strdup(target))) { sd_errorf("out of memory"); goto fail; }

@@ -1,39 +1,10 @@
-// extract --check (extract_check.h): lists what an extract run would do, computing nothing.
-#include <dirent.h>
-#include <signal.h>
+// extract --check (extract_check.h): lists what an extract run would do, computing nothing. The
+// state of each file is the library's (extract_file_state, models/extract_job.h); this prints it.
 #include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "cli/extract_check.h"
 #include "core/error.h"
-
-// A "<target>.tmp.<pid>" beside the target (extract writes there, then renames); *alive = its
-// writer is still running.
-static int find_temp(const char *target, char *found, size_t size, int *alive) {
-    char dir[8192];
-    snprintf(dir, sizeof(dir), "%s", target);
-    char *slash = strrchr(dir, '/');
-    const char *base = slash ? target + (slash - dir) + 1 : target;
-    if (slash) *slash = 0;
-    else strcpy(dir, ".");
-    size_t blen = strlen(base);
-    DIR *d = opendir(dir);
-    if (!d) return 0;
-    struct dirent *e;
-    int hit = 0;
-    while (!hit && (e = readdir(d))) {
-        if (strncmp(e->d_name, base, blen) != 0 || strncmp(e->d_name + blen, ".tmp.", 5) != 0) continue;
-        long pid = strtol(e->d_name + blen + 5, NULL, 10);
-        *alive = pid > 0 && kill((pid_t)pid, 0) == 0;
-        snprintf(found, size, "%s/%s", dir, e->d_name);
-        hit = 1;
-    }
-    closedir(d);
-    return hit;
-}
+#include "models/extract_job.h"
 
 int extract_check(const char *out, const char *const *names, int n, int shard_k, int shard_n,
                   const FeatureMeta *expect) {
@@ -41,20 +12,21 @@ int extract_check(const char *out, const char *const *names, int n, int shard_k,
     char target[8192], temp[8192];
     for (int i = 0; i < n; i++) {
         if (i % shard_n != shard_k) continue;
-        snprintf(target, sizeof(target), "%s/%s.safetensors", out, names[i]);
-        struct stat sb;
         int alive = 0;
-        if (stat(target, &sb) == 0) {
-            if (feature_cache_validate(target, expect) == 0) {
-                done++;
-            } else {
-                other++;
-                printf("other settings or broken: %s: %s\n", names[i], sd_last_error());
-            }
-        } else if (find_temp(target, temp, sizeof(temp), &alive)) {
+        ExtractFileState state = EXTRACT_FILE_OTHER;
+        if (extract_target_path(out, names[i], target, sizeof(target)) == 0)
+            state = extract_file_state(target, expect, temp, sizeof(temp), &alive);
+        switch (state) {
+        case EXTRACT_FILE_DONE: done++; break;
+        case EXTRACT_FILE_OTHER:
+            other++;
+            printf("other settings or broken: %s: %s\n", names[i], sd_last_error());
+            break;
+        case EXTRACT_FILE_PARTIAL:
             partial++;
             printf("half-written: %s (%s, %s)\n", names[i], temp, alive ? "its writer is running" : "writer gone");
-        } else {
+            break;
+        default:
             missing++;
             printf("missing: %s\n", names[i]);
         }

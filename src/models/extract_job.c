@@ -252,3 +252,93 @@ int extract_keep_prompt_embedding(DiffusionModel *m, const ExtractJob *job, cons
     const char *vals[3] = {prompt, fp, job->model};
     return st_write(path, &e, 1, keys, vals, 3);
 }
+
+// ---- resume --------------------------------------------------------------------------------------
+
+// The folder of target and its file name: dir receives the folder ("." for a bare name); returns the
+// file name's start in target.
+static const char *split_target(const char *target, char *dir, size_t size) {
+    snprintf(dir, size, "%s", target);
+    char *slash = strrchr(dir, '/');
+    if (!slash) {
+        snprintf(dir, size, ".");
+        return target;
+    }
+    *slash = 0;
+    return target + (slash - dir) + 1;
+}
+
+// The first "<target>.tmp.<pid>" beside target (feature_cache_write writes there, then renames) into
+// found; *alive = its writer is still running.
+static int find_temp(const char *target, char *found, size_t size, int *alive) {
+    char dir[8192];
+    const char *base = split_target(target, dir, sizeof(dir));
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    struct dirent *e;
+    int hit = 0;
+    while (!hit && (e = readdir(d))) {
+        if (strncmp(e->d_name, base, blen) != 0 || strncmp(e->d_name + blen, ".tmp.", 5) != 0) continue;
+        long pid = strtol(e->d_name + blen + 5, NULL, 10);
+        *alive = pid > 0 && kill((pid_t)pid, 0) == 0;
+        snprintf(found, size, "%s/%s", dir, e->d_name);
+        hit = 1;
+    }
+    closedir(d);
+    return hit;
+}
+
+ExtractFileState extract_file_state(const char *target, const FeatureMeta *expect, char *temp, size_t size,
+                                    int *writer_alive) {
+    struct stat sb;
+    if (stat(target, &sb) == 0)
+        return feature_cache_validate(target, expect) == 0 ? EXTRACT_FILE_DONE : EXTRACT_FILE_OTHER;
+    int alive = 0;
+    if (temp && find_temp(target, temp, size, &alive)) {
+        if (writer_alive) *writer_alive = alive;
+        return EXTRACT_FILE_PARTIAL;
+    }
+    return EXTRACT_FILE_MISSING;
+}
+
+int extract_mkdirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof(buf), "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST) return sd_errorf("%s: cannot create folder: %s", buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return sd_errorf("%s: cannot create folder: %s", buf, strerror(errno));
+    return 0;
+}
+
+// Removes the "<target>.tmp.<pid>" files of writers that are gone (a killed run's) and of this
+// process (a failed write's); a live writer's stay.
+static void remove_stale_temps(const char *target) {
+    char dir[8192];
+    if (strlen(target) >= sizeof(dir)) return;
+    const char *base = split_target(target, dir, sizeof(dir));
+    size_t blen = strlen(base);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, base, blen) != 0 || strncmp(e->d_name + blen, ".tmp.", 5) != 0) continue;
+        long pid = strtol(e->d_name + blen + 5, NULL, 10);
+        if (pid > 0 && pid != (long)getpid() && kill((pid_t)pid, 0) == 0) continue;  // a live writer
+        char full[8448];
+        if (snprintf(full, sizeof(full), "%s/%s", dir, e->d_name) < (int)sizeof(full)) unlink(full);
+    }
+    closedir(d);
+}
+
+int extract_prepare_target(const char *target) {
+    char dir[8192];
+    split_target(target, dir, sizeof(dir));
+    if (extract_mkdirs(dir)) return -1;
+    remove_stale_temps(target);
+    return 0;
+}

@@ -94,6 +94,26 @@ int extract_file_meta(const FeaturePyramid *p, const ExtractSource *src, const c
 int extract_write_features(const char *target, const FeaturePyramid *p, const ExtractJob *job,
                            const FeatureMeta *expect, const ExtractSource *src);
 
+// ---- resume --------------------------------------------------------------------------------------
+
+typedef enum {
+    EXTRACT_FILE_MISSING = 0,  // nothing there: to extract
+    EXTRACT_FILE_DONE,         // whole and made with the settings of `expect`: skipped on a rerun
+    EXTRACT_FILE_PARTIAL,      // only a <target>.tmp.<pid> of a stopped or running writer
+    EXTRACT_FILE_OTHER,        // there, but made with other settings or broken (sd_last_error() says what)
+} ExtractFileState;
+
+// The state of target for a job whose files record `expect`. temp (size bytes) receives the
+// temporary file's path for EXTRACT_FILE_PARTIAL and *writer_alive whether its writer runs; temp
+// NULL: temporary files are not looked for (a missing target is EXTRACT_FILE_MISSING).
+ExtractFileState extract_file_state(const char *target, const FeatureMeta *expect, char *temp, size_t size,
+                                    int *writer_alive);
+// Creates a folder and its parents (mkdir -p). Messages name the folder.
+int extract_mkdirs(const char *path);
+// Before writing target: creates its folder and removes the <target>.tmp.<pid> files of writers that
+// are gone (a killed run's; a live writer's are kept).
+int extract_prepare_target(const char *target);
+
 // OUT/.prompt_embedding.safetensors: the prompt's embedding (1, L, D) for this model, computed once
 // (diffusion_model_prompt's cache) and kept beside the features that used it, with the prompt, model
 // fingerprint and model path as metadata. Left as it is when the folder already has it for this
