@@ -19,9 +19,9 @@ enum { NR = GEMM_BF16_NR, NC_A = 1024 };
 // ---- f32 ------------------------------------------------------------------------------------
 
 // pack_conv_b for stride 1 with AVX-512, for micro-panels of 32 columns (the AVX-512 GEMM's
-// nr): the same values in the same places. A run of output pixels on one output row reads one
-// stretch of the input row; a masked load fetches it with the lanes left or right of the map
-// (padding) as zeros, and no lane outside the map is read.
+// nr): the same values in the same places (columns over one or more samples: ConvPackCtx). A run
+// of output pixels on one output row reads one stretch of the input row; a masked load fetches it
+// with the lanes left or right of the map (padding) as zeros, and no lane outside the map is read.
 __attribute__((target("avx512f"))) void conv_pack_b_s1_avx512(const void *vctx, int p0, int kc, int j0, int nc, int nr,
                                                               float *dst) {
     if (nr != 32) {  // the GEMM's no-workspace fallback asks for 64-column rows
@@ -31,10 +31,15 @@ __attribute__((target("avx512f"))) void conv_pack_b_s1_avx512(const void *vctx, 
     const ConvPackCtx *cx = vctx;
     const int H = cx->H, W = cx->W, KH = cx->KH, KW = cx->KW, Wo = cx->Wo;
     PixelRun runs[32];
+    const float *sample_x[32];  // each run's sample
     for (int jr = 0; jr < nc; jr += nr) {
         int n = nc - jr < nr ? nc - jr : nr;
         float *d = dst + (size_t)jr * kc;
         int nruns = conv_split_runs(j0 + jr, n, Wo, runs, 32);
+        for (int r = 0; r < nruns; r++) {  // global output row -> (sample, row)
+            sample_x[r] = cx->x + (size_t)(runs[r].oh / cx->Ho) * cx->sample;
+            runs[r].oh %= cx->Ho;
+        }
         // per run and kernel column: the lanes that fall inside the map (the mask of the 32)
         // and the input column that lane 0 would read
         uint32_t mask[32][CONV_S1_MAX_KW];
@@ -51,8 +56,8 @@ __attribute__((target("avx512f"))) void conv_pack_b_s1_avx512(const void *vctx, 
         for (int p = 0; p < kc; p++) {
             // the row of 32 values in two vectors, built run by run (runs do not overlap)
             __m512 lo16 = _mm512_setzero_ps(), hi16 = _mm512_setzero_ps();
-            const float *plane = cx->x + (size_t)ci * H * W;
             for (int r = 0; r < nruns; r++) {
+                const float *plane = sample_x[r] + (size_t)ci * H * W;
                 int ih = runs[r].oh - cx->pad_top + kh;
                 uint32_t m = mask[r][kw];
                 if (ih < 0 || ih >= H || !m) continue;  // a padding row or column: zeros

@@ -204,10 +204,13 @@ void gemm_bf16_rows_to_panel(const float *src, int64_t ld, int rows, int kc, flo
 void gemm_bf16_softmax_pairs(float *s, int rows, float *m, float *l, float *corr);
 
 // ---- Convolution packers (conv.c, conv_avx512.c) --------------------------------------------
-// One sample of an f32 convolution's implicit im2col (conv.c's pack_conv_b and the ISA ones).
+// An f32 convolution's implicit im2col over one or more samples (conv.c's pack_conv_b and the ISA
+// ones): column j = n*Ho*Wo + oh*Wo + ow is sample n's output pixel (oh, ow); output rows never
+// cross samples, so conv_split_runs' global row j / Wo is sample (j / Wo) / Ho, row (j / Wo) % Ho.
 typedef struct {
-    const float *x;  // one sample, Cin x H x W
-    int H, W, KH, KW, stride, pad_top, pad_left, Wo;
+    const float *x;  // the first sample, Cin x H x W; sample n at x + n * sample
+    int H, W, KH, KW, stride, pad_top, pad_left, Ho, Wo;
+    size_t sample;   // floats from one sample to the next (Cin * H * W)
 } ConvPackCtx;
 void conv_pack_b(const void *ctx, int p0, int kc, int j0, int nc, int nr, float *dst);
 // (AVX-512) conv_pack_b for stride 1 and kernel widths up to CONV_S1_MAX_KW (the AVX-512 set's
