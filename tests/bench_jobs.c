@@ -204,7 +204,7 @@ static void child_extract(const void *arg, Result *r) {
 
 // Issue 21's memory rows: the peak resident set of one 256x256 extraction as `satdifuser extract`
 // runs it from the model folder (the text encoder freed once the prompt's embedding exists), at the
-// precision `*arg` (NN_F32 or NN_BF16: weights resident in bf16). value = peak RSS in kB (getrusage:
+// precision `*arg` (NN_F32, NN_BF16 or NN_F16: weights resident in bf16 / f16). value = peak RSS in kB (getrusage:
 // this child's own high-water mark; the parent that forked it holds no model).
 static void child_rss(const void *arg, Result *r) {
     const int precision = *(const int *)arg, side = 256;
@@ -317,18 +317,20 @@ int main(int argc, char **argv) {
                "two processes on one packed file", pss.pss_kb / 1024, pss.rss_kb / 1024, pss.pss_kb / pss.rss_kb);
     else
         printf("two processes: failed: %s\n", pss.msg);
-    // peak RSS of one extraction from the folder, f32 weights and bf16-resident weights (issue 21)
-    int precisions[2] = {NN_F32, NN_BF16};
-    const double targets_mb[2] = {4096, 2560};
-    for (int k = 0; k < 2; k++) {
+    // peak RSS of one extraction from the folder, f32 weights and bf16- or f16-resident weights (issue 21)
+    int precisions[3] = {NN_F32, NN_BF16, NN_F16};
+    const double targets_mb[3] = {4096, 2560, 2560};
+    for (int k = 0; k < 3; k++) {
         Result rss;
+        const char *name = nn_precision_name(precisions[k]);
         run_child(child_rss, &precisions[k], &rss);
+        char label[64];
+        snprintf(label, sizeof(label), "one 256x256 extraction, %s weights", name);
         if (rss.ok)
-            printf("%-44s peak RSS %6.0f MB (load + 1 image %.1f s)   target <= %.1f GB\n",
-                   k ? "one 256x256 extraction, bf16 weights" : "one 256x256 extraction, f32 weights", rss.value / 1024,
+            printf("%-44s peak RSS %6.0f MB (load + 1 image %.1f s)   target <= %.1f GB\n", label, rss.value / 1024,
                    rss.seconds, targets_mb[k] / 1024);
         else
-            printf("one 256x256 extraction (%s): not run: %s\n", k ? "bf16" : "f32", rss.msg);
+            printf("one 256x256 extraction (%s): not run: %s\n", name, rss.msg);
     }
     if (!quick) {
         run_child(child_peak, NULL, &peak_res);
