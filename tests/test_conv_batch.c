@@ -81,7 +81,8 @@ static void check_case(const char *isa, Case c, int N, int kind) {
 }
 
 static void test_set(const char *isa) {
-    // 4x4, 8x8, 16x16 (the UNet's small levels) and odd maps; 3x3 and 1x1, strides 1 and 2, padding
+    // 4x4, 8x8, 16x16, 32x32 (the UNet's levels at 256 px) and odd maps; 3x3 and 1x1, strides 1 and 2,
+    // padding
     static const Case cases[] = {
         {12, 4, 4, 10, 3, 1, 1, 1, 1, 1, 1},   {9, 8, 8, 13, 3, 1, 1, 1, 1, 1, 0},
         {7, 16, 16, 6, 3, 1, 1, 1, 1, 1, 1},   {8, 8, 8, 11, 3, 2, 0, 0, 1, 1, 1},  // VAE-style stride 2
@@ -91,6 +92,8 @@ static void test_set(const char *isa) {
         {6, 5, 7, 8, 3, 1, 1, 1, 1, 1, 1},     {4, 3, 9, 5, 3, 1, 2, 0, 1, 3, 1},   // odd maps, asymmetric
         {3, 6, 1, 4, 3, 1, 1, 1, 1, 1, 1},     {5, 4, 4, 6, 1, 1, 1, 1, 1, 1, 1},   // 1 column; 1x1 padded
         {150, 4, 4, 40, 3, 1, 1, 1, 1, 1, 1},  // K = 1350: several k blocks
+        {3, 32, 32, 5, 3, 1, 1, 1, 1, 1, 1},   {4, 64, 64, 3, 3, 2, 0, 0, 1, 1, 1},  // 32x32 out
+        {2, 64, 64, 3, 3, 1, 1, 1, 1, 1, 1},   // 64x64: one sample per GEMM
     };
     int ncases = (int)(sizeof(cases) / sizeof(cases[0]));
     for (int i = 0; i < ncases; i++)
