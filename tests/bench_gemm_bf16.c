@@ -17,6 +17,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "tests/test_env.h"
 #include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
 
@@ -268,7 +269,7 @@ static void bench_conv(const char *name, int Cin, int H, int W, int Cout) {
 
 int main(int argc, char **argv) {
     for (int i = 1; i < argc; i++) g_quick |= !strcmp(argv[i], "--quick");
-    int threads = sd_threads_init(0);
+    int threads = test_env_apply();
     if (threads < 1) {
         fprintf(stderr, "bench_gemm_bf16: bad SATDIFUSER_THREADS\n");
         return 1;

@@ -21,6 +21,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "tests/test_env.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
 #include "models/features.h"
@@ -129,7 +130,7 @@ static void run_child(void (*fn)(const void *, Result *), const void *arg, Resul
 // threads (seconds field): what the threads could reach if none of them were slowed by the other.
 static void child_peak(const void *arg, Result *r) {
     (void)arg;
-    int threads = sd_threads_init(0);
+    int threads = test_env_apply();
     r->value = measure_peak(sd_cpu_isa(), 1) * threads;
     r->seconds = threads;
     r->ok = 1;

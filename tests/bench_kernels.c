@@ -16,6 +16,7 @@
 #endif
 
 #include "core/runtime.h"
+#include "tests/test_env.h"
 #include "io/json.h"
 #include "kernels/gemm_internal.h"
 #include "kernels/kernels.h"
@@ -302,7 +303,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     }
     if (quick) g_min_total = 0.2;
-    int threads = sd_threads_init(0);
+    int threads = test_env_apply();
     if (threads < 1) {
         fprintf(stderr, "bench: %s\n", "bad SATDIFUSER_THREADS");
         return 1;

@@ -35,6 +35,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "tests/test_env.h"
 #include "io/json.h"
 #include "io/safetensors.h"
 #include "kernels/kernels.h"
@@ -373,7 +374,7 @@ static void child_case(const void *arg, ChildResult *res) {
     const BenchCase *c = (const BenchCase *)arg;
     LoadedRun L;
     memset(&L, 0, sizeof(L));
-    res->threads = sd_threads_init(0);
+    res->threads = test_env_apply();
     res->status = 2;
     if (c->bf16 == BENCH_PAIR) {
         child_pair(c, res);
@@ -434,7 +435,7 @@ done:
 
 static void child_peak(const void *arg, ChildResult *res) {
     (void)arg;
-    res->threads = sd_threads_init(0);
+    res->threads = test_env_apply();
     if (res->threads < 1) {
         res->status = 2;
         snprintf(res->msg, sizeof(res->msg), "bad SATDIFUSER_THREADS");

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/runtime.h"
+#include "tests/test_env.h"
 #include "kernels/fused.h"
 #include "kernels/kernels.h"
 #include "tests/bench_peak.h"
@@ -177,7 +178,7 @@ static float *rand_floats(int64_t n, unsigned seed, float scale, float offset) {
 int main(int argc, char **argv) {
     double min_total = 0.15;
     if (argc > 1 && !strcmp(argv[1], "--quick")) min_total = 0.03;
-    int threads = sd_threads_init(0);
+    int threads = test_env_apply();
     if (threads < 1) {
         fprintf(stderr, "bench: bad SATDIFUSER_THREADS\n");
         return 1;

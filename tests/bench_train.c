@@ -32,6 +32,7 @@
 
 #include "core/error.h"
 #include "core/runtime.h"
+#include "tests/test_env.h"
 #include "heads/head.h"
 #include "io/feature_cache.h"
 #include "io/json.h"
@@ -225,7 +226,7 @@ static int check_threads(const Pair *p, const FusionInput *in, const int64_t *la
     for (int r = 0; r < 2; r++) {
         Model x;
         StepTime t;
-        sd_threads_init(r == 0 ? 1 : threads);
+        sd_threads_set(r == 0 ? 1 : threads);
         int rc = build_model(&x, p) || train_step(&x, in, labels, dlogits, &t);
         if (!rc) {
             snap[r] = snapshot(&x.m.params, &n[r]);
@@ -237,7 +238,7 @@ static int check_threads(const Pair *p, const FusionInput *in, const int64_t *la
     }
     ok = n[0] == n[1] && memcmp(snap[0], snap[1], n[0] * sizeof(float)) == 0;
 done:
-    sd_threads_init(threads);
+    sd_threads_set(threads);
     free(snap[0]);
     free(snap[1]);
     return ok;
@@ -351,7 +352,7 @@ int main(int argc, char **argv) {
             return 2;
         }
     }
-    int threads = sd_threads_init(0);
+    int threads = test_env_apply();
     if (threads < 1) {
         fprintf(stderr, "bench_train: %s\n", sd_last_error());
         return 1;

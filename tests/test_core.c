@@ -91,15 +91,39 @@ static void test_errors_and_threads(void) {
     sd_errorf("tensor '%s' bad", "w");
     sd_error_context("file %s", "m.safetensors");
     CHECK(strcmp(sd_last_error(), "file m.safetensors: tensor 'w' bad") == 0, "context: %s", sd_last_error());
-    CHECK(sd_threads_init(1) == 1 && sd_threads() == 1, "one thread");
-    setenv("SATDIFUSER_THREADS", "abc", 1);
-    CHECK(sd_threads_init(0) < 0 && strstr(sd_last_error(), "SATDIFUSER_THREADS"), "bad env value: %s", sd_last_error());
-    setenv("SATDIFUSER_THREADS", "2", 1);
-    CHECK(sd_threads_init(0) == 2, "env value used");
-    unsetenv("SATDIFUSER_THREADS");
-    CHECK(sd_threads_init(0) >= 1, "default: all cores");
+    CHECK(sd_threads_set(1) == 1 && sd_threads() == 1, "one thread");
+    CHECK(sd_threads_set(2) == 2 && sd_threads() == 2, "two threads");
+#ifdef _OPENMP
+    CHECK(sd_threads_set(0) == omp_get_num_procs(), "0: every core");
+#endif
     SdIsa isa = sd_cpu_isa();
-    CHECK(strlen(sd_isa_name(isa)) > 0, "isa %s", sd_isa_name(isa));
+    CHECK(strlen(sd_isa_name(isa)) > 0 && isa == sd_isa_best(), "isa %s, best %s", sd_isa_name(isa),
+          sd_isa_name(sd_isa_best()));
+    // the library reads no environment: the command applies $SATDIFUSER_ISA / _THREADS (cli/main.c)
+    setenv("SATDIFUSER_ISA", "reference", 1);
+    setenv("SATDIFUSER_THREADS", "3", 1);
+    CHECK(sd_cpu_isa() == sd_isa_best() && !sd_reference_path(), "$SATDIFUSER_ISA is not read: isa %s, reference %d",
+          sd_isa_name(sd_cpu_isa()), sd_reference_path());
+#ifdef _OPENMP
+    CHECK(sd_threads_set(0) == omp_get_num_procs(), "$SATDIFUSER_THREADS is not read: %d threads", sd_threads());
+#endif
+    unsetenv("SATDIFUSER_ISA");
+    unsetenv("SATDIFUSER_THREADS");
+    // the process's default path: reference (element-wise kernels scalar), back to the best
+    CHECK(sd_isa_set_default(ISA_REFERENCE) == 0 && sd_reference_path() && sd_cpu_isa() == ISA_SCALAR &&
+              !strcmp(sd_isa_in_use(), "reference"),
+          "reference default: in use %s", sd_isa_in_use());
+    CHECK(sd_isa_set_default(ISA_SCALAR) == 0 && !sd_reference_path() && sd_cpu_isa() == ISA_SCALAR &&
+              !strcmp(sd_isa_in_use(), "scalar"),
+          "scalar default: in use %s", sd_isa_in_use());
+    CHECK(sd_isa_set_default(-1) == 0 && sd_cpu_isa() == sd_isa_best() && !sd_reference_path(), "back to the best");
+    CHECK(sd_isa_set_default(99) == -1 && strstr(sd_last_error(), "unknown"), "an unknown path: %s", sd_last_error());
+    SdIsa other = sd_isa_best() == ISA_NEON ? ISA_AVX2 : ISA_NEON;  // a path of the other architecture
+    CHECK(!sd_isa_runnable(other) && sd_isa_set_default(other) == -1 && strstr(sd_last_error(), "cannot run") &&
+              sd_cpu_isa() == sd_isa_best(),
+          "%s refused on a %s CPU: %s", sd_isa_name(other), sd_isa_name(sd_isa_best()), sd_last_error());
+    CHECK(sd_isa_runnable(ISA_SCALAR) && sd_isa_runnable(ISA_REFERENCE) && sd_isa_runnable(sd_isa_best()),
+          "scalar, reference and the best are runnable");
     double t0 = sd_now();
     CHECK(sd_now() >= t0, "monotonic clock");
 }

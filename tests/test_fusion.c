@@ -9,6 +9,7 @@
 #include "core/runtime.h"
 #include "fusion/fuser.h"
 #include "heads/head.h"
+#include "tests/test_env.h"
 #include "tests/test_util.h"
 
 static int parse(const char *text, JsonValue *v) { return json_parse(text, strlen(text), "test", v); }
@@ -254,7 +255,7 @@ static void test_threads(void) {
                  fusers[f]);
         float out[2][2 * 3 * 400];
         for (int t = 0; t < 2; t++) {
-            sd_threads_init(t + 1);
+            sd_threads_set(t + 1);
             Setup su;
             CHECK(setup(&su, cfg, 2, 77) == 0, "setup %s: %s", fusers[f], sd_last_error());
             CHECK(head_model_forward(&su.m, &su.in) == 0, "forward %s: %s", fusers[f], sd_last_error());
@@ -264,7 +265,7 @@ static void test_threads(void) {
         }
         CHECK(memcmp(out[0], out[1], sizeof(out[0])) == 0, "%s: 1 and 2 threads bit-identical", fusers[f]);
     }
-    sd_threads_init(0);
+    test_env_apply();
 }
 
 // The released models with the real stream layout of a 256 input: parameter
@@ -471,7 +472,7 @@ static void test_quirk_effects(void) {
 }
 
 int main(void) {
-    sd_threads_init(0);
+    test_env_apply();
     test_layout();
     test_phi_structure();
     test_lw_quirk();

@@ -66,9 +66,9 @@ static void test_resize_properties(void) {
     // Thread count does not change the result.
     static float big[3 * 70 * 90], r1[3 * 20 * 25], r2[3 * 20 * 25];
     test_fill(big, 3 * 70 * 90, 9);
-    sd_threads_init(1);
+    sd_threads_set(1);
     resize_bilinear_antialias(big, r1, 1, 3, 70, 90, 20, 25);
-    sd_threads_init(2);
+    sd_threads_set(2);
     resize_bilinear_antialias(big, r2, 1, 3, 70, 90, 20, 25);
     CHECK(max_abs_diff(r1, r2, 3 * 20 * 25) == 0.0, "1 vs 2 threads");
 }

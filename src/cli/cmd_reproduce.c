@@ -37,7 +37,9 @@ static void reproduce_usage(FILE *f) {
             "  --geobench ROOT      the GEO-Bench root (classification_v1.0/, segmentation_v1.0/ below it)\n"
             "  --task NAME          a preset of configs/tasks (m-eurosat, m-bigearthnet, m-chesapeake, m-nz-cattle,\n"
             "                       m-brick-kiln, m-so2sat, m-forestnet, m-pv4ger, m-cashew-plant, m-SA-crop-type,\n"
-            "                       m-pv4ger-seg, m-NeonTree) or a preset file (docs/geobench.md)\n"
+            "                       m-pv4ger-seg, m-NeonTree) or a preset file (docs/geobench.md); a preset is\n"
+            "                       looked for in $SATDIFUSER_CONFIGS/tasks (when set), the binary's configs/tasks,\n"
+            "                       ./configs/tasks\n"
             "  --fuser gw|lw|moe|concat|single   fusion module (default gw, configs/_base_/satdifuser.yaml)\n"
             "  --partition NAME     NAME_partition.json of the task folder (default: default; 0.10x_train ...)\n"
             "  --model DIR          diffusers pipeline folder or packed model; DiffusionSat's release root with\n"
@@ -416,7 +418,7 @@ int cmd_reproduce(int argc, char **argv) {
     }
     GbPreset p;
     char path[4200], taskdir[4200], model[4200], unet_buf[4200], features[4200], labels[4300], metrics[4300];
-    if (gb_preset_find(a.task, path, sizeof(path)) || gb_preset_load(&p, path)) {
+    if (gb_preset_find(a.task, getenv("SATDIFUSER_CONFIGS"), path, sizeof(path)) || gb_preset_load(&p, path)) {
         fprintf(stderr, "satdifuser reproduce: %s\n", sd_last_error());
         return 2;
     }

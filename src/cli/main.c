@@ -54,7 +54,32 @@ int cli_take_threads(int *argc, char **argv) {
             i--;
         }
     }
-    return sd_threads_init(requested) < 0 ? -1 : 0;
+    const char *env = getenv("SATDIFUSER_THREADS");  // the library reads no environment: the command does
+    if (requested <= 0 && env && *env) {
+        char *end = NULL;
+        long v = strtol(env, &end, 10);
+        if (*end != '\0' || v < 1 || v > 4096)
+            return sd_errorf("SATDIFUSER_THREADS='%s': expected a whole number from 1 to 4096", env);
+        requested = (int)v;
+    }
+    sd_threads_set(requested);
+    return 0;
+}
+
+// $SATDIFUSER_ISA: the process's SIMD path (runtime.h), before any work. An unknown value or a path
+// this CPU cannot run is an error naming the paths accepted here, not a silent fallback.
+static int apply_isa_env(void) {
+    const char *env = getenv("SATDIFUSER_ISA");
+    if (!env || !*env) return 0;
+    int isa = -1;
+    for (int k = ISA_SCALAR; k <= ISA_REFERENCE; k++)
+        if (!strcmp(env, sd_isa_name((SdIsa)k))) isa = k;
+    if (isa >= 0 && sd_isa_runnable((SdIsa)isa)) return sd_isa_set_default(isa);
+    SdIsa best = sd_isa_best();
+    return sd_errorf("SATDIFUSER_ISA='%s': %s; accepted here: reference, scalar%s%s%s (unset: the best, %s)", env,
+                     isa >= 0 ? "this CPU cannot run that path" : "unknown value",
+                     best == ISA_AVX2 || best == ISA_AVX512 ? ", avx2" : "", best == ISA_AVX512 ? ", avx512" : "",
+                     best == ISA_NEON ? ", neon" : "", sd_isa_name(best));
 }
 
 // OpenMP's default wait policy lets idle threads spin between parallel
@@ -80,7 +105,7 @@ static void prefer_passive_openmp_threads(char **argv) {
 
 int main(int argc, char **argv) {
     prefer_passive_openmp_threads(argv);
-    if (cli_take_threads(&argc, argv) || sd_isa_check()) {
+    if (cli_take_threads(&argc, argv) || apply_isa_env()) {
         fprintf(stderr, "satdifuser: %s\n", sd_last_error());
         return 2;
     }

@@ -1,7 +1,6 @@
 #include "core/runtime.h"
 
 #include <stdlib.h>
-#include <string.h>
 #include <sys/mman.h>
 #include <time.h>
 
@@ -22,21 +21,6 @@ int sd_threads_set(int n) {
     n = 1;
 #endif
     return n;
-}
-
-int sd_threads_init(int requested) {
-    int n = requested;
-    if (n <= 0) {
-        const char *env = getenv("SATDIFUSER_THREADS");
-        if (env && *env) {
-            char *end = NULL;
-            long v = strtol(env, &end, 10);
-            if (*end != '\0' || v < 1 || v > 4096)
-                return sd_errorf("SATDIFUSER_THREADS='%s': expected a whole number from 1 to 4096", env);
-            n = (int)v;
-        }
-    }
-    return sd_threads_set(n);
 }
 
 int sd_threads(void) {
@@ -62,49 +46,50 @@ static SdIsa detect_isa(void) {
 #endif
 }
 
-// $SATDIFUSER_ISA, read once: the path it asks for (-1: the best one; ISA_REFERENCE: the naive
-// loops), or -2 when the value is not one the build and CPU can run (sd_isa_check reports it).
-static int g_isa_env = -3;  // -3: not read yet
-
-static int isa_from_env(SdIsa best) {
-    const char *env = getenv("SATDIFUSER_ISA");
-    if (!env || !*env) return -1;
-    if (!strcmp(env, "reference")) return ISA_REFERENCE;
-    if (!strcmp(env, "scalar")) return ISA_SCALAR;
-    // x86 paths are ordered scalar < avx2 < avx512; NEON is there only where it is the best
-    if (!strcmp(env, "avx2") && (best == ISA_AVX2 || best == ISA_AVX512)) return ISA_AVX2;
-    if (!strcmp(env, "avx512") && best == ISA_AVX512) return ISA_AVX512;
-    if (!strcmp(env, "neon") && best == ISA_NEON) return ISA_NEON;
-    return -2;
+// The CPU's best path, found once (the CPU does not change).
+SdIsa sd_isa_best(void) {
+    static int best = -1;
+    if (best < 0) best = (int)detect_isa();
+    return (SdIsa)best;
 }
 
-int sd_isa_check(void) {
-    (void)sd_cpu_isa();
-    if (g_isa_env != -2) return 0;
-    const char *env = getenv("SATDIFUSER_ISA");
-    SdIsa best = detect_isa();
-    int known = !strcmp(env, "avx2") || !strcmp(env, "avx512") || !strcmp(env, "neon");
-    return sd_errorf("SATDIFUSER_ISA='%s': %s; accepted here: reference, scalar%s%s%s (unset: the best, %s)", env,
-                     known ? "this CPU cannot run that path" : "unknown value",
-                     best == ISA_AVX2 || best == ISA_AVX512 ? ", avx2" : "", best == ISA_AVX512 ? ", avx512" : "",
-                     best == ISA_NEON ? ", neon" : "", sd_isa_name(best));
+int sd_isa_runnable(SdIsa isa) {
+    SdIsa best = sd_isa_best();
+    switch (isa) {
+    case ISA_REFERENCE:
+    case ISA_SCALAR: return 1;
+    // x86 paths are ordered scalar < avx2 < avx512; NEON is there only where it is the best
+    case ISA_AVX2: return best == ISA_AVX2 || best == ISA_AVX512;
+    case ISA_AVX512: return best == ISA_AVX512;
+    case ISA_NEON: return best == ISA_NEON;
+    }
+    return 0;
+}
+
+// The process's default path (sd_isa_set_default): -1 the best one, else an SdIsa. Set once, at
+// start, by the program (the command from $SATDIFUSER_ISA); the library only reads it.
+static int g_isa_default = -1;
+
+int sd_isa_set_default(int isa) {
+    if (isa == -1) {
+        g_isa_default = -1;
+        return 0;
+    }
+    if (isa < ISA_SCALAR || isa > ISA_REFERENCE || !sd_isa_runnable((SdIsa)isa))
+        return sd_errorf("the %s path: this CPU cannot run it (the best here: %s)",
+                         isa >= ISA_SCALAR && isa <= ISA_REFERENCE ? sd_isa_name((SdIsa)isa) : "unknown",
+                         sd_isa_name(sd_isa_best()));
+    g_isa_default = isa;
+    return 0;
 }
 
 SdIsa sd_cpu_isa(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        SdIsa best = detect_isa();
-        g_isa_env = isa_from_env(best);
-        // the reference path's element-wise kernels (activations, resampling) are the scalar ones
-        cached = g_isa_env == ISA_REFERENCE ? ISA_SCALAR : g_isa_env >= 0 ? g_isa_env : (int)best;
-    }
-    return (SdIsa)cached;
+    // the reference path's element-wise kernels (activations, resampling) are the scalar ones
+    int isa = g_isa_default;
+    return isa == ISA_REFERENCE ? ISA_SCALAR : isa >= 0 ? (SdIsa)isa : sd_isa_best();
 }
 
-int sd_reference_path(void) {
-    (void)sd_cpu_isa();
-    return g_isa_env == ISA_REFERENCE;
-}
+int sd_reference_path(void) { return g_isa_default == ISA_REFERENCE; }
 
 const char *sd_isa_in_use(void) { return sd_reference_path() ? "reference" : sd_isa_name(sd_cpu_isa()); }
 

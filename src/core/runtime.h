@@ -6,27 +6,33 @@
 
 // The OpenMP thread count of the calling host thread's parallel regions (OpenMP keeps one per
 // host thread: two threads may set different counts): n if > 0, else every core. Returns the count.
-// Reads no environment: what the library API (satdifuser.h) uses.
+// The library reads no environment: the command applies --threads / $SATDIFUSER_THREADS with it
+// (src/cli/main.c), the library API (satdifuser.h) a context's count.
 int sd_threads_set(int n);
-// For the CLI and tests: sd_threads_set of `requested` if > 0, else of $SATDIFUSER_THREADS, else of
-// every core. Returns the count in use, or -1 if the environment value is invalid.
-int sd_threads_init(int requested);
 // The calling thread's count (omp_get_max_threads()).
 int sd_threads(void);
 
-// The SIMD path chosen at run time from the CPU's features. $SATDIFUSER_ISA forces another:
-//   scalar, avx2, avx512, neon  a SIMD path this CPU can run (a lower one, for testing);
-//   reference                   the naive loops of kernels/reference.c for GEMM, convolution,
-//                               attention and the norms (sd_reference_path() is 1; the other
-//                               element-wise kernels and sd_cpu_isa() are the scalar ones).
-// Any other value, or a path this CPU cannot run, is an error that sd_isa_check() reports
-// (the CLI calls it first); until then the best path is used.
+// The SIMD path: by default the best this CPU has (sd_isa_best: AVX-512, AVX2+FMA, NEON or scalar).
+// A program may choose another for the whole process, once at start, before any work
+// (sd_isa_set_default; the command does it from $SATDIFUSER_ISA, src/cli/main.c):
+//   ISA_SCALAR, ISA_AVX2, ISA_AVX512, ISA_NEON  a path this CPU can run (a lower one, for testing);
+//   ISA_REFERENCE   the naive loops of kernels/reference.c for GEMM, convolution, attention and the
+//                   norms (sd_reference_path() is 1; the other element-wise kernels and sd_cpu_isa()
+//                   are the scalar ones).
+// A library caller picks a GEMM path per thread instead (gemm_force_isa; SdfOptions.isa).
 typedef enum { ISA_SCALAR = 0, ISA_AVX2 = 1, ISA_AVX512 = 2, ISA_NEON = 3, ISA_REFERENCE = 4 } SdIsa;
+// The path in use: the default's (scalar for ISA_REFERENCE), else the best.
 SdIsa sd_cpu_isa(void);
+// The best path of this CPU and build, whatever the default.
+SdIsa sd_isa_best(void);
+// 1 when this CPU can run the path (reference and scalar: always; x86 paths up to the best; NEON
+// where it is the best).
+int sd_isa_runnable(SdIsa isa);
+// Sets the process's default path (-1: the best again). Not thread-safe: call it before any work.
+// -1 with a message when this CPU cannot run it.
+int sd_isa_set_default(int isa);
 const char *sd_isa_name(SdIsa isa);
-// 0, or -1 with a message naming the value of $SATDIFUSER_ISA and the accepted ones.
-int sd_isa_check(void);
-// 1 when $SATDIFUSER_ISA=reference.
+// 1 when the default is ISA_REFERENCE.
 int sd_reference_path(void);
 // What `satdifuser version` prints: "reference" or sd_isa_name(sd_cpu_isa()).
 const char *sd_isa_in_use(void);

@@ -125,8 +125,10 @@ typedef struct {
     int head_vals[GB_PRESET_MAX_HEAD];
 } GbPreset;
 
-// NAME (a preset of configs/tasks) or a path to a .json file -> the file's path.
-int gb_preset_find(const char *name, char *path, size_t size);
+// NAME (a preset: NAME.json in CONFIGS/tasks when configs is not NULL, else or then in the binary's
+// configs/tasks, its ../configs/tasks, ./configs/tasks) or a path to a .json file -> the file's path.
+// The command passes $SATDIFUSER_CONFIGS as configs (the library reads no environment).
+int gb_preset_find(const char *name, const char *configs, char *path, size_t size);
 int gb_preset_load(GbPreset *p, const char *path);
 void gb_preset_free(GbPreset *p);
 

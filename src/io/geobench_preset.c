@@ -23,12 +23,11 @@ static int is_file(const char *path) {
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-// The folders searched for NAME.json, in order: $SATDIFUSER_CONFIGS/tasks, the binary's
-// configs/tasks (and one level up, for build trees), ./configs/tasks.
-static int preset_dirs(char dirs[4][4096]) {
+// The folders searched for NAME.json, in order: CONFIGS/tasks (the caller's folder, when given), the
+// binary's configs/tasks (and one level up, for build trees), ./configs/tasks.
+static int preset_dirs(const char *configs, char dirs[4][4096]) {
     int n = 0;
-    const char *env = getenv("SATDIFUSER_CONFIGS");
-    if (env && *env) snprintf(dirs[n++], 4096, "%s/tasks", env);
+    if (configs && *configs) snprintf(dirs[n++], 4096, "%.4000s/tasks", configs);
     char exe[4096];
     ssize_t len = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (len > 0 && len < 4000) {
@@ -44,7 +43,7 @@ static int preset_dirs(char dirs[4][4096]) {
     return n;
 }
 
-int gb_preset_find(const char *name, char *path, size_t size) {
+int gb_preset_find(const char *name, const char *configs, char *path, size_t size) {
     size_t nl = strlen(name);
     if (strchr(name, '/') || (nl > 5 && !strcmp(name + nl - 5, ".json"))) {  // a file
         if (!is_file(name)) return sd_errorf("--task %s: no such preset file", name);
@@ -52,7 +51,7 @@ int gb_preset_find(const char *name, char *path, size_t size) {
         return 0;
     }
     char dirs[4][4096];
-    int nd = preset_dirs(dirs);
+    int nd = preset_dirs(configs, dirs);
     for (int i = 0; i < nd; i++) {
         snprintf(path, size, "%s/%s.json", dirs[i], name);
         if (is_file(path)) return 0;
@@ -73,12 +72,12 @@ int gb_preset_find(const char *name, char *path, size_t size) {
         }
         closedir(d);
     }
-    // name the binary's folder (after $SATDIFUSER_CONFIGS when set; ./configs/tasks without /proc)
-    const char *env = getenv("SATDIFUSER_CONFIGS");
-    const char *shown = dirs[env && *env && nd > 1 ? 1 : 0];
-    return sd_errorf("--task %s: no preset %s.json in %s (nor $SATDIFUSER_CONFIGS/tasks, the binary's configs/tasks, "
-                     "./configs/tasks)%s%s; give a preset file as --task FILE.json",
-                     name, name, shown, used ? "; presets: " : "", names);
+    // name the binary's folder (after CONFIGS/tasks when given; ./configs/tasks without /proc)
+    int given = configs && *configs;
+    const char *shown = dirs[given && nd > 1 ? 1 : 0];
+    return sd_errorf("--task %s: no preset %s.json in %s (nor %s%sthe binary's configs/tasks, ./configs/tasks)%s%s; give "
+                     "a preset file as --task FILE.json",
+                     name, name, shown, given ? dirs[0] : "", given ? ", " : "", used ? "; presets: " : "", names);
 }
 
 static int need_string(const JsonValue *o, const char *key, const char *path, char **out) {
