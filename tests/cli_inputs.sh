@@ -42,6 +42,12 @@ check '[ $? -eq 1 ] && grep -q "bad.png: unknown image format: a GIF image" "$T/
 printf '# list\n%s\n' "$CHIP" > "$T/list.dat"
 $S extract $X --input "$T/list.dat" --out "$T/ol" --quiet > "$T/l.log" 2>&1
 check '[ $? -eq 0 ] && [ -f "$T/ol/s2_r0_c0.safetensors" ]' "a text list named .dat ($(cat "$T/l.log"))"
+# a text file that is not a list of images (a Markdown manifest): its first line that is no image path,
+# by file and line, before any naming (was: "``` and ``` would both be written")
+printf '# Manifest\n\n```\npng/   175 PNG files\n```\n' > "$T/MANIFEST.md"
+$S extract $X --input "$T/MANIFEST.md" --out "$T/om" > "$T/m.log" 2>&1
+check '[ $? -eq 2 ] && [ $(wc -l < "$T/m.log") -eq 1 ] && grep -qF "MANIFEST.md:3: '"'"'\`\`\`'"'"' is not an image path" "$T/m.log" && ! grep -q "both be written" "$T/m.log" && [ ! -e "$T/om" ]' \
+  "a Markdown file as --input: $(cat "$T/m.log")"
 cp "$CHIP" "$T/chip.data"
 $S extract $X --input "$T/chip.data" --out "$T/oi" --quiet > "$T/i.log" 2>&1
 check '[ $? -eq 0 ] && [ -f "$T/oi/chip.safetensors" ]' "an NPY named .data ($(cat "$T/i.log"))"

@@ -36,6 +36,7 @@ static void put_npy(const char *rel) {
     int n = snprintf(header, sizeof(header), "%s", dict);
     while ((10 + n + 1) % 64) header[n++] = ' ';
     header[n++] = '\n';
+    put(rel, "");  // its folders
     char path[512];
     snprintf(path, sizeof(path), "%s/%s", g_root, rel);
     FILE *f = fopen(path, "wb");
@@ -172,6 +173,27 @@ static void test_list_and_file(void) {
     rc = extract_inputs_collect(path_of("blob.bin"), NULL, &l);
     CHECK(rc == -1 && strstr(sd_last_error(), "neither an image") && strstr(sd_last_error(), "blob.bin"), "binary: %s",
           sd_last_error());
+    extract_inputs_free(&l);
+
+    // a text file that is not a list of images: its first line that is no image path, by file and line
+    put("lst/README.md", "# Data\n\nSome words about the images.\n```\nimgs/one.npy\n```\n");
+    rc = extract_inputs_collect(path_of("lst/README.md"), NULL, &l);
+    CHECK(rc == -1 && strstr(sd_last_error(), "lst/README.md:3: 'Some words about the images.' is not an image path") &&
+              strstr(sd_last_error(), "no such file"),
+          "a README as a list: %s", sd_last_error());
+    extract_inputs_free(&l);
+    put("lst/folder.txt", "imgs/one.npy\nimgs\n");
+    rc = extract_inputs_collect(path_of("lst/folder.txt"), NULL, &l);
+    CHECK(rc == -1 && strstr(sd_last_error(), "folder.txt:2: 'imgs' is not an image path") && strstr(sd_last_error(), "a folder"),
+          "a folder in a list: %s", sd_last_error());
+    extract_inputs_free(&l);
+    // an image path that does not exist (yet) is kept: it fails when read, as a folder's broken image;
+    // an existing file of another extension is kept: its content decides
+    put_npy("lst/chip.dat");
+    put("lst/later.txt", "gone/missing.tif\nchip.dat\n");
+    rc = extract_inputs_collect(path_of("lst/later.txt"), NULL, &l);
+    CHECK(rc == 0 && !strcmp(names(&l), "chip gone/missing"), "a missing image and a .dat image in a list: rc %d '%s' (%s)", rc,
+          names(&l), rc ? sd_last_error() : "");
     extract_inputs_free(&l);
 
     // a list with the same stem twice in one folder (one.npy, one.png): a collision

@@ -77,6 +77,21 @@ static int on_input_file(void *ctx, const char *rel, const char *full, const cha
     return extract_output_name(rel, item, sizeof(item)) || list_add((ExtractInputs *)ctx, full, item);
 }
 
+// A line of a list file names an image when the file exists (its content decides later, whatever its
+// name) or the path has an image extension (a missing image then fails when it is read, as a
+// folder's unreadable image does). Anything else - a Markdown file's "```", a sentence - means the
+// text file is not a list of images: said at its first such line, before any naming.
+static int list_line_is_image(const char *full, int *is_dir) {
+    struct stat sb;
+    *is_dir = 0;
+    if (stat(full, &sb) == 0) {
+        *is_dir = S_ISDIR(sb.st_mode);
+        return !*is_dir;
+    }
+    const char *slash = strrchr(full, '/');
+    return extract_is_image_name(slash ? slash + 1 : full);
+}
+
 static int read_list_file(ExtractInputs *l, const char *list) {
     FILE *f = fopen(list, "r");
     if (!f) return sd_errorf("%s: cannot open: %s", list, strerror(errno));
@@ -98,7 +113,12 @@ static int read_list_file(ExtractInputs *l, const char *list) {
         char full[8192], name[4096];
         if (p[0] == '/') snprintf(full, sizeof(full), "%s", p);
         else snprintf(full, sizeof(full), "%s/%s", dir, p);
-        if (extract_output_name(p, name, sizeof(name))) rc = sd_error_context("%s:%d", list, lineno);
+        int is_dir;
+        if (!list_line_is_image(full, &is_dir))
+            rc = sd_errorf("%s:%d: '%.200s' is not an image path satdifuser can read (%s; images are .png .tif .tiff "
+                           ".npy .jpg .jpeg); --input %s was read as a list of images, one per line",
+                           list, lineno, p, is_dir ? "a folder" : "no such file", list);
+        else if (extract_output_name(p, name, sizeof(name))) rc = sd_error_context("%s:%d", list, lineno);
         else rc = list_add(l, full, name);
     }
     fclose(f);

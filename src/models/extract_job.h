@@ -45,7 +45,9 @@ typedef struct {
 //   - an image file (by its content, any name): named by its file name without the extension;
 //   - a text file: a list of images, one per line ('#' starts a comment line, blank lines skipped),
 //     relative paths relative to the list's folder, named by the path as written (a path leaving the
-//     folder, absolute or with "..", by its file name).
+//     folder, absolute or with "..", by its file name). A line that is neither an existing file nor
+//     a path with an image extension is an error naming the list and the line (a text file that is
+//     not a list of images, e.g. a README, is said to be one at its first such line).
 // Errors: no images, two images of one name ("A and B would both be written as 'N.safetensors'"),
 // an image named PROMPT_EMBEDDING_NAME, a binary file that is no image. -1 with the message; the
 // list is then partly filled (extract_inputs_free it).
