@@ -216,9 +216,9 @@ static void le_to_host(void *p, int64_t n, int size) {
         }
 }
 
-static float *entry_f32(const SafeTensors *st, const StEntry *e) {
+static float *entry_f32(const StEntry *e) {
     float *x = (float *)malloc((size_t)(e->numel > 0 ? e->numel : 1) * sizeof(float));
-    if (x && st_entry_to_f32(st, e, x)) {
+    if (x && st_entry_to_f32(e, x)) {
         free(x);
         return NULL;
     }
@@ -244,7 +244,7 @@ static void compare_part(const LdmPlan *plan, LdmPart part, const char *weights,
         }
         int same_shape = e->ndim == t->ndim && e->dtype == t->src->dtype;
         for (int d = 0; same_shape && d < e->ndim; d++) same_shape = e->shape[d] == t->shape[d];
-        float *want = entry_f32(&ref, e), *got = (float *)malloc((size_t)t->numel * sizeof(float));
+        float *want = entry_f32(e), *got = (float *)malloc((size_t)t->numel * sizeof(float));
         int same = same_shape && want && got && !ldm_tensor_read(t, 0, t->numel, DT_F32, got);
         if (same) le_to_host(got, t->numel, 4);
         same = same && memcmp(want, got, (size_t)t->numel * sizeof(float)) == 0;
@@ -397,7 +397,7 @@ static int write_variant(const char *path, const Variant *v) {
             if (pass == 0 && have_clip && !strncmp(e->name, "cond_stage_model.", 17)) continue;
             for (int copy = 0; copy < 1 + (pass == 0 && v->add_ema && !strncmp(e->name, "model.diffusion_model.", 22));
                  copy++) {
-                float *x = entry_f32(src, e);
+                float *x = entry_f32(e);
                 char *name = (char *)malloc(LDM_NAME_MAX);
                 if (!x || !name) return -1;
                 if (pass == 1) {
@@ -506,7 +506,7 @@ static void test_variants(void) {
             const LdmTensor *t = ldm_plan_find(&plan, LDM_UNET, "conv_in.bias");
             SafeTensors ref;
             if (t && !st_open(&ref, PIPE "/unet/diffusion_pytorch_model.safetensors")) {
-                float got[8], *want = entry_f32(&ref, st_find(&ref, "conv_in.bias"));
+                float got[8], *want = entry_f32(st_find(&ref, "conv_in.bias"));
                 int read = want && !ldm_tensor_read(t, 0, 8, DT_F32, got);
                 if (read) le_to_host(got, 8, 4);
                 CHECK(read && got[3] == 2 * want[3], "--ema values");

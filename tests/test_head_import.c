@@ -93,7 +93,7 @@ static int load_batch(const char *feat_dir, const JsonValue *images, const HeadC
                     if (!*buf) { st_close(&st); return sd_errorf("out of memory"); }
                     b->nbufs = i * S + s + 1 > b->nbufs ? i * S + s + 1 : b->nbufs;
                 }
-                st_entry_to_f32(&st, e, *buf + (size_t)j * e->numel);
+                st_entry_to_f32(e, *buf + (size_t)j * e->numel);
                 b->in.feat[i][s] = *buf;
                 b->in.H[s] = H;
                 b->in.W[s] = W;
@@ -128,7 +128,7 @@ static float *load_f32(const SafeTensors *st, const char *name, int64_t *numel) 
     const StEntry *e = st_find(st, name);
     if (!e) return NULL;
     float *x = (float *)malloc((size_t)e->numel * sizeof(float));
-    if (x) st_entry_to_f32(st, e, x);
+    if (x) st_entry_to_f32(e, x);
     *numel = e->numel;
     return x;
 }

@@ -159,7 +159,7 @@ static int load_features(const char *path, const HeadConfig *hc, FusionInput *in
             float *buf = (float *)malloc((size_t)e->numel * sizeof(float));
             if (!buf) { rc = sd_errorf("out of memory"); break; }
             bufs[(*nbufs)++] = buf;
-            st_entry_to_f32(&st, e, buf);
+            st_entry_to_f32(e, buf);
             in->feat[i][s] = buf;
             in->H[s] = (int)e->shape[nd - 2];
             in->W[s] = (int)e->shape[nd - 1];

@@ -314,7 +314,7 @@ static int read_betas(const SafeTensors *st, ConvertJob *j) {
     if (!e || e->ndim != 1 || e->numel < 2 || e->numel > 100000) return 0;
     float *b = (float *)malloc((size_t)e->numel * sizeof(float));
     if (!b) return sd_errorf("out of memory");
-    if (st_entry_to_f32(st, e, b)) {
+    if (st_entry_to_f32(e, b)) {
         free(b);
         return SD_FAIL;
     }

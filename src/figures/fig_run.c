@@ -99,7 +99,7 @@ int fig_mixing(const char *run_dir, const char *out) {
     }
     float *raw = (float *)malloc((size_t)L * T * sizeof(float));
     double *w = (double *)malloc((size_t)L * T * sizeof(double));
-    if (!raw || !w || st_entry_to_f32(&st, e, raw)) {
+    if (!raw || !w || st_entry_to_f32(e, raw)) {
         st_close(&st);
         free(raw);
         free(w);

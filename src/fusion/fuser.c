@@ -192,7 +192,7 @@ int fuser_forward(Fuser *f, const FusionInput *in, int training, int keep) {
     case FUSER_LW: return lw_forward(&f->lw, fl, in, f->fused, training, keep);
     case FUSER_MOE: return moe_forward(&f->moe, fl, in, f->fused, training, keep);
     case FUSER_CONCAT: return concat_forward(&f->concat, fl, in, f->fused);
-    case FUSER_SINGLE: return single_forward(&f->single, fl, &f->cfg, in, f->fused, training);
+    case FUSER_SINGLE: return single_forward(&f->single, fl, in, f->fused, training);
     }
     return sd_errorf("unknown fuser kind %d", (int)f->cfg.kind);
 }

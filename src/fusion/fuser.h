@@ -248,8 +248,7 @@ int concat_backward(ConcatFuser *c, const FeatureLayout *fl, int B, const int *H
 void concat_free(ConcatFuser *c);
 
 int single_init(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, ParamSet *ps);
-int single_forward(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, const FusionInput *in,
-                   FBuf *fused, int training);
+int single_forward(SingleFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training);
 // fused: the forward's outputs (Phi's output is the fused map itself).
 int single_backward(SingleFuser *g, const FeatureLayout *fl, int B, const int *H, const int *W,
                     const float *const *dfused, const FBuf *fused, FusionGrad *dfeat);

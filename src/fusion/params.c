@@ -94,7 +94,7 @@ int params_load(ParamSet *ps, const SafeTensors *st, int strict) {
             if (e->dtype == DT_I64 || e->dtype == DT_I32 || e->dtype == DT_BOOL)
                 return sd_errorf("%s: tensor '%s' is %s, expected a float tensor", st->path, p->name,
                                  dtype_name(e->dtype));
-            if (st_entry_to_f32(st, e, p->data)) return SD_FAIL;
+            if (st_entry_to_f32(e, p->data)) return SD_FAIL;
             int64_t bad = 0;
             for (int64_t k = 0; k < p->numel; k++) bad += !isfinite(p->data[k]);
             if (bad) return sd_errorf("%s: tensor '%s' has %lld NaN/Inf values", st->path, p->name, (long long)bad);

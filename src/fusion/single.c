@@ -36,9 +36,7 @@ int single_init(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg,
     return 0;
 }
 
-int single_forward(SingleFuser *g, const FeatureLayout *fl, const FuserConfig *cfg, const FusionInput *in,
-                   FBuf *fused, int training) {
-    (void)cfg;
+int single_forward(SingleFuser *g, const FeatureLayout *fl, const FusionInput *in, FBuf *fused, int training) {
     for (int s = 0; s < fl->num_scales; s++) {
         int H = in->H[s], W = in->W[s], l = g->stream[s], c = fl->channels[s][l], c0 = 0;
         for (int i = 0; i < l; i++) c0 += fl->channels[s][i];

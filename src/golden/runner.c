@@ -65,7 +65,7 @@ int golden_check(GoldenCase *gc, const char *name, const float *got, int ndim, c
     }
     float *want = (float *)malloc((size_t)(e->numel ? e->numel : 1) * sizeof(float));
     if (!want) { gc->n_failed++; return sd_errorf("out of memory"); }
-    st_entry_to_f32(&gc->tensors, e, want);
+    st_entry_to_f32(e, want);
     double max_abs = 0.0, max_rel = 0.0;
     int64_t bad = 0, first_bad = -1;
     for (int64_t i = 0; i < e->numel; i++) {

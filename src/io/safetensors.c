@@ -290,7 +290,7 @@ static int host_little_endian(void) {
     return b == 1;
 }
 
-int st_entry_to_f32(const SafeTensors *st, const StEntry *e, float *dst) {
+int st_entry_to_f32(const StEntry *e, float *dst) {
     const unsigned char *p = e->data;
     const int64_t n = e->numel;
     // One loop per dtype (not a switch per element), the float ones over the threads for big
@@ -325,7 +325,6 @@ int st_entry_to_f32(const SafeTensors *st, const StEntry *e, float *dst) {
     case DT_I8: for (int64_t i = 0; i < n; i++) dst[i] = (float)(int8_t)p[i]; break;
     case DT_U8: case DT_BOOL: for (int64_t i = 0; i < n; i++) dst[i] = (float)p[i]; break;
     }
-    (void)st;
     return 0;
 }
 
@@ -374,7 +373,7 @@ int st_load(const SafeTensors *st, const char *name, int ndim, const int *shape,
     out->data = (float *)malloc((size_t)(e->numel ? e->numel : 1) * sizeof(float));
     if (!out->data) return sd_errorf("%s: out of memory loading '%s'", st->path, name);
     out->owns_data = 1;
-    return st_entry_to_f32(st, e, out->data);
+    return st_entry_to_f32(e, out->data);
 }
 
 const char *st_metadata(const SafeTensors *st, const char *key) {

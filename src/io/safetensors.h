@@ -67,7 +67,7 @@ int st_load(const SafeTensors *st, const char *name, int ndim, const int *shape,
 // memory and read from the file again if touched. Memory outside the mapping is ignored.
 void st_release_pages(const SafeTensors *st, const void *p, size_t bytes);
 // Copies entry data converted to float32 into dst (numel floats).
-int st_entry_to_f32(const SafeTensors *st, const StEntry *e, float *dst);
+int st_entry_to_f32(const StEntry *e, float *dst);
 // Copies an integer tensor (I64/I32/I16/I8/U8/BOOL) to int64.
 int st_entry_to_i64(const SafeTensors *st, const StEntry *e, int64_t *dst);
 // A metadata value, or NULL.

@@ -101,11 +101,11 @@ int checkpoint_load(const char *path, HeadModel *m, Adam *adam, TrainState *ts) 
         snprintf(name, sizeof(name), "adam.exp_avg.%s", p->name);
         if ((rc = st_require(&st, name, &e))) break;
         if (e->numel != p->numel || e->dtype != DT_F32) { rc = sd_errorf("%s: '%s' has the wrong size or dtype", path, name); break; }
-        st_entry_to_f32(&st, e, adam->state[k].m);
+        st_entry_to_f32(e, adam->state[k].m);
         snprintf(name, sizeof(name), "adam.exp_avg_sq.%s", p->name);
         if ((rc = st_require(&st, name, &e))) break;
         if (e->numel != p->numel || e->dtype != DT_F32) { rc = sd_errorf("%s: '%s' has the wrong size or dtype", path, name); break; }
-        st_entry_to_f32(&st, e, adam->state[k].v);
+        st_entry_to_f32(e, adam->state[k].v);
         snprintf(name, sizeof(name), "adam.step.%s", p->name);
         if ((rc = st_require(&st, name, &e))) break;
         if (e->numel != 1) { rc = sd_errorf("%s: '%s' must be a scalar", path, name); break; }

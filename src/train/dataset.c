@@ -351,7 +351,7 @@ int dataset_load_batch(Dataset *d, const int *rows, int n, FusionInput *in) {
                     return sd_errorf("%s: tensor '%s' has another shape than the first feature file's (%d, %d, %d)",
                                      path, name, d->C[s], d->H[s], d->W[s]);
                 }
-                if (st_entry_to_f32(&st, e, d->feat[i][s] + (int64_t)b * want)) { st_close(&st); return SD_FAIL; }
+                if (st_entry_to_f32(e, d->feat[i][s] + (int64_t)b * want)) { st_close(&st); return SD_FAIL; }
             }
         }
         st_close(&st);

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
             if (e->numel > (1 << 22)) continue;  // the data is in the file, so numel is bounded by its size
             void *buf = malloc((size_t)(e->numel ? e->numel : 1) * 8);
             if (!buf) continue;
-            st_entry_to_f32(&st, e, buf);
+            st_entry_to_f32(e, buf);
             st_entry_to_i64(&st, e, buf);
             free(buf);
             st_find(&st, e->name);

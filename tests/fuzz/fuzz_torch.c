@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
             if (e->numel > (1 << 22)) continue;
             float *buf = (float *)malloc((size_t)(e->numel ? e->numel : 1) * sizeof(float));
             if (!buf) continue;
-            st_entry_to_f32(&st, e, buf);
+            st_entry_to_f32(e, buf);
             free(buf);
         }
         st_close(&st);
