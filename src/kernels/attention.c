@@ -65,14 +65,6 @@ static AttnWork work_split(const GemmKernelInfo *ki, int nk, int hd, float *base
     return w;
 }
 
-// Copies n floats in fixed 8-float chunks (vector moves, no libc call), zero-fills up to `width`.
-static inline void copy_pad(float *dst, const float *src, int n, int width) {
-    int t = 0;
-    for (; t + 8 <= n; t += 8) memcpy(dst + t, src + t, 8 * sizeof(float));
-    for (; t < n; t++) dst[t] = src[t];
-    for (; t < width; t++) dst[t] = 0.0f;
-}
-
 // Packs keys [0, nk) of one head: K as A panels (rows = keys) and V^T as A panels (rows = d).
 static void pack_kv(const GemmKernelInfo *ki, const float *k, const float *v, int ld, int nk, int hd, AttnWork *w) {
     const int mr = ki->mr;
@@ -90,7 +82,7 @@ static void pack_kv(const GemmKernelInfo *ki, const float *k, const float *v, in
     for (int d0 = 0; d0 < hd; d0 += mr) {
         float *dst = w->vp + (size_t)d0 * nk;
         int cols = hd - d0 < mr ? hd - d0 : mr;
-        for (int key = 0; key < nk; key++) copy_pad(dst + (size_t)key * mr, v + (int64_t)key * ld + d0, cols, mr);
+        for (int key = 0; key < nk; key++) gemm_copy_pad(dst + (size_t)key * mr, v + (int64_t)key * ld + d0, cols, mr);
     }
 }
 

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "kernels/kernels.h"
 
@@ -175,6 +176,14 @@ void gemm_pack_b_f32(const GemmKernelInfo *ki, const GemmProblem *g, int p0, int
                      float *scratch);
 // op(B) alone (not an implicit B), micro-panels of nr columns (gemm.c's no-workspace path too).
 void gemm_pack_b_plain(const GemmProblem *g, int p0, int kc, int j0, int nc, int nr, float *dst);
+// One micro-panel row: dst[0, n) = src[0, n), dst[n, width) = 0 (gemm_pack.c's B panels,
+// attention.c's V^T panels). Fixed 8-float chunks: vector moves, not a libc call per row.
+static inline void gemm_copy_pad(float *dst, const float *src, int n, int width) {
+    int t = 0;
+    for (; t + 8 <= n; t += 8) memcpy(dst + t, src + t, 8 * sizeof(float));
+    for (; t < n; t++) dst[t] = src[t];
+    for (; t < width; t++) dst[t] = 0.0f;
+}
 // The layout description of rows x K values at data, packed for ki (gemm_pack_weights' layout,
 // kernels.h: panels of ki->nr rows (as_b) or ki->mr, k block by k block of ki->kc).
 void gemm_packed_layout(GemmPackedWeights *pw, const GemmKernelInfo *ki, int rows, int K, int as_b, void *data);

@@ -68,15 +68,6 @@ void gemm_pack_a_f32(const GemmKernelInfo *ki, const GemmProblem *g, int i0, int
     }
 }
 
-// Copies n floats in fixed 8-float chunks (vector moves, not a libc call per
-// micro-panel row) and zero-fills up to `width`.
-static inline void copy_pad(float *dst, const float *src, int n, int width) {
-    int t = 0;
-    for (; t + 8 <= n; t += 8) memcpy(dst + t, src + t, 8 * sizeof(float));
-    for (; t < n; t++) dst[t] = src[t];
-    for (; t < width; t++) dst[t] = 0.0f;
-}
-
 // B panel rows [p0, p0+kc) x cols [j0, j0+nc) of op(B) into micro-panels of nr columns.
 void gemm_pack_b_plain(const GemmProblem *g, int p0, int kc, int j0, int nc, int nr, float *dst) {
     if (g->packed_b) {
@@ -97,7 +88,7 @@ void gemm_pack_b_plain(const GemmProblem *g, int p0, int kc, int j0, int nc, int
             const float *src = g->b + (int64_t)(p0 + p) * g->ldb + j0;
             for (int jr = 0; jr < nc; jr += nr) {
                 int n = nc - jr < nr ? nc - jr : nr;
-                copy_pad(dst + (size_t)jr * kc + (size_t)p * nr, src + jr, n, nr);
+                gemm_copy_pad(dst + (size_t)jr * kc + (size_t)p * nr, src + jr, n, nr);
             }
         }
         return;
