@@ -124,7 +124,7 @@ demo: satdifuser$(EXE_SUFFIX)
 FUZZ_CC    ?= clang
 FUZZ_FLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
               -std=c99 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Isrc -I.
-FUZZ_BASE  := src/core/error.c src/io/file.c
+FUZZ_BASE  := src/core/error.c src/core/half.c src/io/file.c
 FUZZ_SRC_png         := src/io/png.c src/io/inflate.c
 FUZZ_SRC_inflate     := src/io/inflate.c
 FUZZ_SRC_tiff        := src/io/tiff.c src/io/inflate.c src/io/npy.c
