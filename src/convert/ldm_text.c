@@ -63,8 +63,21 @@ const LdmUnit ldm_unit_openclip_layer = {"OpenCLIP resblock", kOpenClipLayer, CO
 const LdmUnit ldm_unit_clip_top = {"CLIP text model", kClipTop, COUNT(kClipTop)};
 const LdmUnit ldm_unit_clip_layer = {"CLIP encoder layer", kClipLayer, COUNT(kClipLayer)};
 
-int ldm_map_openclip(const LdmLayout *L, const char *name, const char *r, LdmTarget *t, const char **why) {
+// Text layer i of either tower, `rest` inside it: text_model.encoder.layers.i.*, or skipped (*why =
+// skipped) past the layers kept.
+static int map_layer(const LdmLayout *L, int unit, const char *name, const char *rest, int i, const char *skipped,
+                     LdmTarget *t, const char **why) {
+    if (ldm_unit_row(unit, rest) < 0) return ldm_unknown(name, ldm_units[unit]->what);
+    if (i >= L->text_layers_kept) {
+        *why = skipped;
+        return 0;
+    }
     char d[LDM_NAME_MAX];
+    snprintf(d, sizeof(d), "text_model.encoder.layers.%d.", i);
+    return ldm_rename_in_unit(t, unit, name, rest, d);
+}
+
+int ldm_map_openclip(const LdmLayout *L, const char *name, const char *r, LdmTarget *t, const char **why) {
     int i;
     const char *s;
     if (ldm_unit_row(U_OPENCLIP_TOP, r) >= 0) return ldm_rename_in_unit(t, U_OPENCLIP_TOP, name, r, "text_model.");
@@ -72,20 +85,13 @@ int ldm_map_openclip(const LdmLayout *L, const char *name, const char *r, LdmTar
         *why = "OpenCLIP's projection to the image space / logit scale / mask: not used by the pipeline";
         return 0;
     }
-    if ((s = ldm_take_index(r, "transformer.resblocks.", &i))) {
-        if (ldm_unit_row(U_OPENCLIP_LAYER, s) < 0) return ldm_unknown(name, ldm_units[U_OPENCLIP_LAYER]->what);
-        if (i >= L->text_layers_kept) {
-            *why = "a text layer after the last one the pipeline uses (SD 2.x: the penultimate layer)";
-            return 0;
-        }
-        snprintf(d, sizeof(d), "text_model.encoder.layers.%d.", i);
-        return ldm_rename_in_unit(t, U_OPENCLIP_LAYER, name, s, d);
-    }
+    if ((s = ldm_take_index(r, "transformer.resblocks.", &i)))
+        return map_layer(L, U_OPENCLIP_LAYER, name, s, i,
+                         "a text layer after the last one the pipeline uses (SD 2.x: the penultimate layer)", t, why);
     return ldm_unknown(name, NULL);
 }
 
 int ldm_map_clip(const LdmLayout *L, const char *name, const char *r, LdmTarget *t, const char **why) {
-    char d[LDM_NAME_MAX];
     int i;
     const char *s, *m = ldm_after(r, "text_model.");
     if (!m) return ldm_unknown(name, NULL);
@@ -94,14 +100,7 @@ int ldm_map_clip(const LdmLayout *L, const char *name, const char *r, LdmTarget 
         return 0;
     }
     if (ldm_unit_row(U_CLIP_TOP, m) >= 0) return ldm_rename_in_unit(t, U_CLIP_TOP, name, m, "text_model.");
-    if ((s = ldm_take_index(m, "encoder.layers.", &i))) {
-        if (ldm_unit_row(U_CLIP_LAYER, s) < 0) return ldm_unknown(name, ldm_units[U_CLIP_LAYER]->what);
-        if (i >= L->text_layers_kept) {
-            *why = "a text layer after the last one converted";
-            return 0;
-        }
-        snprintf(d, sizeof(d), "text_model.encoder.layers.%d.", i);
-        return ldm_rename_in_unit(t, U_CLIP_LAYER, name, s, d);
-    }
+    if ((s = ldm_take_index(m, "encoder.layers.", &i)))
+        return map_layer(L, U_CLIP_LAYER, name, s, i, "a text layer after the last one converted", t, why);
     return ldm_unknown(name, NULL);
 }
