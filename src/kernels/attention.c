@@ -30,6 +30,15 @@
 static int query_tile(const GemmKernelInfo *ki) { return ki->nr * ((128 + ki->nr - 1) / ki->nr); }
 static int key_tile(const GemmKernelInfo *ki) { return ki->mr * (256 / ki->mr > 0 ? 256 / ki->mr : 1); }
 
+// The kernel set whose register tile lays out the tiles and the workspace: the f32 set in use,
+// or for the bf16 path the bf16 set's 14 x 32 (x86 or arm64) whatever the f32 set (NEON's is
+// 8 x 8): the same key tiles, so the same online-softmax steps and bits on every bf16 CPU.
+// The f32 set's optional hooks (scale_columns, finish_rows) serve both paths.
+static const GemmKernelInfo *tile_set(int bf16) {
+    if (!bf16) return gemm_kernel_info();
+    return gemm_kernel_avx512_bf16() ? gemm_kernel_avx512_bf16() : gemm_kernel_neon_bf16();
+}
+
 typedef struct {
     float *kp;    // K of one head as A panels: [key panel][d][mr]            (nk_pad x hd)
     float *vp;    // V^T of one head as A panels: [d panel][key][mr]          (hd_pad x nk)
@@ -209,7 +218,7 @@ static void pack_kv_bf16(const float *k, const float *v, int ld, int nk, int hd,
 
 static void attend_tile_bf16(const GemmKernelInfo *ki, const float *q, float *out, int ld, int q0, int nq,
                              int nk_used, int nk_packed, int hd, float scale, int causal, AttnWork *w) {
-    const int mr = 14, nr = 32, br = query_tile(ki), bc = key_tile(ki);
+    const int mr = 14, nr = 32, br = query_tile(tile_set(1)), bc = key_tile(tile_set(1));
     const int hdp = (hd + 1) / 2, nkp = (nk_packed + 1) / 2, slivers = (nq + nr - 1) / nr;
     uint32_t *qp = (uint32_t *)w->qp;
     for (int js = 0; js < slivers; js++) {
@@ -249,7 +258,10 @@ size_t attention_scratch_bytes(int Nk, int head_dim) {
 #ifdef _OPENMP
     threads = omp_get_max_threads();
 #endif
-    return work_floats(gemm_kernel_info(), Nk, head_dim) * (size_t)threads * sizeof(float) + 64;
+    size_t per_thread = work_floats(tile_set(0), Nk, head_dim);
+    if (gemm_bf16_supported() && work_floats(tile_set(1), Nk, head_dim) > per_thread)  // attention_forward_bf16's
+        per_thread = work_floats(tile_set(1), Nk, head_dim);
+    return per_thread * (size_t)threads * sizeof(float) + 64;
 }
 
 static int attention_run(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq, int Nk,
@@ -260,8 +272,8 @@ static int attention_run(const float *q, const float *k, const float *v, float *
         for (int64_t i = 0; i < (int64_t)B * Nq * D; i++) out[i] = 0.0f;
         return 0;
     }
-    const GemmKernelInfo *ki = gemm_kernel_info();
-    const int br = query_tile(ki);
+    const GemmKernelInfo *ki = gemm_kernel_info(), *geo = tile_set(bf16);
+    const int br = query_tile(geo);
     int threads = 1;
 #ifdef _OPENMP
     if (!omp_in_parallel()) threads = omp_get_max_threads();
@@ -284,7 +296,7 @@ static int attention_run(const float *q, const float *k, const float *v, float *
     if (threads > items) threads = items;
 
     // Workspace per thread: from the caller's arena (it grows as needed), else from the heap.
-    size_t per_thread = work_floats(ki, Nk, hd);
+    size_t per_thread = work_floats(geo, Nk, hd);
     size_t need = per_thread * (size_t)threads * sizeof(float);
     size_t mark = scratch ? arena_mark(scratch) : 0;
     float *base = NULL, *heap = NULL;
@@ -303,7 +315,7 @@ static int attention_run(const float *q, const float *k, const float *v, float *
 #ifdef _OPENMP
         tid = omp_get_thread_num();
 #endif
-        AttnWork w = work_split(ki, Nk, hd, base + per_thread * (size_t)tid);
+        AttnWork w = work_split(geo, Nk, hd, base + per_thread * (size_t)tid);
         int chunk = item % chunks, h = (item / chunks) % heads, b = item / (chunks * heads);
         int q_begin = chunk * tiles_per_chunk * br;
         int q_end = q_begin + tiles_per_chunk * br < Nq ? q_begin + tiles_per_chunk * br : Nq;
@@ -336,10 +348,7 @@ int attention_forward(const float *q, const float *k, const float *v, float *out
 int attention_forward_bf16(const float *q, const float *k, const float *v, float *out, int B, int heads, int Nq,
                            int Nk, int head_dim, float scale, int causal, Arena *scratch) {
     if (!gemm_bf16_supported())
-        return sd_errorf("attention_forward_bf16: this CPU has no AVX512_BF16 (or AVX-512 is not in use)");
-    const GemmKernelInfo *ki = gemm_kernel_info();
-    // the bf16 tiles are 14 x 32, the AVX-512 f32 kernel set's too (its tile sizes lay out the work)
-    if (ki->mr != 14 || ki->nr != 32)
-        return attention_run(q, k, v, out, B, heads, Nq, Nk, head_dim, scale, causal, scratch, 0);
+        return sd_errorf("attention_forward_bf16: this CPU has no bf16 kernel set (x86: AVX512_BF16 with AVX-512 in "
+                         "use; arm64: FEAT_BF16 with NEON in use)");
     return attention_run(q, k, v, out, B, heads, Nq, Nk, head_dim, scale, causal, scratch, 1);
 }

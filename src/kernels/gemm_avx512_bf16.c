@@ -354,6 +354,7 @@ const GemmKernelInfo *gemm_kernel_avx512_bf16(void) { return &k_avx512_bf16; }
 
 #else  // not x86-64: no bf16 kernel
 
+#if !defined(__aarch64__)  // arm64: gemm_neon_bf16.c's pieces (FEAT_BF16)
 void gemm_bf16_micro(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta) {
     (void)kp, (void)a, (void)b, (void)c, (void)ldc, (void)m, (void)n, (void)beta;
 }
@@ -366,8 +367,6 @@ void gemm_bf16_rows_to_panel(const float *src, int64_t ld, int rows, int kc, flo
 void gemm_bf16_softmax_pairs(float *s, int rows, float *m, float *l, float *corr) {
     (void)s, (void)rows, (void)m, (void)l, (void)corr;
 }
-
-#if !defined(__aarch64__)  // arm64: gemm_neon_bf16.c's (FEAT_BF16)
 int gemm_bf16_supported(void) { return 0; }
 #endif
 

@@ -198,7 +198,8 @@ void gemm_widen_f16_avx2(const uint16_t *src, float *dst, size_t n);
 void gemm_widen_f16_avx512(const uint16_t *src, float *dst, size_t n);
 void gemm_widen_f16_neon(const uint16_t *src, float *dst, size_t n);
 
-// ---- The bf16 set's pieces attention.c and the tests use (gemm_avx512_bf16.c) -------------
+// ---- The bf16 set's pieces attention.c and the tests use (gemm_avx512_bf16.c; on arm64
+// gemm_neon_bf16.c, the same bits) ------------------------------------------------------------
 // Call only when gemm_bf16_supported(). The 14 x 32 tile C = beta C + sum over kp pairs
 // (panels as in Bf16Packed: a[q*14 + i], b[q*32 + j]); width (<= 32) words from two f32 rows
 // (word j = pair (even[j], odd[j]), odd may be NULL: zeros, words n.. zero); `rows` f32 rows of

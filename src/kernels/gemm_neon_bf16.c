@@ -15,6 +15,7 @@
 // The f32 operand is rounded (bf16_from_f32: to nearest even, subnormals to zero) and packed
 // call by call by this file's packers. Compiled for armv8.2-a+bf16 per function (the rest of
 // the build stays plain armv8-a) and run only when getauxval(AT_HWCAP2) has HWCAP2_BF16.
+// Also the pieces of the bf16 attention (attention.c), with the x86 pieces' bits.
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -183,6 +184,99 @@ static void pack_a_neon_bf16(const GemmKernelInfo *ki, const GemmProblem *g, int
                 pair_words(even, odd ? even + g->lda : NULL, 1, m, MR, d + (size_t)q * MR);
             }
         }
+    }
+}
+
+// ---- The pieces attention.c's bf16 path uses (gemm_internal.h; gemm_avx512_bf16.c on x86) ----
+// The same values as the x86 pieces, so the bf16 attention has the x86 bits (tests/test_attention_bf16.c).
+
+void gemm_bf16_micro(int kp, const uint32_t *a, const uint32_t *b, float *c, int ldc, int m, int n, float beta) {
+    micro_neon_bf16(kp, a, b, c, ldc, m, n, beta, NULL, NULL);
+}
+
+void gemm_bf16_pair_rows(const float *even, const float *odd, int n, int width, uint32_t *dst) {
+    pair_words(even, odd, 1, n, width, dst);
+}
+
+// dst[q*width + i] = pair (scale*src[i][2q], scale*src[i][2q+1]) for i < rows (the odd half
+// past an odd kc zero), rows [rows, width) zero. scale * x rounds once to f32 before the bf16
+// rounding, as vmulps then vcvtne2ps2bf16 (scale = 1 changes no bits).
+void gemm_bf16_rows_to_panel(const float *src, int64_t ld, int rows, int kc, float scale, uint32_t *dst, int width) {
+    const int kp = (kc + 1) / 2;
+    for (int i = 0; i < width; i++) {
+        const float *row = src + (int64_t)i * ld;
+        for (int q = 0; q < kp; q++) {
+            uint32_t w = 0;
+            if (i < rows) {
+                float even = scale * row[2 * q], odd = 2 * q + 1 < kc ? scale * row[2 * q + 1] : 0.0f;
+                w = (uint32_t)bf16_from_f32(even) | (uint32_t)bf16_from_f32(odd) << 16;
+            }
+            dst[(size_t)q * width + i] = w;
+        }
+    }
+}
+
+// bf16_from_f32 (gemm_pack.c) on 4 lanes, the bf16 in each lane's low half: to nearest even,
+// NaN kept and made quiet, zeros and subnormals to a zero of the same sign.
+static inline uint32x4_t bf16x4_from_f32(float32x4_t x) {
+    uint32x4_t u = vreinterpretq_u32_f32(x), hi = vshrq_n_u32(u, 16);
+    uint32x4_t nan = vcgtq_u32(vandq_u32(u, vdupq_n_u32(0x7FFFFFFFu)), vdupq_n_u32(0x7F800000u));
+    uint32x4_t tiny = vceqq_u32(vandq_u32(u, vdupq_n_u32(0x7F800000u)), vdupq_n_u32(0));
+    uint32x4_t r = vshrq_n_u32(vaddq_u32(u, vaddq_u32(vdupq_n_u32(0x7FFFu), vandq_u32(hi, vdupq_n_u32(1)))), 16);
+    r = vbslq_u32(tiny, vandq_u32(hi, vdupq_n_u32(0x8000u)), r);
+    return vbslq_u32(nan, vorrq_u32(hi, vdupq_n_u32(0x0040u)), r);
+}
+
+// exp512 of gemm_avx512_tile.h (the x86 attention softmax's exp) lane by lane: the same
+// constants, roundings and fused multiply-adds (vfmsq_f32(x, n, c) = fnmadd(n, c, x),
+// vfmaq_f32(c, p, r) = fmadd(p, r, c)), x < -87 (or NaN) gives +0. scalef(p, n) is p * 2^n
+// rounded once; on the live lanes n is in [-126, 127] (x in [-87, 88]), so 2^n is a normal
+// float and one multiply rounds the same way (subnormal results too: FPCR.FZ is 0 on Linux).
+static inline float32x4_t exp_softmax4(float32x4_t x) {
+    uint32x4_t live = vcgeq_f32(x, vdupq_n_f32(-87.0f));
+    x = vminq_f32(x, vdupq_n_f32(88.0f));
+    float32x4_t n = vrndnq_f32(vmulq_f32(x, vdupq_n_f32(1.44269504088896341f)));
+    float32x4_t r = vfmsq_f32(x, n, vdupq_n_f32(0.693359375f));
+    r = vfmsq_f32(r, n, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t p = vdupq_n_f32(1.9875691500e-4f);
+    p = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), p, r);
+    p = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), p, r);
+    p = vfmaq_f32(vaddq_f32(r, vdupq_n_f32(1.0f)), p, vmulq_f32(r, r));
+    int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(n), vdupq_n_s32(127)), 23);
+    return vbslq_f32(live, vmulq_f32(p, vreinterpretq_f32_s32(e)), vdupq_n_f32(0.0f));
+}
+
+// The x86 online-softmax step (softmax_step_avx512 with softmax_shift) and the pairing of P's
+// rows, fused as gemm_avx512_bf16.c's gemm_bf16_softmax_pairs, 4 query columns at a time:
+//   m' = max(m, s over rows) with vmaxps's rule (a > b ? a : b: a NaN score is taken);
+//   shift = m' (0 where m' = -inf); corr = exp(m - shift); P = exp(s - shift) summed in row
+//   order; l = fma(l, corr, sum); P's rows 2p, 2p+1 -> pair row p in place (p <= 2p: read already).
+void gemm_bf16_softmax_pairs(float *s, int rows, float *m, float *l, float *corr) {
+    uint32_t *pairs = (uint32_t *)s;
+    const float32x4_t zero = vdupq_n_f32(0.0f), ninf = vdupq_n_f32(-INFINITY);
+    for (int h = 0; h < NR; h += 4) {
+        float32x4_t m_old = vld1q_f32(m + h), mx = m_old;
+        for (int r = 0; r < rows; r++) {
+            float32x4_t x = vld1q_f32(s + (size_t)r * NR + h);
+            mx = vbslq_f32(vcgtq_f32(mx, x), mx, x);
+        }
+        float32x4_t shift = vbslq_f32(vceqq_f32(mx, ninf), zero, mx);
+        float32x4_t c = exp_softmax4(vsubq_f32(m_old, shift)), sum = zero;
+        for (int p = 0; 2 * p < rows; p++) {
+            float32x4_t even = exp_softmax4(vsubq_f32(vld1q_f32(s + (size_t)2 * p * NR + h), shift)), odd = zero;
+            sum = vaddq_f32(sum, even);
+            if (2 * p + 1 < rows) {
+                odd = exp_softmax4(vsubq_f32(vld1q_f32(s + (size_t)(2 * p + 1) * NR + h), shift));
+                sum = vaddq_f32(sum, odd);
+            }
+            vst1q_u32(pairs + (size_t)p * NR + h, vorrq_u32(bf16x4_from_f32(even), vshlq_n_u32(bf16x4_from_f32(odd), 16)));
+        }
+        vst1q_f32(l + h, vfmaq_f32(sum, vld1q_f32(l + h), c));
+        vst1q_f32(m + h, mx);
+        vst1q_f32(corr + h, c);
     }
 }
 
