@@ -87,7 +87,8 @@ CROSS_ISAS_s390x := scalar
 CROSS_ARCHS := arm64 armhf s390x
 .PHONY: $(CROSS_ARCHS:%=test-%) $(CROSS_ARCHS:%=cross-%)
 $(CROSS_ARCHS:%=cross-%): cross-%:
-	$(MAKE) BUILD=build-$* CC=$(CROSS_TRIPLET_$*)-gcc build-$*/satdifuser $(TEST_SRC:tests/%.c=build-$*/tests/%)
+	$(MAKE) BUILD=build-$* CC=$(CROSS_TRIPLET_$*)-gcc build-$*/satdifuser $(TEST_SRC:tests/%.c=build-$*/tests/%) \
+	  $(EXAMPLE_SRC:examples/%.c=build-$*/examples/%)
 $(CROSS_ARCHS:%=test-%): test-%: cross-%
 	@sh tests/run_cross.sh "$*" "$(CROSS_QEMU_$*) -cpu max -L /usr/$(CROSS_TRIPLET_$*)" "$(CROSS_ISAS_$*)" \
 	  build-$*/satdifuser $(TEST_SRC:tests/%.c=build-$*/tests/%)

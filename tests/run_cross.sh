@@ -6,8 +6,9 @@
 #   e.g. run_cross.sh arm64 "qemu-aarch64 -cpu max -L /usr/aarch64-linux-gnu" "neon scalar" build-arm64/satdifuser ...
 # tests/cross_slow.txt lists, per ARCH, what is too slow under qemu (with the reason): a golden case
 # there runs on the first ISA path only, a test program or CLI script is not run; unless CROSS_FULL=1.
-# Each is printed as SLOW with its reason, never dropped silently. CROSS_SKIP_CLI=1 leaves out the
-# CLI scripts (printed too).
+# Each is printed as SLOW with its reason, never dropped silently. CROSS_SKIP_UNIT=1,
+# CROSS_SKIP_GOLDEN=1 and CROSS_SKIP_CLI=1 leave out the unit test programs, the golden cases and the
+# CLI scripts (printed too): to rerun one part after a change.
 # Threads: SATDIFUSER_THREADS=1 unless set (the build machine is shared; results do not
 # depend on the thread count, which the native suite checks).
 arch=$1; qemu=$2; isas=$3; bin=$4; shift 4
@@ -21,6 +22,13 @@ SATDIFUSER_TEST_TIME_SCALE=${SATDIFUSER_TEST_TIME_SCALE:-20}; export SATDIFUSER_
 # The CLI scripts call "$BIN ..." directly: a wrapper runs the binary under qemu.
 wrap="$root/$(dirname "$bin")/satdifuser-qemu"
 printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$qemu" "$root/$bin" > "$wrap" && chmod +x "$wrap"
+# tests/cli_embed.sh runs the library examples from $SATDIFUSER_EXAMPLES: wrappers for the cross-built ones.
+exdir="$root/$(dirname "$bin")/examples-qemu"
+mkdir -p "$exdir"
+for e in "$root/$(dirname "$bin")"/examples/*; do
+  [ -x "$e" ] && printf '#!/bin/sh\nexec %s "%s" "$@"\n' "$qemu" "$e" > "$exdir/$(basename "$e")" && chmod +x "$exdir/$(basename "$e")"
+done
+SATDIFUSER_EXAMPLES=$exdir; export SATDIFUSER_EXAMPLES
 echo "== $arch: $("$wrap" version)"
 passed=0; failed=0
 t_start=$(date +%s)
@@ -30,6 +38,7 @@ slow_reason() {
   awk -v a="$arch" -v n="$1" '$1 == a && $2 == n { $1 = ""; $2 = ""; sub(/^ +/, ""); print; exit }' tests/cross_slow.txt 2>/dev/null
 }
 
+[ "${CROSS_SKIP_UNIT:-0}" = 1 ] && { echo "unit test programs not run (CROSS_SKIP_UNIT=1): $# programs"; shift $#; }
 for t in "$@"; do
   name=$(basename "$t")
   why=$(slow_reason "$name")
@@ -53,6 +62,7 @@ done
 dirs="golden"
 [ -d ../shared/golden ] && dirs="$dirs ../shared/golden"
 first=1
+[ "${CROSS_SKIP_GOLDEN:-0}" = 1 ] && { echo "golden cases not run (CROSS_SKIP_GOLDEN=1) on the paths: $isas"; isas=""; }
 for isa in $isas; do
   t0=$(date +%s)
   gp=0; gf=0
@@ -91,7 +101,7 @@ for s in tests/cli_*.sh; do
   out=$(sh "$s" "$wrap" 2>&1); rc=$?
   res=$(printf '%s\n' "$out" | grep '^RESULT ' | tail -n 1)
   if [ -z "$res" ]; then printf '%s\n' "$out" | tail -n 20; echo "$s: no RESULT line"; failed=$((failed + 1)); continue; fi
-  printf '%s\n' "$out" | grep -E '^FAIL'
+  printf '%s\n' "$out" | grep -E '^FAIL|^SKIP'
   p=$(echo "$res" | cut -d' ' -f2); f=$(echo "$res" | cut -d' ' -f3)
   echo "$(basename "$s"): $p passed, $f failed ($(( $(date +%s) - t0 )) s)"
   passed=$((passed + p)); failed=$((failed + f))
