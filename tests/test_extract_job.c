@@ -250,19 +250,25 @@ static const char *meta_of(const FeatureMeta *m, const char *key) {
     return v ? v : "(absent)";
 }
 
+// The settings both tests use: prompt "fields", 20 steps saving indices 17 and 15 (t 101, 201),
+// output by config, a sampled latent (seed 7), layers attn1 and conv2.
+static void job_settings(ExtractOptions *o, DdimWalk *walk) {
+    extract_options_default(o);
+    o->prompt = "fields";
+    o->walk.num_inference_steps = 20;
+    o->walk.n_save = 2, o->walk.save_index[0] = 17, o->walk.save_index[1] = 15;
+    o->walk.output_handling = DDIM_OUTPUT_BY_CONFIG;
+    o->latent_sample = 1, o->seed = 7;
+    o->n_suffixes = 2, o->suffixes[0] = "attn1", o->suffixes[1] = "conv2";
+    memset(walk, 0, sizeof(*walk));
+    walk->save_t[0] = 101, walk->save_t[1] = 201;
+}
+
 // The job's settings as metadata, a file written with them, and a rerun's check of it.
 static void test_job_meta_and_write(void) {
     ExtractOptions o;
-    extract_options_default(&o);
-    o.prompt = "fields";
-    o.walk.num_inference_steps = 20;
-    o.walk.n_save = 2, o.walk.save_index[0] = 17, o.walk.save_index[1] = 15;
-    o.walk.output_handling = DDIM_OUTPUT_BY_CONFIG;
-    o.latent_sample = 1, o.seed = 7;
-    o.n_suffixes = 2, o.suffixes[0] = "attn1", o.suffixes[1] = "conv2";
     DdimWalk walk;
-    memset(&walk, 0, sizeof(walk));
-    walk.save_t[0] = 101, walk.save_t[1] = 201;
+    job_settings(&o, &walk);
     const char *model = "tests/data/tiny_pipeline";
     ExtractJob job = {.model = model, .o = &o, .walk = &walk, .f16 = 1, .precision = NN_F32,
                       .preprocessing = "{\"size\": 32}", .tool_version = "9.9.9"};
@@ -353,16 +359,8 @@ static int exists(const char *rel) {
 // by test_job_meta_and_write), a broken one, a killed writer's temporary file and a live writer's.
 static void test_resume(void) {
     ExtractOptions o;
-    extract_options_default(&o);
-    o.prompt = "fields";
-    o.walk.num_inference_steps = 20;
-    o.walk.n_save = 2, o.walk.save_index[0] = 17, o.walk.save_index[1] = 15;
-    o.walk.output_handling = DDIM_OUTPUT_BY_CONFIG;
-    o.latent_sample = 1, o.seed = 7;
-    o.n_suffixes = 2, o.suffixes[0] = "attn1", o.suffixes[1] = "conv2";
     DdimWalk walk;
-    memset(&walk, 0, sizeof(walk));
-    walk.save_t[0] = 101, walk.save_t[1] = 201;
+    job_settings(&o, &walk);
     ExtractJob job = {.model = "tests/data/tiny_pipeline", .o = &o, .walk = &walk, .f16 = 1,
                       .preprocessing = "{\"size\": 32}", .tool_version = "9.9.9"};
     FeatureMeta expect;
